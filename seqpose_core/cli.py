@@ -1,0 +1,62 @@
+"""`seqpose` command line: one entry point, one module per subcommand.
+
+Each subcommand module defines `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`. Modules are
+imported only when their command runs (or for --help), so `seqpose eval-results` never imports torch models.
+"""
+import argparse
+import importlib
+import sys
+
+# name -> module implementing it
+COMMANDS = {
+    'demo': 'seqpose_core.commands.demo',
+    'eval-results': 'seqpose_core.eval.cli',
+    'synth': 'seqpose_core.synth.cli',
+    'info': 'seqpose_core.model.cli',
+    'train': 'seqpose_core.train.cli',
+    'eval': 'seqpose_core.commands.evaluate',
+    'bag': 'seqpose_core.bag.cli',
+    'bench': 'seqpose_core.bench',
+}
+
+
+def _load(module_name):
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name and module_name.startswith(error.name):
+            return None  # command not built yet in this checkout
+        raise
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog='seqpose',
+        description='SeqPose: category-level 6D object pose and size from monocular RGB video.')
+    subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
+    for name, module_name in COMMANDS.items():
+        module = _load(module_name)
+        if module is None:
+            continue
+        sub = subparsers.add_parser(name, help=module.HELP, description=getattr(module, 'DESCRIPTION', module.HELP),
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, '_run', None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

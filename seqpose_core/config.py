@@ -1,0 +1,116 @@
+"""Configuration: YAML files <-> nested dataclasses.
+
+One `SeqPoseConfig` holds a section per concern; each section's dataclass lives beside the code that uses it
+(`model.config.ModelConfig`, `data.config.DataConfig`, `train.config.TrainConfig`, `InferenceConfig` here).
+Shipped configs are in `seqpose_core/configs/*.yaml` and are found by bare name (`--config tiny`).
+"""
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from seqpose_core.data.config import DataConfig
+from seqpose_core.model.config import ModelConfig
+from seqpose_core.train.config import TrainConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent / 'configs'
+
+
+@dataclass
+class InferenceConfig:
+    """How the stateful runner turns network outputs into detections."""
+    mode: str = 'video'             # 'video' (memory on, the paper's MF) or 'single' (memory off, SF)
+    score_threshold: float = 0.3    # detections below this score are dropped
+    max_detections: int = 20        # per frame, after score sorting
+    nms_distance: float = 0.05      # metres: same-class detections whose centres are closer are merged
+    max_frame_gap: float = 1.0      # seconds: a larger gap between stamps resets the memory
+    device: str = 'cpu'
+
+
+@dataclass
+class SeqPoseConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def from_dict(cls, values, where='config'):
+    """Build dataclass `cls` from a (nested) dict, rejecting unknown keys with their full path."""
+    if values is None:
+        return cls()
+    if not isinstance(values, dict):
+        raise ConfigError(f'{where}: expected a mapping, got {type(values).__name__}')
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f'{where}: unknown key(s) {unknown}; known: {sorted(fields)}')
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = from_dict(hint, value, f'{where}.{name}')
+        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def to_dict(config):
+    return dataclasses.asdict(config)
+
+
+def resolve_config_path(name_or_path) -> Path:
+    """A path to a YAML file, or the bare name of a shipped config (`tiny`, `seqpose_vits`)."""
+    path = Path(name_or_path)
+    if path.suffix in ('.yaml', '.yml') and path.exists():
+        return path
+    shipped = CONFIG_DIR / f'{path.stem}.yaml'
+    if shipped.exists():
+        return shipped
+    known = sorted(p.stem for p in CONFIG_DIR.glob('*.yaml'))
+    raise ConfigError(f'config {name_or_path!r}: no such file and not a shipped config (shipped: {known})')
+
+
+def load_config(name_or_path=None, overrides=None) -> SeqPoseConfig:
+    """Load a YAML config (by path or shipped name); `overrides` is a nested dict applied on top."""
+    values = {}
+    if name_or_path is not None:
+        path = resolve_config_path(name_or_path)
+        with open(path, encoding='utf-8') as stream:
+            try:
+                values = yaml.safe_load(stream) or {}
+            except yaml.YAMLError as error:
+                raise ConfigError(f'{path}: not valid YAML: {error}') from None
+        where = str(path)
+    else:
+        where = 'config'
+    if overrides:
+        values = merge_dicts(values, overrides)
+    return from_dict(SeqPoseConfig, values, where)
+
+
+def save_config(config: SeqPoseConfig, path):
+    tmp = f'{path}.tmp{os.getpid()}'
+    with open(tmp, 'w', encoding='utf-8') as stream:
+        yaml.safe_dump(to_dict(config), stream, sort_keys=False)
+    os.replace(tmp, path)
+
+
+def merge_dicts(base, update):
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_dicts(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
