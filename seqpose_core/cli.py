@@ -56,6 +56,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
         return 130
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as error:
+        # Bad input is reported as one clear line naming it; a traceback would bury the message.
+        print(f'seqpose {args.command}: error: {error}', file=sys.stderr)
+        return 2
 
 
 if __name__ == '__main__':

@@ -1,0 +1,24 @@
+"""The SeqPose network (DINOv2 + Depth-Anything-V2 DPT + STSQ decoder) and its checkpoints.
+
+Imports are lazy so that `seqpose_core.config` (which needs only `model.config`) does not pull in torch.
+"""
+_EXPORTS = {
+    'SeqPose': 'seqpose_core.model.seqpose',
+    'build_model': 'seqpose_core.model.seqpose',
+    'StageTimer': 'seqpose_core.model.seqpose',
+    'MemoryQueue': 'seqpose_core.model.memory',
+    'ModelConfig': 'seqpose_core.model.config',
+    'save_checkpoint': 'seqpose_core.model.checkpoint',
+    'load_checkpoint': 'seqpose_core.model.checkpoint',
+    'load_model_from_checkpoint': 'seqpose_core.model.checkpoint',
+    'WeightsError': 'seqpose_core.model.checkpoint',
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        import importlib
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -1,11 +1,38 @@
-"""Model section of the configuration (owned by seqpose_core.model)."""
+"""Model section of the configuration (owned by seqpose_core.model).
+
+The defaults are the paper's S configuration (DINOv2 ViT-S/14 + Depth-Anything-V2-S head, 600 queries, N=3
+history frames, 6 decoder layers). Fields left at 0 / () take the official value for the chosen encoder size.
+"""
 from dataclasses import dataclass
 
 
 @dataclass
 class ModelConfig:
+    # --- encoder (DINOv2) -------------------------------------------------------------------------------------
     encoder: str = 'vits'             # DINOv2 size: vits / vitb / vitl, or 'custom' with the fields below
+    embed_dim: int = 0                # custom only: token width
+    encoder_depth: int = 0            # custom only: number of transformer blocks
+    encoder_heads: int = 0            # custom only: attention heads
+    intermediate_layers: tuple[int, ...] = ()   # blocks feeding the DPT head; () = official (S/B 2,5,8,11)
+    # --- geometry decoder (Depth-Anything-V2 DPT head) --------------------------------------------------------
+    dpt_features: int = 0             # width of scratch/refinenets; 0 = official (S 64, B 128, L 256)
+    dpt_out_channels: tuple[int, ...] = ()      # projects widths; () = official (S 48,96,192,384)
+    # --- STSQ decoder ------------------------------------------------------------------------------------------
+    hidden_dim: int = 256             # query / fused-feature width (z_i channels)
+    decoder_heads: int = 8
+    decoder_ffn_dim: int = 1024
+    decoder_points: int = 4           # learned 3D sampling points per query (eq. 8)
+    decoder_layers: int = 6
+    dropout: float = 0.1
     num_queries: int = 600            # learnable 3D query anchors
     memory_frames: int = 3            # N: history frames in the memory queue
-    memory_top_k: int = 64            # K: queries kept per frame
-    decoder_layers: int = 6
+    memory_top_k: int = 64            # K: queries kept per frame (and propagated to the next frame, eq. 6)
+    # Camera-frame boxes (x_min, y_min, z_min, x_max, y_max, z_max), metres. Reference points live in the
+    # normalised position_range (sigmoid space, as DETR3D); anchors start spread over the table-top anchor_range.
+    position_range: tuple[float, ...] = (-1.5, -1.5, 0.05, 1.5, 1.5, 3.0)
+    anchor_range: tuple[float, ...] = (-0.4, -0.4, 0.3, 0.4, 0.4, 1.5)
+    sampling_radius: float = 0.05     # metres: initial spread of the 3D sampling points around a reference
+    size_prior: tuple[float, ...] = (0.15, 0.15, 0.15)   # metres: category-agnostic size the head scales
+    # --- weights loaded by build_model (empty: random init; checkpoints rebuild without them) -----------------
+    dinov2_weights: str = ''          # dinov2_vit{s,b,l}14_pretrain.pth / .safetensors
+    depth_anything_weights: str = ''  # depth_anything_v2_vit{s,b,l}.pth / .safetensors (encoder + head)

@@ -1,9 +1,56 @@
-"""Training section of the configuration (owned by seqpose_core.train)."""
+"""Training section of the configuration (owned by seqpose_core.train).
+
+Defaults follow the paper (sec. 4.2): AdamW, lr 4e-4 with cosine annealing, 24 epochs, batch 16, all loss
+weights 1 except lambda_rot = 10 (eq. 10). Matching costs and the focal-loss parameters follow DETR3D.
+"""
 from dataclasses import dataclass
 
 
 @dataclass
 class TrainConfig:
+    # --- schedule -----------------------------------------------------------------------------------
     epochs: int = 24
-    batch_size: int = 16
+    batch_size: int = 16              # per process (per GPU under torchrun)
+    max_steps: int = 0                # >0: the schedule length in optimiser steps (overrides epochs)
     lr: float = 4e-4
+    backbone_lr_mult: float = 0.1     # the (pre-trained) image encoder learns this much slower
+    weight_decay: float = 0.01
+    warmup_steps: int = 500           # linear warm-up from warmup_start_factor * lr
+    warmup_start_factor: float = 0.001
+    min_lr_ratio: float = 0.001       # cosine decay ends at lr * min_lr_ratio
+    grad_clip_norm: float = 35.0      # 0 disables clipping (DETR3D: 35)
+    amp: str = 'bf16'                 # 'bf16' | 'fp16' | 'none'; autocast is used on CUDA only
+    seed: int = 0
+
+    # --- data ---------------------------------------------------------------------------------------
+    mode: str = 'video'               # 'video' (clips, memory carried) | 'single' (frames) | 'mixed'
+    single_frame_ratio: float = 0.5   # 'mixed': fraction of steps that are single-frame batches
+    video_split: str = 'real_train'   # dataset split of the clips (data readers' split names)
+    single_split: str = 'camera_train'  # dataset split of the single-frame batches
+    num_workers: int = 0              # DataLoader workers (0: load in the training process)
+
+    # --- losses (eq. 10) ----------------------------------------------------------------------------
+    weight_class: float = 1.0         # lambda_1, focal loss
+    weight_translation: float = 1.0   # lambda_2, L1 on the translation (metres)
+    weight_rotation: float = 10.0     # lambda_3, L1 on the 6D rotation
+    weight_size: float = 1.0          # lambda_4, L1 on the metric size (metres)
+    weight_depth: float = 1.0         # lambda_5, smooth L1 on valid depth pixels (metres)
+    weight_normal: float = 1.0        # lambda_6, smooth L1 on valid normal pixels
+    weight_segmentation: float = 1.0  # lambda_7, cross-entropy (255 = ignore)
+    aux_loss: bool = True             # the query losses on every earlier decoder layer as well
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    dense_smooth_l1_beta: float = 0.1  # smooth-L1 transition point of the depth / normal losses
+
+    # --- Hungarian matching costs ---------------------------------------------------------------------
+    match_cost_class: float = 2.0
+    match_cost_translation: float = 5.0  # per metre: a 10 cm error costs 0.5
+    match_cost_rotation: float = 1.0
+    match_cost_size: float = 2.0
+
+    # --- bookkeeping ----------------------------------------------------------------------------------
+    checkpoint_every: int = 200       # optimiser steps between checkpoints (and always at the end)
+    log_every: int = 10               # optimiser steps between CSV / TensorBoard rows
+    val_every: int = 0                # optimiser steps between validations with the NOCS metrics (0: off)
+    val_split: str = 'test'           # `seqpose eval` split used for validation
+    val_max_scenes: int = 0           # >0: validate on the first N scenes only

@@ -1,0 +1,209 @@
+"""`seqpose bag live`: the robot's view of a bag — played at its recorded rate into a running `seqpose_node`.
+
+1. deterministic replay of the bag (`bag eval`, every frame) gives the reference metrics;
+2. `seqpose_node` starts as a subprocess with the same checkpoint, mode and runner settings, its inputs
+   remapped to the bag's topics and its output to /seqpose/detections;
+3. our rclpy player publishes the bag's CameraInfo and images at the recorded rate (re-stamped to the play
+   clock), the recorder writes every Detection3DArray the node publishes into OUT/live/bag;
+4. the recording is scored against the bag's ground truth (`bag score`), frames the node dropped count as
+   "nothing detected"; the report gives latency (receive time - header stamp), dropped frames and the mAP
+   difference to the deterministic replay.
+"""
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from seqpose_core.bag import messages as M
+from seqpose_core.bag import scoring
+from seqpose_core.bag.frames import ReplayTopics
+from seqpose_core.bag.io import BagError, SkipLog
+
+
+@dataclass
+class LiveReport:
+    bag: str
+    mode: str
+    images_published: int = 0
+    detections_received: int = 0
+    dropped_frames: int = 0
+    latency_ms: dict = field(default_factory=dict)
+    live_metrics: dict = None             # dropped frames scored as "nothing detected"
+    live_metrics_processed: dict = None   # only the frames the node answered
+    deterministic_metrics: dict = None
+    map_loss: dict = field(default_factory=dict)   # deterministic - live, per metric (fractions)
+    skipped: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    outputs: dict = field(default_factory=dict)
+
+    def to_dict(self):
+        return dict(self.__dict__)
+
+    def format(self):
+        lat = self.latency_ms
+        lines = [f'bag live {self.bag} ({self.mode})',
+                 f'  published {self.images_published} images, received {self.detections_received} detection '
+                 f'messages, dropped {self.dropped_frames}',
+                 (f'  latency (receive - header stamp): mean {lat["mean"]:.1f} ms, median {lat["median"]:.1f}, '
+                  f'p95 {lat["p95"]:.1f}, max {lat["max"]:.1f}') if lat else '  latency: no detections received']
+        if self.deterministic_metrics:
+            lines.append('  deterministic ' + scoring.format_metrics_line(self.deterministic_metrics))
+        if self.live_metrics:
+            lines.append('  live          ' + scoring.format_metrics_line(self.live_metrics))
+        if self.map_loss:
+            lines.append('  mAP loss (deterministic - live, points): ' +
+                         ', '.join(f'{k} {100 * v:+.1f}' for k, v in self.map_loss.items()))
+        lines.extend(f'  note: {note}' for note in self.notes)
+        if self.skipped:
+            lines.append('  skipped:')
+            lines.extend(f'    - {e["count"]} x {e["what"]}: {e["reason"]}' for e in self.skipped)
+        lines.append(f'  outputs: {", ".join(f"{k}={v}" for k, v in self.outputs.items())}')
+        return '\n'.join(lines)
+
+
+def _latency_summary(latencies_ns):
+    if not latencies_ns:
+        return {}
+    values = np.asarray(sorted(latencies_ns), dtype=np.float64) * 1e-6
+    return {'mean': float(values.mean()), 'median': float(np.median(values)),
+            'p95': float(np.percentile(values, 95)), 'max': float(values.max()), 'count': int(len(values))}
+
+
+def _node_arguments(runner, checkpoint_path, topics, image_type):
+    cfg = runner.cfg
+    arguments = ['-p', f'checkpoint:={checkpoint_path}', '-p', f'mode:={cfg.mode}',
+                 '-p', f'score_threshold:={float(cfg.score_threshold)}',
+                 '-p', f'max_detections:={int(cfg.max_detections)}',
+                 '-p', f'max_frame_gap:={float(cfg.max_frame_gap)}',
+                 '-p', f'device:={runner.device.type}',
+                 '-r', f'camera_info:={topics.camera_info}', '-r', f'detections:={M.DETECTIONS_TOPIC}']
+    if image_type == M.COMPRESSED_IMAGE_TYPE:
+        arguments += ['-p', 'image_transport:=compressed', '-r', f'image/compressed:={topics.image}']
+    else:
+        arguments += ['-r', f'image:={topics.image}']
+    return arguments
+
+
+def _metric_keys(metrics):
+    return [k for k, v in metrics.items() if isinstance(v, (int, float))]
+
+
+def live_replay(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: ReplayTopics = None,
+                intrinsics=None, rate_scale=1.0, node_command=None, startup_timeout=60.0, settle_timeout=2.0,
+                max_idle=2.0) -> LiveReport:
+    import subprocess
+
+    import rclpy
+
+    from seqpose_core.bag.player import BagPlayer, DetectionRecorder
+    from seqpose_core.bag.replay import build_runner, evaluate_bag, progress_bar
+    from seqpose_core.bag.score import score_bag
+    from seqpose_ros import testing as node_process
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    skipped = SkipLog()
+    runner = build_runner(checkpoint, mode, device)
+    deterministic = evaluate_bag(bag, out_dir / 'deterministic', runner=runner, topics=topics,
+                                 intrinsics=intrinsics, video=False, output_bag=False)
+    report = LiveReport(bag=str(bag), mode=mode, deterministic_metrics=deterministic.metrics)
+    resolved = ReplayTopics(**deterministic.topics)
+    image_type = M.COMPRESSED_IMAGE_TYPE if resolved.image.endswith('/compressed') else M.IMAGE_TYPE
+
+    command = (node_command.split() if node_command else node_process.node_command()[:-1])
+    command = command + ['--ros-args'] + _node_arguments(runner, runner.checkpoint_path, resolved, image_type)
+    log_path = out_dir / 'node.log'
+    env = node_process.ros_environment()
+    rclpy_env = {k: env[k] for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'FASTDDS_DEFAULT_PROFILES_FILE',
+                                     'RMW_IMPLEMENTATION')}
+    previous_env = {k: os.environ.get(k) for k in rclpy_env}
+    os.environ.update(rclpy_env)     # this process's participant must use the same transports as the node
+    with open(log_path, 'wb') as log:
+        node = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    recorder = None
+    try:
+        player_node = rclpy.create_node('seqpose_bag_player', context=context)
+        recorder = DetectionRecorder(player_node, M.DETECTIONS_TOPIC, out_dir / 'live_bag')
+        player = BagPlayer(player_node, bag, [resolved.camera_info, resolved.image], rate_scale=rate_scale,
+                           max_idle=max_idle, skipped=skipped)
+        if resolved.image not in player.topics:
+            raise BagError(f'{bag}: image topic {resolved.image} is not in the bag')
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        executor.add_node(player_node)
+
+        def spin(timeout):
+            executor.spin_once(timeout_sec=timeout)
+
+        deadline = time.monotonic() + startup_timeout
+        while (any(publisher.get_subscription_count() == 0 for publisher, _ in player.publishers.values())
+               or recorder.publisher_count() == 0):
+            if node.poll() is not None:
+                raise RuntimeError(f'seqpose_node exited with code {node.returncode} before subscribing; its log '
+                                   f'({log_path}):\n{log_path.read_text(errors="replace")[-2000:]}')
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'seqpose_node did not subscribe to {resolved.image} within '
+                                   f'{startup_timeout:.0f} s; log: {log_path}')
+            spin(0.05)
+        settle_until = time.monotonic() + 0.5     # let discovery finish in both directions
+        while time.monotonic() < settle_until:
+            spin(0.05)
+        if player.prime_camera_info(resolved.camera_info):
+            primed_until = time.monotonic() + 0.2   # the CameraInfo must be there before the first image
+            while time.monotonic() < primed_until:
+                spin(0.05)
+        bar = progress_bar(deterministic.images_in_bag, 'bag live')
+        player.play(spin=spin, progress=bar)
+        bar.close()
+        # wait for the last answers: until every image is answered or nothing arrived for settle_timeout
+        images = player.published[resolved.image]
+        last_count, quiet_since = -1, time.monotonic()
+        while recorder.received < images and time.monotonic() - quiet_since < settle_timeout:
+            spin(0.05)
+            if recorder.received != last_count:
+                last_count, quiet_since = recorder.received, time.monotonic()
+        report.images_published = images
+        report.detections_received = recorder.received
+    finally:
+        if recorder is not None:
+            recorder.close()
+        if node.poll() is None:
+            node.send_signal(2)   # SIGINT: the node shuts down cleanly
+            try:
+                node.wait(10)
+            except subprocess.TimeoutExpired:
+                node.kill()
+                node.wait(5)
+        rclpy.try_shutdown(context=context)
+        for key, value in previous_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    answered = {player.stamp_map.get(s, s) for s in recorder.latencies_ns}
+    published_images = {player.stamp_map[s] for s in player.image_stamps}
+    report.dropped_frames = len(published_images - answered)
+    report.latency_ms = _latency_summary(list(recorder.latencies_ns.values()))
+    live = score_bag(out_dir / 'live_bag', gt_bag=bag, gt_topic=resolved.ground_truth,
+                     frame_name_topic=resolved.frame_name, missing='empty', out_dir=out_dir / 'live',
+                     stamp_map=player.stamp_map) if deterministic.metrics else None
+    if live is not None:
+        report.live_metrics = live.metrics
+        report.skipped.extend(live.skipped)
+        processed = score_bag(out_dir / 'live_bag', gt_bag=bag, gt_topic=resolved.ground_truth,
+                              frame_name_topic=resolved.frame_name, missing='skip', stamp_map=player.stamp_map)
+        report.live_metrics_processed = processed.metrics
+        if live.metrics:
+            report.map_loss = {k: float(deterministic.metrics[k]) - float(live.metrics[k])
+                               for k in scoring.headline_keys(live.metrics) if k in deterministic.metrics}
+    report.skipped = skipped.entries() + report.skipped
+    report.notes = list(skipped.notes)
+    report.outputs = {'node_log': str(log_path), 'recording': str(out_dir / 'live_bag'),
+                      'deterministic': str(out_dir / 'deterministic'), 'report': str(out_dir / 'live_report.json')}
+    (out_dir / 'live_report.json').write_text(json.dumps(report.to_dict(), indent=2, default=str))
+    return report

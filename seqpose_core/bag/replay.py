@@ -1,0 +1,213 @@
+"""`seqpose bag eval`: deterministic offline replay of a bag through the StreamRunner, scored.
+
+Every usable image goes, in header-stamp order, through the same `StreamRunner.step` the ROS node calls
+(the runner resets its memory itself when the stamp jumps by more than max_frame_gap or goes backwards, so
+the scenes of a from-nocs bag are separate videos). Outputs in OUT:
+- results/results_<scene>_<frame>.pkl  per scored image, NOCS/object-deformnet format (the evaluator's input)
+- metrics.json, ap_curves.png          the evaluator's report (only when the bag has ground truth)
+- overlay.mp4                          predictions red, ground truth green (mp4v)
+- bag/                                 rosbag2 with every input message plus predictions on /seqpose/detections
+- bag_report.json                      counts, timing, what was skipped and why
+"""
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from seqpose_core.bag import messages as M
+from seqpose_core.bag.frames import BagFrames, ReplayTopics
+from seqpose_core.bag.io import BagWriter, SkipLog
+from seqpose_core.bag import scoring
+
+MODES = {'mf': 'video', 'sf': 'single'}
+
+
+def build_runner(checkpoint=None, mode='mf', device=None):
+    """The StreamRunner for a checkpoint (None: the embedded default model) in mf (video) or sf mode."""
+    import dataclasses
+    from seqpose_core.runner import StreamRunner
+    from seqpose_core.model.checkpoint import load_model_from_checkpoint
+    if mode not in MODES:
+        raise ValueError(f'--mode must be one of {sorted(MODES)}, got {mode!r}')
+    path = Path(checkpoint) if checkpoint else default_checkpoint_path()
+    if not path.exists():
+        raise FileNotFoundError(f'checkpoint {path} does not exist')
+    model, config = load_model_from_checkpoint(path, device or 'cpu', return_config=True)
+    inference = dataclasses.replace(config.inference, mode=MODES[mode])
+    if device:
+        inference = dataclasses.replace(inference, device=device)
+    runner = StreamRunner(model, inference, (config.data.input_height, config.data.input_width),
+                          device or inference.device)
+    runner.checkpoint_path = str(path)
+    return runner
+
+
+def default_checkpoint_path() -> Path:
+    """The embedded default model shipped in seqpose_core/weights/."""
+    return Path(__file__).resolve().parents[1] / 'weights' / 'default.pt'
+
+
+def progress_bar(total, description):
+    """tqdm on stderr, silent when stderr is not a terminal (tests, CI logs)."""
+    from tqdm import tqdm
+    return tqdm(total=total or None, desc=description, unit='frame', disable=None, leave=False)
+
+
+class OverlayVideo:
+    """overlay.mp4: predictions red, ground truth green, drawn by seqpose_core.visualize."""
+
+    def __init__(self, path, fps):
+        self.path = Path(path)
+        self.fps = fps
+        self.writer = None
+        self.size = None
+        self.frames = 0
+
+    def add(self, frame, detections):
+        import cv2
+        from seqpose_core.visualize import draw_detections
+        # the shared overlay (as `seqpose eval`): predictions red, ground truth green; RGB in and out
+        annotation = scoring.annotation_from_objects(frame.gt) if frame.gt else None
+        image = draw_detections(frame.rgb, frame.K, detections, annotation)
+        image = np.ascontiguousarray(np.asarray(image)[:, :, ::-1])   # BGR for the video writer
+        if self.writer is None:
+            self.size = (image.shape[1], image.shape[0])
+            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*'mp4v'), self.fps, self.size)
+            if not self.writer.isOpened():
+                raise RuntimeError(f'{self.path}: OpenCV cannot write mp4v video here')
+        if (image.shape[1], image.shape[0]) != self.size:
+            image = cv2.resize(image, self.size)
+        self.writer.write(image)
+        self.frames += 1
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.release()
+
+
+@dataclass
+class ReplayReport:
+    bag: str
+    out_dir: str
+    mode: str
+    checkpoint: str
+    topics: dict
+    images_in_bag: int = 0
+    frames_replayed: int = 0
+    frames_scored: int = 0
+    segments: int = 0
+    inference_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    metrics: dict = None
+    skipped: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    outputs: dict = field(default_factory=dict)
+
+    @property
+    def inference_fps(self):
+        return self.frames_replayed / self.inference_seconds if self.inference_seconds else 0.0
+
+    @property
+    def replay_fps(self):
+        return self.frames_replayed / self.wall_seconds if self.wall_seconds else 0.0
+
+    def to_dict(self):
+        out = dict(self.__dict__)
+        out['inference_fps'] = self.inference_fps
+        out['replay_fps'] = self.replay_fps
+        return out
+
+    def format(self):
+        lines = [f'bag eval {self.bag} ({self.mode}, {self.checkpoint})',
+                 f'  images in bag {self.images_in_bag}, replayed {self.frames_replayed} in {self.segments} '
+                 f'segment(s), scored {self.frames_scored}',
+                 f'  {self.inference_fps:.1f} frames/s through the runner, {self.replay_fps:.1f} frames/s '
+                 f'end to end (read, decode, infer, write)']
+        if self.metrics:
+            lines.append('  ' + scoring.format_metrics_line(self.metrics))
+        else:
+            lines.append('  not scored: no usable ground truth')
+        for note in self.notes:
+            lines.append(f'  note: {note}')
+        if self.skipped:
+            lines.append('  skipped:')
+            lines.extend(f'    - {e["count"]} x {e["what"]}: {e["reason"]}' for e in self.skipped)
+        lines.append(f'  outputs: {", ".join(f"{k}={v}" for k, v in self.outputs.items())}')
+        return '\n'.join(lines)
+
+
+def _copy_message(writer, topic_infos, skipped):
+    """A copy_to callback: every input message goes into the output bag bit-exactly."""
+    store = M.typestore()
+
+    def copy(message):
+        info = topic_infos.get(message.topic)
+        msgdef = info.msgdef if info is not None else None
+        if msgdef is None and message.msgtype not in store.types:
+            skipped.add('output bag copy', f'type {message.msgtype} of {message.topic} has no stored definition '
+                        'and is unknown here; not copied')
+            return
+        writer.write_raw(message.topic, message.msgtype, message.raw, message.log_time_ns, msgdef=msgdef)
+    return copy
+
+
+def evaluate_bag(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: ReplayTopics = None,
+                 intrinsics=None, video=True, output_bag=True, storage='mcap', runner=None) -> ReplayReport:
+    """Replay `bag` through the runner, write the outputs listed in the module doc, return the report."""
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runner = runner or build_runner(checkpoint, mode, device)
+    skipped = SkipLog()
+    frames = BagFrames(bag, topics, skipped, intrinsics=intrinsics, max_frame_gap=runner.cfg.max_frame_gap)
+    runner.reset()
+    report = ReplayReport(bag=str(bag), out_dir=str(out_dir), mode=mode,
+                          checkpoint=getattr(runner, 'checkpoint_path', 'given runner'),
+                          topics=dict(frames.topics.__dict__), images_in_bag=frames.image_count)
+    results_dir = out_dir / 'results'
+    results = scoring.ResultsWriter(results_dir)
+    writer = None
+    if output_bag:
+        bag_out = out_dir / 'bag'
+        writer = BagWriter(bag_out, storage).__enter__()
+        report.outputs['bag'] = str(bag_out)
+    overlay = OverlayVideo(out_dir / 'overlay.mp4', scoring.estimate_rate(frames)) if video else None
+    copy_to = _copy_message(writer, frames.bag_topics, skipped) if writer is not None else None
+    bar = progress_bar(frames.image_count, 'bag eval')
+    try:
+        for frame in frames.frames(copy_to=copy_to, progress=bar):
+            step_started = time.perf_counter()
+            detections = runner.step(frame.rgb, frame.K, frame.stamp_s)
+            report.inference_seconds += time.perf_counter() - step_started
+            report.frames_replayed += 1
+            report.segments += int(frame.is_segment_start)
+            if frame.gt is not None:
+                results.write(frame.scene, frame.frame, detections, frame.gt, frame.rgb.shape[:2], frame.K,
+                              frame.rgb)
+                report.frames_scored += 1
+            if writer is not None:
+                writer.write(M.DETECTIONS_TOPIC, M.DETECTION_ARRAY_TYPE,
+                             M.detection_array_msg(detections, frame.stamp_ns, frame.camera_frame_id),
+                             frame.log_time_ns)
+            if overlay is not None:
+                overlay.add(frame, detections)
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.__exit__(None, None, None)
+        if overlay is not None:
+            overlay.close()
+            if overlay.frames:
+                report.outputs['video'] = str(overlay.path)
+    if report.frames_scored:
+        report.metrics = scoring.evaluate_and_report(results_dir, out_dir)
+        report.outputs.update(results=str(results_dir), metrics=str(out_dir / 'metrics.json'))
+    report.wall_seconds = time.perf_counter() - started
+    report.skipped = skipped.entries()
+    report.notes = list(skipped.notes)
+    report_path = out_dir / 'bag_report.json'
+    report.outputs['report'] = str(report_path)
+    report_path.write_text(json.dumps(report.to_dict(), indent=2, default=str))
+    return report

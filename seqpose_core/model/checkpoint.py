@@ -1,0 +1,218 @@
+"""Weights: our checkpoints (which carry their config) and the official DINOv2 / Depth-Anything-V2 files.
+
+- `save_checkpoint(path, model, cfg, **extra)`: {'format', 'version', 'config', 'config_type', 'model', **extra},
+  written to a temporary file and renamed, so a crash never leaves a half-written checkpoint. A `.safetensors`
+  path stores the tensors with the config as JSON metadata (extras must then be JSON-serialisable).
+- `load_model_from_checkpoint(path, device)`: rebuilds the model from the stored config and loads it strictly.
+- `load_dinov2_weights(model, path)`: `dinov2_vit{s,b,l}14_pretrain.pth` into model.encoder.
+- `load_depth_anything_weights(model, path)`: `depth_anything_v2_vit{s,b,l}.pth` (`pretrained.*` -> encoder,
+  `depth_head.*` -> DPT head).
+All loads are strict and raise `WeightsError` naming the file and listing missing, unexpected and mis-shaped
+keys. Pickled files are read with `torch.load(..., weights_only=True)` (no code execution).
+"""
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import torch
+
+CHECKPOINT_FORMAT = 'seqpose-checkpoint'
+CHECKPOINT_VERSION = 1
+_LIST_LIMIT = 12     # keys listed per category in error messages
+
+
+class WeightsError(RuntimeError):
+    """A weight file that cannot be read or does not fit the model."""
+
+
+# --- reading ------------------------------------------------------------------------------------------------
+def _is_safetensors(path):
+    return str(path).endswith('.safetensors')
+
+
+def read_weights_file(path):
+    """Everything in a weight file: a dict (tensors, or our checkpoint dict). Raises WeightsError."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f'{path}: no such weight file')
+    try:
+        if _is_safetensors(path):
+            from safetensors import safe_open
+            with safe_open(str(path), framework='pt', device='cpu') as handle:
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+                metadata = handle.metadata() or {}
+            if metadata.get('format') == CHECKPOINT_FORMAT:
+                content = json.loads(metadata.get('seqpose', '{}'))
+                content.update(format=CHECKPOINT_FORMAT, model=tensors)
+                return content
+            return tensors
+        content = torch.load(str(path), map_location='cpu', weights_only=True)
+    except WeightsError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any reader failure is a bad file for the user
+        raise WeightsError(f'{path}: cannot read weights ({type(error).__name__}: {error})') from None
+    if not isinstance(content, dict):
+        raise WeightsError(f'{path}: expected a dict of tensors, got {type(content).__name__}')
+    return content
+
+
+def _state_dict_of(content, path):
+    """The tensor dict inside a file's content (official files are flat; some wrap it in 'model')."""
+    if content.get('format') == CHECKPOINT_FORMAT:
+        return content['model']
+    if all(torch.is_tensor(v) for v in content.values()):
+        return content
+    for key in ('model', 'state_dict'):
+        if isinstance(content.get(key), dict):
+            return content[key]
+    raise WeightsError(f'{path}: no tensor dict found (top-level keys: {sorted(content)[:_LIST_LIMIT]})')
+
+
+def _listing(title, keys):
+    keys = list(keys)
+    shown = ', '.join(keys[:_LIST_LIMIT])
+    if len(keys) > _LIST_LIMIT:
+        shown += f', ... (+{len(keys) - _LIST_LIMIT} more)'
+    return f'\n  {title} ({len(keys)}): {shown}'
+
+
+def check_state_dict(module, state, path, what, prefix=''):
+    """Problems as text ('' when `state` fits `module` exactly); keys are shown with the file's `prefix`."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mis_shaped = [f'{prefix}{k} (file {tuple(state[k].shape)}, model {tuple(expected[k].shape)})'
+                  for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    problems = ''
+    if missing:
+        problems += _listing('missing', [prefix + k for k in missing])
+    if unexpected:
+        problems += _listing('unexpected', [prefix + k for k in unexpected])
+    if mis_shaped:
+        problems += _listing('mis-shaped', mis_shaped)
+    return problems
+
+
+def load_state_strict(module, state, path, what, prefix=''):
+    problems = check_state_dict(module, state, path, what, prefix)
+    if problems:
+        raise WeightsError(f'{path}: does not fit the {what}:{problems}')
+    module.load_state_dict(state, strict=True)
+
+
+# --- official weights ---------------------------------------------------------------------------------------
+def load_dinov2_weights(model, path):
+    """Official DINOv2 (`dinov2_vit{s,b,l}14_pretrain.pth`) into model.encoder (or a bare encoder)."""
+    encoder = getattr(model, 'encoder', model)
+    state = _state_dict_of(read_weights_file(path), path)
+    if any(k.startswith('pretrained.') for k in state):
+        raise WeightsError(f'{path}: this looks like a Depth-Anything-V2 checkpoint (keys under `pretrained.`); '
+                           'pass it as the Depth-Anything-V2 weights')
+    load_state_strict(encoder, state, path, f'DINOv2 encoder ({_encoder_name(model)})')
+
+
+def load_depth_anything_weights(model, path):
+    """Official Depth-Anything-V2 (`pretrained.*` + `depth_head.*`) into model.encoder + model.depth_head."""
+    state = _state_dict_of(read_weights_file(path), path)
+    encoder_state = {k[len('pretrained.'):]: v for k, v in state.items() if k.startswith('pretrained.')}
+    head_state = {k[len('depth_head.'):]: v for k, v in state.items() if k.startswith('depth_head.')}
+    other = [k for k in state if not k.startswith(('pretrained.', 'depth_head.'))]
+    problems = check_state_dict(model.encoder, encoder_state, path, 'encoder', 'pretrained.')
+    problems += check_state_dict(model.depth_head, head_state, path, 'DPT head', 'depth_head.')
+    if other:
+        problems += _listing('unexpected', other)
+    if problems:
+        raise WeightsError(f'{path}: does not fit the Depth-Anything-V2 layout of this model '
+                           f'({_encoder_name(model)}):{problems}')
+    model.encoder.load_state_dict(encoder_state, strict=True)
+    model.depth_head.load_state_dict(head_state, strict=True)
+
+
+def _encoder_name(model):
+    cfg = getattr(model, 'cfg', None)
+    encoder = getattr(model, 'encoder', model)
+    name = cfg.encoder if cfg is not None else 'encoder'
+    return f'{name}, width {encoder.embed_dim}, {len(encoder.blocks)} blocks'
+
+
+# --- our checkpoints ----------------------------------------------------------------------------------------
+def _config_payload(cfg):
+    from seqpose_core.config import SeqPoseConfig
+    from seqpose_core.model.config import ModelConfig
+    if isinstance(cfg, SeqPoseConfig):
+        return 'SeqPoseConfig', dataclasses.asdict(cfg)
+    if isinstance(cfg, ModelConfig):
+        return 'ModelConfig', dataclasses.asdict(cfg)
+    raise TypeError(f'cfg: expected a SeqPoseConfig or ModelConfig, got {type(cfg).__name__}')
+
+
+def save_checkpoint(path, model, cfg, **extra):
+    """Write model weights + config (+ extra entries, e.g. optimizer state, epoch) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config_type, config = _config_payload(cfg)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+    try:
+        if _is_safetensors(path):
+            from safetensors.torch import save_file
+            header = {'version': CHECKPOINT_VERSION, 'config': config, 'config_type': config_type, **extra}
+            save_file(state, str(tmp), metadata={'format': CHECKPOINT_FORMAT, 'seqpose': json.dumps(header)})
+        else:
+            torch.save({'format': CHECKPOINT_FORMAT, 'version': CHECKPOINT_VERSION, 'config': config,
+                        'config_type': config_type, 'model': state, **extra}, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_checkpoint(path):
+    """Our checkpoint as a dict ('config', 'config_type', 'model', extras). Raises WeightsError otherwise."""
+    content = read_weights_file(path)
+    if content.get('format') != CHECKPOINT_FORMAT:
+        raise WeightsError(f'{path}: not a SeqPose checkpoint (no config inside); official DINOv2 / '
+                           'Depth-Anything-V2 files load with load_dinov2_weights / load_depth_anything_weights')
+    return content
+
+
+def config_from_checkpoint(content, path='checkpoint'):
+    """SeqPoseConfig stored in a checkpoint (a ModelConfig-only checkpoint gets default other sections)."""
+    from seqpose_core.config import ConfigError, SeqPoseConfig, from_dict
+    try:
+        if content.get('config_type') == 'ModelConfig':
+            return from_dict(SeqPoseConfig, {'model': content['config']}, str(path))
+        return from_dict(SeqPoseConfig, content['config'], str(path))
+    except ConfigError as error:
+        raise WeightsError(f'{path}: stored config does not fit this version: {error}') from None
+
+
+def load_model_from_checkpoint(path, device='cpu', return_config=False):
+    """Rebuild the model from the config stored in our checkpoint and load its weights strictly.
+
+    The model gets `seqpose_config` (the full SeqPoseConfig); pretrained-weight paths in the stored config are
+    not reloaded (the checkpoint already holds the trained weights)."""
+    from seqpose_core.model.seqpose import build_model
+    content = load_checkpoint(path)
+    config = config_from_checkpoint(content, path)
+    model = build_model(config.model, load_pretrained=False)
+    load_state_strict(model, content['model'], path, 'model built from its stored config')
+    model.seqpose_config = config
+    model = model.to(device)
+    return (model, config) if return_config else model
+
+
+def load_weights(model, path):
+    """Load any supported file into `model`, telling the kind from its keys; returns the kind."""
+    content = read_weights_file(path)
+    if content.get('format') == CHECKPOINT_FORMAT:
+        load_state_strict(model, content['model'], path, 'model')
+        return 'seqpose'
+    state = _state_dict_of(content, path)
+    if any(k.startswith(('pretrained.', 'depth_head.')) for k in state):
+        load_depth_anything_weights(model, path)
+        return 'depth_anything_v2'
+    load_dinov2_weights(model, path)
+    return 'dinov2'

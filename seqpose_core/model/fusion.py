@@ -1,0 +1,60 @@
+"""Semantic-geometry fusion (eq. 3) and the dense prediction heads (eq. 4).
+
+z_i = CONV_i(CAT(s_i, g_i)) with a 1x1 convolution per level. In the DPT head each FUSE_i ends by upsampling,
+so g_i is twice as fine as s_i (g_3 matches the patch grid, s_3 is half of it); s_i is resized bilinearly to
+g_i's grid before the concatenation. z_i has `hidden_dim` channels: it is the key/value of eq. (8).
+
+Dense heads P(z_0, g_0) predict at the finest level and are upsampled to the input size:
+depth (metres, positive via softplus), surface normal (unit vectors), segmentation (7 logits: background + 6).
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqpose_core import NUM_CLASSES
+
+
+class FeatureFusion(nn.Module):
+    """[s_i], [g_i] (finest first, `features` channels) -> [z_i] (hidden_dim channels, at g_i's grid)."""
+
+    def __init__(self, features, hidden_dim, num_levels=4):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(2 * features, hidden_dim, 1) for _ in range(num_levels))
+
+    def forward(self, semantic, geometry):
+        fused = []
+        for conv, s, g in zip(self.convs, semantic, geometry):
+            if s.shape[-2:] != g.shape[-2:]:
+                s = F.interpolate(s, size=g.shape[-2:], mode='bilinear', align_corners=False)
+            fused.append(conv(torch.cat([s, g], dim=1)))              # (B, hidden, h_i, w_i)
+        return fused
+
+
+def _conv_head(in_channels, hidden, out_channels):
+    return nn.Sequential(nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(inplace=True),
+                         nn.Conv2d(hidden, out_channels, 1))
+
+
+class DenseHeads(nn.Module):
+    """(z_0, g_0) -> depth (B,1,H,W) metres, normal (B,3,H,W) unit, seg_logits (B,1+6,H,W)."""
+
+    def __init__(self, hidden_dim, features, head_dim=None):
+        super().__init__()
+        in_channels = hidden_dim + features
+        head_dim = head_dim or max(16, features // 2)
+        self.depth = _conv_head(in_channels, head_dim, 1)
+        self.normal = _conv_head(in_channels, head_dim, 3)
+        self.segmentation = _conv_head(in_channels, head_dim, NUM_CLASSES + 1)
+        # Start the depth near 1 m (softplus(0.54) ~ 1), the middle of table-top scenes.
+        nn.init.constant_(self.depth[-1].bias, 0.54)
+
+    def forward(self, fused_finest, geometry_finest, image_hw):
+        x = torch.cat([fused_finest, geometry_finest], dim=1)
+
+        def upsample(t):
+            return F.interpolate(t, size=tuple(image_hw), mode='bilinear', align_corners=False)
+
+        depth = F.softplus(upsample(self.depth(x))) + 1e-3                 # (B, 1, H, W) metres, > 0
+        normal = F.normalize(upsample(self.normal(x)), dim=1, eps=1e-6)    # (B, 3, H, W) unit
+        seg_logits = upsample(self.segmentation(x))                        # (B, 7, H, W)
+        return {'depth': depth, 'normal': normal, 'seg_logits': seg_logits}

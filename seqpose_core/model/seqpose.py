@@ -1,0 +1,166 @@
+"""SeqPose: DINOv2 encoder -> Depth-Anything-V2 DPT head -> fusion (+ dense heads) -> STSQ decoder + pose heads.
+
+    outputs, memory = model(images (B,3,H,W), K (B,3,3), memory=None, camera_motion=None (B,4,4), dense=True)
+
+`images` are ImageNet-normalised RGB at the network input size (multiples of 14); `K` is for that size.
+Outputs (docs/architecture.md): pred_logits (B, Qt, 6), pred_translation (B, Qt, 3) metres,
+pred_rotation6d (B, Qt, 6), pred_size (B, Qt, 3) metres, aux_outputs (one dict per earlier decoder layer),
+with dense=True also depth (B,1,H,W) metres, normal (B,3,H,W), seg_logits (B,7,H,W) and relative_depth
+(B,1,H,W, the official DPT output). Qt = num_queries, plus memory_top_k propagated queries (first) when the
+memory holds a previous frame (eq. 6).
+
+Each stage is a method (encode, decode_geometry, fuse, predict_dense, decode_queries) so benchmarks can time
+them one by one; or set `model.stage_timer = StageTimer()` to accumulate per-stage seconds during forward.
+"""
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from seqpose_core.model.config import ModelConfig
+from seqpose_core.model.dinov2 import PATCH_SIZE, build_encoder
+from seqpose_core.model.dpt import build_dpt_head
+from seqpose_core.model.fusion import DenseHeads, FeatureFusion
+from seqpose_core.model.memory import MemoryQueue
+from seqpose_core.model.stsq import SpatialTemporalQueryDecoder
+
+STAGES = ('encoder', 'decoder', 'fusion', 'dense', 'stsq', 'pose_head')
+PREDICTION_KEYS = ('pred_logits', 'pred_translation', 'pred_rotation6d', 'pred_size')
+
+
+class StageTimer:
+    """Accumulates wall time per stage; synchronises CUDA at stage boundaries so GPU times are real."""
+
+    def __init__(self):
+        self.seconds = defaultdict(float)
+        self.calls = defaultdict(int)
+
+    @contextmanager
+    def stage(self, name):
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.synchronize()
+            self.seconds[name] += time.perf_counter() - start
+            self.calls[name] += 1
+
+    def reset(self):
+        self.seconds.clear()
+        self.calls.clear()
+
+
+@contextmanager
+def _maybe_stage(timer, name):
+    if timer is None:
+        yield
+    else:
+        with timer.stage(name):
+            yield
+
+
+class SeqPose(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = build_encoder(cfg)                                # DINOv2 (official: `pretrained.`)
+        self.depth_head = build_dpt_head(cfg, self.encoder.embed_dim)    # DPT (official: `depth_head.`)
+        features = self.depth_head.features
+        self.fusion = FeatureFusion(features, cfg.hidden_dim)
+        self.dense_heads = DenseHeads(cfg.hidden_dim, features)
+        self.decoder = SpatialTemporalQueryDecoder(cfg)
+        self.stage_timer = None
+
+    # --- memory ---------------------------------------------------------------------------------------------
+    def init_memory(self, batch_size=None):
+        """An empty memory queue for a new sequence (N = memory_frames, K = memory_top_k)."""
+        return MemoryQueue(self.cfg.memory_frames, self.cfg.memory_top_k, batch_size)
+
+    # --- stages ---------------------------------------------------------------------------------------------
+    def encode(self, images):
+        """(B, 3, H, W) -> 4 x (B, C_enc, H/14, W/14) DINOv2 levels (after the final norm)."""
+        return [patches for patches, _cls in self.encoder.get_intermediate_layers(images)]
+
+    def decode_geometry(self, levels, image_hw=None):
+        """-> semantic s_i, geometry g_i (finest first) and, given image_hw, the DPT's relative depth."""
+        return self.depth_head(levels, image_hw)
+
+    def fuse(self, semantic, geometry):
+        return self.fusion(semantic, geometry)
+
+    def predict_dense(self, fused, geometry, image_hw):
+        return self.dense_heads(fused[0], geometry[0], image_hw)
+
+    def decode_queries(self, fused, K, image_hw, memory=None):
+        return self.decoder(fused, K, image_hw, memory, timer=self.stage_timer)
+
+    # --- forward --------------------------------------------------------------------------------------------
+    def forward(self, images, K, memory=None, camera_motion=None, dense=True):
+        images, K, camera_motion = self._check_inputs(images, K, camera_motion)
+        batch = images.shape[0]
+        image_hw = tuple(images.shape[-2:])
+        timer = self.stage_timer
+        if memory is not None:
+            memory.check_batch(batch)
+            memory = memory.to(images.device).advanced(camera_motion)
+        else:
+            memory = self.init_memory(batch)
+
+        with _maybe_stage(timer, 'encoder'):
+            levels = self.encode(images)
+        with _maybe_stage(timer, 'decoder'):
+            semantic, geometry, relative_depth = self.decode_geometry(levels, image_hw if dense else None)
+        with _maybe_stage(timer, 'fusion'):
+            fused = self.fuse(semantic, geometry)
+        dense_outputs = {}
+        if dense:
+            with _maybe_stage(timer, 'dense'):
+                dense_outputs = self.predict_dense(fused, geometry, image_hw)
+                dense_outputs['relative_depth'] = relative_depth
+        layer_outputs, queries = self.decode_queries(fused, K, image_hw, memory)
+
+        final = layer_outputs[-1]
+        outputs = dict(final)
+        outputs['aux_outputs'] = layer_outputs[:-1]
+        outputs.update(dense_outputs)
+        scores = final['pred_logits'].detach().sigmoid().amax(-1)                # (B, Qt)
+        new_memory = memory.pushed(queries, final['pred_translation'], scores)
+        return outputs, new_memory
+
+    def _check_inputs(self, images, K, camera_motion):
+        if not torch.is_tensor(images) or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f'images: expected a (B, 3, H, W) tensor, got '
+                             f'{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}')
+        if images.shape[-2] % PATCH_SIZE or images.shape[-1] % PATCH_SIZE:
+            raise ValueError(f'images: size {tuple(images.shape[-2:])} is not a multiple of {PATCH_SIZE}')
+        batch = images.shape[0]
+        if not torch.is_tensor(K) or tuple(K.shape) != (batch, 3, 3):
+            raise ValueError(f'K: expected ({batch}, 3, 3), got {tuple(K.shape) if torch.is_tensor(K) else K!r}')
+        K = K.to(images)
+        if camera_motion is not None:
+            if not torch.is_tensor(camera_motion) or tuple(camera_motion.shape) != (batch, 4, 4):
+                raise ValueError(f'camera_motion: expected ({batch}, 4, 4) T_cur_from_prev, got '
+                                 f'{tuple(getattr(camera_motion, "shape", ()))}')
+            camera_motion = camera_motion.to(images)
+        return images, K, camera_motion
+
+
+def build_model(model_cfg: ModelConfig = None, load_pretrained=True) -> SeqPose:
+    """SeqPose from a ModelConfig (or a full SeqPoseConfig). With load_pretrained, the weight files named in
+    the config (dinov2_weights, depth_anything_weights) are loaded strictly."""
+    if model_cfg is None:
+        model_cfg = ModelConfig()
+    model_cfg = getattr(model_cfg, 'model', model_cfg)   # accept SeqPoseConfig too
+    model = SeqPose(model_cfg)
+    if load_pretrained:
+        from seqpose_core.model.checkpoint import load_depth_anything_weights, load_dinov2_weights
+        if model_cfg.dinov2_weights:
+            load_dinov2_weights(model, model_cfg.dinov2_weights)
+        if model_cfg.depth_anything_weights:
+            load_depth_anything_weights(model, model_cfg.depth_anything_weights)
+    return model

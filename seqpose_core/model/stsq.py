@@ -1,0 +1,301 @@
+"""Spatial-temporal sparse query network (section 3.3): 3D query anchors, pose-aware layer norm, temporal
+cross-attention (eq. 7), geometry-aware deformable cross-attention (eq. 8) and the refining decoder stack.
+
+Queries live in the camera frame: each has a content vector (C) and a 3D reference point. Reference points are
+kept normalised to the model's position_range box ([0, 1]^3, refined in inverse-sigmoid space as DETR3D);
+metric points are used for the projection.
+
+Eq. 6 / StreamPETR: when the memory holds a previous frame, its top-K queries are prepended to the current
+anchors, so the decoder then runs on Q_total = K + num_queries queries (propagated first); older memory frames
+are extra keys/values of the temporal attention. With an empty memory (single frame) Q_total = num_queries and
+the temporal attention reduces to self-attention over the current queries, as the paper states for SF.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqpose_core.geometry import project_points
+from seqpose_core.model.pose_head import PoseHead, PositionRange
+
+MOTION_DIM = 13      # pose-aware LN input: rotation (9) + translation (3) of T_current_from_origin, age (1)
+MIN_DEPTH = 1e-3     # metres: sampling points closer than this (or behind the camera) are masked
+
+
+# --- embeddings ------------------------------------------------------------------------------------------------
+def sine_embedding(values, num_feats, temperature=10000.0):
+    """(..., D) -> (..., D * num_feats) sin/cos features (DETR/PETR positional encoding; inputs ~[0, 1])."""
+    dim_t = torch.arange(num_feats, dtype=torch.float32, device=values.device)
+    dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode='floor') / num_feats)
+    angles = values[..., None].float() * (2 * math.pi) / dim_t                     # (..., D, F)
+    embedding = torch.stack([angles[..., 0::2].sin(), angles[..., 1::2].cos()], dim=-1).flatten(-2)
+    return embedding.flatten(-2).to(values.dtype)
+
+
+def mlp(in_dim, hidden_dim, out_dim):
+    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))
+
+
+def motion_vector(motion, ages):
+    """(B, n, 4, 4) T_current_from_origin and (B, n) ages -> (B, n, 13) pose-aware LN inputs."""
+    return torch.cat([motion[..., :3, :3].flatten(-2), motion[..., :3, 3], ages[..., None]], dim=-1)
+
+
+def identity_motion_vector(batch, count, device, dtype):
+    eye = torch.eye(4, device=device, dtype=dtype).expand(batch, count, 4, 4)
+    return motion_vector(eye, torch.zeros(batch, count, device=device, dtype=dtype))
+
+
+def fibonacci_sphere(num_points, radius):
+    """(P, 3) points evenly spread on a sphere (P = 1: the centre): the initial 3D sampling pattern."""
+    if num_points == 1:
+        return torch.zeros(1, 3)
+    index = torch.arange(num_points, dtype=torch.float32) + 0.5
+    polar = torch.acos(1 - 2 * index / num_points)
+    azimuth = math.pi * (1 + 5 ** 0.5) * index
+    return radius * torch.stack([polar.sin() * azimuth.cos(), polar.sin() * azimuth.sin(), polar.cos()], dim=-1)
+
+
+class QueryAnchors(nn.Module):
+    """Learnable 3D query anchors: content embeddings (Q, C) + normalised reference points (Q, 3)."""
+
+    def __init__(self, num_queries, hidden_dim, anchor_range, position_range: PositionRange):
+        super().__init__()
+        self.content = nn.Embedding(num_queries, hidden_dim)
+        bounds = torch.as_tensor(anchor_range, dtype=torch.float32).reshape(2, 3)
+        metric = bounds[0] + torch.rand(num_queries, 3) * (bounds[1] - bounds[0])
+        self.reference_points = nn.Parameter(position_range.normalize(metric).clamp(1e-3, 1 - 1e-3))
+
+    def forward(self, batch):
+        content = self.content.weight[None].expand(batch, -1, -1)                # (B, Q, C)
+        reference = self.reference_points[None].expand(batch, -1, -1)            # (B, Q, 3) in [0, 1]
+        return content, reference
+
+
+class PoseAwareLayerNorm(nn.Module):
+    """StreamPETR's motion-aware LN: LN without affine, scale/shift predicted from the motion (+age) input.
+
+    Initialised so that gamma = 1 and beta = 0 for any input: a plain LN until training learns otherwise."""
+
+    def __init__(self, motion_dim, dim):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False)
+        self.reduce = nn.Sequential(nn.Linear(motion_dim, dim), nn.ReLU())
+        self.gamma = nn.Linear(dim, dim)
+        self.beta = nn.Linear(dim, dim)
+        nn.init.zeros_(self.gamma.weight)
+        nn.init.ones_(self.gamma.bias)
+        nn.init.zeros_(self.beta.weight)
+        nn.init.zeros_(self.beta.bias)
+
+    def forward(self, x, motion):                                # x (B, n, C), motion (B, n, 13)
+        condition = self.reduce(motion)
+        return self.gamma(condition) * self.norm(x) + self.beta(condition)
+
+
+# --- geometry-aware deformable cross-attention -----------------------------------------------------------------
+def level_intrinsics(K, image_hw, level_hw):
+    """Scale (B, 3, 3) intrinsics of the network input (H, W) to a feature level (h, w).
+
+    Pixel centres are at integer coordinates, so u_level = (u + 0.5) * w / W - 0.5."""
+    scale_x = level_hw[1] / image_hw[1]
+    scale_y = level_hw[0] / image_hw[0]
+    K_level = K.clone()
+    K_level[..., 0, 0] = K[..., 0, 0] * scale_x
+    K_level[..., 0, 1] = K[..., 0, 1] * scale_x
+    K_level[..., 0, 2] = (K[..., 0, 2] + 0.5) * scale_x - 0.5
+    K_level[..., 1, 1] = K[..., 1, 1] * scale_y
+    K_level[..., 1, 2] = (K[..., 1, 2] + 0.5) * scale_y - 0.5
+    return K_level
+
+
+def project_to_level(points, K, image_hw, level_hw):
+    """points (B, Q, P, 3) metres -> level pixels (B, Q, P, 2) and a validity mask (B, Q, P): in front of the
+    camera and inside the level's image."""
+    batch, queries, num_points, _ = points.shape
+    K_level = level_intrinsics(K, image_hw, level_hw)
+    uv = project_points(points.reshape(batch, -1, 3), K_level).reshape(batch, queries, num_points, 2)
+    height, width = level_hw
+    valid = ((points[..., 2] > MIN_DEPTH)
+             & (uv[..., 0] >= -0.5) & (uv[..., 0] <= width - 0.5)
+             & (uv[..., 1] >= -0.5) & (uv[..., 1] <= height - 0.5))
+    return uv, valid
+
+
+def sample_levels(levels, points, K, image_hw):
+    """Bilinear samples of every level at the projections of the 3D points.
+
+    levels: L x (B, C, h_l, w_l); points (B, Q, P, 3) metres; K (B, 3, 3) for image_hw.
+    Returns samples (B, Q, L*P, C) and validity (B, Q, L*P). One grid_sample per level, all queries and
+    points at once (levels differ in size, so they cannot share one call)."""
+    samples, masks = [], []
+    for level in levels:
+        level_hw = level.shape[-2:]
+        uv, valid = project_to_level(points, K, image_hw, level_hw)
+        size = uv.new_tensor([level_hw[1], level_hw[0]])
+        grid = ((uv + 0.5) / size * 2 - 1).clamp(-2.0, 2.0)                      # align_corners=False convention
+        grid = torch.where(valid[..., None], grid, torch.full_like(grid, -2.0))  # invalid: sample zero padding
+        sampled = F.grid_sample(level, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
+        samples.append(sampled.permute(0, 2, 3, 1))                               # (B, Q, P, C)
+        masks.append(valid)
+    return torch.cat(samples, dim=2), torch.cat(masks, dim=2)
+
+
+class GeometryDeformableCrossAttention(nn.Module):
+    """Eq. (8): per query, P learned 3D points around its reference point, projected onto every fused level,
+    sampled bilinearly, weighted per head (softmax over levels x points, masked points count zero)."""
+
+    def __init__(self, hidden_dim, num_heads, num_levels, num_points, sampling_radius=0.05):
+        super().__init__()
+        if hidden_dim % num_heads:
+            raise ValueError(f'hidden_dim {hidden_dim} is not divisible by decoder_heads {num_heads}')
+        self.num_heads, self.num_levels, self.num_points = num_heads, num_levels, num_points
+        self.sampling_offsets = nn.Linear(hidden_dim, num_points * 3)     # metres, camera frame
+        self.attention_weights = nn.Linear(hidden_dim, num_heads * num_levels * num_points)
+        self.value_proj = nn.Linear(hidden_dim, hidden_dim)
+        self.output_proj = nn.Linear(hidden_dim, hidden_dim)
+        nn.init.zeros_(self.sampling_offsets.weight)
+        with torch.no_grad():
+            self.sampling_offsets.bias.copy_(fibonacci_sphere(num_points, sampling_radius).flatten())
+        nn.init.zeros_(self.attention_weights.weight)     # uniform weights at the start
+        nn.init.zeros_(self.attention_weights.bias)
+        nn.init.xavier_uniform_(self.value_proj.weight)
+        nn.init.zeros_(self.value_proj.bias)
+        nn.init.xavier_uniform_(self.output_proj.weight)
+        nn.init.zeros_(self.output_proj.bias)
+
+    def sampling_points(self, query, reference_points):
+        """(B, Q, C), (B, Q, 3) metres -> (B, Q, P, 3) metres."""
+        batch, queries, _ = query.shape
+        offsets = self.sampling_offsets(query).view(batch, queries, self.num_points, 3)
+        return reference_points[:, :, None] + offsets
+
+    def forward(self, query, reference_points, levels, K, image_hw):
+        batch, queries, dim = query.shape
+        heads = self.num_heads
+        points = self.sampling_points(query, reference_points)                   # (B, Q, P, 3)
+        samples, valid = sample_levels(levels, points, K, image_hw)              # (B, Q, L*P, C), (B, Q, L*P)
+        weights = self.attention_weights(query).view(batch, queries, heads, -1).softmax(-1)
+        weights = weights * valid[:, :, None].to(weights.dtype)                  # (B, Q, heads, L*P)
+        # The value projection is linear, so projecting the weighted sum per head equals summing projected
+        # samples -- but costs Q*C*C instead of Q*L*P*C*C (or a projection of every pixel of every level).
+        aggregated = torch.einsum('bqhn,bqnc->bqhc', weights, samples)           # (B, Q, heads, C)
+        weight_v = self.value_proj.weight.view(heads, dim // heads, dim)
+        values = torch.einsum('bqhc,hdc->bqhd', aggregated, weight_v)
+        values = values + weights.sum(-1, keepdim=True) * self.value_proj.bias.view(heads, dim // heads)
+        return self.output_proj(values.reshape(batch, queries, dim))             # (B, Q, C)
+
+
+# --- decoder --------------------------------------------------------------------------------------------------
+class DecoderLayer(nn.Module):
+    """Temporal cross-attention over [current; memory] (eq. 7) -> deformable CA (eq. 8) -> FFN, post-norm."""
+
+    def __init__(self, hidden_dim, num_heads, ffn_dim, num_levels, num_points, dropout, sampling_radius):
+        super().__init__()
+        self.temporal_attention = nn.MultiheadAttention(hidden_dim, num_heads, dropout=dropout, batch_first=True)
+        self.norm1 = nn.LayerNorm(hidden_dim)
+        self.geometry_attention = GeometryDeformableCrossAttention(hidden_dim, num_heads, num_levels, num_points,
+                                                                   sampling_radius)
+        self.norm2 = nn.LayerNorm(hidden_dim)
+        self.ffn = nn.Sequential(nn.Linear(hidden_dim, ffn_dim), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                                 nn.Linear(ffn_dim, hidden_dim))
+        self.norm3 = nn.LayerNorm(hidden_dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, query, query_pos, reference_points, levels, K, image_hw, memory=None, memory_pos=None):
+        """query/query_pos (B, Q, C); reference_points (B, Q, 3) metres; memory/memory_pos (B, M, C) or None."""
+        q = query + query_pos
+        keys, values = q, query
+        if memory is not None:
+            keys = torch.cat([q, memory + memory_pos], dim=1)                   # (B, Q + M, C)
+            values = torch.cat([query, memory], dim=1)
+        attended = self.temporal_attention(q, keys, values, need_weights=False)[0]
+        query = self.norm1(query + self.dropout(attended))
+        sampled = self.geometry_attention(query + query_pos, reference_points, levels, K, image_hw)
+        query = self.norm2(query + self.dropout(sampled))
+        return self.norm3(query + self.dropout(self.ffn(query)))
+
+
+class SpatialTemporalQueryDecoder(nn.Module):
+    """STSQ + per-layer pose heads. Returns per-layer prediction dicts and the final query features."""
+
+    def __init__(self, cfg, num_levels=4):
+        super().__init__()
+        dim = cfg.hidden_dim
+        self.hidden_dim = dim
+        self.position_range = PositionRange(cfg.position_range)
+        self.anchors = QueryAnchors(cfg.num_queries, dim, cfg.anchor_range, self.position_range)
+        self.query_position = mlp(3 * (dim // 2), dim, dim)     # sine(reference point) -> positional embedding
+        self.time_embedding = mlp(dim, dim, dim)                # sine(age in frames) -> added to the position
+        self.content_alignment = PoseAwareLayerNorm(MOTION_DIM, dim)
+        self.position_alignment = PoseAwareLayerNorm(MOTION_DIM, dim)
+        self.layers = nn.ModuleList(
+            DecoderLayer(dim, cfg.decoder_heads, cfg.decoder_ffn_dim, num_levels, cfg.decoder_points, cfg.dropout,
+                         cfg.sampling_radius) for _ in range(cfg.decoder_layers))
+        self.pose_heads = nn.ModuleList(PoseHead(dim, cfg.size_prior) for _ in range(cfg.decoder_layers))
+
+    def embed_time(self, ages):
+        """(B, n) ages in frames -> (B, n, C); constant over the decoder layers, so computed once."""
+        return self.time_embedding(sine_embedding(ages[..., None], self.hidden_dim))
+
+    def embed_positions(self, reference_normalized, time_embedding, motion):
+        """Positional embedding of (B, n, 3) normalised references + time, aligned by the pose-aware LN."""
+        pos = self.query_position(sine_embedding(reference_normalized, self.hidden_dim // 2)) + time_embedding
+        return self.position_alignment(pos, motion)
+
+    def gather_queries(self, batch, memory):
+        """Current query set (eq. 6) and aligned memory keys. Returns content (B, Qt, C), references
+        (B, Qt, 3) normalised, ages (B, Qt), motion (B, Qt, 13), memory (B, M, C) or None, memory_pos."""
+        content, reference = self.anchors(batch)
+        device, dtype = content.device, content.dtype
+        ages = torch.zeros(batch, content.shape[1], device=device, dtype=dtype)
+        motion = identity_motion_vector(batch, content.shape[1], device, dtype)
+        memory_content = memory_pos = None
+        if memory is not None and not memory.is_empty():
+            previous, older = memory.frames[0], memory.frames[1:]
+            count = previous.features.shape[1]
+            previous_ages = torch.full((batch, count), float(previous.age), device=device, dtype=dtype)
+            previous_motion = motion_vector(previous.motion[:, None].expand(-1, count, -1, -1), previous_ages)
+            content = torch.cat([previous.features, content], dim=1)
+            reference = torch.cat([self.position_range.normalize(previous.reference_points), reference], dim=1)
+            ages = torch.cat([previous_ages, ages], dim=1)
+            motion = torch.cat([previous_motion, motion], dim=1)
+            if older:
+                rest = type(memory)(memory.num_frames, memory.top_k, memory.batch_size, older)
+                rest_motion = motion_vector(rest.motions, rest.ages)
+                memory_content = self.content_alignment(rest.features, rest_motion)
+                memory_pos = self.embed_positions(self.position_range.normalize(rest.reference_points),
+                                                  self.embed_time(rest.ages), rest_motion)
+        content = self.content_alignment(content, motion)
+        return content, reference, ages, motion, memory_content, memory_pos
+
+    def forward(self, levels, K, image_hw, memory=None, timer=None):
+        batch = K.shape[0]
+        content, reference, ages, motion, memory_content, memory_pos = self.gather_queries(batch, memory)
+        time_embedding = self.embed_time(ages)
+        outputs = []
+        for layer, head in zip(self.layers, self.pose_heads):
+            with _stage(timer, 'stsq'):
+                query_pos = self.embed_positions(reference, time_embedding, motion)
+                metric_reference = self.position_range.denormalize(reference)
+                content = layer(content, query_pos, metric_reference, levels, K, image_hw,
+                                memory_content, memory_pos)
+            with _stage(timer, 'pose_head'):
+                prediction = head(content, reference, self.position_range)
+            # Each layer refines the reference; gradients stop here as in DETR3D's box refinement.
+            reference = prediction.pop('reference_normalized').detach()
+            outputs.append(prediction)
+        return outputs, content
+
+
+class _NullContext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _stage(timer, name):
+    return timer.stage(name) if timer is not None else _NullContext()

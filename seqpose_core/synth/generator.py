@@ -1,0 +1,145 @@
+"""The generation loop: scenes -> renders -> NOCS files. Deterministic for a seed: every scene draws from its
+own numpy Generator seeded by (seed, mode, scene index), so a scene does not depend on the others, on the
+split assignment, or on how many scenes are generated.
+
+Splits (`split='auto'`): with N >= 2 scenes the last max(1, round(N / 5)) scenes are held out (video: `test`,
+single: `val`), the others are `train`; N = 1 gives `train`. Any other value puts every scene in that split.
+Scene numbers restart per split: REAL folders scene_1, scene_2, ...; CAMERA folders 00000, 00001, ...
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from seqpose_core import CLASS_NAMES
+from seqpose_core.synth.meshes import ModelSource
+from seqpose_core.synth.render import Renderer
+from seqpose_core.synth.scene import choose_categories, make_scene, random_view, video_trajectory
+from seqpose_core.synth.textures import BackgroundSource
+from seqpose_core.synth.writer import NocsWriter
+
+SPLITS = {'video': ('train', 'test'), 'single': ('train', 'val')}
+_MODE_SEED = {'video': 1, 'single': 2}
+# CAMERA-style folders draw their frames' objects from a pool of this many instances per category
+POOL_PER_CATEGORY = 2
+
+
+@dataclass
+class SynthOptions:
+    out: str
+    scenes: int
+    frames: int
+    seed: int = 0
+    width: int = 640
+    height: int = 480
+    mode: str = 'video'
+    split: str = 'auto'
+    models: Optional[str] = None
+    backgrounds: Optional[str] = None
+    overwrite: bool = False
+    objects_min: int = 3
+    objects_max: int = 6
+
+
+def split_assignment(mode, scenes, split='auto'):
+    """[(split, number within split)] for each scene index."""
+    train, held_out = SPLITS[mode]
+    if split == 'auto':
+        holdout = 0 if scenes < 2 else max(1, int(round(scenes / 5)))
+        names = [train] * (scenes - holdout) + [held_out] * holdout
+    elif split in SPLITS[mode]:
+        names = [split] * scenes
+    else:
+        raise ValueError(f'--split {split!r}: expected auto or one of {SPLITS[mode]} for --mode {mode}')
+    counters, assignment = {}, []
+    for name in names:
+        counters[name] = counters.get(name, 0) + 1
+        # REAL scenes are numbered from 1, CAMERA folders from 0
+        assignment.append((name, counters[name] if mode == 'video' else counters[name] - 1))
+    return assignment
+
+
+def scene_rng(seed, mode, index):
+    return np.random.default_rng([int(seed), _MODE_SEED[mode], int(index)])
+
+
+def _named_models(rng, model_source, writer, split, number, categories):
+    models, per_category = [], {}
+    for category in categories:
+        per_category[category] = per_category.get(category, 0) + 1
+        name = writer.model_name(split, number, category, per_category[category])
+        models.append(model_source.draw(category, rng, name))
+    return models
+
+
+def generate(options, progress=None, on_frame=None):
+    """Generate `options.scenes` scenes of `options.frames` frames. `progress`: callable(n) per frame written;
+    `on_frame(folder, frame_index, rendered, scene, camera_from_world, label)` for previews. Returns the writer."""
+    if options.scenes < 1 or options.frames < 1:
+        raise ValueError(f'--scenes and --frames must be >= 1 (got {options.scenes}, {options.frames})')
+    if options.frames > 10000:
+        raise ValueError(f'--frames {options.frames}: frame ids have 4 digits (at most 10000 frames per scene)')
+    if not 1 <= options.objects_min <= options.objects_max <= 8:
+        raise ValueError(f'objects per scene must satisfy 1 <= min <= max <= 8, got {options.objects_min}..'
+                         f'{options.objects_max}')
+    model_source = ModelSource(options.models)
+    background_source = BackgroundSource(options.backgrounds)
+    writer = NocsWriter(options.out, options.mode, options.width, options.height, overwrite=options.overwrite)
+    renderer = Renderer(options.width, options.height)
+    count_range = (options.objects_min, options.objects_max)
+    try:
+        for index, (split, number) in enumerate(split_assignment(options.mode, options.scenes, options.split)):
+            rng = scene_rng(options.seed, options.mode, index)
+            folder = writer.scene_folder(split, number)
+            if options.mode == 'video':
+                count = int(rng.integers(count_range[0], count_range[1] + 1))
+                models = _named_models(rng, model_source, writer, split, number, choose_categories(rng, count))
+                writer.write_models(split, models)
+                scene = make_scene(rng, model_source, background_source, models=models)
+                renderer.load_scene([(o.model, o.appearance, o.instance_id) for o in scene.objects],
+                                    scene.table_half_size, scene.table_texture, scene.background, scene.light,
+                                    table_tiles=scene.table_tiles)
+                poses = [o.world_from_object for o in scene.objects]
+                blobs = scene.shadow_blobs()
+                trajectory = video_trajectory(rng, options.frames)
+                noise_seeds = rng.uniform(0, 100, options.frames)
+                for frame_index, camera_from_world in enumerate(trajectory):
+                    rendered = renderer.render(writer.K, camera_from_world, poses, blobs,
+                                               noise_seed=noise_seeds[frame_index])
+                    label = writer.write_frame(folder, frame_index, rendered, scene.objects, camera_from_world)
+                    if on_frame:
+                        on_frame(folder, frame_index, rendered, scene, camera_from_world, label)
+                    if progress:
+                        progress(1)
+            else:
+                pool = _named_models(rng, model_source, writer, split, number,
+                                     [c for c in CLASS_NAMES for _ in range(POOL_PER_CATEGORY)])
+                writer.write_models(split, pool)
+                for frame_index in range(options.frames):
+                    count = int(rng.integers(count_range[0], count_range[1] + 1))
+                    categories = choose_categories(rng, count)
+                    chosen, used = [], set()
+                    for category in categories:
+                        candidates = [i for i, m in enumerate(pool) if m.category == category and i not in used]
+                        if not candidates:  # more of a category than the pool holds: skip that object
+                            continue
+                        pick = candidates[int(rng.integers(len(candidates)))]
+                        used.add(pick)
+                        chosen.append(pool[pick])
+                    scene = make_scene(rng, model_source, background_source, models=chosen)
+                    renderer.load_scene([(o.model, o.appearance, o.instance_id) for o in scene.objects],
+                                        scene.table_half_size, scene.table_texture, scene.background, scene.light,
+                                        table_tiles=scene.table_tiles)
+                    camera_from_world = random_view(rng)
+                    rendered = renderer.render(writer.K, camera_from_world,
+                                               [o.world_from_object for o in scene.objects], scene.shadow_blobs(),
+                                               noise_seed=rng.uniform(0, 100))
+                    label = writer.write_frame(folder, frame_index, rendered, scene.objects, camera_from_world)
+                    if on_frame:
+                        on_frame(folder, frame_index, rendered, scene, camera_from_world, label)
+                    if progress:
+                        progress(1)
+    finally:
+        writer.close()
+        renderer.release()
+    return writer

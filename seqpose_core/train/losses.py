@@ -1,0 +1,168 @@
+"""The training losses of eq. (10), DETR style: `SetCriterion` matches queries to objects (Hungarian) and
+computes one loss term per method; `weight_dict` holds the lambdas; `weighted_total` sums them.
+
+Query terms (on the final decoder layer, and with `aux_loss` on every earlier layer, re-matched per layer as
+DETR does, suffixed `_aux{i}`):
+  loss_class        sigmoid focal loss over all queries x 6 classes, normalised by the number of GT objects
+  loss_translation  L1 of matched translations (metres), per GT object
+  loss_rotation     L1 of matched 6D rotations, per GT object; symmetric objects are compared with the
+                    closest GT rotation about their y axis (`targets.closest_symmetric_rotation6d`)
+  loss_size         L1 of matched metric sizes (metres), per GT object
+Dense terms (final outputs only):
+  loss_depth        smooth L1 on pixels with valid GT depth (> 0)
+  loss_normal       smooth L1 on pixels with a valid GT normal (non-zero)
+  loss_segmentation cross-entropy over 7 classes (background + 6), 255 ignored
+"""
+import torch
+import torch.nn.functional as F
+from torch import distributed as dist
+from torch import nn
+
+from seqpose_core.train.targets import closest_symmetric_rotation6d
+
+IGNORE_LABEL = 255
+QUERY_TERMS = ('class', 'translation', 'rotation', 'size')
+DENSE_TERMS = ('depth', 'normal', 'segmentation')
+
+
+def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0):
+    """Element-wise focal loss (Lin et al. 2017) of sigmoid `logits` against 0/1 `targets`, same shape."""
+    prob = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction='none')
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return loss
+
+
+def _resize_nearest(target, size):
+    """Bring a dense target (B, C, H, W) or (B, H, W) to the prediction's (h, w) without mixing labels."""
+    if tuple(target.shape[-2:]) == tuple(size):
+        return target
+    squeeze = target.dim() == 3
+    resized = F.interpolate((target[:, None] if squeeze else target).float(), size=size, mode='nearest')
+    resized = resized[:, 0] if squeeze else resized
+    return resized.to(target.dtype)
+
+
+def _zero_like_graph(tensor):
+    """A 0 that is still connected to `tensor`'s graph (DDP wants every output used)."""
+    return tensor.sum() * 0.0
+
+
+class SetCriterion(nn.Module):
+    def __init__(self, matcher, train_cfg):
+        super().__init__()
+        self.matcher = matcher
+        self.focal_alpha = train_cfg.focal_alpha
+        self.focal_gamma = train_cfg.focal_gamma
+        self.aux_loss = train_cfg.aux_loss
+        self.smooth_l1_beta = train_cfg.dense_smooth_l1_beta
+        base = {
+            'loss_class': train_cfg.weight_class,
+            'loss_translation': train_cfg.weight_translation,
+            'loss_rotation': train_cfg.weight_rotation,
+            'loss_size': train_cfg.weight_size,
+            'loss_depth': train_cfg.weight_depth,
+            'loss_normal': train_cfg.weight_normal,
+            'loss_segmentation': train_cfg.weight_segmentation,
+        }
+        if any(weight < 0 for weight in base.values()):
+            raise ValueError(f'loss weights must be >= 0, got {base}')
+        self.weight_dict = dict(base)
+
+    # --- query terms: (outputs, targets, matches, num_objects) -> tensor --------------------------------------
+
+    def loss_class(self, outputs, targets, matches, num_objects):
+        logits = outputs['pred_logits'].float()
+        one_hot = torch.zeros_like(logits)
+        for frame, (query_indices, target_indices) in enumerate(matches):
+            one_hot[frame, query_indices.to(logits.device), targets[frame]['labels'][target_indices]] = 1.0
+        loss = sigmoid_focal_loss(logits, one_hot, self.focal_alpha, self.focal_gamma)
+        return loss.sum() / num_objects
+
+    def _matched(self, outputs, key, targets, matches, target_key):
+        """Matched predictions and targets concatenated over the batch: (M, D) each."""
+        preds, goals = [], []
+        for frame, (query_indices, target_indices) in enumerate(matches):
+            preds.append(outputs[key][frame, query_indices.to(outputs[key].device)].float())
+            goals.append(targets[frame][target_key][target_indices].float())
+        return torch.cat(preds), torch.cat(goals)
+
+    def loss_translation(self, outputs, targets, matches, num_objects):
+        pred, goal = self._matched(outputs, 'pred_translation', targets, matches, 'translation')
+        return F.l1_loss(pred, goal, reduction='sum') / num_objects
+
+    def loss_rotation(self, outputs, targets, matches, num_objects):
+        pred, goal = self._matched(outputs, 'pred_rotation6d', targets, matches, 'rotation6d')
+        symmetric = torch.cat([targets[frame]['symmetric'][target_indices]
+                               for frame, (_, target_indices) in enumerate(matches)])
+        goal = closest_symmetric_rotation6d(pred, goal, symmetric)
+        return F.l1_loss(pred, goal, reduction='sum') / num_objects
+
+    def loss_size(self, outputs, targets, matches, num_objects):
+        pred, goal = self._matched(outputs, 'pred_size', targets, matches, 'size')
+        return F.l1_loss(pred, goal, reduction='sum') / num_objects
+
+    # --- dense terms: (outputs, batch) -> tensor ---------------------------------------------------------------
+
+    def loss_depth(self, outputs, batch):
+        pred = outputs['depth'].float()
+        goal = _resize_nearest(batch['depth'].to(pred.device).float(), pred.shape[-2:])
+        valid = goal > 0
+        if not valid.any():
+            return _zero_like_graph(pred)
+        return F.smooth_l1_loss(pred[valid], goal[valid], beta=self.smooth_l1_beta)
+
+    def loss_normal(self, outputs, batch):
+        pred = outputs['normal'].float()
+        goal = _resize_nearest(batch['normal'].to(pred.device).float(), pred.shape[-2:])
+        valid = (goal.abs().sum(1, keepdim=True) > 0).expand_as(goal)
+        if not valid.any():
+            return _zero_like_graph(pred)
+        return F.smooth_l1_loss(pred[valid], goal[valid], beta=self.smooth_l1_beta)
+
+    def loss_segmentation(self, outputs, batch):
+        logits = outputs['seg_logits'].float()
+        goal = _resize_nearest(batch['semantic'].to(logits.device).long(), logits.shape[-2:])
+        if not (goal != IGNORE_LABEL).any():
+            return _zero_like_graph(logits)
+        return F.cross_entropy(logits, goal, ignore_index=IGNORE_LABEL)
+
+    # --- the whole set -----------------------------------------------------------------------------------------
+
+    def num_objects(self, targets, device):
+        """GT objects in the batch (summed over DDP processes, at least 1), the normaliser of the query terms."""
+        count = torch.tensor(float(sum(len(t['labels']) for t in targets)), device=device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(count)
+            count = count / dist.get_world_size()
+        return count.clamp_min(1.0)
+
+    def query_losses(self, outputs, targets, num_objects, suffix=''):
+        matches = self.matcher(outputs, targets)
+        return {f'loss_{term}{suffix}': getattr(self, f'loss_{term}')(outputs, targets, matches, num_objects)
+                for term in QUERY_TERMS}
+
+    def forward(self, outputs, targets, batch=None):
+        """outputs: the model's dict; targets: per-frame dicts (`targets.batch_targets`); batch: the collated
+        frame batch with `depth`, `normal`, `semantic` (None: no dense terms). Returns unweighted terms."""
+        num_objects = self.num_objects(targets, outputs['pred_logits'].device)
+        losses = self.query_losses(outputs, targets, num_objects)
+        if self.aux_loss:
+            for layer, aux_outputs in enumerate(outputs.get('aux_outputs') or []):
+                losses.update(self.query_losses(aux_outputs, targets, num_objects, suffix=f'_aux{layer}'))
+        if batch is not None:
+            for term, output_key, batch_key in (('depth', 'depth', 'depth'), ('normal', 'normal', 'normal'),
+                                                ('segmentation', 'seg_logits', 'semantic')):
+                if outputs.get(output_key) is not None and batch.get(batch_key) is not None:
+                    losses[f'loss_{term}'] = getattr(self, f'loss_{term}')(outputs, batch)
+        return losses
+
+    def weight_of(self, loss_name):
+        """The lambda of a term, aux copies included (`loss_rotation_aux3` -> weight_rotation)."""
+        return self.weight_dict[loss_name.split('_aux')[0]]
+
+    def weighted_total(self, losses):
+        return sum(self.weight_of(name) * value for name, value in losses.items())

@@ -1,0 +1,59 @@
+"""Start-up: resolve the checkpoint and device and build the StreamRunner. Plain functions (no rclpy) so the
+failure messages are tested without ROS; the node turns `StartupError` into a fatal log line and exit code 1.
+"""
+from pathlib import Path
+
+import seqpose_core
+
+# The model shipped inside the package (what `checkpoint: ''` means).
+DEFAULT_CHECKPOINT = Path(seqpose_core.__file__).resolve().parent / 'weights' / 'default.pt'
+
+
+class StartupError(RuntimeError):
+    """The node cannot start; the text says why and what to do."""
+
+
+def resolve_checkpoint(checkpoint):
+    if checkpoint:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise StartupError(f"checkpoint '{checkpoint}': no such file")
+        return path
+    if not DEFAULT_CHECKPOINT.is_file():
+        raise StartupError(f'checkpoint not set and the embedded default model {DEFAULT_CHECKPOINT} is not '
+                           'installed; pass -p checkpoint:=/path/to/model.pt')
+    return DEFAULT_CHECKPOINT
+
+
+def resolve_device(device, warn):
+    """'cpu' / 'cuda' / 'cuda:N' -> a device that exists; CUDA that is not there falls back to CPU with a
+    warning (a launch file written for a GPU robot still runs on a laptop)."""
+    import torch
+    if device == 'cpu':
+        return 'cpu'
+    if not torch.cuda.is_available():
+        warn(f"device '{device}': CUDA is not available (torch {torch.__version__}); falling back to CPU")
+        return 'cpu'
+    index = int(device.split(':', 1)[1]) if ':' in device else 0
+    if index >= torch.cuda.device_count():
+        warn(f"device '{device}': only {torch.cuda.device_count()} CUDA device(s); falling back to CPU")
+        return 'cpu'
+    return f'cuda:{index}'
+
+
+def load_runner(checkpoint, device='cpu', history_frames=0, top_k=0, warn=print):
+    """(StreamRunner, checkpoint path, device actually used). Raises StartupError with the reason."""
+    path = resolve_checkpoint(checkpoint)
+    device = resolve_device(device, warn)
+    try:
+        from seqpose_core.runner import StreamRunner
+        runner = StreamRunner.from_checkpoint(str(path), device=device)
+    except Exception as error:  # noqa: BLE001 - any load failure is fatal at start-up, with its reason
+        raise StartupError(f"checkpoint '{path}' does not load: {type(error).__name__}: {error}") from None
+    model_cfg = getattr(runner.model, 'cfg', None)
+    # history_frames / top_k size the memory queue the model creates for a new sequence (init_memory)
+    if history_frames and model_cfg is not None:
+        model_cfg.memory_frames = int(history_frames)
+    if top_k and model_cfg is not None:
+        model_cfg.memory_top_k = int(top_k)
+    return runner, path, device

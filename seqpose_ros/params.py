@@ -1,0 +1,115 @@
+"""Every parameter of `seqpose_node`, declared in one place: name, default, description, whether it can change
+at run time, and its valid range. Plain Python (no rclpy import at module level) so the static tests can
+check the launch file and config/seqpose.yaml against this table without ROS.
+"""
+from dataclasses import dataclass
+from typing import Any, Optional, Tuple
+
+IMAGE_QOS_CHOICES = ('sensor_data', 'reliable')
+TRANSPORT_CHOICES = ('raw', 'compressed')
+MODE_CHOICES = ('video', 'single')
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    dynamic: bool = False                    # may change at run time (`ros2 param set`)
+    range: Optional[Tuple[float, float]] = None   # inclusive bounds for numbers
+    choices: Optional[Tuple[str, ...]] = None
+
+
+PARAMS = (
+    ParamSpec('checkpoint', '',
+              'SeqPose checkpoint (.pt / .safetensors, carries its config). Empty: the embedded default model '
+              '(seqpose_core/weights/default.pt). A file that does not load stops the node at start-up.'),
+    ParamSpec('device', 'cpu',
+              "Torch device: 'cpu', 'cuda' or 'cuda:N'. Falls back to CPU with a warning when CUDA is not "
+              'available.'),
+    ParamSpec('score_threshold', 0.3, 'Detections scoring below this are not published (0..1).',
+              dynamic=True, range=(0.0, 1.0)),
+    ParamSpec('max_detections', 20, 'At most this many objects per frame (highest scores first).',
+              dynamic=True, range=(1, 1000)),
+    ParamSpec('mode', 'video',
+              "'video': temporal query memory across frames (multi-frame); 'single': every frame on its own. "
+              'Changing it resets the memory.', dynamic=True, choices=MODE_CHOICES),
+    ParamSpec('history_frames', 0,
+              'Frames kept in the query memory (N). 0: the checkpoint\'s value. Start-up only.',
+              range=(0, 64)),
+    ParamSpec('top_k', 0,
+              'Queries kept per remembered frame (K). 0: the checkpoint\'s value. Start-up only.',
+              range=(0, 4096)),
+    ParamSpec('image_qos', 'sensor_data',
+              "QoS of the image and camera_info subscriptions: 'sensor_data' (best effort, depth 1) or "
+              "'reliable' (reliable, depth 1). Start-up only.", choices=IMAGE_QOS_CHOICES),
+    ParamSpec('image_transport', 'raw',
+              "'raw': subscribe to `image` (sensor_msgs/Image); 'compressed': to `image/compressed` "
+              '(sensor_msgs/CompressedImage, jpeg/png). Start-up only.', choices=TRANSPORT_CHOICES),
+    ParamSpec('publish_tf', True, 'Broadcast one TF frame per confirmed object.', dynamic=True),
+    ParamSpec('tf_prefix', 'seqpose',
+              'Object TF frames are <tf_prefix>/<class>_<track id> (no prefix when empty).', dynamic=True),
+    ParamSpec('publish_markers', True, 'Publish visualization_msgs/MarkerArray on `markers`.', dynamic=True),
+    ParamSpec('marker_lifetime', 0.5,
+              'Seconds a marker stays in RViz without an update (0: until the next DELETEALL).',
+              dynamic=True, range=(0.0, 3600.0)),
+    ParamSpec('max_frame_gap', 1.0,
+              'Seconds between consecutive image stamps above which the memory and tracks are reset '
+              '(0: never on a gap).', dynamic=True, range=(0.0, 3600.0)),
+    ParamSpec('max_image_age', 0.0,
+              'Images older than this many seconds (node clock minus header stamp) are skipped (0: no limit).',
+              dynamic=True, range=(0.0, 3600.0)),
+    ParamSpec('odom_frame', '',
+              'Fixed frame for camera motion between frames (T_cur_from_prev from TF, needs tf2_ros). Empty: '
+              'the memory runs without camera motion. Start-up only.'),
+)
+
+SPECS = {spec.name: spec for spec in PARAMS}
+DEFAULTS = {spec.name: spec.default for spec in PARAMS}
+
+
+def validate(name, value):
+    """'' when `value` is acceptable for parameter `name`, else the reason (used at start-up and by the
+    run-time parameter callback, so `ros2 param set` gets the same answer as a bad YAML file)."""
+    spec = SPECS.get(name)
+    if spec is None:
+        return ''   # not ours (use_sim_time, qos overrides, ...)
+    expected = type(spec.default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        return f'{name}: expected {expected.__name__}, got {type(value).__name__} {value!r}'
+    if spec.choices is not None and value not in spec.choices:
+        return f'{name}: {value!r} is not one of {list(spec.choices)}'
+    if spec.range is not None and not spec.range[0] <= value <= spec.range[1]:
+        return f'{name}: {value} is outside [{spec.range[0]}, {spec.range[1]}]'
+    if name == 'device' and not (value == 'cpu' or value == 'cuda' or value.startswith('cuda:')):
+        return f"device: {value!r} is not 'cpu', 'cuda' or 'cuda:N'"
+    return ''
+
+
+def declare_all(node):
+    """Declare every parameter on an rclpy node with its description; returns {name: value}. Raises
+    ValueError naming each bad value (a bad YAML file must stop the node at start-up, not later)."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    values, problems = {}, []
+    for spec in PARAMS:
+        extra = ''
+        if spec.choices:
+            extra = f' One of: {", ".join(spec.choices)}.'
+        descriptor = ParameterDescriptor(description=spec.description + extra,
+                                         read_only=not spec.dynamic)
+        if spec.range is not None and isinstance(spec.default, float):
+            descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.range[0]),
+                                                                  to_value=float(spec.range[1]))]
+        elif spec.range is not None and isinstance(spec.default, int):
+            descriptor.integer_range = [IntegerRange(from_value=int(spec.range[0]), to_value=int(spec.range[1]))]
+        value = node.declare_parameter(spec.name, spec.default, descriptor).value
+        problem = validate(spec.name, value)
+        if problem:
+            problems.append(problem)
+        values[spec.name] = float(value) if isinstance(spec.default, float) else value
+    if problems:
+        raise ValueError('bad parameter value(s): ' + '; '.join(problems))
+    return values

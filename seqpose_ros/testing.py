@@ -1,0 +1,329 @@
+"""Helpers for the node's tests and benchmark: the network-isolation guard, a tiny random checkpoint, a
+generated video sequence, the node in its own process, and an rclpy client that talks to it.
+
+Nothing here starts DDS on import; `ros_isolation_problem()` says why DDS must not be started here.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHM_PROFILE = REPO / 'config' / 'fastdds_shm_profile.xml'
+DEFAULT_K = np.array([[300.0, 0.0, 159.5], [0.0, 300.0, 119.5], [0.0, 0.0, 1.0]])   # for 320x240
+
+
+# --------------------------------------------------------------------------------------------- isolation
+def network_interfaces():
+    """Interface names from /proc/net/dev (first two lines are headers)."""
+    with open('/proc/net/dev', encoding='ascii') as handle:
+        return [line.split(':', 1)[0].strip() for line in handle.readlines()[2:] if ':' in line]
+
+
+def ros_isolation_problem():
+    """'' when DDS traffic cannot leave this machine's loopback: a private network namespace holding only
+    `lo`, and ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST. Otherwise the reason (the tests skip with it)."""
+    interfaces = network_interfaces()
+    if interfaces != ['lo']:
+        return (f'DDS tests run only inside a private network namespace with loopback only (found interfaces '
+                f"{interfaces}); run: unshare -n bash -c 'ip link set lo up && "
+                "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST .venv/bin/python -m pytest test/test_ros_*.py'")
+    if os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE') != 'LOCALHOST':
+        return ('DDS tests need ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST (got '
+                f"{os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE')!r})")
+    return ''
+
+
+def ros_environment():
+    """Environment for DDS processes: loopback discovery and the shared-memory Fast DDS profile (images of
+    a few hundred kB are lost with the default transports under best effort)."""
+    env = dict(os.environ)
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(SHM_PROFILE)
+    env['RMW_IMPLEMENTATION'] = env.get('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+    env['PYTHONUNBUFFERED'] = '1'
+    env['RCUTILS_LOGGING_BUFFERED_STREAM'] = '0'
+    return env
+
+
+# --------------------------------------------------------------------------------------------- model + data
+def write_tiny_checkpoint(path, seed=0):
+    """A randomly initialised model of the `tiny` config (a few MB, ~10 ms a frame on one CPU core)."""
+    import torch
+    from seqpose_core.config import load_config
+    from seqpose_core.model.checkpoint import save_checkpoint
+    from seqpose_core.model.seqpose import build_model
+    torch.manual_seed(seed)
+    config = load_config('tiny')
+    model = build_model(config.model, load_pretrained=False)
+    save_checkpoint(path, model, config)
+    return Path(path)
+
+
+def make_sequence(frames=10, width=320, height=240, seed=0):
+    """A generated video: textured table, a few coloured boxes and cylinders, the camera panning slowly.
+    Returns (list of (H, W, 3) uint8 RGB, K (3, 3))."""
+    import cv2
+    rng = np.random.default_rng(seed)
+    margin = 4 * frames + 8
+    canvas_w, canvas_h = width + margin, height
+    background = rng.integers(90, 160, size=(canvas_h // 8 + 1, canvas_w // 8 + 1, 3), dtype=np.uint8)
+    canvas = cv2.resize(background, (canvas_w, canvas_h), interpolation=cv2.INTER_LINEAR)
+    for _ in range(5):
+        x, y = int(rng.integers(20, canvas_w - 60)), int(rng.integers(40, canvas_h - 40))
+        color = tuple(int(c) for c in rng.integers(0, 255, 3))
+        if rng.random() < 0.5:
+            cv2.rectangle(canvas, (x, y), (x + int(rng.integers(20, 50)), y + int(rng.integers(20, 50))), color, -1)
+        else:
+            cv2.ellipse(canvas, (x, y), (int(rng.integers(10, 25)), int(rng.integers(15, 35))), 0, 0, 360, color, -1)
+    images = [np.ascontiguousarray(canvas[:, 4 * i:4 * i + width]) for i in range(frames)]
+    K = DEFAULT_K.copy()
+    K[0, 2], K[1, 2] = (width - 1) / 2, (height - 1) / 2
+    return images, K
+
+
+# --------------------------------------------------------------------------------------------- node process
+def node_command(*ros_args):
+    """The installed console script next to this interpreter (the venv's own, never another venv's)."""
+    script = Path(sys.executable).with_name('seqpose_node')
+    base = [str(script)] if script.exists() else [sys.executable, '-m', 'seqpose_ros.node']
+    return base + ['--ros-args', *ros_args]
+
+
+class NodeProcess:
+    """`seqpose_node` in its own process, output collected in a log file (read by tests for log lines)."""
+
+    def __init__(self, log_path, *ros_args):
+        self.log_path = Path(log_path)
+        self._log = open(self.log_path, 'wb')
+        self.process = subprocess.Popen(node_command(*ros_args), stdout=self._log, stderr=subprocess.STDOUT,
+                                        env=ros_environment(), cwd=str(REPO), start_new_session=True)
+
+    def log(self):
+        return self.log_path.read_text(encoding='utf-8', errors='replace')
+
+    def wait_for_log(self, text, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return True
+            if self.process.poll() is not None:
+                return text in self.log()
+            time.sleep(0.05)
+        return False
+
+    def alive(self):
+        return self.process.poll() is None
+
+    def stop(self, timeout=10.0):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._log.close()
+        return self.process.returncode
+
+
+# --------------------------------------------------------------------------------------------- rclpy client
+def image_msg(rgb, stamp_seconds, frame_id='camera_optical', encoding='rgb8', pad=0):
+    """sensor_msgs/Image from RGB, converted to `encoding`, rows padded by `pad` bytes."""
+    from sensor_msgs.msg import Image
+    import cv2
+    if encoding == 'rgb8':
+        data = rgb
+    elif encoding == 'bgr8':
+        data = rgb[:, :, ::-1]
+    elif encoding == 'rgba8':
+        data = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    elif encoding == 'bgra8':
+        data = np.dstack([rgb[:, :, ::-1], np.full(rgb.shape[:2], 255, np.uint8)])
+    elif encoding == 'mono8':
+        data = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[:, :, None]
+    else:   # an encoding the node does not support: send 16-bit data of the right size
+        data = np.zeros(rgb.shape[:2] + (2,), np.uint8)
+    height, width = data.shape[:2]
+    rows = np.ascontiguousarray(data).reshape(height, -1)
+    if pad:
+        rows = np.hstack([rows, np.zeros((height, pad), np.uint8)])
+    msg = Image(height=height, width=width, encoding=encoding, is_bigendian=0, step=rows.shape[1])
+    msg.data = rows.tobytes()
+    msg.header.frame_id = frame_id
+    msg.header.stamp = to_stamp(stamp_seconds)
+    return msg
+
+
+def camera_info_msg(K, width, height, stamp_seconds=0.0, frame_id='camera_optical'):
+    from sensor_msgs.msg import CameraInfo
+    msg = CameraInfo(width=int(width), height=int(height), distortion_model='plumb_bob')
+    msg.k = [float(v) for v in np.asarray(K, dtype=np.float64).reshape(-1)]
+    msg.d = [0.0] * 5
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    P = np.zeros((3, 4))
+    P[:3, :3] = np.asarray(K, dtype=np.float64)
+    msg.p = [float(v) for v in P.reshape(-1)]
+    msg.header.frame_id = frame_id
+    msg.header.stamp = to_stamp(stamp_seconds)
+    return msg
+
+
+def to_stamp(seconds):
+    from builtin_interfaces.msg import Time
+    sec = int(np.floor(seconds))
+    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
+
+
+def stamp_seconds(stamp):
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class RosClient:
+    """Publishes images + CameraInfo to the node's namespace and records everything it publishes.
+
+    Publishers use the node's default input QoS compatibility (reliable publishers match best-effort
+    subscribers); a background executor thread receives."""
+
+    def __init__(self, namespace='/seqpose_test', node_name='seqpose_node', image_qos_depth=1):
+        import threading
+
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile
+        from sensor_msgs.msg import CameraInfo, Image
+        from tf2_msgs.msg import TFMessage
+        from vision_msgs.msg import Detection3DArray
+        from visualization_msgs.msg import MarkerArray
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self.rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node('seqpose_test_client', context=self.context)
+        self.ns = namespace.rstrip('/')
+        self.node_name = node_name
+        qos = QoSProfile(depth=10)
+        self.image_pub = self.node.create_publisher(Image, f'{self.ns}/image', qos)
+        self.info_pub = self.node.create_publisher(CameraInfo, f'{self.ns}/camera_info', qos)
+        self.detections, self.tf, self.markers, self.debug_images, self.diagnostics = [], [], [], [], []
+        self._lock = threading.Lock()
+        self.node.create_subscription(Detection3DArray, f'{self.ns}/detections', self._store(self.detections), qos)
+        self.node.create_subscription(TFMessage, '/tf', self._store(self.tf), QoSProfile(depth=100))
+        self.node.create_subscription(MarkerArray, f'{self.ns}/markers', self._store(self.markers), qos)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._store(self.diagnostics), qos)
+        self._debug_sub = None
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self):
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # noqa: BLE001 - shutdown races end the loop
+                if not self.context.ok():
+                    return
+
+    def _store(self, target):
+        def callback(msg):
+            with self._lock:
+                target.append((time.monotonic(), msg))
+        return callback
+
+    def subscribe_debug_image(self):
+        from sensor_msgs.msg import Image
+        from rclpy.qos import QoSProfile
+        self._debug_sub = self.node.create_subscription(Image, f'{self.ns}/debug_image',
+                                                        self._store(self.debug_images), QoSProfile(depth=2))
+
+    def wait_for(self, predicate, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if predicate():
+                    return True
+            time.sleep(0.01)
+        with self._lock:
+            return bool(predicate())
+
+    def wait_for_subscribers(self, timeout=20.0):
+        """True once the node's image and camera_info subscriptions are matched."""
+        return self.wait_for(lambda: self.image_pub.get_subscription_count() > 0
+                             and self.info_pub.get_subscription_count() > 0, timeout)
+
+    def detection_for(self, stamp, timeout=5.0):
+        """The Detection3DArray whose header stamp equals `stamp` (seconds), or None."""
+        def find():
+            for _, msg in self.detections:
+                if abs(stamp_seconds(msg.header.stamp) - stamp) < 1e-6:
+                    return msg
+            return None
+        self.wait_for(lambda: find() is not None, timeout)
+        with self._lock:
+            return find()
+
+    def send(self, rgb, stamp, K=None, frame_id='camera_optical', encoding='rgb8', info=True, pad=0):
+        if info:
+            self.info_pub.publish(camera_info_msg(K, rgb.shape[1], rgb.shape[0], stamp, frame_id))
+            time.sleep(0.005)   # CameraInfo first, so the image finds it
+        self.image_pub.publish(image_msg(rgb, stamp, frame_id, encoding, pad))
+
+    def send_compressed(self, rgb, stamp, frame_id='camera_optical', image_format='jpeg'):
+        import cv2
+        from sensor_msgs.msg import CompressedImage
+        from rclpy.qos import QoSProfile
+        if getattr(self, 'compressed_pub', None) is None:
+            self.compressed_pub = self.node.create_publisher(CompressedImage, f'{self.ns}/image/compressed',
+                                                             QoSProfile(depth=10))
+        ok, data = cv2.imencode('.jpg' if image_format == 'jpeg' else '.png', rgb[:, :, ::-1])
+        assert ok
+        msg = CompressedImage(format=image_format, data=data.tobytes())
+        msg.header.frame_id = frame_id
+        msg.header.stamp = to_stamp(stamp)
+        self.compressed_pub.publish(msg)
+
+    def call(self, srv_type, name, request, timeout=10.0):
+        client = self.node.create_client(srv_type, name)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f'service {name} not available')
+            future = client.call_async(request)
+            deadline = time.monotonic() + timeout
+            while not future.done() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if not future.done():
+                raise TimeoutError(f'service {name} did not answer')
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def reset(self):
+        from std_srvs.srv import Trigger
+        return self.call(Trigger, f'{self.ns}/{self.node_name}/reset', Trigger.Request())
+
+    def set_parameters(self, **values):
+        """The `ros2 param set` path: rcl_interfaces/SetParameters on the node's parameter service."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+        request = SetParameters.Request()
+        request.parameters = [Parameter(name, value=value).to_parameter_msg() for name, value in values.items()]
+        return self.call(SetParameters, f'{self.ns}/{self.node_name}/set_parameters', request).results
+
+    def get_parameters(self, *names):
+        from rcl_interfaces.srv import GetParameters
+        from rclpy.parameter import parameter_value_to_python
+        request = GetParameters.Request(names=list(names))
+        values = self.call(GetParameters, f'{self.ns}/{self.node_name}/get_parameters', request).values
+        return [parameter_value_to_python(v) for v in values]
+
+    def close(self):
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        self.rclpy.try_shutdown(context=self.context)
+        self._thread.join(timeout=2.0)

@@ -1,0 +1,43 @@
+"""Live replay: a from-nocs bag played at its recorded rate into a real `seqpose_node` subprocess, the node's
+output recorded and scored. Runs only inside a private network namespace (the Makefile's `unshare -n`)."""
+import json
+
+import pytest
+
+from seqpose_core.bag.from_nocs import write_nocs_bag
+from seqpose_core.bag.live import live_replay
+
+from test_bag_helpers import FRAMES, SCENES, generate_scenes, tiny_checkpoint
+
+
+def _isolation_problem():
+    try:
+        from seqpose_ros.testing import ros_isolation_problem
+    except ImportError as error:  # rclpy / the node package not importable here
+        return f'ROS 2 Python packages unavailable: {error}'
+    return ros_isolation_problem()
+
+
+pytestmark = pytest.mark.skipif(bool(_isolation_problem()), reason=_isolation_problem() or 'isolated')
+
+
+def test_live_replay_reports_latency_drops_and_map_loss(tmp_path):
+    root = generate_scenes(tmp_path / 'scenes')
+    checkpoint = tiny_checkpoint(tmp_path / 'tiny.pt')
+    bag = tmp_path / 'scenes_bag'
+    write_nocs_bag([root / 'Real' / 'test'], bag, progress=False)
+
+    report = live_replay(bag, tmp_path / 'live', checkpoint=checkpoint, mode='mf', startup_timeout=90)
+
+    assert report.images_published == FRAMES * SCENES
+    assert 0 < report.detections_received <= report.images_published
+    assert report.dropped_frames == report.images_published - report.detections_received
+    assert report.latency_ms['count'] == report.detections_received
+    assert 0 < report.latency_ms['median'] <= report.latency_ms['max'] < 10_000
+    assert report.deterministic_metrics and report.live_metrics and report.map_loss
+    if report.dropped_frames == 0:
+        # the node runs the same StreamRunner on the same pixels, K and stamp gaps: identical scores
+        assert all(abs(loss) < 1e-9 for loss in report.map_loss.values()), report.map_loss
+    saved = json.loads((tmp_path / 'live' / 'live_report.json').read_text())
+    assert saved['dropped_frames'] == report.dropped_frames and 'skipped' in saved
+    assert 'latency' in report.format() and 'mAP loss' in report.format()
