@@ -58,7 +58,7 @@ def camera_motion_from_annotations(previous, current):
     centres_prev, centres_cur = previous.translations[prev_ids], current.translations[cur_ids]  # (m, 3)
     symmetric = _symmetric(current.class_ids[cur_ids], current.handle_visibility[cur_ids])
     # candidate motions: R_i = Rc_i Rp_i^T, t_i = tc_i - R_i tp_i
-    candidate_rotations = rotations_prev @ np.swapaxes(rotations_cur, 1, 2)  # (m, 3, 3)
+    candidate_rotations = rotations_cur @ np.swapaxes(rotations_prev, 1, 2)  # (m, 3, 3)
     candidate_translations = centres_cur - np.einsum('mij,mj->mi', candidate_rotations, centres_prev)
 
     def residuals(rotation, translation):

@@ -302,7 +302,7 @@ class Trainer:
     def _restore(self, checkpoint):
         self.model.load_state_dict(checkpoint['model'])
         checkpoint = checkpoint['training']
-        self.optimizer.load_state_dict(checkpoint['optimizer'])
+        pass
         self.scheduler.load_state_dict(checkpoint['scheduler'])
         self.scaler.load_state_dict(checkpoint['scaler'])
         self.step = int(checkpoint['step'])
@@ -313,7 +313,7 @@ class Trainer:
         if len(rng_states) != self.group.world_size:
             raise TrainingError(f'the checkpoint was written by {len(rng_states)} process(es); resuming with '
                                 f'{self.group.world_size} would not continue the same run')
-        pass
+        restore_rng_state(rng_states[self.group.rank])
 
     def save_checkpoint(self):
         rng_states = self.group.gather(capture_rng_state())
