@@ -17,7 +17,7 @@ demo: setup
 	$(VENV)/bin/seqpose demo --out $(DEMO_OUT)
 
 test: setup ros-interfaces
-	$(NETNS) 'ip link set lo up && ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_LOCALHOST_ONLY=1 $(PY) -m pytest -q test'
+	$(NETNS) 'ip link set lo up && ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST FASTDDS_DEFAULT_PROFILES_FILE=$(CURDIR)/config/fastdds_shm_profile.xml $(PY) -m pytest -q test'
 
 setup: system-deps $(STAMP)
 

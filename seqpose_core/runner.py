@@ -18,6 +18,7 @@ from seqpose_core.config import InferenceConfig
 from seqpose_core.data.transforms import apply_to_image, normalize_image, plan_geometry, scale_intrinsics
 from seqpose_core.detection import Detection
 from seqpose_core.geometry import rotation_6d_to_matrix
+from seqpose_core.model.seqpose import _maybe_stage
 
 MODES = ('video', 'single')
 
@@ -109,19 +110,22 @@ class StreamRunner:
         if self.memory is None:
             motion = None   # motion relative to a frame we no longer remember means nothing
 
-        image = preprocess_image(image_rgb, self.input_size, self.device)
-        K_input = scale_intrinsics(K, image_rgb.shape[:2], self.input_size)
-        K_tensor = torch.as_tensor(K_input, dtype=torch.float32, device=self.device)[None]
-        motion_tensor = (torch.as_tensor(motion, dtype=torch.float32, device=self.device)[None]
-                         if motion is not None else None)
+        timer = getattr(self.model, 'stage_timer', None)    # benchmarks: preprocess / postprocess times too
         with torch.inference_mode():
+            with _maybe_stage(timer, 'preprocess'):
+                image = preprocess_image(image_rgb, self.input_size, self.device)
+                K_input = scale_intrinsics(K, image_rgb.shape[:2], self.input_size)
+                K_tensor = torch.as_tensor(K_input, dtype=torch.float32, device=self.device)[None]
+                motion_tensor = (torch.as_tensor(motion, dtype=torch.float32, device=self.device)[None]
+                                 if motion is not None else None)
             outputs, memory = self.model(image, K_tensor, memory=self.memory, camera_motion=motion_tensor,
                                          dense=False)
-        if self.cfg.mode == 'video':
-            self.memory = memory
-        self.last_stamp = stamp
-        self.frames_since_reset += 1
-        return self.detections_from_outputs(outputs)
+            if self.cfg.mode == 'video':
+                self.memory = memory
+            self.last_stamp = stamp
+            self.frames_since_reset += 1
+            with _maybe_stage(timer, 'postprocess'):
+                return self.detections_from_outputs(outputs)
 
     def detections_from_outputs(self, outputs, index=0):
         """Score threshold, class-wise duplicate suppression (centre distance), max_detections."""

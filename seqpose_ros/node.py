@@ -30,7 +30,7 @@ from visualization_msgs.msg import MarkerArray
 from seqpose_ros import conversions, params as param_table
 from seqpose_ros.conversions import InputError
 from seqpose_ros.loading import StartupError, load_runner
-from seqpose_ros.pipeline import Frame, LatestSlot, Pipeline, ProblemLog, Stats
+from seqpose_ros.pipeline import CameraInfoCache, Frame, LatestSlot, Pipeline, ProblemLog, SequenceGaps, Stats
 
 try:   # present on a ROS 2 install; not on PyPI (the pip set-up publishes TFMessage on /tf itself)
     import tf2_ros
@@ -69,7 +69,8 @@ class SeqPoseNode(Node):
         self.problems = ProblemLog(period=5.0)
         self.stats = Stats()
         self.slot = LatestSlot()
-        self._camera = None
+        self.gaps = SequenceGaps()
+        self.cameras = CameraInfoCache()
         self._warned_frame_mismatch = False
         self._prev_odom_from_camera = None
 
@@ -127,19 +128,22 @@ class SeqPoseNode(Node):
 
     # ------------------------------------------------------------------------------------------- inputs
     def _on_camera_info(self, msg):
-        self._camera = CameraState(msg, self.info_sub.topic_name)
+        self.cameras.add(_stamp_seconds(msg.header.stamp), CameraState(msg, self.info_sub.topic_name))
 
-    def _on_image(self, msg):
-        self._enqueue(msg, compressed=False)
+    # two-argument callbacks: rclpy then passes the MessageInfo (publication sequence numbers)
+    def _on_image(self, msg, info):
+        self._enqueue(msg, info, compressed=False)
 
-    def _on_compressed(self, msg):
-        self._enqueue(msg, compressed=True)
+    def _on_compressed(self, msg, info):
+        self._enqueue(msg, info, compressed=True)
 
-    def _enqueue(self, msg, compressed):
+    def _enqueue(self, msg, info, compressed):
+        gid = (info or {}).get('publisher_gid') or {}
+        self.gaps.update(str(gid.get('data', gid)), (info or {}).get('publication_sequence_number'))
         # The callback only records the message: decoding and inference happen on the worker, and a frame
         # that arrives while the slot is still full replaces the older one (counted as dropped).
         self.stats.received += 1
-        self.slot.put((msg, compressed, self._camera, time.monotonic()))
+        self.slot.put((msg, compressed, time.monotonic()))
 
     def _on_reset(self, request, response):
         self.pipeline.request_reset('~/reset service called')
@@ -207,10 +211,11 @@ class SeqPoseNode(Node):
             else:
                 logger.warning(line)
 
-    def _process(self, msg, compressed, camera, received):
+    def _process(self, msg, compressed, received):
         topic = self.image_sub.topic_name
         header = msg.header
         stamp = _stamp_seconds(header.stamp)
+        camera = self.cameras.get(stamp)   # looked up here, not in the callback: its CameraInfo may come later
         max_age = self.params['max_image_age']
         if max_age > 0:
             age = self.get_clock().now().nanoseconds * 1e-9 - stamp
@@ -286,9 +291,10 @@ class SeqPoseNode(Node):
             self.debug_pub.publish(Image(header=header, **conversions.rgb_to_image_fields(overlay)))
 
     def _publish_diagnostics(self):
-        values = self.stats.snapshot(self.slot.dropped)
-        status = DiagnosticStatus(name=f'{self.get_name()}: pipeline', hardware_id=self.device)
-        if self._camera is None or (self._camera.error if self._camera else ''):
+        values = self.stats.snapshot(self.slot.dropped, self.gaps.lost)
+        status = DiagnosticStatus(name=f'{self.get_fully_qualified_name()}: pipeline', hardware_id=self.device)
+        camera = self.cameras.latest()
+        if camera is None or camera.error:
             status.level, status.message = DiagnosticStatus.WARN, 'no valid CameraInfo'
         elif values['input rate (Hz)'] > 0 and values['processed rate (Hz)'] == 0:
             status.level, status.message = DiagnosticStatus.WARN, 'images arrive but none is processed'

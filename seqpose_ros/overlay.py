@@ -45,7 +45,10 @@ def draw_detections(rgb, detections, K):
         visualize = None
     if visualize is not None and hasattr(visualize, 'draw_detections'):
         try:
-            result = visualize.draw_detections(np.ascontiguousarray(rgb).copy(), detections, K)
+            canvas = np.ascontiguousarray(rgb).copy()
+            result = visualize.draw_detections(canvas, detections, K)
+            if result is None:
+                return canvas        # drew in place
             if isinstance(result, np.ndarray) and result.shape == rgb.shape:
                 return result
         except TypeError:

@@ -59,6 +59,32 @@ class FrameGate:
         return decision
 
 
+# --------------------------------------------------------------------------------------------- camera info
+class CameraInfoCache:
+    """The last few CameraInfos by stamp. An image uses the CameraInfo with its own stamp when one arrived
+    (drivers stamp both alike, as image_transport's CameraSubscriber pairs them), else the latest: the two
+    arrive on separate subscriptions, so the image can be handled before its CameraInfo."""
+
+    def __init__(self, size=10):
+        self._items = deque(maxlen=size)   # (stamp, value), oldest first
+        self._lock = threading.Lock()
+
+    def add(self, stamp, value):
+        with self._lock:
+            self._items.append((float(stamp), value))
+
+    def get(self, stamp):
+        with self._lock:
+            for item_stamp, value in reversed(self._items):
+                if item_stamp == float(stamp):
+                    return value
+            return self._items[-1][1] if self._items else None
+
+    def latest(self):
+        with self._lock:
+            return self._items[-1][1] if self._items else None
+
+
 # --------------------------------------------------------------------------------------------- one-slot buffer
 class LatestSlot:
     """Holds at most one item: a newer `put` replaces an item the worker has not taken yet (counted as
@@ -102,6 +128,26 @@ class LatestSlot:
         return self._closed
 
 
+class SequenceGaps:
+    """Frames lost before they reached the node (best-effort depth-1 reader overwritten while the executor
+    was busy, or lost in transport): gaps in each publisher's publication sequence numbers."""
+
+    def __init__(self):
+        self._last = {}
+        self.lost = 0
+
+    def update(self, publisher, sequence):
+        if sequence is None:
+            return 0
+        last = self._last.get(publisher)
+        self._last[publisher] = sequence
+        if last is None or sequence <= last:   # first message, or the publisher restarted
+            return 0
+        missing = sequence - last - 1
+        self.lost += missing
+        return missing
+
+
 # --------------------------------------------------------------------------------------------- logging
 class ProblemLog:
     """Throttles problem messages per kind: the first occurrence is logged at once, repeats at most every
@@ -143,7 +189,7 @@ class Stats:
         self.latencies = deque(maxlen=window)    # seconds, image received -> detections published
         self._last_snapshot = (clock(), 0, 0)
 
-    def snapshot(self, dropped):
+    def snapshot(self, dropped, lost=0):
         now = self.clock()
         then, received_then, processed_then = self._last_snapshot
         elapsed = max(now - then, 1e-9)
@@ -157,6 +203,7 @@ class Stats:
             'frames received': self.received,
             'frames processed': self.processed,
             'frames dropped (newer frame arrived)': dropped,
+            'frames lost before the node (DDS reader queue)': lost,
             'frames skipped (bad input)': self.skipped,
             'memory resets': self.resets,
         }

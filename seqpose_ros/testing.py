@@ -201,6 +201,8 @@ class RosClient:
         from visualization_msgs.msg import MarkerArray
         from diagnostic_msgs.msg import DiagnosticArray
 
+        # this process's participant uses the same shared-memory profile as the node (read at creation)
+        os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(SHM_PROFILE))
         self.rclpy = rclpy
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
@@ -271,7 +273,7 @@ class RosClient:
     def send(self, rgb, stamp, K=None, frame_id='camera_optical', encoding='rgb8', info=True, pad=0):
         if info:
             self.info_pub.publish(camera_info_msg(K, rgb.shape[1], rgb.shape[0], stamp, frame_id))
-            time.sleep(0.005)   # CameraInfo first, so the image finds it
+            time.sleep(0.02)   # CameraInfo first, so the image finds it
         self.image_pub.publish(image_msg(rgb, stamp, frame_id, encoding, pad))
 
     def send_compressed(self, rgb, stamp, frame_id='camera_optical', image_format='jpeg'):

@@ -106,7 +106,7 @@ def test_damaged_bag_is_scored_on_what_is_usable(tmp_path, setup):
     assert saved['skipped'] == report.skipped and 'skipped:' in report.format()
 
 
-def test_bag_score_counts_dropped_frames_and_names_missing_topics(tmp_path, setup, capsys):
+def test_bag_score_names_a_missing_predictions_topic_and_scores_an_output_bag(tmp_path, setup, capsys):
     _, _, checkpoint, _ = setup
     bag = synthetic_frame_bag(tmp_path / 'b', frames=6)
     assert seqpose_main(['bag', 'score', str(bag)]) == 2       # no predictions topic in this bag

@@ -6,7 +6,7 @@ import torch
 from seqpose_core.data import NocsClipDataset, NocsFrameDataset, camera_motion_from_annotations, collate_clips
 from seqpose_core.data.config import DataConfig
 from seqpose_core.data.nocs import FrameAnnotation
-from test_data_reader import REAL_CAMERAS, REAL_OBJECTS, rigid, rotation, write_miniature
+from test_data_reader import REAL_CAMERAS, rigid, rotation, write_miniature
 
 SMALL = DataConfig(input_height=56, input_width=70)
 
@@ -125,3 +125,10 @@ def test_training_augmentation_is_reproducible_and_shared_across_a_clip(mini):
     assert not torch.equal(dataset[0][0]['image'], first[0]['image'])
     plain = NocsClipDataset(mini, 'real_test', clip_length=2, data_cfg=SMALL)[0]
     assert not torch.equal(plain[0]['image'], first[0]['image'])
+
+
+def test_bad_settings_are_refused(mini):
+    with pytest.raises(ValueError, match="data.geometry 'squash'"):
+        NocsFrameDataset(mini, 'camera_val', data_cfg=DataConfig(input_height=56, input_width=70, geometry='squash'))
+    with pytest.raises(ValueError, match='multiples of 14'):
+        NocsFrameDataset(mini, 'camera_val', input_size=(50, 70))

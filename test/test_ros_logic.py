@@ -14,7 +14,8 @@ from seqpose_core.detection import Detection
 from seqpose_core.tracking import Tracker
 from seqpose_ros import params as P
 from seqpose_ros.loading import StartupError, load_runner, resolve_device
-from seqpose_ros.pipeline import Frame, FrameGate, LatestSlot, Pipeline, ProblemLog, Stats
+from seqpose_ros.pipeline import (CameraInfoCache, Frame, FrameGate, LatestSlot, Pipeline, ProblemLog,
+                                  SequenceGaps, Stats)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -110,6 +111,17 @@ def test_latest_slot_keeps_newest_and_counts_drops():
     assert slot.take(5.0) is None               # returns at once once closed
 
 
+def test_camera_info_cache_pairs_by_stamp_else_latest():
+    cache = CameraInfoCache(size=3)
+    assert cache.get(1.0) is None and cache.latest() is None
+    for stamp in (1.0, 2.0, 3.0, 4.0):
+        cache.add(stamp, f'info@{stamp}')
+    assert cache.get(3.0) == 'info@3.0'
+    assert cache.get(5.0) == 'info@4.0'          # no CameraInfo with that stamp (yet): the latest
+    assert cache.get(1.0) == 'info@4.0'          # fell out of the cache
+    assert cache.latest() == 'info@4.0'
+
+
 def test_problem_log_throttles_per_kind():
     now = [0.0]
     log = ProblemLog(period=5.0, clock=lambda: now[0])
@@ -120,6 +132,15 @@ def test_problem_log_throttles_per_kind():
     now[0] = 6.0
     assert log.report('a', 'bad encoding') == 'bad encoding (1 more like this in the last 6.0 s)'
     assert log.counts == {'a': 3, 'b': 1}
+
+
+def test_sequence_gaps_count_frames_lost_per_publisher():
+    gaps = SequenceGaps()
+    assert gaps.update('a', 1) == 0 and gaps.update('a', 2) == 0
+    assert gaps.update('a', 5) == 2                 # 3 and 4 never arrived
+    assert gaps.update('b', 10) == 0                # another publisher: its own numbering
+    assert gaps.update('a', 1) == 0                 # publisher restarted
+    assert gaps.update('a', None) == 0 and gaps.lost == 2
 
 
 def test_stats_rates():

@@ -15,6 +15,8 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / 'weights' / 'default.
 MODES = {'mf': 'video', 'sf': 'single'}
 FRAME_PERIOD = 1.0 / 30.0         # seconds between the stamps given to the runner (a 30 Hz video)
 CAMERA_MOTION_CHOICES = ('gt', 'none')
+OVERLAY_MIN_HEIGHT = 480          # pixels: overlays of smaller images are upscaled by an integer factor
+OVERLAY_MIN_SCORE = 0.3           # predictions drawn in overlays
 
 
 def add_arguments(parser):
@@ -60,11 +62,13 @@ def _overlay_frames(total, count):
 def evaluate_model(model, cfg, data_root, split, mode, out_dir, *, max_scenes=None, overlays=4, progress=True,
                    device=None, camera_motion='gt', score_threshold=None):
     """Run `model` (+ its SeqPoseConfig) over the split, write results pickles, metrics.json, AP curves and
-    overlays into out_dir; returns the evaluator's summary dict (with 'mean')."""
+    overlays into out_dir; returns the metrics dict of metrics.json (percent; 'mean' and one row per class)."""
     from tqdm import tqdm
 
     from seqpose_core.data import NocsFrameReader, camera_motion_from_annotations, iter_scenes
-    from seqpose_core.eval import evaluate_results, write_report, write_results_pickle
+    from seqpose_core.eval.evaluator import metrics_from_curves, score_results
+    from seqpose_core.eval.report import format_table, write_report
+    from seqpose_core.eval.results_io import write_results_pickle
     from seqpose_core.runner import StreamRunner
 
     if mode not in MODES:
@@ -90,7 +94,7 @@ def evaluate_model(model, cfg, data_root, split, mode, out_dir, *, max_scenes=No
     total = sum(len(prefixes) for _, prefixes in scenes)
     overlay_indices = _overlay_frames(total, overlays)
     subset_name = f'{reader.location.kind}_{reader.location.subset}'
-    frame_index = 0
+    frame_index, results = 0, []
     with tqdm(total=total, desc=f'eval {mode}', unit='frame', disable=not progress) as bar:
         for scene_name, prefixes in scenes:
             runner.reset()
@@ -102,24 +106,45 @@ def evaluate_model(model, cfg, data_root, split, mode, out_dir, *, max_scenes=No
                     # the same estimate the training clips carry (static scenes: from the GT object poses)
                     motion = camera_motion_from_annotations(previous.annotation, frame.annotation)
                 detections = runner.step(frame.color, frame.K, position * FRAME_PERIOD, camera_motion=motion)
-                write_results_pickle(results_dir / f'results_{subset_name}_{scene_name}_{frame.frame}.pkl',
-                                     frame, detections)
+                annotation = frame.annotation
+                results.append(write_results_pickle(results_dir / f'results_{subset_name}_{scene_name}_{frame.frame}.pkl',
+                                     detections, annotation.class_ids, annotation.scaled_poses,
+                                     annotation.normalised_sizes, annotation.handle_visibility))
                 if frame_index in overlay_indices:
                     _write_overlay(overlay_dir / f'{scene_name}_{frame.frame}.png', frame, detections)
                 previous = frame
                 frame_index += 1
                 bar.update(1)
-    summary = evaluate_results(results_dir)
-    write_report(summary, out_dir)
-    return summary
+    curves = score_results(results, validate=False)   # write_results_pickle validated each one
+    metrics = metrics_from_curves(curves)
+    if progress:
+        print(f'{len(results)} images, {len(scenes)} scene(s), mode {mode}')
+        print(format_table(metrics, counts=(curves.num_gt, curves.num_pred)))
+    write_report(metrics, curves, out_dir)
+    return metrics
 
 
 def _write_overlay(path, frame, detections):
+    """The frame with GT boxes (green) and predicted boxes (red), object axes and labels (paper Fig. 4)."""
     import cv2
 
+    from seqpose_core.data.transforms import scale_intrinsics
+    from seqpose_core.detection import Detection
     from seqpose_core.visualize import draw_detections
+    annotation = frame.annotation
+    ground_truth = [Detection(class_id=int(class_id), score=1.0, rotation=rotation, translation=translation,
+                              size=size)
+                    for class_id, rotation, translation, size in zip(annotation.class_ids, annotation.rotations,
+                                                                     annotation.translations, annotation.sizes)]
+    # small renders are upscaled so boxes and labels stay legible (K follows the resize)
+    factor = max(1, -(-OVERLAY_MIN_HEIGHT // frame.color.shape[0]))
+    height, width = frame.color.shape[0] * factor, frame.color.shape[1] * factor
+    image = cv2.resize(frame.color, (width, height), interpolation=cv2.INTER_LINEAR)
+    K = scale_intrinsics(frame.K, frame.color.shape[:2], (height, width))
+    draw_detections(image, ground_truth, K, gt=True)
+    # the mAP uses every detection; a picture is only readable with the confident ones
+    draw_detections(image, [d for d in detections if d.score >= OVERLAY_MIN_SCORE], K)
     path.parent.mkdir(parents=True, exist_ok=True)
-    image = draw_detections(frame.color, frame.K, detections, frame.annotation)
     cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
 
 

@@ -23,8 +23,8 @@ from seqpose_core import CLASS_NAMES, SYMMETRIC_CLASS_NAMES
 from seqpose_core.data.config import DataConfig
 from seqpose_core.data.nocs import NocsFrameReader, enumerate_scenes
 from seqpose_core.data.targets import depth_normals, object_targets, semantic_mask
-from seqpose_core.data.transforms import (PhotometricJitter, apply_nearest, apply_to_image, check_input_size,
-                                          normalize_image, plan_geometry)
+from seqpose_core.data.transforms import (GEOMETRY_MODES, PhotometricJitter, apply_nearest, apply_to_image,
+                                          check_input_size, normalize_image, plan_geometry)
 from seqpose_core.geometry import rotation_error_deg
 
 _SYMMETRIC_IDS = tuple(CLASS_NAMES.index(name) + 1 for name in SYMMETRIC_CLASS_NAMES)
@@ -93,6 +93,8 @@ class _NocsBase(Dataset):
         self.input_hw = tuple(input_size) if input_size is not None else (self.cfg.input_height,
                                                                           self.cfg.input_width)
         check_input_size(*self.input_hw)
+        if self.cfg.geometry not in GEOMETRY_MODES:
+            raise ValueError(f'data.geometry {self.cfg.geometry!r}: expected one of {GEOMETRY_MODES}')
         self.reader = NocsFrameReader(self.root, split, use_labels=use_labels, min_pixels=self.cfg.min_pixels)
         self.scenes = enumerate_scenes(self.root, split, use_image_list=self.cfg.use_image_lists)
         self.jitter = PhotometricJitter(self.cfg.brightness, self.cfg.contrast, self.cfg.saturation, self.cfg.hue)

@@ -167,7 +167,9 @@ class DinoVisionTransformer(nn.Module):
                 tokens = self.norm(tokens)
             cls_token, patches = tokens[:, 0], tokens[:, 1:]
             if reshape:
-                patches = patches.transpose(1, 2).reshape(patches.shape[0], -1, grid_h, grid_w)
+                # (B, C, h, w) as a channels-last view (no copy): the DPT convolutions and the decoder's
+                # grid_sample run several times faster on channels-last activations on CPU (values unchanged).
+                patches = patches.reshape(patches.shape[0], grid_h, grid_w, -1).permute(0, 3, 1, 2)
             outputs.append((patches, cls_token) if return_class_token else patches)
         return tuple(outputs)
 

@@ -43,8 +43,19 @@ def parse_overrides(items):
         *parents, leaf = key.split('.')
         for parent in parents:
             node = node.setdefault(parent, {})
-        node[leaf] = yaml.safe_load(value)
+        node[leaf] = _number_or_value(yaml.safe_load(value))
     return overrides
+
+
+def _number_or_value(value):
+    """YAML 1.1 reads '1e-3' as a string; on a command line it means the number."""
+    if isinstance(value, str):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+    return value
 
 
 def run(args):

@@ -302,7 +302,7 @@ class Trainer:
     def _restore(self, checkpoint):
         self.model.load_state_dict(checkpoint['model'])
         checkpoint = checkpoint['training']
-        pass
+        self.optimizer.load_state_dict(checkpoint['optimizer'])
         self.scheduler.load_state_dict(checkpoint['scheduler'])
         self.scaler.load_state_dict(checkpoint['scaler'])
         self.step = int(checkpoint['step'])
@@ -395,7 +395,8 @@ class Trainer:
         try:
             out = self.run_dir / 'val' / f'step_{self.step:07d}'
             summary = evaluate_model(self.model, self.cfg, self.val_data, self.cfg.train.val_split, 'mf', out,
-                                     max_scenes=self.cfg.train.val_max_scenes or None, overlays=0, progress=False)
+                                     max_scenes=self.cfg.train.val_max_scenes or None, overlays=0, progress=False,
+                                     device=str(self.device))
         finally:
             self.model.train()
             restore_rng_state(rng_state)
