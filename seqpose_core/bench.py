@@ -57,6 +57,8 @@ def add_arguments(parser):
     parser.add_argument('--gemm-size', type=int, default=0,
                         help='n of the n x n x n peak GEMM (default: 2048 on CPU, 8192 on CUDA)')
     parser.add_argument('--gemm-repeats', type=int, default=5, help='best-of repeats of the GEMM (default: %(default)s)')
+    parser.add_argument('--no-interleave', action='store_true',
+                        help='skip the small GEMM after every timed frame (the contention-matched ratio)')
     parser.add_argument('--memory-frames', type=int, default=0,
                         help='after the timing, stream this many frames and report RSS start/end/slope')
     parser.add_argument('--memory-samples', type=int, default=100, help='RSS samples over --memory-frames')
@@ -263,7 +265,8 @@ def run_benchmark(args):
     for _ in range(args.warmup):
         step()
     _synchronize(device)
-    latencies, stage_samples, detections = [], [], 0
+    latencies, stage_samples, detections, interleaved = [], [], 0, []
+    small_gemm = 1024 if device.type == 'cpu' else 4096
     for _ in range(args.frames):
         timer.reset()
         start = time.perf_counter()
@@ -274,6 +277,10 @@ def run_benchmark(args):
         stages = {name: seconds * 1000 for name, seconds in timer.seconds.items()}
         stages['other'] = max(0.0, elapsed * 1000 - sum(stages.values()))
         stage_samples.append(stages)
+        if not args.no_interleave:
+            # the machine's throughput right now: on a shared machine it moves with the load, so the ratio of
+            # medians taken side by side is steadier than latency against a best-of GEMM taken elsewhere
+            interleaved.append(measure_peak_gflops(device, small_gemm, 1)['peak_gflops'])
     peak_after = measure_peak_gflops(device, args.gemm_size, args.gemm_repeats)
     peak = max(peak_before['peak_gflops'], peak_after['peak_gflops'])
 
@@ -300,6 +307,11 @@ def run_benchmark(args):
                                for n in stage_gflops if stages_ms.get(n, 0) > 0 and stage_gflops[n] > 0},
         'gemm': {'size': peak_before['gemm_size'], 'dtype': peak_before['gemm_dtype'],
                  'gflops_before': peak_before['peak_gflops'], 'gflops_after': peak_after['peak_gflops']},
+        'interleaved_gemm': ({'size': small_gemm, 'gflops_median': statistics.median(interleaved),
+                              'gflops_max': max(interleaved),
+                              'utilization': gflops * fps / statistics.median(interleaved),
+                              'utilization_best_frame': gflops * (1000.0 / min(latencies)) / max(interleaved)}
+                             if interleaved else None),
         'detections_per_frame': detections / args.frames,
         'load_average': list(os.getloadavg()) if hasattr(os, 'getloadavg') else None,
         'cpu_count': os.cpu_count(), 'torch': torch.__version__, 'python': platform.python_version(),
@@ -367,6 +379,11 @@ def format_table(result):
               f"{result['gemm']['size']}^3, best of before {result['gemm']['gflops_before']:.1f} / after "
               f"{result['gemm']['gflops_after']:.1f})",
               f"  utilization {100 * result['utilization']:.1f}% of the measured GEMM throughput"]
+    inter = result.get('interleaved_gemm')
+    if inter:
+        lines.append(f"              {100 * inter['utilization']:.1f}% against a {inter['size']}^3 GEMM run after every "
+                     f"frame (median {inter['gflops_median']:.1f} GFLOP/s; best frame vs best GEMM "
+                     f"{100 * inter['utilization_best_frame']:.1f}%)")
     memory = result.get('memory')
     if memory:
         for key in ('rss', 'cuda_allocated', 'cuda_reserved'):

@@ -31,11 +31,14 @@ def tiny_checkpoint(path):
 
 
 def synthetic_frame_bag(path, frames=8, storage='mcap', image_topic=M.IMAGE_TOPIC, encoding='rgb8',
-                        camera_info=True, gt_every=1, stamps_ns=None, width=WIDTH, height=HEIGHT):
+                        camera_info=True, gt_every=1, stamps_ns=None, width=WIDTH, height=HEIGHT,
+                        predictions=()):
     """A bag of random images (+ CameraInfo + GT with one mug) with full control over what is broken.
 
     `stamps_ns`: the header stamps in recording order (default 30 fps from 1 s); `gt_every`: GT on every
-    n-th frame (0: no GT topic); `encoding`: Image encoding written ('rgb8' or anything else, raw bytes)."""
+    n-th frame (0: no GT topic); `encoding`: Image encoding written ('rgb8' or anything else, raw bytes);
+    `predictions`: indices of the frames that get a predictions message on /seqpose/detections holding the
+    ground-truth mug itself (score 0.9), i.e. perfect predictions, the other frames "dropped"."""
     from seqpose_core.detection import Detection
     rng = np.random.default_rng(3)
     stamps = stamps_ns or [1_000_000_000 + i * 33_333_333 for i in range(frames)]
@@ -55,6 +58,11 @@ def synthetic_frame_bag(path, frames=8, storage='mcap', image_topic=M.IMAGE_TOPI
             if gt_every and index % gt_every == 0:
                 writer.write(M.GT_TOPIC, M.DETECTION_ARRAY_TYPE,
                              M.detection_array_msg([mug], stamp, handle_visibility=[0]), stamp)
+            if index in predictions:
+                predicted = Detection(class_id=6, score=0.9, rotation=mug.rotation, translation=mug.translation,
+                                      size=mug.size, track_id=1)
+                writer.write(M.DETECTIONS_TOPIC, M.DETECTION_ARRAY_TYPE, M.detection_array_msg([predicted], stamp),
+                             stamp + 40_000_000)
     return Path(path)
 
 

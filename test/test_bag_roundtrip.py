@@ -42,6 +42,25 @@ def _numbers(metrics):
     return out
 
 
+def _assert_same_per_image_results(eval_results, bag_results):
+    """`seqpose eval` writes results_<subset>_<scene>_<frame>.pkl, `bag eval` results_<scene>_<frame>.pkl: the
+    same frames, bit-identical predictions, and the same ground truth up to the quaternion round trip."""
+    from seqpose_core.eval.results_io import load_result_file
+    theirs = sorted(eval_results.glob('results_*.pkl'))
+    ours = sorted(bag_results.glob('results_*.pkl'))
+    assert len(ours) == len(theirs) == FRAMES * SCENES
+    for path in ours:
+        matches = [p for p in theirs if p.name.endswith('_' + path.name[len('results_'):])]
+        assert len(matches) == 1, (path.name, [p.name for p in theirs])
+        [a], [b] = load_result_file(path), load_result_file(matches[0])
+        assert a.keys() == b.keys(), path.name
+        for key in a:
+            if key.startswith('pred_') or key in ('gt_class_ids', 'gt_handle_visibility'):
+                assert np.array_equal(a[key], b[key]), (path.name, key)
+            else:
+                assert np.allclose(a[key], b[key], rtol=0, atol=1e-6), (path.name, key)
+
+
 @pytest.mark.parametrize('mode', ['mf', 'sf'])
 def test_bag_eval_gives_the_metrics_of_seqpose_eval(setup, mode):
     base, root, checkpoint, bag = setup
@@ -57,6 +76,7 @@ def test_bag_eval_gives_the_metrics_of_seqpose_eval(setup, mode):
     # GT rotations pass through a quaternion (float32 labels are orthonormal to ~1e-8 only): equal to 1e-6
     differences = {k: (got[k], expected[k]) for k in expected if abs(got[k] - expected[k]) > 1e-6}
     assert not differences, differences
+    _assert_same_per_image_results(eval_out / 'results', bag_out / 'results')
     report = json.loads((bag_out / 'bag_report.json').read_text())
     assert report['frames_replayed'] == report['frames_scored'] == FRAMES * SCENES
     assert report['segments'] == SCENES and report['skipped'] == []

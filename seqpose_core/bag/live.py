@@ -34,13 +34,17 @@ class LiveReport:
     live_metrics: dict = None             # dropped frames scored as "nothing detected"
     live_metrics_processed: dict = None   # only the frames the node answered
     deterministic_metrics: dict = None
-    map_loss: dict = field(default_factory=dict)   # deterministic - live, per metric (fractions)
+    # deterministic - live in percentage points, 'row/metric' (rows: mean and classes; finite values only)
+    map_loss: dict = field(default_factory=dict)
     skipped: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     outputs: dict = field(default_factory=dict)
 
     def to_dict(self):
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        for key in ('live_metrics', 'live_metrics_processed', 'deterministic_metrics'):
+            out[key] = scoring.json_metrics(out[key])
+        return out
 
     def format(self):
         lat = self.latency_ms
@@ -54,8 +58,9 @@ class LiveReport:
         if self.live_metrics:
             lines.append('  live          ' + scoring.format_metrics_line(self.live_metrics))
         if self.map_loss:
+            shown = {k: v for k, v in self.map_loss.items() if k.startswith('mean/')} or self.map_loss
             lines.append('  mAP loss (deterministic - live, points): ' +
-                         ', '.join(f'{k} {100 * v:+.1f}' for k, v in self.map_loss.items()))
+                         ', '.join(f'{k} {v:+.1f}' for k, v in shown.items()))
         lines.extend(f'  note: {note}' for note in self.notes)
         if self.skipped:
             lines.append('  skipped:')
@@ -85,10 +90,6 @@ def _node_arguments(runner, checkpoint_path, topics, image_type):
     else:
         arguments += ['-r', f'image:={topics.image}']
     return arguments
-
-
-def _metric_keys(metrics):
-    return [k for k, v in metrics.items() if isinstance(v, (int, float))]
 
 
 def live_replay(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: ReplayTopics = None,
@@ -199,8 +200,7 @@ def live_replay(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: R
                               frame_name_topic=resolved.frame_name, missing='skip', stamp_map=player.stamp_map)
         report.live_metrics_processed = processed.metrics
         if live.metrics:
-            report.map_loss = {k: float(deterministic.metrics[k]) - float(live.metrics[k])
-                               for k in scoring.headline_keys(live.metrics) if k in deterministic.metrics}
+            report.map_loss = scoring.metric_differences(deterministic.metrics, live.metrics)
     report.skipped = skipped.entries() + report.skipped
     report.notes = list(skipped.notes)
     report.outputs = {'node_log': str(log_path), 'recording': str(out_dir / 'live_bag'),

@@ -2,10 +2,14 @@
 
 Every usable image goes, in header-stamp order, through the same `StreamRunner.step` the ROS node calls
 (the runner resets its memory itself when the stamp jumps by more than max_frame_gap or goes backwards, so
-the scenes of a from-nocs bag are separate videos). Outputs in OUT:
+the scenes of a from-nocs bag are separate videos). A bag carries no odometry, so the runner gets no camera
+motion (`camera_motion=None`, what the ROS node does without odometry): on the same frames and checkpoint the
+per-image results and metrics equal those of `seqpose eval --camera-motion none` (`--mode sf` ignores camera
+motion, so there `seqpose eval` in either setting gives them). Scoring is the evaluator's
+(`seqpose_core.bag.scoring`). Outputs in OUT:
 - results/results_<scene>_<frame>.pkl  per scored image, NOCS/object-deformnet format (the evaluator's input)
 - metrics.json, ap_curves.png          the evaluator's report (only when the bag has ground truth)
-- overlay.mp4                          predictions red, ground truth green (mp4v)
+- overlay.mp4                          predictions red, ground truth green (mp4v), `seqpose_core.visualize`
 - bag/                                 rosbag2 with every input message plus predictions on /seqpose/detections
 - bag_report.json                      counts, timing, what was skipped and why
 """
@@ -14,7 +18,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from seqpose_core.bag import messages as M
 from seqpose_core.bag.frames import BagFrames, ReplayTopics
@@ -56,22 +59,35 @@ def progress_bar(total, description):
 
 
 class OverlayVideo:
-    """overlay.mp4: predictions red, ground truth green, drawn by seqpose_core.visualize."""
+    """overlay.mp4: ground truth green, predictions red (those scoring at least `min_score`, as the overlays of
+    `seqpose eval`), drawn by `seqpose_core.visualize.draw_detections`; small images are upscaled by an integer
+    factor to at least `min_height` pixels so that boxes and labels stay legible."""
 
-    def __init__(self, path, fps):
+    def __init__(self, path, fps, min_score=None, min_height=None):
+        from seqpose_core.commands.evaluate import OVERLAY_MIN_HEIGHT, OVERLAY_MIN_SCORE
         self.path = Path(path)
         self.fps = fps
+        self.min_score = OVERLAY_MIN_SCORE if min_score is None else min_score
+        self.min_height = OVERLAY_MIN_HEIGHT if min_height is None else min_height
         self.writer = None
         self.size = None
         self.frames = 0
 
     def add(self, frame, detections):
         import cv2
+        from seqpose_core.data.transforms import scale_intrinsics
         from seqpose_core.visualize import draw_detections
-        # the shared overlay (as `seqpose eval`): predictions red, ground truth green; RGB in and out
-        annotation = scoring.annotation_from_objects(frame.gt) if frame.gt else None
-        image = draw_detections(frame.rgb, frame.K, detections, annotation)
-        image = np.ascontiguousarray(np.asarray(image)[:, :, ::-1])   # BGR for the video writer
+        height, width = frame.rgb.shape[:2]
+        factor = max(1, -(-self.min_height // height))
+        if factor > 1:
+            image = cv2.resize(frame.rgb, (width * factor, height * factor), interpolation=cv2.INTER_LINEAR)
+            K = scale_intrinsics(frame.K, (height, width), (height * factor, width * factor))
+        else:
+            image, K = frame.rgb.copy(), frame.K        # drawn in place: never on the replayed frame
+        if frame.gt:
+            draw_detections(image, scoring.gt_detections(frame.gt)[0], K, gt=True)
+        draw_detections(image, [d for d in detections if d.score >= self.min_score], K)
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)   # BGR for the video writer
         if self.writer is None:
             self.size = (image.shape[1], image.shape[0])
             self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*'mp4v'), self.fps, self.size)
@@ -100,7 +116,8 @@ class ReplayReport:
     segments: int = 0
     inference_seconds: float = 0.0
     wall_seconds: float = 0.0
-    metrics: dict = None
+    metrics: dict = None            # the evaluator's metrics (percent, rows 'mean' + classes), as metrics.json
+    object_counts: dict = None      # per class: ground-truth and predicted objects scored
     skipped: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     outputs: dict = field(default_factory=dict)
@@ -115,6 +132,7 @@ class ReplayReport:
 
     def to_dict(self):
         out = dict(self.__dict__)
+        out['metrics'] = scoring.json_metrics(self.metrics)
         out['inference_fps'] = self.inference_fps
         out['replay_fps'] = self.replay_fps
         return out
@@ -167,7 +185,7 @@ def evaluate_bag(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: 
                           checkpoint=getattr(runner, 'checkpoint_path', 'given runner'),
                           topics=dict(frames.topics.__dict__), images_in_bag=frames.image_count)
     results_dir = out_dir / 'results'
-    results = scoring.ResultsWriter(results_dir)
+    results = scoring.ResultsCollector(results_dir)
     writer = None
     if output_bag:
         bag_out = out_dir / 'bag'
@@ -184,8 +202,7 @@ def evaluate_bag(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: 
             report.frames_replayed += 1
             report.segments += int(frame.is_segment_start)
             if frame.gt is not None:
-                results.write(frame.scene, frame.frame, detections, frame.gt, frame.rgb.shape[:2], frame.K,
-                              frame.rgb)
+                results.add(frame.scene, frame.frame, detections, frame.gt)
                 report.frames_scored += 1
             if writer is not None:
                 writer.write(M.DETECTIONS_TOPIC, M.DETECTION_ARRAY_TYPE,
@@ -202,8 +219,10 @@ def evaluate_bag(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: 
             if overlay.frames:
                 report.outputs['video'] = str(overlay.path)
     if report.frames_scored:
-        report.metrics = scoring.evaluate_and_report(results_dir, out_dir)
-        report.outputs.update(results=str(results_dir), metrics=str(out_dir / 'metrics.json'))
+        report.metrics, curves = results.score(out_dir)
+        report.object_counts = scoring.object_counts(curves)
+        report.outputs.update(results=str(results_dir), metrics=str(out_dir / 'metrics.json'),
+                              ap_curves=str(out_dir / 'ap_curves.png'))
     report.wall_seconds = time.perf_counter() - started
     report.skipped = skipped.entries()
     report.notes = list(skipped.notes)

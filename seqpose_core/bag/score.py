@@ -1,7 +1,10 @@
 """`seqpose bag score`: score predictions already in a bag (e.g. `ros2 bag record` of the live node) against
-the ground truth, matched by header stamp. No images are decoded; no model runs."""
+the ground truth, matched by header stamp. No images are decoded; no model runs.
+
+A ground-truth frame without a predictions message (a frame the node dropped) counts as "nothing detected"
+(`missing='empty'`, the default: it costs recall) or is left out (`missing='skip'`). Scoring is the
+evaluator's (`seqpose_core.bag.scoring`), results in ground-truth stamp order."""
 import json
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +22,8 @@ class ScoreReport:
     prediction_messages: int = 0
     frames_scored: int = 0
     frames_without_predictions: int = 0
-    metrics: dict = None
+    metrics: dict = None            # the evaluator's metrics (percent, rows 'mean' + classes), as metrics.json
+    object_counts: dict = None
     skipped: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     outputs: dict = field(default_factory=dict)
@@ -29,6 +33,7 @@ class ScoreReport:
     def to_dict(self):
         out = dict(self.__dict__)
         out.pop('receive_times')
+        out['metrics'] = scoring.json_metrics(self.metrics)
         return out
 
     def format(self):
@@ -75,29 +80,15 @@ def _frame_names(reader, topic):
     return names
 
 
-def _camera_infos(reader, topic):
-    """header stamp -> (K, (height, width)) of a CameraInfo topic ({} when absent)."""
-    if topic not in reader.topics():
-        return {}
-    infos = {}
-    for message in reader.messages([topic]):
-        try:
-            infos[M.stamp_to_ns(message.msg.header.stamp)] = (M.camera_info_to_K(message.msg),
-                                                              (int(message.msg.height), int(message.msg.width)))
-        except ValueError:
-            continue
-    return infos
-
-
 def score_bag(bag, predictions_topic=M.DETECTIONS_TOPIC, gt_topic=M.GT_TOPIC, gt_bag=None,
               frame_name_topic=M.FRAME_NAME_TOPIC, missing='empty', out_dir=None,
-              camera_info_topic=M.CAMERA_INFO_TOPIC,
               stamp_map=None) -> ScoreReport:
     """Score `predictions_topic` of `bag` against `gt_topic` (of `gt_bag`, default the same bag).
 
     `missing`: 'empty' scores ground-truth frames without a predictions message as "nothing detected",
     'skip' leaves them out. `stamp_map` (published stamp -> bag stamp) undoes the re-stamping of a player
-    before matching."""
+    before matching. `out_dir`: results/ pickles, metrics.json, ap_curves.png and score_report.json there;
+    None keeps everything in memory."""
     if missing not in ('empty', 'skip'):
         raise ValueError(f'missing must be empty or skip, got {missing!r}')
     skipped = SkipLog()
@@ -107,20 +98,18 @@ def score_bag(bag, predictions_topic=M.DETECTIONS_TOPIC, gt_topic=M.GT_TOPIC, gt
         if gt_bag is None:
             ground_truth = _read_arrays(reader, gt_topic, skipped, 'ground-truth')
             names = _frame_names(reader, frame_name_topic)
-            cameras = _camera_infos(reader, camera_info_topic)
     if gt_bag is not None:
         with BagReader(gt_bag, skipped) as gt_reader:
             ground_truth = _read_arrays(gt_reader, gt_topic, skipped, 'ground-truth')
             names = _frame_names(gt_reader, frame_name_topic)
-            cameras = _camera_infos(gt_reader, camera_info_topic)
     if stamp_map:
         predictions = {stamp_map.get(stamp, stamp): value for stamp, value in predictions.items()}
     report.gt_frames = len(ground_truth)
     report.prediction_messages = len(predictions)
     report.receive_times = {stamp: value[2] for stamp, value in predictions.items()}
 
-    results_dir = Path(out_dir) / 'results' if out_dir else Path(tempfile.mkdtemp(prefix='seqpose_score_'))
-    results = scoring.ResultsWriter(results_dir)
+    results_dir = Path(out_dir) / 'results' if out_dir else None
+    results = scoring.ResultsCollector(results_dir)
     for index, stamp in enumerate(sorted(ground_truth)):
         gt_objects, gt_problems, _ = ground_truth[stamp]
         scene, frame = names.get(stamp, ('stamp', str(stamp)))
@@ -140,9 +129,7 @@ def score_bag(bag, predictions_topic=M.DETECTIONS_TOPIC, gt_topic=M.GT_TOPIC, gt
                             'stamp (dropped?); left out (--missing skip)', example=f'stamp {stamp}')
                 continue
             pred_objects = []
-        # the CameraInfo of this stamp (else any: intrinsics do not change) gives K and the image size
-        K, image_hw = cameras.get(stamp) or (next(iter(cameras.values())) if cameras else (None, None))
-        results.write(scene, frame, [o.detection for o in pred_objects], gt_objects, image_hw, K)
+        results.add(scene, frame, [o.detection for o in pred_objects], gt_objects)
         report.frames_scored += 1
     if report.frames_without_predictions and missing == 'empty':
         report.notes.append(f'{report.frames_without_predictions} ground-truth frames have no predictions '
@@ -152,9 +139,11 @@ def score_bag(bag, predictions_topic=M.DETECTIONS_TOPIC, gt_topic=M.GT_TOPIC, gt
         skipped.add('predictions message', f'no ground truth on {gt_topic} with this header stamp: not scored',
                     count=len(unmatched), example=f'stamp {min(unmatched)}')
     if report.frames_scored:
-        report.metrics = scoring.evaluate_and_report(results_dir, out_dir)
+        report.metrics, curves = results.score(out_dir)
+        report.object_counts = scoring.object_counts(curves)
         if out_dir:
-            report.outputs.update(results=str(results_dir), metrics=str(Path(out_dir) / 'metrics.json'))
+            report.outputs.update(results=str(results_dir), metrics=str(Path(out_dir) / 'metrics.json'),
+                                  ap_curves=str(Path(out_dir) / 'ap_curves.png'))
     report.skipped = skipped.entries()
     report.notes.extend(skipped.notes)
     if out_dir:

@@ -1,73 +1,121 @@
-"""The bag tools' bridge to the evaluator: per-frame NOCS results pickles in, metrics out.
+"""The bag tools' bridge to the evaluator (`seqpose_core.eval`): per-frame results in, metrics out.
 
-Nothing is scored here: frames become the standard `results_<scene>_<frame>.pkl` (object-deformnet format,
-written by `seqpose_core.eval.write_results_pickle`) and `seqpose_core.eval.evaluate_results` /
-`write_report` score them exactly as `seqpose eval` and `seqpose eval-results` do.
+Nothing is scored here. Each scored frame becomes one result dict of the common NOCS / object-deformnet format
+(`results_io.write_results_pickle`, the writer `seqpose eval` uses; ground truth from the bag's
+Detection3DArray goes through `results_io.detections_to_eval_format`, the conversion the predictions get),
+kept in replay order; `evaluator.score_results` + `metrics_from_curves` score the list exactly as `seqpose eval`
+scores its own, and `report.write_report` writes metrics.json + ap_curves.png.
+
+Metrics are the evaluator's dict: percent, one row per class plus 'mean' (`protocol.REPORT_ROWS`), keys
+`protocol.METRIC_NAMES` (IoU25, IoU50, IoU75, 5deg2cm, ... 10cm, IoU25_exact ...). A class with predictions
+but no ground truth scores NaN, as in the reference, and so does the mean then (null in metrics.json).
 """
+import json
+import math
+import re
+from pathlib import Path
+
 import numpy as np
 
-
 DEFAULT_RATE = 30.0
+# the metrics printed on one line and compared by the live replay (all of METRIC_NAMES are in metrics.json)
+HEADLINE_KEYS = ('IoU25', 'IoU50', 'IoU75', '5deg2cm', '5deg5cm', '10deg2cm', '10deg5cm')
 
 
-def annotation_from_objects(objects, source='bag'):
-    """Ground truth read from a bag (list[BagObject]) -> the data reader's FrameAnnotation, the form the
-    evaluator and the overlays take (scale s = box diagonal, normalised sizes = size / s)."""
-    from seqpose_core.data.nocs import FrameAnnotation
-    detections = [o.detection for o in objects]
-    sizes = np.array([d.size for d in detections], dtype=np.float64).reshape(-1, 3)
-    scales = np.linalg.norm(sizes, axis=1) if len(sizes) else np.zeros(0)
-    return FrameAnnotation(
-        class_ids=np.array([d.class_id for d in detections], dtype=np.int64),
-        instance_ids=np.arange(1, len(detections) + 1, dtype=np.int64),
-        model_names=[f'track_{d.track_id}' for d in detections],
-        rotations=np.array([d.rotation for d in detections], dtype=np.float64).reshape(-1, 3, 3),
-        translations=np.array([d.translation for d in detections], dtype=np.float64).reshape(-1, 3),
-        scales=scales, normalised_sizes=sizes / np.maximum(scales, 1e-12)[:, None],
-        handle_visibility=np.array([o.handle_visibility for o in objects], dtype=np.int64), source=source)
+def gt_detections(objects):
+    """Ground truth read from a bag (list[BagObject]) -> (list[Detection], handle visibility list)."""
+    return [o.detection for o in objects], [int(o.handle_visibility) for o in objects]
 
 
-def nocs_frame(scene, frame, gt_objects, image_hw=None, K=None, color=None):
-    """A data-reader NocsFrame for one bag frame (no depth / mask: the evaluator needs the ground truth, the
-    image size and K only)."""
-    from pathlib import Path
-    from seqpose_core.data.nocs import NocsFrame
-    if color is None and image_hw is not None:
-        color = np.zeros(tuple(image_hw) + (3,), np.uint8)
-    return NocsFrame(scene=scene, frame=frame, prefix=Path(scene) / frame, color=color, depth=None,
-                     instance_mask=None, K=K, meta=[], annotation=annotation_from_objects(gt_objects))
+def _safe_name(text):
+    return re.sub(r'[^A-Za-z0-9._-]+', '_', str(text)).strip('_') or 'frame'
 
 
-class ResultsWriter:
-    """Writes results_<scene>_<frame>.pkl files into one directory with the evaluator's writer."""
+class ResultsCollector:
+    """The per-image results of one run, in the order frames were replayed (the order the evaluator gets, as
+    in `seqpose eval`), optionally also written as `results_<scene>_<frame>.pkl` into `results_dir`."""
 
-    def __init__(self, results_dir):
-        from pathlib import Path
-        self.dir = Path(results_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.count = 0
+    def __init__(self, results_dir=None):
+        self.dir = Path(results_dir) if results_dir is not None else None
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        self.results = []
+        self.names = set()
 
-    def write(self, scene, frame, detections, gt_objects, image_hw=None, K=None, color=None):
-        from seqpose_core.eval import write_results_pickle
-        write_results_pickle(self.dir / f'results_{scene}_{frame}.pkl',
-                             nocs_frame(scene, frame, gt_objects, image_hw, K, color), detections)
-        self.count += 1
+    @property
+    def count(self):
+        return len(self.results)
+
+    def add(self, scene, frame, detections, gt_objects):
+        """One frame: predictions (list[Detection], [] = nothing detected) against its bag ground truth."""
+        from seqpose_core.eval.results_io import detections_to_eval_format, make_result, write_results_pickle
+        gt, visibility = gt_detections(gt_objects)
+        gt_arrays = detections_to_eval_format(gt)
+        if self.dir is None:
+            result = make_result(detections, *gt_arrays, gt_handle_visibility=visibility)
+        else:
+            name = f'results_{_safe_name(scene)}_{_safe_name(frame)}'
+            if name in self.names:          # the same "<scene>/<frame>" twice: keep both files
+                name = f'{name}_{self.count:06d}'
+            self.names.add(name)
+            result = write_results_pickle(self.dir / f'{name}.pkl', detections, *gt_arrays,
+                                          gt_handle_visibility=visibility)
+        self.results.append(result)
+        return result
+
+    def score(self, out_dir=None):
+        """(metrics, curves) of the collected results; with `out_dir`, metrics.json + ap_curves.png there."""
+        from seqpose_core.eval.evaluator import metrics_from_curves, score_results
+        from seqpose_core.eval.report import write_report
+        if not self.results:
+            raise ValueError('no frame with ground truth to score')
+        curves = score_results(self.results, validate=False)     # make_result validated each one
+        metrics = metrics_from_curves(curves)
+        if out_dir is not None:
+            write_report(metrics, curves, out_dir)
+        return metrics, curves
 
 
-def evaluate_and_report(results_dir, out_dir=None):
-    """Score a results directory with the evaluator; write metrics.json + ap_curves.png into out_dir."""
-    from seqpose_core.eval import evaluate_results, write_report
-    metrics = evaluate_results(results_dir)
-    if out_dir is not None:
-        write_report(metrics, out_dir)
-    return metrics
+def json_metrics(metrics):
+    """The metrics dict as metrics.json holds it (NaN -> None, rounded), for the JSON reports."""
+    from seqpose_core.eval.report import metrics_json
+    return json.loads(metrics_json(metrics)) if metrics else metrics
 
 
-def format_metrics_line(metrics):
-    keys = [k for k in ('3D50', '3D75', '5deg2cm', '5deg5cm', '10deg2cm', '10deg5cm') if k in metrics]
-    if not keys:
-        return 'metrics: ' + ', '.join(f'{k}={v}' for k, v in list(metrics.items())[:6])
-    return 'mAP: ' + ', '.join(f'{k} {100 * float(metrics[k]):.1f}' for k in keys)
+def object_counts(curves):
+    """{class: {'gt': n, 'pred': m}} from the evaluator's curves."""
+    from seqpose_core.eval.protocol import CLASS_NAMES
+    return {name: {'gt': int(g), 'pred': int(p)} for name, g, p in zip(CLASS_NAMES, curves.num_gt, curves.num_pred)}
+
+
+def _finite(value):
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def format_metrics_line(metrics, row='mean'):
+    """'mAP (mean, %): IoU25 12.3, IoU50 ...' for one row of the metrics dict."""
+    values = (metrics or {}).get(row)
+    if not values:
+        return 'nothing scored'
+    cells = [f'{k} {values[k]:.1f}' if _finite(values[k]) else f'{k} n/a' for k in HEADLINE_KEYS if k in values]
+    line = f'mAP ({row}, %): ' + ', '.join(cells)
+    if row == 'mean' and any(not _finite(values[k]) for k in HEADLINE_KEYS if k in values):
+        line += ' (n/a: a class has predictions but no ground truth, see metrics.json per class)'
+    return line
+
+
+def metric_differences(reference, other):
+    """reference - other in percentage points, for every row and headline metric finite in both:
+    {'mean/IoU50': d, 'mug/IoU50': d, ...}."""
+    differences = {}
+    if not reference or not other:
+        return differences
+    for row, values in reference.items():
+        for key in HEADLINE_KEYS:
+            a, b = values.get(key), (other.get(row) or {}).get(key)
+            if _finite(a) and _finite(b):
+                differences[f'{row}/{key}'] = float(a) - float(b)
+    return differences
 
 
 def estimate_rate(frames):
@@ -80,10 +128,3 @@ def estimate_rate(frames):
     if not len(deltas):
         return DEFAULT_RATE
     return float(np.clip(1e9 / np.median(deltas), 1.0, 240.0))
-
-
-HEADLINE_KEYS = ('3D50', '3D75', '5deg2cm', '5deg5cm', '10deg2cm', '10deg5cm')
-
-
-def headline_keys(metrics):
-    return [k for k in HEADLINE_KEYS if k in (metrics or {})]

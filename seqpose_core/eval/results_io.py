@@ -131,13 +131,23 @@ def load_results_dir(directory, progress=False):
     return results
 
 
+def detections_to_eval_format(detections):
+    """SeqPose `Detection`s (metric size) -> (class_ids (n,) int64, RTs (n, 4, 4) [sR | t], scales (n, 3)) in
+    the evaluation format (`Detection.nocs_rt_and_scales`). For predictions, and for ground truth that comes
+    as Detections (e.g. vision_msgs ground truth in a bag): `make_result(preds, *detections_to_eval_format(gt))`.
+    """
+    rts, scales = [], []
+    for detection in detections:
+        rt, scale = detection.nocs_rt_and_scales()
+        rts.append(rt)
+        scales.append(scale)
+    return (np.array([d.class_id for d in detections], dtype=np.int64),
+            np.array(rts, dtype=np.float64).reshape(-1, 4, 4), np.array(scales, dtype=np.float64).reshape(-1, 3))
+
+
 def make_result(detections, gt_class_ids, gt_RTs, gt_scales, gt_handle_visibility=None, gt_bboxes=None):
     """One image's result dict from SeqPose `Detection`s and the GT in the evaluation format."""
-    pred_rts, pred_scales = [], []
-    for detection in detections:
-        rt, scales = detection.nocs_rt_and_scales()
-        pred_rts.append(rt)
-        pred_scales.append(scales)
+    pred_class_ids, pred_rts, pred_scales = detections_to_eval_format(detections)
     gt_class_ids = np.asarray(gt_class_ids, dtype=np.int64).reshape(-1)
     result = {
         'gt_class_ids': gt_class_ids,
@@ -145,9 +155,9 @@ def make_result(detections, gt_class_ids, gt_RTs, gt_scales, gt_handle_visibilit
         'gt_scales': np.asarray(gt_scales, dtype=np.float64).reshape(-1, 3),
         'gt_handle_visibility': (np.ones(len(gt_class_ids), dtype=np.int64) if gt_handle_visibility is None
                                  else np.asarray(gt_handle_visibility, dtype=np.int64).reshape(-1)),
-        'pred_class_ids': np.array([d.class_id for d in detections], dtype=np.int64),
-        'pred_RTs': np.array(pred_rts, dtype=np.float64).reshape(-1, 4, 4),
-        'pred_scales': np.array(pred_scales, dtype=np.float64).reshape(-1, 3),
+        'pred_class_ids': pred_class_ids,
+        'pred_RTs': pred_rts,
+        'pred_scales': pred_scales,
         'pred_scores': np.array([d.score for d in detections], dtype=np.float64),
     }
     if gt_bboxes is not None:

@@ -20,6 +20,16 @@ DPT_SIZES = {
 }
 
 
+def conv1x1(conv, x):
+    """A 1x1 nn.Conv2d applied as one matmul over the pixels of channels-last `x`; returns a (B, C_out, h, w)
+    channels-last view. The same result as conv(x) (its weights, within float rounding), but PyTorch sends 1x1
+    convolutions to its slow reference path when single-threaded, and that path is very slow on channels-last."""
+    if conv.kernel_size != (1, 1) or conv.stride != (1, 1) or conv.padding != (0, 0) or conv.groups != 1:
+        return conv(x)
+    out = F.linear(x.permute(0, 2, 3, 1), conv.weight.flatten(1), conv.bias)
+    return out.permute(0, 3, 1, 2)
+
+
 class ResidualConvUnit(nn.Module):
     """x + conv(relu(conv(relu(x)))), 3x3 convolutions."""
 
@@ -50,7 +60,7 @@ class FeatureFusionBlock(nn.Module):
             x = F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=True)
         else:
             x = F.interpolate(x, size=tuple(size), mode='bilinear', align_corners=True)
-        return self.out_conv(x)
+        return conv1x1(self.out_conv, x)
 
 
 class Scratch(nn.Module):
@@ -85,7 +95,7 @@ class DPTHead(nn.Module):
         """Encoder levels [(B, C_enc, h, w), ...] (finest first) -> s_i [(B, features, *, *)] (finest first)."""
         semantic = []
         for i, tokens in enumerate(levels):
-            x = self.resize_layers[i](self.projects[i](tokens))
+            x = self.resize_layers[i](conv1x1(self.projects[i], tokens))
             semantic.append(getattr(self.scratch, f'layer{i + 1}_rn')(x))
         return semantic
 

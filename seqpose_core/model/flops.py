@@ -81,7 +81,6 @@ def stsq_flops(cfg, queries, memory_keys):
     c, heads, points, ffn = cfg.hidden_dim, cfg.decoder_heads, cfg.decoder_points, cfg.decoder_ffn_dim
     keys = queries + memory_keys
     position = 2 * queries * (3 * (c // 2) * c + c * c)                             # sine(reference) MLP
-    position += 2 * queries * (MOTION_DIM * c + 2 * c * c)                           # pose-aware LN
     temporal = 2 * queries * c * c * 2 + 2 * keys * c * c * 2 + 4 * queries * keys * c
     samples = NUM_LEVELS * points
     geometry = (2 * queries * c * 3 * points + 2 * queries * c * heads * samples      # offsets, weights
@@ -91,6 +90,7 @@ def stsq_flops(cfg, queries, memory_keys):
     ffn_flops = 2 * queries * c * ffn * 2
     per_layer = position + temporal + geometry + ffn_flops
     once = 2 * queries * (MOTION_DIM * c + 2 * c * c)                                # content alignment
+    once += 2 * queries * (MOTION_DIM * c + 2 * c * c)     # position alignment's scale/shift (same every layer)
     once += 2 * queries * 2 * c * c                                                  # time embedding MLP
     if memory_keys:
         # content and position pose-aware LNs, sine(reference) MLP and time MLP of the older memory keys

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqpose_core import NUM_CLASSES
+from seqpose_core.model.dpt import conv1x1
 
 
 class FeatureFusion(nn.Module):
@@ -26,7 +27,7 @@ class FeatureFusion(nn.Module):
         for conv, s, g in zip(self.convs, semantic, geometry):
             if s.shape[-2:] != g.shape[-2:]:
                 s = F.interpolate(s, size=g.shape[-2:], mode='bilinear', align_corners=False)
-            fused.append(conv(torch.cat([s, g], dim=1)))              # (B, hidden, h_i, w_i)
+            fused.append(conv1x1(conv, torch.cat([s, g], dim=1)))     # (B, hidden, h_i, w_i), channels-last
         return fused
 
 

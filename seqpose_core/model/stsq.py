@@ -89,9 +89,15 @@ class PoseAwareLayerNorm(nn.Module):
         nn.init.zeros_(self.beta.weight)
         nn.init.zeros_(self.beta.bias)
 
-    def forward(self, x, motion):                                # x (B, n, C), motion (B, n, 13)
+    def modulation(self, motion):
+        """(B, n, 13) motion -> (gamma, beta), each (B, n, C): depends on the motion only, so a caller that
+        normalises several inputs under the same motion (the decoder layers) computes it once."""
         condition = self.reduce(motion)
-        return self.gamma(condition) * self.norm(x) + self.beta(condition)
+        return self.gamma(condition), self.beta(condition)
+
+    def forward(self, x, motion, modulation=None):               # x (B, n, C), motion (B, n, 13)
+        gamma, beta = self.modulation(motion) if modulation is None else modulation
+        return torch.addcmul(beta, gamma, self.norm(x))          # gamma * LN(x) + beta
 
 
 # --- geometry-aware deformable cross-attention -----------------------------------------------------------------
@@ -127,19 +133,27 @@ def sample_levels(levels, points, K, image_hw):
     """Bilinear samples of every level at the projections of the 3D points.
 
     levels: L x (B, C, h_l, w_l); points (B, Q, P, 3) metres; K (B, 3, 3) for image_hw.
-    Returns samples (B, Q, L*P, C) and validity (B, Q, L*P). One grid_sample per level, all queries and
-    points at once (levels differ in size, so they cannot share one call)."""
-    samples, masks = [], []
-    for level in levels:
-        level_hw = level.shape[-2:]
-        uv, valid = project_to_level(points, K, image_hw, level_hw)
-        size = uv.new_tensor([level_hw[1], level_hw[0]])
-        grid = ((uv + 0.5) / size * 2 - 1).clamp(-2.0, 2.0)                      # align_corners=False convention
-        grid = torch.where(valid[..., None], grid, torch.full_like(grid, -2.0))  # invalid: sample zero padding
-        sampled = F.grid_sample(level, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
-        samples.append(sampled.permute(0, 2, 3, 1))                               # (B, Q, P, C)
-        masks.append(valid)
-    return torch.cat(samples, dim=2), torch.cat(masks, dim=2)
+    Returns samples (B, Q, L*P, C) and validity (B, Q, L*P). The projection, masking and grid arithmetic run
+    once for all levels (stacked level intrinsics, the same arithmetic as project_to_level); then one
+    grid_sample per level, all queries and points at once (levels differ in size, so they cannot share one
+    call). Channels-last levels (what the model produces) sample several times faster on CPU."""
+    batch, queries, num_points, _ = points.shape
+    num_levels = len(levels)
+    sizes = [tuple(level.shape[-2:]) for level in levels]
+    K_levels = torch.stack([level_intrinsics(K, image_hw, hw) for hw in sizes], dim=1)     # (B, L, 3, 3)
+    K_levels = K_levels[:, :, None, None]                                                     # (B, L, 1, 1, 3, 3)
+    z = points[..., 2:3].clamp_min(1e-8)                      # geometry.project_points' clamp (its _EPS)
+    xy = (points[..., :2] / z)[:, None]                                                       # (B, 1, Q, P, 2)
+    uv = torch.stack([xy[..., 0] * K_levels[..., 0, 0] + K_levels[..., 0, 2],
+                      xy[..., 1] * K_levels[..., 1, 1] + K_levels[..., 1, 2]], dim=-1)        # (B, L, Q, P, 2)
+    wh = uv.new_tensor([[w, h] for h, w in sizes]).view(1, num_levels, 1, 1, 2)
+    valid = ((points[:, None, ..., 2] > MIN_DEPTH)
+             & (uv >= -0.5).all(-1) & (uv <= wh - 0.5).all(-1))                                 # (B, L, Q, P)
+    grid = ((uv + 0.5) / wh * 2 - 1).clamp(-2.0, 2.0)                        # align_corners=False convention
+    grid = grid.masked_fill(~valid[..., None], -2.0)                          # invalid: sample zero padding
+    samples = [F.grid_sample(level, grid[:, index], mode='bilinear', padding_mode='zeros', align_corners=False)
+               .permute(0, 2, 3, 1) for index, level in enumerate(levels)]                  # L x (B, Q, P, C)
+    return torch.cat(samples, dim=2), valid.permute(0, 2, 1, 3).reshape(batch, queries, num_levels * num_points)
 
 
 class GeometryDeformableCrossAttention(nn.Module):
@@ -239,10 +253,11 @@ class SpatialTemporalQueryDecoder(nn.Module):
         """(B, n) ages in frames -> (B, n, C); constant over the decoder layers, so computed once."""
         return self.time_embedding(sine_embedding(ages[..., None], self.hidden_dim))
 
-    def embed_positions(self, reference_normalized, time_embedding, motion):
-        """Positional embedding of (B, n, 3) normalised references + time, aligned by the pose-aware LN."""
+    def embed_positions(self, reference_normalized, time_embedding, motion, modulation=None):
+        """Positional embedding of (B, n, 3) normalised references + time, aligned by the pose-aware LN
+        (`modulation`: its precomputed position_alignment.modulation(motion), the same in every layer)."""
         pos = self.query_position(sine_embedding(reference_normalized, self.hidden_dim // 2)) + time_embedding
-        return self.position_alignment(pos, motion)
+        return self.position_alignment(pos, motion, modulation)
 
     def gather_queries(self, batch, memory):
         """Current query set (eq. 6) and aligned memory keys. Returns content (B, Qt, C), references
@@ -273,11 +288,14 @@ class SpatialTemporalQueryDecoder(nn.Module):
     def forward(self, levels, K, image_hw, memory=None, timer=None):
         batch = K.shape[0]
         content, reference, ages, motion, memory_content, memory_pos = self.gather_queries(batch, memory)
-        time_embedding = self.embed_time(ages)
+        with _stage(timer, 'stsq'):
+            time_embedding = self.embed_time(ages)
+            # the motion (and so the pose-aware LN's scale and shift) is the same in every layer
+            position_modulation = self.position_alignment.modulation(motion)
         outputs = []
         for layer, head in zip(self.layers, self.pose_heads):
             with _stage(timer, 'stsq'):
-                query_pos = self.embed_positions(reference, time_embedding, motion)
+                query_pos = self.embed_positions(reference, time_embedding, motion, position_modulation)
                 metric_reference = self.position_range.denormalize(reference)
                 content = layer(content, query_pos, metric_reference, levels, K, image_hw,
                                 memory_content, memory_pos)
