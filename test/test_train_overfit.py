@@ -11,7 +11,7 @@ from seqpose_core import CLASS_NAMES
 from seqpose_core.cli import main as seqpose
 from seqpose_core.data import NocsFrameReader, iter_scenes
 
-STEPS = 400
+STEPS = 300
 
 
 @pytest.mark.slow

@@ -76,7 +76,10 @@ def add_arguments(parser):
 
     sub = commands.add_parser('eval', help='deterministic replay through the StreamRunner, scored',
                               description='Replay every image of a bag, in stamp order, through the same '
-                                          'StreamRunner the ROS node uses; score against the bag\'s ground truth.')
+                                          'StreamRunner the ROS node uses; score against the bag\'s ground truth '
+                                          'with the evaluator of `seqpose eval`. A bag carries no odometry, so '
+                                          'the runner gets no camera motion: on the same frames and checkpoint '
+                                          'the results equal `seqpose eval --camera-motion none`.')
     sub.add_argument('bag', help='rosbag2 directory, or a .mcap / .db3 file')
     sub.add_argument('--out', required=True, help='output directory')
     _add_model_arguments(sub)

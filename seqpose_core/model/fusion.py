@@ -23,12 +23,40 @@ class FeatureFusion(nn.Module):
         self.convs = nn.ModuleList(nn.Conv2d(2 * features, hidden_dim, 1) for _ in range(num_levels))
 
     def forward(self, semantic, geometry):
-        fused = []
-        for conv, s, g in zip(self.convs, semantic, geometry):
+        inputs = []
+        for s, g in zip(semantic, geometry):
             if s.shape[-2:] != g.shape[-2:]:
                 s = F.interpolate(s, size=g.shape[-2:], mode='bilinear', align_corners=False)
-            fused.append(conv1x1(conv, torch.cat([s, g], dim=1)))     # (B, hidden, h_i, w_i), channels-last
-        return fused
+            inputs.append(torch.cat([s, g], dim=1))
+        if torch.is_grad_enabled():
+            return [conv1x1(conv, x) for conv, x in zip(self.convs, inputs)]   # (B, hidden, h_i, w_i)
+        return self._fuse_into_table(inputs)
+
+    def _fuse_into_table(self, inputs):
+        """Inference: every level's 1x1 convolution written straight into one (B, sum h_i w_i, hidden) table;
+        the returned levels are (B, hidden, h_i, w_i) channels-last views of it, and the list carries the table
+        (`.table`) so the decoder samples all levels with one gather (stsq.sample_level_table)."""
+        batch = inputs[0].shape[0]
+        sizes = [tuple(x.shape[-2:]) for x in inputs]
+        reference = self.convs[0].weight
+        table = torch.empty(batch, sum(h * w for h, w in sizes), reference.shape[0], device=inputs[0].device,
+                            dtype=torch.result_type(inputs[0], reference))
+        levels, offset = FusedLevels(), 0
+        for conv, x, (h, w) in zip(self.convs, inputs, sizes):
+            rows = x.permute(0, 2, 3, 1).reshape(batch, h * w, -1)
+            weight = conv.weight.flatten(1).t().to(table.dtype)
+            for b in range(batch):
+                torch.addmm(conv.bias.to(table.dtype), rows[b].to(table.dtype), weight, out=table[b, offset:offset + h * w])
+            levels.append(table[:, offset:offset + h * w].view(batch, h, w, -1).permute(0, 3, 1, 2))
+            offset += h * w
+        levels.table = table
+        return levels
+
+
+class FusedLevels(list):
+    """The fused levels z_i (a plain list of (B, hidden, h_i, w_i) tensors) plus, at inference, `table`: the
+    (B, sum h_i w_i, hidden) tensor they are views of (finest level first, rows in raster order)."""
+    table = None
 
 
 def _conv_head(in_channels, hidden, out_channels):

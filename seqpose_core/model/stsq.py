@@ -129,31 +129,77 @@ def project_to_level(points, K, image_hw, level_hw):
     return uv, valid
 
 
-def sample_levels(levels, points, K, image_hw):
-    """Bilinear samples of every level at the projections of the 3D points.
-
-    levels: L x (B, C, h_l, w_l); points (B, Q, P, 3) metres; K (B, 3, 3) for image_hw.
-    Returns samples (B, Q, L*P, C) and validity (B, Q, L*P). The projection, masking and grid arithmetic run
-    once for all levels (stacked level intrinsics, the same arithmetic as project_to_level); then one
-    grid_sample per level, all queries and points at once (levels differ in size, so they cannot share one
-    call). Channels-last levels (what the model produces) sample several times faster on CPU."""
-    batch, queries, num_points, _ = points.shape
-    num_levels = len(levels)
-    sizes = [tuple(level.shape[-2:]) for level in levels]
+def _project_levels(sizes, points, K, image_hw):
+    """Projection onto every level at once (stacked level intrinsics, the arithmetic of project_to_level):
+    uv (B, L, Q, P, 2) level pixels, valid (B, L, Q, P), wh (1, L, 1, 1, 2) level widths and heights."""
     K_levels = torch.stack([level_intrinsics(K, image_hw, hw) for hw in sizes], dim=1)     # (B, L, 3, 3)
     K_levels = K_levels[:, :, None, None]                                                     # (B, L, 1, 1, 3, 3)
     z = points[..., 2:3].clamp_min(1e-8)                      # geometry.project_points' clamp (its _EPS)
     xy = (points[..., :2] / z)[:, None]                                                       # (B, 1, Q, P, 2)
     uv = torch.stack([xy[..., 0] * K_levels[..., 0, 0] + K_levels[..., 0, 2],
                       xy[..., 1] * K_levels[..., 1, 1] + K_levels[..., 1, 2]], dim=-1)        # (B, L, Q, P, 2)
-    wh = uv.new_tensor([[w, h] for h, w in sizes]).view(1, num_levels, 1, 1, 2)
+    wh = uv.new_tensor([[w, h] for h, w in sizes]).view(1, len(sizes), 1, 1, 2)
     valid = ((points[:, None, ..., 2] > MIN_DEPTH)
              & (uv >= -0.5).all(-1) & (uv <= wh - 0.5).all(-1))                                 # (B, L, Q, P)
+    return uv, valid, wh
+
+
+def sample_levels(levels, points, K, image_hw):
+    """Bilinear samples of every level at the projections of the 3D points.
+
+    levels: L x (B, C, h_l, w_l); points (B, Q, P, 3) metres; K (B, 3, 3) for image_hw.
+    Returns samples (B, Q, L*P, C) and validity (B, Q, L*P). The projection, masking and grid arithmetic run
+    once for all levels; then one grid_sample per level, all queries and points at once (levels differ in
+    size, so they cannot share one call). Channels-last levels (what the model produces) sample several times
+    faster on CPU. At inference, levels from FeatureFusion carry one flat table of all levels and are sampled
+    by `sample_level_table` instead (one gather for all levels; same values within float rounding)."""
+    if getattr(levels, 'table', None) is not None and not torch.is_grad_enabled():
+        return sample_level_table(levels, points, K, image_hw)
+    batch, queries, num_points, _ = points.shape
+    num_levels = len(levels)
+    uv, valid, wh = _project_levels([tuple(level.shape[-2:]) for level in levels], points, K, image_hw)
     grid = ((uv + 0.5) / wh * 2 - 1).clamp(-2.0, 2.0)                        # align_corners=False convention
     grid = grid.masked_fill(~valid[..., None], -2.0)                          # invalid: sample zero padding
     samples = [F.grid_sample(level, grid[:, index], mode='bilinear', padding_mode='zeros', align_corners=False)
                .permute(0, 2, 3, 1) for index, level in enumerate(levels)]                  # L x (B, Q, P, C)
     return torch.cat(samples, dim=2), valid.permute(0, 2, 1, 3).reshape(batch, queries, num_levels * num_points)
+
+
+def sample_level_table(levels, points, K, image_hw):
+    """sample_levels for levels that share one channels-last table (B, sum h_l w_l, C) (`levels.table`, as
+    FeatureFusion returns at inference): bilinear sampling with zero padding written out (4 corner rows and
+    weights per sample, out-of-image corners weigh 0, exactly grid_sample's align_corners=False rule) and one
+    weighted gather (embedding_bag) over all levels, queries and points. Inference only (no autograd)."""
+    table = levels.table
+    batch, total, channels = table.shape
+    _, queries, num_points, _ = points.shape
+    sizes = [tuple(level.shape[-2:]) for level in levels]
+    num_levels = len(sizes)
+    uv, valid, wh = _project_levels(sizes, points, K, image_hw)
+    uv = uv.masked_fill(~valid[..., None], 0.0).permute(0, 2, 1, 3, 4)            # (B, Q, L, P, 2)
+    valid = valid.permute(0, 2, 1, 3)                                               # (B, Q, L, P)
+    wh = wh.view(1, 1, num_levels, 1, 2)
+    offsets = torch.tensor([0] + [h * w for h, w in sizes[:-1]], device=table.device).cumsum(0)
+    base = (offsets.view(1, 1, num_levels, 1)
+            + total * torch.arange(batch, device=table.device).view(batch, 1, 1, 1))    # (B, 1, L, 1)
+    corner0 = uv.floor()
+    frac = uv - corner0
+    corner0 = corner0.long()
+    index, weight = [], []
+    width, height = wh[..., 0].long(), wh[..., 1].long()
+    for dy in (0, 1):
+        for dx in (0, 1):
+            x = corner0[..., 0] + dx
+            y = corner0[..., 1] + dy
+            w = (frac[..., 0] if dx else 1 - frac[..., 0]) * (frac[..., 1] if dy else 1 - frac[..., 1])
+            inside = (x >= 0) & (x < width) & (y >= 0) & (y < height) & valid
+            index.append(torch.where(inside, base + y * width + x, base))
+            weight.append(w * inside)
+    index = torch.stack(index, dim=-1).view(-1, 4)                                  # (B*Q*L*P, 4)
+    weight = torch.stack(weight, dim=-1).view(-1, 4).to(table.dtype)
+    samples = F.embedding_bag(index, table.reshape(batch * total, channels), per_sample_weights=weight, mode='sum')
+    samples = samples.view(batch, queries, num_levels * num_points, channels)
+    return samples, valid.reshape(batch, queries, num_levels * num_points)
 
 
 class GeometryDeformableCrossAttention(nn.Module):
