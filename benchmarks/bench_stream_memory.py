@@ -54,8 +54,10 @@ def main(argv=None):
             json.dump(results, handle, indent=2)
     for config, memory in results.items():
         rss = memory['rss']
-        print(f"{config}: {memory['frames']} frames ({memory['mode']}), RSS {rss['start_mib']:.1f} -> "
-              f"{rss['end_mib']:.1f} MiB once warm (from frame {rss['warm_from_frame']}), slope "
+        print(f"{config}: {memory['frames']} frames ({memory['mode']}), RSS median "
+              f"{rss['first_quarter_median_mib']:.1f} "
+              f"-> {rss['last_quarter_median_mib']:.1f} MiB (first/last quarter once warm, from frame "
+              f"{rss['warm_from_frame']}; samples {rss['min_mib']:.1f}..{rss['max_mib']:.1f}), slope "
               f"{rss['slope_mib_per_1000_frames']:+.3f} MiB/1000 frames: {'flat' if rss['flat'] else 'GROWING'}")
     return 0 if ok else 1
 

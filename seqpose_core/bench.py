@@ -37,7 +37,8 @@ MODES = {'sf': 'single', 'mf': 'video'}
 
 
 def add_arguments(parser):
-    parser.add_argument('--config', default='seqpose_vits', help='YAML path or shipped config name (default: %(default)s)')
+    parser.add_argument('--config', default='seqpose_vits',
+                        help='YAML path or shipped config name (default: %(default)s)')
     parser.add_argument('--checkpoint', metavar='PATH', default=None,
                         help='time a trained checkpoint instead of random weights (same speed; optional)')
     parser.add_argument('--frames', type=int, default=30, help='timed frames after warm-up (default: %(default)s)')
@@ -56,7 +57,8 @@ def add_arguments(parser):
                         help="torch.compile mode, e.g. 'reduce-overhead' (CUDA graphs) or 'max-autotune'")
     parser.add_argument('--gemm-size', type=int, default=0,
                         help='n of the n x n x n peak GEMM (default: 2048 on CPU, 8192 on CUDA)')
-    parser.add_argument('--gemm-repeats', type=int, default=5, help='best-of repeats of the GEMM (default: %(default)s)')
+    parser.add_argument('--gemm-repeats', type=int, default=5,
+                        help='best-of repeats of the GEMM (default: %(default)s)')
     parser.add_argument('--no-interleave', action='store_true',
                         help='skip the small GEMM after every timed frame (the contention-matched ratio)')
     parser.add_argument('--memory-frames', type=int, default=0,
@@ -103,8 +105,8 @@ def measure_peak_gflops(device, size=0, repeats=5, dtype=None):
             torch.matmul(a, b, out=out)
             _synchronize(device)
             best = min(best, time.perf_counter() - start)
-    return {'peak_gflops': 2.0 * size ** 3 / best / 1e9, 'gemm_size': size, 'gemm_dtype': str(dtype).replace('torch.', ''),
-            'gemm_seconds': best}
+    return {'peak_gflops': 2.0 * size ** 3 / best / 1e9, 'gemm_size': size,
+            'gemm_dtype': str(dtype).replace('torch.', ''), 'gemm_seconds': best}
 
 
 def read_memory(device=None):
@@ -134,10 +136,13 @@ def linear_slope(xs, ys):
     return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / var
 
 
-def memory_summary(samples, warm_fraction=0.1, key='rss_mib', tolerance_mib=4.0):
+def memory_summary(samples, warm_fraction=0.1, key='rss_mib', tolerance_mib=4.0, tolerance_fraction=0.02):
     """samples: [(frame, {key: MiB})]. Once warm (after the first `warm_fraction` of the frames): start, end,
-    max, least-squares slope in MiB per 1000 frames, and `flat` = the fitted growth over the warm window and
-    the end-minus-start difference both stay under `tolerance_mib`."""
+    max, the least-squares slope in MiB per 1000 frames and the medians of the first and last quarter of the
+    warm samples. RSS moves up and down between frames (the allocator hands big blocks back to the system and
+    takes them again), so single samples are noisy; `flat` = neither the fitted growth over the warm window nor
+    the last-quarter minus first-quarter median grows by the tolerance (max(tolerance_mib, tolerance_fraction
+    of the level)). Shrinking is not a leak."""
     if not samples:
         return {}
     last_frame = samples[-1][0]
@@ -145,12 +150,15 @@ def memory_summary(samples, warm_fraction=0.1, key='rss_mib', tolerance_mib=4.0)
     frames, values = [f for f, _ in warm], [v for _, v in warm]
     slope = linear_slope(frames, values)                    # MiB per frame
     growth = slope * (frames[-1] - frames[0])
+    quarter = max(1, len(values) // 4)
+    first, last = statistics.median(values[:quarter]), statistics.median(values[-quarter:])
+    tolerance = max(tolerance_mib, tolerance_fraction * first)
     return {'key': key, 'warm_from_frame': frames[0], 'frames': last_frame,
             'start_mib': round(values[0], 2), 'end_mib': round(values[-1], 2), 'max_mib': round(max(values), 2),
-            'first_sample_mib': round(samples[0][1][key], 2),
+            'min_mib': round(min(values), 2), 'first_sample_mib': round(samples[0][1][key], 2),
+            'first_quarter_median_mib': round(first, 2), 'last_quarter_median_mib': round(last, 2),
             'slope_mib_per_1000_frames': round(slope * 1000, 4), 'fitted_growth_mib': round(growth, 3),
-            'flat': bool(abs(growth) < tolerance_mib and abs(values[-1] - values[0]) < tolerance_mib),
-            'tolerance_mib': tolerance_mib}
+            'flat': bool(growth < tolerance and last - first < tolerance), 'tolerance_mib': round(tolerance, 2)}
 
 
 # --- the benchmark ---------------------------------------------------------------------------------------------
@@ -337,8 +345,10 @@ def stream_memory(step, frames, samples=100, device=None):
            'rss': memory_summary(series, key='rss_mib'),
            'samples': [[f, round(s['rss_mib'], 3)] for f, s in series]}
     if device is not None and device.type == 'cuda':
-        out['cuda_allocated'] = memory_summary(series, key='cuda_allocated_mib', tolerance_mib=1.0)
-        out['cuda_reserved'] = memory_summary(series, key='cuda_reserved_mib', tolerance_mib=16.0)
+        out['cuda_allocated'] = memory_summary(series, key='cuda_allocated_mib', tolerance_mib=1.0,
+                                               tolerance_fraction=0.0)
+        out['cuda_reserved'] = memory_summary(series, key='cuda_reserved_mib', tolerance_mib=16.0,
+                                              tolerance_fraction=0.0)
     return out
 
 
@@ -372,7 +382,8 @@ def format_table(result):
                      f"{(f'{gf:10.3f}' if gf is not None else ' ' * 10)}"
                      f"{(f'{100 * util:7.1f}%' if util is not None else '')}")
     lines += ['',
-              f"  latency     median {total:.3f} ms, p90 {result['latency_ms_p90']:.3f} ms  ->  {result['fps']:.2f} FPS",
+              f"  latency     median {total:.3f} ms, p90 {result['latency_ms_p90']:.3f} ms  ->  "
+              f"{result['fps']:.2f} FPS",
               f"  work        {result['gflops_per_frame']:.3f} GFLOPs/frame (analytic) -> "
               f"{result['gflops_per_frame'] * result['fps']:.1f} GFLOP/s achieved",
               f"  machine     {result['peak_gflops']:.1f} GFLOP/s peak ({result['gemm']['dtype']} GEMM "
@@ -381,7 +392,8 @@ def format_table(result):
               f"  utilization {100 * result['utilization']:.1f}% of the measured GEMM throughput"]
     inter = result.get('interleaved_gemm')
     if inter:
-        lines.append(f"              {100 * inter['utilization']:.1f}% against a {inter['size']}^3 GEMM run after every "
+        lines.append(f"              {100 * inter['utilization']:.1f}% against a {inter['size']}^3 GEMM run "
+                     f"after every "
                      f"frame (median {inter['gflops_median']:.1f} GFLOP/s; best frame vs best GEMM "
                      f"{100 * inter['utilization_best_frame']:.1f}%)")
     memory = result.get('memory')
@@ -390,7 +402,10 @@ def format_table(result):
             summary = memory.get(key)
             if not summary:
                 continue
-            lines.append(f"  memory      {key}: {summary['start_mib']:.1f} -> {summary['end_mib']:.1f} MiB over frames "
+            lines.append(f"  memory      {key}: median {summary['first_quarter_median_mib']:.1f} -> "
+                         f"{summary['last_quarter_median_mib']:.1f} MiB (first/last quarter), "
+                         f"{summary['start_mib']:.1f} -> "
+                         f"{summary['end_mib']:.1f} MiB over frames "
                          f"{summary['warm_from_frame']}..{summary['frames']} (max {summary['max_mib']:.1f}), slope "
                          f"{summary['slope_mib_per_1000_frames']:+.3f} MiB/1000 frames: "
                          f"{'FLAT' if summary['flat'] else 'GROWING'}")

@@ -50,3 +50,8 @@ def test_summary_helpers_detect_growth():
     assert memory_summary(flat)['flat']
     summary = memory_summary(leaking)
     assert not summary['flat'] and summary['slope_mib_per_1000_frames'] == pytest.approx(20.0, rel=1e-3)
+    # the allocator returning big blocks makes RSS jump down and back: noisy, shrinking or not, it is no leak
+    noisy = [(f, {'rss_mib': 500.0 - (60.0 if f % 70 == 0 else 0.0) - 0.005 * f}) for f in range(0, 1000, 10)]
+    assert memory_summary(noisy)['flat']
+    slow_leak = [(f, {'rss_mib': 500.0 + 0.015 * f + (30.0 if f % 30 == 0 else 0.0)}) for f in range(0, 1000, 10)]
+    assert not memory_summary(slow_leak)['flat']          # 15 MiB over the run, beyond 2 % of 500 MiB

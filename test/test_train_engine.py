@@ -11,7 +11,7 @@ from seqpose_core.train.optim import lr_factor
 # The tiny model with dropout on, so that a resume that lost the RNG state would show.
 TINY = ['--config', 'tiny', '--no-progress', '--set', 'model.dropout=0.1', '--set', 'train.batch_size=2',
         '--set', 'train.max_steps=6', '--set', 'train.warmup_steps=2', '--set', 'train.log_every=1',
-        '--set', 'train.checkpoint_every=2']
+        '--set', 'train.checkpoint_every=2', '--set', 'train.num_threads=1']
 
 
 @pytest.fixture(scope='module')
@@ -86,3 +86,15 @@ def test_mixed_mode_interleaves_at_the_configured_ratio():
     assert kinds.count('single') == 100
     assert kinds[:4].count('single') == 1
     assert set(step_kind(step, 'video', 0.25) for step in range(10)) == {'video'}
+
+
+def test_periodic_validation_writes_nocs_metrics(scene_root, tmp_path):
+    run = tmp_path / 'run'
+    assert seqpose(['train', *TINY, '--data', str(scene_root), '--out', str(run), '--max-steps', '4',
+                    '--set', 'train.val_every=2', '--set', 'train.val_split=real_train',
+                    '--set', 'train.video_split=real_train', '--set', 'data.clip_length=2']) == 0
+    with open(run / 'val_log.csv', newline='', encoding='utf-8') as stream:
+        rows = list(csv.DictReader(stream))
+    assert [int(row['step']) for row in rows] == [2, 4]
+    assert all(0.0 <= float(row['IoU25']) <= 100.0 for row in rows if row['IoU25'] != 'nan')
+    assert (run / 'val' / 'step_0000002' / 'metrics.json').is_file()

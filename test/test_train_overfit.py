@@ -23,7 +23,9 @@ def test_tiny_model_overfits_one_scene(tmp_path):
                     '--set', 'train.mode=single', '--set', 'train.single_split=real_test',
                     '--set', f'train.max_steps={STEPS}', '--set', 'train.warmup_steps=20', '--set', 'train.lr=1e-3',
                     '--set', 'train.checkpoint_every=1000', '--set', 'train.log_every=50',
-                    '--set', 'data.augment=false']) == 0
+                    '--set', 'data.augment=false',
+                    # one thread: on a shared 2-core machine two OpenMP threads can run 10x slower
+                    '--set', 'train.num_threads=1']) == 0
     assert seqpose(['eval', '--checkpoint', str(run / 'model.pt'), '--data', str(data), '--split', 'test',
                     '--mode', 'sf', '--out', str(out), '--overlays', '1']) == 0
 

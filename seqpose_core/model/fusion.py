@@ -23,30 +23,37 @@ class FeatureFusion(nn.Module):
         self.convs = nn.ModuleList(nn.Conv2d(2 * features, hidden_dim, 1) for _ in range(num_levels))
 
     def forward(self, semantic, geometry):
-        inputs = []
+        resized = []
         for s, g in zip(semantic, geometry):
             if s.shape[-2:] != g.shape[-2:]:
                 s = F.interpolate(s, size=g.shape[-2:], mode='bilinear', align_corners=False)
-            inputs.append(torch.cat([s, g], dim=1))
-        if torch.is_grad_enabled():
-            return [conv1x1(conv, x) for conv, x in zip(self.convs, inputs)]   # (B, hidden, h_i, w_i)
-        return self._fuse_into_table(inputs)
+            resized.append(s)
+        if torch.is_grad_enabled() or geometry[0].device.type != 'cpu':
+            # training (autograd cannot flow through out=), and GPUs (autocast; grid_sample is fast there)
+            return [conv1x1(conv, torch.cat([s, g], dim=1))                     # (B, hidden, h_i, w_i)
+                    for conv, s, g in zip(self.convs, resized, geometry)]
+        return self._fuse_into_table(resized, geometry)
 
-    def _fuse_into_table(self, inputs):
+    def _fuse_into_table(self, semantic, geometry):
         """Inference: every level's 1x1 convolution written straight into one (B, sum h_i w_i, hidden) table;
         the returned levels are (B, hidden, h_i, w_i) channels-last views of it, and the list carries the table
-        (`.table`) so the decoder samples all levels with one gather (stsq.sample_level_table)."""
-        batch = inputs[0].shape[0]
-        sizes = [tuple(x.shape[-2:]) for x in inputs]
-        reference = self.convs[0].weight
-        table = torch.empty(batch, sum(h * w for h, w in sizes), reference.shape[0], device=inputs[0].device,
-                            dtype=torch.result_type(inputs[0], reference))
+        (`.table`) so the decoder samples all levels with one gather (stsq.sample_level_table). The
+        concatenation is never built: W [s; g] + b = W_s s + (W_g g + b), two matmuls into the same rows."""
+        batch = geometry[0].shape[0]
+        sizes = [tuple(g.shape[-2:]) for g in geometry]
+        dtype = torch.result_type(geometry[0], self.convs[0].weight)
+        table = torch.empty(batch, sum(h * w for h, w in sizes), self.convs[0].out_channels,
+                            device=geometry[0].device, dtype=dtype)
         levels, offset = FusedLevels(), 0
-        for conv, x, (h, w) in zip(self.convs, inputs, sizes):
-            rows = x.permute(0, 2, 3, 1).reshape(batch, h * w, -1)
-            weight = conv.weight.flatten(1).t().to(table.dtype)
+        for conv, s, g, (h, w) in zip(self.convs, semantic, geometry, sizes):
+            weight = conv.weight.flatten(1).to(dtype)
+            split = s.shape[1]
+            s_rows = s.permute(0, 2, 3, 1).reshape(batch, h * w, split).to(dtype)
+            g_rows = g.permute(0, 2, 3, 1).reshape(batch, h * w, -1).to(dtype)
             for b in range(batch):
-                torch.addmm(conv.bias.to(table.dtype), rows[b].to(table.dtype), weight, out=table[b, offset:offset + h * w])
+                rows = table[b, offset:offset + h * w]
+                torch.addmm(conv.bias.to(dtype), g_rows[b], weight[:, split:].t(), out=rows)
+                rows.addmm_(s_rows[b], weight[:, :split].t())
             levels.append(table[:, offset:offset + h * w].view(batch, h, w, -1).permute(0, 3, 1, 2))
             offset += h * w
         levels.table = table

@@ -59,6 +59,15 @@ def _number_or_value(value):
 
 
 def run(args):
+    import torch
+    threads = torch.get_num_threads()   # train.num_threads changes it; callers in the same process get it back
+    try:
+        return _train(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(args):
     from seqpose_core.config import ConfigError, load_config
     from seqpose_core.train.engine import Trainer, TrainingError
 

@@ -28,6 +28,8 @@ class TrainConfig:
     video_split: str = 'real_train'   # dataset split of the clips (data readers' split names)
     single_split: str = 'camera_train'  # dataset split of the single-frame batches
     num_workers: int = 0              # DataLoader workers (0: load in the training process)
+    num_threads: int = 0              # torch intra-op threads of the training process (0: torch's default).
+                                      # On a shared CPU, 1 avoids OpenMP threads spinning on each other.
 
     # --- losses (eq. 10) ----------------------------------------------------------------------------
     weight_class: float = 1.0         # lambda_1, focal loss

@@ -101,13 +101,16 @@ def collate_frames(samples):
 
 def build_datasets(cfg, data_root, mode):
     """{'video': clip dataset, 'single': frame dataset} as the mode needs (seqpose_core.data readers)."""
-    from seqpose_core.data import NocsClipDataset, NocsFrameDataset
+    from seqpose_core.data import NocsClipDataset, NocsFormatError, NocsFrameDataset
     datasets = {}
-    if mode in ('video', 'mixed'):
-        datasets['video'] = NocsClipDataset(data_root, cfg.train.video_split, clip_length=cfg.data.clip_length,
-                                            data_cfg=cfg.data, train=True)
-    if mode in ('single', 'mixed'):
-        datasets['single'] = NocsFrameDataset(data_root, cfg.train.single_split, data_cfg=cfg.data, train=True)
+    try:
+        if mode in ('video', 'mixed'):
+            datasets['video'] = NocsClipDataset(data_root, cfg.train.video_split, clip_length=cfg.data.clip_length,
+                                                data_cfg=cfg.data, train=True)
+        if mode in ('single', 'mixed'):
+            datasets['single'] = NocsFrameDataset(data_root, cfg.train.single_split, data_cfg=cfg.data, train=True)
+    except NocsFormatError as error:
+        raise TrainingError(f'training data (train.mode={mode}): {error}') from None
     for kind, dataset in datasets.items():
         if len(dataset) == 0:
             split = cfg.train.video_split if kind == 'video' else cfg.train.single_split
@@ -251,6 +254,18 @@ class Trainer:
             raise TrainingError('train.mode=mixed needs 0 < train.single_frame_ratio < 1')
         if train_cfg.amp not in ('none', *AMP_DTYPES):
             raise TrainingError(f"train.amp must be 'none', 'bf16' or 'fp16', got {train_cfg.amp!r}")
+
+        if train_cfg.val_every > 0:
+            # fail now rather than after the first val_every steps
+            from seqpose_core.data import NocsFormatError, resolve_split
+            try:
+                resolve_split(self.val_data, train_cfg.val_split)
+            except NocsFormatError as error:
+                raise TrainingError(f'validation every {train_cfg.val_every} steps: {error}; pass --val-data DIR '
+                                    'or set train.val_every=0') from None
+
+        if train_cfg.num_threads > 0:
+            torch.set_num_threads(train_cfg.num_threads)
 
         seed = train_cfg.seed + self.group.rank
         torch.manual_seed(seed)      # model initialisation (identical across ranks: DDP broadcasts rank 0's)
