@@ -58,19 +58,41 @@ def fibonacci_sphere(num_points, radius):
 
 
 class QueryAnchors(nn.Module):
-    """Learnable 3D query anchors: content embeddings (Q, C) + normalised reference points (Q, 3)."""
+    """Learnable 3D query anchors: content embeddings (Q, C) + normalised reference points (Q, 3).
 
-    def __init__(self, num_queries, hidden_dim, anchor_range, position_range: PositionRange):
+    Initial anchors fill the camera frustum rather than a box: a query can only move towards an object it
+    sees, and it sees what its sampling points project onto. Anchors spread evenly over the image's viewing
+    directions (tan of the half field of view, `anchor_fov`) and over depth (`anchor_range` z bounds) give
+    every object in view several nearby anchors from the first step; a box in metres would put many anchors
+    outside the image (near the camera) and leave gaps far away.
+    """
+
+    def __init__(self, num_queries, hidden_dim, anchor_range, position_range: PositionRange, anchor_fov=None):
         super().__init__()
         self.content = nn.Embedding(num_queries, hidden_dim)
         bounds = torch.as_tensor(anchor_range, dtype=torch.float32).reshape(2, 3)
-        metric = bounds[0] + torch.rand(num_queries, 3) * (bounds[1] - bounds[0])
+        if anchor_fov:
+            tan_half = torch.as_tensor(anchor_fov, dtype=torch.float32)                 # (2,) x, y
+            directions = (stratified_unit_square(num_queries) * 2 - 1) * tan_half      # (Q, 2)
+            depth = bounds[0, 2] + torch.rand(num_queries) * (bounds[1, 2] - bounds[0, 2])
+            metric = torch.cat([directions * depth[:, None], depth[:, None]], dim=-1)  # (Q, 3)
+        else:
+            metric = bounds[0] + torch.rand(num_queries, 3) * (bounds[1] - bounds[0])
         self.reference_points = nn.Parameter(position_range.normalize(metric).clamp(1e-3, 1 - 1e-3))
 
     def forward(self, batch):
         content = self.content.weight[None].expand(batch, -1, -1)                # (B, Q, C)
         reference = self.reference_points[None].expand(batch, -1, -1)            # (B, Q, 3) in [0, 1]
         return content, reference
+
+
+def stratified_unit_square(count):
+    """(count, 2) points in [0, 1]^2, one jittered sample per cell of a near-square grid (even coverage)."""
+    columns = max(1, math.ceil(math.sqrt(count)))
+    rows = max(1, math.ceil(count / columns))
+    cells = torch.randperm(rows * columns)[:count]
+    jitter = torch.rand(count, 2)
+    return torch.stack([(cells % columns + jitter[:, 0]) / columns, (cells // columns + jitter[:, 1]) / rows], dim=-1)
 
 
 class PoseAwareLayerNorm(nn.Module):
@@ -285,7 +307,7 @@ class SpatialTemporalQueryDecoder(nn.Module):
         dim = cfg.hidden_dim
         self.hidden_dim = dim
         self.position_range = PositionRange(cfg.position_range)
-        self.anchors = QueryAnchors(cfg.num_queries, dim, cfg.anchor_range, self.position_range)
+        self.anchors = QueryAnchors(cfg.num_queries, dim, cfg.anchor_range, self.position_range, cfg.anchor_fov)
         self.query_position = mlp(3 * (dim // 2), dim, dim)     # sine(reference point) -> positional embedding
         self.time_embedding = mlp(dim, dim, dim)                # sine(age in frames) -> added to the position
         self.content_alignment = PoseAwareLayerNorm(MOTION_DIM, dim)
