@@ -46,7 +46,14 @@ class TrainConfig:
 
     # --- Hungarian matching costs ---------------------------------------------------------------------
     match_cost_class: float = 2.0
-    match_cost_translation: float = 5.0  # per metre: a 10 cm error costs 0.5
+    match_cost_translation: float = 5.0  # 'metric': per metre (10 cm costs 0.5); 'ray': per unit of the
+                                         # viewing-direction (x/z, y/z) + log-depth distance
+    # Where the translation cost is measured. 'ray' matches an object to the queries that look at it (the same
+    # viewing direction, then the nearest depth): a query's sampling points only see what lies along its
+    # ray, so matching by metric distance would make positives of queries that do not see their object
+    # (the nearest anchor in metres is often off to the side of the ray under perspective), and the class
+    # head cannot learn from image evidence. The loss itself stays the metric L1 of eq. (10).
+    match_translation_space: str = 'ray'
     match_cost_rotation: float = 1.0
     match_cost_size: float = 2.0
 

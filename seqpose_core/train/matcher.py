@@ -24,10 +24,29 @@ def focal_class_cost(logits, labels, alpha=0.25, gamma=2.0):
     return positive[:, labels] - negative[:, labels]
 
 
+TRANSLATION_SPACES = ('ray', 'metric')
+
+
+def ray_coordinates(points):
+    """(..., 3) camera-frame points -> (..., 3) viewing direction (x/z, y/z) and log depth."""
+    depth = points[..., 2:3].clamp_min(1e-3)
+    return torch.cat([points[..., :2] / depth, depth.log()], dim=-1)
+
+
+def translation_cost(predicted, target, space):
+    """(Q, 3) predicted and (n, 3) GT translations -> (Q, n) L1 distances in `space` ('ray' or 'metric')."""
+    if space == 'ray':
+        return torch.cdist(ray_coordinates(predicted), ray_coordinates(target), p=1)
+    return torch.cdist(predicted, target, p=1)
+
+
 class HungarianMatcher(nn.Module):
     def __init__(self, cost_class=2.0, cost_translation=5.0, cost_rotation=1.0, cost_size=2.0,
-                 focal_alpha=0.25, focal_gamma=2.0):
+                 focal_alpha=0.25, focal_gamma=2.0, translation_space='ray'):
         super().__init__()
+        if translation_space not in TRANSLATION_SPACES:
+            raise ValueError(f'match_translation_space {translation_space!r}: expected one of {TRANSLATION_SPACES}')
+        self.translation_space = translation_space
         if min(cost_class, cost_translation, cost_rotation, cost_size) < 0:
             raise ValueError('matching costs must be >= 0')
         if cost_class == cost_translation == cost_rotation == cost_size == 0:
@@ -42,7 +61,8 @@ class HungarianMatcher(nn.Module):
     @classmethod
     def from_config(cls, train_cfg):
         return cls(train_cfg.match_cost_class, train_cfg.match_cost_translation, train_cfg.match_cost_rotation,
-                   train_cfg.match_cost_size, train_cfg.focal_alpha, train_cfg.focal_gamma)
+                   train_cfg.match_cost_size, train_cfg.focal_alpha, train_cfg.focal_gamma,
+                   train_cfg.match_translation_space)
 
     def cost_matrix(self, outputs, index, targets):
         """(Q, n) assignment costs of frame `index` of `outputs` to its `targets` dict."""
@@ -51,7 +71,8 @@ class HungarianMatcher(nn.Module):
         rotation6d = outputs['pred_rotation6d'][index].float()
         size = outputs['pred_size'][index].float()
         cost = self.cost_class * focal_class_cost(logits, targets['labels'], self.focal_alpha, self.focal_gamma)
-        cost = cost + self.cost_translation * torch.cdist(translation, targets['translation'].float(), p=1)
+        cost = cost + self.cost_translation * translation_cost(translation, targets['translation'].float(),
+                                                                self.translation_space)
         cost = cost + self.cost_size * torch.cdist(size, targets['size'].float(), p=1)
         # (Q, 1, 6) against (1, n, 6): each pair gets its own symmetric target
         rotation_target = closest_symmetric_rotation6d(rotation6d[:, None], targets['rotation6d'][None].float(),
