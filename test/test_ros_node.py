@@ -41,7 +41,7 @@ def stack(tmp_path_factory):
     checkpoint = T.write_tiny_checkpoint(folder / 'tiny.pt')
     # Two nodes: raw images (most tests), and compressed input, which also serves the "no CameraInfo yet"
     # case (that needs a node that has never seen one). Started together so their start-up overlaps.
-    common = ['-p', f'checkpoint:={checkpoint}', '-p', 'score_threshold:=0.0', '-p', 'max_detections:=10']
+    common = ['-p', f'checkpoint:={checkpoint}', '-p', 'score_threshold:=0.0', '-p', 'max_detections:=100']
     node = T.NodeProcess(folder / 'node.log', '-r', f'__ns:={NS}', *common)
     compressed_node = T.NodeProcess(folder / 'node_compressed.log', '-r', f'__ns:={NS_COMPRESSED}', *common,
                                     '-p', 'image_transport:=compressed')
@@ -138,7 +138,9 @@ def test_video_sequence_detections_tf_markers(stack):
         assert array.markers[0].action == Marker.DELETEALL
         assert len(array.markers) == 1 + 3 * len(msg.detections)
         assert all(m.header.frame_id == FRAME for m in array.markers)
-    # the same objects keep their ids over the sequence (the camera pans slowly over a static scene)
+    # the same objects keep their ids over the sequence (the camera pans slowly over a static scene). Every
+    # query is published (max_detections above the query count): a top-N cut among the random test model's
+    # near-equal scores would reshuffle which objects are shown, which is not what this checks.
     first = track_sets[0]
     for ids in track_sets[1:]:
         assert len(first & ids) >= 0.8 * len(first), track_sets
@@ -172,7 +174,7 @@ def test_parameter_changes_take_effect(stack):
     assert stack.client.set_parameters(score_threshold=0.0, max_detections=2)[0].successful
     _, msg = send_and_receive(stack, stack.images[0])
     assert 0 < len(msg.detections) <= 2
-    assert stack.client.set_parameters(max_detections=10)[0].successful
+    assert stack.client.set_parameters(max_detections=100)[0].successful
 
 
 BAD_INPUTS = {
