@@ -209,3 +209,24 @@ def test_losses_backpropagate_to_every_prediction(scene):
     criterion.weighted_total(criterion(leaves, [scene], batch)).backward()
     for key, value in leaves.items():
         assert value.grad is not None and value.grad.abs().sum() > 0, key
+
+
+def test_one_to_many_rewards_every_copy_and_weights_by_config(scene):
+    """With one_to_many = 2 each object is matched twice: two exact copies per object cost nothing in the
+    `_o2m` terms, while one copy per object leaves the second match of each object wrong."""
+    cfg = TrainConfig(one_to_many=2, weight_one_to_many=0.5, aux_loss=False)
+    criterion = SetCriterion(HungarianMatcher.from_config(cfg), cfg)
+    doubled = perfect_outputs(scene, num_queries=10, assignment=[7, 2, 5])
+    single_copy = perfect_outputs(scene, num_queries=10, assignment=[7, 2, 5])
+    for gt_index, query in enumerate([1, 3, 8]):       # a second exact copy of every object
+        for key in ('pred_translation', 'pred_rotation6d', 'pred_size'):
+            doubled[key][0, query] = doubled[key][0, 7 if gt_index == 0 else (2 if gt_index == 1 else 5)]
+        doubled['pred_logits'][0, query, scene['labels'][gt_index]] = BIG_LOGIT
+    good = criterion(doubled, [scene])
+    bad = criterion(single_copy, [scene])
+    for term in ('translation', 'size', 'class'):
+        assert good[f'loss_{term}_o2m0'] < 1e-6
+        assert bad[f'loss_{term}_o2m0'] > 1e-3
+    assert criterion.weight_of('loss_class_o2m0') == pytest.approx(cfg.weight_class * 0.5)
+    assert criterion.weight_of('loss_rotation_o2m0') == pytest.approx(cfg.weight_rotation * 0.5)
+    assert not any('_o2m' in name for name in SetCriterion(HungarianMatcher(), TrainConfig()) (doubled, [scene]))

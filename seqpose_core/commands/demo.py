@@ -15,8 +15,8 @@ DEMO_SEED = 20261124
 
 def add_arguments(parser):
     parser.add_argument('--out', default='demo_out', help='output folder (default: %(default)s)')
-    parser.add_argument('--scenes', type=int, default=2, help='generated test scenes (default: %(default)s)')
-    parser.add_argument('--frames', type=int, default=40, help='frames per scene (default: %(default)s)')
+    parser.add_argument('--scenes', type=int, default=6, help='generated test scenes (default: %(default)s)')
+    parser.add_argument('--frames', type=int, default=30, help='frames per scene (default: %(default)s)')
     parser.add_argument('--size', default='320x240', help='rendered image size WxH (default: %(default)s)')
     parser.add_argument('--seed', type=int, default=DEMO_SEED, help='generator seed (default: %(default)s)')
     parser.add_argument('--checkpoint', default=None, help='checkpoint to run (default: the embedded model)')

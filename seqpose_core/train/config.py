@@ -40,6 +40,13 @@ class TrainConfig:
     weight_normal: float = 1.0        # lambda_6, smooth L1 on valid normal pixels
     weight_segmentation: float = 1.0  # lambda_7, cross-entropy (255 = ignore)
     aux_loss: bool = True             # the query losses on every earlier decoder layer as well
+    # Extra one-to-many matching (H-DETR style): the query terms once more, each GT object repeated this many
+    # times in the Hungarian matching, so the few queries around an object all learn it (suffix `_o2m`).
+    # 0 = off (the paper's one-to-one set loss only). Several positives per object make a query decoder
+    # trained from scratch converge in far fewer steps; the runner's class-wise duplicate suppression
+    # (inference.nms_distance) removes the duplicates it then predicts.
+    one_to_many: int = 0
+    weight_one_to_many: float = 1.0
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     dense_smooth_l1_beta: float = 0.1  # smooth-L1 transition point of the depth / normal losses

@@ -36,6 +36,12 @@ def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0):
     return loss
 
 
+def repeat_targets(frame_targets, times):
+    """A frame's target dict with every object listed `times` times (one-to-many matching)."""
+    return {key: value.repeat(times, *([1] * (value.dim() - 1))) if torch.is_tensor(value) and value.dim() else value
+            for key, value in frame_targets.items()}
+
+
 def _resize_nearest(target, size):
     """Bring a dense target (B, C, H, W) or (B, H, W) to the prediction's (h, w) without mixing labels."""
     if tuple(target.shape[-2:]) == tuple(size):
@@ -58,6 +64,8 @@ class SetCriterion(nn.Module):
         self.focal_alpha = train_cfg.focal_alpha
         self.focal_gamma = train_cfg.focal_gamma
         self.aux_loss = train_cfg.aux_loss
+        self.one_to_many = train_cfg.one_to_many
+        self.weight_one_to_many = train_cfg.weight_one_to_many
         self.smooth_l1_beta = train_cfg.dense_smooth_l1_beta
         base = {
             'loss_class': train_cfg.weight_class,
@@ -153,6 +161,12 @@ class SetCriterion(nn.Module):
         if self.aux_loss:
             for layer, aux_outputs in enumerate(outputs.get('aux_outputs') or []):
                 losses.update(self.query_losses(aux_outputs, targets, num_objects, suffix=f'_aux{layer}'))
+        if self.one_to_many > 1:
+            repeated = [repeat_targets(frame_targets, self.one_to_many) for frame_targets in targets]
+            layers = [outputs] + (list(outputs.get('aux_outputs') or []) if self.aux_loss else [])
+            for layer, layer_outputs in enumerate(layers):
+                losses.update(self.query_losses(layer_outputs, repeated, num_objects * self.one_to_many,
+                                                suffix=f'_o2m{layer}'))
         if batch is not None:
             for term, output_key, batch_key in (('depth', 'depth', 'depth'), ('normal', 'normal', 'normal'),
                                                 ('segmentation', 'seg_logits', 'semantic')):
@@ -161,7 +175,10 @@ class SetCriterion(nn.Module):
         return losses
 
     def weight_of(self, loss_name):
-        """The lambda of a term, aux copies included (`loss_rotation_aux3` -> weight_rotation)."""
+        """The lambda of a term, aux and one-to-many copies included (`loss_rotation_aux3` -> weight_rotation;
+        `loss_class_o2m0` -> weight_class * weight_one_to_many)."""
+        if '_o2m' in loss_name:
+            return self.weight_dict[loss_name.split('_o2m')[0]] * self.weight_one_to_many
         return self.weight_dict[loss_name.split('_aux')[0]]
 
     def weighted_total(self, losses):
