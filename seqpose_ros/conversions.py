@@ -8,12 +8,11 @@ Pose convention of the published objects (docs/architecture.md): the pose maps t
 at the box centre, axes along the box edges, y = the object's up / symmetry axis) into the image's optical
 frame (OpenCV: x right, y down, z forward); `bbox.size` is the metric extent along the object's x, y, z.
 """
-import math
 
 import numpy as np
 
 from seqpose_core import CLASS_NAMES
-from seqpose_core.geometry import BOX_EDGES, box_corners
+from seqpose_core.geometry import BOX_EDGES, box_corners, quaternion_to_rotation, rotation_to_quaternion
 
 # encoding -> (channels in the message, channel order to get RGB)
 ENCODINGS = {
@@ -129,37 +128,6 @@ def check_image_matches_camera_info(image_hw, info_hw, image_topic='image', info
 
 
 # --------------------------------------------------------------------------------------------- geometry
-def rotation_to_quaternion(rotation):
-    """(3, 3) rotation -> unit quaternion (x, y, z, w), the geometry_msgs order (Shepperd's method)."""
-    m = np.asarray(rotation, dtype=np.float64)
-    trace = m[0, 0] + m[1, 1] + m[2, 2]
-    if trace > 0:
-        s = 2.0 * math.sqrt(trace + 1.0)
-        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s]
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
-        q = [0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
-    elif m[1, 1] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
-        q = [(m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
-    else:
-        s = 2.0 * math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
-        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s]
-    q = np.asarray(q)
-    return q / np.linalg.norm(q)
-
-
-def quaternion_to_rotation(x, y, z, w):
-    q = np.array([x, y, z, w], dtype=np.float64)
-    norm = np.linalg.norm(q)
-    if not np.isfinite(norm) or norm < 1e-9:
-        raise ValueError(f'invalid quaternion {q.tolist()}')
-    x, y, z, w = q / norm
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-
-
 def transform_to_matrix(translation, rotation_xyzw):
     matrix = np.eye(4)
     matrix[:3, :3] = quaternion_to_rotation(*rotation_xyzw)

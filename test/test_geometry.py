@@ -112,3 +112,13 @@ def test_relative_camera_motion_from_static_object(rotations):
     obj_in_cur = cam_motion @ obj_in_prev
     np.testing.assert_allclose(g.relative_camera_motion(obj_in_prev, obj_in_cur), cam_motion, atol=1e-12)
     np.testing.assert_allclose(g.invert_rigid(cam_motion) @ cam_motion, np.eye(4), atol=1e-12)
+
+
+def test_quaternion_round_trip_against_scipy(rotations):
+    for rot in rotations[:16]:
+        q = g.rotation_to_quaternion(rot)
+        expected = Rotation.from_matrix(rot).as_quat()           # scipy: (x, y, z, w)
+        assert np.allclose(q, expected, atol=1e-10) or np.allclose(q, -expected, atol=1e-10)
+        np.testing.assert_allclose(g.quaternion_to_rotation(*q), rot, atol=1e-10)
+    with pytest.raises(ValueError, match='quaternion'):
+        g.quaternion_to_rotation(0.0, 0.0, 0.0, 0.0)

@@ -29,6 +29,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from seqpose_core import CLASS_NAMES, class_id as class_id_from_name
 from seqpose_core.detection import Detection
+from seqpose_core.geometry import quaternion_to_rotation, rotation_to_quaternion
 
 IMAGE_TOPIC = '/camera/color/image_raw'
 COMPRESSED_IMAGE_TOPIC = '/camera/color/image_raw/compressed'
@@ -175,40 +176,6 @@ def decode_image(msg, msgtype: str) -> np.ndarray:
     conversion = {'bgr8': cv2.COLOR_BGR2RGB, 'rgba8': cv2.COLOR_RGBA2RGB, 'bgra8': cv2.COLOR_BGRA2RGB,
                   'mono8': cv2.COLOR_GRAY2RGB}[encoding]
     return cv2.cvtColor(np.ascontiguousarray(pixels), conversion)
-
-
-# ---------------------------------------------------------------- rotations <-> quaternions
-
-def rotation_to_quaternion(rotation: np.ndarray) -> np.ndarray:
-    """(3, 3) rotation -> unit quaternion (x, y, z, w), the geometry_msgs order (Shepperd's method)."""
-    m = np.asarray(rotation, dtype=np.float64)
-    trace = m[0, 0] + m[1, 1] + m[2, 2]
-    if trace > 0:
-        s = 2.0 * np.sqrt(trace + 1.0)
-        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s]
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
-        q = [0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
-    elif m[1, 1] > m[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
-        q = [(m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
-    else:
-        s = 2.0 * np.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
-        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s]
-    q = np.asarray(q)
-    return q / np.linalg.norm(q)
-
-
-def quaternion_to_rotation(x, y, z, w) -> np.ndarray:
-    q = np.array([x, y, z, w], dtype=np.float64)
-    norm = np.linalg.norm(q)
-    if not np.isfinite(norm) or norm < 1e-9:
-        raise ValueError(f'invalid orientation quaternion {q.tolist()}')
-    x, y, z, w = q / norm
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
 
 
 # ---------------------------------------------------------------- detections <-> Detection3DArray
