@@ -113,6 +113,19 @@ def project_points(points, K):
     return _stack([uv[..., 0] * fx + cx, uv[..., 1] * fy + cy], axis=-1)
 
 
+def scale_intrinsics(K, from_hw, to_hw):
+    """(..., 3, 3) intrinsics of an image of from_hw -> those of the same image resized to to_hw (a network input,
+    a feature level). Pixel centres are at integers, so u' = (u + 0.5) * w' / w - 0.5. Returns a copy."""
+    scale_x, scale_y = to_hw[1] / from_hw[1], to_hw[0] / from_hw[0]
+    K = K.clone() if _is_torch(K) else np.array(K, np.float64, copy=True)
+    K[..., 0, 0] = K[..., 0, 0] * scale_x
+    K[..., 0, 1] = K[..., 0, 1] * scale_x
+    K[..., 0, 2] = (K[..., 0, 2] + 0.5) * scale_x - 0.5
+    K[..., 1, 1] = K[..., 1, 1] * scale_y
+    K[..., 1, 2] = (K[..., 1, 2] + 0.5) * scale_y - 0.5
+    return K
+
+
 def backproject(uv, depth, K):
     """Pixels (..., N, 2) with depths (..., N) -> camera-frame points (..., N, 3): the inverse of project_points."""
     fx, fy = K[..., None, 0, 0], K[..., None, 1, 1]

@@ -1,4 +1,5 @@
 """The analytic FLOP counter against torch's own counter on the tiny model, stage by stage."""
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -16,8 +17,10 @@ def measured(fn):
     return counter.get_total_flops(), result
 
 
-def test_analytic_flops_match_torch_flop_counter():
+@pytest.mark.parametrize('proposal_queries', [0, 6])
+def test_analytic_flops_match_torch_flop_counter(proposal_queries):
     cfg = load_config('tiny').model
+    cfg.proposal_queries = proposal_queries
     model = build_model(cfg).eval()
     images = torch.randn(1, 3, H, W)
     K = torch.tensor([[[60.0, 0.0, 34.5], [0.0, 60.0, 27.5], [0.0, 0.0, 1.0]]])
@@ -37,7 +40,7 @@ def test_analytic_flops_match_torch_flop_counter():
     assert analytic['decoder'] == decoder
     assert analytic['fusion'] == fusion
     assert analytic['dense'] == dense
-    q, c = cfg.num_queries, cfg.hidden_dim
+    q, c = cfg.num_queries + proposal_queries, cfg.hidden_dim
     unseen = cfg.decoder_layers * (4 * q * q * c + 8 * q * 4 * cfg.decoder_points * c)
     assert analytic['stsq'] + analytic['pose_head'] == queries + unseen
     assert analytic['total'] == sum(v for k, v in analytic.items() if k != 'total')

@@ -8,7 +8,8 @@ import torch
 from seqpose_core.config import InferenceConfig, load_config
 from seqpose_core.detection import Detection
 from seqpose_core.model import build_model, save_checkpoint
-from seqpose_core.runner import StreamRunner, scale_intrinsics
+from seqpose_core.geometry import scale_intrinsics
+from seqpose_core.runner import StreamRunner
 
 K_VGA = np.array([[591.0, 0.0, 322.0], [0.0, 590.0, 244.0], [0.0, 0.0, 1.0]])
 

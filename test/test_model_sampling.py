@@ -1,8 +1,9 @@
 """The geometry-aware deformable cross-attention's projection and sampling, checked against hand computation."""
+import pytest
 import torch
 
-from seqpose_core.model.stsq import (GeometryDeformableCrossAttention, level_intrinsics, project_to_level,
-                                     sample_levels)
+from seqpose_core.geometry import scale_intrinsics
+from seqpose_core.model.stsq import GeometryDeformableCrossAttention, project_to_level, sample_levels
 
 IMAGE_HW = (56, 70)
 K = torch.tensor([[[60.0, 0.0, 34.5], [0.0, 60.0, 27.5], [0.0, 0.0, 1.0]]])
@@ -22,7 +23,7 @@ def test_point_lands_on_the_hand_computed_pixel_at_every_level():
     # a 14x coarser level (the patch grid 4 x 5): u' = 41 / 14 - 0.5, v' = 25 / 14 - 0.5
     uv, _ = project_to_level(points([0.1, -0.05, 1.0]), K, IMAGE_HW, (4, 5))
     assert torch.allclose(uv[0, 0, 0], torch.tensor([41 / 14 - 0.5, 25 / 14 - 0.5]))
-    K_half = level_intrinsics(K, IMAGE_HW, (28, 35))
+    K_half = scale_intrinsics(K, IMAGE_HW, (28, 35))
     assert torch.allclose(K_half[0], torch.tensor([[30.0, 0.0, 17.0], [0.0, 30.0, 13.5], [0.0, 0.0, 1.0]]))
 
 
@@ -77,3 +78,25 @@ def test_value_projection_after_aggregation_equals_projecting_every_sample():
     weights = attention.attention_weights(query).view(1, 3, 2, 4).softmax(-1) * valid[:, :, None]
     per_head = torch.einsum('bqhn,bqnhd->bqhd', weights, projected).reshape(1, 3, 8)
     assert torch.allclose(got, attention.output_proj(per_head), atol=1e-5)
+
+
+def test_sampling_offsets_stay_within_their_bound():
+    torch.manual_seed(0)
+    attention = GeometryDeformableCrossAttention(hidden_dim=8, num_heads=2, num_levels=2, num_points=6,
+                                                 sampling_radius=0.05, max_offset=0.3)
+    reference = torch.tensor([0.1, -0.1, 0.9]).expand(1, 4, 3)
+    # at the start: the points lie on the sphere of sampling_radius around the reference
+    start = attention.sampling_points(torch.zeros(1, 4, 8), reference)
+    torch.testing.assert_close((start - reference[:, :, None]).norm(dim=-1), torch.full((1, 4, 6), 0.05))
+    # however large the raw offsets grow, no point goes farther than max_offset on any axis
+    with torch.no_grad():
+        attention.sampling_offsets.weight.fill_(50.0)
+    far = attention.sampling_points(torch.randn(1, 4, 8) * 10, reference)
+    assert (far - reference[:, :, None]).abs().max() <= 0.3 + 1e-6
+    assert (far - reference[:, :, None]).abs().max() > 0.29
+
+
+def test_sampling_radius_must_be_inside_the_bound():
+    with pytest.raises(ValueError, match='sampling_radius'):
+        GeometryDeformableCrossAttention(hidden_dim=8, num_heads=2, num_levels=2, num_points=3,
+                                         sampling_radius=0.5, max_offset=0.3)

@@ -98,3 +98,24 @@ def test_periodic_validation_writes_nocs_metrics(scene_root, tmp_path):
     assert [int(row['step']) for row in rows] == [2, 4]
     assert all(0.0 <= float(row['IoU25']) <= 100.0 for row in rows if row['IoU25'] != 'nan')
     assert (run / 'val' / 'step_0000002' / 'metrics.json').is_file()
+
+
+def test_sampling_offsets_and_anchor_positions_learn_slower():
+    from seqpose_core.config import load_config
+    from seqpose_core.model import build_model
+    from seqpose_core.train.optim import parameter_groups
+    cfg = load_config('tiny')
+    cfg.train.lr, cfg.train.backbone_lr_mult, cfg.train.sampling_lr_mult = 1e-3, 0.5, 0.1
+    model = build_model(cfg.model)
+    groups = parameter_groups(model, cfg.train)
+    lr_of = {id(parameter): group['lr'] for group in groups for parameter in group['params']}
+    named = dict(model.named_parameters())
+    assert lr_of[id(named['decoder.anchors.reference_points'])] == pytest.approx(1e-4)
+    assert lr_of[id(named['decoder.layers.0.geometry_attention.sampling_offsets.weight'])] == pytest.approx(1e-4)
+    assert lr_of[id(named['decoder.layers.0.geometry_attention.attention_weights.weight'])] == pytest.approx(1e-3)
+    assert lr_of[id(named['encoder.patch_embed.proj.weight'])] == pytest.approx(5e-4)
+    assert len(lr_of) == len(named)
+    # multiplier 1: the sampling parameters join the head's groups (the optimiser layout of older runs)
+    cfg.train.sampling_lr_mult = 1.0
+    assert {group['name'] for group in parameter_groups(model, cfg.train)} <= {
+        'backbone/decay', 'backbone/no_decay', 'head/decay', 'head/no_decay'}

@@ -75,7 +75,7 @@ class OverlayVideo:
 
     def add(self, frame, detections):
         import cv2
-        from seqpose_core.data.transforms import scale_intrinsics
+        from seqpose_core.geometry import scale_intrinsics
         from seqpose_core.visualize import draw_detections
         height, width = frame.rgb.shape[:2]
         factor = max(1, -(-self.min_height // height))

@@ -128,7 +128,7 @@ def _write_overlay(path, frame, detections):
     """The frame with GT boxes (green) and predicted boxes (red), object axes and labels (paper Fig. 4)."""
     import cv2
 
-    from seqpose_core.data.transforms import scale_intrinsics
+    from seqpose_core.geometry import scale_intrinsics
     from seqpose_core.detection import Detection
     from seqpose_core.visualize import draw_detections
     annotation = frame.annotation

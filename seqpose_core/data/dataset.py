@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from seqpose_core import CLASS_NAMES, SYMMETRIC_CLASS_NAMES
 from seqpose_core.data.config import DataConfig
 from seqpose_core.data.nocs import NocsFrameReader, enumerate_scenes
-from seqpose_core.data.targets import depth_normals, object_targets, semantic_mask
+from seqpose_core.data.targets import depth_normals, instance_index_map, object_targets, semantic_mask
 from seqpose_core.data.transforms import (GEOMETRY_MODES, PhotometricJitter, apply_nearest, apply_to_image,
                                           check_input_size, normalize_image, plan_geometry)
 from seqpose_core.geometry import rotation_error_deg
@@ -122,6 +122,7 @@ class _NocsBase(Dataset):
             'depth': torch.from_numpy(np.ascontiguousarray(depth, np.float32))[None],
             'normal': torch.from_numpy(depth_normals(depth, K)).permute(2, 0, 1).contiguous(),  # (3, h, w)
             'semantic': torch.from_numpy(semantic_mask(instance_mask, frame.meta)),
+            'instance_index': torch.from_numpy(instance_index_map(instance_mask, frame.annotation.instance_ids)),
             'camera_motion': torch.eye(4),
             'has_camera_motion': torch.tensor(False),
             'is_sequence_start': torch.tensor(True),

@@ -36,6 +36,17 @@ def semantic_mask(instance_mask, meta):
     return lookup[instance_mask]
 
 
+def instance_index_map(instance_mask, instance_ids):
+    """(H, W) instance ids + the frame's GT instance ids (n,) -> (H, W) int64: for each pixel the index of its
+    object in the GT list (the order of `object_targets`), 255 where it shows none of them (background,
+    distractors, instances without a pose label)."""
+    lookup = np.full(256, MASK_BACKGROUND, np.int64)
+    for index, instance_id in enumerate(np.asarray(instance_ids).reshape(-1)):
+        if 0 <= int(instance_id) < MASK_BACKGROUND:
+            lookup[int(instance_id)] = index
+    return lookup[instance_mask]
+
+
 def depth_normals(depth, K, max_relative_jump=0.1):
     """Unit surface normals (H, W, 3) in the camera frame from a depth map (H, W) metres and its intrinsics.
 

@@ -31,18 +31,6 @@ def check_input_size(height, width):
                          f'{PATCH_SIZE} (the ViT patch size)')
 
 
-def scale_intrinsics(K, from_hw, to_hw):
-    """K for an image of from_hw -> K for the same image resized to to_hw (pixel centres at integers)."""
-    scale_x, scale_y = to_hw[1] / from_hw[1], to_hw[0] / from_hw[0]
-    K = np.array(K, np.float64, copy=True)
-    K[0, 0] *= scale_x
-    K[0, 1] *= scale_x
-    K[0, 2] = (K[0, 2] + 0.5) * scale_x - 0.5
-    K[1, 1] *= scale_y
-    K[1, 2] = (K[1, 2] + 0.5) * scale_y - 0.5
-    return K
-
-
 @dataclass(frozen=True)
 class GeometryPlan:
     """Scale the source (source_hw) by scale_hw = (sy, sx) to resized_hw, then keep rows top..top+out_h and

@@ -34,7 +34,13 @@ class ModelConfig:
     # tan of the half field of view (x, y) the anchors are spread over (viewing directions, then depth from
     # anchor_range's z bounds); () = spread over the anchor_range box instead. NOCS REAL: 320/591, 240/590.
     anchor_fov: tuple[float, ...] = (0.54, 0.41)
+    # Extra queries initialised at object centres predicted densely from the fused level `proposal_level`
+    # (model.proposals; not in the paper, which uses the anchors only: 0). They make a decoder trained from
+    # scratch find objects in a short schedule.
+    proposal_queries: int = 0
+    proposal_level: int = 2           # index into the fused levels z_0..z_3 (z_2: twice the patch grid)
     sampling_radius: float = 0.05     # metres: initial spread of the 3D sampling points around a reference
+    max_sampling_offset: float = 0.3  # metres: the farthest a sampling point may be from its reference
     size_prior: tuple[float, ...] = (0.15, 0.15, 0.15)   # metres: category-agnostic size the head scales
     # --- weights loaded by build_model (empty: random init; checkpoints rebuild without them) -----------------
     dinov2_weights: str = ''          # dinov2_vit{s,b,l}14_pretrain.pth / .safetensors

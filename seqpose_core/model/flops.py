@@ -98,6 +98,17 @@ def stsq_flops(cfg, queries, memory_keys):
     return cfg.decoder_layers * per_layer + once
 
 
+def proposal_flops(cfg, input_hw):
+    """The object-centre head on its level (3x3 tower, class and centre 1x1s) and the proposals' content."""
+    if cfg.proposal_queries <= 0:
+        return 0
+    c = cfg.hidden_dim
+    _, geometry = level_sizes(input_hw)
+    cells = geometry[cfg.proposal_level][0] * geometry[cfg.proposal_level][1]
+    head = _conv(cells, c, c, 3) + _conv(cells, c, 6) + _conv(cells, c, 3)
+    return head + 2 * min(cfg.proposal_queries, cells) * c * c
+
+
 def pose_head_flops(cfg, queries):
     c = cfg.hidden_dim
     per_layer = 2 * queries * (2 * c * c + c * 6) + 2 * queries * (2 * c * c + c * 12)
@@ -107,7 +118,9 @@ def pose_head_flops(cfg, queries):
 def count_flops(cfg, input_hw, dense=False, memory_full=False):
     """FLOPs per stage for one frame. memory_full: the memory holds N frames (K propagated queries and
     (N-1)K older keys), the steady state of video inference."""
-    queries, memory_keys = cfg.num_queries, 0
+    _, geometry = level_sizes(input_hw)
+    cells = geometry[cfg.proposal_level][0] * geometry[cfg.proposal_level][1] if cfg.proposal_queries > 0 else 0
+    queries, memory_keys = cfg.num_queries + min(max(cfg.proposal_queries, 0), cells), 0
     if memory_full and cfg.memory_frames > 0:
         queries += cfg.memory_top_k
         memory_keys = (cfg.memory_frames - 1) * cfg.memory_top_k
@@ -116,7 +129,7 @@ def count_flops(cfg, input_hw, dense=False, memory_full=False):
         'decoder': dpt_flops(cfg, input_hw, with_depth=dense),
         'fusion': fusion_flops(cfg, input_hw),
         'dense': dense_flops(cfg, input_hw) if dense else 0,
-        'stsq': stsq_flops(cfg, queries, memory_keys),
+        'stsq': stsq_flops(cfg, queries, memory_keys) + proposal_flops(cfg, input_hw),
         'pose_head': pose_head_flops(cfg, queries),
     }
     stages = {k: int(v) for k, v in stages.items()}

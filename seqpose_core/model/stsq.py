@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqpose_core.geometry import project_points
+from seqpose_core.geometry import project_points, scale_intrinsics
 from seqpose_core.model.pose_head import PoseHead, PositionRange
+from seqpose_core.model.proposals import ProposalQueries
 
 MOTION_DIM = 13      # pose-aware LN input: rotation (9) + translation (3) of T_current_from_origin, age (1)
 MIN_DEPTH = 1e-3     # metres: sampling points closer than this (or behind the camera) are masked
@@ -123,26 +124,11 @@ class PoseAwareLayerNorm(nn.Module):
 
 
 # --- geometry-aware deformable cross-attention -----------------------------------------------------------------
-def level_intrinsics(K, image_hw, level_hw):
-    """Scale (B, 3, 3) intrinsics of the network input (H, W) to a feature level (h, w).
-
-    Pixel centres are at integer coordinates, so u_level = (u + 0.5) * w / W - 0.5."""
-    scale_x = level_hw[1] / image_hw[1]
-    scale_y = level_hw[0] / image_hw[0]
-    K_level = K.clone()
-    K_level[..., 0, 0] = K[..., 0, 0] * scale_x
-    K_level[..., 0, 1] = K[..., 0, 1] * scale_x
-    K_level[..., 0, 2] = (K[..., 0, 2] + 0.5) * scale_x - 0.5
-    K_level[..., 1, 1] = K[..., 1, 1] * scale_y
-    K_level[..., 1, 2] = (K[..., 1, 2] + 0.5) * scale_y - 0.5
-    return K_level
-
-
 def project_to_level(points, K, image_hw, level_hw):
     """points (B, Q, P, 3) metres -> level pixels (B, Q, P, 2) and a validity mask (B, Q, P): in front of the
     camera and inside the level's image."""
     batch, queries, num_points, _ = points.shape
-    K_level = level_intrinsics(K, image_hw, level_hw)
+    K_level = scale_intrinsics(K, image_hw, level_hw)
     uv = project_points(points.reshape(batch, -1, 3), K_level).reshape(batch, queries, num_points, 2)
     height, width = level_hw
     valid = ((points[..., 2] > MIN_DEPTH)
@@ -154,7 +140,7 @@ def project_to_level(points, K, image_hw, level_hw):
 def _project_levels(sizes, points, K, image_hw):
     """Projection onto every level at once (stacked level intrinsics, the arithmetic of project_to_level):
     uv (B, L, Q, P, 2) level pixels, valid (B, L, Q, P), wh (1, L, 1, 1, 2) level widths and heights."""
-    K_levels = torch.stack([level_intrinsics(K, image_hw, hw) for hw in sizes], dim=1)     # (B, L, 3, 3)
+    K_levels = torch.stack([scale_intrinsics(K, image_hw, hw) for hw in sizes], dim=1)     # (B, L, 3, 3)
     K_levels = K_levels[:, :, None, None]                                                     # (B, L, 1, 1, 3, 3)
     z = points[..., 2:3].clamp_min(1e-8)                      # geometry.project_points' clamp (its _EPS)
     xy = (points[..., :2] / z)[:, None]                                                       # (B, 1, Q, P, 2)
@@ -228,18 +214,22 @@ class GeometryDeformableCrossAttention(nn.Module):
     """Eq. (8): per query, P learned 3D points around its reference point, projected onto every fused level,
     sampled bilinearly, weighted per head (softmax over levels x points, masked points count zero)."""
 
-    def __init__(self, hidden_dim, num_heads, num_levels, num_points, sampling_radius=0.05):
+    def __init__(self, hidden_dim, num_heads, num_levels, num_points, sampling_radius=0.05, max_offset=0.3):
         super().__init__()
         if hidden_dim % num_heads:
             raise ValueError(f'hidden_dim {hidden_dim} is not divisible by decoder_heads {num_heads}')
+        if not 0 < sampling_radius < max_offset:
+            raise ValueError(f'sampling_radius {sampling_radius} must be in (0, max_sampling_offset {max_offset})')
         self.num_heads, self.num_levels, self.num_points = num_heads, num_levels, num_points
-        self.sampling_offsets = nn.Linear(hidden_dim, num_points * 3)     # metres, camera frame
+        self.max_offset = max_offset
+        self.sampling_offsets = nn.Linear(hidden_dim, num_points * 3)     # metres (before the bound), camera frame
         self.attention_weights = nn.Linear(hidden_dim, num_heads * num_levels * num_points)
         self.value_proj = nn.Linear(hidden_dim, hidden_dim)
         self.output_proj = nn.Linear(hidden_dim, hidden_dim)
         nn.init.zeros_(self.sampling_offsets.weight)
         with torch.no_grad():
-            self.sampling_offsets.bias.copy_(fibonacci_sphere(num_points, sampling_radius).flatten())
+            initial = fibonacci_sphere(num_points, sampling_radius).flatten()
+            self.sampling_offsets.bias.copy_(max_offset * torch.atanh(initial / max_offset))
         nn.init.zeros_(self.attention_weights.weight)     # uniform weights at the start
         nn.init.zeros_(self.attention_weights.bias)
         nn.init.xavier_uniform_(self.value_proj.weight)
@@ -248,9 +238,14 @@ class GeometryDeformableCrossAttention(nn.Module):
         nn.init.zeros_(self.output_proj.bias)
 
     def sampling_points(self, query, reference_points):
-        """(B, Q, C), (B, Q, 3) metres -> (B, Q, P, 3) metres."""
+        """(B, Q, C), (B, Q, 3) metres -> (B, Q, P, 3) metres.
+
+        Offsets are bounded (max_offset * tanh(raw / max_offset), ~raw near the start): unbounded, they grew to
+        1-2 m in training, so most points projected outside the image, sampled zero padding and got no gradient
+        back — the queries stopped seeing the image."""
         batch, queries, _ = query.shape
-        offsets = self.sampling_offsets(query).view(batch, queries, self.num_points, 3)
+        raw = self.sampling_offsets(query).view(batch, queries, self.num_points, 3)
+        offsets = self.max_offset * torch.tanh(raw / self.max_offset)
         return reference_points[:, :, None] + offsets
 
     def forward(self, query, reference_points, levels, K, image_hw):
@@ -273,12 +268,13 @@ class GeometryDeformableCrossAttention(nn.Module):
 class DecoderLayer(nn.Module):
     """Temporal cross-attention over [current; memory] (eq. 7) -> deformable CA (eq. 8) -> FFN, post-norm."""
 
-    def __init__(self, hidden_dim, num_heads, ffn_dim, num_levels, num_points, dropout, sampling_radius):
+    def __init__(self, hidden_dim, num_heads, ffn_dim, num_levels, num_points, dropout, sampling_radius,
+                 max_sampling_offset):
         super().__init__()
         self.temporal_attention = nn.MultiheadAttention(hidden_dim, num_heads, dropout=dropout, batch_first=True)
         self.norm1 = nn.LayerNorm(hidden_dim)
         self.geometry_attention = GeometryDeformableCrossAttention(hidden_dim, num_heads, num_levels, num_points,
-                                                                   sampling_radius)
+                                                                   sampling_radius, max_sampling_offset)
         self.norm2 = nn.LayerNorm(hidden_dim)
         self.ffn = nn.Sequential(nn.Linear(hidden_dim, ffn_dim), nn.ReLU(inplace=True), nn.Dropout(dropout),
                                  nn.Linear(ffn_dim, hidden_dim))
@@ -308,13 +304,18 @@ class SpatialTemporalQueryDecoder(nn.Module):
         self.hidden_dim = dim
         self.position_range = PositionRange(cfg.position_range)
         self.anchors = QueryAnchors(cfg.num_queries, dim, cfg.anchor_range, self.position_range, cfg.anchor_fov)
+        self.proposals = None
+        if cfg.proposal_queries > 0:
+            if not 0 <= cfg.proposal_level < num_levels:
+                raise ValueError(f'proposal_level {cfg.proposal_level}: expected 0..{num_levels - 1}')
+            self.proposals = ProposalQueries(dim, cfg.proposal_queries, cfg.proposal_level)
         self.query_position = mlp(3 * (dim // 2), dim, dim)     # sine(reference point) -> positional embedding
         self.time_embedding = mlp(dim, dim, dim)                # sine(age in frames) -> added to the position
         self.content_alignment = PoseAwareLayerNorm(MOTION_DIM, dim)
         self.position_alignment = PoseAwareLayerNorm(MOTION_DIM, dim)
         self.layers = nn.ModuleList(
             DecoderLayer(dim, cfg.decoder_heads, cfg.decoder_ffn_dim, num_levels, cfg.decoder_points, cfg.dropout,
-                         cfg.sampling_radius) for _ in range(cfg.decoder_layers))
+                         cfg.sampling_radius, cfg.max_sampling_offset) for _ in range(cfg.decoder_layers))
         self.pose_heads = nn.ModuleList(PoseHead(dim, cfg.size_prior) for _ in range(cfg.decoder_layers))
 
     def embed_time(self, ages):
@@ -327,10 +328,16 @@ class SpatialTemporalQueryDecoder(nn.Module):
         pos = self.query_position(sine_embedding(reference_normalized, self.hidden_dim // 2)) + time_embedding
         return self.position_alignment(pos, motion, modulation)
 
-    def gather_queries(self, batch, memory):
+    def gather_queries(self, batch, memory, proposals=None):
         """Current query set (eq. 6) and aligned memory keys. Returns content (B, Qt, C), references
-        (B, Qt, 3) normalised, ages (B, Qt), motion (B, Qt, 13), memory (B, M, C) or None, memory_pos."""
+        (B, Qt, 3) normalised, ages (B, Qt), motion (B, Qt, 13), memory (B, M, C) or None, memory_pos.
+        Order of the queries: [propagated memory (K)] [proposals (content, metric reference)] [anchors]."""
         content, reference = self.anchors(batch)
+        if proposals is not None:
+            proposal_content, proposal_reference = proposals
+            proposal_reference = self.position_range.normalize(proposal_reference).clamp(1e-3, 1 - 1e-3)
+            content = torch.cat([proposal_content, content], dim=1)
+            reference = torch.cat([proposal_reference, reference], dim=1)
         device, dtype = content.device, content.dtype
         ages = torch.zeros(batch, content.shape[1], device=device, dtype=dtype)
         motion = identity_motion_vector(batch, content.shape[1], device, dtype)
@@ -355,7 +362,12 @@ class SpatialTemporalQueryDecoder(nn.Module):
 
     def forward(self, levels, K, image_hw, memory=None, timer=None):
         batch = K.shape[0]
-        content, reference, ages, motion, memory_content, memory_pos = self.gather_queries(batch, memory)
+        proposals, proposal_outputs = None, {}
+        if self.proposals is not None:
+            with _stage(timer, 'stsq'):
+                proposal_content, proposal_reference, proposal_outputs = self.proposals(levels, K, image_hw)
+            proposals = (proposal_content, proposal_reference)
+        content, reference, ages, motion, memory_content, memory_pos = self.gather_queries(batch, memory, proposals)
         with _stage(timer, 'stsq'):
             time_embedding = self.embed_time(ages)
             # the motion (and so the pose-aware LN's scale and shift) is the same in every layer
@@ -372,6 +384,7 @@ class SpatialTemporalQueryDecoder(nn.Module):
             # Each layer refines the reference; gradients stop here as in DETR3D's box refinement.
             reference = prediction.pop('reference_normalized').detach()
             outputs.append(prediction)
+        outputs[-1].update(proposal_outputs)     # the proposal head's dense outputs ride with the final layer
         return outputs, content
 
 

@@ -14,6 +14,7 @@ class TrainConfig:
     max_steps: int = 0                # >0: the schedule length in optimiser steps (overrides epochs)
     lr: float = 4e-4
     backbone_lr_mult: float = 0.1     # the (pre-trained) image encoder learns this much slower
+    sampling_lr_mult: float = 0.1     # 3D sampling offsets and anchor positions (Deformable DETR: 0.1)
     weight_decay: float = 0.01
     warmup_steps: int = 500           # linear warm-up from warmup_start_factor * lr
     warmup_start_factor: float = 0.001
@@ -39,6 +40,8 @@ class TrainConfig:
     weight_depth: float = 1.0         # lambda_5, smooth L1 on valid depth pixels (metres)
     weight_normal: float = 1.0        # lambda_6, smooth L1 on valid normal pixels
     weight_segmentation: float = 1.0  # lambda_7, cross-entropy (255 = ignore)
+    weight_proposal_class: float = 1.0   # object-centre proposals (model.proposal_queries > 0): focal loss
+    weight_proposal_centre: float = 1.0  # ... and L1 of the centre offset (cells) and log depth
     aux_loss: bool = True             # the query losses on every earlier decoder layer as well
     # Extra one-to-many matching (H-DETR style): the query terms once more, each GT object repeated this many
     # times in the Hungarian matching, so the few queries around an object all learn it (suffix `_o2m`).

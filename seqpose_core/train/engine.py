@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from seqpose_core.config import SeqPoseConfig, from_dict
 from seqpose_core.train.checkpoint import (capture_rng_state, load_training_checkpoint, restore_rng_state,
                                            save_training_checkpoint)
-from seqpose_core.train.losses import DENSE_TERMS, QUERY_TERMS, SetCriterion
+from seqpose_core.train.losses import DENSE_TERMS, PROPOSAL_TERMS, QUERY_TERMS, SetCriterion
 from seqpose_core.train.matcher import HungarianMatcher
 from seqpose_core.train.optim import build_optimizer, build_scheduler
 from seqpose_core.train.sampling import ResumableDistributedSampler, SeededSamples
@@ -39,7 +39,7 @@ LOG_NAME = 'train_log.csv'
 VAL_LOG_NAME = 'val_log.csv'
 MODES = ('video', 'single', 'mixed')
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
-LOG_TERMS = tuple(f'loss_{term}' for term in QUERY_TERMS + DENSE_TERMS)
+LOG_TERMS = tuple(f'loss_{term}' for term in QUERY_TERMS + DENSE_TERMS + PROPOSAL_TERMS)
 VAL_KEYS = ('IoU25', 'IoU50', 'IoU75', '10deg10cm', '10deg5cm', '5deg5cm', '10deg', '10cm')
 
 
@@ -402,6 +402,13 @@ class Trainer:
 
     # --- the loop ----------------------------------------------------------------------------------------------
 
+    def head_lr(self):
+        """The current lr of the head groups (the backbone and sampling groups run at their multiples)."""
+        for group in self.optimizer.param_groups:
+            if group.get('name', '').startswith('head/'):
+                return group['lr']
+        return self.optimizer.param_groups[-1]['lr']
+
     def validate(self):
         """NOCS metrics of the current model on the validation data (through `seqpose eval`'s machinery)."""
         from seqpose_core.commands.evaluate import evaluate_model
@@ -435,7 +442,7 @@ class Trainer:
             while self.step < end:
                 kind = step_kind(self.step, train_cfg.mode, train_cfg.single_frame_ratio)
                 batch = self.streams[kind].next()
-                lr = self.optimizer.param_groups[-1]['lr']       # the head's lr (backbone: x backbone_lr_mult)
+                lr = self.head_lr()
                 values = self.train_step(kind, batch)
                 self.step += 1
                 for name, value in values.items():

@@ -12,17 +12,22 @@ Dense terms (final outputs only):
   loss_depth        smooth L1 on pixels with valid GT depth (> 0)
   loss_normal       smooth L1 on pixels with a valid GT normal (non-zero)
   loss_segmentation cross-entropy over 7 classes (background + 6), 255 ignored
+Proposal terms (models with proposal_queries > 0; model.proposals), per cell of the proposal level:
+  loss_proposal_class   sigmoid focal loss over cells x 6 classes, normalised by the number of object cells
+  loss_proposal_centre  L1 of (du, dv) in cells and of log depth on object cells, per object cell
 """
 import torch
 import torch.nn.functional as F
 from torch import distributed as dist
 from torch import nn
 
-from seqpose_core.train.targets import closest_symmetric_rotation6d
+from seqpose_core.geometry import scale_intrinsics
+from seqpose_core.train.targets import closest_symmetric_rotation6d, proposal_targets
 
 IGNORE_LABEL = 255
 QUERY_TERMS = ('class', 'translation', 'rotation', 'size')
 DENSE_TERMS = ('depth', 'normal', 'segmentation')
+PROPOSAL_TERMS = ('proposal_class', 'proposal_centre')
 
 
 def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0):
@@ -75,6 +80,8 @@ class SetCriterion(nn.Module):
             'loss_depth': train_cfg.weight_depth,
             'loss_normal': train_cfg.weight_normal,
             'loss_segmentation': train_cfg.weight_segmentation,
+            'loss_proposal_class': train_cfg.weight_proposal_class,
+            'loss_proposal_centre': train_cfg.weight_proposal_centre,
         }
         if any(weight < 0 for weight in base.values()):
             raise ValueError(f'loss weights must be >= 0, got {base}')
@@ -138,6 +145,40 @@ class SetCriterion(nn.Module):
             return _zero_like_graph(logits)
         return F.cross_entropy(logits, goal, ignore_index=IGNORE_LABEL)
 
+    # --- proposal terms: (outputs, targets, batch) -> tensor ----------------------------------------------------
+
+    def _proposal_targets(self, outputs, targets, batch):
+        """Stacked per-cell class (B, h*w) and centre (B, h*w, 3) targets at the proposal level."""
+        logits = outputs['proposal_logits']
+        level_hw = outputs['proposal_level_hw']
+        image_hw = tuple(batch['image'].shape[-2:])
+        K_level = scale_intrinsics(batch['K'].to(logits.device).float(), image_hw, level_hw)
+        classes, centres = zip(*(proposal_targets(batch['instance_index'][frame].to(logits.device),
+                                                  frame_targets['labels'], frame_targets['translation'].float(),
+                                                  K_level[frame], level_hw)
+                                 for frame, frame_targets in enumerate(targets)))
+        return torch.stack(classes), torch.stack(centres)
+
+    def loss_proposal_class(self, outputs, cell_class):
+        logits = outputs['proposal_logits'].float()                      # (B, h*w, 6)
+        foreground = cell_class >= 0
+        one_hot = torch.zeros_like(logits)
+        one_hot[foreground] = F.one_hot(cell_class[foreground], logits.shape[-1]).to(logits.dtype)
+        loss = sigmoid_focal_loss(logits, one_hot, self.focal_alpha, self.focal_gamma)
+        return loss.sum() / foreground.sum().clamp_min(1)
+
+    def loss_proposal_centre(self, outputs, cell_class, cell_centre):
+        foreground = cell_class >= 0
+        if not foreground.any():
+            return _zero_like_graph(outputs['proposal_centre'])
+        pred = outputs['proposal_centre'].float()[foreground]              # (m, 3)
+        return F.l1_loss(pred, cell_centre[foreground], reduction='sum') / foreground.sum()
+
+    def proposal_losses(self, outputs, targets, batch):
+        cell_class, cell_centre = self._proposal_targets(outputs, targets, batch)
+        return {'loss_proposal_class': self.loss_proposal_class(outputs, cell_class),
+                'loss_proposal_centre': self.loss_proposal_centre(outputs, cell_class, cell_centre)}
+
     # --- the whole set -----------------------------------------------------------------------------------------
 
     def num_objects(self, targets, device):
@@ -167,6 +208,11 @@ class SetCriterion(nn.Module):
             for layer, layer_outputs in enumerate(layers):
                 losses.update(self.query_losses(layer_outputs, repeated, num_objects * self.one_to_many,
                                                 suffix=f'_o2m{layer}'))
+        if batch is not None and outputs.get('proposal_logits') is not None:
+            if batch.get('instance_index') is None:
+                raise KeyError('the model predicts proposals (proposal_queries > 0) but the batch has no '
+                               '`instance_index` map to supervise them')
+            losses.update(self.proposal_losses(outputs, targets, batch))
         if batch is not None:
             for term, output_key, batch_key in (('depth', 'depth', 'depth'), ('normal', 'normal', 'normal'),
                                                 ('segmentation', 'seg_logits', 'semantic')):

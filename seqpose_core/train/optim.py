@@ -9,23 +9,37 @@ BACKBONE_PREFIXES = ('encoder.', 'backbone.', 'dinov2.', 'pretrained.')
 NO_DECAY_KEYWORDS = ('bias', 'norm', 'pos_embed', 'cls_token', 'mask_token', 'anchor', 'query_embed', 'gamma')
 
 
+# Where the decoder looks (3D sampling offsets, anchor positions) learns `sampling_lr_mult` slower, as Deformable
+# DETR / DETR3D train their sampling offsets and reference points (x0.1): at the full rate they run away from the
+# objects (and out of the image) before the features they sample mean anything.
+SAMPLING_KEYWORDS = ('sampling_offsets', 'anchors.reference_points')
+
+
 def is_backbone_parameter(name):
     return name.startswith(BACKBONE_PREFIXES)
 
 
+def parameter_kind(name, train_cfg):
+    if is_backbone_parameter(name):
+        return 'backbone', train_cfg.lr * train_cfg.backbone_lr_mult
+    if train_cfg.sampling_lr_mult != 1.0 and any(word in name for word in SAMPLING_KEYWORDS):
+        return 'sampling', train_cfg.lr * train_cfg.sampling_lr_mult
+    return 'head', train_cfg.lr
+
+
 def parameter_groups(model, train_cfg):
-    """Four groups: backbone / rest x decay / no decay; each group's `lr` is its peak learning rate."""
+    """Groups backbone / head (/ sampling, when sampling_lr_mult != 1) x decay / no decay; each group's `lr` is
+    its peak learning rate."""
     groups = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        backbone = is_backbone_parameter(name)
+        kind, lr = parameter_kind(name, train_cfg)
         no_decay = parameter.ndim <= 1 or any(word in name for word in NO_DECAY_KEYWORDS)
-        key = ('backbone' if backbone else 'head', 'no_decay' if no_decay else 'decay')
+        key = (kind, 'no_decay' if no_decay else 'decay')
         if key not in groups:
             groups[key] = {
-                'name': '/'.join(key), 'params': [],
-                'lr': train_cfg.lr * (train_cfg.backbone_lr_mult if backbone else 1.0),
+                'name': '/'.join(key), 'params': [], 'lr': lr,
                 'weight_decay': 0.0 if no_decay else train_cfg.weight_decay,
             }
         groups[key]['params'].append(parameter)

@@ -10,9 +10,11 @@ x-z plane, normalised. The target therefore never penalises a rotation about y; 
 column when p is (nearly) parallel to y, where every member is equally far.
 """
 import torch
+import torch.nn.functional as F
 
 from seqpose_core import CLASS_NAMES, SYMMETRIC_CLASS_NAMES
-from seqpose_core.geometry import matrix_to_rotation_6d
+from seqpose_core.geometry import matrix_to_rotation_6d, project_points
+from seqpose_core.model.proposals import cell_grid
 
 SYMMETRIC_CLASS_IDS = tuple(CLASS_NAMES.index(name) + 1 for name in SYMMETRIC_CLASS_NAMES)
 MUG_CLASS_ID = CLASS_NAMES.index('mug') + 1
@@ -72,3 +74,26 @@ def closest_symmetric_rotation6d(pred_rotation6d, gt_rotation6d, symmetric):
     symmetric_target = torch.cat([nearest_x, gt_y.expand_as(nearest_x)], dim=-1)
     gt_full = gt_rotation6d.expand_as(symmetric_target)
     return torch.where(symmetric[..., None], symmetric_target, gt_full)
+
+
+def proposal_targets(instance_index, labels, translations, K_level, level_hw):
+    """Per-cell targets of one frame for the object-centre proposal head (model.proposals).
+
+    instance_index (H, W) long: the index into the frame's GT list of the object each input pixel shows
+    (anything >= n: none); labels (n,) 0..5; translations (n, 3) metres; K_level (3, 3) of the proposal level
+    (h, w). Each cell takes the object under its centre pixel (nearest resize, labels never mix). Returns
+    class (h*w,) long (-1: background) and centre (h*w, 3) targets (du, dv, log z); background rows are 0."""
+    cells = F.interpolate(instance_index[None, None].float(), size=tuple(level_hw), mode='nearest')
+    cells = cells.flatten().long()                                                    # (h*w,)
+    foreground = cells < len(labels)
+    target_class = torch.full_like(cells, -1)
+    centre = torch.zeros(cells.shape[0], 3, device=translations.device, dtype=translations.dtype)
+    if not foreground.any():
+        return target_class, centre
+    index = cells[foreground]
+    target_class[foreground] = labels[index]
+    t = translations[index]                                                           # (m, 3)
+    uv = project_points(t[None], K_level)[0]                                          # (m, 2)
+    grid = cell_grid(level_hw, t.device, t.dtype)[foreground]
+    centre[foreground] = torch.cat([uv - grid, t[:, 2:3].clamp_min(1e-3).log()], dim=-1)
+    return target_class, centre
