@@ -187,3 +187,21 @@ def test_bad_inputs_are_named(model):
     _, memory = model(images, K)
     with pytest.raises(ValueError, match='batch size'):
         model(images[:1], K[:1], memory=memory)
+
+
+def test_convolutional_stem_keeps_the_patch_grid_and_is_custom_only(config):
+    import dataclasses
+    torch.manual_seed(0)
+    stem_cfg = dataclasses.replace(config.model, patch_stem='conv')
+    model = build_model(stem_cfg).eval()
+    images, K = inputs()
+    with torch.no_grad():
+        levels = model.encode(images)
+        linear_levels = build_model(config.model).eval().encode(images)
+    assert [level.shape for level in levels] == [level.shape for level in linear_levels]
+    assert any(isinstance(module, torch.nn.Conv2d) and module.kernel_size == (3, 3)
+               for module in model.encoder.patch_embed.modules())
+    with pytest.raises(ValueError, match="patch_stem 'conv' is for encoder 'custom' only"):
+        build_model(dataclasses.replace(load_config('seqpose_vits').model, patch_stem='conv'), load_pretrained=False)
+    with pytest.raises(ValueError, match='patch_stem'):
+        build_model(dataclasses.replace(config.model, patch_stem='resnet'))

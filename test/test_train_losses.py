@@ -230,3 +230,21 @@ def test_one_to_many_rewards_every_copy_and_weights_by_config(scene):
     assert criterion.weight_of('loss_class_o2m0') == pytest.approx(cfg.weight_class * 0.5)
     assert criterion.weight_of('loss_rotation_o2m0') == pytest.approx(cfg.weight_rotation * 0.5)
     assert not any('_o2m' in name for name in SetCriterion(HungarianMatcher(), TrainConfig()) (doubled, [scene]))
+
+
+def test_background_weight_shifts_the_segmentation_loss_to_objects():
+    logits = torch.zeros(1, 7, 4, 4)
+    logits[:, 0] = 5.0                      # everything called background
+    goal = torch.zeros(1, 4, 4, dtype=torch.long)
+    goal[0, :2, :2] = 3                     # a quarter of the pixels show a camera
+    values = {}
+    for weight in (1.0, 0.1):
+        criterion = SetCriterion(HungarianMatcher(), TrainConfig(segmentation_background_weight=weight))
+        values[weight] = float(criterion.loss_segmentation({'seg_logits': logits}, {'semantic': goal}))
+    per_object_pixel = float(torch.nn.functional.cross_entropy(logits[:, :, 0, 0], torch.tensor([3])))
+    per_background_pixel = float(torch.nn.functional.cross_entropy(logits[:, :, 3, 3], torch.tensor([0])))
+    assert values[1.0] == pytest.approx(0.25 * per_object_pixel + 0.75 * per_background_pixel, rel=1e-5)
+    assert values[0.1] == pytest.approx((4 * per_object_pixel + 1.2 * per_background_pixel) / 5.2, rel=1e-5)
+    assert values[0.1] > values[1.0]
+    with pytest.raises(ValueError, match='segmentation_background_weight'):
+        SetCriterion(HungarianMatcher(), TrainConfig(segmentation_background_weight=0.0))

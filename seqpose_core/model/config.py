@@ -13,6 +13,7 @@ class ModelConfig:
     embed_dim: int = 0                # custom only: token width
     encoder_depth: int = 0            # custom only: number of transformer blocks
     encoder_heads: int = 0            # custom only: attention heads
+    patch_stem: str = 'linear'        # 'linear' (DINOv2's 14x14 projection) | 'conv' (custom only: from scratch)
     intermediate_layers: tuple[int, ...] = ()   # blocks feeding the DPT head; () = official (S/B 2,5,8,11)
     # --- geometry decoder (Depth-Anything-V2 DPT head) --------------------------------------------------------
     dpt_features: int = 0             # width of scratch/refinenets; 0 = official (S 64, B 128, L 256)

@@ -25,13 +25,35 @@ ENCODER_SIZES = {
 }
 
 
-class PatchEmbed(nn.Module):
-    """(B, 3, H, W) -> (B, h*w, C) with a stride-14 convolution; H, W must be multiples of 14."""
+PATCH_STEMS = ('linear', 'conv')
 
-    def __init__(self, embed_dim, patch_size=PATCH_SIZE):
+
+def convolutional_stem(embed_dim):
+    """A small convolutional stem with the patch embedding's stride (2 x 7 = 14): 3x3 convolutions see edges and
+    corners before the patches are cut (Xiao et al. 2021, "Early convolutions help transformers see better"),
+    which a ViT trained from scratch on little data needs; DINOv2's own stem is one linear 14x14 projection."""
+    quarter, half = max(embed_dim // 4, 8), max(embed_dim // 2, 8)
+    return nn.Sequential(
+        nn.Conv2d(3, quarter, 3, stride=2, padding=1), nn.BatchNorm2d(quarter), nn.ReLU(inplace=True),
+        nn.Conv2d(quarter, half, 3, stride=1, padding=1), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
+        nn.Conv2d(half, embed_dim, 7, stride=7))
+
+
+class PatchEmbed(nn.Module):
+    """(B, 3, H, W) -> (B, h*w, C) with a stride-14 convolution (or `stem='conv'`: convolutional_stem, for
+    encoders trained from scratch); H, W must be multiples of 14."""
+
+    def __init__(self, embed_dim, patch_size=PATCH_SIZE, stem='linear'):
         super().__init__()
+        if stem not in PATCH_STEMS:
+            raise ValueError(f'model.patch_stem {stem!r}: expected one of {PATCH_STEMS}')
         self.patch_size = patch_size
-        self.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
+        if stem == 'conv':
+            if patch_size != PATCH_SIZE:
+                raise ValueError(f'the convolutional stem has stride {PATCH_SIZE}, not {patch_size}')
+            self.proj = convolutional_stem(embed_dim)
+        else:
+            self.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, images):
         height, width = images.shape[-2:]
@@ -97,14 +119,15 @@ class Block(nn.Module):
 class DinoVisionTransformer(nn.Module):
     """DINOv2 ViT (no register tokens). `get_intermediate_layers` is what the DPT head consumes."""
 
-    def __init__(self, embed_dim=384, depth=12, num_heads=6, layer_indices=(2, 5, 8, 11), mlp_ratio=4.0):
+    def __init__(self, embed_dim=384, depth=12, num_heads=6, layer_indices=(2, 5, 8, 11), mlp_ratio=4.0,
+                 patch_stem='linear'):
         super().__init__()
         if len(layer_indices) != 4 or not all(0 <= i < depth for i in layer_indices):
             raise ValueError(f'need 4 intermediate block indices in [0, {depth}), got {tuple(layer_indices)}')
         self.embed_dim = embed_dim
         self.patch_size = PATCH_SIZE
         self.layer_indices = tuple(int(i) for i in layer_indices)
-        self.patch_embed = PatchEmbed(embed_dim)
+        self.patch_embed = PatchEmbed(embed_dim, stem=patch_stem)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, PRETRAIN_GRID * PRETRAIN_GRID + 1, embed_dim))
         self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))   # unused here; kept so checkpoints load strictly
@@ -202,4 +225,7 @@ def encoder_dimensions(cfg):
 
 def build_encoder(cfg):
     embed_dim, depth, heads, layers = encoder_dimensions(cfg)
-    return DinoVisionTransformer(embed_dim, depth, heads, layers)
+    if cfg.patch_stem != 'linear' and cfg.encoder != 'custom':
+        raise ValueError(f"model.patch_stem {cfg.patch_stem!r} is for encoder 'custom' only: the official "
+                         f'{cfg.encoder} weights have the linear patch embedding')
+    return DinoVisionTransformer(embed_dim, depth, heads, layers, patch_stem=cfg.patch_stem)

@@ -26,6 +26,10 @@ def encoder_flops(cfg, input_hw):
     tokens = grid + 1
     blocks_run = max(layers) + 1          # blocks after the last taken level are not run
     patch_embed = _conv(grid, 3, dim, PATCH_SIZE)
+    if cfg.patch_stem == 'conv':                     # dinov2.convolutional_stem: 3x3 s2, 3x3, 7x7 s7
+        quarter, half = max(dim // 4, 8), max(dim // 2, 8)
+        half_res = math.ceil(input_hw[0] / 2) * math.ceil(input_hw[1] / 2)
+        patch_embed = _conv(half_res, 3, quarter, 3) + _conv(half_res, quarter, half, 3) + _conv(grid, half, dim, 7)
     per_block = 2 * tokens * (3 * dim * dim + dim * dim + 2 * 4 * dim * dim) + 4 * tokens * tokens * dim
     return patch_embed + blocks_run * per_block
 

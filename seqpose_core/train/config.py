@@ -40,6 +40,7 @@ class TrainConfig:
     weight_depth: float = 1.0         # lambda_5, smooth L1 on valid depth pixels (metres)
     weight_normal: float = 1.0        # lambda_6, smooth L1 on valid normal pixels
     weight_segmentation: float = 1.0  # lambda_7, cross-entropy (255 = ignore)
+    segmentation_background_weight: float = 1.0   # < 1: background pixels count less in the cross-entropy
     weight_proposal_class: float = 1.0   # object-centre proposals (model.proposal_queries > 0): focal loss
     weight_proposal_centre: float = 1.0  # ... and L1 of the centre offset (cells) and log depth
     aux_loss: bool = True             # the query losses on every earlier decoder layer as well

@@ -11,7 +11,8 @@ DETR does, suffixed `_aux{i}`):
 Dense terms (final outputs only):
   loss_depth        smooth L1 on pixels with valid GT depth (> 0)
   loss_normal       smooth L1 on pixels with a valid GT normal (non-zero)
-  loss_segmentation cross-entropy over 7 classes (background + 6), 255 ignored
+  loss_segmentation cross-entropy over 7 classes (background + 6), 255 ignored; background pixels weigh
+                    segmentation_background_weight (objects cover a few per cent of a table-top image)
 Proposal terms (models with proposal_queries > 0; model.proposals), per cell of the proposal level:
   loss_proposal_class   sigmoid focal loss over cells x 6 classes, normalised by the number of object cells
   loss_proposal_centre  L1 of (du, dv) in cells and of log depth on object cells, per object cell
@@ -72,6 +73,9 @@ class SetCriterion(nn.Module):
         self.one_to_many = train_cfg.one_to_many
         self.weight_one_to_many = train_cfg.weight_one_to_many
         self.smooth_l1_beta = train_cfg.dense_smooth_l1_beta
+        self.segmentation_background_weight = train_cfg.segmentation_background_weight
+        if self.segmentation_background_weight <= 0:
+            raise ValueError(f'segmentation_background_weight must be > 0, got {self.segmentation_background_weight}')
         base = {
             'loss_class': train_cfg.weight_class,
             'loss_translation': train_cfg.weight_translation,
@@ -143,7 +147,11 @@ class SetCriterion(nn.Module):
         goal = _resize_nearest(batch['semantic'].to(logits.device).long(), logits.shape[-2:])
         if not (goal != IGNORE_LABEL).any():
             return _zero_like_graph(logits)
-        return F.cross_entropy(logits, goal, ignore_index=IGNORE_LABEL)
+        class_weights = None
+        if self.segmentation_background_weight != 1.0:
+            class_weights = torch.ones(logits.shape[1], device=logits.device)
+            class_weights[0] = self.segmentation_background_weight
+        return F.cross_entropy(logits, goal, weight=class_weights, ignore_index=IGNORE_LABEL)
 
     # --- proposal terms: (outputs, targets, batch) -> tensor ----------------------------------------------------
 
