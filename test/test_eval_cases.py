@@ -130,3 +130,22 @@ def test_legacy_and_exact_iou_differ_on_a_known_shift():
     curves = score_results([_image([(CAMERA, gt_rt, cube)], [(CAMERA, pred_rt, cube, 0.9)])])
     # exact AP is 1 exactly for thresholds below 1/3 and 0 from 0.34 on
     assert curves.iou_exact[CAMERA - 1, 33] == 1.0 and curves.iou_exact[CAMERA - 1, 34] == 0.0
+
+
+def test_depth_oracle_slides_predictions_along_their_rays_onto_the_ground_truth():
+    from seqpose_core.eval.depth_oracle import slide_to_ground_truth_depth
+    gt = np.eye(4)
+    gt[:3, :3] *= 0.2
+    gt[:3, 3] = (0.1, -0.05, 0.8)
+    twice = gt.copy()
+    twice[:3, :] *= 2.0                       # twice as large and twice as far: the same image
+    result = {'gt_class_ids': np.array([6]), 'gt_RTs': gt[None], 'gt_scales': np.full((1, 3), 0.5),
+              'gt_handle_visibility': np.ones(1), 'pred_class_ids': np.array([6, 2]),
+              'pred_RTs': np.stack([twice, twice]), 'pred_scales': np.full((2, 3), 0.5),
+              'pred_scores': np.array([0.9, 0.8])}
+    slid = slide_to_ground_truth_depth(result)
+    np.testing.assert_allclose(slid['pred_RTs'][0], gt, atol=1e-12)
+    np.testing.assert_array_equal(slid['pred_RTs'][1], twice)     # a class without GT stays where it was
+    np.testing.assert_array_equal(result['pred_RTs'][0], twice)   # the input is not modified
+    assert evaluate_results([result])['mug']['IoU50'] == 0.0
+    assert evaluate_results([slid])['mug']['IoU50'] == 100.0
