@@ -27,6 +27,10 @@ class InferenceConfig:
     max_detections: int = 20        # per frame, after score sorting
     nms_distance: float = 0.05      # metres: same-class detections whose centres are closer are merged
     max_frame_gap: float = 1.0      # seconds: a larger gap between stamps resets the memory
+    # 'query': a detection's class and score are the query's own (the paper). 'proposal' (models with
+    # proposal_queries only): sqrt(query probability x the proposal head's probability at the cell under the
+    # predicted centre), per class (model.proposals.centre_evidence).
+    score_fusion: str = 'query'
     device: str = 'cpu'
 
 

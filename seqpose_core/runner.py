@@ -19,9 +19,11 @@ from seqpose_core.data.transforms import apply_to_image, normalize_image, plan_g
 from seqpose_core.geometry import scale_intrinsics
 from seqpose_core.detection import Detection
 from seqpose_core.geometry import rotation_6d_to_matrix
+from seqpose_core.model.proposals import centre_evidence
 from seqpose_core.model.seqpose import _maybe_stage
 
 MODES = ('video', 'single')
+SCORE_FUSIONS = ('query', 'proposal')
 
 
 def preprocess_image(image_rgb, input_hw, device):
@@ -73,6 +75,11 @@ class StreamRunner:
         if height % 14 or width % 14 or height <= 0 or width <= 0:
             raise ValueError(f'input_size {input_size}: height and width must be positive multiples of 14')
         self.input_size = (height, width)
+        if self.cfg.score_fusion not in SCORE_FUSIONS:
+            raise ValueError(f'inference.score_fusion {self.cfg.score_fusion!r}: expected one of {SCORE_FUSIONS}')
+        if self.cfg.score_fusion == 'proposal' and getattr(model.decoder, 'proposals', None) is None:
+            raise ValueError("inference.score_fusion 'proposal' needs a model with proposal queries "
+                             '(model.proposal_queries > 0); this one has none')
         self.device = torch.device(device or self.cfg.device)
         self.model = model.to(self.device).eval()
         self.memory = None
@@ -126,11 +133,21 @@ class StreamRunner:
             self.last_stamp = stamp
             self.frames_since_reset += 1
             with _maybe_stage(timer, 'postprocess'):
-                return self.detections_from_outputs(outputs)
+                return self.detections_from_outputs(outputs, K_input=K_tensor)
 
-    def detections_from_outputs(self, outputs, index=0):
+    def class_probabilities(self, outputs, K_input=None):
+        """(B, Q, 6) per-class detection scores: the queries' own, or fused with the proposal head's evidence
+        (inference.score_fusion; K_input (B, 3, 3) is then needed, for the network input size)."""
+        probabilities = outputs['pred_logits'].float().sigmoid()
+        if self.cfg.score_fusion == 'proposal':
+            if K_input is None:
+                raise ValueError("inference.score_fusion 'proposal' needs the input intrinsics (K_input)")
+            probabilities = (probabilities * centre_evidence(outputs, K_input, self.input_size)).sqrt()
+        return probabilities
+
+    def detections_from_outputs(self, outputs, index=0, K_input=None):
         """Score threshold, class-wise duplicate suppression (centre distance), max_detections."""
-        probabilities = outputs['pred_logits'][index].float().sigmoid()             # (Q, 6)
+        probabilities = self.class_probabilities(outputs, K_input)[index]          # (Q, 6)
         scores, classes = probabilities.max(-1)
         keep = scores >= self.cfg.score_threshold
         order = torch.argsort(scores[keep], descending=True)

@@ -122,3 +122,38 @@ def test_bad_proposal_level_is_named():
     cfg.model.proposal_level = 7
     with pytest.raises(ValueError, match='proposal_level 7'):
         build_model(cfg.model)
+
+
+def test_centre_evidence_reads_the_class_map_under_each_predicted_centre():
+    from seqpose_core.model.proposals import centre_evidence
+    level_hw = (4, 5)
+    logits = torch.full((1, 20, 6), -20.0)                      # nothing anywhere ...
+    logits[0, 2 * 5 + 3, 4] = 20.0                              # ... but a laptop (class 4) in cell (u=3, v=2)
+    K_level = torch.tensor([[10.0, 0.0, 2.0], [0.0, 10.0, 1.5], [0.0, 0.0, 1.0]])
+    K_input = scale_intrinsics(K_level, level_hw, IMAGE_HW)[None]
+    centres = torch.tensor([[[0.1, 0.05, 1.0],                  # projects to cell (3, 2)
+                             [-0.2, -0.15, 1.0],                # projects to cell (0, 0)
+                             [0.1, 0.05, -1.0]]])               # behind the camera
+    outputs = {'proposal_logits': logits, 'proposal_level_hw': level_hw, 'pred_translation': centres}
+    evidence = centre_evidence(outputs, K_input, IMAGE_HW)
+    assert evidence.shape == (1, 3, 6)
+    assert evidence[0, 0, 4] > 0.99 and evidence[0, 0, :4].max() < 1e-6
+    assert evidence[0, 1].max() < 1e-6
+    assert evidence[0, 2].max() == 0
+
+
+def test_runner_fuses_scores_only_for_models_with_proposals():
+    import dataclasses
+
+    from seqpose_core.runner import StreamRunner
+    model, cfg = proposal_model(4)
+    fused_cfg = dataclasses.replace(cfg.inference, score_fusion='proposal', score_threshold=0.0)
+    runner = StreamRunner(model, fused_cfg, IMAGE_HW)
+    image = (np.random.default_rng(0).random((*IMAGE_HW, 3)) * 255).astype(np.uint8)
+    detections = runner.step(image, K.numpy(), 0.0)
+    assert detections and all(0.0 <= d.score <= 1.0 for d in detections)
+    plain, _ = proposal_model(0)
+    with pytest.raises(ValueError, match="score_fusion 'proposal' needs a model with proposal queries"):
+        StreamRunner(plain, fused_cfg, IMAGE_HW)
+    with pytest.raises(ValueError, match='score_fusion'):
+        StreamRunner(model, dataclasses.replace(cfg.inference, score_fusion='max'), IMAGE_HW)

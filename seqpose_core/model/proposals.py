@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqpose_core import NUM_CLASSES
-from seqpose_core.geometry import backproject, scale_intrinsics
+from seqpose_core.geometry import backproject, project_points, scale_intrinsics
 from seqpose_core.model.pose_head import CLASS_PRIOR
 
 INITIAL_DEPTH = 0.9   # metres: table-top scenes; the head's depth starts here
@@ -95,3 +95,23 @@ class ProposalQueries(nn.Module):
         features = features.gather(1, cells[..., None].expand(-1, -1, features.shape[-1]))
         dense = {'proposal_logits': logits, 'proposal_centre': centre, 'proposal_level_hw': level_hw}
         return self.content(features), reference, dense
+
+
+def centre_evidence(outputs, K, image_hw):
+    """(B, Q, 6) class probabilities of the proposal head at the cell under each query's predicted centre.
+
+    outputs: the model's dict (pred_translation (B, Q, 3) metres and the proposal head's proposal_logits /
+    proposal_level_hw); K (B, 3, 3) for the network input image_hw. Centres behind the camera or outside the image
+    get 0. This is dense evidence the query decoder did not produce itself: multiplying it in (the runner's
+    inference.score_fusion 'proposal') ranks a query that sits on an object the dense head sees above one that
+    does not, where a decoder trained briefly from scratch scores both alike."""
+    level_hw = outputs['proposal_level_hw']
+    height, width = level_hw
+    probabilities = outputs['proposal_logits'].float().sigmoid()                         # (B, h*w, 6)
+    maps = probabilities.transpose(1, 2).reshape(probabilities.shape[0], -1, height, width)   # (B, 6, h, w)
+    centres = outputs['pred_translation'].float()
+    uv = project_points(centres, scale_intrinsics(K.float(), image_hw, level_hw))        # (B, Q, 2) level pixels
+    grid = torch.stack([(uv[..., 0] + 0.5) / width, (uv[..., 1] + 0.5) / height], dim=-1) * 2 - 1
+    sampled = F.grid_sample(maps, grid[:, :, None], mode='bilinear', padding_mode='zeros', align_corners=False)
+    evidence = sampled[..., 0].transpose(1, 2)                                           # (B, Q, 6)
+    return evidence * (centres[..., 2:3] > 1e-3).to(evidence.dtype)
