@@ -149,3 +149,19 @@ def test_depth_oracle_slides_predictions_along_their_rays_onto_the_ground_truth(
     np.testing.assert_array_equal(result['pred_RTs'][0], twice)   # the input is not modified
     assert evaluate_results([result])['mug']['IoU50'] == 0.0
     assert evaluate_results([slid])['mug']['IoU50'] == 100.0
+
+
+def test_overlays_draw_the_confident_predictions_and_at_least_one_per_object():
+    from seqpose_core.commands.evaluate import overlay_predictions
+    from seqpose_core.detection import Detection
+
+    def detection(score):
+        return Detection(class_id=1, score=score, rotation=np.eye(3), translation=np.array([0.0, 0.0, 1.0]),
+                         size=np.full(3, 0.1))
+    scores = [0.9, 0.5, 0.2, 0.1, 0.05]
+    detections = [detection(score) for score in scores]
+    assert [d.score for d in overlay_predictions(detections, 1)] == [0.9, 0.5]
+    assert [d.score for d in overlay_predictions(detections, 4)] == [0.9, 0.5, 0.2, 0.1]
+    weak = [detection(score) for score in (0.2, 0.25, 0.1)]
+    assert [d.score for d in overlay_predictions(weak, 2)] == [0.25, 0.2]
+    assert overlay_predictions(weak, 0) == []

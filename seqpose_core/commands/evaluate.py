@@ -16,7 +16,7 @@ MODES = {'mf': 'video', 'sf': 'single'}
 FRAME_PERIOD = 1.0 / 30.0         # seconds between the stamps given to the runner (a 30 Hz video)
 CAMERA_MOTION_CHOICES = ('gt', 'none')
 OVERLAY_MIN_HEIGHT = 480          # pixels: overlays of smaller images are upscaled by an integer factor
-OVERLAY_MIN_SCORE = 0.3           # predictions drawn in overlays
+OVERLAY_MIN_SCORE = 0.3           # predictions drawn in overlays (and the best one per object in the frame)
 
 
 def add_arguments(parser):
@@ -124,12 +124,20 @@ def evaluate_model(model, cfg, data_root, split, mode, out_dir, *, max_scenes=No
     return metrics
 
 
+def overlay_predictions(detections, num_objects):
+    """The predictions an overlay draws: the mAP uses every detection, but a picture is only readable with a
+    few — the confident ones (score >= OVERLAY_MIN_SCORE) and, however low the scores of a weak model are, at
+    least the best `num_objects` (as many as the frame has objects). Detections come score-sorted."""
+    ranked = sorted(detections, key=lambda detection: -detection.score)
+    return [d for rank, d in enumerate(ranked) if d.score >= OVERLAY_MIN_SCORE or rank < num_objects]
+
+
 def _write_overlay(path, frame, detections):
     """The frame with GT boxes (green) and predicted boxes (red), object axes and labels (paper Fig. 4)."""
     import cv2
 
-    from seqpose_core.geometry import scale_intrinsics
     from seqpose_core.detection import Detection
+    from seqpose_core.geometry import scale_intrinsics
     from seqpose_core.visualize import draw_detections
     annotation = frame.annotation
     ground_truth = [Detection(class_id=int(class_id), score=1.0, rotation=rotation, translation=translation,
@@ -142,8 +150,7 @@ def _write_overlay(path, frame, detections):
     image = cv2.resize(frame.color, (width, height), interpolation=cv2.INTER_LINEAR)
     K = scale_intrinsics(frame.K, frame.color.shape[:2], (height, width))
     draw_detections(image, ground_truth, K, gt=True)
-    # the mAP uses every detection; a picture is only readable with the confident ones
-    draw_detections(image, [d for d in detections if d.score >= OVERLAY_MIN_SCORE], K)
+    draw_detections(image, overlay_predictions(detections, len(ground_truth)), K)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
 
