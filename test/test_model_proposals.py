@@ -157,3 +157,30 @@ def test_runner_fuses_scores_only_for_models_with_proposals():
         StreamRunner(plain, fused_cfg, IMAGE_HW)
     with pytest.raises(ValueError, match='score_fusion'):
         StreamRunner(model, dataclasses.replace(cfg.inference, score_fusion='max'), IMAGE_HW)
+
+
+def test_eval_score_fusion_switch_on_the_embedded_model(tmp_path, capsys):
+    import json
+
+    from seqpose_core.cli import main as seqpose
+    from seqpose_core.eval.results_io import load_results_dir
+    data = tmp_path / 'data'
+    assert seqpose(['synth', '--out', str(data), '--scenes', '1', '--frames', '3', '--size', '160x120',
+                    '--split', 'test', '--seed', '5', '--objects', '2-3']) == 0
+    scores = {}
+    for fusion in ('query', 'proposal'):
+        out = tmp_path / fusion
+        assert seqpose(['eval', '--data', str(data), '--out', str(out), '--overlays', '0',
+                        '--score-fusion', fusion]) == 0
+        assert json.loads((out / 'metrics.json').read_text())['mean'].keys()
+        scores[fusion] = np.concatenate([r['pred_scores'] for r in load_results_dir(out / 'results')])
+    assert len(scores['query']) and len(scores['proposal'])
+    assert not np.allclose(np.sort(scores['query'])[-5:], np.sort(scores['proposal'])[-5:])
+    # a model without proposals cannot fuse: a clear error, not a crash
+    model, cfg = proposal_model(0)
+    from seqpose_core.model import save_checkpoint
+    save_checkpoint(tmp_path / 'plain.pt', model, cfg)
+    capsys.readouterr()
+    assert seqpose(['eval', '--checkpoint', str(tmp_path / 'plain.pt'), '--data', str(data), '--out',
+                    str(tmp_path / 'plain'), '--score-fusion', 'proposal']) == 1
+    assert 'needs a model with proposal queries' in capsys.readouterr().err

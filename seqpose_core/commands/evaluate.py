@@ -36,6 +36,9 @@ def add_arguments(parser):
     parser.add_argument('--device', default=None, help='cpu, cuda, ... (default: the config\'s inference.device)')
     parser.add_argument('--score-threshold', type=float, default=None,
                         help='override inference.score_threshold (the mAP uses every detection kept)')
+    parser.add_argument('--score-fusion', choices=('query', 'proposal'), default=None,
+                        help="override inference.score_fusion: 'query' (the queries' own scores) or 'proposal' "
+                             "(fused with the proposal head's evidence; models with proposal queries)")
 
 
 def load_model_for_eval(checkpoint, device='cpu'):
@@ -60,7 +63,7 @@ def _overlay_frames(total, count):
 
 
 def evaluate_model(model, cfg, data_root, split, mode, out_dir, *, max_scenes=None, overlays=4, progress=True,
-                   device=None, camera_motion='gt', score_threshold=None):
+                   device=None, camera_motion='gt', score_threshold=None, score_fusion=None):
     """Run `model` (+ its SeqPoseConfig) over the split, write results pickles, metrics.json, AP curves and
     overlays into out_dir; returns the metrics dict of metrics.json (percent; 'mean' and one row per class)."""
     from tqdm import tqdm
@@ -82,6 +85,8 @@ def evaluate_model(model, cfg, data_root, split, mode, out_dir, *, max_scenes=No
     inference_cfg = dataclasses.replace(cfg.inference, mode=MODES[mode])
     if score_threshold is not None:
         inference_cfg = dataclasses.replace(inference_cfg, score_threshold=score_threshold)
+    if score_fusion is not None:
+        inference_cfg = dataclasses.replace(inference_cfg, score_fusion=score_fusion)
     device = device or inference_cfg.device
     runner = StreamRunner(model, inference_cfg, (cfg.data.input_height, cfg.data.input_width), device)
 
@@ -161,7 +166,8 @@ def run(args):
         model, cfg = load_model_for_eval(args.checkpoint, args.device or 'cpu')
         summary = evaluate_model(model, cfg, args.data, args.split, args.mode, args.out,
                                  max_scenes=args.max_scenes, overlays=args.overlays, device=args.device,
-                                 camera_motion=args.camera_motion, score_threshold=args.score_threshold)
+                                 camera_motion=args.camera_motion, score_threshold=args.score_threshold,
+                                 score_fusion=args.score_fusion)
     except (FileNotFoundError, WeightsError, ValueError) as error:
         print(f'seqpose eval: {error}', file=sys.stderr)
         return 1
