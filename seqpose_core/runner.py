@@ -16,9 +16,8 @@ import torch
 
 from seqpose_core.config import InferenceConfig
 from seqpose_core.data.transforms import apply_to_image, normalize_image, plan_geometry
-from seqpose_core.geometry import scale_intrinsics
 from seqpose_core.detection import Detection
-from seqpose_core.geometry import rotation_6d_to_matrix
+from seqpose_core.geometry import rotation_6d_to_matrix, scale_intrinsics
 from seqpose_core.model.proposals import centre_evidence
 from seqpose_core.model.seqpose import _maybe_stage
 

@@ -28,11 +28,16 @@ ENCODER_SIZES = {
 PATCH_STEMS = ('linear', 'conv')
 
 
+def stem_widths(embed_dim):
+    """Channels of the convolutional stem's two 3x3 layers (flops.py counts with the same)."""
+    return max(embed_dim // 4, 8), max(embed_dim // 2, 8)
+
+
 def convolutional_stem(embed_dim):
     """A small convolutional stem with the patch embedding's stride (2 x 7 = 14): 3x3 convolutions see edges and
     corners before the patches are cut (Xiao et al. 2021, "Early convolutions help transformers see better"),
     which a ViT trained from scratch on little data needs; DINOv2's own stem is one linear 14x14 projection."""
-    quarter, half = max(embed_dim // 4, 8), max(embed_dim // 2, 8)
+    quarter, half = stem_widths(embed_dim)
     return nn.Sequential(
         nn.Conv2d(3, quarter, 3, stride=2, padding=1), nn.BatchNorm2d(quarter), nn.ReLU(inplace=True),
         nn.Conv2d(quarter, half, 3, stride=1, padding=1), nn.BatchNorm2d(half), nn.ReLU(inplace=True),

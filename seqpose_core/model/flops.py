@@ -8,7 +8,7 @@ activations and other element-wise work are left out (a few per cent at most).
 """
 import math
 
-from seqpose_core.model.dinov2 import PATCH_SIZE, encoder_dimensions
+from seqpose_core.model.dinov2 import PATCH_SIZE, encoder_dimensions, stem_widths
 from seqpose_core.model.dpt import dpt_dimensions
 from seqpose_core.model.stsq import MOTION_DIM
 
@@ -27,7 +27,7 @@ def encoder_flops(cfg, input_hw):
     blocks_run = max(layers) + 1          # blocks after the last taken level are not run
     patch_embed = _conv(grid, 3, dim, PATCH_SIZE)
     if cfg.patch_stem == 'conv':                     # dinov2.convolutional_stem: 3x3 s2, 3x3, 7x7 s7
-        quarter, half = max(dim // 4, 8), max(dim // 2, 8)
+        quarter, half = stem_widths(dim)
         half_res = math.ceil(input_hw[0] / 2) * math.ceil(input_hw[1] / 2)
         patch_embed = _conv(half_res, 3, quarter, 3) + _conv(half_res, quarter, half, 3) + _conv(grid, half, dim, 7)
     per_block = 2 * tokens * (3 * dim * dim + dim * dim + 2 * 4 * dim * dim) + 4 * tokens * tokens * dim
@@ -102,15 +102,27 @@ def stsq_flops(cfg, queries, memory_keys):
     return cfg.decoder_layers * per_layer + once
 
 
-def proposal_flops(cfg, input_hw):
-    """The object-centre head on its level (3x3 tower, class and centre 1x1s) and the proposals' content."""
+def proposal_cells(cfg, input_hw):
+    """Cells of the proposal level (0 without proposals)."""
     if cfg.proposal_queries <= 0:
         return 0
-    c = cfg.hidden_dim
     _, geometry = level_sizes(input_hw)
-    cells = geometry[cfg.proposal_level][0] * geometry[cfg.proposal_level][1]
+    return geometry[cfg.proposal_level][0] * geometry[cfg.proposal_level][1]
+
+
+def proposal_count(cfg, input_hw):
+    """Proposal queries per frame: proposal_queries, at most one per cell (ProposalQueries' top-k)."""
+    return min(max(cfg.proposal_queries, 0), proposal_cells(cfg, input_hw))
+
+
+def proposal_flops(cfg, input_hw):
+    """The object-centre head on its level (3x3 tower, class and centre 1x1s) and the proposals' content."""
+    cells = proposal_cells(cfg, input_hw)
+    if not cells:
+        return 0
+    c = cfg.hidden_dim
     head = _conv(cells, c, c, 3) + _conv(cells, c, 6) + _conv(cells, c, 3)
-    return head + 2 * min(cfg.proposal_queries, cells) * c * c
+    return head + 2 * proposal_count(cfg, input_hw) * c * c
 
 
 def pose_head_flops(cfg, queries):
@@ -122,9 +134,7 @@ def pose_head_flops(cfg, queries):
 def count_flops(cfg, input_hw, dense=False, memory_full=False):
     """FLOPs per stage for one frame. memory_full: the memory holds N frames (K propagated queries and
     (N-1)K older keys), the steady state of video inference."""
-    _, geometry = level_sizes(input_hw)
-    cells = geometry[cfg.proposal_level][0] * geometry[cfg.proposal_level][1] if cfg.proposal_queries > 0 else 0
-    queries, memory_keys = cfg.num_queries + min(max(cfg.proposal_queries, 0), cells), 0
+    queries, memory_keys = cfg.num_queries + proposal_count(cfg, input_hw), 0
     if memory_full and cfg.memory_frames > 0:
         queries += cfg.memory_top_k
         memory_keys = (cfg.memory_frames - 1) * cfg.memory_top_k

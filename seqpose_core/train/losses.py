@@ -23,7 +23,7 @@ from torch import distributed as dist
 from torch import nn
 
 from seqpose_core.geometry import scale_intrinsics
-from seqpose_core.train.targets import closest_symmetric_rotation6d, proposal_targets
+from seqpose_core.train.targets import closest_symmetric_rotation6d, proposal_targets, resize_labels_nearest
 
 IGNORE_LABEL = 255
 QUERY_TERMS = ('class', 'translation', 'rotation', 'size')
@@ -46,16 +46,6 @@ def repeat_targets(frame_targets, times):
     """A frame's target dict with every object listed `times` times (one-to-many matching)."""
     return {key: value.repeat(times, *([1] * (value.dim() - 1))) if torch.is_tensor(value) and value.dim() else value
             for key, value in frame_targets.items()}
-
-
-def _resize_nearest(target, size):
-    """Bring a dense target (B, C, H, W) or (B, H, W) to the prediction's (h, w) without mixing labels."""
-    if tuple(target.shape[-2:]) == tuple(size):
-        return target
-    squeeze = target.dim() == 3
-    resized = F.interpolate((target[:, None] if squeeze else target).float(), size=size, mode='nearest')
-    resized = resized[:, 0] if squeeze else resized
-    return resized.to(target.dtype)
 
 
 def _zero_like_graph(tensor):
@@ -128,7 +118,7 @@ class SetCriterion(nn.Module):
 
     def loss_depth(self, outputs, batch):
         pred = outputs['depth'].float()
-        goal = _resize_nearest(batch['depth'].to(pred.device).float(), pred.shape[-2:])
+        goal = resize_labels_nearest(batch['depth'].to(pred.device).float(), pred.shape[-2:])
         valid = goal > 0
         if not valid.any():
             return _zero_like_graph(pred)
@@ -136,7 +126,7 @@ class SetCriterion(nn.Module):
 
     def loss_normal(self, outputs, batch):
         pred = outputs['normal'].float()
-        goal = _resize_nearest(batch['normal'].to(pred.device).float(), pred.shape[-2:])
+        goal = resize_labels_nearest(batch['normal'].to(pred.device).float(), pred.shape[-2:])
         valid = (goal.abs().sum(1, keepdim=True) > 0).expand_as(goal)
         if not valid.any():
             return _zero_like_graph(pred)
@@ -144,7 +134,7 @@ class SetCriterion(nn.Module):
 
     def loss_segmentation(self, outputs, batch):
         logits = outputs['seg_logits'].float()
-        goal = _resize_nearest(batch['semantic'].to(logits.device).long(), logits.shape[-2:])
+        goal = resize_labels_nearest(batch['semantic'].to(logits.device).long(), logits.shape[-2:])
         if not (goal != IGNORE_LABEL).any():
             return _zero_like_graph(logits)
         class_weights = None

@@ -76,6 +76,16 @@ def closest_symmetric_rotation6d(pred_rotation6d, gt_rotation6d, symmetric):
     return torch.where(symmetric[..., None], symmetric_target, gt_full)
 
 
+def resize_labels_nearest(target, size):
+    """Bring a dense target (B, C, H, W) or (B, H, W) to the prediction's (h, w) without mixing labels."""
+    if tuple(target.shape[-2:]) == tuple(size):
+        return target
+    squeeze = target.dim() == 3
+    resized = F.interpolate((target[:, None] if squeeze else target).float(), size=size, mode='nearest')
+    resized = resized[:, 0] if squeeze else resized
+    return resized.to(target.dtype)
+
+
 def proposal_targets(instance_index, labels, translations, K_level, level_hw):
     """Per-cell targets of one frame for the object-centre proposal head (model.proposals).
 
@@ -83,8 +93,7 @@ def proposal_targets(instance_index, labels, translations, K_level, level_hw):
     (anything >= n: none); labels (n,) 0..5; translations (n, 3) metres; K_level (3, 3) of the proposal level
     (h, w). Each cell takes the object under its centre pixel (nearest resize, labels never mix). Returns
     class (h*w,) long (-1: background) and centre (h*w, 3) targets (du, dv, log z); background rows are 0."""
-    cells = F.interpolate(instance_index[None, None].float(), size=tuple(level_hw), mode='nearest')
-    cells = cells.flatten().long()                                                    # (h*w,)
+    cells = resize_labels_nearest(instance_index[None], tuple(level_hw))[0].flatten()   # (h*w,)
     foreground = cells < len(labels)
     target_class = torch.full_like(cells, -1)
     centre = torch.zeros(cells.shape[0], 3, device=translations.device, dtype=translations.dtype)
