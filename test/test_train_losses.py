@@ -8,10 +8,11 @@ from scipy.spatial.transform import Rotation
 
 from seqpose_core.geometry import matrix_to_rotation_6d, rotation_6d_to_matrix, rotation_error_deg
 from seqpose_core.train.config import TrainConfig
-from seqpose_core.train.losses import SetCriterion
+from seqpose_core.train.losses import LossTargets, SetCriterion
 from seqpose_core.train.matcher import HungarianMatcher
 from seqpose_core.train.targets import closest_symmetric_rotation6d, symmetric_mask
 
+LAYERS = 2           # decoder layers: the final one + one aux layer, as the test outputs have
 BIG_LOGIT = 30.0   # sigmoid(30) = 1 - 1e-13: a confident, correct classification
 
 
@@ -135,7 +136,7 @@ def test_every_term_is_zero_at_a_perfect_prediction(scene):
     outputs = perfect_outputs(scene, 12, [3, 9, 0])
     outputs.update(perfect_dense(batch))
     outputs['aux_outputs'] = [perfect_outputs(scene, 12, [1, 2, 4])]
-    criterion = SetCriterion(HungarianMatcher(), TrainConfig())
+    criterion = SetCriterion(HungarianMatcher(), TrainConfig(), LAYERS)
     losses = criterion(outputs, [scene], batch)
     assert set(ALL_TERMS) <= set(losses)
     assert {f'{term}_aux0' for term in ('loss_class', 'loss_translation', 'loss_rotation', 'loss_size')} <= set(losses)
@@ -168,7 +169,7 @@ def test_each_term_is_positive_when_its_prediction_is_wrong(scene, term):
     batch = dense_batch()
     outputs = perfect_outputs(scene, 12, [3, 9, 0])
     outputs.update(perfect_dense(batch))
-    losses = SetCriterion(HungarianMatcher(), TrainConfig())(perturb(outputs, term), [scene], batch)
+    losses = SetCriterion(HungarianMatcher(), TrainConfig(), LAYERS)(perturb(outputs, term), [scene], batch)
     assert float(losses[term]) > 1e-4, term
     for other in ALL_TERMS:
         if other != term:
@@ -181,20 +182,38 @@ def test_symmetric_object_spun_about_y_costs_nothing(scene):
     spin = torch.as_tensor(Rotation.from_euler('y', 120, degrees=True).as_matrix(), dtype=torch.float32)
     bottle = rotation_6d_to_matrix(scene['rotation6d'][0])
     outputs['pred_rotation6d'][0, 3] = matrix_to_rotation_6d(bottle @ spin)
-    losses = SetCriterion(HungarianMatcher(), TrainConfig())(outputs, [scene])
+    losses = SetCriterion(HungarianMatcher(), TrainConfig(), LAYERS)(outputs, [scene])
     assert float(losses['loss_rotation']) < 1e-5
     scene['symmetric'][:] = False
-    losses = SetCriterion(HungarianMatcher(), TrainConfig())(outputs, [scene])
+    losses = SetCriterion(HungarianMatcher(), TrainConfig(), LAYERS)(outputs, [scene])
     assert float(losses['loss_rotation']) > 0.5
 
 
 def test_weights_follow_the_config_and_lambda_rot_is_10(scene):
-    criterion = SetCriterion(HungarianMatcher(), TrainConfig())
-    assert criterion.weight_of('loss_rotation') == 10.0
-    assert criterion.weight_of('loss_rotation_aux2') == 10.0
-    assert all(criterion.weight_of(name) == 1.0 for name in ALL_TERMS if name != 'loss_rotation')
+    criterion = SetCriterion(HungarianMatcher(), TrainConfig(), LAYERS)
+    assert criterion.weight_dict['loss_rotation'] == 10.0
+    assert criterion.weight_dict['loss_rotation_aux0'] == 10.0
+    assert all(criterion.weight_dict[name] == 1.0 for name in ALL_TERMS if name != 'loss_rotation')
     losses = {'loss_rotation': torch.tensor(0.5), 'loss_size_aux0': torch.tensor(2.0)}
     assert math.isclose(float(criterion.weighted_total(losses)), 7.0)
+
+
+def test_weight_dict_names_every_term_the_criterion_returns(scene):
+    """Built once for the model's decoder layers: aux copies of every earlier layer, one-to-many copies of every
+    layer (weighted by weight_one_to_many); a name it does not know is an error, not a silent weight."""
+    cfg = TrainConfig(one_to_many=2, weight_one_to_many=0.5)
+    criterion = SetCriterion(HungarianMatcher.from_config(cfg), cfg, 3)
+    batch = dense_batch()
+    outputs = perfect_outputs(scene, 12, [3, 9, 0])
+    outputs.update(perfect_dense(batch))
+    outputs['aux_outputs'] = [perfect_outputs(scene, 12, [1, 2, 4]), perfect_outputs(scene, 12, [5, 6, 7])]
+    losses = criterion(outputs, [scene], batch)
+    assert {'loss_size_aux1', 'loss_size_o2m2', 'loss_depth'} <= set(losses) <= set(criterion.weight_dict)
+    assert criterion.weight_dict['loss_rotation_aux1'] == cfg.weight_rotation
+    assert criterion.weight_dict['loss_rotation_o2m2'] == pytest.approx(cfg.weight_rotation * 0.5)
+    assert 'loss_size_aux2' not in criterion.weight_dict          # the final layer has no aux copy
+    with pytest.raises(KeyError):
+        criterion.weighted_total({'loss_size_aux7': torch.tensor(1.0)})
 
 
 def test_losses_backpropagate_to_every_prediction(scene):
@@ -205,7 +224,7 @@ def test_losses_backpropagate_to_every_prediction(scene):
     outputs['pred_logits'] = torch.randn(1, 12, 6)   # unsaturated: a saturated sigmoid has no gradient
     outputs['seg_logits'] = torch.randn_like(outputs['seg_logits'])
     leaves = {key: value.requires_grad_() for key, value in outputs.items()}
-    criterion = SetCriterion(HungarianMatcher(), TrainConfig())
+    criterion = SetCriterion(HungarianMatcher(), TrainConfig(), LAYERS)
     criterion.weighted_total(criterion(leaves, [scene], batch)).backward()
     for key, value in leaves.items():
         assert value.grad is not None and value.grad.abs().sum() > 0, key
@@ -215,7 +234,7 @@ def test_one_to_many_rewards_every_copy_and_weights_by_config(scene):
     """With one_to_many = 2 each object is matched twice: two exact copies per object cost nothing in the
     `_o2m` terms, while one copy per object leaves the second match of each object wrong."""
     cfg = TrainConfig(one_to_many=2, weight_one_to_many=0.5, aux_loss=False)
-    criterion = SetCriterion(HungarianMatcher.from_config(cfg), cfg)
+    criterion = SetCriterion(HungarianMatcher.from_config(cfg), cfg, LAYERS)
     doubled = perfect_outputs(scene, num_queries=10, assignment=[7, 2, 5])
     single_copy = perfect_outputs(scene, num_queries=10, assignment=[7, 2, 5])
     for gt_index, query in enumerate([1, 3, 8]):       # a second exact copy of every object
@@ -227,9 +246,9 @@ def test_one_to_many_rewards_every_copy_and_weights_by_config(scene):
     for term in ('translation', 'size', 'class'):
         assert good[f'loss_{term}_o2m0'] < 1e-6
         assert bad[f'loss_{term}_o2m0'] > 1e-3
-    assert criterion.weight_of('loss_class_o2m0') == pytest.approx(cfg.weight_class * 0.5)
-    assert criterion.weight_of('loss_rotation_o2m0') == pytest.approx(cfg.weight_rotation * 0.5)
-    assert not any('_o2m' in name for name in SetCriterion(HungarianMatcher(), TrainConfig()) (doubled, [scene]))
+    assert criterion.weight_dict['loss_class_o2m0'] == pytest.approx(cfg.weight_class * 0.5)
+    assert criterion.weight_dict['loss_rotation_o2m0'] == pytest.approx(cfg.weight_rotation * 0.5)
+    assert not any('_o2m' in name for name in SetCriterion(HungarianMatcher(), TrainConfig(), LAYERS) (doubled, [scene]))
 
 
 def test_background_weight_shifts_the_segmentation_loss_to_objects():
@@ -239,12 +258,12 @@ def test_background_weight_shifts_the_segmentation_loss_to_objects():
     goal[0, :2, :2] = 3                     # a quarter of the pixels show a camera
     values = {}
     for weight in (1.0, 0.1):
-        criterion = SetCriterion(HungarianMatcher(), TrainConfig(segmentation_background_weight=weight))
-        values[weight] = float(criterion.loss_segmentation({'seg_logits': logits}, {'semantic': goal}))
+        criterion = SetCriterion(HungarianMatcher(), TrainConfig(segmentation_background_weight=weight), LAYERS)
+        values[weight] = float(criterion.loss_segmentation({'seg_logits': logits}, LossTargets([], torch.tensor(1.0), {'semantic': goal}), None))
     per_object_pixel = float(torch.nn.functional.cross_entropy(logits[:, :, 0, 0], torch.tensor([3])))
     per_background_pixel = float(torch.nn.functional.cross_entropy(logits[:, :, 3, 3], torch.tensor([0])))
     assert values[1.0] == pytest.approx(0.25 * per_object_pixel + 0.75 * per_background_pixel, rel=1e-5)
     assert values[0.1] == pytest.approx((4 * per_object_pixel + 1.2 * per_background_pixel) / 5.2, rel=1e-5)
     assert values[0.1] > values[1.0]
     with pytest.raises(ValueError, match='segmentation_background_weight'):
-        SetCriterion(HungarianMatcher(), TrainConfig(segmentation_background_weight=0.0))
+        SetCriterion(HungarianMatcher(), TrainConfig(segmentation_background_weight=0.0), LAYERS)

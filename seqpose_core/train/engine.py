@@ -27,8 +27,7 @@ from torch.utils.data import DataLoader
 from seqpose_core.config import SeqPoseConfig, from_dict
 from seqpose_core.train.checkpoint import (capture_rng_state, load_training_checkpoint, restore_rng_state,
                                            save_training_checkpoint)
-from seqpose_core.train.losses import DENSE_TERMS, PROPOSAL_TERMS, QUERY_TERMS, SetCriterion
-from seqpose_core.train.matcher import HungarianMatcher
+from seqpose_core.train.losses import DENSE_TERMS, PROPOSAL_TERMS, QUERY_TERMS, build_criterion
 from seqpose_core.train.optim import build_optimizer, build_scheduler
 from seqpose_core.train.sampling import ResumableDistributedSampler, SeededSamples
 from seqpose_core.train.targets import batch_targets
@@ -276,7 +275,7 @@ class Trainer:
         self.ddp_model = (DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == 'cuda'
                                                   else None, find_unused_parameters=True)
                           if self.group.distributed else self.model)
-        self.criterion = SetCriterion(HungarianMatcher.from_config(train_cfg), train_cfg)
+        self.criterion = build_criterion(cfg)
 
         datasets = build_datasets(cfg, self.data_root, train_cfg.mode)
         self.streams = {
@@ -395,7 +394,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        totals['loss_aux'] = sum(self.criterion.weight_of(name) * value for name, value in totals.items()
+        totals['loss_aux'] = sum(self.criterion.weight_dict[name] * value for name, value in totals.items()
                                  if '_aux' in name)
         totals['grad_norm'] = float(grad_norm)
         return totals

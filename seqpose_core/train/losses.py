@@ -1,8 +1,9 @@
-"""The training losses of eq. (10), DETR style: `SetCriterion` matches queries to objects (Hungarian) and
-computes one loss term per method; `weight_dict` holds the lambdas; `weighted_total` sums them.
+"""The training losses of eq. (10), DETR style: `SetCriterion` matches queries to objects (Hungarian), computes
+each term with the method `loss_map` names (one signature for all: outputs, targets, matches) and weighs them
+with `weight_dict`, built once in the constructor with every key a run can produce.
 
-Query terms (on the final decoder layer, and with `aux_loss` on every earlier layer, re-matched per layer as
-DETR does, suffixed `_aux{i}`):
+Query terms (on the final decoder layer; with `aux_loss` on every earlier layer, re-matched per layer as DETR
+does, suffixed `_aux{i}`; with `one_to_many` > 1 once more on every layer against repeated objects, `_o2m{i}`):
   loss_class        sigmoid focal loss over all queries x 6 classes, normalised by the number of GT objects
   loss_translation  L1 of matched translations (metres), per GT object
   loss_rotation     L1 of matched 6D rotations, per GT object; symmetric objects are compared with the
@@ -16,19 +17,28 @@ Dense terms (final outputs only):
 Proposal terms (models with proposal_queries > 0; model.proposals), per cell of the proposal level:
   loss_proposal_class   sigmoid focal loss over cells x 6 classes, normalised by the number of object cells
   loss_proposal_centre  L1 of (du, dv) in cells and of log depth on object cells, per object cell
+
+To add a term: a `loss_<name>(outputs, targets, matches)` method, its entry in `loss_map` and in one of the
+term tuples below, and its `weight_<name>` in `train.config.TrainConfig` (read in `base_weights`).
 """
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import distributed as dist
 from torch import nn
 
 from seqpose_core.geometry import scale_intrinsics
+from seqpose_core.train.matcher import HungarianMatcher
 from seqpose_core.train.targets import closest_symmetric_rotation6d, proposal_targets, resize_labels_nearest
 
 IGNORE_LABEL = 255
 QUERY_TERMS = ('class', 'translation', 'rotation', 'size')
 DENSE_TERMS = ('depth', 'normal', 'segmentation')
 PROPOSAL_TERMS = ('proposal_class', 'proposal_centre')
+# dense term -> (model output key, frame batch key): a term is computed when both are present
+DENSE_KEYS = {'depth': ('depth', 'depth'), 'normal': ('normal', 'normal'), 'segmentation': ('seg_logits', 'semantic')}
 
 
 def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0):
@@ -53,88 +63,124 @@ def _zero_like_graph(tensor):
     return tensor.sum() * 0.0
 
 
+@dataclass
+class LossTargets:
+    """What the terms of one frame batch compare against."""
+    objects: list                       # B per-frame dicts (targets.frame_targets)
+    num_objects: torch.Tensor           # normaliser of the query terms: GT objects in the batch, >= 1
+    batch: Optional[dict] = None        # the collated frame batch (depth, normal, semantic, instance_index, ...)
+    # proposal-level cell targets, class (B, h*w) and centre (B, h*w, 3): computed once for both proposal terms
+    cells: Optional[tuple] = field(default=None, repr=False)
+
+
+def base_weights(train_cfg):
+    """The lambdas of eq. (10) (+ the dense and proposal terms) by loss name."""
+    return {
+        'loss_class': train_cfg.weight_class,
+        'loss_translation': train_cfg.weight_translation,
+        'loss_rotation': train_cfg.weight_rotation,
+        'loss_size': train_cfg.weight_size,
+        'loss_depth': train_cfg.weight_depth,
+        'loss_normal': train_cfg.weight_normal,
+        'loss_segmentation': train_cfg.weight_segmentation,
+        'loss_proposal_class': train_cfg.weight_proposal_class,
+        'loss_proposal_centre': train_cfg.weight_proposal_centre,
+    }
+
+
 class SetCriterion(nn.Module):
-    def __init__(self, matcher, train_cfg):
+    def __init__(self, matcher, train_cfg, num_decoder_layers):
         super().__init__()
         self.matcher = matcher
         self.focal_alpha = train_cfg.focal_alpha
         self.focal_gamma = train_cfg.focal_gamma
         self.aux_loss = train_cfg.aux_loss
         self.one_to_many = train_cfg.one_to_many
-        self.weight_one_to_many = train_cfg.weight_one_to_many
         self.smooth_l1_beta = train_cfg.dense_smooth_l1_beta
         self.segmentation_background_weight = train_cfg.segmentation_background_weight
         if self.segmentation_background_weight <= 0:
             raise ValueError(f'segmentation_background_weight must be > 0, got {self.segmentation_background_weight}')
-        base = {
-            'loss_class': train_cfg.weight_class,
-            'loss_translation': train_cfg.weight_translation,
-            'loss_rotation': train_cfg.weight_rotation,
-            'loss_size': train_cfg.weight_size,
-            'loss_depth': train_cfg.weight_depth,
-            'loss_normal': train_cfg.weight_normal,
-            'loss_segmentation': train_cfg.weight_segmentation,
-            'loss_proposal_class': train_cfg.weight_proposal_class,
-            'loss_proposal_centre': train_cfg.weight_proposal_centre,
+        self.loss_map = {
+            'class': self.loss_class,
+            'translation': self.loss_translation,
+            'rotation': self.loss_rotation,
+            'size': self.loss_size,
+            'depth': self.loss_depth,
+            'normal': self.loss_normal,
+            'segmentation': self.loss_segmentation,
+            'proposal_class': self.loss_proposal_class,
+            'proposal_centre': self.loss_proposal_centre,
         }
+        base = base_weights(train_cfg)
         if any(weight < 0 for weight in base.values()):
             raise ValueError(f'loss weights must be >= 0, got {base}')
+        # Every name forward() can return, with its weight: the earlier decoder layers' copies of the query
+        # terms (DETR's aux_weight_dict) and the one-to-many copies on every layer.
+        query = {f'loss_{term}': base[f'loss_{term}'] for term in QUERY_TERMS}
         self.weight_dict = dict(base)
+        if self.aux_loss:
+            for layer in range(num_decoder_layers - 1):
+                self.weight_dict.update({f'{name}_aux{layer}': weight for name, weight in query.items()})
+        if self.one_to_many > 1:
+            for layer in range(num_decoder_layers if self.aux_loss else 1):
+                self.weight_dict.update({f'{name}_o2m{layer}': weight * train_cfg.weight_one_to_many
+                                         for name, weight in query.items()})
 
-    # --- query terms: (outputs, targets, matches, num_objects) -> tensor --------------------------------------
+    # --- query terms: the matched predictions of one decoder layer -----------------------------------------
 
-    def loss_class(self, outputs, targets, matches, num_objects):
+    def loss_class(self, outputs, targets, matches):
         logits = outputs['pred_logits'].float()
         one_hot = torch.zeros_like(logits)
         for frame, (query_indices, target_indices) in enumerate(matches):
-            one_hot[frame, query_indices.to(logits.device), targets[frame]['labels'][target_indices]] = 1.0
+            one_hot[frame, query_indices.to(logits.device), targets.objects[frame]['labels'][target_indices]] = 1.0
         loss = sigmoid_focal_loss(logits, one_hot, self.focal_alpha, self.focal_gamma)
-        return loss.sum() / num_objects
+        return loss.sum() / targets.num_objects
 
-    def _matched(self, outputs, key, targets, matches, target_key):
+    @staticmethod
+    def _matched(outputs, key, targets, matches, target_key):
         """Matched predictions and targets concatenated over the batch: (M, D) each."""
         preds, goals = [], []
         for frame, (query_indices, target_indices) in enumerate(matches):
             preds.append(outputs[key][frame, query_indices.to(outputs[key].device)].float())
-            goals.append(targets[frame][target_key][target_indices].float())
+            goals.append(targets.objects[frame][target_key][target_indices].float())
         return torch.cat(preds), torch.cat(goals)
 
-    def loss_translation(self, outputs, targets, matches, num_objects):
+    def loss_translation(self, outputs, targets, matches):
         pred, goal = self._matched(outputs, 'pred_translation', targets, matches, 'translation')
-        return F.l1_loss(pred, goal, reduction='sum') / num_objects
+        return F.l1_loss(pred, goal, reduction='sum') / targets.num_objects
 
-    def loss_rotation(self, outputs, targets, matches, num_objects):
+    def loss_rotation(self, outputs, targets, matches):
         pred, goal = self._matched(outputs, 'pred_rotation6d', targets, matches, 'rotation6d')
-        symmetric = torch.cat([targets[frame]['symmetric'][target_indices]
+        symmetric = torch.cat([targets.objects[frame]['symmetric'][target_indices]
                                for frame, (_, target_indices) in enumerate(matches)])
         goal = closest_symmetric_rotation6d(pred, goal, symmetric)
-        return F.l1_loss(pred, goal, reduction='sum') / num_objects
+        return F.l1_loss(pred, goal, reduction='sum') / targets.num_objects
 
-    def loss_size(self, outputs, targets, matches, num_objects):
+    def loss_size(self, outputs, targets, matches):
         pred, goal = self._matched(outputs, 'pred_size', targets, matches, 'size')
-        return F.l1_loss(pred, goal, reduction='sum') / num_objects
+        return F.l1_loss(pred, goal, reduction='sum') / targets.num_objects
 
-    # --- dense terms: (outputs, batch) -> tensor ---------------------------------------------------------------
+    # --- dense terms: per pixel against the frame batch's maps (matches unused) ------------------------------
 
-    def loss_depth(self, outputs, batch):
+    def loss_depth(self, outputs, targets, matches=None):
         pred = outputs['depth'].float()
-        goal = resize_labels_nearest(batch['depth'].to(pred.device).float(), pred.shape[-2:])
+        goal = resize_labels_nearest(targets.batch['depth'].to(pred.device).float(), pred.shape[-2:])
         valid = goal > 0
         if not valid.any():
             return _zero_like_graph(pred)
         return F.smooth_l1_loss(pred[valid], goal[valid], beta=self.smooth_l1_beta)
 
-    def loss_normal(self, outputs, batch):
+    def loss_normal(self, outputs, targets, matches=None):
         pred = outputs['normal'].float()
-        goal = resize_labels_nearest(batch['normal'].to(pred.device).float(), pred.shape[-2:])
+        goal = resize_labels_nearest(targets.batch['normal'].to(pred.device).float(), pred.shape[-2:])
         valid = (goal.abs().sum(1, keepdim=True) > 0).expand_as(goal)
         if not valid.any():
             return _zero_like_graph(pred)
         return F.smooth_l1_loss(pred[valid], goal[valid], beta=self.smooth_l1_beta)
 
-    def loss_segmentation(self, outputs, batch):
+    def loss_segmentation(self, outputs, targets, matches=None):
         logits = outputs['seg_logits'].float()
-        goal = resize_labels_nearest(batch['semantic'].to(logits.device).long(), logits.shape[-2:])
+        goal = resize_labels_nearest(targets.batch['semantic'].to(logits.device).long(), logits.shape[-2:])
         if not (goal != IGNORE_LABEL).any():
             return _zero_like_graph(logits)
         class_weights = None
@@ -143,21 +189,24 @@ class SetCriterion(nn.Module):
             class_weights[0] = self.segmentation_background_weight
         return F.cross_entropy(logits, goal, weight=class_weights, ignore_index=IGNORE_LABEL)
 
-    # --- proposal terms: (outputs, targets, batch) -> tensor ----------------------------------------------------
+    # --- proposal terms: per cell against `targets.cells` (matches unused) -----------------------------------
 
-    def _proposal_targets(self, outputs, targets, batch):
+    @staticmethod
+    def proposal_cells(outputs, targets):
         """Stacked per-cell class (B, h*w) and centre (B, h*w, 3) targets at the proposal level."""
         logits = outputs['proposal_logits']
         level_hw = outputs['proposal_level_hw']
+        batch = targets.batch
         image_hw = tuple(batch['image'].shape[-2:])
         K_level = scale_intrinsics(batch['K'].to(logits.device).float(), image_hw, level_hw)
         classes, centres = zip(*(proposal_targets(batch['instance_index'][frame].to(logits.device),
                                                   frame_targets['labels'], frame_targets['translation'].float(),
                                                   K_level[frame], level_hw)
-                                 for frame, frame_targets in enumerate(targets)))
+                                 for frame, frame_targets in enumerate(targets.objects)))
         return torch.stack(classes), torch.stack(centres)
 
-    def loss_proposal_class(self, outputs, cell_class):
+    def loss_proposal_class(self, outputs, targets, matches=None):
+        cell_class, _ = targets.cells
         logits = outputs['proposal_logits'].float()                      # (B, h*w, 6)
         foreground = cell_class >= 0
         one_hot = torch.zeros_like(logits)
@@ -165,65 +214,62 @@ class SetCriterion(nn.Module):
         loss = sigmoid_focal_loss(logits, one_hot, self.focal_alpha, self.focal_gamma)
         return loss.sum() / foreground.sum().clamp_min(1)
 
-    def loss_proposal_centre(self, outputs, cell_class, cell_centre):
+    def loss_proposal_centre(self, outputs, targets, matches=None):
+        cell_class, cell_centre = targets.cells
         foreground = cell_class >= 0
         if not foreground.any():
             return _zero_like_graph(outputs['proposal_centre'])
         pred = outputs['proposal_centre'].float()[foreground]              # (m, 3)
         return F.l1_loss(pred, cell_centre[foreground], reduction='sum') / foreground.sum()
 
-    def proposal_losses(self, outputs, targets, batch):
-        cell_class, cell_centre = self._proposal_targets(outputs, targets, batch)
-        return {'loss_proposal_class': self.loss_proposal_class(outputs, cell_class),
-                'loss_proposal_centre': self.loss_proposal_centre(outputs, cell_class, cell_centre)}
-
     # --- the whole set -----------------------------------------------------------------------------------------
 
-    def num_objects(self, targets, device):
+    @staticmethod
+    def num_objects(objects, device):
         """GT objects in the batch (summed over DDP processes, at least 1), the normaliser of the query terms."""
-        count = torch.tensor(float(sum(len(t['labels']) for t in targets)), device=device)
+        count = torch.tensor(float(sum(len(t['labels']) for t in objects)), device=device)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(count)
             count = count / dist.get_world_size()
         return count.clamp_min(1.0)
 
-    def query_losses(self, outputs, targets, num_objects, suffix=''):
-        matches = self.matcher(outputs, targets)
-        return {f'loss_{term}{suffix}': getattr(self, f'loss_{term}')(outputs, targets, matches, num_objects)
-                for term in QUERY_TERMS}
+    def layer_losses(self, outputs, targets, suffix=''):
+        """The query terms of one decoder layer's outputs, matched afresh."""
+        matches = self.matcher(outputs, targets.objects)
+        return {f'loss_{term}{suffix}': self.loss_map[term](outputs, targets, matches) for term in QUERY_TERMS}
 
-    def forward(self, outputs, targets, batch=None):
-        """outputs: the model's dict; targets: per-frame dicts (`targets.batch_targets`); batch: the collated
-        frame batch with `depth`, `normal`, `semantic` (None: no dense terms). Returns unweighted terms."""
-        num_objects = self.num_objects(targets, outputs['pred_logits'].device)
-        losses = self.query_losses(outputs, targets, num_objects)
+    def forward(self, outputs, objects, batch=None):
+        """outputs: the model's dict; objects: per-frame target dicts (`targets.batch_targets`); batch: the
+        collated frame batch with `depth`, `normal`, `semantic` (None: no dense terms). Returns unweighted
+        terms, every name a key of `weight_dict`."""
+        targets = LossTargets(objects, self.num_objects(objects, outputs['pred_logits'].device), batch)
+        layers = [outputs] + list(outputs.get('aux_outputs') or [])
+        losses = self.layer_losses(outputs, targets)
         if self.aux_loss:
-            for layer, aux_outputs in enumerate(outputs.get('aux_outputs') or []):
-                losses.update(self.query_losses(aux_outputs, targets, num_objects, suffix=f'_aux{layer}'))
+            for layer, aux_outputs in enumerate(layers[1:]):
+                losses.update(self.layer_losses(aux_outputs, targets, suffix=f'_aux{layer}'))
         if self.one_to_many > 1:
-            repeated = [repeat_targets(frame_targets, self.one_to_many) for frame_targets in targets]
-            layers = [outputs] + (list(outputs.get('aux_outputs') or []) if self.aux_loss else [])
-            for layer, layer_outputs in enumerate(layers):
-                losses.update(self.query_losses(layer_outputs, repeated, num_objects * self.one_to_many,
-                                                suffix=f'_o2m{layer}'))
-        if batch is not None and outputs.get('proposal_logits') is not None:
+            repeated = replace(targets, objects=[repeat_targets(frame, self.one_to_many) for frame in objects],
+                               num_objects=targets.num_objects * self.one_to_many)
+            for layer, layer_outputs in enumerate(layers if self.aux_loss else layers[:1]):
+                losses.update(self.layer_losses(layer_outputs, repeated, suffix=f'_o2m{layer}'))
+        if batch is None:
+            return losses
+        if outputs.get('proposal_logits') is not None:
             if batch.get('instance_index') is None:
                 raise KeyError('the model predicts proposals (proposal_queries > 0) but the batch has no '
                                '`instance_index` map to supervise them')
-            losses.update(self.proposal_losses(outputs, targets, batch))
-        if batch is not None:
-            for term, output_key, batch_key in (('depth', 'depth', 'depth'), ('normal', 'normal', 'normal'),
-                                                ('segmentation', 'seg_logits', 'semantic')):
-                if outputs.get(output_key) is not None and batch.get(batch_key) is not None:
-                    losses[f'loss_{term}'] = getattr(self, f'loss_{term}')(outputs, batch)
+            targets.cells = self.proposal_cells(outputs, targets)
+            losses.update({f'loss_{term}': self.loss_map[term](outputs, targets, None) for term in PROPOSAL_TERMS})
+        for term, (output_key, batch_key) in DENSE_KEYS.items():
+            if outputs.get(output_key) is not None and batch.get(batch_key) is not None:
+                losses[f'loss_{term}'] = self.loss_map[term](outputs, targets, None)
         return losses
 
-    def weight_of(self, loss_name):
-        """The lambda of a term, aux and one-to-many copies included (`loss_rotation_aux3` -> weight_rotation;
-        `loss_class_o2m0` -> weight_class * weight_one_to_many)."""
-        if '_o2m' in loss_name:
-            return self.weight_dict[loss_name.split('_o2m')[0]] * self.weight_one_to_many
-        return self.weight_dict[loss_name.split('_aux')[0]]
-
     def weighted_total(self, losses):
-        return sum(self.weight_of(name) * value for name, value in losses.items())
+        return sum(self.weight_dict[name] * value for name, value in losses.items())
+
+
+def build_criterion(cfg):
+    """SetCriterion of a SeqPoseConfig: the matcher and weights of cfg.train, aux keys for cfg.model's layers."""
+    return SetCriterion(HungarianMatcher.from_config(cfg.train), cfg.train, cfg.model.decoder_layers)
