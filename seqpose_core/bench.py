@@ -19,6 +19,8 @@ import statistics
 import sys
 import time
 
+from seqpose_core.config import MODES
+
 HELP = 'latency, per-stage times, FLOP utilisation (vs a measured GEMM) and streaming memory of the runner'
 DESCRIPTION = HELP + """
 
@@ -32,8 +34,8 @@ Stages (ms per frame, medians): preprocess (resize + normalise + to device), enc
 fusion (eq. 3, + dense heads when on), stsq (decoder layers), pose_head, postprocess (threshold, NMS,
 Detection objects) and other (memory queue bookkeeping, Python overhead: step total minus the stages)."""
 
+
 STAGE_ORDER = ('preprocess', 'encoder', 'decoder', 'fusion', 'dense', 'stsq', 'pose_head', 'postprocess', 'other')
-MODES = {'sf': 'single', 'mf': 'video'}
 
 
 def add_arguments(parser):
@@ -189,26 +191,22 @@ def synthetic_stream(image_hw, input_hw, count=8, seed=0):
     return images, K, motion
 
 
-def build_runner(args, config):
+def runner_for_benchmark(args, config):
+    """The runner of --checkpoint (its stored config), or a randomly initialised model of --config."""
     import torch
 
-    from seqpose_core.runner import StreamRunner
-    device = torch.device(args.device)
+    from seqpose_core.runner import build_runner
+    device = str(torch.device(args.device))
     if args.checkpoint:
-        from seqpose_core.model.checkpoint import load_model_from_checkpoint
-        model = load_model_from_checkpoint(args.checkpoint, 'cpu')
+        runner = build_runner(args.checkpoint, mode=args.mode, device=device)
     else:
         from seqpose_core.model.seqpose import build_model
         torch.manual_seed(args.seed)
         model = build_model(config.model, load_pretrained=False)
-    inference_cfg = config.inference
-    inference_cfg.mode = MODES[args.mode]
-    inference_cfg.device = str(device)
-    input_hw = (config.data.input_height, config.data.input_width)
-    runner = StreamRunner(model, inference_cfg, input_hw, device=device)
+        runner = build_runner(model=model, config=config, mode=args.mode, device=device)
     if args.compile:
         compile_model(runner.model, args.compile_mode)
-    return runner, input_hw
+    return runner, runner.input_size
 
 
 def compile_model(model, mode=None):
@@ -235,7 +233,8 @@ def run_benchmark(args):
 
     from seqpose_core.config import load_config
     from seqpose_core.model.flops import count_flops
-    from seqpose_core.model.seqpose import StageTimer
+    from seqpose_core.runner import Frame
+    from seqpose_core.timing import StageTimer
 
     if args.frames < 1 or args.warmup < 0:
         raise ValueError(f'--frames must be >= 1 and --warmup >= 0, got {args.frames}, {args.warmup}')
@@ -248,7 +247,7 @@ def run_benchmark(args):
         torch.backends.cudnn.benchmark = True
     threads = configure_threads(args.threads)
     config = load_config(args.config)
-    runner, input_hw = build_runner(args, config)
+    runner, input_hw = runner_for_benchmark(args, config)
     image_hw = input_hw
     if args.image_size:
         try:
@@ -267,7 +266,7 @@ def run_benchmark(args):
         frame_index[0] += 1
         camera_motion = motion if (args.mode == 'mf' and i > 0) else None
         with autocast_context(device, use_autocast):
-            return runner.step(images[i % len(images)], K, i / 30.0, camera_motion=camera_motion)
+            return runner.step(Frame(images[i % len(images)], K, i / 30.0, camera_motion=camera_motion)).detections
 
     peak_before = measure_peak_gflops(device, args.gemm_size, args.gemm_repeats)
     for _ in range(args.warmup):

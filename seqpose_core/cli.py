@@ -12,7 +12,7 @@ COMMANDS = {
     'demo': 'seqpose_core.commands.demo',
     'eval-results': 'seqpose_core.eval.cli',
     'synth': 'seqpose_core.synth.cli',
-    'info': 'seqpose_core.model.cli',
+    'info': 'seqpose_core.commands.info',
     'train': 'seqpose_core.train.cli',
     'eval': 'seqpose_core.commands.evaluate',
     'bag': 'seqpose_core.bag.cli',

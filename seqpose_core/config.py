@@ -4,19 +4,22 @@ One `SeqPoseConfig` holds a section per concern; each section's dataclass lives 
 (`model.config.ModelConfig`, `data.config.DataConfig`, `train.config.TrainConfig`, `InferenceConfig` here).
 Shipped configs are in `seqpose_core/configs/*.yaml` and are found by bare name (`--config tiny`).
 """
-import dataclasses
 import os
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from seqpose_core.config_schema import ConfigError, from_dict, merge_dicts, to_dict
 from seqpose_core.data.config import DataConfig
 from seqpose_core.model.config import ModelConfig
 from seqpose_core.train.config import TrainConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent / 'configs'
+
+
+# Command-line mode names (the paper's MF / SF) -> InferenceConfig.mode
+MODES = {'mf': 'video', 'sf': 'single'}
 
 
 @dataclass
@@ -40,37 +43,6 @@ class SeqPoseConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
-
-
-class ConfigError(ValueError):
-    pass
-
-
-def from_dict(cls, values, where='config'):
-    """Build dataclass `cls` from a (nested) dict, rejecting unknown keys with their full path."""
-    if values is None:
-        return cls()
-    if not isinstance(values, dict):
-        raise ConfigError(f'{where}: expected a mapping, got {type(values).__name__}')
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(f'{where}: unknown key(s) {unknown}; known: {sorted(fields)}')
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for name, value in values.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = from_dict(hint, value, f'{where}.{name}')
-        elif typing.get_origin(hint) is tuple and isinstance(value, list):
-            kwargs[name] = tuple(value)
-        else:
-            kwargs[name] = value
-    return cls(**kwargs)
-
-
-def to_dict(config):
-    return dataclasses.asdict(config)
 
 
 def resolve_config_path(name_or_path) -> Path:
@@ -110,11 +82,13 @@ def save_config(config: SeqPoseConfig, path):
     os.replace(tmp, path)
 
 
-def merge_dicts(base, update):
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge_dicts(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+def config_from_checkpoint(content, path='checkpoint'):
+    """The SeqPoseConfig stored in one of our checkpoints (`model.checkpoint.load_checkpoint`'s dict); a
+    ModelConfig-only checkpoint gets the default other sections."""
+    values = content.get('config') or {}
+    if content.get('config_type') == 'ModelConfig':
+        values = {'model': values}
+    try:
+        return from_dict(SeqPoseConfig, values, str(path))
+    except ConfigError as error:
+        raise ConfigError(f'{path}: stored config does not fit this version: {error}') from None

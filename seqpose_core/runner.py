@@ -1,28 +1,136 @@
 """The stateful inference API everything downstream uses (ROS node, bag replay, evaluation, benchmarks).
 
-    runner = StreamRunner(model, inference_cfg, input_size=(238, 322), device='cpu')
-    detections = runner.step(image_rgb, K, stamp, camera_motion=None)   # list[Detection]
+    runner = build_runner()                          # the embedded default model, video mode (MF)
+    runner = build_runner('run/last.pt', mode='sf', device='cuda', overrides={'score_threshold': 0.5})
+    result = runner.step(Frame(image_rgb, K, stamp, frame_id='camera'))
+    result.detections, result.reset_reason, result.skip_reason
     runner.reset()
 
-The runner owns the memory queue: it resets it on request, when the stamp goes backwards or jumps by more
-than `max_frame_gap`, and never uses it in `single` mode. Images are resized to the network input with the
-data pipeline's own resize (inference sees what training saw) and K is rescaled with them; the 3D camera
-frame does not change, so detections are in the original image's camera frame.
+The runner owns the memory queue and every rule about where a sequence starts (`sequence_break`): a new
+frame_id, a stamp that goes backwards or repeats, a gap over `max_frame_gap`. Callers only hand it frames.
+Images are resized to the network input with the data pipeline's own resize (inference sees what training
+saw) and K is rescaled with them; the 3D camera frame does not change, so detections are in the original
+image's camera frame.
 """
+import dataclasses
 import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 
-from seqpose_core.config import InferenceConfig
+from seqpose_core.config import MODES, InferenceConfig, SeqPoseConfig, config_from_checkpoint
 from seqpose_core.data.transforms import apply_to_image, normalize_image, plan_geometry
 from seqpose_core.detection import Detection
 from seqpose_core.geometry import rotation_6d_to_matrix, scale_intrinsics
+from seqpose_core.model.checkpoint import load_checkpoint
 from seqpose_core.model.proposals import centre_evidence
-from seqpose_core.model.seqpose import _maybe_stage
+from seqpose_core.model.seqpose import model_from_checkpoint
+from seqpose_core.timing import timed_stage
 
-MODES = ('video', 'single')
 SCORE_FUSIONS = ('query', 'proposal')
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / 'weights' / 'default.pt'
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One camera image as the runner takes it."""
+    image_rgb: np.ndarray                 # (H, W, 3) uint8
+    K: np.ndarray                         # (3, 3) intrinsics of image_rgb
+    stamp: float                          # seconds
+    frame_id: str = ''                    # the camera's frame; a change starts a new sequence
+    camera_motion: Optional[np.ndarray] = None   # (4, 4) T_cur_from_prev (odometry); None: unknown
+    # Stamp of the frame received just before this one on the same stream, when the caller knows it (the
+    # node does, even for frames it dropped): gaps are measured on what the camera delivered, so a slow
+    # model does not read as a sensor gap. None: measured from the previous processed frame.
+    previous_stamp: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class StepResult:
+    detections: list                      # list[Detection], score-sorted, in the frame's camera frame
+    reset_reason: str = ''                # why the memory was reset before this frame ('' : it was not)
+    skip_reason: str = ''                 # why the frame was not processed ('' : it was)
+
+    @property
+    def skipped(self):
+        return bool(self.skip_reason)
+
+
+@dataclass(frozen=True)
+class SequenceState:
+    """What the sequence rules remember of the last processed frame."""
+    stamp: float
+    frame_id: str
+
+
+def sequence_break(previous: Optional[SequenceState], frame: Frame, max_frame_gap: float):
+    """('process' | 'reset' | 'skip', reason) for `frame` after the last processed frame `previous`.
+
+    - frame_id different from the previous frame's: reset, it is another camera;
+    - stamp earlier than the previous frame's (a bag looping, a driver restarting): reset;
+    - stamp equal to the previous frame's: skip, the same frame delivered twice must not advance the memory;
+    - gap larger than `max_frame_gap` seconds (0: no limit) since the previous received frame: reset, the
+      memory would describe another view.
+    """
+    if previous is None:
+        return 'process', ''
+    stamp = frame.stamp
+    if frame.frame_id != previous.frame_id:
+        return 'reset', f"frame_id changed from '{previous.frame_id}' to '{frame.frame_id}'"
+    if stamp < previous.stamp:
+        return 'reset', (f'stamp went backwards from {previous.stamp:.3f} to {stamp:.3f} s '
+                         '(bag looping or clock reset)')
+    if stamp == previous.stamp:
+        return 'skip', f"stamp {stamp:.3f} s equals the previous frame's (duplicate frame)"
+    reference = previous.stamp
+    if frame.previous_stamp is not None and previous.stamp <= frame.previous_stamp < stamp:
+        reference = frame.previous_stamp
+    if max_frame_gap > 0 and stamp - reference > max_frame_gap:
+        return 'reset', f'{stamp - reference:.3f} s since the previous frame exceeds max_frame_gap {max_frame_gap:g} s'
+    return 'process', ''
+
+
+def load_model_and_config(path, device='cpu'):
+    """(model, SeqPoseConfig) of one of our checkpoints, weights loaded strictly."""
+    content = load_checkpoint(path)
+    config = config_from_checkpoint(content, path)
+    return model_from_checkpoint(content, path).to(device), config
+
+
+def build_runner(checkpoint=None, *, model=None, config: SeqPoseConfig = None, mode=None, device=None,
+                 overrides=None):
+    """The one way to build a StreamRunner.
+
+    checkpoint: a checkpoint path (None: the embedded default model), or pass an already built `model` with
+    its `config` instead. mode: 'mf' / 'video' or 'sf' / 'single' (None: the config's). device: None = the
+    config's inference.device. overrides: InferenceConfig fields to replace (e.g. {'score_threshold': 0.5})."""
+    path = None
+    if model is None:
+        path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+        if not path.is_file():
+            if checkpoint:
+                raise FileNotFoundError(f'checkpoint {path}: no such file')
+            raise FileNotFoundError(f'no embedded default model at {path}: pass a checkpoint, or train one '
+                                    '(see seqpose_core/weights/README.md for the command)')
+        model, config = load_model_and_config(path, 'cpu')
+    elif config is None:
+        raise ValueError('build_runner: a model needs its SeqPoseConfig (config=...)')
+    changes = dict(overrides or {})
+    if mode is not None:
+        changes['mode'] = MODES.get(mode, mode)
+    if device is not None:
+        changes['device'] = device
+    known = {f.name for f in dataclasses.fields(InferenceConfig)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ValueError(f'inference overrides: unknown field(s) {unknown}; known: {sorted(known)}')
+    inference = dataclasses.replace(config.inference, **changes)
+    runner = StreamRunner(model, inference, (config.data.input_height, config.data.input_width))
+    runner.checkpoint_path = str(path) if path else None
+    return runner
 
 
 def preprocess_image(image_rgb, input_hw, device):
@@ -68,8 +176,8 @@ def _check_motion(camera_motion):
 class StreamRunner:
     def __init__(self, model, inference_cfg: InferenceConfig = None, input_size=(238, 322), device=None):
         self.cfg = inference_cfg or InferenceConfig()
-        if self.cfg.mode not in MODES:
-            raise ValueError(f'inference.mode {self.cfg.mode!r}: expected one of {MODES}')
+        if self.cfg.mode not in MODES.values():
+            raise ValueError(f'inference.mode {self.cfg.mode!r}: expected one of {tuple(MODES.values())}')
         height, width = (int(v) for v in input_size)
         if height % 14 or width % 14 or height <= 0 or width <= 0:
             raise ValueError(f'input_size {input_size}: height and width must be positive multiples of 14')
@@ -82,46 +190,60 @@ class StreamRunner:
         self.device = torch.device(device or self.cfg.device)
         self.model = model.to(self.device).eval()
         self.memory = None
-        self.last_stamp = None
+        self.sequence = None            # SequenceState of the last processed frame
         self.frames_since_reset = 0
+        self.checkpoint_path = None
 
-    @classmethod
-    def from_checkpoint(cls, path, inference_cfg=None, input_size=None, device=None):
-        """Runner for one of our checkpoints; inference settings and input size default to the stored config."""
-        from seqpose_core.model.checkpoint import load_model_from_checkpoint
-        model, config = load_model_from_checkpoint(path, device or 'cpu', return_config=True)
-        inference_cfg = inference_cfg or config.inference
-        input_size = input_size or (config.data.input_height, config.data.input_width)
-        return cls(model, inference_cfg, input_size, device or inference_cfg.device)
+    def configure(self, **changes):
+        """Replace InferenceConfig fields at run time (the node's dynamic parameters); a mode change resets."""
+        known = {f.name for f in dataclasses.fields(InferenceConfig)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f'inference settings: unknown field(s) {unknown}; known: {sorted(known)}')
+        if 'mode' in changes:
+            changes['mode'] = MODES.get(changes['mode'], changes['mode'])
+            if changes['mode'] not in MODES.values():
+                raise ValueError(f"mode {changes['mode']!r}: expected one of {sorted(MODES) + list(MODES.values())}")
+        previous_mode = self.cfg.mode
+        self.cfg = dataclasses.replace(self.cfg, **changes)
+        if self.cfg.mode != previous_mode:
+            self.reset()
 
     def reset(self):
         """Forget the memory (a new sequence starts with the next step)."""
         self.memory = None
-        self.last_stamp = None
+        self.sequence = None
         self.frames_since_reset = 0
 
-    def step(self, image_rgb, K, stamp, camera_motion=None):
-        """One frame -> detections (score-sorted) in the camera frame of `image_rgb` (with intrinsics K)."""
-        _check_image(image_rgb)
-        K = _check_intrinsics(K)
-        motion = _check_motion(camera_motion)
-        stamp = float(stamp)
+    def step(self, frame: Frame) -> StepResult:
+        """One frame -> detections (score-sorted) in the camera frame of `frame.image_rgb`, plus why the memory
+        was reset or the frame skipped."""
+        if not isinstance(frame, Frame):
+            raise TypeError(f'frame: expected a seqpose_core.runner.Frame, got {type(frame).__name__}')
+        _check_image(frame.image_rgb)
+        K = _check_intrinsics(frame.K)
+        motion = _check_motion(frame.camera_motion)
+        stamp = float(frame.stamp)
         if not math.isfinite(stamp):
             raise ValueError(f'stamp: expected finite seconds, got {stamp}')
 
+        action, reason = sequence_break(self.sequence, frame, self.cfg.max_frame_gap)
+        if action == 'skip':
+            return StepResult([], skip_reason=reason)
+        reset_reason = ''
+        if action == 'reset':
+            self.reset()
+            reset_reason = reason
         if self.cfg.mode == 'single':
             self.memory = None
-        elif self.last_stamp is not None and (stamp < self.last_stamp
-                                              or stamp - self.last_stamp > self.cfg.max_frame_gap):
-            self.reset()
         if self.memory is None:
             motion = None   # motion relative to a frame we no longer remember means nothing
 
         timer = getattr(self.model, 'stage_timer', None)    # benchmarks: preprocess / postprocess times too
         with torch.inference_mode():
-            with _maybe_stage(timer, 'preprocess'):
-                image = preprocess_image(image_rgb, self.input_size, self.device)
-                K_input = scale_intrinsics(K, image_rgb.shape[:2], self.input_size)
+            with timed_stage(timer, 'preprocess'):
+                image = preprocess_image(frame.image_rgb, self.input_size, self.device)
+                K_input = scale_intrinsics(K, frame.image_rgb.shape[:2], self.input_size)
                 K_tensor = torch.as_tensor(K_input, dtype=torch.float32, device=self.device)[None]
                 motion_tensor = (torch.as_tensor(motion, dtype=torch.float32, device=self.device)[None]
                                  if motion is not None else None)
@@ -129,10 +251,11 @@ class StreamRunner:
                                          dense=False)
             if self.cfg.mode == 'video':
                 self.memory = memory
-            self.last_stamp = stamp
+            self.sequence = SequenceState(stamp, frame.frame_id)
             self.frames_since_reset += 1
-            with _maybe_stage(timer, 'postprocess'):
-                return self.detections_from_outputs(outputs, K_input=K_tensor)
+            with timed_stage(timer, 'postprocess'):
+                detections = self.detections_from_outputs(outputs, K_input=K_tensor)
+        return StepResult(detections, reset_reason=reset_reason)
 
     def class_probabilities(self, outputs, K_input=None):
         """(B, Q, 6) per-class detection scores: the queries' own, or fused with the proposal head's evidence

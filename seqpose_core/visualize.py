@@ -14,6 +14,8 @@ GT_COLOR = (0, 255, 0)
 AXIS_COLORS = ((255, 0, 0), (0, 255, 0), (0, 0, 255))  # x red, y green, z blue (RGB)
 # points closer than this (metres) count as behind the camera
 MIN_DEPTH = 1e-3
+OVERLAY_MIN_HEIGHT = 480          # pixels: overlays of smaller images are upscaled by an integer factor
+OVERLAY_MIN_SCORE = 0.3           # predictions drawn in overlays (and the best one per object in the frame)
 
 
 def _pixel(point):
@@ -78,3 +80,11 @@ def draw_detections(image_rgb, detections, K, color=PRED_COLOR, gt=False, axes=T
                 cv2.putText(image_rgb, text, (x, max(y - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                             tuple(int(c) for c in color), 1, cv2.LINE_AA)
     return image_rgb
+
+
+def overlay_predictions(detections, num_objects):
+    """The predictions an overlay draws: the mAP uses every detection, but a picture is only readable with a
+    few — the confident ones (score >= OVERLAY_MIN_SCORE) and, however low the scores of a weak model are, at
+    least the best `num_objects` (as many as the frame has objects). Detections come score-sorted."""
+    ranked = sorted(detections, key=lambda detection: -detection.score)
+    return [d for rank, d in enumerate(ranked) if d.score >= OVERLAY_MIN_SCORE or rank < num_objects]

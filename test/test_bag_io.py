@@ -77,8 +77,9 @@ def test_from_nocs_writes_what_the_data_reader_reads(scenes_root, tmp_path, stor
     expected = [(scene, reader.read(prefix)) for scene, prefixes in iter_scenes(scenes_root, 'Real/test')
                 for prefix in prefixes]
     assert [(f.scene, f.frame) for f in frames] == [(s, e.frame) for s, e in expected]
-    # scene starts are stamp jumps larger than the runner's max_frame_gap: the memory resets there
-    assert [f.is_segment_start for f in frames] == [i % FRAMES == 0 for i in range(FRAMES * SCENES)]
+    # scenes are separated by stamp jumps larger than the runner's max_frame_gap (the runner resets there)
+    gaps = np.diff([f.stamp_s for f in frames])
+    assert [bool(gap > 1.0) for gap in gaps] == [(i + 1) % FRAMES == 0 for i in range(FRAMES * SCENES - 1)]
     for frame, (_, nocs) in zip(frames, expected):
         np.testing.assert_array_equal(frame.rgb, nocs.color)
         np.testing.assert_array_equal(frame.K, nocs.K)

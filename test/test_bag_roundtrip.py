@@ -8,7 +8,8 @@ import pytest
 
 from seqpose_core.bag import messages as M
 from seqpose_core.bag.from_nocs import write_nocs_bag
-from seqpose_core.bag.replay import build_runner, evaluate_bag
+from seqpose_core.bag.replay import evaluate_bag
+from seqpose_core.runner import build_runner
 from seqpose_core.bag.score import score_bag
 from seqpose_core.cli import main as seqpose_main
 
@@ -116,7 +117,7 @@ def test_damaged_bag_is_scored_on_what_is_usable(tmp_path, setup):
     stamps = [1_000_000_000 + i * 33_333_333 for i in range(8)]
     stamps.append(stamps[2])                                     # a duplicate
     bag = synthetic_frame_bag(tmp_path / 'b', stamps_ns=stamps, gt_every=2)
-    runner = build_runner(checkpoint, 'mf')
+    runner = build_runner(checkpoint, mode='mf')
     report = evaluate_bag(bag, tmp_path / 'out', runner=runner, video=False)
     assert report.frames_replayed == 8 and report.frames_scored == 4
     assert report.metrics is not None
@@ -132,6 +133,6 @@ def test_bag_score_names_a_missing_predictions_topic_and_scores_an_output_bag(tm
     assert seqpose_main(['bag', 'score', str(bag)]) == 2       # no predictions topic in this bag
     assert '/seqpose/detections is not in the bag' in capsys.readouterr().err
     out = tmp_path / 'eval'
-    evaluate_bag(bag, out, runner=build_runner(checkpoint, 'sf'), video=False)
+    evaluate_bag(bag, out, runner=build_runner(checkpoint, mode='sf'), video=False)
     empty = score_bag(out / 'bag', missing='empty')
     assert empty.frames_scored == 6 and empty.frames_without_predictions == 0

@@ -152,7 +152,7 @@ def test_depth_oracle_slides_predictions_along_their_rays_onto_the_ground_truth(
 
 
 def test_overlays_draw_the_confident_predictions_and_at_least_one_per_object():
-    from seqpose_core.commands.evaluate import overlay_predictions
+    from seqpose_core.visualize import overlay_predictions
     from seqpose_core.detection import Detection
 
     def detection(score):

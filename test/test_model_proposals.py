@@ -145,12 +145,12 @@ def test_centre_evidence_reads_the_class_map_under_each_predicted_centre():
 def test_runner_fuses_scores_only_for_models_with_proposals():
     import dataclasses
 
-    from seqpose_core.runner import StreamRunner
+    from seqpose_core.runner import Frame, StreamRunner
     model, cfg = proposal_model(4)
     fused_cfg = dataclasses.replace(cfg.inference, score_fusion='proposal', score_threshold=0.0)
     runner = StreamRunner(model, fused_cfg, IMAGE_HW)
     image = (np.random.default_rng(0).random((*IMAGE_HW, 3)) * 255).astype(np.uint8)
-    detections = runner.step(image, K.numpy(), 0.0)
+    detections = runner.step(Frame(image, K.numpy(), 0.0)).detections
     assert detections and all(0.0 <= d.score <= 1.0 for d in detections)
     plain, _ = proposal_model(0)
     with pytest.raises(ValueError, match="score_fusion 'proposal' needs a model with proposal queries"):

@@ -1,4 +1,5 @@
-"""StreamRunner: detections, memory lifetime (reset, backwards stamps, gaps, single mode), input validation."""
+"""StreamRunner: detections, the sequence rules (reset, backwards stamps, gaps, frame_id, duplicates), single
+mode, input validation, the one factory."""
 import dataclasses
 
 import numpy as np
@@ -9,7 +10,7 @@ from seqpose_core.config import InferenceConfig, load_config
 from seqpose_core.detection import Detection
 from seqpose_core.model import build_model, save_checkpoint
 from seqpose_core.geometry import scale_intrinsics
-from seqpose_core.runner import StreamRunner
+from seqpose_core.runner import Frame, StreamRunner, build_runner
 
 K_VGA = np.array([[591.0, 0.0, 322.0], [0.0, 590.0, 244.0], [0.0, 0.0, 1.0]])
 
@@ -27,13 +28,18 @@ def make_runner(tiny, **inference):
     return StreamRunner(model, cfg, input_size=(config.data.input_height, config.data.input_width), device='cpu')
 
 
+def step(runner, image_rgb, K, stamp, **frame):
+    """The detections of one step (the frame_id is the same camera unless given)."""
+    return runner.step(Frame(image_rgb, K, stamp, frame.pop('frame_id', 'camera'), **frame)).detections
+
+
 def image(seed=0):
     return np.random.default_rng(seed).integers(0, 256, (120, 160, 3), dtype=np.uint8)
 
 
 def test_step_returns_sorted_detections(tiny):
     runner = make_runner(tiny, score_threshold=0.0, max_detections=5, nms_distance=0.0)
-    detections = runner.step(image(), K_VGA / 4 * np.array([[1], [1], [4]]), 0.0)
+    detections = step(runner, image(), K_VGA / 4 * np.array([[1], [1], [4]]), 0.0)
     assert 0 < len(detections) <= 5 and all(isinstance(d, Detection) for d in detections)
     scores = [d.score for d in detections]
     assert scores == sorted(scores, reverse=True)
@@ -44,9 +50,9 @@ def test_step_returns_sorted_detections(tiny):
 
 def test_threshold_and_duplicate_suppression(tiny):
     runner = make_runner(tiny, score_threshold=1.1)
-    assert runner.step(image(), K_VGA, 0.0) == []
+    assert step(runner, image(), K_VGA, 0.0) == []
     runner = make_runner(tiny, score_threshold=0.0, max_detections=100, nms_distance=10.0)
-    detections = runner.step(image(), K_VGA, 0.0)
+    detections = step(runner, image(), K_VGA, 0.0)
     # every query is within 10 m of every other: at most one detection per class survives
     assert len({d.class_id for d in detections}) == len(detections)
 
@@ -56,32 +62,32 @@ def test_memory_grows_and_resets_on_backwards_stamp_gap_and_request(tiny):
     runner = make_runner(tiny, max_frame_gap=1.0)
     k = config.model.memory_top_k
     for i in range(4):
-        runner.step(image(i), K_VGA, 0.1 * i, camera_motion=np.eye(4))
+        step(runner, image(i), K_VGA, 0.1 * i, camera_motion=np.eye(4))
     assert len(runner.memory) == config.model.memory_frames * k
-    runner.step(image(), K_VGA, 0.2)                       # time went backwards: a new sequence
+    step(runner, image(), K_VGA, 0.2)                       # time went backwards: a new sequence
     assert len(runner.memory) == k and runner.frames_since_reset == 1
-    runner.step(image(), K_VGA, 0.3)
+    step(runner, image(), K_VGA, 0.3)
     assert len(runner.memory) == 2 * k
-    runner.step(image(), K_VGA, 5.0)                       # gap larger than max_frame_gap
+    step(runner, image(), K_VGA, 5.0)                       # gap larger than max_frame_gap
     assert len(runner.memory) == k
     runner.reset()
-    assert runner.memory is None and runner.last_stamp is None
+    assert runner.memory is None and runner.sequence is None
 
 
 def test_first_frame_after_reset_matches_a_fresh_runner(tiny):
     runner = make_runner(tiny)
     for i in range(3):
-        runner.step(image(i), K_VGA, float(i) * 0.1)
-    after_reset = runner.step(image(9), K_VGA, 0.0)        # backwards: memory dropped
-    fresh = make_runner(tiny).step(image(9), K_VGA, 0.0)
+        step(runner, image(i), K_VGA, float(i) * 0.1)
+    after_reset = step(runner, image(9), K_VGA, 0.0)        # backwards: memory dropped
+    fresh = step(make_runner(tiny), image(9), K_VGA, 0.0)
     assert [(d.class_id, d.score) for d in after_reset] == [(d.class_id, d.score) for d in fresh]
 
 
 def test_single_mode_never_uses_memory(tiny):
     runner = make_runner(tiny, mode='single')
-    first = runner.step(image(1), K_VGA, 0.0)
-    runner.step(image(2), K_VGA, 0.1)
-    again = runner.step(image(1), K_VGA, 0.2)
+    first = step(runner, image(1), K_VGA, 0.0)
+    step(runner, image(2), K_VGA, 0.1)
+    again = step(runner, image(1), K_VGA, 0.2)
     assert runner.memory is None
     assert [(d.class_id, d.score) for d in first] == [(d.class_id, d.score) for d in again]
 
@@ -93,7 +99,7 @@ def test_single_mode_never_uses_memory(tiny):
 ])
 def test_bad_images_are_named(tiny, bad_image, message):
     with pytest.raises((TypeError, ValueError), match=f'image_rgb: .*{message}'):
-        make_runner(tiny).step(bad_image, K_VGA, 0.0)
+        step(make_runner(tiny), bad_image, K_VGA, 0.0)
 
 
 @pytest.mark.parametrize('bad_K, message', [
@@ -103,15 +109,15 @@ def test_bad_images_are_named(tiny, bad_image, message):
 ])
 def test_bad_intrinsics_are_named(tiny, bad_K, message):
     with pytest.raises(ValueError, match=f'K: .*{message}'):
-        make_runner(tiny).step(image(), bad_K, 0.0)
+        step(make_runner(tiny), image(), bad_K, 0.0)
 
 
 def test_bad_motion_stamp_and_sizes_are_named(tiny):
     runner = make_runner(tiny)
     with pytest.raises(ValueError, match='camera_motion'):
-        runner.step(image(), K_VGA, 0.0, camera_motion=np.eye(3))
+        step(runner, image(), K_VGA, 0.0, camera_motion=np.eye(3))
     with pytest.raises(ValueError, match='stamp'):
-        runner.step(image(), K_VGA, float('nan'))
+        step(runner, image(), K_VGA, float('nan'))
     with pytest.raises(ValueError, match='multiples of 14'):
         StreamRunner(tiny[1], InferenceConfig(), input_size=(50, 70))
     with pytest.raises(ValueError, match='inference.mode'):
@@ -131,6 +137,64 @@ def test_scale_intrinsics_keeps_pixel_centres():
 def test_from_checkpoint_uses_the_stored_config(tiny, tmp_path):
     config, model = tiny
     path = save_checkpoint(tmp_path / 'tiny.pt', model, config)
-    runner = StreamRunner.from_checkpoint(path)
+    runner = build_runner(path)
     assert runner.input_size == (56, 70) and runner.cfg == config.inference
-    assert isinstance(runner.step(image(), K_VGA, 0.0), list)
+    assert isinstance(step(runner, image(), K_VGA, 0.0), list)
+    overridden = build_runner(path, mode='sf', device='cpu', overrides={'score_threshold': 0.7})
+    assert overridden.cfg.mode == 'single' and overridden.cfg.score_threshold == 0.7
+    assert config.inference.score_threshold != 0.7            # the stored config is not changed in place
+    with pytest.raises(ValueError, match='unknown field'):
+        build_runner(path, overrides={'score_treshold': 0.7})
+    with pytest.raises(FileNotFoundError, match='no such file'):
+        build_runner(tmp_path / 'missing.pt')
+
+
+def test_built_model_needs_its_config(tiny):
+    config, model = tiny
+    with pytest.raises(ValueError, match='config'):
+        build_runner(model=model)
+    runner = build_runner(model=model, config=config, mode='mf')
+    assert runner.cfg.mode == 'video' and runner.checkpoint_path is None
+
+
+def test_sequence_rules_are_the_runners(tiny):
+    """Every caller (node, eval, bag replay) gets the same rules, with the reason in the step result."""
+    config, _ = tiny
+    runner = make_runner(tiny, max_frame_gap=1.0)
+    k = config.model.memory_top_k
+    assert runner.step(Frame(image(), K_VGA, 0.0, 'camera')).reset_reason == ''
+    duplicate = runner.step(Frame(image(1), K_VGA, 0.0, 'camera'))
+    assert duplicate.skipped and 'duplicate' in duplicate.skip_reason and len(runner.memory) == k
+    other_camera = runner.step(Frame(image(), K_VGA, 0.1, 'camera_2'))
+    assert 'frame_id changed' in other_camera.reset_reason and len(runner.memory) == k
+    backwards = runner.step(Frame(image(), K_VGA, 0.05, 'camera_2'))
+    assert 'backwards' in backwards.reset_reason
+    gap = runner.step(Frame(image(), K_VGA, 2.0, 'camera_2'))
+    assert 'max_frame_gap' in gap.reset_reason
+
+
+def test_gap_is_measured_on_received_frames(tiny):
+    """A slow consumer that dropped frames in between is not a sensor gap: the node passes the stamp of the
+    frame received just before, and only a gap in what the camera delivered resets the memory."""
+    config, _ = tiny
+    runner = make_runner(tiny, max_frame_gap=1.0)
+    runner.step(Frame(image(), K_VGA, 0.0, 'camera'))
+    slow = runner.step(Frame(image(), K_VGA, 1.5, 'camera', previous_stamp=1.45))
+    assert slow.reset_reason == '' and len(runner.memory) == 2 * config.model.memory_top_k
+    lost = runner.step(Frame(image(), K_VGA, 3.0, 'camera', previous_stamp=1.5))
+    assert 'max_frame_gap' in lost.reset_reason
+    unlimited = make_runner(tiny, max_frame_gap=0.0)
+    unlimited.step(Frame(image(), K_VGA, 0.0, 'camera'))
+    assert unlimited.step(Frame(image(), K_VGA, 100.0, 'camera')).reset_reason == ''
+
+
+def test_configure_replaces_the_settings(tiny):
+    runner = make_runner(tiny)
+    settings = runner.cfg
+    step(runner, image(), K_VGA, 0.0)
+    runner.configure(score_threshold=0.9)
+    assert runner.cfg.score_threshold == 0.9 and settings.score_threshold != 0.9 and runner.memory is not None
+    runner.configure(mode='sf')
+    assert runner.cfg.mode == 'single' and runner.memory is None
+    with pytest.raises(ValueError, match='unknown field'):
+        runner.configure(threshold=1.0)

@@ -10,7 +10,9 @@ from seqpose_core import cli
 from seqpose_core.config import load_config
 from seqpose_core.model import build_model
 from seqpose_core.model.checkpoint import (WeightsError, load_checkpoint, load_depth_anything_weights,
-                                           load_dinov2_weights, load_model_from_checkpoint, save_checkpoint)
+                                           load_dinov2_weights, save_checkpoint)
+from seqpose_core.model.seqpose import load_model_from_checkpoint
+from seqpose_core.runner import load_model_and_config
 from seqpose_core.model.config import ModelConfig
 
 
@@ -161,7 +163,7 @@ def test_checkpoint_carries_its_config_and_reproduces_outputs(tmp_path, suffix):
     model = build_model(config.model).eval()
     path = save_checkpoint(tmp_path / f'run/best{suffix}', model, config, epoch=7)
     assert sorted(p.name for p in path.parent.iterdir()) == [f'best{suffix}']      # no temp file left behind
-    restored, restored_config = load_model_from_checkpoint(path, 'cpu', return_config=True)
+    restored, restored_config = load_model_and_config(path, 'cpu')
     assert restored_config == config and load_checkpoint(path)['epoch'] == 7
     images, K = torch.randn(1, 3, 56, 70), torch.tensor([[[60.0, 0, 35], [0, 60, 28], [0, 0, 1]]])
     with torch.no_grad():

@@ -15,6 +15,7 @@ that cannot be used is skipped with its reason in the `SkipLog`:
 import bisect
 import heapq
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -35,16 +36,15 @@ class ReplayTopics:
 
 
 @dataclass
-class Frame:
+class BagFrame:
     index: int                 # replay order, 0-based, over the frames actually replayed
     stamp_ns: int              # the image's header stamp
     log_time_ns: int           # when it was recorded
     rgb: np.ndarray            # (H, W, 3) uint8
     K: np.ndarray              # (3, 3)
-    scene: str                 # NOCS scene name (from /seqpose/frame_name) or "segment_<k>"
-    frame: str                 # NOCS frame id or the index within the segment
+    scene: Optional[str]       # NOCS scene name (from /seqpose/frame_name); None: the replay names it
+    frame: Optional[str]       # NOCS frame id; None: the replay numbers it within its segment
     gt: list = None            # list[BagObject] when this frame has usable ground truth, else None
-    is_segment_start: bool = False
     camera_frame_id: str = M.CAMERA_FRAME_ID   # the image's header.frame_id
 
     @property
@@ -60,8 +60,7 @@ class BagFrames:
     """Frames of one bag. `frames()` can be iterated once; `copy_to` receives every message read in pass 2
     (all topics) so that an output bag holds the inputs next to the predictions."""
 
-    def __init__(self, bag_path, topics: ReplayTopics = None, skipped: SkipLog = None, intrinsics=None,
-                 max_frame_gap: float = 1.0):
+    def __init__(self, bag_path, topics: ReplayTopics = None, skipped: SkipLog = None, intrinsics=None):
         self.bag_path = bag_path
         self.topics = topics or ReplayTopics()
         self.skipped = skipped if skipped is not None else SkipLog()
@@ -69,7 +68,6 @@ class BagFrames:
         if intrinsics is not None:
             fx, fy, cx, cy = (float(v) for v in intrinsics)
             self.fallback_K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64)
-        self.max_frame_gap_ns = int(max_frame_gap * 1e9)
         self.reader = BagReader(bag_path, self.skipped)
         self.bag_topics = self.reader.topics()
         self._resolve_topics()
@@ -171,13 +169,12 @@ class BagFrames:
         return max(self.bag_topics[self.topics.image].count, 0)
 
     def frames(self, copy_to=None, progress=None):
-        """Yield Frame in header-stamp order. `copy_to(BagMessage)` is called for every message of the bag
+        """Yield BagFrame in header-stamp order. `copy_to(BagMessage)` is called for every message of the bag
         (all topics, recording order) as it is read; `progress` is advanced once per image message."""
         image_topic = self.topics.image
         pending = []                   # heap of (stamp_ns, sequence, BagMessage)
         pending_stamps = set()
-        state = {'last_stamp': None, 'index': 0, 'segment': -1, 'frame_in_segment': 0, 'max_pushed': None,
-                 'reordered': 0, 'used_gt': set()}
+        state = {'last_stamp': None, 'index': 0, 'max_pushed': None, 'reordered': 0, 'used_gt': set()}
         wanted = None if copy_to is not None else [image_topic]
         for sequence, message in enumerate(self.reader.messages(wanted, deserialize={image_topic})):
             if copy_to is not None:
@@ -230,17 +227,7 @@ class BagFrames:
         if K is None:
             self.skipped.add('image', reason, example=f'stamp {stamp}')
             return None
-        # segments follow the runner's memory-reset rule, so that a segment is what the runner sees as one video
-        previous = state.get('previous_replayed')
-        is_segment_start = previous is None or stamp - previous > self.max_frame_gap_ns
-        state['previous_replayed'] = stamp
-        if is_segment_start:
-            state['segment'] += 1
-            state['frame_in_segment'] = 0
-        name = self.frame_names.get(stamp)
-        if name is None:
-            name = (f'segment_{state["segment"]:03d}', f'{state["frame_in_segment"]:06d}')
-        state['frame_in_segment'] += 1
+        name = self.frame_names.get(stamp, (None, None))
         gt = None
         if stamp in self.ground_truth:
             state['used_gt'].add(stamp)
@@ -253,8 +240,8 @@ class BagFrames:
         elif self.has_ground_truth:
             self.skipped.add('frame scoring', f'no ground truth on {self.topics.ground_truth} with this header '
                              'stamp: replayed (memory kept) but not scored', example=f'stamp {stamp}')
-        frame = Frame(index=state['index'], stamp_ns=stamp, log_time_ns=message.log_time_ns, rgb=rgb, K=K,
-                      scene=name[0], frame=name[1], gt=gt, is_segment_start=is_segment_start,
-                      camera_frame_id=message.msg.header.frame_id or M.CAMERA_FRAME_ID)
+        frame = BagFrame(index=state['index'], stamp_ns=stamp, log_time_ns=message.log_time_ns, rgb=rgb, K=K,
+                         scene=name[0], frame=name[1], gt=gt,
+                         camera_frame_id=message.msg.header.frame_id or M.CAMERA_FRAME_ID)
         state['index'] += 1
         return frame

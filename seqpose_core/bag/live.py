@@ -100,14 +100,15 @@ def live_replay(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: R
     import rclpy
 
     from seqpose_core.bag.player import BagPlayer, DetectionRecorder
-    from seqpose_core.bag.replay import build_runner, evaluate_bag, progress_bar
+    from seqpose_core.bag.replay import evaluate_bag, progress_bar
+    from seqpose_core.runner import build_runner
     from seqpose_core.bag.score import score_bag
     from seqpose_ros import testing as node_process
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     skipped = SkipLog()
-    runner = build_runner(checkpoint, mode, device)
+    runner = build_runner(checkpoint, mode=mode, device=device)
     deterministic = evaluate_bag(bag, out_dir / 'deterministic', runner=runner, topics=topics,
                                  intrinsics=intrinsics, video=False, output_bag=False)
     report = LiveReport(bag=str(bag), mode=mode, deterministic_metrics=deterministic.metrics)

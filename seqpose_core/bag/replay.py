@@ -23,34 +23,7 @@ from seqpose_core.bag import messages as M
 from seqpose_core.bag.frames import BagFrames, ReplayTopics
 from seqpose_core.bag.io import BagWriter, SkipLog
 from seqpose_core.bag import scoring
-
-MODES = {'mf': 'video', 'sf': 'single'}
-
-
-def build_runner(checkpoint=None, mode='mf', device=None):
-    """The StreamRunner for a checkpoint (None: the embedded default model) in mf (video) or sf mode."""
-    import dataclasses
-    from seqpose_core.runner import StreamRunner
-    from seqpose_core.model.checkpoint import load_model_from_checkpoint
-    if mode not in MODES:
-        raise ValueError(f'--mode must be one of {sorted(MODES)}, got {mode!r}')
-    path = Path(checkpoint) if checkpoint else default_checkpoint_path()
-    if not path.exists():
-        raise FileNotFoundError(f'checkpoint {path} does not exist')
-    model, config = load_model_from_checkpoint(path, device or 'cpu', return_config=True)
-    inference = dataclasses.replace(config.inference, mode=MODES[mode])
-    if device:
-        inference = dataclasses.replace(inference, device=device)
-    runner = StreamRunner(model, inference, (config.data.input_height, config.data.input_width),
-                          device or inference.device)
-    runner.checkpoint_path = str(path)
-    return runner
-
-
-def default_checkpoint_path() -> Path:
-    """The embedded default model shipped in seqpose_core/weights/."""
-    return Path(__file__).resolve().parents[1] / 'weights' / 'default.pt'
-
+from seqpose_core.runner import Frame, build_runner
 
 def progress_bar(total, description):
     """tqdm on stderr, silent when stderr is not a terminal (tests, CI logs)."""
@@ -64,7 +37,7 @@ class OverlayVideo:
     factor to at least `min_height` pixels so that boxes and labels stay legible."""
 
     def __init__(self, path, fps, min_score=None, min_height=None):
-        from seqpose_core.commands.evaluate import OVERLAY_MIN_HEIGHT, OVERLAY_MIN_SCORE
+        from seqpose_core.visualize import OVERLAY_MIN_HEIGHT, OVERLAY_MIN_SCORE
         self.path = Path(path)
         self.fps = fps
         self.min_score = OVERLAY_MIN_SCORE if min_score is None else min_score
@@ -179,10 +152,10 @@ def evaluate_bag(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: 
     """Replay `bag` through the runner, write the outputs listed in the module doc, return the report."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    runner = runner or build_runner(checkpoint, mode, device)
+    runner = runner or build_runner(checkpoint, mode=mode, device=device)
     started = time.perf_counter()
     skipped = SkipLog()
-    frames = BagFrames(bag, topics, skipped, intrinsics=intrinsics, max_frame_gap=runner.cfg.max_frame_gap)
+    frames = BagFrames(bag, topics, skipped, intrinsics=intrinsics)
     runner.reset()
     report = ReplayReport(bag=str(bag), out_dir=str(out_dir), mode=mode,
                           checkpoint=getattr(runner, 'checkpoint_path', 'given runner'),
@@ -197,16 +170,27 @@ def evaluate_bag(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: 
     overlay = OverlayVideo(out_dir / 'overlay.mp4', scoring.estimate_rate(frames)) if video else None
     copy_to = _copy_message(writer, frames.bag_topics, skipped) if writer is not None else None
     bar = progress_bar(frames.image_count, 'bag eval')
+    frame_in_segment = 0
     loop_started = time.perf_counter()
     try:
         for frame in frames.frames(copy_to=copy_to, progress=bar):
             step_started = time.perf_counter()
-            detections = runner.step(frame.rgb, frame.K, frame.stamp_s)
+            result = runner.step(Frame(frame.rgb, frame.K, frame.stamp_s, frame.camera_frame_id))
             report.inference_seconds += time.perf_counter() - step_started
+            if result.skipped:
+                skipped.add('image', result.skip_reason, example=f'stamp {frame.stamp_ns}')
+                continue
+            detections = result.detections
+            # a segment is what the runner treats as one video: it starts where the runner reset its memory
+            if report.frames_replayed == 0 or result.reset_reason:
+                report.segments += 1
+                frame_in_segment = 0
+            scene = frame.scene or f'segment_{report.segments - 1:03d}'
+            name = frame.frame or f'{frame_in_segment:06d}'
+            frame_in_segment += 1
             report.frames_replayed += 1
-            report.segments += int(frame.is_segment_start)
             if frame.gt is not None:
-                results.add(frame.scene, frame.frame, detections, frame.gt)
+                results.add(scene, name, detections, frame.gt)
                 report.frames_scored += 1
             if writer is not None:
                 writer.write(M.DETECTIONS_TOPIC, M.DETECTION_ARRAY_TYPE,

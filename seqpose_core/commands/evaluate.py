@@ -6,31 +6,29 @@ results pickle in the common NOCS / object-deformnet form (`results/results_<spl
 the evaluator then writes metrics.json, the AP curves PNG and prints the table; a few frames get an overlay
 (predicted boxes red, ground truth green, object axes).
 """
-import dataclasses
 import sys
 from pathlib import Path
 
+from seqpose_core.config import MODES
+
 HELP = 'evaluate a model on a NOCS-layout split (video or single-frame), write metrics.json + AP curves'
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / 'weights' / 'default.pt'
-MODES = {'mf': 'video', 'sf': 'single'}
 FRAME_PERIOD = 1.0 / 30.0         # seconds between the stamps given to the runner (a 30 Hz video)
 CAMERA_MOTION_CHOICES = ('gt', 'none')
-OVERLAY_MIN_HEIGHT = 480          # pixels: overlays of smaller images are upscaled by an integer factor
-OVERLAY_MIN_SCORE = 0.3           # predictions drawn in overlays (and the best one per object in the frame)
 
 
 def add_arguments(parser):
     parser.add_argument('--checkpoint', default=None,
-                        help=f'model checkpoint (default: the embedded model {DEFAULT_WEIGHTS.name})')
+                        help='model checkpoint (default: the embedded model)')
     parser.add_argument('--data', required=True, help='dataset root (NOCS layout, e.g. `seqpose synth` output)')
     parser.add_argument('--split', default='test', help='split: test, val, real_test, camera_val, ... '
                                                          '(default: %(default)s)')
     parser.add_argument('--mode', choices=sorted(MODES), default='mf',
                         help='mf: video, memory carried across frames; sf: single frame (default: %(default)s)')
     parser.add_argument('--out', required=True, help='output folder')
-    parser.add_argument('--camera-motion', choices=CAMERA_MOTION_CHOICES, default='gt',
-                        help='mf only: give the runner the camera motion between frames from the ground-truth '
-                             'poses (gt, what training uses, like odometry) or nothing (default: %(default)s)')
+    parser.add_argument('--camera-motion', choices=CAMERA_MOTION_CHOICES, default='none',
+                        help='mf only: none (default: what a deployed camera without odometry has), or gt: an '
+                             'ORACLE that derives the camera motion from the ground-truth poses of the frames '
+                             'being scored (never use it for a headline number)')
     parser.add_argument('--overlays', type=int, default=4, help='overlay images to write (default: %(default)s)')
     parser.add_argument('--max-scenes', type=int, default=None, help='evaluate the first N scenes only')
     parser.add_argument('--device', default=None, help='cpu, cuda, ... (default: the config\'s inference.device)')
@@ -43,14 +41,14 @@ def add_arguments(parser):
 
 def load_model_for_eval(checkpoint, device='cpu'):
     """(model, SeqPoseConfig) from a checkpoint path, or from the embedded default model when None."""
-    from seqpose_core.model import load_model_from_checkpoint
-    path = Path(checkpoint) if checkpoint else DEFAULT_WEIGHTS
+    from seqpose_core.runner import DEFAULT_CHECKPOINT, load_model_and_config
+    path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
     if not path.is_file():
         if checkpoint:
             raise FileNotFoundError(f'--checkpoint {path}: no such file')
-        raise FileNotFoundError(f'no embedded default model at {DEFAULT_WEIGHTS}: pass --checkpoint, or train one '
-                                '(see seqpose_core/weights/README.md for the command)')
-    return load_model_from_checkpoint(path, device, return_config=True)
+        raise FileNotFoundError(f'no embedded default model at {DEFAULT_CHECKPOINT}: pass --checkpoint, or train '
+                                'one (see seqpose_core/weights/README.md for the command)')
+    return load_model_and_config(path, device)
 
 
 def _overlay_frames(total, count):
@@ -63,7 +61,7 @@ def _overlay_frames(total, count):
 
 
 def evaluate_model(model, cfg, data_root, split, mode, out_dir, *, max_scenes=None, overlays=4, progress=True,
-                   device=None, camera_motion='gt', score_threshold=None, score_fusion=None):
+                   device=None, camera_motion='none', score_threshold=None, score_fusion=None):
     """Run `model` (+ its SeqPoseConfig) over the split, write results pickles, metrics.json, AP curves and
     overlays into out_dir; returns the metrics dict of metrics.json (percent; 'mean' and one row per class)."""
     from tqdm import tqdm
@@ -72,7 +70,7 @@ def evaluate_model(model, cfg, data_root, split, mode, out_dir, *, max_scenes=No
     from seqpose_core.eval.evaluator import metrics_from_curves, score_results
     from seqpose_core.eval.report import format_table, write_report
     from seqpose_core.eval.results_io import write_results_pickle
-    from seqpose_core.runner import StreamRunner
+    from seqpose_core.runner import Frame, build_runner
 
     if mode not in MODES:
         raise ValueError(f'mode {mode!r}: expected one of {sorted(MODES)}')
@@ -82,13 +80,9 @@ def evaluate_model(model, cfg, data_root, split, mode, out_dir, *, max_scenes=No
     results_dir = out_dir / 'results'
     overlay_dir = out_dir / 'overlays'
     results_dir.mkdir(parents=True, exist_ok=True)
-    inference_cfg = dataclasses.replace(cfg.inference, mode=MODES[mode])
-    if score_threshold is not None:
-        inference_cfg = dataclasses.replace(inference_cfg, score_threshold=score_threshold)
-    if score_fusion is not None:
-        inference_cfg = dataclasses.replace(inference_cfg, score_fusion=score_fusion)
-    device = device or inference_cfg.device
-    runner = StreamRunner(model, inference_cfg, (cfg.data.input_height, cfg.data.input_width), device)
+    overrides = {name: value for name, value in (('score_threshold', score_threshold),
+                                                  ('score_fusion', score_fusion)) if value is not None}
+    runner = build_runner(model=model, config=cfg, mode=mode, device=device, overrides=overrides)
 
     reader = NocsFrameReader(data_root, split)
     scenes = list(iter_scenes(data_root, split))
@@ -110,7 +104,8 @@ def evaluate_model(model, cfg, data_root, split, mode, out_dir, *, max_scenes=No
                 if MODES[mode] == 'video' and camera_motion == 'gt' and previous is not None:
                     # the same estimate the training clips carry (static scenes: from the GT object poses)
                     motion = camera_motion_from_annotations(previous.annotation, frame.annotation)
-                detections = runner.step(frame.color, frame.K, position * FRAME_PERIOD, camera_motion=motion)
+                detections = runner.step(Frame(frame.color, frame.K, position * FRAME_PERIOD, scene_name,
+                                               camera_motion=motion)).detections
                 annotation = frame.annotation
                 results.append(write_results_pickle(results_dir / f'results_{subset_name}_{scene_name}_{frame.frame}.pkl',
                                      detections, annotation.class_ids, annotation.scaled_poses,
@@ -129,21 +124,13 @@ def evaluate_model(model, cfg, data_root, split, mode, out_dir, *, max_scenes=No
     return metrics
 
 
-def overlay_predictions(detections, num_objects):
-    """The predictions an overlay draws: the mAP uses every detection, but a picture is only readable with a
-    few — the confident ones (score >= OVERLAY_MIN_SCORE) and, however low the scores of a weak model are, at
-    least the best `num_objects` (as many as the frame has objects). Detections come score-sorted."""
-    ranked = sorted(detections, key=lambda detection: -detection.score)
-    return [d for rank, d in enumerate(ranked) if d.score >= OVERLAY_MIN_SCORE or rank < num_objects]
-
-
 def _write_overlay(path, frame, detections):
     """The frame with GT boxes (green) and predicted boxes (red), object axes and labels (paper Fig. 4)."""
     import cv2
 
     from seqpose_core.detection import Detection
     from seqpose_core.geometry import scale_intrinsics
-    from seqpose_core.visualize import draw_detections
+    from seqpose_core.visualize import OVERLAY_MIN_HEIGHT, draw_detections, overlay_predictions
     annotation = frame.annotation
     ground_truth = [Detection(class_id=int(class_id), score=1.0, rotation=rotation, translation=translation,
                               size=size)

@@ -73,12 +73,12 @@ def describe(model, config, name):
 def run(args):
     from seqpose_core.config import ConfigError, load_config
     from seqpose_core.model.checkpoint import (WeightsError, load_checkpoint, load_depth_anything_weights,
-                                               load_dinov2_weights, load_model_from_checkpoint,
-                                               load_state_strict)
+                                               load_dinov2_weights, load_state_strict)
     from seqpose_core.model.seqpose import build_model
+    from seqpose_core.runner import load_model_and_config
     try:
         if args.checkpoint and not args.config:
-            model, config = load_model_from_checkpoint(args.checkpoint, 'cpu', return_config=True)
+            model, config = load_model_and_config(args.checkpoint, 'cpu')
             name = f'{args.checkpoint} (stored config)'
         else:
             name = args.config or 'seqpose_vits'

@@ -3,7 +3,9 @@
 - `save_checkpoint(path, model, cfg, **extra)`: {'format', 'version', 'config', 'config_type', 'model', **extra},
   written to a temporary file and renamed, so a crash never leaves a half-written checkpoint. A `.safetensors`
   path stores the tensors with the config as JSON metadata (extras must then be JSON-serialisable).
-- `load_model_from_checkpoint(path, device)`: rebuilds the model from the stored config and loads it strictly.
+- `load_checkpoint(path)` / `model_config_from_checkpoint(content)`: the stored dict and its ModelConfig
+  (`model.seqpose.load_model_from_checkpoint` rebuilds the model; `seqpose_core.config.config_from_checkpoint`
+  the whole SeqPoseConfig).
 - `load_dinov2_weights(model, path)`: `dinov2_vit{s,b,l}14_pretrain.pth` into model.encoder.
 - `load_depth_anything_weights(model, path)`: `depth_anything_v2_vit{s,b,l}.pth` (`pretrained.*` -> encoder,
   `depth_head.*` -> DPT head).
@@ -16,6 +18,9 @@ import os
 from pathlib import Path
 
 import torch
+
+from seqpose_core.config_schema import ConfigError, from_dict
+from seqpose_core.model.config import ModelConfig
 
 CHECKPOINT_FORMAT = 'seqpose-checkpoint'
 CHECKPOINT_VERSION = 1
@@ -138,13 +143,11 @@ def _encoder_name(model):
 
 # --- our checkpoints ----------------------------------------------------------------------------------------
 def _config_payload(cfg):
-    from seqpose_core.config import SeqPoseConfig
-    from seqpose_core.model.config import ModelConfig
-    if isinstance(cfg, SeqPoseConfig):
-        return 'SeqPoseConfig', dataclasses.asdict(cfg)
-    if isinstance(cfg, ModelConfig):
-        return 'ModelConfig', dataclasses.asdict(cfg)
-    raise TypeError(f'cfg: expected a SeqPoseConfig or ModelConfig, got {type(cfg).__name__}')
+    # Duck-typed on the class name: the full SeqPoseConfig lives above this package (seqpose_core.config).
+    name = type(cfg).__name__
+    if name not in ('SeqPoseConfig', 'ModelConfig') or not dataclasses.is_dataclass(cfg):
+        raise TypeError(f'cfg: expected a SeqPoseConfig or ModelConfig, got {name}')
+    return name, dataclasses.asdict(cfg)
 
 
 def save_checkpoint(path, model, cfg, **extra):
@@ -178,30 +181,16 @@ def load_checkpoint(path):
     return content
 
 
-def config_from_checkpoint(content, path='checkpoint'):
-    """SeqPoseConfig stored in a checkpoint (a ModelConfig-only checkpoint gets default other sections)."""
-    from seqpose_core.config import ConfigError, SeqPoseConfig, from_dict
+def model_config_from_checkpoint(content, path='checkpoint'):
+    """The ModelConfig stored in one of our checkpoints (its `model` section, or the whole config of a
+    ModelConfig-only checkpoint)."""
+    values = content.get('config') or {}
+    if content.get('config_type') != 'ModelConfig':
+        values = values.get('model') or {}
     try:
-        if content.get('config_type') == 'ModelConfig':
-            return from_dict(SeqPoseConfig, {'model': content['config']}, str(path))
-        return from_dict(SeqPoseConfig, content['config'], str(path))
+        return from_dict(ModelConfig, values, f'{path}: model')
     except ConfigError as error:
-        raise WeightsError(f'{path}: stored config does not fit this version: {error}') from None
-
-
-def load_model_from_checkpoint(path, device='cpu', return_config=False):
-    """Rebuild the model from the config stored in our checkpoint and load its weights strictly.
-
-    The model gets `seqpose_config` (the full SeqPoseConfig); pretrained-weight paths in the stored config are
-    not reloaded (the checkpoint already holds the trained weights)."""
-    from seqpose_core.model.seqpose import build_model
-    content = load_checkpoint(path)
-    config = config_from_checkpoint(content, path)
-    model = build_model(config.model, load_pretrained=False)
-    load_state_strict(model, content['model'], path, 'model built from its stored config')
-    model.seqpose_config = config
-    model = model.to(device)
-    return (model, config) if return_config else model
+        raise WeightsError(f'{path}: stored model config does not fit this version: {error}') from None
 
 
 def load_weights(model, path):

@@ -12,56 +12,21 @@ memory holds a previous frame (eq. 6).
 Each stage is a method (encode, decode_geometry, fuse, predict_dense, decode_queries) so benchmarks can time
 them one by one; or set `model.stage_timer = StageTimer()` to accumulate per-stage seconds during forward.
 """
-import time
-from collections import defaultdict
-from contextlib import contextmanager
-
 import torch
 from torch import nn
 
+from seqpose_core.model.checkpoint import (load_checkpoint, load_depth_anything_weights, load_dinov2_weights,
+                                            load_state_strict, model_config_from_checkpoint)
 from seqpose_core.model.config import ModelConfig
 from seqpose_core.model.dinov2 import PATCH_SIZE, build_encoder
 from seqpose_core.model.dpt import build_dpt_head
 from seqpose_core.model.fusion import DenseHeads, FeatureFusion
 from seqpose_core.model.memory import MemoryQueue
 from seqpose_core.model.stsq import SpatialTemporalQueryDecoder
+from seqpose_core.timing import timed_stage
 
 STAGES = ('encoder', 'decoder', 'fusion', 'dense', 'stsq', 'pose_head')
 PREDICTION_KEYS = ('pred_logits', 'pred_translation', 'pred_rotation6d', 'pred_size')
-
-
-class StageTimer:
-    """Accumulates wall time per stage; synchronises CUDA at stage boundaries so GPU times are real."""
-
-    def __init__(self):
-        self.seconds = defaultdict(float)
-        self.calls = defaultdict(int)
-
-    @contextmanager
-    def stage(self, name):
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            if torch.cuda.is_available() and torch.cuda.is_initialized():
-                torch.cuda.synchronize()
-            self.seconds[name] += time.perf_counter() - start
-            self.calls[name] += 1
-
-    def reset(self):
-        self.seconds.clear()
-        self.calls.clear()
-
-
-@contextmanager
-def _maybe_stage(timer, name):
-    if timer is None:
-        yield
-    else:
-        with timer.stage(name):
-            yield
 
 
 class SeqPose(nn.Module):
@@ -111,15 +76,15 @@ class SeqPose(nn.Module):
         else:
             memory = self.init_memory(batch)
 
-        with _maybe_stage(timer, 'encoder'):
+        with timed_stage(timer, 'encoder'):
             levels = self.encode(images)
-        with _maybe_stage(timer, 'decoder'):
+        with timed_stage(timer, 'decoder'):
             semantic, geometry, relative_depth = self.decode_geometry(levels, image_hw if dense else None)
-        with _maybe_stage(timer, 'fusion'):
+        with timed_stage(timer, 'fusion'):
             fused = self.fuse(semantic, geometry)
         dense_outputs = {}
         if dense:
-            with _maybe_stage(timer, 'dense'):
+            with timed_stage(timer, 'dense'):
                 dense_outputs = self.predict_dense(fused, geometry, image_hw)
                 dense_outputs['relative_depth'] = relative_depth
         layer_outputs, queries = self.decode_queries(fused, K, image_hw, memory)
@@ -158,9 +123,20 @@ def build_model(model_cfg: ModelConfig = None, load_pretrained=True) -> SeqPose:
     model_cfg = getattr(model_cfg, 'model', model_cfg)   # accept SeqPoseConfig too
     model = SeqPose(model_cfg)
     if load_pretrained:
-        from seqpose_core.model.checkpoint import load_depth_anything_weights, load_dinov2_weights
         if model_cfg.dinov2_weights:
             load_dinov2_weights(model, model_cfg.dinov2_weights)
         if model_cfg.depth_anything_weights:
             load_depth_anything_weights(model, model_cfg.depth_anything_weights)
     return model
+
+
+def model_from_checkpoint(content, path='checkpoint') -> SeqPose:
+    """The model of a checkpoint dict (`model.checkpoint.load_checkpoint`), weights loaded strictly.
+    Pretrained-weight paths in the stored config are not reloaded: the checkpoint holds the trained weights."""
+    model = SeqPose(model_config_from_checkpoint(content, path))
+    load_state_strict(model, content['model'], path, 'model built from its stored config')
+    return model
+
+
+def load_model_from_checkpoint(path, device='cpu') -> SeqPose:
+    return model_from_checkpoint(load_checkpoint(path), path).to(device)
