@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from seqpose_core.cli import main as seqpose
-from seqpose_core.train.engine import step_kind
+from seqpose_core.train.streams import step_kind
 from seqpose_core.train.optim import lr_factor
 
 # The tiny model with dropout on, so that a resume that lost the RNG state would show.

@@ -69,7 +69,8 @@ def run(args):
 
 def _train(args):
     from seqpose_core.config import ConfigError, load_config
-    from seqpose_core.train.engine import Trainer, TrainingError
+    from seqpose_core.train.engine import build_trainer
+    from seqpose_core.train.errors import TrainingError
 
     if not args.resume and not args.config:
         print('seqpose train: --config is required (except with --resume)', file=sys.stderr)
@@ -80,8 +81,8 @@ def _train(args):
             print('seqpose train: --resume continues with the run\'s own config; --config/--set are ignored',
                   file=sys.stderr)
         cfg = None if args.resume else load_config(args.config, overrides)
-        trainer = Trainer(cfg, args.data, args.out, resume=args.resume, stop_step=args.max_steps,
-                          device=args.device, val_data=args.val_data, progress=not args.no_progress)
+        trainer = build_trainer(cfg, args.data, args.out, resume=args.resume, stop_step=args.max_steps,
+                                device=args.device, val_data=args.val_data, progress=not args.no_progress)
         try:
             step = trainer.run()
         finally:

@@ -1,16 +1,19 @@
-"""Training checkpoints: model checkpoints (`seqpose_core.model.save_checkpoint`: model + config, written to a
-temporary file and renamed, so a run killed while saving keeps the previous one) with a `training` entry that
-holds everything a bit-for-bit resume needs: optimiser, scheduler, grad scaler, step, the data position and
-the RNG states (python, numpy, torch, CUDA) of every process. Everything is plain containers and tensors, so
-the file loads with `torch.load(weights_only=True)`, and `seqpose eval --checkpoint` takes it as it is.
+"""Resuming a run. Training checkpoints are model checkpoints (`seqpose_core.model.save_checkpoint`: model +
+config, written to a temporary file and renamed, so a run killed while saving keeps the previous one) with a
+`training` entry that holds everything a bit-for-bit resume needs: optimiser, scheduler, grad scaler, step,
+the data position and the RNG states (python, numpy, torch, CUDA) of every process. Everything is plain
+containers and tensors, so the file loads with `torch.load(weights_only=True)`, and `seqpose eval
+--checkpoint` takes it as it is.
 """
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
 
 TRAINING_STATE_VERSION = 1
+CHECKPOINT_NAME = 'checkpoint.pt'     # the latest training checkpoint of a run folder (what --resume reads)
 
 
 def save_training_checkpoint(path, model, cfg, training_state):
@@ -57,3 +60,15 @@ def load_training_checkpoint(path):
         raise ValueError(f'{path}: a model checkpoint without training state (version {TRAINING_STATE_VERSION}); '
                          'it cannot be resumed')
     return checkpoint
+
+
+def load_run_checkpoint(run_dir):
+    """The training checkpoint of run folder `run_dir`, for --resume; TrainingError when there is none."""
+    from seqpose_core.train.errors import TrainingError
+    path = Path(run_dir) / CHECKPOINT_NAME
+    if not path.exists():
+        raise TrainingError(f'--resume: no {CHECKPOINT_NAME} in {run_dir}')
+    try:
+        return load_training_checkpoint(path)
+    except ValueError as error:
+        raise TrainingError(f'--resume: {error}') from None

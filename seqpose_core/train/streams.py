@@ -1,0 +1,110 @@
+"""Where the batches come from: one endless, resumable `BatchStream` per kind of step ('video' clips,
+'single' frames), and the fixed interleaving of the two in 'mixed' mode (`step_kind`)."""
+import math
+
+import torch
+from torch.utils.data import DataLoader
+
+from seqpose_core.data import NocsClipDataset, NocsFormatError, NocsFrameDataset, collate_clips
+from seqpose_core.train.errors import TrainingError
+from seqpose_core.train.sampling import ResumableDistributedSampler, SeededSamples
+
+MODES = ('video', 'single', 'mixed')
+
+
+def collate_frames(samples):
+    """Single-frame batch: the clip collation of B one-frame clips, first (only) time step."""
+    return collate_clips([[sample] for sample in samples])[0]
+
+
+def build_datasets(cfg, data_root, mode):
+    """{'video': clip dataset, 'single': frame dataset} as the mode needs (seqpose_core.data readers)."""
+    datasets = {}
+    try:
+        if mode in ('video', 'mixed'):
+            datasets['video'] = NocsClipDataset(data_root, cfg.train.video_split, clip_length=cfg.data.clip_length,
+                                                data_cfg=cfg.data, train=True)
+        if mode in ('single', 'mixed'):
+            datasets['single'] = NocsFrameDataset(data_root, cfg.train.single_split, data_cfg=cfg.data, train=True)
+    except NocsFormatError as error:
+        raise TrainingError(f'training data (train.mode={mode}): {error}') from None
+    for kind, dataset in datasets.items():
+        if len(dataset) == 0:
+            split = cfg.train.video_split if kind == 'video' else cfg.train.single_split
+            raise TrainingError(f'no {"clips" if kind == "video" else "frames"} in split {split!r} under '
+                                f'{data_root} (train.mode={mode})')
+    return datasets
+
+
+class BatchStream:
+    """Endless batches of one dataset, epoch after epoch, whose position (epoch, batches consumed) can be saved
+    and restored; each process reads its DistributedSampler share."""
+
+    def __init__(self, dataset, collate_fn, batch_size, seed, group, num_workers=0):
+        if len(dataset) < batch_size * group.world_size:
+            raise TrainingError(f'{len(dataset)} samples cannot fill one batch of {batch_size} per process '
+                                f'x {group.world_size} processes: lower train.batch_size')
+        self.dataset = SeededSamples(dataset, seed)
+        self.sampler = ResumableDistributedSampler(self.dataset, num_replicas=group.world_size, rank=group.rank,
+                                                   shuffle=True, seed=seed, drop_last=True)
+        self.collate_fn = collate_fn
+        self.batch_size = batch_size
+        self.seed = seed
+        self.num_workers = num_workers
+        self.batches_per_epoch = self.sampler.num_samples // batch_size
+        self.epoch = 0
+        self.position = 0            # batches consumed in the current epoch
+        self._iterator = None
+
+    def state_dict(self):
+        return {'epoch': self.epoch, 'position': self.position}
+
+    def load_state_dict(self, state):
+        self.epoch, self.position = int(state['epoch']), int(state['position'])
+        self._iterator = None
+
+    def _start_iterator(self):
+        self.sampler.set_position(self.epoch, self.position * self.batch_size)
+        # Its own generator: creating an iterator then never draws from the global torch RNG.
+        generator = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler, drop_last=True,
+                            collate_fn=self.collate_fn, num_workers=self.num_workers, generator=generator)
+        self._iterator = iter(loader)
+
+    def next(self):
+        if self.position >= self.batches_per_epoch:
+            self.epoch, self.position, self._iterator = self.epoch + 1, 0, None
+        if self._iterator is None:
+            self._start_iterator()
+        batch = next(self._iterator)
+        self.position += 1
+        return batch
+
+
+def build_streams(cfg, data_root, group):
+    """{kind: BatchStream} for train.mode; the two kinds draw their data order from different seeds."""
+    train_cfg = cfg.train
+    datasets = build_datasets(cfg, data_root, train_cfg.mode)
+    return {kind: BatchStream(dataset, collate_frames if kind == 'single' else collate_clips, train_cfg.batch_size,
+                              train_cfg.seed + (0 if kind == 'video' else 1), group, train_cfg.num_workers)
+            for kind, dataset in datasets.items()}
+
+
+def step_kind(step, mode, single_frame_ratio):
+    """'video' or 'single' for optimiser step `step`: a deterministic interleaving in 'mixed' mode."""
+    if mode != 'mixed':
+        return mode
+    return 'single' if math.floor((step + 1) * single_frame_ratio) > math.floor(step * single_frame_ratio) else 'video'
+
+
+def schedule_length(train_cfg, streams):
+    """Optimiser steps of the whole schedule: train.max_steps, else `epochs` passes over the primary data
+    (the clips in video / mixed mode, the frames in single mode)."""
+    if train_cfg.max_steps > 0:
+        return int(train_cfg.max_steps)
+    if train_cfg.mode == 'single':
+        return train_cfg.epochs * streams['single'].batches_per_epoch
+    video_steps = train_cfg.epochs * streams['video'].batches_per_epoch
+    if train_cfg.mode == 'mixed':
+        return int(math.ceil(video_steps / max(1.0 - train_cfg.single_frame_ratio, 1e-6)))
+    return video_steps
