@@ -28,6 +28,10 @@ class InferenceConfig:
     mode: str = 'video'             # 'video' (memory on, the paper's MF) or 'single' (memory off, SF)
     score_threshold: float = 0.3    # detections below this score are dropped
     max_detections: int = 20        # per frame, after score sorting
+    # One detection per object (seqpose_core.suppression): 'projected_iou' (same class, projected boxes
+    # overlapping by more than nms_iou, or centres closer than nms_distance), 'centre_distance' or 'none'.
+    duplicate_suppression: str = 'projected_iou'
+    nms_iou: float = 0.5
     nms_distance: float = 0.05      # metres: same-class detections whose centres are closer are merged
     max_frame_gap: float = 1.0      # seconds: a larger gap between stamps resets the memory
     # 'query': a detection's class and score are the query's own (the paper). 'proposal' (models with

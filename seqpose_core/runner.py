@@ -26,8 +26,8 @@ from seqpose_core.data.transforms import apply_to_image, normalize_image, plan_g
 from seqpose_core.detection import Detection
 from seqpose_core.geometry import rotation_6d_to_matrix, scale_intrinsics
 from seqpose_core.model.checkpoint import load_checkpoint
-from seqpose_core.model.proposals import centre_evidence
 from seqpose_core.model.seqpose import model_from_checkpoint
+from seqpose_core.suppression import SUPPRESSIONS, suppress_duplicates
 from seqpose_core.timing import timed_stage
 
 SCORE_FUSIONS = ('query', 'proposal')
@@ -184,6 +184,9 @@ class StreamRunner:
         self.input_size = (height, width)
         if self.cfg.score_fusion not in SCORE_FUSIONS:
             raise ValueError(f'inference.score_fusion {self.cfg.score_fusion!r}: expected one of {SCORE_FUSIONS}')
+        if self.cfg.duplicate_suppression not in SUPPRESSIONS:
+            raise ValueError(f'inference.duplicate_suppression {self.cfg.duplicate_suppression!r}: expected one of '
+                             f'{SUPPRESSIONS}')
         if self.cfg.score_fusion == 'proposal' and getattr(model.decoder, 'proposals', None) is None:
             raise ValueError("inference.score_fusion 'proposal' needs a model with proposal queries "
                              '(model.proposal_queries > 0); this one has none')
@@ -248,7 +251,7 @@ class StreamRunner:
                 motion_tensor = (torch.as_tensor(motion, dtype=torch.float32, device=self.device)[None]
                                  if motion is not None else None)
             outputs, memory = self.model(image, K_tensor, memory=self.memory, camera_motion=motion_tensor,
-                                         dense=False)
+                                         dense=False, score_fusion=self.cfg.score_fusion)
             if self.cfg.mode == 'video':
                 self.memory = memory
             self.sequence = SequenceState(stamp, frame.frame_id)
@@ -257,19 +260,11 @@ class StreamRunner:
                 detections = self.detections_from_outputs(outputs, K_input=K_tensor)
         return StepResult(detections, reset_reason=reset_reason)
 
-    def class_probabilities(self, outputs, K_input=None):
-        """(B, Q, 6) per-class detection scores: the queries' own, or fused with the proposal head's evidence
-        (inference.score_fusion; K_input (B, 3, 3) is then needed, for the network input size)."""
-        probabilities = outputs['pred_logits'].float().sigmoid()
-        if self.cfg.score_fusion == 'proposal':
-            if K_input is None:
-                raise ValueError("inference.score_fusion 'proposal' needs the input intrinsics (K_input)")
-            probabilities = (probabilities * centre_evidence(outputs, K_input, self.input_size)).sqrt()
-        return probabilities
-
     def detections_from_outputs(self, outputs, index=0, K_input=None):
-        """Score threshold, class-wise duplicate suppression (centre distance), max_detections."""
-        probabilities = self.class_probabilities(outputs, K_input)[index]          # (Q, 6)
+        """Score threshold, class-aware duplicate suppression (inference.duplicate_suppression),
+        max_detections. K_input (B, 3, 3): the intrinsics of the network input the outputs were made from."""
+        probabilities = self.model.detection_probabilities(outputs, K_input, self.input_size,
+                                                           self.cfg.score_fusion)[index]     # (Q, 6)
         scores, classes = probabilities.max(-1)
         keep = scores >= self.cfg.score_threshold
         order = torch.argsort(scores[keep], descending=True)
@@ -279,18 +274,11 @@ class StreamRunner:
         translations = outputs['pred_translation'][index].float().cpu().numpy().astype(np.float64)
         rotations = rotation_6d_to_matrix(outputs['pred_rotation6d'][index].float()).cpu().numpy().astype(np.float64)
         sizes = outputs['pred_size'][index].float().cpu().numpy().astype(np.float64)
-
-        detections = []
-        for query in indices:
-            if len(detections) >= self.cfg.max_detections:
-                break
-            class_id = int(classes[query]) + 1
-            duplicate = any(d.class_id == class_id
-                            and np.linalg.norm(d.translation - translations[query]) < self.cfg.nms_distance
-                            for d in detections)
-            if duplicate:
-                continue
-            detections.append(Detection(class_id=class_id, score=float(scores[query]), rotation=rotations[query],
-                                        translation=translations[query].copy(), size=sizes[query].copy(),
-                                        extras={'query': int(query)}))
-        return detections
+        candidates = [Detection(class_id=int(classes[query]) + 1, score=float(scores[query]),
+                                rotation=rotations[query], translation=translations[query].copy(),
+                                size=sizes[query].copy(), extras={'query': int(query)}) for query in indices]
+        # the 3D camera frame is the same at every image size, so the input's K projects the boxes correctly
+        K = K_input[index].float().cpu().numpy() if K_input is not None else None
+        method = self.cfg.duplicate_suppression if K is not None else 'centre_distance'
+        return suppress_duplicates(candidates, K, method, self.cfg.nms_iou, self.cfg.nms_distance,
+                                   self.cfg.max_detections)

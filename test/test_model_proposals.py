@@ -88,7 +88,7 @@ def test_proposal_losses_train_the_head():
     targets = [{'labels': labels, 'translation': translations,
                 'rotation6d': torch.tensor([[1.0, 0, 0, 0, 1, 0]]).repeat(2, 1),
                 'size': torch.full((2, 3), 0.1), 'symmetric': torch.tensor([False, False])}]
-    criterion = SetCriterion(HungarianMatcher.from_config(cfg.train), cfg.train)
+    criterion = SetCriterion(HungarianMatcher.from_config(cfg.train), cfg.train, cfg.model.decoder_layers)
     optimizer = torch.optim.Adam(model.decoder.proposals.parameters(), lr=1e-2)
     history = []
     for _ in range(40):
@@ -108,7 +108,7 @@ def test_proposal_losses_train_the_head():
 
 def test_proposal_model_without_instance_maps_is_refused():
     model, cfg = proposal_model(4)
-    criterion = SetCriterion(HungarianMatcher.from_config(cfg.train), cfg.train)
+    criterion = SetCriterion(HungarianMatcher.from_config(cfg.train), cfg.train, cfg.model.decoder_layers)
     outputs, _ = model(torch.randn(1, 3, *IMAGE_HW), K[None].clone(), dense=False)
     targets = [{'labels': torch.zeros(0, dtype=torch.int64), 'translation': torch.zeros(0, 3),
                 'rotation6d': torch.zeros(0, 6), 'size': torch.zeros(0, 3), 'symmetric': torch.zeros(0, dtype=bool)}]

@@ -40,6 +40,9 @@ class ModelConfig:
     # scratch find objects in a short schedule.
     proposal_queries: int = 0
     proposal_level: int = 2           # index into the fused levels z_0..z_3 (z_2: twice the patch grid)
+    # Geometry-aware cross-attention guided by the predicted depth (stsq.GeometryDeformableCrossAttention): the
+    # paper's section 3.3 c. Off in checkpoints from before it existed; on in every shipped config.
+    depth_guidance: bool = False
     sampling_radius: float = 0.05     # metres: initial spread of the 3D sampling points around a reference
     max_sampling_offset: float = 0.3  # metres: the farthest a sampling point may be from its reference
     size_prior: tuple[float, ...] = (0.15, 0.15, 0.15)   # metres: category-agnostic size the head scales

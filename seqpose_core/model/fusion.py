@@ -84,6 +84,11 @@ class DenseHeads(nn.Module):
         # Start the depth near 1 m (softplus(0.54) ~ 1), the middle of table-top scenes.
         nn.init.constant_(self.depth[-1].bias, 0.54)
 
+    def coarse_depth(self, fused_finest, geometry_finest):
+        """(B, 1, h_0, w_0) metres at the finest fused level's grid: what the decoder's depth-guided attention
+        compares its sampling points with (no upsampling: it samples the map bilinearly anyway)."""
+        return F.softplus(self.depth(torch.cat([fused_finest, geometry_finest], dim=1))) + 1e-3
+
     def forward(self, fused_finest, geometry_finest, image_hw):
         x = torch.cat([fused_finest, geometry_finest], dim=1)
 

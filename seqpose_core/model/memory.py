@@ -77,6 +77,14 @@ class MemoryQueue:
             return None
         return torch.cat([f.motion[:, None].expand(-1, f.features.shape[1], -1, -1) for f in self.frames], dim=1)
 
+    def latest(self):
+        """The newest stored frame (its queries are propagated as current queries, eq. 6), or None."""
+        return self.frames[0] if self.frames else None
+
+    def older(self):
+        """A queue of the frames before the newest (the temporal attention's extra keys), maybe empty."""
+        return MemoryQueue(self.num_frames, self.top_k, self.batch_size, self.frames[1:])
+
     # --- updates (each returns a new queue) ---------------------------------------------------------------
     def cleared(self):
         return MemoryQueue(self.num_frames, self.top_k, self.batch_size)

@@ -22,6 +22,7 @@ from seqpose_core.model.dinov2 import PATCH_SIZE, build_encoder
 from seqpose_core.model.dpt import build_dpt_head
 from seqpose_core.model.fusion import DenseHeads, FeatureFusion
 from seqpose_core.model.memory import MemoryQueue
+from seqpose_core.model.proposals import centre_evidence
 from seqpose_core.model.stsq import SpatialTemporalQueryDecoder
 from seqpose_core.timing import timed_stage
 
@@ -61,11 +62,25 @@ class SeqPose(nn.Module):
     def predict_dense(self, fused, geometry, image_hw):
         return self.dense_heads(fused[0], geometry[0], image_hw)
 
-    def decode_queries(self, fused, K, image_hw, memory=None):
-        return self.decoder(fused, K, image_hw, memory, timer=self.stage_timer)
+    def decode_queries(self, fused, K, image_hw, memory=None, depth_map=None):
+        return self.decoder(fused, K, image_hw, memory, timer=self.stage_timer, depth_map=depth_map)
+
+    def detection_probabilities(self, outputs, K, image_hw, score_fusion='query'):
+        """(B, Q, 6) per-class detection scores: the queries' own (sigmoid of pred_logits), or with
+        score_fusion 'proposal' sqrt(query probability x the proposal head's evidence under the predicted centre)
+        (proposals.centre_evidence). The runner publishes these and the memory keeps its top-K by the same."""
+        probabilities = outputs['pred_logits'].detach().float().sigmoid()
+        if score_fusion == 'proposal':
+            if self.decoder.proposals is None:
+                raise ValueError("score_fusion 'proposal' needs a model with proposal queries "
+                                 '(model.proposal_queries > 0); this one has none')
+            probabilities = (probabilities * centre_evidence(outputs, K, image_hw)).sqrt()
+        elif score_fusion != 'query':
+            raise ValueError(f"score_fusion {score_fusion!r}: expected 'query' or 'proposal'")
+        return probabilities
 
     # --- forward --------------------------------------------------------------------------------------------
-    def forward(self, images, K, memory=None, camera_motion=None, dense=True):
+    def forward(self, images, K, memory=None, camera_motion=None, dense=True, score_fusion='query'):
         images, K, camera_motion = self._check_inputs(images, K, camera_motion)
         batch = images.shape[0]
         image_hw = tuple(images.shape[-2:])
@@ -82,18 +97,22 @@ class SeqPose(nn.Module):
             semantic, geometry, relative_depth = self.decode_geometry(levels, image_hw if dense else None)
         with timed_stage(timer, 'fusion'):
             fused = self.fuse(semantic, geometry)
-        dense_outputs = {}
+        dense_outputs, depth_map = {}, None
         if dense:
             with timed_stage(timer, 'dense'):
                 dense_outputs = self.predict_dense(fused, geometry, image_hw)
                 dense_outputs['relative_depth'] = relative_depth
-        layer_outputs, queries = self.decode_queries(fused, K, image_hw, memory)
+        if self.cfg.depth_guidance:
+            with timed_stage(timer, 'dense'):
+                # detached: the depth head stays a geometric estimate, trained by the depth loss alone
+                depth_map = self.dense_heads.coarse_depth(fused[0], geometry[0]).detach()
+        layer_outputs, queries = self.decode_queries(fused, K, image_hw, memory, depth_map)
 
         final = layer_outputs[-1]
         outputs = dict(final)
         outputs['aux_outputs'] = layer_outputs[:-1]
         outputs.update(dense_outputs)
-        scores = final['pred_logits'].detach().sigmoid().amax(-1)                # (B, Qt)
+        scores = self.detection_probabilities(final, K, image_hw, score_fusion).amax(-1)   # (B, Qt)
         new_memory = memory.pushed(queries, final['pred_translation'], scores)
         return outputs, new_memory
 

@@ -210,11 +210,37 @@ def sample_level_table(levels, points, K, image_hw):
     return samples, valid.reshape(batch, queries, num_levels * num_points)
 
 
+def depth_residual(points, depth_map, K, image_hw):
+    """How far each 3D sampling point lies from the predicted surface, along its viewing ray.
+
+    points (B, Q, P, 3) metres; depth_map (B, 1, h, w) metres (the dense depth head at its own grid); K (B, 3, 3)
+    for image_hw. Returns log(z_point / depth at the point's pixel) (B, Q, P): 0 on the surface, > 0 behind it,
+    < 0 in front of it; 0 for points behind the camera or outside the image (they are masked anyway)."""
+    batch, queries, num_points, _ = points.shape
+    height, width = depth_map.shape[-2:]
+    uv, valid = project_to_level(points, K, image_hw, (height, width))              # (B, Q, P, 2), (B, Q, P)
+    grid = torch.stack([(uv[..., 0] + 0.5) / width, (uv[..., 1] + 0.5) / height], dim=-1) * 2 - 1
+    grid = grid.clamp(-1.0, 1.0).reshape(batch, queries * num_points, 1, 2)
+    surface = F.grid_sample(depth_map, grid.to(depth_map.dtype), mode='bilinear', padding_mode='border',
+                            align_corners=False).view(batch, queries, num_points)      # (B, Q, P) metres
+    residual = torch.log(points[..., 2].clamp_min(MIN_DEPTH)) - torch.log(surface.clamp_min(MIN_DEPTH))
+    return residual * valid.to(residual.dtype)
+
+
 class GeometryDeformableCrossAttention(nn.Module):
     """Eq. (8): per query, P learned 3D points around its reference point, projected onto every fused level,
-    sampled bilinearly, weighted per head (softmax over levels x points, masked points count zero)."""
+    sampled bilinearly, weighted per head (softmax over levels x points, masked points count zero).
 
-    def __init__(self, hidden_dim, num_heads, num_levels, num_points, sampling_radius=0.05, max_offset=0.3):
+    Depth guidance (`depth_guidance`, the paper's "guided by the estimated depth"): every sampling point is
+    compared with the predicted depth at the pixel it projects to (`depth_residual`). A point off the surface
+    along its ray keeps exp(-a_h |log(z / D)|) of its attention weight (a_h > 0 learnt per head), and the
+    residuals themselves enter the query (a linear map, zero at the start). Two queries on the same viewing ray
+    sample the same pixels, so without this they see the same features; with it, the one at the object's depth
+    sees it clearly and learns a high score, the one in front or behind sees it faintly and learns to step back.
+    """
+
+    def __init__(self, hidden_dim, num_heads, num_levels, num_points, sampling_radius=0.05, max_offset=0.3,
+                 depth_guidance=False):
         super().__init__()
         if hidden_dim % num_heads:
             raise ValueError(f'hidden_dim {hidden_dim} is not divisible by decoder_heads {num_heads}')
@@ -236,6 +262,13 @@ class GeometryDeformableCrossAttention(nn.Module):
         nn.init.zeros_(self.value_proj.bias)
         nn.init.xavier_uniform_(self.output_proj.weight)
         nn.init.zeros_(self.output_proj.bias)
+        self.depth_guidance = depth_guidance
+        if depth_guidance:
+            # softplus(2.95) ~ 3: a point 20 % off the surface starts with ~55 % of its weight
+            self.depth_sharpness = nn.Parameter(torch.full((num_heads,), 2.95))
+            self.depth_residual_proj = nn.Linear(num_points, hidden_dim)
+            nn.init.zeros_(self.depth_residual_proj.weight)
+            nn.init.zeros_(self.depth_residual_proj.bias)
 
     def sampling_points(self, query, reference_points):
         """(B, Q, C), (B, Q, 3) metres -> (B, Q, P, 3) metres.
@@ -248,20 +281,29 @@ class GeometryDeformableCrossAttention(nn.Module):
         offsets = self.max_offset * torch.tanh(raw / self.max_offset)
         return reference_points[:, :, None] + offsets
 
-    def forward(self, query, reference_points, levels, K, image_hw):
+    def forward(self, query, reference_points, levels, K, image_hw, depth_map=None):
         batch, queries, dim = query.shape
         heads = self.num_heads
         points = self.sampling_points(query, reference_points)                   # (B, Q, P, 3)
         samples, valid = sample_levels(levels, points, K, image_hw)              # (B, Q, L*P, C), (B, Q, L*P)
         weights = self.attention_weights(query).view(batch, queries, heads, -1).softmax(-1)
         weights = weights * valid[:, :, None].to(weights.dtype)                  # (B, Q, heads, L*P)
+        depth_term = 0.0
+        if self.depth_guidance:
+            if depth_map is None:
+                raise ValueError('depth-guided cross-attention needs the predicted depth map (depth_map)')
+            residual = depth_residual(points, depth_map, K, image_hw)             # (B, Q, P)
+            sharpness = F.softplus(self.depth_sharpness).view(1, 1, heads, 1)
+            gate = torch.exp(-sharpness * residual.abs()[:, :, None])             # (B, Q, heads, P)
+            weights = weights * gate.repeat(1, 1, 1, self.num_levels)            # samples are level-major (L*P)
+            depth_term = self.depth_residual_proj(residual.clamp(-1.0, 1.0))      # (B, Q, C)
         # The value projection is linear, so projecting the weighted sum per head equals summing projected
         # samples -- but costs Q*C*C instead of Q*L*P*C*C (or a projection of every pixel of every level).
         aggregated = torch.einsum('bqhn,bqnc->bqhc', weights, samples)           # (B, Q, heads, C)
         weight_v = self.value_proj.weight.view(heads, dim // heads, dim)
         values = torch.einsum('bqhc,hdc->bqhd', aggregated, weight_v)
         values = values + weights.sum(-1, keepdim=True) * self.value_proj.bias.view(heads, dim // heads)
-        return self.output_proj(values.reshape(batch, queries, dim))             # (B, Q, C)
+        return self.output_proj(values.reshape(batch, queries, dim)) + depth_term   # (B, Q, C)
 
 
 # --- decoder --------------------------------------------------------------------------------------------------
@@ -269,20 +311,23 @@ class DecoderLayer(nn.Module):
     """Temporal cross-attention over [current; memory] (eq. 7) -> deformable CA (eq. 8) -> FFN, post-norm."""
 
     def __init__(self, hidden_dim, num_heads, ffn_dim, num_levels, num_points, dropout, sampling_radius,
-                 max_sampling_offset):
+                 max_sampling_offset, depth_guidance=False):
         super().__init__()
         self.temporal_attention = nn.MultiheadAttention(hidden_dim, num_heads, dropout=dropout, batch_first=True)
         self.norm1 = nn.LayerNorm(hidden_dim)
         self.geometry_attention = GeometryDeformableCrossAttention(hidden_dim, num_heads, num_levels, num_points,
-                                                                   sampling_radius, max_sampling_offset)
+                                                                   sampling_radius, max_sampling_offset,
+                                                                   depth_guidance)
         self.norm2 = nn.LayerNorm(hidden_dim)
         self.ffn = nn.Sequential(nn.Linear(hidden_dim, ffn_dim), nn.ReLU(inplace=True), nn.Dropout(dropout),
                                  nn.Linear(ffn_dim, hidden_dim))
         self.norm3 = nn.LayerNorm(hidden_dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, query, query_pos, reference_points, levels, K, image_hw, memory=None, memory_pos=None):
-        """query/query_pos (B, Q, C); reference_points (B, Q, 3) metres; memory/memory_pos (B, M, C) or None."""
+    def forward(self, query, query_pos, reference_points, levels, K, image_hw, memory=None, memory_pos=None,
+                depth_map=None):
+        """query/query_pos (B, Q, C); reference_points (B, Q, 3) metres; memory/memory_pos (B, M, C) or None;
+        depth_map (B, 1, h, w) metres or None (depth-guided attention only)."""
         q = query + query_pos
         keys, values = q, query
         if memory is not None:
@@ -290,7 +335,7 @@ class DecoderLayer(nn.Module):
             values = torch.cat([query, memory], dim=1)
         attended = self.temporal_attention(q, keys, values, need_weights=False)[0]
         query = self.norm1(query + self.dropout(attended))
-        sampled = self.geometry_attention(query + query_pos, reference_points, levels, K, image_hw)
+        sampled = self.geometry_attention(query + query_pos, reference_points, levels, K, image_hw, depth_map)
         query = self.norm2(query + self.dropout(sampled))
         return self.norm3(query + self.dropout(self.ffn(query)))
 
@@ -315,7 +360,8 @@ class SpatialTemporalQueryDecoder(nn.Module):
         self.position_alignment = PoseAwareLayerNorm(MOTION_DIM, dim)
         self.layers = nn.ModuleList(
             DecoderLayer(dim, cfg.decoder_heads, cfg.decoder_ffn_dim, num_levels, cfg.decoder_points, cfg.dropout,
-                         cfg.sampling_radius, cfg.max_sampling_offset) for _ in range(cfg.decoder_layers))
+                         cfg.sampling_radius, cfg.max_sampling_offset, cfg.depth_guidance)
+            for _ in range(cfg.decoder_layers))
         self.pose_heads = nn.ModuleList(PoseHead(dim, cfg.size_prior) for _ in range(cfg.decoder_layers))
 
     def embed_time(self, ages):
@@ -343,24 +389,25 @@ class SpatialTemporalQueryDecoder(nn.Module):
         motion = identity_motion_vector(batch, content.shape[1], device, dtype)
         memory_content = memory_pos = None
         if memory is not None and not memory.is_empty():
-            previous, older = memory.frames[0], memory.frames[1:]
+            previous, rest = memory.latest(), memory.older()
             count = previous.features.shape[1]
             previous_ages = torch.full((batch, count), float(previous.age), device=device, dtype=dtype)
             previous_motion = motion_vector(previous.motion[:, None].expand(-1, count, -1, -1), previous_ages)
             content = torch.cat([previous.features, content], dim=1)
-            reference = torch.cat([self.position_range.normalize(previous.reference_points), reference], dim=1)
+            # camera motion can carry a remembered point outside the position range: clamp like the anchors
+            previous_reference = self.position_range.normalize(previous.reference_points).clamp(1e-3, 1 - 1e-3)
+            reference = torch.cat([previous_reference, reference], dim=1)
             ages = torch.cat([previous_ages, ages], dim=1)
             motion = torch.cat([previous_motion, motion], dim=1)
-            if older:
-                rest = type(memory)(memory.num_frames, memory.top_k, memory.batch_size, older)
+            if not rest.is_empty():
                 rest_motion = motion_vector(rest.motions, rest.ages)
                 memory_content = self.content_alignment(rest.features, rest_motion)
-                memory_pos = self.embed_positions(self.position_range.normalize(rest.reference_points),
-                                                  self.embed_time(rest.ages), rest_motion)
+                rest_reference = self.position_range.normalize(rest.reference_points).clamp(1e-3, 1 - 1e-3)
+                memory_pos = self.embed_positions(rest_reference, self.embed_time(rest.ages), rest_motion)
         content = self.content_alignment(content, motion)
         return content, reference, ages, motion, memory_content, memory_pos
 
-    def forward(self, levels, K, image_hw, memory=None, timer=None):
+    def forward(self, levels, K, image_hw, memory=None, timer=None, depth_map=None):
         batch = K.shape[0]
         proposals, proposal_outputs = None, {}
         if self.proposals is not None:
@@ -378,7 +425,7 @@ class SpatialTemporalQueryDecoder(nn.Module):
                 query_pos = self.embed_positions(reference, time_embedding, motion, position_modulation)
                 metric_reference = self.position_range.denormalize(reference)
                 content = layer(content, query_pos, metric_reference, levels, K, image_hw,
-                                memory_content, memory_pos)
+                                memory_content, memory_pos, depth_map)
             with _stage(timer, 'pose_head'):
                 prediction = head(content, reference, self.position_range)
             # Each layer refines the reference; gradients stop here as in DETR3D's box refinement.
