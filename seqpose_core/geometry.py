@@ -41,10 +41,14 @@ def _transpose(m):
 
 
 def rotation_6d_to_matrix(d6):
-    """(..., 6) -> (..., 3, 3): Gram-Schmidt on the two predicted columns; the third is their cross product."""
+    """(..., 6) -> (..., 3, 3): Gram-Schmidt on the two predicted columns (x, y); z is their cross product.
+
+    The y column is kept as predicted and x is made orthogonal to it: y is the symmetry axis of bottles,
+    bowls, cans and mugs, whose x column is arbitrary (the loss compares it with the closest GT rotation about
+    y) and must not bend the one axis that is defined."""
     a1, a2 = d6[..., 0:3], d6[..., 3:6]
-    b1 = _normalize(a1)
-    b2 = _normalize(a2 - _dot(b1, a2) * b1)
+    b2 = _normalize(a2)
+    b1 = _normalize(a1 - _dot(b2, a1) * b2)
     b3 = _cross(b1, b2)
     return _stack([b1, b2, b3], axis=-1)  # columns
 

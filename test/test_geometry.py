@@ -23,9 +23,19 @@ def test_6d_is_first_two_columns_and_orthonormalises():
     rot = Rotation.from_euler('xyz', [10, 20, 30], degrees=True).as_matrix()
     d6 = g.matrix_to_rotation_6d(rot)
     np.testing.assert_allclose(d6, np.concatenate([rot[:, 0], rot[:, 1]]))
-    # a scaled, skewed second column still gives the same rotation (Gram-Schmidt)
-    noisy = np.concatenate([3.0 * rot[:, 0], 0.5 * rot[:, 1] + 0.2 * rot[:, 0]])
+    # a scaled, skewed first column still gives the same rotation (Gram-Schmidt from y)
+    noisy = np.concatenate([3.0 * rot[:, 0] + 0.2 * rot[:, 1], 0.5 * rot[:, 1]])
     np.testing.assert_allclose(g.rotation_6d_to_matrix(noisy), rot, atol=1e-12)
+
+
+def test_6d_keeps_the_predicted_symmetry_axis():
+    """For bottles, bowls, cans and mugs only y (the symmetry axis) is defined: an arbitrary x column must not
+    bend it."""
+    y_axis = np.array([0.2, 0.9, -0.1]) / np.linalg.norm([0.2, 0.9, -0.1])
+    arbitrary_x = np.array([0.7, 0.5, 0.3])
+    rotation = g.rotation_6d_to_matrix(np.concatenate([arbitrary_x, 2.0 * y_axis]))
+    np.testing.assert_allclose(rotation[:, 1], y_axis, atol=1e-12)
+    np.testing.assert_allclose(rotation.T @ rotation, np.eye(3), atol=1e-12)
 
 
 def test_6d_torch_gradients_flow():
