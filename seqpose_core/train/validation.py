@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from seqpose_core.data import NocsFormatError, resolve_split
+from seqpose_core.eval.run import evaluate_model
 from seqpose_core.train.errors import TrainingError
 from seqpose_core.train.resume import capture_rng_state, restore_rng_state
 
@@ -20,7 +21,6 @@ def check_validation_data(val_data, train_cfg):
 def validate(model, cfg, val_data, out_dir, device):
     """Metrics ('mean' row, percent) of `model` on cfg.train.val_split of `val_data`, in video mode; results
     and metrics.json land in out_dir. Neither the model's mode nor the training's random stream changes."""
-    from seqpose_core.commands.evaluate import evaluate_model
     rng_state = capture_rng_state()
     model.eval()
     try:
