@@ -1,0 +1,55 @@
+"""The monocular ceiling of any `seqpose eval` output, printed beside the model's own numbers.
+
+    python benchmarks/monocular_ceiling.py demo_out/mf [--json out.json]
+
+The ceiling is the ideal single-image predictor (every class, rotation, shape and viewing ray exact; the
+class's mean metric size; the centre slid along its ray so that the image stays the same:
+seqpose_core.eval.ceiling). A model number means little without it: a single RGB image cannot know whether a
+mug is large and far or small and near. Reads the results/*.pkl of the output folder (which carry the ground
+truth) and its metrics.json; nothing is modified.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from seqpose_core.eval.ceiling import monocular_ceiling_results
+from seqpose_core.eval.evaluator import evaluate_results
+from seqpose_core.eval.results_io import load_results_dir
+
+KEYS = ('IoU25', 'IoU50', 'IoU75', '10deg10cm', '10deg5cm', '5deg5cm', '10deg', '10cm', 'IoU50_exact')
+
+
+def row(name, values):
+    return f'{name:<22}' + ''.join(f'{values[key]:>12.1f}' for key in KEYS)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('eval_dir', help='a `seqpose eval` output folder (results/ and metrics.json)')
+    parser.add_argument('--json', help='also write the ceiling and the model\'s means here')
+    args = parser.parse_args(argv)
+    eval_dir = Path(args.eval_dir)
+    results_dir = eval_dir / 'results' if (eval_dir / 'results').is_dir() else eval_dir
+    results = load_results_dir(results_dir)
+    if not results:
+        print(f'{results_dir}: no results_*.pkl', file=sys.stderr)
+        return 2
+    ceiling = evaluate_results(monocular_ceiling_results(results))['mean']
+    metrics_path = eval_dir / 'metrics.json'
+    model = json.loads(metrics_path.read_text())['mean'] if metrics_path.is_file() else None
+    print(f'{len(results)} images from {results_dir}; mean AP (%)')
+    print(f'{"":<22}' + ''.join(f'{key:>12}' for key in KEYS))
+    if model:
+        print(row('model', model))
+    print(row('monocular ceiling', ceiling))
+    if model:
+        print(row('model / ceiling (%)', {key: 100 * model[key] / ceiling[key] if ceiling[key] else float('nan')
+                                          for key in KEYS}))
+    if args.json:
+        Path(args.json).write_text(json.dumps({'ceiling': ceiling, 'model': model}, indent=1))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
