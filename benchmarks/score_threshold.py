@@ -1,0 +1,78 @@
+"""What a node user gets at each score threshold, from any `seqpose eval` output (its results/*.pkl).
+
+    python benchmarks/score_threshold.py demo_out/mf [--thresholds 0.1 0.2 0.3] [--json out.json]
+
+Per threshold: published detections per ground-truth object, precision (a detection is correct when an
+unmatched object of its class has its centre within 10 cm; greedy by score) and recall. The node's default
+`score_threshold` (config/seqpose.yaml) is chosen from this table. The eval output must have been written with a
+runner threshold at or below the lowest one asked here (the default model's checkpoint keeps scores >= 0.05).
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from seqpose_core.eval.results_io import load_results_dir
+
+MATCH_DISTANCE = 0.10     # metres: a detection within this of an object of its class is a correct one
+
+
+def matches(result, threshold):
+    """(true positives, detections kept, objects) of one image at `threshold`."""
+    scores = np.asarray(result['pred_scores'], dtype=np.float64)
+    keep = np.flatnonzero(scores >= threshold)
+    keep = keep[np.argsort(-scores[keep], kind='stable')]
+    pred_classes = np.asarray(result['pred_class_ids'])
+    pred_centres = np.asarray(result['pred_RTs'], dtype=np.float64).reshape(-1, 4, 4)[:, :3, 3]
+    gt_classes = np.asarray(result['gt_class_ids'])
+    gt_centres = np.asarray(result['gt_RTs'], dtype=np.float64).reshape(-1, 4, 4)[:, :3, 3]
+    taken = np.zeros(len(gt_classes), dtype=bool)
+    true_positives = 0
+    for index in keep:
+        distance = np.linalg.norm(gt_centres - pred_centres[index], axis=1)
+        candidates = np.flatnonzero((gt_classes == pred_classes[index]) & ~taken & (distance < MATCH_DISTANCE))
+        if len(candidates):
+            taken[candidates[np.argmin(distance[candidates])]] = True
+            true_positives += 1
+    return true_positives, len(keep), len(gt_classes)
+
+
+def table(results, thresholds):
+    rows = []
+    for threshold in thresholds:
+        tp, kept, objects = np.sum([matches(result, threshold) for result in results], axis=0)
+        rows.append({'threshold': float(threshold), 'detections_per_object': kept / max(objects, 1),
+                     'precision': tp / kept if kept else float('nan'), 'recall': tp / max(objects, 1),
+                     'detections_per_frame': kept / len(results), 'objects_per_frame': objects / len(results)})
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('eval_dir', help='a `seqpose eval` output folder (or its results/)')
+    parser.add_argument('--thresholds', type=float, nargs='+', default=[0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4,
+                                                                       0.5, 0.6])
+    parser.add_argument('--json', help='also write the table here')
+    args = parser.parse_args(argv)
+    eval_dir = Path(args.eval_dir)
+    results_dir = eval_dir / 'results' if (eval_dir / 'results').is_dir() else eval_dir
+    results = load_results_dir(results_dir)
+    if not results:
+        print(f'{results_dir}: no results_*.pkl', file=sys.stderr)
+        return 2
+    rows = table(results, args.thresholds)
+    print(f'{len(results)} images from {results_dir}; correct = same class, centre within '
+          f'{MATCH_DISTANCE * 100:.0f} cm')
+    print(f'{"threshold":>10}{"det/object":>12}{"precision":>11}{"recall":>8}{"det/frame":>11}{"obj/frame":>11}')
+    for row in rows:
+        print(f'{row["threshold"]:>10.2f}{row["detections_per_object"]:>12.2f}{row["precision"]:>11.2f}'
+              f'{row["recall"]:>8.2f}{row["detections_per_frame"]:>11.2f}{row["objects_per_frame"]:>11.2f}')
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
