@@ -226,3 +226,39 @@ def quaternion_to_rotation(x, y, z, w):
     return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
                      [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
                      [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def umeyama(source, target, scale=None):
+    """Similarity (s, R, t) minimising sum |s R source + t - target|^2 (Umeyama 1991); numpy only.
+
+    source, target: (N, 3). `scale` given: only R and t are estimated (the Kabsch problem with a fixed s)."""
+    source_mean, target_mean = source.mean(0), target.mean(0)
+    source_centred, target_centred = source - source_mean, target - target_mean
+    covariance = target_centred.T @ source_centred / len(source)  # (3, 3)
+    u, singular, vt = np.linalg.svd(covariance)
+    reflection = np.eye(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        reflection[2, 2] = -1.0
+    rotation = u @ reflection @ vt
+    if scale is None:
+        variance = (source_centred ** 2).sum() / len(source)
+        scale = float(np.trace(np.diag(singular) @ reflection) / max(variance, 1e-12))
+    translation = target_mean - scale * rotation @ source_mean
+    return scale, rotation, translation
+
+
+def robust_umeyama(source, target, scale=None, iterations=3, min_inlier_distance=0.005):
+    """Umeyama with iterative outlier rejection: points whose residual exceeds max(3 x median residual,
+    `min_inlier_distance` metres) are dropped and the fit repeated. Depth edges and mixed pixels at mask
+    borders are the outliers (the NOCS/object-deformnet aligners use RANSAC for the same reason; this is
+    deterministic)."""
+    keep = np.ones(len(source), bool)
+    for _ in range(iterations):
+        fit = umeyama(source[keep], target[keep], scale)
+        residual = np.linalg.norm(fit[0] * source @ fit[1].T + fit[2] - target, axis=1)
+        new_keep = residual <= max(3.0 * float(np.median(residual[keep])), min_inlier_distance)
+        if new_keep.sum() < 4 or np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    return fit
+

@@ -67,7 +67,7 @@ def test_detection_array_with_unknown_class_is_reported_not_guessed():
 
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
 def test_from_nocs_writes_what_the_data_reader_reads(scenes_root, tmp_path, storage):
-    from seqpose_core.data.nocs import NocsFrameReader, iter_scenes
+    from seqpose_core.data import NocsFrameReader, iter_scenes
     bag = tmp_path / 'scenes_bag'
     summary = write_nocs_bag([scenes_root / 'Real' / 'test'], bag, storage=storage, progress=False)
     assert [s[1] for s in summary.scenes] == [FRAMES] * SCENES

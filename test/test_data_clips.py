@@ -5,7 +5,7 @@ import torch
 
 from seqpose_core.data import NocsClipDataset, NocsFrameDataset, camera_motion_from_annotations, collate_clips
 from seqpose_core.data.config import DataConfig
-from seqpose_core.data.nocs import FrameAnnotation
+from seqpose_core.data.annotation import FrameAnnotation
 from test_data_reader import REAL_CAMERAS, rigid, rotation, write_miniature
 
 SMALL = DataConfig(input_height=56, input_width=70)

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from seqpose_core.data import nocs
-from seqpose_core.data.nocs import (CAMERA_INTRINSICS, REAL_INTRINSICS, NocsFormatError, NocsFrameReader,
-                                    enumerate_scenes, iter_scenes, read_depth)
+from seqpose_core.data import (CAMERA_INTRINSICS, REAL_INTRINSICS, NocsFormatError, NocsFrameReader, enumerate_scenes,
+                               iter_scenes, resolve_split)
+from seqpose_core.data.files import read_depth
 from seqpose_core.geometry import rotation_error_deg
 
 H, W = 480, 640
@@ -177,11 +177,11 @@ def test_scenes_are_enumerated_in_official_order(mini):
     assert [name for name, _ in camera] == ['00000']
     assert [prefix.name for prefix in camera[0][1]] == ['0000', '0002']
     # bare subset names and paths resolve to the same folders
-    assert nocs.resolve_split(mini, 'test').folder == mini / 'Real' / 'test'
-    assert nocs.resolve_split(mini, 'val').folder == mini / 'CAMERA' / 'val'
-    assert nocs.resolve_split(mini, 'CAMERA/val').kind == 'camera'
+    assert resolve_split(mini, 'test').folder == mini / 'Real' / 'test'
+    assert resolve_split(mini, 'val').folder == mini / 'CAMERA' / 'val'
+    assert resolve_split(mini, 'CAMERA/val').kind == 'camera'
     with pytest.raises(NocsFormatError, match='Real/train'):
-        nocs.resolve_split(mini, 'real_train')
+        resolve_split(mini, 'real_train')
 
 
 def test_image_list_restricts_frames_and_reports_unknown_entries(mini, tmp_path):

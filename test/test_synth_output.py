@@ -329,9 +329,9 @@ def test_background_image_fills_the_view_beyond_the_table():
 
 
 def test_output_loads_through_the_reader(video_root, single_root):
-    """The data reader (seqpose_core.data.nocs) reads the generated splits, and the GT it derives from coord map +
+    """The data reader (seqpose_core.data) reads the generated splits, and the GT it derives from coord map +
     depth (no labels) agrees with our _label.pkl."""
-    nocs = pytest.importorskip('seqpose_core.data.nocs')
+    nocs = pytest.importorskip('seqpose_core.data')
     for root, split in ((video_root, 'real_train'), (video_root, 'real_test'), (single_root, 'camera_train')):
         with_labels = nocs.NocsFrameReader(root, split)
         derived = nocs.NocsFrameReader(root, split, use_labels=False)

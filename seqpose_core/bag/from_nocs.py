@@ -53,7 +53,7 @@ def _gt_detections(annotation):
 
 def _scene_reader(scene_dir):
     """(NocsFrameReader, frame prefixes) for one scene folder ROOT/<Real|CAMERA>/<subset>/<scene>."""
-    from seqpose_core.data.nocs import NocsFrameReader, iter_scenes
+    from seqpose_core.data import NocsFrameReader, iter_scenes
     scene_dir = Path(scene_dir).resolve()
     split = f'{scene_dir.parent.parent.name}/{scene_dir.parent.name}'
     root = scene_dir.parents[2]

@@ -1,7 +1,7 @@
 """Training / evaluation targets from a NOCS frame: per-object GT, depth, surface normals, semantic mask."""
 import numpy as np
 
-from seqpose_core.data.nocs import MASK_BACKGROUND
+from seqpose_core.data.files import MASK_BACKGROUND
 from seqpose_core.geometry import backproject_depth_map
 
 SEMANTIC_IGNORE = 255
