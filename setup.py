@@ -29,7 +29,8 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.10',
     packages=find_packages(include=['seqpose_core', 'seqpose_core.*', 'seqpose_ros', 'seqpose_ros.*']),
-    package_data={'seqpose_core': ['configs/*.yaml', 'weights/*.pt', 'examples/*', 'examples/**/*']},
+    package_data={'seqpose_core': ['configs/*.yaml', 'weights/*.pt', 'examples/*', 'examples/**/*',
+                                   'synth/shaders/*.glsl']},
     include_package_data=True,
     data_files=data_files(),
     # rclpy and the ROS message packages come from ROS (system install, or the pinned Kilted wheels in

@@ -72,6 +72,43 @@ def _named_models(rng, model_source, writer, split, number, categories):
     return models
 
 
+def video_views(rng, options, model_source, background_source, writer, split, number):
+    """A REAL-style scene: one static scene, a hand-held camera path through it. Yields (scene,
+    camera_from_world, noise seed) per frame; every draw from `rng` happens before the first frame."""
+    count = int(rng.integers(options.objects_min, options.objects_max + 1))
+    models = _named_models(rng, model_source, writer, split, number, choose_categories(rng, count))
+    writer.write_models(split, models)
+    scene = make_scene(rng, model_source, background_source, models=models)
+    trajectory = video_trajectory(rng, options.frames)
+    noise_seeds = rng.uniform(0, 100, options.frames)
+    for camera_from_world, noise_seed in zip(trajectory, noise_seeds):
+        yield scene, camera_from_world, noise_seed
+
+
+def single_views(rng, options, model_source, background_source, writer, split, number):
+    """A CAMERA-style folder: every frame a new scene drawn from the folder's pool of instances, seen from a
+    random view. Yields (scene, camera_from_world, noise seed) per frame."""
+    pool = _named_models(rng, model_source, writer, split, number,
+                         [c for c in CLASS_NAMES for _ in range(POOL_PER_CATEGORY)])
+    writer.write_models(split, pool)
+    for _ in range(options.frames):
+        count = int(rng.integers(options.objects_min, options.objects_max + 1))
+        chosen, used = [], set()
+        for category in choose_categories(rng, count):
+            candidates = [i for i, m in enumerate(pool) if m.category == category and i not in used]
+            if not candidates:  # more of a category than the pool holds: skip that object
+                continue
+            pick = candidates[int(rng.integers(len(candidates)))]
+            used.add(pick)
+            chosen.append(pool[pick])
+        scene = make_scene(rng, model_source, background_source, models=chosen)
+        camera_from_world = random_view(rng)
+        yield scene, camera_from_world, rng.uniform(0, 100)
+
+
+VIEWS = {'video': video_views, 'single': single_views}
+
+
 def generate(options, progress=None, on_frame=None):
     """Generate `options.scenes` scenes of `options.frames` frames. `progress`: callable(n) per frame written;
     `on_frame(folder, frame_index, rendered, scene, camera_from_world, label)` for previews. Returns the writer."""
@@ -86,59 +123,25 @@ def generate(options, progress=None, on_frame=None):
     background_source = BackgroundSource(options.backgrounds)
     writer = NocsWriter(options.out, options.mode, options.width, options.height, overwrite=options.overwrite)
     renderer = Renderer(options.width, options.height)
-    count_range = (options.objects_min, options.objects_max)
     try:
         for index, (split, number) in enumerate(split_assignment(options.mode, options.scenes, options.split)):
             rng = scene_rng(options.seed, options.mode, index)
             folder = writer.scene_folder(split, number)
-            if options.mode == 'video':
-                count = int(rng.integers(count_range[0], count_range[1] + 1))
-                models = _named_models(rng, model_source, writer, split, number, choose_categories(rng, count))
-                writer.write_models(split, models)
-                scene = make_scene(rng, model_source, background_source, models=models)
-                renderer.load_scene([(o.model, o.appearance, o.instance_id) for o in scene.objects],
-                                    scene.table_half_size, scene.table_texture, scene.background, scene.light,
-                                    table_tiles=scene.table_tiles)
-                poses = [o.world_from_object for o in scene.objects]
-                blobs = scene.shadow_blobs()
-                trajectory = video_trajectory(rng, options.frames)
-                noise_seeds = rng.uniform(0, 100, options.frames)
-                for frame_index, camera_from_world in enumerate(trajectory):
-                    rendered = renderer.render(writer.K, camera_from_world, poses, blobs,
-                                               noise_seed=noise_seeds[frame_index])
-                    label = writer.write_frame(folder, frame_index, rendered, scene.objects, camera_from_world)
-                    if on_frame:
-                        on_frame(folder, frame_index, rendered, scene, camera_from_world, label)
-                    if progress:
-                        progress(1)
-            else:
-                pool = _named_models(rng, model_source, writer, split, number,
-                                     [c for c in CLASS_NAMES for _ in range(POOL_PER_CATEGORY)])
-                writer.write_models(split, pool)
-                for frame_index in range(options.frames):
-                    count = int(rng.integers(count_range[0], count_range[1] + 1))
-                    categories = choose_categories(rng, count)
-                    chosen, used = [], set()
-                    for category in categories:
-                        candidates = [i for i, m in enumerate(pool) if m.category == category and i not in used]
-                        if not candidates:  # more of a category than the pool holds: skip that object
-                            continue
-                        pick = candidates[int(rng.integers(len(candidates)))]
-                        used.add(pick)
-                        chosen.append(pool[pick])
-                    scene = make_scene(rng, model_source, background_source, models=chosen)
+            views = VIEWS[options.mode](rng, options, model_source, background_source, writer, split, number)
+            loaded = None
+            for frame_index, (scene, camera_from_world, noise_seed) in enumerate(views):
+                if scene is not loaded:     # a video renders one scene from every view; single, a scene per view
                     renderer.load_scene([(o.model, o.appearance, o.instance_id) for o in scene.objects],
                                         scene.table_half_size, scene.table_texture, scene.background, scene.light,
                                         table_tiles=scene.table_tiles)
-                    camera_from_world = random_view(rng)
-                    rendered = renderer.render(writer.K, camera_from_world,
-                                               [o.world_from_object for o in scene.objects], scene.shadow_blobs(),
-                                               noise_seed=rng.uniform(0, 100))
-                    label = writer.write_frame(folder, frame_index, rendered, scene.objects, camera_from_world)
-                    if on_frame:
-                        on_frame(folder, frame_index, rendered, scene, camera_from_world, label)
-                    if progress:
-                        progress(1)
+                    loaded = scene
+                rendered = renderer.render(writer.K, camera_from_world, [o.world_from_object for o in scene.objects],
+                                           scene.shadow_blobs(), noise_seed=noise_seed)
+                label = writer.write_frame(folder, frame_index, rendered, scene.objects, camera_from_world)
+                if on_frame:
+                    on_frame(folder, frame_index, rendered, scene, camera_from_world, label)
+                if progress:
+                    progress(1)
     finally:
         writer.close()
         renderer.release()

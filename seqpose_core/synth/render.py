@@ -18,6 +18,7 @@ row first, that row is image row 0 — the read-back arrays are already in image
 is checked against `geometry.project_points` in the tests.
 """
 from dataclasses import dataclass
+from importlib import resources
 
 import numpy as np
 
@@ -88,169 +89,19 @@ def opencv_projection(K, width, height, near=NEAR, far=FAR):
     ], dtype=np.float64)
 
 
-_OBJECT_VERTEX = '''
-#version 330
-uniform mat4 projection;
-uniform mat4 model_view;      // normalised object frame -> OpenCV camera frame, scale included
-uniform mat3 normal_rotation;  // object -> camera rotation
-in vec3 in_position;
-in vec3 in_normal;
-in float in_material;
-out vec3 v_nocs;
-out vec3 v_camera;
-out vec3 v_normal;
-out float v_material;
-void main() {
-    vec4 camera = model_view * vec4(in_position, 1.0);
-    v_camera = camera.xyz;
-    v_nocs = in_position + 0.5;
-    v_normal = normal_rotation * in_normal;
-    v_material = in_material;
-    gl_Position = projection * camera;
-}
-'''
+# Python-side constants the shaders use, #defined after their #version line (GLSL has no other way in)
+SHADER_DEFINES = {'MAX_SHADOW_BLOBS': MAX_SHADOW_BLOBS}
+SHADER_INCLUDES = ('shading.glsl',)      # `#include "<name>"` in a shader; moderngl resolves them
 
-_SHADING = '''
-uniform vec3 light_direction;  // camera frame, towards the light
-uniform vec3 light_color;
-uniform vec3 ambient;
-uniform float noise_seed;
-uniform float noise_amplitude;
-float hash(vec2 p) { return fract(sin(dot(p, vec2(12.9898, 78.233)) + noise_seed) * 43758.5453); }
-vec3 shade(vec3 albedo, vec3 normal, vec3 position, float specular, float shininess) {
-    vec3 view = normalize(-position);
-    if (dot(normal, view) < 0.0) normal = -normal;  // two-sided: users' meshes may have any winding
-    float diffuse = max(dot(normal, light_direction), 0.0);
-    vec3 half_vector = normalize(light_direction + view);
-    float highlight = specular * pow(max(dot(normal, half_vector), 0.0), shininess) * step(0.0, diffuse);
-    vec3 color = albedo * (ambient + light_color * diffuse) + light_color * highlight;
-    // sensor noise, per pixel
-    return color + noise_amplitude * (hash(gl_FragCoord.xy) - 0.5);
-}
-'''
 
-_OBJECT_FRAGMENT = '''
-#version 330
-uniform vec3 color_main;
-uniform vec3 color_pattern;
-uniform vec3 color_secondary;
-uniform int pattern;
-uniform float pattern_frequency;
-uniform float pattern_offset;
-uniform float specular;
-uniform float shininess;
-uniform float instance_value;  // instance id / 255
-in vec3 v_nocs;
-in vec3 v_camera;
-in vec3 v_normal;
-in float v_material;
-layout(location = 0) out vec4 out_color;
-layout(location = 1) out vec4 out_coord;
-layout(location = 2) out uint out_depth_mm;
-''' + _SHADING + '''
-float pattern_mask(vec3 p) {
-    if (pattern == 1) return step(fract(p.y * pattern_frequency + pattern_offset), 0.5);
-    if (pattern == 2) return step(abs(p.y - pattern_offset), 0.5 / pattern_frequency);
-    if (pattern == 3) return mod(dot(floor(p * pattern_frequency), vec3(1.0)), 2.0);
-    if (pattern == 4) {
-        float s = sin(p.x * pattern_frequency * 6.28 + pattern_offset * 10.0) * sin(p.y * pattern_frequency * 5.1)
-                  * sin(p.z * pattern_frequency * 7.3 + pattern_offset * 3.0);
-        return smoothstep(-0.1, 0.1, s);
-    }
-    if (pattern == 5) {
-        float around = atan(p.z - 0.5, p.x - 0.5) / 6.2832 + 0.5;
-        return step(fract(around * floor(pattern_frequency) + pattern_offset), 0.5);
-    }
-    return 0.0;
-}
-void main() {
-    vec3 albedo;
-    if (v_material > 0.5 && v_material < 1.5) albedo = color_secondary;
-    else if (v_material > 1.5) albedo = color_main;  // mug handle: plain body colour
-    else albedo = mix(color_main, color_pattern, pattern_mask(v_nocs));
-    float is_secondary = float(v_material > 0.5 && v_material < 1.5);
-    vec3 color = shade(albedo, normalize(v_normal), v_camera, mix(specular, 0.6, is_secondary),
-                       mix(shininess, 60.0, is_secondary));
-    out_color = vec4(clamp(color.bgr, 0.0, 1.0), instance_value);
-    out_coord = vec4(1.0 - v_nocs.z, v_nocs.y, v_nocs.x, 0.0);
-    out_depth_mm = uint(clamp(v_camera.z * 1000.0 + 0.5, 0.0, 65535.0));
-}
-'''
-
-_TABLE_VERTEX = '''
-#version 330
-uniform mat4 projection;
-uniform mat4 camera_from_world;
-uniform vec2 half_size;
-uniform float texture_tiles;
-in vec2 in_corner;  // in [-1, 1]^2
-out vec3 v_camera;
-out vec2 v_world;
-out vec2 v_uv;
-void main() {
-    vec2 world = in_corner * half_size;
-    vec4 camera = camera_from_world * vec4(world.x, 0.0, world.y, 1.0);
-    v_camera = camera.xyz;
-    v_world = world;
-    v_uv = world * texture_tiles;
-    gl_Position = projection * camera;
-}
-'''
-
-_TABLE_FRAGMENT = '''
-#version 330
-uniform sampler2D table_texture;
-uniform vec3 table_normal;  // world up in the camera frame
-uniform vec3 shadow_blobs[''' + str(MAX_SHADOW_BLOBS) + '''];  // world x, z, radius (radius 0 = unused)
-uniform vec2 shadow_offset;  // blobs shift away from the light
-uniform float shadow_strength;
-in vec3 v_camera;
-in vec2 v_world;
-in vec2 v_uv;
-layout(location = 0) out vec4 out_color;
-layout(location = 1) out vec4 out_coord;
-layout(location = 2) out uint out_depth_mm;
-''' + _SHADING + '''
-void main() {
-    vec3 albedo = texture(table_texture, v_uv).rgb;
-    float shadow = 1.0;
-    for (int i = 0; i < ''' + str(MAX_SHADOW_BLOBS) + '''; ++i) {
-        vec3 blob = shadow_blobs[i];
-        if (blob.z <= 0.0) continue;
-        float distance = length(v_world - blob.xy - shadow_offset * blob.z);
-        shadow *= 1.0 - shadow_strength * (1.0 - smoothstep(0.55 * blob.z, 1.25 * blob.z, distance));
-    }
-    vec3 color = shade(albedo * shadow, table_normal, v_camera, 0.05, 8.0);
-    out_color = vec4(clamp(color.bgr, 0.0, 1.0), 0.0);
-    out_coord = vec4(0.0);
-    out_depth_mm = uint(clamp(v_camera.z * 1000.0 + 0.5, 0.0, 65535.0));
-}
-'''
-
-_BACKGROUND_VERTEX = '''
-#version 330
-in vec2 in_corner;
-void main() { gl_Position = vec4(in_corner, 0.0, 1.0); }
-'''
-
-_BACKGROUND_FRAGMENT = '''
-#version 330
-uniform sampler2D background_texture;
-uniform vec2 viewport_size;
-uniform vec2 uv_scale;   // crop of the image that fills the viewport with its aspect ratio kept
-uniform vec2 uv_offset;
-uniform float brightness;
-layout(location = 0) out vec4 out_color;
-layout(location = 1) out vec4 out_coord;
-layout(location = 2) out uint out_depth_mm;
-void main() {
-    // window row 0 is image row 0 (see the module docstring), as is texture row 0 of an uploaded numpy image
-    vec2 uv = gl_FragCoord.xy / viewport_size * uv_scale + uv_offset;
-    out_color = vec4(clamp(texture(background_texture, uv).bgr * brightness, 0.0, 1.0), 0.0);
-    out_coord = vec4(0.0);
-    out_depth_mm = 0u;  // also clears the integer target, which glClear may not
-}
-'''
+def shader_source(name):
+    """GLSL source of `shaders/<name>` (package data), with SHADER_DEFINES after its #version line."""
+    lines = []
+    for line in (resources.files(__package__) / 'shaders' / name).read_text(encoding='utf-8').splitlines():
+        lines.append(line)
+        if line.startswith('#version'):
+            lines.extend(f'#define {key} {value}' for key, value in SHADER_DEFINES.items())
+    return '\n'.join(lines) + '\n'
 
 
 def _mat4_bytes(matrix):
@@ -284,10 +135,11 @@ class Renderer:
         self._owns_context = context is None
         self.ctx = context or create_context()
         ctx = self.ctx
-        self.object_program = ctx.program(vertex_shader=_OBJECT_VERTEX, fragment_shader=_OBJECT_FRAGMENT)
-        self.table_program = ctx.program(vertex_shader=_TABLE_VERTEX, fragment_shader=_TABLE_FRAGMENT)
-        self.background_program = ctx.program(vertex_shader=_BACKGROUND_VERTEX,
-                                              fragment_shader=_BACKGROUND_FRAGMENT)
+        for name in SHADER_INCLUDES:
+            ctx.includes[name] = shader_source(name)
+        self.object_program = self._program('object')
+        self.table_program = self._program('table')
+        self.background_program = self._program('background')
         quad = np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32)
         self.quad_buffer = ctx.buffer(quad.tobytes())
         self.table_vao = ctx.vertex_array(self.table_program, [(self.quad_buffer, '2f', 'in_corner')])
@@ -302,6 +154,10 @@ class Renderer:
         self._object_vao = None
         self._textures = []
         self.objects = []
+
+    def _program(self, name):
+        return self.ctx.program(vertex_shader=shader_source(f'{name}.vert.glsl'),
+                                fragment_shader=shader_source(f'{name}.frag.glsl'))
 
     # ---------------------------------------------------------------------------------------------------
     def load_scene(self, objects, table_half_size, table_texture, background_image, light, table_tiles=2.0,
