@@ -10,7 +10,7 @@ from seqpose_core.bag import messages as M
 from seqpose_core.bag.from_nocs import write_nocs_bag
 from seqpose_core.bag.replay import evaluate_bag
 from seqpose_core.runner import build_runner
-from seqpose_core.bag.score import score_bag
+from seqpose_core.bag.score_recorded import score_bag
 from seqpose_core.cli import main as seqpose_main
 
 from test_bag_helpers import FRAMES, SCENES, generate_scenes, synthetic_frame_bag, tiny_checkpoint

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from seqpose_core.bag.score import score_bag
+from seqpose_core.bag.score_recorded import score_bag
 from seqpose_core.cli import main as seqpose_main
 from seqpose_core.eval.evaluator import evaluate_results
 from seqpose_core.eval.results_io import load_results_dir

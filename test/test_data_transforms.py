@@ -5,7 +5,7 @@ import torch
 
 from seqpose_core.data import REAL_INTRINSICS
 from seqpose_core.data.files import MetaEntry
-from seqpose_core.data.targets import depth_normals, semantic_mask
+from seqpose_core.data.labels import depth_normals, semantic_mask
 from seqpose_core.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, PhotometricJitter, apply_nearest,
                                           apply_to_image, check_input_size, normalize_image, plan_geometry)
 from seqpose_core.geometry import project_points

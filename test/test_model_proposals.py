@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from seqpose_core.config import load_config
-from seqpose_core.data.targets import instance_index_map
+from seqpose_core.data.labels import instance_index_map
 from seqpose_core.geometry import scale_intrinsics
 from seqpose_core.model import build_model
 from seqpose_core.model.proposals import centre_points, select_cells
@@ -93,7 +93,7 @@ def test_proposal_losses_train_the_head():
     history = []
     for _ in range(40):
         outputs, _ = model(batch['image'], batch['K'], dense=False)
-        losses = criterion.proposal_losses(outputs, targets, batch)
+        losses = {name: value for name, value in criterion(outputs, targets, batch).items() if 'proposal' in name}
         history.append({key: float(value.detach()) for key, value in losses.items()})
         optimizer.zero_grad()
         (losses['loss_proposal_class'] + losses['loss_proposal_centre']).backward()

@@ -148,7 +148,7 @@ def run(args) -> int:
             print(report.format())
             return 0
         if command == 'score':
-            from seqpose_core.bag.score import score_bag
+            from seqpose_core.bag.score_recorded import score_bag
             report = score_bag(args.bag, predictions_topic=args.predictions_topic, gt_topic=args.gt_topic,
                                gt_bag=args.gt_bag, frame_name_topic=args.frame_name_topic, missing=args.missing,
                                out_dir=args.out)

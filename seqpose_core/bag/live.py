@@ -102,7 +102,7 @@ def live_replay(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: R
     from seqpose_core.bag.player import BagPlayer, DetectionRecorder
     from seqpose_core.bag.replay import evaluate_bag, progress_bar
     from seqpose_core.runner import build_runner
-    from seqpose_core.bag.score import score_bag
+    from seqpose_core.bag.score_recorded import score_bag
     from seqpose_ros import testing as node_process
 
     out_dir = Path(out_dir)

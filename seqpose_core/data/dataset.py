@@ -23,7 +23,7 @@ from seqpose_core import CLASS_NAMES, SYMMETRIC_CLASS_NAMES
 from seqpose_core.data.config import DataConfig
 from seqpose_core.data.layout import enumerate_scenes
 from seqpose_core.data.reader import NocsFrameReader
-from seqpose_core.data.targets import depth_normals, instance_index_map, object_targets, semantic_mask
+from seqpose_core.data.labels import depth_normals, instance_index_map, object_targets, semantic_mask
 from seqpose_core.data.transforms import (GEOMETRY_MODES, PhotometricJitter, apply_nearest, apply_to_image,
                                           check_input_size, normalize_image, plan_geometry)
 from seqpose_core.geometry import rotation_error_deg

@@ -1,4 +1,5 @@
-"""Training / evaluation targets from a NOCS frame: per-object GT, depth, surface normals, semantic mask."""
+"""Per-frame labels of a training / evaluation sample from a NOCS frame: per-object GT arrays, semantic mask,
+instance index map, surface normals from depth."""
 import numpy as np
 
 from seqpose_core.data.files import MASK_BACKGROUND
