@@ -77,11 +77,14 @@ def closest_symmetric_rotation6d(pred_rotation6d, gt_rotation6d, symmetric):
 
 
 def resize_labels_nearest(target, size):
-    """Bring a dense target (B, C, H, W) or (B, H, W) to the prediction's (h, w) without mixing labels."""
+    """Bring a dense target (B, C, H, W) or (B, H, W) to the prediction's (h, w) without mixing labels: each
+    output cell takes the value of the input pixel under its centre (pixel centres at integers, as in
+    `geometry.scale_intrinsics`). mode='nearest' would take the cell's top-left pixel instead, half a cell
+    up and left of where the cell's (u, v) says it is."""
     if tuple(target.shape[-2:]) == tuple(size):
         return target
     squeeze = target.dim() == 3
-    resized = F.interpolate((target[:, None] if squeeze else target).float(), size=size, mode='nearest')
+    resized = F.interpolate((target[:, None] if squeeze else target).float(), size=size, mode='nearest-exact')
     resized = resized[:, 0] if squeeze else resized
     return resized.to(target.dtype)
 
