@@ -20,24 +20,13 @@ COMMANDS = {
 }
 
 
-def _load(module_name):
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name and module_name.startswith(error.name):
-            return None  # command not built yet in this checkout
-        raise
-
-
 def build_parser():
     parser = argparse.ArgumentParser(
         prog='seqpose',
         description='SeqPose: category-level 6D object pose and size from monocular RGB video.')
     subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
     for name, module_name in COMMANDS.items():
-        module = _load(module_name)
-        if module is None:
-            continue
+        module = importlib.import_module(module_name)
         sub = subparsers.add_parser(name, help=module.HELP, description=getattr(module, 'DESCRIPTION', module.HELP),
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(sub)
