@@ -28,6 +28,9 @@ class TrainConfig:
     single_frame_ratio: float = 0.5   # 'mixed': fraction of steps that are single-frame batches
     video_split: str = 'real_train'   # dataset split of the clips (data readers' split names)
     single_split: str = 'camera_train'  # dataset split of the single-frame batches
+    # Fraction of the video sequences (clips) trained with their camera motion withheld,
+    # so that one checkpoint works with odometry and without (train.camera_motion).
+    camera_motion_dropout: float = 0.0
     num_workers: int = 0              # DataLoader workers (0: load in the training process)
     num_threads: int = 0              # torch intra-op threads of the training process (0: torch's default).
                                       # On a shared CPU, 1 avoids OpenMP threads spinning on each other.

@@ -8,6 +8,8 @@ One optimiser step consumes one batch:
 - single: B independent frames, no memory (CAMERA-style data).
 - mixed: a fixed, resumable interleaving; a fraction `single_frame_ratio` of the steps are single-frame.
 
+Camera motion reaches the model only where the frame has one and it is not withheld (`camera_motion`).
+
 `build_trainer` builds the parts (process group, model, criterion, batch streams, optimiser, logs) and restores
 them from the run's checkpoint on --resume; `Trainer` runs the steps.
 
@@ -25,6 +27,7 @@ import torch
 
 from seqpose_core.config import SeqPoseConfig, from_dict, save_config
 from seqpose_core.model import build_model, save_checkpoint
+from seqpose_core.train.camera_motion import model_camera_motion
 from seqpose_core.train.distributed import ProcessGroup, wrap_model
 from seqpose_core.train.errors import TrainingError
 from seqpose_core.train.logs import VAL_KEYS, RunLogs
@@ -47,6 +50,8 @@ def check_train_config(train_cfg):
         raise TrainingError('train.mode=mixed needs 0 < train.single_frame_ratio < 1')
     if train_cfg.amp not in ('none', *AMP_DTYPES):
         raise TrainingError(f"train.amp must be 'none', 'bf16' or 'fp16', got {train_cfg.amp!r}")
+    if not 0.0 <= train_cfg.camera_motion_dropout <= 1.0:
+        raise TrainingError(f'train.camera_motion_dropout must be in [0, 1], got {train_cfg.camera_motion_dropout}')
 
 
 @dataclass
@@ -142,15 +147,12 @@ class Trainer:
         """One optimiser step on a clip batch (list over time) or a frame batch; returns loss values."""
         frames = batch if kind == 'video' else [batch]
         self.optimizer.zero_grad(set_to_none=True)
-        batch_size = frames[0]['image'].shape[0]
-        memory = self.model.init_memory(batch_size) if kind == 'video' else None
+        memory = self.model.init_memory(frames[0]['image'].shape[0]) if kind == 'video' else None
         totals = {}
         for time_index, frame in enumerate(frames):
             images = frame['image'].to(self.device, non_blocking=True)
             intrinsics = frame['K'].to(self.device).float()
-            camera_motion = None
-            if kind == 'video' and time_index > 0 and frame.get('camera_motion') is not None:
-                camera_motion = frame['camera_motion'].to(self.device).float()
+            camera_motion = model_camera_motion(frame, self.device) if memory is not None else None
             last = time_index == len(frames) - 1
             sync = contextlib.nullcontext() if last or not self.group.distributed else self.ddp_model.no_sync()
             with sync:

@@ -1,11 +1,16 @@
-"""Where the batches come from: one endless, resumable `BatchStream` per kind of step ('video' clips,
-'single' frames), and the fixed interleaving of the two in 'mixed' mode (`step_kind`)."""
+"""Where the batches come from: one endless, resumable stream per kind of step, and the fixed interleaving of
+the two kinds in 'mixed' mode (`step_kind`).
+
+- 'video': a `BatchStream` of clips (each step a clip batch, the memory starting empty);
+- 'single': a `BatchStream` of frames.
+"""
 import math
 
 import torch
 from torch.utils.data import DataLoader
 
 from seqpose_core.data import NocsClipDataset, NocsFormatError, NocsFrameDataset, collate_clips
+from seqpose_core.train.camera_motion import withheld_sequences, withhold_camera_motion
 from seqpose_core.train.errors import TrainingError
 from seqpose_core.train.sampling import ResumableDistributedSampler, SeededSamples
 
@@ -40,7 +45,7 @@ class BatchStream:
     """Endless batches of one dataset, epoch after epoch, whose position (epoch, batches consumed) can be saved
     and restored; each process reads its DistributedSampler share."""
 
-    def __init__(self, dataset, collate_fn, batch_size, seed, group, num_workers=0):
+    def __init__(self, dataset, collate_fn, batch_size, seed, group, num_workers=0, camera_motion_dropout=0.0):
         if len(dataset) < batch_size * group.world_size:
             raise TrainingError(f'{len(dataset)} samples cannot fill one batch of {batch_size} per process '
                                 f'x {group.world_size} processes: lower train.batch_size')
@@ -51,6 +56,9 @@ class BatchStream:
         self.batch_size = batch_size
         self.seed = seed
         self.num_workers = num_workers
+        # clip batches: the sequences whose camera motion is withheld are drawn per (seed, rank, epoch, batch)
+        self.camera_motion_dropout = camera_motion_dropout
+        self.dropout_seed = seed * 1000 + group.rank
         self.batches_per_epoch = self.sampler.num_samples // batch_size
         self.epoch = 0
         self.position = 0            # batches consumed in the current epoch
@@ -78,16 +86,25 @@ class BatchStream:
             self._start_iterator()
         batch = next(self._iterator)
         self.position += 1
+        if self.camera_motion_dropout > 0:
+            withheld = withheld_sequences(self.dropout_seed, self.epoch, self.position, self.batch_size,
+                                          self.camera_motion_dropout)
+            batch = withhold_camera_motion(batch, withheld)
         return batch
 
 
 def build_streams(cfg, data_root, group):
     """{kind: BatchStream} for train.mode; the two kinds draw their data order from different seeds."""
     train_cfg = cfg.train
-    datasets = build_datasets(cfg, data_root, train_cfg.mode)
-    return {kind: BatchStream(dataset, collate_frames if kind == 'single' else collate_clips, train_cfg.batch_size,
-                              train_cfg.seed + (0 if kind == 'video' else 1), group, train_cfg.num_workers)
-            for kind, dataset in datasets.items()}
+    streams = {}
+    for kind, dataset in build_datasets(cfg, data_root, train_cfg.mode).items():
+        if kind == 'single':
+            streams[kind] = BatchStream(dataset, collate_frames, train_cfg.batch_size, train_cfg.seed + 1, group,
+                                        train_cfg.num_workers)
+            continue
+        streams[kind] = BatchStream(dataset, collate_clips, train_cfg.batch_size, train_cfg.seed, group,
+                                    train_cfg.num_workers, camera_motion_dropout=train_cfg.camera_motion_dropout)
+    return streams
 
 
 def step_kind(step, mode, single_frame_ratio):
