@@ -1,5 +1,8 @@
-"""Video training.
+"""Streaming video training and camera motion in training.
 
+- Streaming (train.streaming): each step is one frame of each batch slot's sequence, the memory the model
+  returned at the previous step is carried into the next, and it starts empty where the sequences (here: the
+  scenes) start; a run interrupted in mid-sequence resumes bit for bit.
 - Camera motion: the model is given a frame's motion only where `has_camera_motion` says there is one, and
   `train.camera_motion_dropout` withholds it on that fraction of the sequences.
 """
@@ -57,6 +60,47 @@ def run(trainer):
         return trainer.run()
     finally:
         trainer.group.close()
+
+
+def test_streaming_carries_the_memory_across_steps_and_resets_it_at_scene_starts(two_scenes, tmp_path):
+    cfg = tiny_config(streaming=True, stream_length=FRAMES, max_steps=2 * FRAMES)
+    trainer = build_trainer(cfg, two_scenes, tmp_path / 'run', progress=False)
+    calls, batches = record(trainer)
+    assert run(trainer) == 2 * FRAMES
+    assert len(calls) == len(batches) == 2 * FRAMES                       # one frame batch per step
+    for step, call in enumerate(calls):
+        slots = batches[step][0]
+        assert [frame for _, frame in slots] == [f'{step % FRAMES:04d}'] * 2     # every slot walks its scene
+        if step % FRAMES == 0:                                             # a scene starts: empty memory
+            assert call['memory'].is_empty() and call['camera_motion'] is None
+        else:                                                              # the last step's memory, carried
+            assert call['memory'] is calls[step - 1]['returned'] and not call['memory'].is_empty()
+            assert [scene for scene, _ in slots] == [scene for scene, _ in batches[step - 1][0]]
+            assert call['camera_motion'] is not None
+    assert {scene for scene, _ in batches[0][0]} == {'scene_1', 'scene_2'}
+    assert all(not returned.requires_grad for call in calls for returned in [call['returned'].features])
+
+
+def test_streaming_run_resumes_bit_for_bit_in_mid_sequence(two_scenes, tmp_path):
+    args = ['--config', 'tiny', '--no-progress', '--data', str(two_scenes)]
+    for section, values in TINY.items():
+        args += [item for key, value in values.items() for item in ('--set', f'{section}.{key}={value}')]
+    args += ['--set', 'train.streaming=true', '--set', f'train.stream_length={FRAMES}', '--set', 'train.max_steps=6',
+             '--set', 'train.camera_motion_dropout=0.5']
+    whole, interrupted = tmp_path / 'whole', tmp_path / 'interrupted'
+    assert seqpose(['train', *args, '--out', str(whole)]) == 0
+    assert seqpose(['train', *args, '--out', str(interrupted), '--max-steps', '2']) == 0     # step 2 of 4
+    stopped = torch.load(interrupted / 'checkpoint.pt', map_location='cpu', weights_only=True)['training']
+    assert stopped['data_position']['video']['time'] == 2 and len(stopped['stream_memory']['frames']) == 2
+    assert seqpose(['train', '--resume', '--data', str(two_scenes), '--out', str(interrupted), '--no-progress']) == 0
+    expected = torch.load(whole / 'checkpoint.pt', map_location='cpu', weights_only=True)
+    resumed = torch.load(interrupted / 'checkpoint.pt', map_location='cpu', weights_only=True)
+    assert resumed['training']['step'] == expected['training']['step'] == 6
+    for name, value in expected['model'].items():
+        assert torch.equal(value, resumed['model'][name]), name
+    for frame, resumed_frame in zip(expected['training']['stream_memory']['frames'],
+                                    resumed['training']['stream_memory']['frames']):
+        assert all(torch.equal(frame[key], resumed_frame[key]) for key in ('features', 'reference_points'))
 
 
 def test_camera_motion_reaches_the_model_only_where_the_frame_has_one():

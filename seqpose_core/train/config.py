@@ -28,7 +28,13 @@ class TrainConfig:
     single_frame_ratio: float = 0.5   # 'mixed': fraction of steps that are single-frame batches
     video_split: str = 'real_train'   # dataset split of the clips (data readers' split names)
     single_split: str = 'camera_train'  # dataset split of the single-frame batches
-    # Fraction of the video sequences (clips) trained with their camera motion withheld,
+    # Streaming video training (StreamPETR): a video step is one frame of each of B sequences of `stream_length`
+    # consecutive frames, the memory carried (detached) from step to step as at inference, instead of a clip
+    # whose memory starts empty. Scenes are cut into sequences of that length (a shorter remainder is left
+    # out), and all B slots start their next sequence at the same step: the memory resets for the whole batch.
+    streaming: bool = False
+    stream_length: int = 24
+    # Fraction of the video sequences (clips or streamed sequences) trained with their camera motion withheld,
     # so that one checkpoint works with odometry and without (train.camera_motion).
     camera_motion_dropout: float = 0.0
     num_workers: int = 0              # DataLoader workers (0: load in the training process)

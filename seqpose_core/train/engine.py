@@ -1,10 +1,13 @@
-"""The training loop: video clips (memory carried through the clip), single-frame batches, or both mixed.
+"""The training loop: video (clips, or streamed sequences), single-frame batches, or both mixed.
 
 One optimiser step consumes one batch:
-- video: B clips of T consecutive frames. The memory starts empty at the clip's first frame and is carried to
-  the next frame (the model returns it detached, as StreamPETR's streaming training does); the losses of every
-  frame are averaged. Because no gradient flows between frames, each frame is back-propagated as soon as its
-  loss is known (the same gradient as summing first, at a fraction of the activation memory).
+- video, clips: B clips of T consecutive frames. The memory starts empty at the clip's first frame and is
+  carried to the next frame (the model returns it detached); the losses of every frame are averaged. Because
+  no gradient flows between frames, each frame is back-propagated as soon as its loss is known (the same
+  gradient as summing first, at a fraction of the activation memory).
+- video, streaming (train.streaming, StreamPETR): one frame of each of B long sequences; the memory the model
+  returned at the previous step is carried into this one, as at inference, and reset where the sequences
+  start (`streams.SequenceStream`).
 - single: B independent frames, no memory (CAMERA-style data).
 - mixed: a fixed, resumable interleaving; a fraction `single_frame_ratio` of the steps are single-frame.
 
@@ -33,8 +36,8 @@ from seqpose_core.train.errors import TrainingError
 from seqpose_core.train.logs import VAL_KEYS, RunLogs
 from seqpose_core.train.losses import build_criterion
 from seqpose_core.train.optim import build_optimizer, build_scheduler
-from seqpose_core.train.resume import (CHECKPOINT_NAME, capture_rng_state, load_run_checkpoint, restore_rng_state,
-                                       save_training_checkpoint)
+from seqpose_core.train.resume import (CHECKPOINT_NAME, capture_rng_state, load_run_checkpoint, memory_from_state,
+                                       memory_state, restore_rng_state, save_training_checkpoint)
 from seqpose_core.train.streams import MODES, build_streams, schedule_length, step_kind
 from seqpose_core.train.targets import batch_targets
 from seqpose_core.train.validation import check_validation_data, validate
@@ -50,6 +53,8 @@ def check_train_config(train_cfg):
         raise TrainingError('train.mode=mixed needs 0 < train.single_frame_ratio < 1')
     if train_cfg.amp not in ('none', *AMP_DTYPES):
         raise TrainingError(f"train.amp must be 'none', 'bf16' or 'fp16', got {train_cfg.amp!r}")
+    if train_cfg.streaming and train_cfg.stream_length < 1:
+        raise TrainingError(f'train.stream_length must be >= 1, got {train_cfg.stream_length}')
     if not 0.0 <= train_cfg.camera_motion_dropout <= 1.0:
         raise TrainingError(f'train.camera_motion_dropout must be in [0, 1], got {train_cfg.camera_motion_dropout}')
 
@@ -93,6 +98,7 @@ class Trainer:
         self.stop_step = stop_step
         self.progress = progress
         self.logs = None            # RunLogs, main process only (open_logs)
+        self.stream_memory = None   # streaming: the memory the last video step returned (MemoryQueue)
         self.step = 0
 
     # --- checkpoints -------------------------------------------------------------------------------------------
@@ -108,6 +114,8 @@ class Trainer:
         for kind, state in training['data_position'].items():
             if kind in self.streams:
                 self.streams[kind].load_state_dict(state)
+        if training.get('stream_memory') is not None:
+            self.stream_memory = memory_from_state(training['stream_memory'], self.device)
         rng_states = training['rng']
         if len(rng_states) != self.group.world_size:
             raise TrainingError(f'the checkpoint was written by {len(rng_states)} process(es); resuming with '
@@ -125,8 +133,15 @@ class Trainer:
                 'total_steps': self.total_steps,
                 'data_position': {kind: stream.state_dict() for kind, stream in self.streams.items()},
                 'rng': rng_states,
+                **self._stream_memory_state(),
             })
         self.group.barrier()
+
+    def _stream_memory_state(self):
+        """{'stream_memory': ...} of a streaming run (the memory is part of where the run stands), else {}."""
+        if not self.cfg.train.streaming or self.stream_memory is None:
+            return {}
+        return {'stream_memory': memory_state(self.stream_memory)}
 
     def save_model(self):
         """The model alone (+ config), the form `seqpose eval --checkpoint` and the shipped default use."""
@@ -143,11 +158,28 @@ class Trainer:
 
     # --- one step ----------------------------------------------------------------------------------------------
 
+    def _streamed_memory(self, frame):
+        """The memory a streamed frame batch starts from: empty where its sequences start, else the last step's."""
+        starts = frame['is_sequence_start']
+        if bool(starts.any()) or self.stream_memory is None:
+            if not bool(starts.all()):
+                raise TrainingError('streamed sequences must start together (the memory resets for the whole '
+                                    'batch)')
+            return self.model.init_memory(len(starts))
+        return self.stream_memory
+
     def train_step(self, kind, batch):
-        """One optimiser step on a clip batch (list over time) or a frame batch; returns loss values."""
-        frames = batch if kind == 'video' else [batch]
+        """One optimiser step on a clip batch (list over time), a streamed frame batch or a single-frame batch;
+        returns loss values."""
+        streamed = kind == 'video' and self.cfg.train.streaming
+        frames = batch if kind == 'video' and not streamed else [batch]
         self.optimizer.zero_grad(set_to_none=True)
-        memory = self.model.init_memory(frames[0]['image'].shape[0]) if kind == 'video' else None
+        if streamed:
+            memory = self._streamed_memory(batch)
+        elif kind == 'video':
+            memory = self.model.init_memory(frames[0]['image'].shape[0])
+        else:
+            memory = None
         totals = {}
         for time_index, frame in enumerate(frames):
             images = frame['image'].to(self.device, non_blocking=True)
@@ -169,6 +201,8 @@ class Trainer:
             for name, value in losses.items():
                 totals[name] = totals.get(name, 0.0) + float(value.detach()) / len(frames)
             totals['loss'] = totals.get('loss', 0.0) + float(total.detach()) / len(frames)
+        if streamed:
+            self.stream_memory = memory
         totals['grad_norm'] = self._optimizer_step()
         totals['loss_aux'] = sum(self.criterion.weight_dict[name] * value for name, value in totals.items()
                                  if '_aux' in name)

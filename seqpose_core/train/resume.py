@@ -5,6 +5,7 @@ the data position and the RNG states (python, numpy, torch, CUDA) of every proce
 containers and tensors, so the file loads with `torch.load(weights_only=True)`, and `seqpose eval
 --checkpoint` takes it as it is.
 """
+import dataclasses
 import os
 import random
 from pathlib import Path
@@ -72,3 +73,17 @@ def load_run_checkpoint(run_dir):
         return load_training_checkpoint(path)
     except ValueError as error:
         raise TrainingError(f'--resume: {error}') from None
+
+
+def memory_state(memory):
+    """A MemoryQueue as plain containers and tensors (weights_only-loadable), for a streaming run's checkpoint."""
+    return {'num_frames': memory.num_frames, 'top_k': memory.top_k, 'batch_size': memory.batch_size,
+            'frames': [{field.name: getattr(frame, field.name) for field in dataclasses.fields(frame)}
+                       for frame in memory.frames]}
+
+
+def memory_from_state(state, device):
+    from seqpose_core.model.memory import MemoryFrame, MemoryQueue
+    frames = [MemoryFrame(**{name: value.to(device) if torch.is_tensor(value) else value
+                             for name, value in frame.items()}) for frame in state['frames']]
+    return MemoryQueue(state['num_frames'], state['top_k'], state['batch_size'], frames)

@@ -1,7 +1,8 @@
 """Where the batches come from: one endless, resumable stream per kind of step, and the fixed interleaving of
 the two kinds in 'mixed' mode (`step_kind`).
 
-- 'video': a `BatchStream` of clips (each step a clip batch, the memory starting empty);
+- 'video': a `BatchStream` of clips (each step a clip batch, the memory starting empty), or with
+  train.streaming a `SequenceStream` (each step one frame of B sequences, the memory carried across steps);
 - 'single': a `BatchStream` of frames.
 """
 import math
@@ -26,7 +27,12 @@ def build_datasets(cfg, data_root, mode):
     """{'video': clip dataset, 'single': frame dataset} as the mode needs (seqpose_core.data readers)."""
     datasets = {}
     try:
-        if mode in ('video', 'mixed'):
+        if mode in ('video', 'mixed') and cfg.train.streaming:
+            # consecutive, non-overlapping sequences: each frame of a scene is streamed once per epoch
+            length = cfg.train.stream_length
+            datasets['video'] = NocsClipDataset(data_root, cfg.train.video_split, clip_length=length,
+                                                clip_stride=length, data_cfg=cfg.data, train=True)
+        elif mode in ('video', 'mixed'):
             datasets['video'] = NocsClipDataset(data_root, cfg.train.video_split, clip_length=cfg.data.clip_length,
                                                 data_cfg=cfg.data, train=True)
         if mode in ('single', 'mixed'):
@@ -36,8 +42,10 @@ def build_datasets(cfg, data_root, mode):
     for kind, dataset in datasets.items():
         if len(dataset) == 0:
             split = cfg.train.video_split if kind == 'video' else cfg.train.single_split
-            raise TrainingError(f'no {"clips" if kind == "video" else "frames"} in split {split!r} under '
-                                f'{data_root} (train.mode={mode})')
+            what = 'frames' if kind == 'single' else (
+                f'sequences of train.stream_length={cfg.train.stream_length} frames' if cfg.train.streaming
+                else 'clips')
+            raise TrainingError(f'no {what} in split {split!r} under {data_root} (train.mode={mode})')
     return datasets
 
 
@@ -93,6 +101,49 @@ class BatchStream:
         return batch
 
 
+class SequenceStream:
+    """Streaming video batches: each of the B batch slots walks through the consecutive frames of a sequence,
+    one frame per step, and all slots start new sequences (drawn from `sequences`, a BatchStream of
+    stream_length-frame clips) together. `next()` -> one collated frame batch; its `is_sequence_start` is True
+    for every slot at a sequence's first frame, where the trainer resets the memory.
+
+    The position is the sequence batch's and the frames of it consumed: a resume in mid-sequence reads that
+    sequence batch again (the same frames and augmentation: they are seeded by position) and continues."""
+
+    def __init__(self, sequences, length):
+        self.sequences = sequences
+        self.length = length
+        self.time = length              # frames of the current sequence batch consumed (length: none left)
+        self._current = None            # list over time of collated frame batches
+
+    @property
+    def epoch(self):
+        return self.sequences.epoch
+
+    @property
+    def batches_per_epoch(self):
+        return self.sequences.batches_per_epoch * self.length
+
+    def state_dict(self):
+        return {'sequences': self.sequences.state_dict(), 'time': self.time}
+
+    def load_state_dict(self, state):
+        self.sequences.load_state_dict(state['sequences'])
+        self.time = int(state['time'])
+        self._current = None
+        if self.time < self.length:
+            # the sequence batch in progress was the last one read: step back one batch and read it again
+            self.sequences.load_state_dict({'epoch': self.sequences.epoch, 'position': self.sequences.position - 1})
+            self._current = self.sequences.next()
+
+    def next(self):
+        if self._current is None or self.time >= self.length:
+            self._current, self.time = self.sequences.next(), 0
+        frame = self._current[self.time]
+        self.time += 1
+        return frame
+
+
 def build_streams(cfg, data_root, group):
     """{kind: BatchStream} for train.mode; the two kinds draw their data order from different seeds."""
     train_cfg = cfg.train
@@ -102,8 +153,9 @@ def build_streams(cfg, data_root, group):
             streams[kind] = BatchStream(dataset, collate_frames, train_cfg.batch_size, train_cfg.seed + 1, group,
                                         train_cfg.num_workers)
             continue
-        streams[kind] = BatchStream(dataset, collate_clips, train_cfg.batch_size, train_cfg.seed, group,
-                                    train_cfg.num_workers, camera_motion_dropout=train_cfg.camera_motion_dropout)
+        clips = BatchStream(dataset, collate_clips, train_cfg.batch_size, train_cfg.seed, group, train_cfg.num_workers,
+                            camera_motion_dropout=train_cfg.camera_motion_dropout)
+        streams[kind] = SequenceStream(clips, train_cfg.stream_length) if train_cfg.streaming else clips
     return streams
 
 
@@ -116,7 +168,7 @@ def step_kind(step, mode, single_frame_ratio):
 
 def schedule_length(train_cfg, streams):
     """Optimiser steps of the whole schedule: train.max_steps, else `epochs` passes over the primary data
-    (the clips in video / mixed mode, the frames in single mode)."""
+    (the clips, or every frame of the streamed sequences, in video / mixed mode; the frames in single mode)."""
     if train_cfg.max_steps > 0:
         return int(train_cfg.max_steps)
     if train_cfg.mode == 'single':
