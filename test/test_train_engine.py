@@ -119,3 +119,26 @@ def test_sampling_offsets_and_anchor_positions_learn_slower():
     cfg.train.sampling_lr_mult = 1.0
     assert {group['name'] for group in parameter_groups(model, cfg.train)} <= {
         'backbone/decay', 'backbone/no_decay', 'head/decay', 'head/no_decay'}
+
+
+@pytest.mark.parametrize('oracle', [False, True])
+def test_validation_gives_the_runner_no_ground_truth_unless_the_oracle_is_named(scene_root, tmp_path, monkeypatch,
+                                                                                oracle):
+    from seqpose_core.config import load_config
+    from seqpose_core.train import validation
+    from seqpose_core.train.engine import build_trainer
+    seen = []
+
+    def evaluate_model(model, cfg, data_root, split, mode, out_dir, **options):
+        seen.append((mode, options['camera_motion']))
+        return {'mean': {'IoU25': 1.0}}
+
+    monkeypatch.setattr(validation, 'evaluate_model', evaluate_model)
+    cfg = load_config('tiny', {'train': {'batch_size': 2, 'val_every': 1, 'val_split': 'real_train',
+                                         'val_oracle_camera_motion': oracle}})
+    trainer = build_trainer(cfg, scene_root, tmp_path / 'run', progress=False)
+    try:
+        assert trainer.validate()['IoU25'] == 1.0
+    finally:
+        trainer.group.close()
+    assert seen == [('mf', 'gt' if oracle else 'none')]

@@ -82,4 +82,7 @@ class TrainConfig:
     log_every: int = 10               # optimiser steps between CSV / TensorBoard rows
     val_every: int = 0                # optimiser steps between validations with the NOCS metrics (0: off)
     val_split: str = 'test'           # `seqpose eval` split used for validation
+    # Validation runs as a deployed camera without odometry does (no camera motion). True gives the runner the
+    # motion derived from the ground-truth poses of the frames being scored: an ORACLE, never a headline number.
+    val_oracle_camera_motion: bool = False
     val_max_scenes: int = 0           # >0: validate on the first N scenes only

@@ -234,7 +234,8 @@ class Trainer:
     def validate(self):
         """NOCS metrics of the current model on the validation data, logged."""
         out = self.run_dir / 'val' / f'step_{self.step:07d}'
-        metrics = validate(self.model, self.cfg, self.val_data, out, self.device)
+        metrics = validate(self.model, self.cfg, self.val_data, out, self.device,
+                           oracle_camera_motion=self.cfg.train.val_oracle_camera_motion)
         self.logs.write_val(self.step, metrics)
         return metrics
 

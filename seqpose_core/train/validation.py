@@ -18,15 +18,17 @@ def check_validation_data(val_data, train_cfg):
                             'or set train.val_every=0') from None
 
 
-def validate(model, cfg, val_data, out_dir, device):
-    """Metrics ('mean' row, percent) of `model` on cfg.train.val_split of `val_data`, in video mode; results
-    and metrics.json land in out_dir. Neither the model's mode nor the training's random stream changes."""
+def validate(model, cfg, val_data, out_dir, device, oracle_camera_motion=False):
+    """Metrics ('mean' row, percent) of `model` on cfg.train.val_split of `val_data`, in video mode and, as a
+    deployed camera without odometry, with no camera motion (`oracle_camera_motion`: the motion derived from
+    the ground truth of the frames being scored, for ablations only); results and metrics.json land in
+    out_dir. Neither the model's mode nor the training's random stream changes."""
     rng_state = capture_rng_state()
     model.eval()
     try:
         metrics = evaluate_model(model, cfg, val_data, cfg.train.val_split, 'mf', Path(out_dir),
                                  max_scenes=cfg.train.val_max_scenes or None, overlays=0, progress=False,
-                                 device=str(device))
+                                 device=str(device), camera_motion='gt' if oracle_camera_motion else 'none')
     finally:
         model.train()
         restore_rng_state(rng_state)
