@@ -5,6 +5,12 @@ from glob import glob
 from setuptools import find_packages, setup
 
 PACKAGE = 'seqpose_ros'
+# folders without __init__.py that ship files: package -> patterns
+DATA_PACKAGES = {
+    'seqpose_core.configs': ['*.yaml'],
+    'seqpose_core.weights': ['*.pt', '*.md', '*.csv'],
+    'seqpose_core.synth.shaders': ['*.glsl'],
+}
 
 
 def data_files():
@@ -28,9 +34,11 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     python_requires='>=3.10',
-    packages=find_packages(include=['seqpose_core', 'seqpose_core.*', 'seqpose_ros', 'seqpose_ros.*']),
-    package_data={'seqpose_core': ['configs/*.yaml', 'weights/*.pt', 'examples/*', 'examples/**/*',
-                                   'synth/shaders/*.glsl']},
+    # the data folders are listed as packages of their own (setuptools warns about importable folders that
+    # are not), with their files as package data
+    packages=find_packages(include=['seqpose_core', 'seqpose_core.*', 'seqpose_ros', 'seqpose_ros.*'])
+    + [name for name in DATA_PACKAGES if os.path.isdir(name.replace('.', os.sep))],
+    package_data={'seqpose_core': ['examples/*', 'examples/**/*'], **DATA_PACKAGES},
     include_package_data=True,
     data_files=data_files(),
     # rclpy and the ROS message packages come from ROS (system install, or the pinned Kilted wheels in
@@ -50,7 +58,6 @@ setup(
         'weights': ['safetensors>=0.4'],
         'test': ['pytest>=7', 'mcap>=1.1', 'mcap-ros2-support>=0.5'],
     },
-    tests_require=['pytest'],
     zip_safe=False,
     entry_points={
         'console_scripts': [

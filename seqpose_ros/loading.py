@@ -1,5 +1,6 @@
-"""Start-up: resolve the checkpoint and device and build the StreamRunner. Plain functions (no rclpy) so the
-failure messages are tested without ROS; the node turns `StartupError` into a fatal log line and exit code 1.
+"""Start-up: resolve the checkpoint and device and build the StreamRunner (seqpose_core.runner.build_runner).
+Plain functions (no rclpy) so the failure messages are tested without ROS; the node turns `StartupError` into
+a fatal log line and exit code 1.
 """
 from pathlib import Path
 
@@ -46,8 +47,8 @@ def load_runner(checkpoint, device='cpu', history_frames=0, top_k=0, warn=print)
     path = resolve_checkpoint(checkpoint)
     device = resolve_device(device, warn)
     try:
-        from seqpose_core.runner import StreamRunner
-        runner = StreamRunner.from_checkpoint(str(path), device=device)
+        from seqpose_core.runner import build_runner
+        runner = build_runner(str(path), device=device)
     except Exception as error:  # noqa: BLE001 - any load failure is fatal at start-up, with its reason
         raise StartupError(f"checkpoint '{path}' does not load: {type(error).__name__}: {error}") from None
     model_cfg = getattr(runner.model, 'cfg', None)

@@ -1,16 +1,17 @@
 """`seqpose_node`: category-level 6D pose and size of objects from a monocular RGB stream.
 
 Topics (relative: remap them, or push the node into a namespace):
-  in   image (sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8, mono8) or image/compressed (image_transport:=compressed)
-       camera_info (sensor_msgs/CameraInfo, the latest is kept)
+  in   image (sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8, mono8; other encodings through cv_bridge where it
+       is installed) or image/compressed (image_transport:=compressed)
+       camera_info (sensor_msgs/CameraInfo, paired with the image by stamp)
   out  detections (vision_msgs/Detection3DArray, the image's header), markers (visualization_msgs/MarkerArray),
        debug_image (sensor_msgs/Image, only rendered while subscribed), /diagnostics, /tf
   srv  ~/reset (std_srvs/Trigger): forget the temporal memory and the tracks
 
-The node is thin: conversions, the frame gate, the one-slot buffer, tracking and parameters live in plain
-modules (conversions, pipeline, params, loading, seqpose_core.tracking) that are tested without ROS.
+The node is thin: conversions, CameraInfo pairing, the one-slot buffer, object ids and parameters live in
+plain modules (conversions, pipeline, params, loading, seqpose_core.runner / tracking) tested without ROS.
 """
-import re
+import signal
 import sys
 import threading
 import time
@@ -19,9 +20,10 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection3DArray
@@ -30,36 +32,48 @@ from visualization_msgs.msg import MarkerArray
 from seqpose_ros import conversions, params as param_table
 from seqpose_ros.conversions import InputError
 from seqpose_ros.loading import StartupError, load_runner
-from seqpose_ros.pipeline import CameraInfoCache, Frame, LatestSlot, Pipeline, ProblemLog, SequenceGaps, Stats
+from seqpose_ros.conversions import problem_kind
+from seqpose_ros.pipeline import (RUNNER_SETTINGS, CameraInfoCache, LatestSlot, Pipeline, ProblemLog,
+                                  ReceivedImage, SequenceGaps, Stats)
 
 try:   # present on a ROS 2 install; not on PyPI (the pip set-up publishes TFMessage on /tf itself)
     import tf2_ros
 except ImportError:
     tf2_ros = None
 
-DYNAMIC_RUNNER_PARAMS = ('score_threshold', 'max_detections', 'mode', 'max_frame_gap')
-
-
-def _problem_kind(text):
-    """Throttling key: the message with its numbers blanked, so repeats of one problem (differing only in
-    sizes, stamps or ages) share a key while different problems each get their own first log line."""
-    return re.sub(r'[-+]?\d[\d.e+-]*', '#', text)
+DYNAMIC_RUNNER_PARAMS = RUNNER_SETTINGS
+CAMERA_INFO_WAIT = 0.1     # seconds the worker waits for the CameraInfo of an image that came first
 
 
 def _stamp_seconds(stamp):
     return stamp.sec + stamp.nanosec * 1e-9
 
 
-class CameraState:
-    """The latest CameraInfo, already validated (K or the reason it is unusable)."""
+def image_qos_profile(name, depth=1):
+    """The subscription QoS for the image_qos parameter. best_available (Kilted): reliable against a reliable
+    publisher (every frame arrives, the usual camera driver default), best effort against a best-effort one."""
+    reliability = {'best_available': ReliabilityPolicy.BEST_AVAILABLE, 'sensor_data': ReliabilityPolicy.BEST_EFFORT,
+                   'reliable': ReliabilityPolicy.RELIABLE, 'system_default': ReliabilityPolicy.SYSTEM_DEFAULT}[name]
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, durability=DurabilityPolicy.VOLATILE,
+                      reliability=reliability)
 
-    def __init__(self, msg, topic):
-        self.frame_id = msg.header.frame_id
-        self.hw = (msg.height, msg.width)
-        try:
-            self.K, self.error = conversions.camera_info_to_K(msg.k, msg.width, msg.height, topic), ''
-        except InputError as error:
-            self.K, self.error = None, str(error)
+
+def _camera_info_key(msg):
+    roi = msg.roi
+    return (msg.width, msg.height, tuple(msg.k), tuple(msg.d), msg.distortion_model, tuple(msg.p), tuple(msg.r),
+            msg.binning_x, msg.binning_y, (roi.x_offset, roi.y_offset, roi.height, roi.width))
+
+
+class CameraState:
+    """A CameraInfo as the worker uses it: its frame id and the validated camera model (K, expected image
+    size, undistortion), or the reason it is unusable."""
+
+    def __init__(self, frame_id, model):
+        self.frame_id = frame_id
+        self.model = model
+        self.K = model.K
+        self.error = model.error
+        self.hw = model.expected_hw if not model.error else (0, 0)
 
 
 class SeqPoseNode(Node):
@@ -73,6 +87,10 @@ class SeqPoseNode(Node):
         self.cameras = CameraInfoCache()
         self._warned_frame_mismatch = False
         self._prev_odom_from_camera = None
+        self._last_received_stamp = None
+        self._camera_model = (None, None)     # (CameraInfo key, CameraModel): rebuilt only when it changes
+        self.tf_frame_names = set()           # every TF child frame name published (bounded: reused ids)
+        self.bridge = conversions._cv_bridge()
 
         runner, path, device = load_runner(self.params['checkpoint'], self.params['device'],
                                            self.params['history_frames'], self.params['top_k'],
@@ -81,16 +99,17 @@ class SeqPoseNode(Node):
         self.pipeline.configure(**{name: self.params[name] for name in DYNAMIC_RUNNER_PARAMS})
         self.device = device
 
-        image_qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=1, durability=DurabilityPolicy.VOLATILE,
-            reliability=(ReliabilityPolicy.BEST_EFFORT if self.params['image_qos'] == 'sensor_data'
-                         else ReliabilityPolicy.RELIABLE))
-        if self.params['image_transport'] == 'compressed':
-            self.image_sub = self.create_subscription(CompressedImage, 'image/compressed',
-                                                      self._on_compressed, image_qos)
-        else:
-            self.image_sub = self.create_subscription(Image, 'image', self._on_image, image_qos)
-        self.info_sub = self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, image_qos)
+        # The image QoS can be overridden per topic (qos_overrides./<topic>.subscription.reliability etc. in
+        # the params file, the standard ROS 2 mechanism); the effective profile is kept for re-subscribing.
+        self._image_qos = image_qos_profile(self.params['image_qos'])
+        self.image_sub = None
+        self._subscribe_images(QoSOverridingOptions.with_default_policies())
+        self.info_sub = self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
+                                                 image_qos_profile(self.params['image_qos'], depth=5),
+                                                 qos_overriding_options=QoSOverridingOptions.with_default_policies())
+        self.image_kind = conversions.image_kind_for(self.params['camera_model'], self.image_sub.topic_name)
+        if not self.params['enabled']:
+            self._unsubscribe_images()
 
         # Outputs are reliable: a reliable publisher matches reliable and best-effort subscribers (RViz's
         # Image display subscribes reliable by default).
@@ -123,12 +142,36 @@ class SeqPoseNode(Node):
         self._worker.start()
         self.get_logger().info(
             f"model '{path}' on {device}, mode {self.params['mode']}; listening on "
-            f"{self.image_sub.topic_name} + {self.info_sub.topic_name}, publishing "
-            f"{self.detections_pub.topic_name}")
+            f"{self.image_topic} + {self.info_sub.topic_name} (QoS {self.params['image_qos']}, "
+            f"{self.image_kind} images), publishing {self.detections_pub.topic_name}"
+            + ('' if self.params['enabled'] else '; disabled (enabled:=false): not subscribed to images'))
 
     # ------------------------------------------------------------------------------------------- inputs
+    def _subscribe_images(self, overriding=None):
+        if self.params['image_transport'] == 'compressed':
+            self.image_sub = self.create_subscription(CompressedImage, 'image/compressed', self._on_compressed,
+                                                      self._image_qos, qos_overriding_options=overriding)
+        else:
+            self.image_sub = self.create_subscription(Image, 'image', self._on_image, self._image_qos,
+                                                      qos_overriding_options=overriding)
+        self._image_qos = self.image_sub.qos_profile     # with any overrides applied
+        self.image_topic = self.image_sub.topic_name
+
+    def _unsubscribe_images(self):
+        if self.image_sub is not None:
+            self.destroy_subscription(self.image_sub)
+            self.image_sub = None
+        self.slot.clear()
+
     def _on_camera_info(self, msg):
-        self.cameras.add(_stamp_seconds(msg.header.stamp), CameraState(msg, self.info_sub.topic_name))
+        key = _camera_info_key(msg)
+        cached_key, model = self._camera_model
+        if key != cached_key:
+            model = conversions.camera_model_from_msg(msg, self.image_kind, self.info_sub.topic_name)
+            self._camera_model = (key, model)
+            for note in model.notes:
+                self._report('camera model:' + problem_kind(note), note, 'warn' if 'non-zero D' in note else 'info')
+        self.cameras.add(_stamp_seconds(msg.header.stamp), CameraState(msg.header.frame_id, model))
 
     # two-argument callbacks: rclpy then passes the MessageInfo (publication sequence numbers)
     def _on_image(self, msg, info):
@@ -141,9 +184,13 @@ class SeqPoseNode(Node):
         gid = (info or {}).get('publisher_gid') or {}
         self.gaps.update(str(gid.get('data', gid)), (info or {}).get('publication_sequence_number'))
         # The callback only records the message: decoding and inference happen on the worker, and a frame
-        # that arrives while the slot is still full replaces the older one (counted as dropped).
+        # that arrives while the slot is still full replaces the older one (counted as dropped). The stamp of
+        # the image received before this one goes with it: the runner measures gaps on received frames, so a
+        # slow model (frames dropped here) does not read as a gap in the camera stream.
+        stamp = _stamp_seconds(msg.header.stamp)
+        previous, self._last_received_stamp = self._last_received_stamp, stamp
         self.stats.received += 1
-        self.slot.put((msg, compressed, time.monotonic()))
+        self.slot.put((msg, compressed, time.monotonic(), previous))
 
     def _on_reset(self, request, response):
         self.pipeline.request_reset('~/reset service called')
@@ -172,6 +219,13 @@ class SeqPoseNode(Node):
         runner_changes = {k: v for k, v in changed.items() if k in DYNAMIC_RUNNER_PARAMS}
         if runner_changes:
             self.pipeline.configure(**runner_changes)
+        if 'enabled' in changed:
+            if changed['enabled'] and self.image_sub is None:
+                self._subscribe_images()
+                self.pipeline.request_reset('re-enabled')
+                self._last_received_stamp = None
+            elif not changed['enabled'] and self.image_sub is not None:
+                self._unsubscribe_images()
         if changed:
             self.get_logger().info('parameters changed: ' + ', '.join(f'{k}={v}' for k, v in changed.items()))
 
@@ -191,12 +245,12 @@ class SeqPoseNode(Node):
             self._process(*item)
         except InputError as error:
             self.stats.skipped += 1
-            self._report(_problem_kind(str(error)), str(error), 'warn')
+            self._report(error.kind, str(error), 'warn')
         except Exception as error:  # noqa: BLE001 - the node must survive anything one frame brings
             self.stats.skipped += 1
             self.pipeline.request_reset(f'processing failed ({type(error).__name__})')
             self._report('processing:' + type(error).__name__,
-                         f'{self.image_sub.topic_name}: processing failed: {type(error).__name__}: {error}; '
+                         f'{self.image_topic}: processing failed: {type(error).__name__}: {error}; '
                          'frame skipped, memory reset', 'error')
 
     def _report(self, kind, text, level='warn'):
@@ -211,38 +265,55 @@ class SeqPoseNode(Node):
             else:
                 logger.warning(line)
 
-    def _process(self, msg, compressed, received):
-        topic = self.image_sub.topic_name
+    def _process(self, msg, compressed, received, previous_stamp=None):
+        topic = self.image_topic
         header = msg.header
         stamp = _stamp_seconds(header.stamp)
-        camera = self.cameras.get(stamp)   # looked up here, not in the callback: its CameraInfo may come later
+        if not header.frame_id.strip():
+            raise InputError(f"{topic}: header.frame_id is empty: detections, TF and markers need the camera's "
+                             "frame (set the driver's frame_id); frame skipped", kind=f'{topic}:empty frame_id')
         max_age = self.params['max_image_age']
         if max_age > 0:
             age = self.get_clock().now().nanoseconds * 1e-9 - stamp
             if age > max_age:
                 raise InputError(f'{topic}: image is {age:.3f} s old (max_image_age {max_age:g} s); frame skipped')
-        if compressed:
-            rgb = conversions.compressed_to_rgb(msg.format, msg.data, topic)
-        else:
-            rgb = conversions.image_msg_to_rgb(msg, topic)
+        # paired here, not in the callback: its CameraInfo may come a moment after the image
+        tolerance = self.params['stamp_tolerance']
+        camera, distance = self.cameras.pair(stamp, tolerance, wait=CAMERA_INFO_WAIT)
         info_topic = self.info_sub.topic_name
         if camera is None:
+            if compressed:   # still decoded first: a broken file is the better message
+                conversions.compressed_to_rgb(msg.format, msg.data, topic)
             raise InputError(f'{topic}: no CameraInfo received yet on {info_topic}; frame skipped')
+        if distance is not None:
+            self._report(f'{topic}:camera info stamp', f'{topic}: no CameraInfo on {info_topic} within '
+                         f'stamp_tolerance {tolerance:g} s of the image stamp {stamp:.3f}; using the latest, '
+                         f'{distance:.3f} s apart (raise stamp_tolerance if the driver stamps them differently)')
         if camera.error:
             raise InputError(camera.error)
+        if compressed:
+            rgb = conversions.compressed_to_rgb(msg.format, msg.data, topic, expected_hw=camera.hw)
+        else:
+            rgb = conversions.image_msg_to_rgb(msg, topic, self.bridge)
         conversions.check_image_matches_camera_info(rgb.shape[:2], camera.hw, topic, info_topic)
         if camera.frame_id != header.frame_id and not self._warned_frame_mismatch:
             self._warned_frame_mismatch = True   # warned once: some drivers legitimately differ here
             self.get_logger().warning(f"{info_topic} frame_id '{camera.frame_id}' differs from the image's "
                                       f"'{header.frame_id}'; using the image's frame for the outputs")
+        rgb = camera.model.undistort(rgb)
 
-        frame = Frame(rgb, camera.K, stamp, header.frame_id, header, received,
-                      camera_motion=self._camera_motion(header))
-        result = self.pipeline.process(frame)
+        image = ReceivedImage(rgb, camera.K, stamp, header.frame_id, header, received,
+                              camera_motion=self._camera_motion(header), previous_stamp=previous_stamp)
+        try:
+            result = self.pipeline.process(image)
+        except (ValueError, TypeError) as error:
+            # the runner's input checks (before any state changes): a warning and a skip, not an error + reset
+            raise InputError(f'{topic}: {error}; frame skipped', kind=f'{topic}:runner:{type(error).__name__}') \
+                from None
         if result.reset_reason:
             self.stats.resets += 1
             self._prev_odom_from_camera = None
-            self._report(_problem_kind(result.reset_reason), f'{topic}: {result.reset_reason}; temporal memory '
+            self._report(problem_kind(result.reset_reason), f'{topic}: {result.reset_reason}; temporal memory '
                          'and tracks reset', 'warn' if 'service' not in result.reset_reason else 'info')
         if result.skipped_reason:
             self.stats.skipped += 1
@@ -273,9 +344,12 @@ class SeqPoseNode(Node):
 
     # ------------------------------------------------------------------------------------------- outputs
     def _publish(self, detections, header, rgb, K):
-        self.detections_pub.publish(conversions.detections_to_array(detections, header))
+        z_up = self.params['z_up']
+        self.detections_pub.publish(conversions.detections_to_array(detections, header, z_up))
         if self.params['publish_tf']:
-            transforms = conversions.detections_to_transforms(detections, header, self.params['tf_prefix'])
+            prefix = conversions.effective_tf_prefix(self.get_namespace(), self.params['tf_prefix'])
+            transforms = conversions.detections_to_transforms(detections, header, prefix, z_up)
+            self.tf_frame_names.update(t.child_frame_id for t in transforms)
             if transforms:
                 if self.tf_broadcaster is not None:
                     self.tf_broadcaster.sendTransform(transforms)
@@ -284,7 +358,7 @@ class SeqPoseNode(Node):
                     self.tf_pub.publish(TFMessage(transforms=transforms))
         if self.params['publish_markers']:
             self.markers_pub.publish(conversions.detections_to_markers(detections, header,
-                                                                       self.params['marker_lifetime']))
+                                                                       self.params['marker_lifetime'], z_up=z_up))
         if self.debug_pub.get_subscription_count() > 0:
             from seqpose_ros.overlay import draw_detections
             overlay = draw_detections(rgb, detections, K)
@@ -292,9 +366,14 @@ class SeqPoseNode(Node):
 
     def _publish_diagnostics(self):
         values = self.stats.snapshot(self.slot.dropped, self.gaps.lost)
+        values['enabled'] = str(self.params['enabled']).lower()
+        values['object ids in use'] = self.pipeline.ids.in_use
+        values['TF frame names published'] = len(self.tf_frame_names)
         status = DiagnosticStatus(name=f'{self.get_fully_qualified_name()}: pipeline', hardware_id=self.device)
         camera = self.cameras.latest()
-        if camera is None or camera.error:
+        if not self.params['enabled']:
+            status.level, status.message = DiagnosticStatus.OK, 'disabled (enabled:=false)'
+        elif camera is None or camera.error:
             status.level, status.message = DiagnosticStatus.WARN, 'no valid CameraInfo'
         elif values['input rate (Hz)'] > 0 and values['processed rate (Hz)'] == 0:
             status.level, status.message = DiagnosticStatus.WARN, 'images arrive but none is processed'
@@ -308,13 +387,25 @@ class SeqPoseNode(Node):
 
     def shutdown(self):
         self.slot.close()
-        self._worker.join(timeout=5.0)
+        self._worker.join(timeout=3.0)
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = None
-    code = 0
+    """Run the node until SIGINT or SIGTERM. The signals only set a flag (rclpy's own handlers are not
+    installed): `ros2 launch` without a terminal sends SIGINT twice (the process group's, then its own), and
+    a second signal must not interrupt the clean-up with a KeyboardInterrupt. Exit status 0 after a signal,
+    1 when the node cannot start (the reason is logged)."""
+    from rclpy.signals import SignalHandlerOptions
+
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    node = executor = None
     try:
         try:
             node = SeqPoseNode()
@@ -324,15 +415,22 @@ def main(args=None):
                 f'{type(error).__name__}: {error}'
             rclpy.logging.get_logger('seqpose_node').fatal(f'cannot start: {reason}')
             return 1
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)    # returns at least every 0.1 s, so the flag is seen
+    except ExternalShutdownException:
         pass
     finally:
         if node is not None:
+            node.get_logger().info('shutting down' + (' (signal)' if stop.is_set() else ''))
             node.shutdown()
+            if executor is not None:
+                executor.remove_node(node)
+                executor.shutdown(timeout_sec=1.0)
             node.destroy_node()
         rclpy.try_shutdown()
-    return code
+    return 0
 
 
 if __name__ == '__main__':

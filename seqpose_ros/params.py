@@ -5,9 +5,13 @@ check the launch file and config/seqpose.yaml against this table without ROS.
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
-IMAGE_QOS_CHOICES = ('sensor_data', 'reliable')
+# best_available (Kilted): reliable against a reliable publisher, best effort against a best-effort one: it
+# matches every camera driver and gets every frame a reliable publisher sends. sensor_data: best effort, which
+# with stock Fast DDS loses most large images (fragments over UDP); reliable: matches reliable publishers only.
+IMAGE_QOS_CHOICES = ('best_available', 'sensor_data', 'reliable', 'system_default')
 TRANSPORT_CHOICES = ('raw', 'compressed')
 MODE_CHOICES = ('video', 'single')
+CAMERA_MODEL_CHOICES = ('auto', 'raw', 'rectified')
 
 
 @dataclass(frozen=True)
@@ -40,22 +44,43 @@ PARAMS = (
     ParamSpec('top_k', 0,
               'Queries kept per remembered frame (K). 0: the checkpoint\'s value. Start-up only.',
               range=(0, 4096)),
-    ParamSpec('image_qos', 'sensor_data',
-              "QoS of the image and camera_info subscriptions: 'sensor_data' (best effort, depth 1) or "
-              "'reliable' (reliable, depth 1). Start-up only.", choices=IMAGE_QOS_CHOICES),
+    ParamSpec('image_qos', 'best_available',
+              "QoS of the image and camera_info subscriptions (depth 1): 'best_available' (reliable with a "
+              "reliable publisher, best effort with a best-effort one), 'sensor_data' (best effort), 'reliable', "
+              "'system_default'. Each policy can also be overridden per topic with the standard "
+              "qos_overrides.<topic>.subscription.<policy> parameters. Start-up only.",
+              choices=IMAGE_QOS_CHOICES),
     ParamSpec('image_transport', 'raw',
               "'raw': subscribe to `image` (sensor_msgs/Image); 'compressed': to `image/compressed` "
               '(sensor_msgs/CompressedImage, jpeg/png). Start-up only.', choices=TRANSPORT_CHOICES),
+    ParamSpec('camera_model', 'auto',
+              "How the image relates to its CameraInfo: 'raw' (distorted: undistorted with D when D is "
+              "non-zero, K used), 'rectified' (already rectified, e.g. image_rect: P[0:3,0:3] used, D ignored), "
+              "'auto' ('rectified' when the image topic's name contains 'rect', else 'raw'). Binning and ROI "
+              'are applied to the intrinsics. Start-up only.', choices=CAMERA_MODEL_CHOICES),
+    ParamSpec('stamp_tolerance', 0.005,
+              'Seconds: an image is paired with the CameraInfo whose stamp is closest to its own within this '
+              'tolerance (waiting up to 0.1 s for it to arrive). When none is that close, the latest CameraInfo '
+              'is used and a warning says how far apart the stamps are.', dynamic=True, range=(0.0, 10.0)),
+    ParamSpec('enabled', True,
+              'Process images. false: the image subscription is dropped (no DDS traffic, no CPU) until set '
+              'back to true; the memory and tracks are reset on re-enabling.', dynamic=True),
     ParamSpec('publish_tf', True, 'Broadcast one TF frame per confirmed object.', dynamic=True),
     ParamSpec('tf_prefix', 'seqpose',
-              'Object TF frames are <tf_prefix>/<class>_<track id> (no prefix when empty).', dynamic=True),
+              'Object TF frames are <namespace>/<tf_prefix>/<class>_<id> (the node\'s namespace first, so two '
+              'cameras do not collide; a tf_prefix starting with / is used as given, without the namespace). '
+              'Ids are reused once a track ends, so the set of frame names stays bounded.', dynamic=True),
+    ParamSpec('z_up', False,
+              'Publish object poses with z up (REP-103: x forward, y left, z up; the object\'s up axis as z) '
+              'instead of the NOCS object frame (y up). bbox.size follows the axes.', dynamic=True),
     ParamSpec('publish_markers', True, 'Publish visualization_msgs/MarkerArray on `markers`.', dynamic=True),
     ParamSpec('marker_lifetime', 0.5,
               'Seconds a marker stays in RViz without an update (0: until the next DELETEALL).',
               dynamic=True, range=(0.0, 3600.0)),
     ParamSpec('max_frame_gap', 1.0,
-              'Seconds between consecutive image stamps above which the memory and tracks are reset '
-              '(0: never on a gap).', dynamic=True, range=(0.0, 3600.0)),
+              'Seconds between the stamps of consecutive RECEIVED images (frames the node dropped because '
+              'the model was busy count) above which the memory and tracks are reset (0: never on a gap).',
+              dynamic=True, range=(0.0, 3600.0)),
     ParamSpec('max_image_age', 0.0,
               'Images older than this many seconds (node clock minus header stamp) are skipped (0: no limit).',
               dynamic=True, range=(0.0, 3600.0)),

@@ -1,5 +1,7 @@
-"""The node's logic as plain classes (no rclpy): frame gate, one-slot buffer, throttled problem log, statistics
-and the per-frame processing step. `node.py` only wires these to topics, services and parameters.
+"""The node's logic as plain classes (no rclpy): CameraInfo pairing, one-slot buffer, throttled problem log,
+statistics, reusable object ids and the per-frame processing step. Every sequence rule (new frame_id, stamp
+backwards or repeated, gaps) belongs to `seqpose_core.runner`; `node.py` only wires these to topics, services
+and parameters.
 """
 import math
 import threading
@@ -13,75 +15,59 @@ import numpy as np
 from seqpose_core.tracking import Tracker
 
 
-# --------------------------------------------------------------------------------------------- frame gate
-@dataclass
-class GateDecision:
-    action: str          # 'process', 'reset' (reset memory + tracks, then process) or 'skip'
-    reason: str = ''
-
-
-class FrameGate:
-    """Decides, from the stamp and frame_id alone, whether a frame continues the current sequence.
-
-    - stamp earlier than the previous frame's (a bag looping, a driver restarting): reset;
-    - gap larger than `max_frame_gap` seconds (0 = no limit): reset, the memory would describe another scene;
-    - frame_id different from the previous frame's: reset, it is another camera;
-    - stamp equal to the previous frame's: skip, the same frame delivered twice must not advance the memory.
-    """
-
-    def __init__(self, max_frame_gap=1.0):
-        self.max_frame_gap = float(max_frame_gap)
-        self.last_stamp = None
-        self.last_frame_id = None
-
-    def reset(self):
-        self.last_stamp = None
-        self.last_frame_id = None
-
-    def check(self, stamp, frame_id):
-        stamp = float(stamp)
-        if self.last_stamp is None:
-            decision = GateDecision('process')
-        elif frame_id != self.last_frame_id:
-            decision = GateDecision('reset', f"frame_id changed from '{self.last_frame_id}' to '{frame_id}'")
-        elif stamp < self.last_stamp:
-            decision = GateDecision('reset', f'stamp went backwards from {self.last_stamp:.3f} to {stamp:.3f} s '
-                                             '(bag looping or clock reset)')
-        elif stamp == self.last_stamp:
-            return GateDecision('skip', f'stamp {stamp:.3f} s equals the previous frame\'s (duplicate frame)')
-        elif self.max_frame_gap > 0 and stamp - self.last_stamp > self.max_frame_gap:
-            decision = GateDecision('reset', f'{stamp - self.last_stamp:.3f} s since the previous frame exceeds '
-                                             f'max_frame_gap {self.max_frame_gap:g} s')
-        else:
-            decision = GateDecision('process')
-        self.last_stamp = stamp
-        self.last_frame_id = frame_id
-        return decision
-
-
 # --------------------------------------------------------------------------------------------- camera info
 class CameraInfoCache:
-    """The last few CameraInfos by stamp. An image uses the CameraInfo with its own stamp when one arrived
-    (drivers stamp both alike, as image_transport's CameraSubscriber pairs them), else the latest: the two
-    arrive on separate subscriptions, so the image can be handled before its CameraInfo."""
+    """The last few CameraInfos by stamp. An image is paired with the CameraInfo whose stamp is closest to its
+    own within `tolerance` seconds (drivers stamp both alike, or nearly: image_transport's CameraSubscriber
+    pairs them exactly, message_filters' ApproximateTime nearly). The two arrive on separate subscriptions,
+    so the image can be handled before its CameraInfo: `pair` waits a little for it. When none is close
+    enough, the latest is used and the caller is told how far apart the stamps were (it warns)."""
 
-    def __init__(self, size=10):
-        self._items = deque(maxlen=size)   # (stamp, value), oldest first
-        self._lock = threading.Lock()
+    def __init__(self, size=30):
+        self._items = deque(maxlen=size)   # (stamp, value), arrival order
+        self._condition = threading.Condition()
 
     def add(self, stamp, value):
-        with self._lock:
+        with self._condition:
             self._items.append((float(stamp), value))
+            self._condition.notify_all()
 
-    def get(self, stamp):
-        with self._lock:
-            for item_stamp, value in reversed(self._items):
-                if item_stamp == float(stamp):
-                    return value
-            return self._items[-1][1] if self._items else None
+    def _closest(self, stamp):
+        best = None
+        for item_stamp, value in self._items:
+            distance = abs(item_stamp - stamp)
+            if best is None or distance < best[0]:
+                best = (distance, item_stamp, value)
+        return best
+
+    def pair(self, stamp, tolerance=0.0, wait=0.0, clock=time.monotonic):
+        """(CameraInfo value or None, stamp distance in seconds or None when paired within tolerance).
+
+        Waits up to `wait` seconds for a CameraInfo within tolerance when none is there yet and no CameraInfo
+        newer than the image has arrived (a newer one means its own will not come any more)."""
+        stamp = float(stamp)
+        deadline = clock() + max(float(wait), 0.0)
+        with self._condition:
+            while True:
+                best = self._closest(stamp)
+                if best is not None and best[0] <= tolerance + 1e-9:
+                    return best[2], None
+                newest = max((s for s, _ in self._items), default=None)
+                remaining = deadline - clock()
+                if remaining <= 0 or (newest is not None and newest > stamp + tolerance):
+                    break
+                self._condition.wait(min(remaining, 0.02))
+            if not self._items:
+                return None, None
+            latest_stamp, latest = self._items[-1]
+            return latest, abs(latest_stamp - stamp)
+
+    def get(self, stamp, tolerance=0.0):
+        """The CameraInfo paired with `stamp` (within tolerance), else the latest (no waiting)."""
+        return self.pair(stamp, tolerance)[0]
 
     def latest(self):
-        with self._lock:
+        with self._condition:
             return self._items[-1][1] if self._items else None
 
 
@@ -209,9 +195,48 @@ class Stats:
         }
 
 
+# --------------------------------------------------------------------------------------------- object ids
+class ReusableIds:
+    """Small reusable object ids over the tracker's never-reused track ids: a track keeps its id while it
+    lives, and once the tracker has forgotten it the id is free for the next new object (smallest free first).
+
+    Why: every TF child frame name ever broadcast stays in every tf2 buffer for the life of the listener; with
+    one name per track id (a looping scene creates a new track every few seconds) the set grows without
+    bound. With reused ids the names are `<class>_<id>` with id <= the most objects tracked at once."""
+
+    def __init__(self, first=1):
+        self.first = int(first)
+        self._by_track = {}
+
+    def reset(self):
+        self._by_track = {}
+
+    def update(self, live_track_ids, track_ids):
+        """Free the ids of tracks not in `live_track_ids`; give `track_ids` (this frame's) their ids.
+        Returns {track_id: object id}."""
+        live = set(live_track_ids) | set(track_ids)
+        self._by_track = {t: i for t, i in self._by_track.items() if t in live}
+        used = set(self._by_track.values())
+        candidate = self.first
+        for track_id in track_ids:
+            if track_id in self._by_track:
+                continue
+            while candidate in used:
+                candidate += 1
+            self._by_track[track_id] = candidate
+            used.add(candidate)
+        return dict(self._by_track)
+
+    @property
+    def in_use(self):
+        return len(self._by_track)
+
+
 # --------------------------------------------------------------------------------------------- processing
 @dataclass
-class Frame:
+class ReceivedImage:
+    """An image as the node received it, decoded, with its intrinsics (not seqpose_core.runner.Frame, which
+    is what the runner takes)."""
     rgb: np.ndarray              # (H, W, 3) uint8 RGB
     K: np.ndarray                # (3, 3) for rgb
     stamp: float                 # seconds (header stamp)
@@ -219,6 +244,7 @@ class Frame:
     header: Any = None           # passed through to the outputs
     received: float = 0.0        # time.monotonic() when the message arrived
     camera_motion: Optional[np.ndarray] = None   # T_cur_from_prev, when known
+    previous_stamp: Optional[float] = None       # stamp of the image received just before this one
     extras: dict = field(default_factory=dict)
 
 
@@ -229,36 +255,46 @@ class FrameResult:
     skipped_reason: str = ''
 
 
-class Pipeline:
-    """Gate -> runner.step (advances the temporal memory once per processed frame) -> tracker.
+RUNNER_SETTINGS = ('score_threshold', 'max_detections', 'mode', 'max_frame_gap')
 
-    The runner is any object with `step(image_rgb, K, stamp, camera_motion)` and `reset()` (StreamRunner);
-    `cfg` attributes score_threshold / max_detections / mode / max_frame_gap are set through `configure`.
-    All calls come from one worker thread, except `request_reset`, which is safe from any thread.
+
+class Pipeline:
+    """runner.step (the runner decides resets and skips, and advances the temporal memory once per processed
+    frame) -> tracker -> reusable object ids (`extras['object_id']`).
+
+    The runner is a seqpose_core.runner.StreamRunner (or any object with `step(Frame) -> StepResult`,
+    `reset()` and `configure(**inference_settings)`). All calls come from one worker thread, except
+    `request_reset` and `configure`, which are safe from any thread (applied between frames).
     """
 
-    def __init__(self, runner, tracker=None, gate=None):
+    def __init__(self, runner, tracker=None):
         self.runner = runner
         self.tracker = tracker or Tracker()
-        self.gate = gate or FrameGate()
+        self.ids = ReusableIds()
         self._reset_requested = None
+        self._pending_settings = {}
         self._lock = threading.Lock()
 
     def configure(self, **values):
-        """Apply run-time settings (names as the node parameters)."""
-        cfg = getattr(self.runner, 'cfg', None)
-        for name, value in values.items():
-            if name == 'max_frame_gap':
-                self.gate.max_frame_gap = float(value)
-                if cfg is not None:
-                    # the runner applies its own gap rule too: keep it from firing on a gap the gate allows
-                    cfg.max_frame_gap = float(value) if value > 0 else math.inf
-            elif name == 'mode':
-                if cfg is not None and cfg.mode != value:
-                    cfg.mode = value
-                    self.request_reset(f'mode changed to {value}')
-            elif cfg is not None and name in ('score_threshold', 'max_detections'):
-                setattr(cfg, name, type(getattr(cfg, name))(value))
+        """Run-time settings, names as the node parameters (score_threshold, max_detections, mode,
+        max_frame_gap: 0 = no limit); applied before the next frame."""
+        unknown = sorted(set(values) - set(RUNNER_SETTINGS))
+        if unknown:
+            raise ValueError(f'unknown pipeline setting(s) {unknown}; known: {list(RUNNER_SETTINGS)}')
+        with self._lock:
+            self._pending_settings.update(values)
+
+    def _apply_settings(self):
+        with self._lock:
+            settings, self._pending_settings = self._pending_settings, {}
+        if not settings:
+            return ''
+        mode = getattr(getattr(self.runner, 'cfg', None), 'mode', None)
+        self.runner.configure(**settings)
+        if 'mode' in settings and getattr(self.runner.cfg, 'mode', None) != mode:
+            self.tracker.reset()
+            return f"mode changed to {settings['mode']}"
+        return ''
 
     def request_reset(self, reason):
         """Reset memory + tracks before the next frame (service calls and parameter changes come from other
@@ -269,25 +305,33 @@ class Pipeline:
     def reset_now(self, reason=''):
         self.runner.reset()
         self.tracker.reset()
-        self.gate.reset()
         return reason
 
-    def process(self, frame):
+    def process(self, image: ReceivedImage):
+        from seqpose_core.runner import Frame
+
+        reset_reason = self._apply_settings()
         with self._lock:
             requested, self._reset_requested = self._reset_requested, None
-        reset_reason = ''
         if requested:
-            self.reset_now(requested)
-            reset_reason = requested
-        decision = self.gate.check(frame.stamp, frame.frame_id)
-        if decision.action == 'skip':
-            return FrameResult([], reset_reason, decision.reason)
-        camera_motion = frame.camera_motion
-        if decision.action == 'reset':
-            self.runner.reset()
+            reset_reason = self.reset_now(requested)
+        result = self.runner.step(Frame(image_rgb=image.rgb, K=image.K, stamp=image.stamp,
+                                        frame_id=image.frame_id, camera_motion=image.camera_motion,
+                                        previous_stamp=image.previous_stamp))
+        if result.skip_reason:
+            return FrameResult([], reset_reason, result.skip_reason)
+        camera_motion = image.camera_motion
+        if result.reset_reason:
             self.tracker.reset()
-            reset_reason = decision.reason
+            reset_reason = result.reset_reason
             camera_motion = None
-        detections = self.runner.step(frame.rgb, frame.K, frame.stamp, camera_motion=camera_motion)
+        if reset_reason:
+            camera_motion = None
+        detections = result.detections
         self.tracker.update(detections, camera_motion)
+        ids = self.ids.update({t.track_id for t in self.tracker.tracks},
+                              [d.track_id for d in detections if d.track_id >= 0])
+        for detection in detections:
+            if detection.track_id >= 0:
+                detection.extras['object_id'] = ids[detection.track_id]
         return FrameResult(detections, reset_reason)

@@ -1,5 +1,6 @@
-"""Helpers for the node's tests and benchmark: the network-isolation guard, a tiny random checkpoint, a
-generated video sequence, the node in its own process, and an rclpy client that talks to it.
+"""Test helpers for the node's tests and benchmarks (not shipped): the network-isolation guard, a tiny random
+checkpoint, a generated video sequence, the node in its own process, and an rclpy client that talks to it.
+What the shipped `seqpose bag live` needs to start a node is in seqpose_ros/processes.py.
 
 Nothing here starts DDS on import; `ros_isolation_problem()` says why DDS must not be started here.
 """
@@ -12,42 +13,22 @@ from pathlib import Path
 
 import numpy as np
 
+from seqpose_ros.processes import (SHM_PROFILE_NAME, config_path, loopback_isolation_problem, network_interfaces,
+                                   node_command, node_environment)
+
 REPO = Path(__file__).resolve().parents[1]
-SHM_PROFILE = REPO / 'config' / 'fastdds_shm_profile.xml'
+SHM_PROFILE = config_path(SHM_PROFILE_NAME)
 DEFAULT_K = np.array([[300.0, 0.0, 159.5], [0.0, 300.0, 119.5], [0.0, 0.0, 1.0]])   # for 320x240
 
 
 # --------------------------------------------------------------------------------------------- isolation
-def network_interfaces():
-    """Interface names from /proc/net/dev (first two lines are headers)."""
-    with open('/proc/net/dev', encoding='ascii') as handle:
-        return [line.split(':', 1)[0].strip() for line in handle.readlines()[2:] if ':' in line]
+ros_isolation_problem = loopback_isolation_problem
 
 
-def ros_isolation_problem():
-    """'' when DDS traffic cannot leave this machine's loopback: a private network namespace holding only
-    `lo`, and ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST. Otherwise the reason (the tests skip with it)."""
-    interfaces = network_interfaces()
-    if interfaces != ['lo']:
-        return (f'DDS tests run only inside a private network namespace with loopback only (found interfaces '
-                f"{interfaces}); run: unshare -n bash -c 'ip link set lo up && "
-                "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST .venv/bin/python -m pytest test/test_ros_*.py'")
-    if os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE') != 'LOCALHOST':
-        return ('DDS tests need ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST (got '
-                f"{os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE')!r})")
-    return ''
-
-
-def ros_environment():
-    """Environment for DDS processes: loopback discovery and the shared-memory Fast DDS profile (images of
-    a few hundred kB are lost with the default transports under best effort)."""
-    env = dict(os.environ)
-    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-    env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(SHM_PROFILE)
-    env['RMW_IMPLEMENTATION'] = env.get('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
-    env['PYTHONUNBUFFERED'] = '1'
-    env['RCUTILS_LOGGING_BUFFERED_STREAM'] = '0'
-    return env
+def ros_environment(fastdds_profile='shm'):
+    """Environment for the node processes of test_ros_node.py: loopback discovery and, by default, the
+    shared-memory Fast DDS profile (the launch tests use stock DDS: fastdds_profile='')."""
+    return node_environment(fastdds_profile)
 
 
 # --------------------------------------------------------------------------------------------- model + data
@@ -87,13 +68,6 @@ def make_sequence(frames=10, width=320, height=240, seed=0):
 
 
 # --------------------------------------------------------------------------------------------- node process
-def node_command(*ros_args):
-    """The installed console script next to this interpreter (the venv's own, never another venv's)."""
-    script = Path(sys.executable).with_name('seqpose_node')
-    base = [str(script)] if script.exists() else [sys.executable, '-m', 'seqpose_ros.node']
-    return base + ['--ros-args', *ros_args]
-
-
 class NodeProcess:
     """`seqpose_node` in its own process, output collected in a log file (read by tests for log lines)."""
 

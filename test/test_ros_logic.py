@@ -1,6 +1,7 @@
-"""The node's logic without DDS: tracker, frame gate, one-slot buffer, throttled problem log, parameters,
-the processing pipeline (with a stand-in runner), start-up failures, and the launch file / YAML against the
-declared parameters."""
+"""The node's logic without DDS: tracker, reusable object ids, CameraInfo pairing, one-slot buffer, throttled
+problem log, parameters, the processing pipeline (with a stand-in runner that applies the real runner's
+sequence rules), start-up failures, the launch file / YAML / RViz config against the declared parameters,
+package.xml against the imports, and setup.py's build output."""
 import ast
 import threading
 from pathlib import Path
@@ -14,7 +15,7 @@ from seqpose_core.detection import Detection
 from seqpose_core.tracking import Tracker
 from seqpose_ros import params as P
 from seqpose_ros.loading import StartupError, load_runner, resolve_device
-from seqpose_ros.pipeline import (CameraInfoCache, Frame, FrameGate, LatestSlot, Pipeline, ProblemLog,
+from seqpose_ros.pipeline import (CameraInfoCache, LatestSlot, Pipeline, ProblemLog, ReceivedImage, ReusableIds,
                                   SequenceGaps, Stats)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,22 +77,35 @@ def test_tracker_uses_camera_motion():
     assert moved.track_id == 1
 
 
-# --------------------------------------------------------------------------------------------- gate
-def test_gate_decisions():
-    gate = FrameGate(max_frame_gap=0.5)
-    assert gate.check(10.0, 'cam').action == 'process'
-    assert gate.check(10.1, 'cam').action == 'process'
-    duplicate = gate.check(10.1, 'cam')
-    assert duplicate.action == 'skip' and 'duplicate' in duplicate.reason
-    back = gate.check(9.0, 'cam')
-    assert back.action == 'reset' and 'backwards' in back.reason
-    assert gate.check(9.1, 'cam').action == 'process'
-    gap = gate.check(9.8, 'cam')
-    assert gap.action == 'reset' and 'max_frame_gap' in gap.reason
-    changed = gate.check(9.9, 'other')
-    assert changed.action == 'reset' and "'cam' to 'other'" in changed.reason
-    gate.max_frame_gap = 0.0                    # 0: no gap limit
-    assert gate.check(1000.0, 'other').action == 'process'
+# --------------------------------------------------------------------------------------------- object ids
+def test_reusable_ids_bound_the_tf_frame_names_of_a_looping_scene():
+    """Issue 13 item 5: 47 TF frames in 60 s of a looping scene. Tracks end and new ones start (a bag loops:
+    the tracker resets; objects leave and come back: tracks are forgotten); the published ids are reused, so
+    the set of `<class>_<id>` names stays at the most objects seen at once."""
+    tracker, ids = Tracker(max_misses=2), ReusableIds()
+    names, track_ids = set(), set()
+    for loop in range(30):
+        tracker.reset()                                            # the bag looped
+        for step in range(10):
+            objects = [det(6, 0.0), det(1, 0.5)] if step % 5 != 4 else [det(6, 0.0)]
+            tracker.update(objects)
+            mapping = ids.update({t.track_id for t in tracker.tracks}, [d.track_id for d in objects])
+            for d in objects:
+                track_ids.add(d.track_id)
+                names.add(f'{d.class_name}_{mapping[d.track_id]}')
+    assert len(track_ids) >= 60                                    # the tracker's ids never repeat ...
+    assert names == {'mug_1', 'bottle_2'} or len(names) <= 4, names   # ... the published names do
+    assert ids.in_use <= 2
+
+
+def test_reusable_ids_keep_an_id_while_the_track_lives_and_free_it_after():
+    ids = ReusableIds()
+    assert ids.update({10, 11}, [10, 11]) == {10: 1, 11: 2}
+    assert ids.update({10, 11}, [11]) == {10: 1, 11: 2}           # 10 missed a frame but still tracked
+    assert ids.update({11}, [11]) == {11: 2}                       # 10 forgotten: id 1 free
+    assert ids.update({11, 12}, [11, 12]) == {11: 2, 12: 1}        # the next new track takes it
+    ids.reset()
+    assert ids.update({13}, [13]) == {13: 1}
 
 
 # --------------------------------------------------------------------------------------------- slot, log, stats
@@ -120,6 +134,31 @@ def test_camera_info_cache_pairs_by_stamp_else_latest():
     assert cache.get(5.0) == 'info@4.0'          # no CameraInfo with that stamp (yet): the latest
     assert cache.get(1.0) == 'info@4.0'          # fell out of the cache
     assert cache.latest() == 'info@4.0'
+
+
+def test_camera_info_pairing_is_approximate_within_a_tolerance_and_says_when_it_is_not():
+    """Issue 13 item 8: exact stamp or, silently, the latest. Now: the closest within stamp_tolerance; else
+    the latest with the distance, which the node logs."""
+    cache = CameraInfoCache()
+    for stamp in (1.000, 1.033, 1.066):
+        cache.add(stamp, f'info@{stamp}')
+    assert cache.pair(1.0351, tolerance=0.005) == ('info@1.033', None)       # 2.1 ms apart: paired
+    assert cache.pair(1.0, tolerance=0.0) == ('info@1.0', None)
+    value, distance = cache.pair(1.050, tolerance=0.005)                      # between two: none close enough
+    assert value == 'info@1.066' and distance == pytest.approx(0.016)
+
+
+def test_camera_info_pairing_waits_for_a_late_camera_info():
+    cache = CameraInfoCache()
+    cache.add(1.0, 'old')
+    timer = threading.Timer(0.03, lambda: cache.add(1.1, 'late'))
+    timer.start()
+    assert cache.pair(1.1, tolerance=0.001, wait=2.0) == ('late', None)
+    timer.join()
+    start = __import__('time').monotonic()
+    cache.add(1.3, 'newer')                     # a CameraInfo newer than the image: its own will not come
+    assert cache.pair(1.2, tolerance=0.001, wait=2.0)[0] == 'newer'
+    assert __import__('time').monotonic() - start < 1.0
 
 
 def test_problem_log_throttles_per_kind():
@@ -157,10 +196,12 @@ def test_stats_rates():
 # --------------------------------------------------------------------------------------------- params
 def test_params_table_and_validation():
     expected = {'checkpoint', 'device', 'score_threshold', 'max_detections', 'mode', 'history_frames', 'top_k',
-                'image_qos', 'publish_tf', 'tf_prefix', 'publish_markers', 'marker_lifetime', 'max_frame_gap',
+                'image_qos', 'camera_model', 'stamp_tolerance', 'enabled', 'z_up',
+                'publish_tf', 'tf_prefix', 'publish_markers', 'marker_lifetime', 'max_frame_gap',
                 'max_image_age', 'odom_frame', 'image_transport'}
     assert set(P.SPECS) == expected
-    assert P.DEFAULTS['checkpoint'] == '' and P.DEFAULTS['image_qos'] == 'sensor_data'
+    # issue 13 item 1: the default image QoS matches reliable and best-effort publishers alike
+    assert P.DEFAULTS['checkpoint'] == '' and P.DEFAULTS['image_qos'] == 'best_available'
     assert all(spec.description for spec in P.PARAMS)
     for spec in P.PARAMS:
         assert P.validate(spec.name, spec.default) == '', spec.name
@@ -174,34 +215,34 @@ def test_params_table_and_validation():
     dynamic = {spec.name for spec in P.PARAMS if spec.dynamic}
     assert {'score_threshold', 'max_detections', 'mode', 'max_frame_gap'} <= dynamic
     assert 'checkpoint' not in dynamic and 'image_qos' not in dynamic
+    assert {'enabled', 'z_up', 'stamp_tolerance'} <= dynamic
 
 
-def _launch_parameters():
-    """Parameter names the launch file passes in its `parameters=[..., {dict}]` (read with ast: `launch` is
-    not importable here, and the test must see the names without running the file)."""
-    tree = ast.parse((REPO / 'launch' / 'seqpose.launch.py').read_text(encoding='utf-8'))
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.keyword) and node.arg == 'parameters' and isinstance(node.value, ast.List):
-            for element in node.value.elts:
-                if isinstance(element, ast.Dict):
-                    names.update(k.value for k in element.keys if isinstance(k, ast.Constant))
-    return names
+def _launch_module():
+    """The launch file as a module, where `launch` / `launch_ros` are installed (make test installs them from
+    ../shared/ros2-python); skipped with the reason otherwise."""
+    launch = pytest.importorskip('launch', reason='launch is not importable (not on PyPI; make test installs it '
+                                                  'from ../shared/ros2-python)')
+    if not hasattr(launch, 'LaunchDescription'):
+        pytest.skip('the `launch` package (ROS 2) is not installed; only the repository folder launch/ is seen')
+    pytest.importorskip('launch_ros', reason='launch_ros is not importable')
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('seqpose_launch', REPO / 'launch' / 'seqpose.launch.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _launch_arguments():
     tree = ast.parse((REPO / 'launch' / 'seqpose.launch.py').read_text(encoding='utf-8'))
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and getattr(node.targets[0], 'id', '') == 'ARGUMENTS':
-            return {element.elts[0].value for element in node.value.elts}
+            return {element.elts[0].value: element.elts[1] for element in node.value.elts}
     raise AssertionError('ARGUMENTS not found in the launch file')
 
 
-def test_launch_and_yaml_pass_only_declared_parameters():
+def test_yaml_passes_only_declared_parameters():
     rclpy_own = {'use_sim_time'}                 # declared by every rclpy node
-    launch_names = _launch_parameters()
-    assert launch_names >= {'checkpoint', 'device', 'use_sim_time'}
-    assert launch_names - rclpy_own <= set(P.SPECS), launch_names - rclpy_own - set(P.SPECS)
     config = yaml.safe_load((REPO / 'config' / 'seqpose.yaml').read_text(encoding='utf-8'))
     assert list(config) == ['/**'] and list(config['/**']) == ['ros__parameters']
     yaml_params = config['/**']['ros__parameters']
@@ -210,61 +251,173 @@ def test_launch_and_yaml_pass_only_declared_parameters():
         assert P.validate(name, value) == '', (name, value)
         # the YAML type must be the declared type exactly: rclpy refuses an int for a double parameter
         assert type(value) is type(P.SPECS[name].default), (name, value)
+        assert value == P.SPECS[name].default, (name, value, 'config/seqpose.yaml and params.py disagree')
 
 
-def test_launch_arguments_are_the_documented_ones():
-    assert _launch_arguments() == {'image_topic', 'camera_info_topic', 'namespace', 'checkpoint', 'device',
-                                   'params_file', 'use_sim_time', 'launch_rviz', 'rviz_config', 'log_level'}
+def test_launch_arguments_are_the_documented_ones_and_never_override_the_params_file():
+    """Issue 13 item 2: the launch file's {'checkpoint', 'device'} dict overrode the params file (device:
+    cuda:0 in a params file ended as cpu). Every parameter-setting argument now defaults to '' (= the params
+    file decides); QoS and the DDS profile are arguments (item 1)."""
+    arguments = _launch_arguments()
+    assert set(arguments) == {'image_topic', 'camera_info_topic', 'namespace', 'params_file', 'checkpoint',
+                              'device', 'image_qos', 'image_transport', 'camera_model', 'use_sim_time',
+                              'fastdds_profile', 'launch_rviz', 'rviz_config', 'log_level'}
+    for name in ('checkpoint', 'device', 'image_qos', 'image_transport', 'camera_model', 'use_sim_time',
+                 'fastdds_profile'):
+        assert isinstance(arguments[name], ast.Constant) and arguments[name].value == '', name
     source = (REPO / 'launch' / 'seqpose.launch.py').read_text(encoding='utf-8')
     assert "('launch_rviz', 'false'" in source
 
 
-def test_rviz_config_shows_debug_image_markers_and_tf():
+def test_launch_overrides_are_typed_and_only_the_given_ones():
+    module = _launch_module()
+    empty = {name: '' for name, _ in module.TYPED_PARAMETERS}
+    assert module.parameter_overrides(empty) == {}
+    given = dict(empty, checkpoint='2024', device='cuda:0', use_sim_time='True')
+    assert module.parameter_overrides(given) == {'checkpoint': '2024', 'device': 'cuda:0', 'use_sim_time': True}
+    assert all(name in P.SPECS or name == 'use_sim_time' for name, _ in module.TYPED_PARAMETERS)
+    with pytest.raises(ValueError, match='use_sim_time'):
+        module.parameter_overrides(dict(empty, use_sim_time='maybe'))
+
+
+def test_rviz_config_shows_debug_image_markers_and_tf_with_relative_topics():
+    """Issue 13 item 9: absolute /debug_image and /markers showed nothing under a namespace. RViz runs in the
+    node's namespace (launch file), so the relative names resolve to the node's outputs."""
     rviz = yaml.safe_load((REPO / 'config' / 'seqpose.rviz').read_text(encoding='utf-8'))
     displays = {d['Class']: d for d in rviz['Visualization Manager']['Displays']}
-    assert displays['rviz_default_plugins/Image']['Topic']['Value'] == '/debug_image'
-    assert displays['rviz_default_plugins/MarkerArray']['Topic']['Value'] == '/markers'
+    assert displays['rviz_default_plugins/Image']['Topic']['Value'] == 'debug_image'
+    assert displays['rviz_default_plugins/MarkerArray']['Topic']['Value'] == 'markers'
     assert 'rviz_default_plugins/TF' in displays
 
 
 def test_launch_file_starts_the_node():
-    """Where launch / launch_ros are installed (a ROS 2 system): the description builds and names our node.
-    Here they are not (not on PyPI): skipped with the reason. The repository's own launch/ folder is a
-    namespace package named `launch`, so importability is checked on the real API."""
-    launch = pytest.importorskip('launch', reason='launch is not importable (not on PyPI; needs ROS 2)')
-    if not hasattr(launch, 'LaunchDescription'):
-        pytest.skip('the `launch` package (ROS 2) is not installed; only the repository folder launch/ is seen')
-    pytest.importorskip('launch_ros', reason='launch_ros is not importable (not on PyPI; needs ROS 2)')
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('seqpose_launch', REPO / 'launch' / 'seqpose.launch.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _launch_module()
     description = module.generate_launch_description()
-    executables = [getattr(e, 'node_executable', None) for e in description.entities]
-    assert 'seqpose_node' in executables
+    from launch.actions import OpaqueFunction
+    assert any(isinstance(e, OpaqueFunction) for e in description.entities)
+
+
+# ROS package of each top-level module the node and the launch file import (python module -> package.xml key)
+ROS_MODULES = {'rclpy': 'rclpy', 'sensor_msgs': 'sensor_msgs', 'geometry_msgs': 'geometry_msgs',
+               'std_msgs': 'std_msgs', 'builtin_interfaces': 'builtin_interfaces', 'rcl_interfaces': 'rcl_interfaces',
+               'vision_msgs': 'vision_msgs', 'tf2_ros': 'tf2_ros_py', 'tf2_msgs': 'tf2_msgs',
+               'visualization_msgs': 'visualization_msgs', 'diagnostic_msgs': 'diagnostic_msgs',
+               'std_srvs': 'std_srvs', 'cv_bridge': 'cv_bridge', 'launch': 'launch', 'launch_ros': 'launch_ros',
+               'ament_index_python': 'ament_index_python'}
+
+
+def _imported_top_modules(path):
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split('.')[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split('.')[0])
+    return names
+
+
+def test_package_xml_declares_every_ros_package_imported_and_rviz2():
+    """Issue 13 item 9: std_msgs, builtin_interfaces, rcl_interfaces imported but not declared; rviz2 started
+    by the launch file but not declared; cv_bridge declared but unused."""
+    import xml.etree.ElementTree as ET
+    root = ET.parse(REPO / 'package.xml').getroot()
+    declared = {e.text for e in root if e.tag in ('exec_depend', 'depend')}
+    imported = set()
+    for path in list((REPO / 'seqpose_ros').glob('*.py')) + [REPO / 'launch' / 'seqpose.launch.py']:
+        imported |= _imported_top_modules(path)
+    needed = {ROS_MODULES[m] for m in imported if m in ROS_MODULES}
+    assert needed - declared == set(), needed - declared
+    assert 'rviz2' in declared and 'cv_bridge' in needed
+    unknown_ros = {m for m in imported if m.endswith(('_msgs', '_srvs', '_interfaces'))} - set(ROS_MODULES)
+    assert unknown_ros == set(), f'add {unknown_ros} to ROS_MODULES and package.xml'
+
+
+def test_setup_py_builds_without_warnings(tmp_path):
+    """Issue 13 item 9: setup.py warned about seqpose_core.weights (an importable folder missing from
+    `packages`) and the unknown `tests_require`; the data files must still be in the build."""
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, 'setup.py', 'build', '--build-base', str(tmp_path / 'b'),
+                             'egg_info', '--egg-base', str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    for warning in ('Package would be ignored', 'Unknown distribution option', 'is absent from the `packages`'):
+        assert warning not in output, output[-3000:]
+    built = tmp_path / 'b' / 'lib' / 'seqpose_core'
+    assert (built / 'weights' / 'default.pt').is_file() and (built / 'configs' / 'tiny.yaml').is_file()
+
+
+def test_config_files_are_found_from_the_source_tree_and_an_ament_prefix(tmp_path, monkeypatch):
+    """Issue 14 item 4: what `seqpose bag live` needs to start a node finds config/ through the ament index
+    (colcon build) when the package is there, else beside the sources (pip install -e .)."""
+    from seqpose_ros import processes
+    monkeypatch.setattr(processes, 'share_directory', lambda: None)
+    assert processes.config_path('seqpose.yaml') == REPO / 'config' / 'seqpose.yaml'
+    share = tmp_path / 'share' / 'seqpose_ros'
+    (share / 'config').mkdir(parents=True)
+    (share / 'config' / 'seqpose.yaml').write_text('x: 1\n')
+    monkeypatch.setattr(processes, 'share_directory', lambda: share)
+    assert processes.config_path('seqpose.yaml') == share / 'config' / 'seqpose.yaml'
+    with pytest.raises(FileNotFoundError, match='no_such.xml not found; looked in'):
+        processes.config_path('no_such.xml')
+    env = processes.node_environment('shm', base={'FASTDDS_DEFAULT_PROFILES_FILE': '/x.xml'})
+    assert env['FASTDDS_DEFAULT_PROFILES_FILE'].endswith('fastdds_shm_profile.xml')
+    assert 'FASTDDS_DEFAULT_PROFILES_FILE' not in processes.node_environment('', base={
+        'FASTDDS_DEFAULT_PROFILES_FILE': '/x.xml'})
+
+
+def test_share_directory_from_an_ament_prefix(tmp_path, monkeypatch):
+    pytest.importorskip('ament_index_python')
+    from seqpose_ros import processes
+    prefix = tmp_path / 'install'
+    (prefix / 'share' / 'ament_index' / 'resource_index' / 'packages').mkdir(parents=True)
+    (prefix / 'share' / 'ament_index' / 'resource_index' / 'packages' / 'seqpose_ros').write_text('')
+    (prefix / 'share' / 'seqpose_ros').mkdir(parents=True)
+    monkeypatch.setenv('AMENT_PREFIX_PATH', str(prefix))
+    assert processes.share_directory() == prefix / 'share' / 'seqpose_ros'
+    monkeypatch.setenv('AMENT_PREFIX_PATH', str(tmp_path / 'empty'))
+    assert processes.share_directory() is None
 
 
 # --------------------------------------------------------------------------------------------- pipeline
 class FakeRunner:
-    """Stands in for StreamRunner: records calls; returns one fixed object per frame."""
+    """Stands in for StreamRunner: the real runner's sequence rules (seqpose_core.runner.sequence_break),
+    records the frames it processed; returns one fixed object per frame."""
 
-    def __init__(self):
-        self.cfg = SimpleNamespace(score_threshold=0.3, max_detections=20, mode='video', max_frame_gap=1.0)
-        self.steps, self.resets = [], 0
+    def __init__(self, max_frame_gap=1.0):
+        self.cfg = SimpleNamespace(score_threshold=0.3, max_detections=20, mode='video', max_frame_gap=max_frame_gap)
+        self.steps, self.resets, self.sequence = [], 0, None
 
-    def step(self, image_rgb, K, stamp, camera_motion=None):
-        self.steps.append((stamp, camera_motion))
-        return [det(6, 0.0)]
+    def configure(self, **changes):
+        mode = self.cfg.mode
+        for name, value in changes.items():
+            setattr(self.cfg, name, value)
+        if self.cfg.mode != mode:
+            self.reset()
+
+    def step(self, frame):
+        from seqpose_core.runner import SequenceState, StepResult, sequence_break
+        action, reason = sequence_break(self.sequence, frame, self.cfg.max_frame_gap)
+        if action == 'skip':
+            return StepResult([], skip_reason=reason)
+        if action == 'reset':
+            self.reset()
+        self.sequence = SequenceState(frame.stamp, frame.frame_id)
+        self.steps.append((frame.stamp, frame.camera_motion if action != 'reset' else None, frame))
+        return StepResult([det(6, 0.0)], reset_reason=reason if action == 'reset' else '')
 
     def reset(self):
         self.resets += 1
+        self.sequence = None
 
 
-def frame(stamp, frame_id='cam', motion=None):
-    return Frame(np.zeros((4, 4, 3), np.uint8), np.eye(3), stamp, frame_id, camera_motion=motion)
+def frame(stamp, frame_id='cam', motion=None, previous=None):
+    return ReceivedImage(np.zeros((4, 4, 3), np.uint8), np.eye(3), stamp, frame_id, camera_motion=motion,
+                         previous_stamp=previous)
 
 
-def test_pipeline_gate_resets_runner_and_tracker():
+def test_pipeline_resets_tracks_when_the_runner_resets():
     runner = FakeRunner()
     pipeline = Pipeline(runner)
     ids = [pipeline.process(frame(t)).detections[0].track_id for t in (1.0, 1.1, 1.2)]
@@ -272,8 +425,23 @@ def test_pipeline_gate_resets_runner_and_tracker():
     result = pipeline.process(frame(0.5))                       # bag looped
     assert 'backwards' in result.reset_reason and runner.resets == 1
     assert result.detections[0].track_id == 2                  # tracks were reset too
+    assert result.detections[0].extras['object_id'] == 1        # ... and the published id is reused
     assert pipeline.process(frame(0.5)).skipped_reason         # duplicate: runner not stepped
     assert len(runner.steps) == 4
+
+
+def test_gap_is_measured_on_received_frames_not_processed_ones():
+    """Issue 13 item 7: a slow model processes one frame in 40 of a 30 Hz stream (the rest are dropped from
+    the one-slot buffer); the gap between PROCESSED frames (1.3 s) exceeded max_frame_gap 1 s and reset the
+    memory every time. The stamp of the image received just before (known even when it was dropped) goes
+    with each frame: no reset. A real gap in what the camera delivered still resets."""
+    runner = FakeRunner(max_frame_gap=1.0)
+    pipeline = Pipeline(runner)
+    stamps = [i / 30.0 for i in range(200)]
+    results = [pipeline.process(frame(stamps[i], previous=stamps[i - 1] if i else None)) for i in range(0, 200, 40)]
+    assert [r.reset_reason for r in results] == [''] * 5
+    gap = pipeline.process(frame(20.0, previous=18.5))          # the camera itself stopped for 1.5 s
+    assert 'max_frame_gap' in gap.reset_reason
 
 
 def test_pipeline_requested_reset_and_configure():
@@ -285,9 +453,11 @@ def test_pipeline_requested_reset_and_configure():
     result = pipeline.process(frame(1.1))
     assert result.reset_reason == '~/reset service called' and runner.resets == 1
     pipeline.configure(score_threshold=0.7, max_detections=3, max_frame_gap=0.0, mode='single')
-    assert runner.cfg.score_threshold == 0.7 and runner.cfg.max_detections == 3
-    assert runner.cfg.max_frame_gap == float('inf') and pipeline.gate.max_frame_gap == 0.0
+    assert runner.cfg.score_threshold == 0.3                   # applied before the next frame, on the worker
     assert 'mode changed' in pipeline.process(frame(100.0)).reset_reason
+    assert runner.cfg.score_threshold == 0.7 and runner.cfg.max_detections == 3 and runner.cfg.max_frame_gap == 0.0
+    with pytest.raises(ValueError, match='unknown pipeline setting'):
+        pipeline.configure(nms_iou=0.1)
 
 
 def test_pipeline_drops_camera_motion_across_a_reset():
@@ -321,7 +491,7 @@ def test_embedded_default_or_clear_message():
 
 
 def test_tiny_checkpoint_loads_with_memory_overrides(tmp_path):
-    from seqpose_ros.testing import write_tiny_checkpoint
+    from ros_harness import write_tiny_checkpoint
     path = write_tiny_checkpoint(tmp_path / 'tiny.pt')
     runner, _, device = load_runner(str(path), 'cpu', history_frames=2, top_k=3)
     assert runner.model.cfg.memory_frames == 2 and runner.model.cfg.memory_top_k == 3
@@ -329,8 +499,9 @@ def test_tiny_checkpoint_loads_with_memory_overrides(tmp_path):
     images_k[2, 2] = 1
     images_k[:2, 2] = 30
     image = np.zeros((60, 60, 3), np.uint8)
-    runner.step(image, images_k, 0.0)
-    runner.step(image, images_k, 0.1)
+    from seqpose_core.runner import Frame
+    runner.step(Frame(image, images_k, 0.0, 'cam'))
+    runner.step(Frame(image, images_k, 0.1, 'cam'))
     assert len(runner.memory.frames) == 2 and runner.memory.frames[0].features.shape[1] == 3
 
 

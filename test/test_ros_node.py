@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from seqpose_ros.testing import ros_isolation_problem
+from ros_harness import ros_isolation_problem
 
 _PROBLEM = ros_isolation_problem()
 pytestmark = [pytest.mark.ros,
@@ -36,7 +36,7 @@ def stack(tmp_path_factory):
     pytest.importorskip('rclpy', reason='rclpy is not importable (make setup)')
     pytest.importorskip('vision_msgs.msg', reason='vision_msgs is not importable (make ros-interfaces)')
     pytest.importorskip('tf2_msgs.msg', reason='tf2_msgs is not importable (make ros-interfaces)')
-    from seqpose_ros import testing as T
+    import ros_harness as T
     folder = tmp_path_factory.mktemp('ros_node')
     checkpoint = T.write_tiny_checkpoint(folder / 'tiny.pt')
     # Two nodes: raw images (most tests), and compressed input, which also serves the "no CameraInfo yet"
@@ -84,14 +84,14 @@ def send_and_receive(stack, rgb, stamp=None, retries=3, **kwargs):
 
 
 def transforms_at(stack, stamp):
-    from seqpose_ros.testing import stamp_seconds
+    from ros_harness import stamp_seconds
     with stack.client._lock:
         return [t for _, m in stack.client.tf for t in m.transforms
                 if abs(stamp_seconds(t.header.stamp) - stamp) < 1e-6]
 
 
 def markers_at(stack, stamp):
-    from seqpose_ros.testing import stamp_seconds
+    from ros_harness import stamp_seconds
     with stack.client._lock:
         return [array for _, array in stack.client.markers
                 if abs(stamp_seconds(array.markers[0].header.stamp) - stamp) < 1e-6]
@@ -232,7 +232,7 @@ def test_newest_frame_wins_under_a_burst(stack):
 
 
 def test_debug_image_and_diagnostics(stack):
-    from seqpose_ros.testing import stamp_seconds
+    from ros_harness import stamp_seconds
     stack.client.subscribe_debug_image()
     assert stack.client.wait_for(lambda: stack.client.node.count_publishers(f'{NS}/debug_image') > 0, 5)
     time.sleep(0.5)   # let the node's publisher match the new subscription
@@ -282,7 +282,7 @@ def test_compressed_input_and_missing_camera_info(stack):
 
 
 def test_checkpoint_that_does_not_load_stops_the_node_with_the_reason(tmp_path):
-    from seqpose_ros import testing as T
+    import ros_harness as T
     bad = tmp_path / 'broken.pt'
     bad.write_bytes(b'this is not a checkpoint')
     node = T.NodeProcess(tmp_path / 'bad.log', '-p', f'checkpoint:={bad}')
