@@ -91,15 +91,15 @@ def test_streaming_run_resumes_bit_for_bit_in_mid_sequence(two_scenes, tmp_path)
     assert seqpose(['train', *args, '--out', str(whole)]) == 0
     assert seqpose(['train', *args, '--out', str(interrupted), '--max-steps', '2']) == 0     # step 2 of 4
     stopped = torch.load(interrupted / 'checkpoint.pt', map_location='cpu', weights_only=True)['training']
-    assert stopped['data_position']['video']['time'] == 2 and len(stopped['stream_memory']['frames']) == 2
+    assert stopped['data_position']['video']['time'] == 2 and len(stopped['stream_memory'][0]['frames']) == 2
     assert seqpose(['train', '--resume', '--data', str(two_scenes), '--out', str(interrupted), '--no-progress']) == 0
     expected = torch.load(whole / 'checkpoint.pt', map_location='cpu', weights_only=True)
     resumed = torch.load(interrupted / 'checkpoint.pt', map_location='cpu', weights_only=True)
     assert resumed['training']['step'] == expected['training']['step'] == 6
     for name, value in expected['model'].items():
         assert torch.equal(value, resumed['model'][name]), name
-    for frame, resumed_frame in zip(expected['training']['stream_memory']['frames'],
-                                    resumed['training']['stream_memory']['frames']):
+    for frame, resumed_frame in zip(expected['training']['stream_memory'][0]['frames'],
+                                    resumed['training']['stream_memory'][0]['frames']):
         assert all(torch.equal(frame[key], resumed_frame[key]) for key in ('features', 'reference_points'))
 
 

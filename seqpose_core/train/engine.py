@@ -114,16 +114,22 @@ class Trainer:
         for kind, state in training['data_position'].items():
             if kind in self.streams:
                 self.streams[kind].load_state_dict(state)
-        if training.get('stream_memory') is not None:
-            self.stream_memory = memory_from_state(training['stream_memory'], self.device)
         rng_states = training['rng']
         if len(rng_states) != self.group.world_size:
             raise TrainingError(f'the checkpoint was written by {len(rng_states)} process(es); resuming with '
                                 f'{self.group.world_size} would not continue the same run')
         restore_rng_state(rng_states[self.group.rank])
+        memories = training.get('stream_memory')
+        if memories is not None and memories[self.group.rank] is not None:
+            self.stream_memory = memory_from_state(memories[self.group.rank], self.device)
 
     def save_checkpoint(self):
         rng_states = self.group.gather(capture_rng_state())
+        stream_memory = {}
+        if self.cfg.train.streaming:
+            # where each process stands in its sequences: the memory is part of the run's state
+            stream_memory['stream_memory'] = self.group.gather(
+                None if self.stream_memory is None else memory_state(self.stream_memory))
         if self.group.is_main:
             save_training_checkpoint(self.run_dir / CHECKPOINT_NAME, self.model, self.cfg, {
                 'optimizer': self.optimizer.state_dict(),
@@ -133,15 +139,9 @@ class Trainer:
                 'total_steps': self.total_steps,
                 'data_position': {kind: stream.state_dict() for kind, stream in self.streams.items()},
                 'rng': rng_states,
-                **self._stream_memory_state(),
+                **stream_memory,
             })
         self.group.barrier()
-
-    def _stream_memory_state(self):
-        """{'stream_memory': ...} of a streaming run (the memory is part of where the run stands), else {}."""
-        if not self.cfg.train.streaming or self.stream_memory is None:
-            return {}
-        return {'stream_memory': memory_state(self.stream_memory)}
 
     def save_model(self):
         """The model alone (+ config), the form `seqpose eval --checkpoint` and the shipped default use."""
