@@ -31,7 +31,8 @@ def test_analytic_flops_match_torch_flop_counter(proposal_queries, patch_stem):
     decoder, (semantic, geometry, _) = measured(lambda: model.decode_geometry(levels, (H, W)))
     fusion, fused = measured(lambda: model.fuse(semantic, geometry))
     dense, _ = measured(lambda: model.predict_dense(fused, geometry, (H, W)))
-    queries, _ = measured(lambda: model.decode_queries(fused, K, (H, W)))
+    guidance, depth_map = measured(lambda: model.dense_heads.coarse_depth(fused[0], geometry[0]))
+    queries, _ = measured(lambda: model.decode_queries(fused, K, (H, W), depth_map=depth_map))
 
     # torch's counter does not see scaled_dot_product_attention on CPU nor grid_sample: add them by hand.
     dim, _, _, layers = encoder_dimensions(cfg)
@@ -40,7 +41,7 @@ def test_analytic_flops_match_torch_flop_counter(proposal_queries, patch_stem):
     assert analytic['encoder'] == encoder + attention
     assert analytic['decoder'] == decoder
     assert analytic['fusion'] == fusion
-    assert analytic['dense'] == dense
+    assert cfg.depth_guidance and analytic['dense'] == dense + guidance
     q, c = cfg.num_queries + proposal_queries, cfg.hidden_dim
     unseen = cfg.decoder_layers * (4 * q * q * c + 8 * q * 4 * cfg.decoder_points * c)
     assert analytic['stsq'] + analytic['pose_head'] == queries + unseen
@@ -59,8 +60,9 @@ def test_analytic_flops_with_a_full_memory():
         levels = model.encode(images)
         semantic, geometry, _ = model.decode_geometry(levels)
         fused = model.fuse(semantic, geometry)
+        depth_map = model.dense_heads.coarse_depth(fused[0], geometry[0])
     memory = memory.advanced(None)
-    queries, _ = measured(lambda: model.decode_queries(fused, K, (H, W), memory))
+    queries, _ = measured(lambda: model.decode_queries(fused, K, (H, W), memory, depth_map))
     analytic = count_flops(cfg, (H, W), dense=False, memory_full=True)
     q = cfg.num_queries + cfg.memory_top_k
     keys = q + (cfg.memory_frames - 1) * cfg.memory_top_k

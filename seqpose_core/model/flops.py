@@ -80,6 +80,17 @@ def dense_flops(cfg, input_hw):
                for out in (1, 3, NUM_CLASSES_WITH_BACKGROUND))
 
 
+def guidance_depth_flops(cfg, input_hw):
+    """The depth head at the finest fused level, run for the depth-guided attention (DenseHeads.coarse_depth)."""
+    if not cfg.depth_guidance:
+        return 0
+    features, _ = dpt_dimensions(cfg)
+    hidden = max(16, features // 2)
+    _, geometry = level_sizes(input_hw)
+    pixels = geometry[0][0] * geometry[0][1]
+    return _conv(pixels, cfg.hidden_dim + features, hidden, 3) + _conv(pixels, hidden, 1)
+
+
 def stsq_flops(cfg, queries, memory_keys):
     """Decoder layers without the pose heads. queries: current set (incl. propagated); memory_keys: older."""
     c, heads, points, ffn = cfg.hidden_dim, cfg.decoder_heads, cfg.decoder_points, cfg.decoder_ffn_dim
@@ -91,6 +102,8 @@ def stsq_flops(cfg, queries, memory_keys):
                 + 8 * queries * samples * c                                          # bilinear sampling
                 + 2 * queries * heads * samples * c                                  # weighted sum per head
                 + 2 * queries * c * c * 2)                                           # value + output proj
+    if cfg.depth_guidance:
+        geometry += 2 * queries * points * c                                         # residuals into the query
     ffn_flops = 2 * queries * c * ffn * 2
     per_layer = position + temporal + geometry + ffn_flops
     once = 2 * queries * (MOTION_DIM * c + 2 * c * c)                                # content alignment
@@ -142,7 +155,7 @@ def count_flops(cfg, input_hw, dense=False, memory_full=False):
         'encoder': encoder_flops(cfg, input_hw),
         'decoder': dpt_flops(cfg, input_hw, with_depth=dense),
         'fusion': fusion_flops(cfg, input_hw),
-        'dense': dense_flops(cfg, input_hw) if dense else 0,
+        'dense': (dense_flops(cfg, input_hw) if dense else 0) + guidance_depth_flops(cfg, input_hw),
         'stsq': stsq_flops(cfg, queries, memory_keys) + proposal_flops(cfg, input_hw),
         'pose_head': pose_head_flops(cfg, queries),
     }
