@@ -10,12 +10,12 @@ import sys
 # name -> module implementing it
 COMMANDS = {
     'demo': 'seqpose_core.commands.demo',
-    'eval-results': 'seqpose_core.eval.cli',
-    'synth': 'seqpose_core.synth.cli',
+    'eval-results': 'seqpose_core.commands.eval_results',
+    'synth': 'seqpose_core.commands.synth',
     'info': 'seqpose_core.commands.info',
-    'train': 'seqpose_core.train.cli',
+    'train': 'seqpose_core.commands.train',
     'eval': 'seqpose_core.commands.evaluate',
-    'bag': 'seqpose_core.bag.cli',
+    'bag': 'seqpose_core.commands.bag',
     'bench': 'seqpose_core.bench',
 }
 

@@ -15,9 +15,9 @@ def add_arguments(parser):
 
 
 def run(args):
-    from .evaluator import metrics_from_curves, score_results
-    from .report import format_table, write_report
-    from .results_io import load_results_dir
+    from seqpose_core.eval.evaluator import metrics_from_curves, score_results
+    from seqpose_core.eval.report import format_table, write_report
+    from seqpose_core.eval.results_io import load_results_dir
 
     try:
         results = load_results_dir(args.results_dir, progress=not args.quiet)

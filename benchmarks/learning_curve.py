@@ -1,0 +1,107 @@
+"""Learning curves of training runs: validation metrics against CPU-minutes, plotted and tabulated.
+
+    python benchmarks/learning_curve.py RUN_DIR [RUN_DIR ...] [--labels A B] [--out curve.png] [--table t.md]
+
+For every run: its train_log.csv gives the time (sum of seconds per step over the logged windows, times the
+run's torch threads: CPU-minutes, comparable between runs on one or two cores) and every validation it kept
+(val/step_<n>/results, written with no ground truth at inference) is scored again here with the mean over the
+classes present in the validation ground truth (the reference's mean is NaN when a class the model predicts
+has no ground truth in a few validation scenes). The monocular ceiling of the same frames is drawn beside.
+"""
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from seqpose_core import CLASS_NAMES
+from seqpose_core.eval.ceiling import monocular_ceiling_results
+from seqpose_core.eval.evaluator import evaluate_results
+from seqpose_core.eval.results_io import load_results_dir
+
+KEYS = ('IoU25', 'IoU50', '10deg10cm', '10deg', '10cm')
+
+
+def present_mean(metrics, results):
+    """Mean over the classes that have ground truth in `results`."""
+    present = sorted({int(c) for result in results for c in result['gt_class_ids']})
+    return {key: float(np.mean([metrics[CLASS_NAMES[c - 1]][key] for c in present])) for key in KEYS}
+
+
+def cpu_minutes_by_step(run_dir):
+    """{step: CPU-minutes spent up to that step} from train_log.csv (seconds_per_step x steps x threads)."""
+    config = yaml.safe_load((run_dir / 'config.yaml').read_text())
+    threads = max(1, int(config.get('train', {}).get('num_threads') or 1))
+    minutes, previous_step, elapsed = {0: 0.0}, 0, 0.0
+    with open(run_dir / 'train_log.csv', encoding='utf-8') as stream:
+        for row in csv.DictReader(stream):
+            step = int(row['step'])
+            elapsed += float(row['seconds_per_step']) * (step - previous_step) * threads / 60
+            minutes[step] = elapsed
+            previous_step = step
+    return minutes
+
+
+def curve(run_dir):
+    minutes = cpu_minutes_by_step(run_dir)
+    logged = np.array(sorted(minutes))
+    points = []
+    for step_dir in sorted((run_dir / 'val').glob('step_*')):
+        step = int(step_dir.name.split('_')[1])
+        results = load_results_dir(step_dir / 'results')
+        if not results:
+            continue
+        nearest = logged[np.argmin(np.abs(logged - step))]
+        points.append({'step': step, 'cpu_minutes': minutes[int(nearest)],
+                       **present_mean(evaluate_results(results), results)})
+    return points, results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('runs', nargs='+', type=Path)
+    parser.add_argument('--labels', nargs='+')
+    parser.add_argument('--out', type=Path, default=Path('learning_curve.png'))
+    parser.add_argument('--table', type=Path, help='also write the table (markdown) here')
+    args = parser.parse_args(argv)
+    labels = args.labels or [run.name for run in args.runs]
+    curves, ceiling = {}, None
+    for label, run in zip(labels, args.runs):
+        points, last_results = curve(run)
+        curves[label] = points
+        if ceiling is None and points:
+            ceiling = present_mean(evaluate_results(monocular_ceiling_results(last_results)), last_results)
+    lines = ['| run | step | CPU-min | ' + ' | '.join(KEYS) + ' |', '|---|---|---|' + '---|' * len(KEYS)]
+    for label, points in curves.items():
+        lines += [f'| {label} | {p["step"]} | {p["cpu_minutes"]:.0f} | ' + ' | '.join(f'{p[k]:.1f}' for k in KEYS)
+                  + ' |' for p in points]
+    if ceiling:
+        lines.append('| monocular ceiling | | | ' + ' | '.join(f'{ceiling[k]:.1f}' for k in KEYS) + ' |')
+    table = '\n'.join(lines)
+    print(table)
+    if args.table:
+        args.table.write_text(table + '\n')
+
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(1, len(KEYS), figsize=(4 * len(KEYS), 3.6), squeeze=False)
+    for axis, key in zip(axes[0], KEYS):
+        for label, points in curves.items():
+            axis.plot([p['cpu_minutes'] for p in points], [p[key] for p in points], marker='o', label=label)
+        if ceiling:
+            axis.axhline(ceiling[key], color='grey', linestyle='--', label='monocular ceiling')
+        axis.set_title(f'{key} (AP %, MF, no GT motion)')
+        axis.set_xlabel('CPU-minutes')
+        axis.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(args.out, dpi=110)
+    print(f'wrote {args.out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
