@@ -85,7 +85,6 @@ def image_to_rgb(height, width, encoding, step, data, topic='image'):
     channels, order = ENCODINGS[encoding]
     if height <= 0 or width <= 0 or len(data) == 0:
         raise InputError(f'{topic}: empty image ({width}x{height}, {len(data)} bytes); frame skipped')
-    check_image_size(width, height, topic)
     row_bytes = width * channels
     if step < row_bytes:
         raise InputError(f"{topic}: step {step} is smaller than width {width} x {channels} channels of "
@@ -191,7 +190,6 @@ def compressed_to_rgb(image_format, data, topic='image/compressed', expected_hw=
     if decoded is None or decoded.size == 0:
         raise InputError(f'{topic}: cannot decode {len(data)} bytes of format {image_format!r} '
                          '(expected jpeg or png); frame skipped')
-    check_image_size(decoded.shape[1], decoded.shape[0], topic)
     return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 

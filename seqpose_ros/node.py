@@ -43,19 +43,35 @@ except ImportError:
 
 DYNAMIC_RUNNER_PARAMS = RUNNER_SETTINGS
 CAMERA_INFO_WAIT = 0.1     # seconds the worker waits for the CameraInfo of an image that came first
+FIRST_CAMERA_INFO_WAIT = 1.0
 
 
 def _stamp_seconds(stamp):
     return stamp.sec + stamp.nanosec * 1e-9
 
 
-def image_qos_profile(name, depth=1):
-    """The subscription QoS for the image_qos parameter. best_available (Kilted): reliable against a reliable
-    publisher (every frame arrives, the usual camera driver default), best effort against a best-effort one."""
+def image_qos_profile(name, depth=2):
+    """The subscription QoS for the image_qos parameter. best_available: reliable against reliable publishers
+    (every frame arrives, the usual camera driver default), best effort as soon as one publisher is best
+    effort (the node follows the publishers: `follow_publishers`). Depth 2: the callback only hands the
+    message to the one-slot buffer, so no queue builds; 1 would drop a frame whenever two arrive together."""
     reliability = {'best_available': ReliabilityPolicy.BEST_AVAILABLE, 'sensor_data': ReliabilityPolicy.BEST_EFFORT,
                    'reliable': ReliabilityPolicy.RELIABLE, 'system_default': ReliabilityPolicy.SYSTEM_DEFAULT}[name]
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, durability=DurabilityPolicy.VOLATILE,
                       reliability=reliability)
+
+
+def best_available_reliability(publisher_reliabilities):
+    """What a best_available subscription should be for the publishers now on its topic: RELIABLE when
+    there are publishers and all are reliable, BEST_EFFORT when any is best effort, None when there are none
+    (keep the current one). rmw resolves BEST_AVAILABLE only once, when the subscription is created: a node
+    started before its camera would stay reliable and never match a best-effort camera."""
+    policies = [ReliabilityPolicy(p) if not isinstance(p, ReliabilityPolicy) else p for p in publisher_reliabilities]
+    if not policies:
+        return None
+    if any(p == ReliabilityPolicy.BEST_EFFORT for p in policies):
+        return ReliabilityPolicy.BEST_EFFORT
+    return ReliabilityPolicy.RELIABLE
 
 
 def _camera_info_key(msg):
@@ -104,12 +120,19 @@ class SeqPoseNode(Node):
         self._image_qos = image_qos_profile(self.params['image_qos'])
         self.image_sub = None
         self._subscribe_images(QoSOverridingOptions.with_default_policies())
-        self.info_sub = self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
-                                                 image_qos_profile(self.params['image_qos'], depth=5),
+        self._info_qos = image_qos_profile(self.params['image_qos'], depth=5)
+        self.info_sub = self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, self._info_qos,
                                                  qos_overriding_options=QoSOverridingOptions.with_default_policies())
+        self._info_qos = self.info_sub.qos_profile
+        # best_available (not overridden): the subscriptions follow their publishers' reliability
+        self._follow = {'image': self._image_qos.reliability == ReliabilityPolicy.BEST_AVAILABLE,
+                        'camera_info': self._info_qos.reliability == ReliabilityPolicy.BEST_AVAILABLE}
+        self._reliability = {'image': None, 'camera_info': None}
         self.image_kind = conversions.image_kind_for(self.params['camera_model'], self.image_sub.topic_name)
         if not self.params['enabled']:
             self._unsubscribe_images()
+        if any(self._follow.values()):
+            self.follow_timer = self.create_timer(1.0, self.follow_publishers)
 
         # Outputs are reliable: a reliable publisher matches reliable and best-effort subscribers (RViz's
         # Image display subscribes reliable by default).
@@ -156,6 +179,31 @@ class SeqPoseNode(Node):
                                                       qos_overriding_options=overriding)
         self._image_qos = self.image_sub.qos_profile     # with any overrides applied
         self.image_topic = self.image_sub.topic_name
+
+    def follow_publishers(self):
+        """best_available: re-subscribe image / camera_info with the reliability their publishers offer now
+        (reliable when all are, best effort as soon as one is), so the node matches a camera started after it."""
+        for name in ('image', 'camera_info'):
+            subscription = self.image_sub if name == 'image' else self.info_sub
+            if not self._follow[name] or subscription is None:
+                continue
+            topic = subscription.topic_name
+            publishers = self.get_publishers_info_by_topic(topic)
+            wanted = best_available_reliability([info.qos_profile.reliability for info in publishers])
+            if wanted is None or wanted == self._reliability[name]:
+                continue
+            self._reliability[name] = wanted
+            profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=subscription.qos_profile.depth,
+                                 durability=DurabilityPolicy.VOLATILE, reliability=wanted)
+            self.destroy_subscription(subscription)
+            if name == 'image':
+                self._image_qos = profile
+                self._subscribe_images()
+            else:
+                self._info_qos = profile
+                self.info_sub = self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, profile)
+            self.get_logger().info(f'{topic}: publisher(s) offer {wanted.name.lower()}; subscribed '
+                                   f'{wanted.name.lower()} (image_qos best_available)')
 
     def _unsubscribe_images(self):
         if self.image_sub is not None:
@@ -279,7 +327,10 @@ class SeqPoseNode(Node):
                 raise InputError(f'{topic}: image is {age:.3f} s old (max_image_age {max_age:g} s); frame skipped')
         # paired here, not in the callback: its CameraInfo may come a moment after the image
         tolerance = self.params['stamp_tolerance']
-        camera, distance = self.cameras.pair(stamp, tolerance, wait=CAMERA_INFO_WAIT)
+        # the first CameraInfo may come well after the first image (a reliable writer resends a lost sample
+        # only at its next heartbeat): wait longer while none has ever arrived
+        wait = CAMERA_INFO_WAIT if self.cameras.latest() is not None else FIRST_CAMERA_INFO_WAIT
+        camera, distance = self.cameras.pair(stamp, tolerance, wait=wait)
         info_topic = self.info_sub.topic_name
         if camera is None:
             if compressed:   # still decoded first: a broken file is the better message
@@ -295,6 +346,7 @@ class SeqPoseNode(Node):
             rgb = conversions.compressed_to_rgb(msg.format, msg.data, topic, expected_hw=camera.hw)
         else:
             rgb = conversions.image_msg_to_rgb(msg, topic, self.bridge)
+        conversions.check_image_size(rgb.shape[1], rgb.shape[0], topic)
         conversions.check_image_matches_camera_info(rgb.shape[:2], camera.hw, topic, info_topic)
         if camera.frame_id != header.frame_id and not self._warned_frame_mismatch:
             self._warned_frame_mismatch = True   # warned once: some drivers legitimately differ here

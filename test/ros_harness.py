@@ -303,3 +303,98 @@ class RosClient:
         self.node.destroy_node()
         self.rclpy.try_shutdown(context=self.context)
         self._thread.join(timeout=2.0)
+
+
+# --------------------------------------------------------------------------------------------- ros2 launch
+def ament_prefix():
+    """The colcon install prefix `make test` builds (SEQPOSE_AMENT_PREFIX, else .venv/ament/install)."""
+    return Path(os.environ.get('SEQPOSE_AMENT_PREFIX') or REPO / '.venv' / 'ament' / 'install')
+
+
+def ros2_executable():
+    return Path(sys.executable).with_name('ros2')
+
+
+def launch_problem():
+    """'' when `ros2 launch seqpose_ros seqpose.launch.py` can run here, else why not (tests skip with it)."""
+    if not ros2_executable().exists():
+        return ('the ros2 command line (ros2cli, ros2launch) is not installed in this venv: `make test` installs '
+                'it from ROS2_PYTHON_SRC (../shared/ros2-python), which was not found')
+    try:
+        import launch  # noqa: F401
+        import launch_ros  # noqa: F401
+        import composition_interfaces.srv  # noqa: F401
+    except ImportError as error:
+        return f'launch / launch_ros / composition_interfaces not importable ({error}); run make test'
+    share = ament_prefix() / 'seqpose_ros' / 'share' / 'seqpose_ros' / 'launch' / 'seqpose.launch.py'
+    if not share.exists():
+        return f'seqpose_ros is not installed into the ament prefix {ament_prefix()} (make test colcon-builds it)'
+    return ''
+
+
+def ros2_environment(fastdds_profile=''):
+    """Stock Fast DDS (no profile) by default, loopback discovery, the colcon prefix and the venv on
+    AMENT_PREFIX_PATH (what `source install/setup.bash` gives on a robot)."""
+    env = node_environment(fastdds_profile)
+    env['AMENT_PREFIX_PATH'] = os.pathsep.join([str(ament_prefix() / 'seqpose_ros'), sys.prefix])
+    return env
+
+
+def ros2(*args, timeout=60.0, env=None):
+    """Run the `ros2` command line; a CompletedProcess (stdout + stderr in .stdout)."""
+    return subprocess.run([str(ros2_executable()), *args], env=env or ros2_environment(), cwd=str(REPO),
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout)
+
+
+class LaunchProcess:
+    """`ros2 launch seqpose_ros seqpose.launch.py ARGS` as a robot's start-up script runs it: no terminal on
+    stdin, its own process group (a terminal's Ctrl-C is SIGINT to the whole group)."""
+
+    def __init__(self, log_path, *launch_args, fastdds_profile=''):
+        self.log_path = Path(log_path)
+        self._log = open(self.log_path, 'wb')
+        self.process = subprocess.Popen(
+            [str(ros2_executable()), 'launch', 'seqpose_ros', 'seqpose.launch.py', *launch_args],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            env=ros2_environment(fastdds_profile), cwd='/', start_new_session=True)
+
+    def log(self):
+        return self.log_path.read_text(encoding='utf-8', errors='replace')
+
+    def wait_for_log(self, text, timeout=90.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return True
+            if self.process.poll() is not None:
+                return text in self.log()
+            time.sleep(0.1)
+        return False
+
+    def interrupt(self, timeout=30.0):
+        """SIGINT to the process group (Ctrl-C); the exit status, or None when it had to be killed."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+                self._log.close()
+                return None
+        self._log.close()
+        return self.process.returncode
+
+
+def run_camera_client(*args, timeout=180.0, fastdds_profile=''):
+    """test/camera_client.py in its own process (its own DDS participant); its JSON result."""
+    import json
+    result = subprocess.run([sys.executable, str(REPO / 'test' / 'camera_client.py'), *args],
+                            env=ros2_environment(fastdds_profile), cwd=str(REPO), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
+    lines = [line for line in result.stdout.splitlines() if line.startswith('{')]
+    if result.returncode != 0 or not lines:
+        raise RuntimeError(f'camera client failed ({result.returncode}):\n{result.stdout[-2000:]}\n'
+                           f'{result.stderr[-3000:]}')
+    return json.loads(lines[-1])

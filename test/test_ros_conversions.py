@@ -207,3 +207,182 @@ def test_debug_overlay_draws_in_the_box():
     behind = _detection()
     behind.translation = np.array([0.0, 0.0, -1.0])
     assert not draw_detections(rgb, [behind], K).any()
+
+
+# --------------------------------------------------------------------------------------------- issue 13
+def _png_header(width, height):
+    """The first bytes of a PNG (signature + IHDR) declaring width x height, then garbage."""
+    import struct
+    import zlib
+    ihdr = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
+    chunk = struct.pack('>I', len(ihdr)) + b'IHDR' + ihdr + struct.pack('>I', zlib.crc32(b'IHDR' + ihdr))
+    return b'\x89PNG\r\n\x1a\n' + chunk + bytes(160_000)
+
+
+def test_compressed_header_declaring_a_huge_image_is_refused_before_decoding(monkeypatch):
+    """Issue 13 item 6: a 157 KiB PNG declaring 12000x12000 was decoded in full (357 -> 1173 MB) before the
+    size check."""
+    import cv2
+    data = _png_header(12000, 12000)
+    assert C.compressed_image_size(data) == (12000, 12000, 'png')
+
+    def no_decoding(*_args, **_kwargs):
+        raise AssertionError('decoded although the header was refused')
+    monkeypatch.setattr(cv2, 'imdecode', no_decoding)
+    with pytest.raises(InputError, match=r'png header declares 12000x12000.*\(not decoded\)'):
+        C.compressed_to_rgb('png', data, 'cam/image/compressed')
+    with pytest.raises(InputError, match='header declares 640x480 but the CameraInfo says 320x240'):
+        C.compressed_to_rgb('png', _png_header(640, 480), expected_hw=(240, 320))
+
+
+def test_jpeg_header_size_is_read_without_decoding():
+    import cv2
+    ok, jpg = cv2.imencode('.jpg', np.zeros((48, 64, 3), np.uint8))
+    assert ok and C.compressed_image_size(jpg.tobytes()) == (64, 48, 'jpeg')
+    ok, progressive = cv2.imencode('.jpg', np.zeros((30, 50, 3), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    assert C.compressed_image_size(progressive.tobytes()) == (50, 30, 'jpeg')
+    assert C.compressed_image_size(b'hello') is None
+    assert C.compressed_image_size(b'\xff\xd8\xff') is None
+
+
+@pytest.mark.parametrize('width, height', [(1, 1), (4000, 1), (15, 200)])
+def test_tiny_images_are_an_input_problem_not_an_error(width, height):
+    """Issue 13 item 10: 1x1 and 4000x1 images reached the runner, logged an ERROR "expected shape (H, W, 3)"
+    and reset the memory. They are refused before it, as a warning (InputError) naming the size."""
+    with pytest.raises(InputError, match=f'image is {width}x{height}, too small for the model') as info:
+        C.check_image_size(width, height, 'image')
+    assert 'frame skipped' in str(info.value)
+    C.check_image_size(16, 16)
+    with pytest.raises(InputError, match='larger than the node accepts'):
+        C.check_image_size(20000, 20)
+
+
+def test_throttle_key_keeps_encodings_apart():
+    """Issue 13 item 11: the numbers-blanked key folded '16UC1' and '32FC1' (and '8UC3') into one."""
+    kinds = set()
+    for encoding in ('16UC1', '32FC1', '8UC3'):
+        with pytest.raises(InputError) as info:
+            C.image_to_rgb(5, 7, encoding, 14, bytes(70), 'image')
+        kinds.add(info.value.kind)
+    assert len(kinds) == 3
+    assert C.problem_kind("a: 12 s since 'cam_1' at 3.5") == C.problem_kind("a: 40 s since 'cam_1' at 9.5")
+    assert C.problem_kind("x 'cam_1'") != C.problem_kind("x 'cam_2'")
+
+
+def test_other_encodings_go_through_cv_bridge_when_installed():
+    """Issue 13 item 9: cv_bridge was declared but unused. Where it is installed, encodings the node does not
+    convert itself go through it; without it (the pip set-up) they are refused with the supported list."""
+    from types import SimpleNamespace
+    msg = SimpleNamespace(height=20, width=30, encoding='yuv422', step=60, data=bytes(1200))
+
+    class FakeBridge:
+        def imgmsg_to_cv2(self, message, desired_encoding):
+            assert desired_encoding == 'rgb8' and message is msg
+            return np.full((20, 30, 3), 7, np.uint8)
+    assert C.image_msg_to_rgb(msg, 'image', FakeBridge()).shape == (20, 30, 3)
+    with pytest.raises(InputError, match="unsupported encoding 'yuv422'"):
+        C.image_msg_to_rgb(msg, 'image', None)
+
+    class BrokenBridge:
+        def imgmsg_to_cv2(self, message, desired_encoding):
+            raise ValueError('bad data')
+    with pytest.raises(InputError, match="cv_bridge cannot convert encoding 'yuv422'"):
+        C.image_msg_to_rgb(msg, 'image', BrokenBridge())
+    ok_msg = SimpleNamespace(height=20, width=30, encoding='rgb8', step=90, data=bytes(1800))
+    assert C.image_msg_to_rgb(ok_msg, 'image', BrokenBridge()).shape == (20, 30, 3)   # own path first
+
+
+P_OF_K = [300.0, 0.0, 160.0, 0.0, 0.0, 310.0, 120.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+D5 = [-0.3, 0.1, 0.001, -0.002, 0.0]
+
+
+def test_camera_model_raw_with_distortion_undistorts_onto_P_and_says_so():
+    """Issue 13 item 4: only K was used; D, P, binning and ROI ignored: a distorted camera gave wrong poses
+    with no warning."""
+    P = [280.0, 0.0, 158.0, 0.0, 0.0, 290.0, 118.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    model = C.CameraModel(320, 240, K, D5, 'plumb_bob', P, image_kind='raw', topic='cam/camera_info')
+    assert model.error == '' and model.needs_undistortion
+    np.testing.assert_allclose(model.K, np.array(P).reshape(3, 4)[:, :3])
+    assert any('non-zero D (plumb_bob) on a raw image: undistorting' in note for note in model.notes)
+    grid = np.zeros((240, 320, 3), np.uint8)
+    grid[::20] = 255
+    grid[:, ::20] = 255
+    undistorted = model.undistort(grid)
+    assert undistorted.shape == grid.shape and (undistorted != grid).any()
+    no_d = C.CameraModel(320, 240, K, [0.0] * 5, 'plumb_bob', P, image_kind='raw')
+    assert not no_d.needs_undistortion and no_d.undistort(grid) is grid
+    np.testing.assert_allclose(no_d.K, np.array(K).reshape(3, 3))
+    fisheye = C.CameraModel(320, 240, K, [0.1, 0.01, 0.0, 0.0], 'equidistant', P, image_kind='raw')
+    assert fisheye.error == '' and fisheye.undistort(grid).shape == grid.shape
+
+
+def test_camera_model_rectified_uses_P_and_ignores_D():
+    P = [280.0, 0.0, 158.0, 0.0, 0.0, 290.0, 118.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    model = C.CameraModel(320, 240, K, D5, 'plumb_bob', P, image_kind='rectified')
+    assert not model.needs_undistortion and model.K[0, 0] == 280.0
+    unset = C.CameraModel(320, 240, K, D5, 'plumb_bob', [0.0] * 12, image_kind='rectified')
+    assert unset.K[0, 0] == 300.0 and 'P is not set' in unset.notes[0]
+    assert C.image_kind_for('auto', '/camera/color/image_rect_color') == 'rectified'
+    assert C.image_kind_for('auto', '/camera/color/image_rect/compressed') == 'rectified'
+    assert C.image_kind_for('auto', '/camera/color/image_raw') == 'raw'
+    assert C.image_kind_for('raw', '/camera/image_rect') == 'raw'
+
+
+def test_camera_model_binning_and_roi_change_intrinsics_and_expected_size():
+    binned = C.CameraModel(640, 480, [600.0, 0, 320.0, 0, 620.0, 240.0, 0, 0, 1], binning_x=2, binning_y=2)
+    assert binned.expected_hw == (240, 320)
+    np.testing.assert_allclose(binned.K, [[300.0, 0, 160.0], [0, 310.0, 120.0], [0, 0, 1]])
+    roi = C.CameraModel(640, 480, [600.0, 0, 320.0, 0, 620.0, 240.0, 0, 0, 1], roi=(100, 50, 200, 300))
+    assert roi.expected_hw == (200, 300)
+    np.testing.assert_allclose(roi.K[:2, 2], (220.0, 190.0))
+    refused = C.CameraModel(640, 480, [600.0, 0, 320.0, 0, 620.0, 240.0, 0, 0, 1], D5, 'plumb_bob', binning_x=2,
+                            binning_y=2, topic='cam/camera_info')
+    assert refused.K is None and 'binned (2x2) or ROI-cropped raw image is not supported' in refused.error
+    unknown = C.CameraModel(320, 240, K, D5, 'kannala_brandt_9')
+    assert "distortion_model 'kannala_brandt_9' with non-zero D is not supported" in unknown.error
+    assert 'camera_model:=rectified' in unknown.error
+
+
+def test_tf_prefix_follows_the_namespace():
+    """Issue 13 item 5: tf_prefix ignored the namespace: two cameras published the same frame names."""
+    assert C.effective_tf_prefix('/', 'seqpose') == 'seqpose'
+    assert C.effective_tf_prefix('/robot1', 'seqpose') == 'robot1/seqpose'
+    assert C.effective_tf_prefix('/robot1/front', 'seqpose/') == 'robot1/front/seqpose'
+    assert C.effective_tf_prefix('/robot1', '/objects') == 'objects'          # absolute: as given
+    assert C.effective_tf_prefix('/robot1', '') == 'robot1'
+
+
+def test_published_ids_are_the_reusable_object_ids():
+    pytest.importorskip('vision_msgs.msg', reason='vision_msgs is not importable (make ros-interfaces)')
+    det = _detection(track_id=57)
+    det.extras['object_id'] = 2
+    header = _header()
+    assert C.detections_to_array([det], header).detections[0].id == '2'
+    assert [t.child_frame_id for t in C.detections_to_transforms([det], header, 'ns/seqpose')] == ['ns/seqpose/mug_2']
+    assert C.detections_to_markers([det], header).markers[1].id == 2
+
+
+def test_covariance_is_marked_unknown():
+    """Issue 13 item 11: the covariance was all zeros, which reads as "exactly known"."""
+    pytest.importorskip('vision_msgs.msg', reason='vision_msgs is not importable (make ros-interfaces)')
+    covariance = np.array(C.detection_to_msg(_detection(), _header()).results[0].pose.covariance).reshape(6, 6)
+    assert np.all(np.diag(covariance) == -1.0) and np.count_nonzero(covariance) == 6
+
+
+def test_z_up_publishes_rep103_object_frames():
+    """Issue 13 item 11: the NOCS object frame is y up; z_up gives the REP-103 convention (z up) with the same
+    box (the size follows the axes) and the same physical up direction."""
+    pytest.importorskip('vision_msgs.msg', reason='vision_msgs is not importable (make ros-interfaces)')
+    det = _detection()
+    rotation, translation, size = C.object_pose(det, z_up=True)
+    assert np.allclose(rotation.T @ rotation, np.eye(3)) and np.linalg.det(rotation) == pytest.approx(1.0)
+    np.testing.assert_allclose(rotation[:, 2], det.rotation[:, 1])      # new z = the object's up (NOCS y)
+    np.testing.assert_allclose(rotation[:, 0], det.rotation[:, 0])
+    np.testing.assert_allclose(size, (0.12, 0.10, 0.09))
+    corners_nocs = box_corners(det.size) @ det.rotation.T
+    corners_zup = box_corners(size) @ rotation.T
+    assert {tuple(np.round(c, 9)) for c in corners_nocs} == {tuple(np.round(c, 9)) for c in corners_zup}
+    msg = C.detection_to_msg(det, _header(), z_up=True)
+    o = msg.bbox.center.orientation
+    np.testing.assert_allclose(C.quaternion_to_rotation(o.x, o.y, o.z, o.w), rotation, atol=1e-9)
+    assert (msg.bbox.size.x, msg.bbox.size.y, msg.bbox.size.z) == pytest.approx((0.12, 0.10, 0.09))
