@@ -474,6 +474,11 @@ def main(args=None):
     except ExternalShutdownException:
         pass
     finally:
+        # from here on further signals are ignored, also while the interpreter finalises (Python would
+        # restore the default SIGINT action then, and a late second signal would end the process with -2);
+        # the clean-up is bounded (the worker is joined for at most 3 s)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
         if node is not None:
             node.get_logger().info('shutting down' + (' (signal)' if stop.is_set() else ''))
             node.shutdown()

@@ -126,11 +126,12 @@ def test_video_sequence_detections_tf_markers(stack):
         transforms = transforms_at(stack, stamp)
         names = {t.child_frame_id for t in transforms}
         assert all(t.header.frame_id == FRAME for t in transforms)
-        expected = {f'seqpose/{d.results[0].hypothesis.class_id}_{d.id}' for d in msg.detections}
+        # the prefix follows the namespace (issue 13 item 5): <namespace>/<tf_prefix>/<class>_<id>
+        expected = {f'seqpose_test/seqpose/{d.results[0].hypothesis.class_id}_{d.id}' for d in msg.detections}
         if index == 0:
             assert names == set(), 'tracks are confirmed only from their second frame'
         else:
-            continued = {f'seqpose/{d.results[0].hypothesis.class_id}_{d.id}' for d in msg.detections
+            continued = {f'seqpose_test/seqpose/{d.results[0].hypothesis.class_id}_{d.id}' for d in msg.detections
                          if int(d.id) in track_sets[index - 1]}
             assert continued <= names <= expected
 
@@ -155,7 +156,8 @@ def test_reset_service_starts_new_tracks(stack):
     assert response.success and 'reset' in response.message
     stamp, after = send_and_receive(stack, stack.images[8])
     new_ids = {int(d.id) for d in after.detections}
-    assert new_ids and min(new_ids) > max(old_ids)      # ids are never reused
+    # the tracks ended: their ids are free again (bounded TF frame names, issue 13 item 5)
+    assert new_ids == set(range(1, len(new_ids) + 1))
     time.sleep(0.2)
     assert transforms_at(stack, stamp) == []            # new tracks are not confirmed yet
     assert stack.node.wait_for_log('reset requested through ~/reset', 2)
@@ -183,6 +185,10 @@ BAD_INPUTS = {
     'zero_camera_info': 'K is all zeros',
     'nan_camera_info': 'K contains NaN',
     'empty_image': 'empty image',
+    # issue 13 item 5: an empty frame_id was accepted and published as TF parent ''
+    'empty_frame_id': "header.frame_id is empty: detections, TF and markers need the camera's frame",
+    # issue 13 item 10: an ERROR "expected shape (H, W, 3)" and a memory reset, not a warning and a skip
+    'tiny_image': 'image is 4000x1, too small for the model',
 }
 
 
@@ -201,6 +207,11 @@ def test_bad_input_is_skipped_with_a_log_line_and_the_node_goes_on(stack, case):
     elif case in ('zero_camera_info', 'nan_camera_info'):
         K = np.zeros((3, 3)) if case == 'zero_camera_info' else np.full((3, 3), np.nan)
         client.send(rgb, stamp, K, FRAME)
+    elif case == 'empty_frame_id':
+        client.send(rgb, stamp, stack.K, '')
+    elif case == 'tiny_image':
+        client.send(np.zeros((1, 4000, 3), np.uint8), stamp, np.array([[300.0, 0, 2000], [0, 300, 0.5], [0, 0, 1]]),
+                    FRAME)
     elif case == 'empty_image':
         msg = Image(height=0, width=0, encoding='rgb8', step=0)
         msg.header.frame_id = FRAME
@@ -208,6 +219,7 @@ def test_bad_input_is_skipped_with_a_log_line_and_the_node_goes_on(stack, case):
         client.image_pub.publish(msg)
     assert stack.node.wait_for_log(BAD_INPUTS[case], 5), stack.node.log()[-3000:]
     assert client.detection_for(stamp, timeout=0.2) is None      # the bad frame produced nothing
+    assert '[ERROR]' not in stack.node.log()                      # a warning: input problems are not errors
     assert stack.node.alive()
     send_and_receive(stack, rgb)                                  # and the node still answers
 
@@ -217,7 +229,7 @@ def test_stamp_going_backwards_resets_memory_and_tracks(stack):
     old_ids = {int(d.id) for d in msg.detections}
     back = next_stamp() - 0.4876   # off the 1/30 s grid: no earlier frame had this stamp
     _, after = send_and_receive(stack, stack.images[0], stamp=back)
-    assert min(int(d.id) for d in after.detections) > max(old_ids)
+    assert old_ids and {int(d.id) for d in after.detections} == set(range(1, len(after.detections) + 1))
     assert stack.node.wait_for_log('stamp went backwards', 3)
     send_and_receive(stack, stack.images[0])
 
@@ -278,6 +290,20 @@ def test_compressed_input_and_missing_camera_info(stack):
             break
     else:
         pytest.fail('compressed images never answered:\n' + node.log())
+    # issue 13 item 6: a small PNG declaring 12000x12000 is refused from its header, not decoded
+    import struct
+    import zlib
+    from sensor_msgs.msg import CompressedImage
+    ihdr = struct.pack('>IIBBBBB', 12000, 12000, 8, 2, 0, 0, 0)
+    png = (b'\x89PNG\r\n\x1a\n' + struct.pack('>I', 13) + b'IHDR' + ihdr + struct.pack('>I', zlib.crc32(b'IHDR' + ihdr))
+           + bytes(150_000))
+    stamp = next_stamp()
+    client.info_pub.publish(stack.T.camera_info_msg(stack.K, 320, 240, stamp, FRAME))
+    bomb = CompressedImage(format='png', data=png)
+    bomb.header.frame_id, bomb.header.stamp = FRAME, stack.T.to_stamp(stamp)
+    client.compressed_pub.publish(bomb)
+    assert node.wait_for_log('png header declares 12000x12000', 5), node.log()[-3000:]
+    assert '(not decoded)' in node.log()
     assert node.alive()
 
 
@@ -292,3 +318,24 @@ def test_checkpoint_that_does_not_load_stops_the_node_with_the_reason(tmp_path):
         code = node.stop()
     assert code == 1, node.log()
     assert f"cannot start: checkpoint '{bad}' does not load" in node.log()
+
+
+def test_repeated_signals_still_end_with_status_zero(tmp_path):
+    """Issue 13 item 3: a second SIGINT (ros2 launch sends its own after the terminal's) raised
+    KeyboardInterrupt inside destroy_node / the worker join: a traceback and exit code -2. Three in a row
+    now end cleanly with status 0."""
+    import signal
+    import ros_harness as T
+    node = T.NodeProcess(tmp_path / 'signals.log', '-r', '__ns:=/seqpose_signals', '-p',
+                         f'checkpoint:={T.write_tiny_checkpoint(tmp_path / "tiny.pt")}')
+    try:
+        assert node.wait_for_log('listening on', 60), node.log()
+        for _ in range(3):
+            node.process.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        node.process.wait(20)
+    finally:
+        code = node.stop()
+    assert code == 0, node.log()
+    assert 'Traceback' not in node.log() and 'KeyboardInterrupt' not in node.log()
+    assert 'shutting down (signal)' in node.log()
