@@ -103,7 +103,7 @@ def live_replay(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: R
     from seqpose_core.bag.replay import evaluate_bag, progress_bar
     from seqpose_core.runner import build_runner
     from seqpose_core.bag.score_recorded import score_bag
-    from seqpose_ros import testing as node_process
+    from seqpose_ros import processes
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -115,10 +115,12 @@ def live_replay(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: R
     resolved = ReplayTopics(**deterministic.topics)
     image_type = M.COMPRESSED_IMAGE_TYPE if resolved.image.endswith('/compressed') else M.IMAGE_TYPE
 
-    command = (node_command.split() if node_command else node_process.node_command()[:-1])
+    command = (node_command.split() if node_command else processes.node_command()[:-1])
     command = command + ['--ros-args'] + _node_arguments(runner, runner.checkpoint_path, resolved, image_type)
     log_path = out_dir / 'node.log'
-    env = node_process.ros_environment()
+    # loopback discovery and the shipped shared-memory Fast DDS profile (config/ found through the ament
+    # index after a colcon build, else beside the sources): this process and the node use the same transports
+    env = processes.node_environment('shm')
     rclpy_env = {k: env[k] for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'FASTDDS_DEFAULT_PROFILES_FILE',
                                      'RMW_IMPLEMENTATION')}
     previous_env = {k: os.environ.get(k) for k in rclpy_env}
