@@ -30,14 +30,15 @@ def percentiles(seconds):
 
 def bench_runner(checkpoint, device, images, K):
     runner, _, device = load_runner(str(checkpoint), device)
-    runner.cfg.score_threshold = 0.0
+    runner.configure(score_threshold=0.0)
+    from seqpose_core.runner import Frame
     for image in images[:5]:                     # warm-up (allocator, lazy init)
-        runner.step(image, K, 0.0)
+        runner.step(Frame(image, K, 0.0, 'camera'))
         runner.reset()
     times = []
     for index, image in enumerate(images):
         start = time.perf_counter()
-        runner.step(image, K, index / 30.0)
+        runner.step(Frame(image, K, index / 30.0, 'camera'))
         times.append(time.perf_counter() - start)
     return times, device
 

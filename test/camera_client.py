@@ -38,6 +38,8 @@ def parse_args(argv=None):
     parser.add_argument('--match-timeout', type=float, default=60.0)
     parser.add_argument('--settle', type=float, default=3.0, help='seconds to wait for the last answers')
     parser.add_argument('--distortion', type=float, default=0.0, help='k1 of a plumb_bob D (0: none)')
+    parser.add_argument('--report-every', type=float, default=0.0,
+                        help='also print {"t", "messages", "tf_names"} every this many seconds (0: never)')
     return parser.parse_args(argv)
 
 
@@ -58,8 +60,10 @@ def main(argv=None):
     image_pub = node.create_publisher(Image, args.image_topic, qos)
     info_pub = node.create_publisher(CameraInfo, args.info_topic, qos)
     answered, tf_children, tf_parents = {}, set(), set()
+    messages = [0]
 
     def on_detections(msg):
+        messages[0] += 1
         answered[round(T.stamp_seconds(msg.header.stamp), 6)] = len(msg.detections)
 
     def on_tf(msg):
@@ -94,7 +98,12 @@ def main(argv=None):
         info_template.d = [float(args.distortion), 0.0, 0.0, 0.0, 0.0]
     sent, period = [], 1.0 / args.rate
     next_time = time.monotonic()
+    started, next_report = time.monotonic(), time.monotonic() + args.report_every
     for index in range(args.frames):
+        if args.report_every and time.monotonic() >= next_report:
+            next_report += args.report_every
+            print(json.dumps({'t': round(time.monotonic() - started, 1), 'messages': messages[0],
+                              'tf_names': len(tf_children)}), flush=True)
         step = index % args.loop if args.loop else index
         stamp = round(args.start_stamp + step * period, 6)
         info_template.header.stamp = T.to_stamp(stamp)
@@ -109,7 +118,7 @@ def main(argv=None):
     spin(0.3)
     got = [s for s in sent if s in answered]
     result = {'sent': len(sent), 'answered': len(got) if not args.loop else len(answered),
-              'answered_stamps': got, 'nonempty': sum(1 for s in got if answered[s] > 0),
+              'answered_stamps': got, 'messages': messages[0], 'nonempty': sum(1 for s in got if answered[s] > 0),
               'tf_children': sorted(tf_children), 'tf_parents': sorted(tf_parents),
               'matched_after_s': round(matched_after, 2), 'reliability': args.reliability,
               'size': f'{args.width}x{args.height}', 'rate_hz': args.rate}
