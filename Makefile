@@ -71,7 +71,8 @@ $(ROS2_TOOLS_STAMP): $(ROS_STAMP) requirements/ros2-tools.txt requirements/const
 	  sh scripts/build_ros_interfaces.sh composition_interfaces
 	touch $@
 
-$(AMENT_STAMP): $(ROS2_TOOLS_STAMP) setup.py setup.cfg package.xml resource/seqpose_ros $(wildcard launch/* config/*)
+$(AMENT_STAMP): $(ROS2_TOOLS_STAMP) setup.py setup.cfg package.xml resource/seqpose_ros \
+  $(wildcard launch/*.py config/*.yaml config/*.rviz config/*.xml)
 	rm -rf $(AMENT_WS)/build $(AMENT_WS)/install
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/colcon --log-base $(AMENT_WS)/log \
 	  build --paths . --build-base $(AMENT_WS)/build --install-base $(AMENT_WS)/install --symlink-install \

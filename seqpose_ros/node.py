@@ -124,6 +124,7 @@ class SeqPoseNode(Node):
         self.info_sub = self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, self._info_qos,
                                                  qos_overriding_options=QoSOverridingOptions.with_default_policies())
         self._info_qos = self.info_sub.qos_profile
+        self.info_topic = self.info_sub.topic_name     # a string: the worker never touches a subscription
         # best_available (not overridden): the subscriptions follow their publishers' reliability
         self._follow = {'image': self._image_qos.reliability == ReliabilityPolicy.BEST_AVAILABLE,
                         'camera_info': self._info_qos.reliability == ReliabilityPolicy.BEST_AVAILABLE}
@@ -165,7 +166,7 @@ class SeqPoseNode(Node):
         self._worker.start()
         self.get_logger().info(
             f"model '{path}' on {device}, mode {self.params['mode']}; listening on "
-            f"{self.image_topic} + {self.info_sub.topic_name} (QoS {self.params['image_qos']}, "
+            f"{self.image_topic} + {self.info_topic} (QoS {self.params['image_qos']}, "
             f"{self.image_kind} images), publishing {self.detections_pub.topic_name}"
             + ('' if self.params['enabled'] else '; disabled (enabled:=false): not subscribed to images'))
 
@@ -215,7 +216,7 @@ class SeqPoseNode(Node):
         key = _camera_info_key(msg)
         cached_key, model = self._camera_model
         if key != cached_key:
-            model = conversions.camera_model_from_msg(msg, self.image_kind, self.info_sub.topic_name)
+            model = conversions.camera_model_from_msg(msg, self.image_kind, self.info_topic)
             self._camera_model = (key, model)
             for note in model.notes:
                 self._report('camera model:' + problem_kind(note), note, 'warn' if 'non-zero D' in note else 'info')
@@ -331,7 +332,7 @@ class SeqPoseNode(Node):
         # only at its next heartbeat): wait longer while none has ever arrived
         wait = CAMERA_INFO_WAIT if self.cameras.latest() is not None else FIRST_CAMERA_INFO_WAIT
         camera, distance = self.cameras.pair(stamp, tolerance, wait=wait)
-        info_topic = self.info_sub.topic_name
+        info_topic = self.info_topic
         if camera is None:
             if compressed:   # still decoded first: a broken file is the better message
                 conversions.compressed_to_rgb(msg.format, msg.data, topic)

@@ -514,3 +514,19 @@ def test_cuda_device_falls_back_to_cpu_with_a_warning():
     else:
         assert device == 'cpu' and 'falling back to CPU' in warnings[0]
     assert resolve_device('cuda:99', warnings.append) == 'cpu'
+
+
+def test_best_available_subscriptions_follow_their_publishers():
+    """Issue 13 item 1: the default image QoS must work against reliable and best-effort cameras. rmw resolves
+    best_available once, at creation (before the camera, usually): the node re-resolves from the publishers."""
+    pytest.importorskip('rclpy', reason='rclpy is not importable (make setup)')
+    pytest.importorskip('vision_msgs.msg', reason='vision_msgs is not importable (make ros-interfaces)')
+    from rclpy.qos import ReliabilityPolicy as R
+    from seqpose_ros.node import best_available_reliability, image_qos_profile
+    assert best_available_reliability([]) is None
+    assert best_available_reliability([R.RELIABLE, R.RELIABLE]) == R.RELIABLE
+    assert best_available_reliability([R.RELIABLE, R.BEST_EFFORT]) == R.BEST_EFFORT
+    assert best_available_reliability([2]) == R.BEST_EFFORT            # as rmw reports it, an int
+    profile = image_qos_profile('best_available')
+    assert profile.reliability == R.BEST_AVAILABLE and profile.depth == 2
+    assert image_qos_profile('sensor_data').reliability == R.BEST_EFFORT
