@@ -1,12 +1,16 @@
 """The monocular ceiling of any `seqpose eval` output, printed beside the model's own numbers.
 
-    python benchmarks/monocular_ceiling.py demo_out/mf [--json out.json]
+    python benchmarks/monocular_ceiling.py demo_out/mf [--depth-oracle] [--json out.json]
 
 The ceiling is the ideal single-image predictor (every class, rotation, shape and viewing ray exact; the
 class's mean metric size; the centre slid along its ray so that the image stays the same:
 seqpose_core.eval.ceiling). A model number means little without it: a single RGB image cannot know whether a
 mug is large and far or small and near. Reads the results/*.pkl of the output folder (which carry the ground
 truth) and its metrics.json; nothing is modified.
+
+--depth-oracle adds the model's own predictions re-scored with each slid along its ray to the depth of the
+nearest same-class object (seqpose_core.eval.depth_oracle): an ORACLE that uses the ground truth. It also
+merges duplicates on one ray, so it flatters a model that has them; it is no ceiling and no headline number.
 """
 import argparse
 import json
@@ -14,8 +18,9 @@ import sys
 from pathlib import Path
 
 from seqpose_core.eval.ceiling import monocular_ceiling_results
+from seqpose_core.eval.depth_oracle import slide_to_ground_truth_depth
 from seqpose_core.eval.evaluator import evaluate_results
-from seqpose_core.eval.results_io import load_results_dir
+from seqpose_core.eval.results_io import load_eval_output
 
 KEYS = ('IoU25', 'IoU50', 'IoU75', '10deg10cm', '10deg5cm', '5deg5cm', '10deg', '10cm', 'IoU50_exact')
 
@@ -27,18 +32,16 @@ def row(name, values):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('eval_dir', help='a `seqpose eval` output folder (results/ and metrics.json)')
+    parser.add_argument('--depth-oracle', action='store_true',
+                        help='also the model with ground-truth depth along each prediction\'s ray (an oracle)')
     parser.add_argument('--json', help='also write the ceiling and the model\'s means here')
     args = parser.parse_args(argv)
     eval_dir = Path(args.eval_dir)
-    results_dir = eval_dir / 'results' if (eval_dir / 'results').is_dir() else eval_dir
-    results = load_results_dir(results_dir)
-    if not results:
-        print(f'{results_dir}: no results_*.pkl', file=sys.stderr)
-        return 2
+    results = load_eval_output(eval_dir)
     ceiling = evaluate_results(monocular_ceiling_results(results))['mean']
     metrics_path = eval_dir / 'metrics.json'
     model = json.loads(metrics_path.read_text())['mean'] if metrics_path.is_file() else None
-    print(f'{len(results)} images from {results_dir}; mean AP (%)')
+    print(f'{len(results)} images from {eval_dir}; mean AP (%)')
     print(f'{"":<22}' + ''.join(f'{key:>12}' for key in KEYS))
     if model:
         print(row('model', model))
@@ -46,10 +49,18 @@ def main(argv=None):
     if model:
         print(row('model / ceiling (%)', {key: 100 * model[key] / ceiling[key] if ceiling[key] else float('nan')
                                           for key in KEYS}))
+    oracle = None
+    if args.depth_oracle:
+        oracle = evaluate_results([slide_to_ground_truth_depth(result) for result in results])['mean']
+        print(row('ORACLE: model, GT depth', oracle))
     if args.json:
-        Path(args.json).write_text(json.dumps({'ceiling': ceiling, 'model': model}, indent=1))
+        Path(args.json).write_text(json.dumps({'ceiling': ceiling, 'model': model, 'depth_oracle': oracle},
+                                              indent=1))
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except FileNotFoundError as error:     # no results where the user pointed: one line, no traceback
+        sys.exit(f'monocular_ceiling: {error}')

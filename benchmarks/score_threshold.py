@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqpose_core.eval.results_io import load_results_dir
+from seqpose_core.eval.results_io import load_eval_output
 
 MATCH_DISTANCE = 0.10     # metres: a detection within this of an object of its class is a correct one
 
@@ -57,13 +57,12 @@ def main(argv=None):
     parser.add_argument('--json', help='also write the table here')
     args = parser.parse_args(argv)
     eval_dir = Path(args.eval_dir)
-    results_dir = eval_dir / 'results' if (eval_dir / 'results').is_dir() else eval_dir
-    results = load_results_dir(results_dir)
-    if not results:
-        print(f'{results_dir}: no results_*.pkl', file=sys.stderr)
-        return 2
+    try:
+        results = load_eval_output(eval_dir)
+    except FileNotFoundError as error:
+        parser.error(str(error))
     rows = table(results, args.thresholds)
-    print(f'{len(results)} images from {results_dir}; correct = same class, centre within '
+    print(f'{len(results)} images from {eval_dir}; correct = same class, centre within '
           f'{MATCH_DISTANCE * 100:.0f} cm')
     print(f'{"threshold":>10}{"det/object":>12}{"precision":>11}{"recall":>8}{"det/frame":>11}{"obj/frame":>11}')
     for row in rows:

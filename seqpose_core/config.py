@@ -20,6 +20,9 @@ CONFIG_DIR = Path(__file__).resolve().parent / 'configs'
 
 # Command-line mode names (the paper's MF / SF) -> InferenceConfig.mode
 MODES = {'mf': 'video', 'sf': 'single'}
+# Where the video mode's camera motion comes from in evaluation: none (what a camera without odometry has) or
+# gt, an ORACLE derived from the ground-truth poses of the frames being scored (never a headline number)
+CAMERA_MOTION_CHOICES = ('none', 'gt')
 
 
 @dataclass

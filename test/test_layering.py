@@ -95,13 +95,14 @@ def imported_modules(path, name, modules):
 def import_graph(modules=None):
     modules = modules or all_modules()
     graph = {name: imported_modules(path, name, modules) for name, path in modules.items()}
-    # importing a.b.c runs a/__init__ and a/b/__init__ first: a parent package's imports count too
+    # importing a.b.c runs a/__init__ and a/b/__init__ first: what those import counts too
+    direct = {name: set(targets) for name, targets in graph.items()}
     for name, targets in graph.items():
         for target in list(targets):
             parent = target.rpartition('.')[0]
             while parent:
-                if parent in graph and graph[parent] and parent != name and not name.startswith(parent + '.'):
-                    targets.add(parent)
+                if parent in direct and not name.startswith(parent + '.') and parent != name:
+                    targets.update(t for t in direct[parent] if t != name)
                 parent = parent.rpartition('.')[0]
     return graph
 

@@ -7,10 +7,8 @@ the evaluator then writes metrics.json, the AP curves PNG and prints the table; 
 (predicted boxes red, ground truth green, object axes).
 """
 import sys
-from pathlib import Path
 
-from seqpose_core.config import MODES
-from seqpose_core.eval.run import CAMERA_MOTION_CHOICES, evaluate_model
+from seqpose_core.config import CAMERA_MOTION_CHOICES, MODES
 
 HELP = 'evaluate a model on a NOCS-layout split (video or single-frame), write metrics.json + AP curves'
 
@@ -38,26 +36,16 @@ def add_arguments(parser):
                              "(fused with the proposal head's evidence; models with proposal queries)")
 
 
-def load_model_for_eval(checkpoint, device='cpu'):
-    """(model, SeqPoseConfig) from a checkpoint path, or from the embedded default model when None."""
-    from seqpose_core.runner import DEFAULT_CHECKPOINT, load_model_and_config
-    path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
-    if not path.is_file():
-        if checkpoint:
-            raise FileNotFoundError(f'--checkpoint {path}: no such file')
-        raise FileNotFoundError(f'no embedded default model at {DEFAULT_CHECKPOINT}: pass --checkpoint, or train '
-                                'one (see seqpose_core/weights/README.md for the command)')
-    return load_model_and_config(path, device)
-
-
 def run(args):
+    from seqpose_core.eval.run import evaluate_runner
     from seqpose_core.model import WeightsError
+    from seqpose_core.runner import build_runner
     try:
-        model, cfg = load_model_for_eval(args.checkpoint, args.device or 'cpu')
-        summary = evaluate_model(model, cfg, args.data, args.split, args.mode, args.out,
-                                 max_scenes=args.max_scenes, overlays=args.overlays, device=args.device,
-                                 camera_motion=args.camera_motion, score_threshold=args.score_threshold,
-                                 score_fusion=args.score_fusion)
+        overrides = {name: value for name, value in (('score_threshold', args.score_threshold),
+                                                      ('score_fusion', args.score_fusion)) if value is not None}
+        runner = build_runner(args.checkpoint, mode=args.mode, device=args.device, overrides=overrides)
+        evaluate_runner(runner, args.data, args.split, args.out, max_scenes=args.max_scenes,
+                        overlays=args.overlays, camera_motion=args.camera_motion)
     except (FileNotFoundError, WeightsError, ValueError) as error:
         print(f'seqpose eval: {error}', file=sys.stderr)
         return 1

@@ -3,6 +3,8 @@
 Exports are resolved on first use, so that `seqpose_core.config` (which needs only `data.config`) does not
 import the readers and datasets (and torch) with it.
 """
+from seqpose_core import lazy_getattr
+
 _EXPORTS = {
     'NocsClipDataset': 'seqpose_core.data.dataset',
     'NocsFrameDataset': 'seqpose_core.data.dataset',
@@ -20,8 +22,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        import importlib
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -1,4 +1,4 @@
-"""The monocular scale oracle (benchmarks/depth_scale_oracle.py): predictions slid along their viewing rays to the
+"""The monocular scale oracle (benchmarks/monocular_ceiling.py --depth-oracle): predictions slid along their viewing rays to the
 depth of the ground truth, which changes nothing a single RGB image shows (translation and metric size scaled by
 one factor project to the same pixels) and removes the one number per object such an image cannot determine."""
 import numpy as np

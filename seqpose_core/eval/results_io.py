@@ -8,6 +8,7 @@ the normalised extents. pred_bboxes / gt_bboxes (2D boxes) may be present and ar
 import glob
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 
@@ -117,6 +118,17 @@ def find_result_files(directory):
     if not paths:
         raise FileNotFoundError(f'{directory}: no {RESULT_GLOB} files')
     return paths
+
+
+def load_eval_output(path):
+    """The results of a `seqpose eval` output folder (its results/*.pkl) or of a folder of results_*.pkl;
+    FileNotFoundError naming the folder when it holds none."""
+    path = Path(path)
+    folder = path / 'results' if (path / 'results').is_dir() else path
+    results = load_results_dir(folder)
+    if not results:
+        raise FileNotFoundError(f'{folder}: no results_*.pkl (expected a `seqpose eval` output folder)')
+    return results
 
 
 def load_results_dir(directory, progress=False):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from seqpose_core.config import MODES
+from seqpose_core.config import CAMERA_MOTION_CHOICES, MODES
 from seqpose_core.data import NocsFrameReader, camera_motion_from_annotations, iter_scenes
 from seqpose_core.eval.evaluator import metrics_from_curves, score_results
 from seqpose_core.eval.overlays import spread_indices, write_overlay
@@ -22,7 +22,6 @@ from seqpose_core.eval.results_io import write_results_pickle
 from seqpose_core.runner import Frame, build_runner
 
 FRAME_PERIOD = 1.0 / 30.0         # seconds between the stamps given to the runner (a 30 Hz video)
-CAMERA_MOTION_CHOICES = ('gt', 'none')
 
 
 def run_scenes(runner, reader, scenes, camera_motion='none'):
@@ -48,18 +47,26 @@ def run_scenes(runner, reader, scenes, camera_motion='none'):
 
 def evaluate_model(model, cfg, data_root, split, mode, out_dir, *, max_scenes=None, overlays=4, progress=True,
                    device=None, camera_motion='none', score_threshold=None, score_fusion=None):
-    """Run `model` (+ its SeqPoseConfig) over the split, write results pickles, metrics.json, AP curves and
-    overlays into out_dir; returns the metrics dict of metrics.json (percent; 'mean' and one row per class)."""
+    """Run `model` (+ its SeqPoseConfig) over the split (`evaluate_runner`); returns metrics.json's dict."""
     if mode not in MODES:
         raise ValueError(f'mode {mode!r}: expected one of {sorted(MODES)}')
-    if camera_motion not in CAMERA_MOTION_CHOICES:
-        raise ValueError(f'camera_motion {camera_motion!r}: expected one of {CAMERA_MOTION_CHOICES}')
-    out_dir = Path(out_dir)
-    results_dir = out_dir / 'results'
-    results_dir.mkdir(parents=True, exist_ok=True)
     overrides = {name: value for name, value in (('score_threshold', score_threshold),
                                                   ('score_fusion', score_fusion)) if value is not None}
     runner = build_runner(model=model, config=cfg, mode=mode, device=device, overrides=overrides)
+    return evaluate_runner(runner, data_root, split, out_dir, max_scenes=max_scenes, overlays=overlays,
+                           progress=progress, camera_motion=camera_motion)
+
+
+def evaluate_runner(runner, data_root, split, out_dir, *, max_scenes=None, overlays=4, progress=True,
+                    camera_motion='none'):
+    """Run `runner` over the split, write results pickles, metrics.json, AP curves and overlays into out_dir;
+    returns the metrics dict of metrics.json (percent; 'mean' and one row per class)."""
+    if camera_motion not in CAMERA_MOTION_CHOICES:
+        raise ValueError(f'camera_motion {camera_motion!r}: expected one of {CAMERA_MOTION_CHOICES}')
+    mode = next(name for name, value in MODES.items() if value == runner.cfg.mode)
+    out_dir = Path(out_dir)
+    results_dir = out_dir / 'results'
+    results_dir.mkdir(parents=True, exist_ok=True)
 
     reader = NocsFrameReader(data_root, split)
     scenes = list(iter_scenes(data_root, split))

@@ -2,6 +2,8 @@
 
 Imports are lazy so that `seqpose_core.config` (which needs only `model.config`) does not pull in torch.
 """
+from seqpose_core import lazy_getattr
+
 _EXPORTS = {
     'SeqPose': 'seqpose_core.model.seqpose',
     'build_model': 'seqpose_core.model.seqpose',
@@ -18,8 +20,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        import importlib
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
