@@ -1,5 +1,6 @@
-"""Starting `seqpose_node` from Python (`seqpose bag live`, the benchmarks, the tests): the command, its
-environment, and the package's `config/` folder.
+"""Starting `seqpose_node` from Python (the benchmarks, the tests, your own tools): the command, its environment,
+and the package's `config/` folder. (`seqpose bag live` starts the node by program name with the same command
+rule: seqpose_core must not import the ROS package, test/test_layering.py.)
 
 `config/` is found through the ament index when the package was installed into an ament prefix (`colcon build`,
 a ROS install: `<prefix>/share/seqpose_ros/config`), else beside the sources (`pip install -e .`), else under the

@@ -77,6 +77,27 @@ def _latency_summary(latencies_ns):
             'p95': float(np.percentile(values, 95)), 'max': float(values.max()), 'count': int(len(values))}
 
 
+def _seqpose_node_command():
+    """The `seqpose_node` console script next to this interpreter (the venv's own: the pip ROS wheels set
+    LD_LIBRARY_PATH per venv), else `python -m seqpose_ros.node`. The library does not import the ROS package
+    (test_layering): it starts it as a program."""
+    import sys
+    script = Path(sys.executable).with_name('seqpose_node')
+    return [str(script)] if script.exists() else [sys.executable, '-m', 'seqpose_ros.node']
+
+
+def _node_environment():
+    """Loopback discovery (a local replay needs nothing else); the node and this process share the Fast DDS
+    settings (stock, or the FASTDDS_DEFAULT_PROFILES_FILE the caller set): the player publishes reliable and
+    the node's best_available subscription is then reliable, which stock DDS delivers (README, ROS 2)."""
+    env = dict(os.environ)
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    env.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+    env['PYTHONUNBUFFERED'] = '1'
+    env['RCUTILS_LOGGING_BUFFERED_STREAM'] = '0'
+    return env
+
+
 def _node_arguments(runner, checkpoint_path, topics, image_type):
     cfg = runner.cfg
     arguments = ['-p', f'checkpoint:={checkpoint_path}', '-p', f'mode:={cfg.mode}',
@@ -103,7 +124,6 @@ def live_replay(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: R
     from seqpose_core.bag.replay import evaluate_bag, progress_bar
     from seqpose_core.runner import build_runner
     from seqpose_core.bag.score_recorded import score_bag
-    from seqpose_ros import processes
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -115,14 +135,12 @@ def live_replay(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: R
     resolved = ReplayTopics(**deterministic.topics)
     image_type = M.COMPRESSED_IMAGE_TYPE if resolved.image.endswith('/compressed') else M.IMAGE_TYPE
 
-    command = (node_command.split() if node_command else processes.node_command()[:-1])
+    command = node_command.split() if node_command else _seqpose_node_command()
     command = command + ['--ros-args'] + _node_arguments(runner, runner.checkpoint_path, resolved, image_type)
     log_path = out_dir / 'node.log'
-    # loopback discovery and the shipped shared-memory Fast DDS profile (config/ found through the ament
-    # index after a colcon build, else beside the sources): this process and the node use the same transports
-    env = processes.node_environment('shm')
+    env = _node_environment()
     rclpy_env = {k: env[k] for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'FASTDDS_DEFAULT_PROFILES_FILE',
-                                     'RMW_IMPLEMENTATION')}
+                                     'RMW_IMPLEMENTATION') if k in env}
     previous_env = {k: os.environ.get(k) for k in rclpy_env}
     os.environ.update(rclpy_env)     # this process's participant must use the same transports as the node
     with open(log_path, 'wb') as log:
