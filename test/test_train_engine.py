@@ -142,3 +142,23 @@ def test_validation_gives_the_runner_no_ground_truth_unless_the_oracle_is_named(
     finally:
         trainer.group.close()
     assert seen == [('mf', 'gt' if oracle else 'none')]
+
+
+def test_warm_start_loads_the_weights_and_starts_a_fresh_schedule(scene_root, tmp_path):
+    """train.init_weights: a new run starts from an earlier run's model (a warm restart), step 0, new lr."""
+    base = TINY + ['--data', str(scene_root), '--set', 'train.mode=single', '--set', 'train.single_split=real_train']
+    first, warm = tmp_path / 'first', tmp_path / 'warm'
+    assert seqpose(['train', *base, '--out', str(first)]) == 0
+    # lr 0: one step leaves the weights as they started (the checkpoint is written at the stop)
+    frozen = ['--max-steps', '1', '--set', 'train.lr=0.0']
+    assert seqpose(['train', *base, *frozen, '--out', str(warm), '--set', f'train.init_weights={first / "model.pt"}']) == 0
+    trained = parameters(first, 'model.pt')['model']
+    started = parameters(warm)
+    assert started['training']['step'] == 1
+    for name, value in trained.items():
+        assert torch.equal(value, started['model'][name]), name
+    cold = tmp_path / 'cold'
+    assert seqpose(['train', *base, *frozen, '--out', str(cold)]) == 0
+    assert any(not torch.equal(value, parameters(cold)['model'][name]) for name, value in trained.items())
+    assert seqpose(['train', *base, '--out', str(tmp_path / 'bad'),
+                    '--set', f'train.init_weights={tmp_path / "missing.pt"}']) != 0

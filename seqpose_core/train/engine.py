@@ -30,6 +30,7 @@ import torch
 
 from seqpose_core.config import SeqPoseConfig, from_dict, save_config
 from seqpose_core.model import build_model, save_checkpoint
+from seqpose_core.model.checkpoint import WeightsError, load_checkpoint, load_state_strict
 from seqpose_core.train.camera_motion import model_camera_motion
 from seqpose_core.train.distributed import ProcessGroup, wrap_model
 from seqpose_core.train.errors import TrainingError
@@ -304,7 +305,14 @@ def build_trainer(cfg: SeqPoseConfig, data_root, run_dir, *, resume=False, stop_
 
     seed = train_cfg.seed + group.rank
     torch.manual_seed(seed)      # model initialisation (identical across ranks: DDP broadcasts rank 0's)
-    model = build_model(cfg.model).to(group.device)
+    model = build_model(cfg.model)
+    if train_cfg.init_weights and checkpoint is None:
+        try:
+            load_state_strict(model, load_checkpoint(train_cfg.init_weights)['model'], train_cfg.init_weights,
+                              'model (train.init_weights)')
+        except WeightsError as error:
+            raise TrainingError(f'train.init_weights: {error}') from None
+    model = model.to(group.device)
     model.train()
     streams = build_streams(cfg, Path(data_root), group)
     total_steps = schedule_length(train_cfg, streams)
