@@ -153,3 +153,23 @@ def test_launch_arguments_are_typed(tmp_path):
     log = launch.log()
     assert "cannot start: checkpoint '2024': no such file" in log, log[-3000:]
     assert 'InvalidParameterType' not in log and 'Traceback' not in log
+
+
+def test_fastdds_profile_argument_carries_best_effort_640x480(tmp_path):
+    """Issue 13 item 1: the shared-memory Fast DDS profile was not a launch argument. fastdds_profile:=shm gives
+    the node the shipped profile; a best-effort 640x480 camera with the same profile gets its frames through
+    (with stock DDS: 2-3 of 20, README)."""
+    checkpoint = T.write_tiny_checkpoint(tmp_path / 'tiny.pt')
+    launch = T.LaunchProcess(tmp_path / 'shm.log', 'namespace:=shm', 'image_topic:=camera/image_raw',
+                             'camera_info_topic:=camera/camera_info', f'checkpoint:={checkpoint}',
+                             'fastdds_profile:=shm')
+    try:
+        assert launch.wait_for_log('listening on', 180), launch.log()
+        result = T.run_camera_client('--image-topic', '/shm/camera/image_raw', '--info-topic', '/shm/camera/camera_info',
+                                     '--detections-topic', '/shm/detections', '--frames', '20', '--rate', '2',
+                                     '--width', '640', '--height', '480', '--reliability', 'best_effort',
+                                     fastdds_profile='shm')
+    finally:
+        status = launch.interrupt()
+    assert result['answered'] >= 0.9 * result['sent'], (result, launch.log()[-3000:])
+    assert status == 0
