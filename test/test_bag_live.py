@@ -12,7 +12,7 @@ from test_bag_helpers import FRAMES, SCENES, generate_scenes, tiny_checkpoint
 
 def _isolation_problem():
     try:
-        from seqpose_ros.testing import ros_isolation_problem
+        from ros_harness import ros_isolation_problem
     except ImportError as error:  # rclpy / the node package not importable here
         return f'ROS 2 Python packages unavailable: {error}'
     return ros_isolation_problem()
