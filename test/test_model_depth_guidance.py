@@ -7,7 +7,7 @@ import torch
 
 from seqpose_core.config import load_config
 from seqpose_core.model import build_model
-from seqpose_core.model.stsq import GeometryDeformableCrossAttention, depth_residual
+from seqpose_core.model.geometry_attention import GeometryDeformableCrossAttention, depth_residual
 
 IMAGE_HW = (56, 70)
 K = torch.tensor([[[60.0, 0.0, 34.5], [0.0, 60.0, 27.5], [0.0, 0.0, 1.0]]])

@@ -6,7 +6,7 @@ from seqpose_core.config import load_config
 from seqpose_core.model import build_model
 from seqpose_core.model.dpt import conv1x1
 from seqpose_core.model.fusion import FeatureFusion, FusedLevels
-from seqpose_core.model.stsq import sample_levels
+from seqpose_core.model.geometry_attention import sample_levels
 
 IMAGE_HW = (56, 70)
 K = torch.tensor([[[60.0, 0.0, 34.5], [0.0, 60.0, 27.5], [0.0, 0.0, 1.0]]])

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from seqpose_core.geometry import scale_intrinsics
-from seqpose_core.model.stsq import GeometryDeformableCrossAttention, project_to_level, sample_levels
+from seqpose_core.model.geometry_attention import GeometryDeformableCrossAttention, project_to_level, sample_levels
 
 IMAGE_HW = (56, 70)
 K = torch.tensor([[[60.0, 0.0, 34.5], [0.0, 60.0, 27.5], [0.0, 0.0, 1.0]]])

@@ -40,7 +40,7 @@ class ModelConfig:
     # scratch find objects in a short schedule.
     proposal_queries: int = 0
     proposal_level: int = 2           # index into the fused levels z_0..z_3 (z_2: twice the patch grid)
-    # Geometry-aware cross-attention guided by the predicted depth (stsq.GeometryDeformableCrossAttention): the
+    # Geometry-aware cross-attention guided by the predicted depth (geometry_attention.GeometryDeformableCrossAttention): the
     # paper's section 3.3 c. Off in checkpoints from before it existed; on in every shipped config.
     depth_guidance: bool = False
     sampling_radius: float = 0.05     # metres: initial spread of the 3D sampling points around a reference

@@ -37,7 +37,7 @@ class FeatureFusion(nn.Module):
     def _fuse_into_table(self, semantic, geometry):
         """Inference: every level's 1x1 convolution written straight into one (B, sum h_i w_i, hidden) table;
         the returned levels are (B, hidden, h_i, w_i) channels-last views of it, and the list carries the table
-        (`.table`) so the decoder samples all levels with one gather (stsq.sample_level_table). The
+        (`.table`) so the decoder samples all levels with one gather (geometry_attention.sample_level_table). The
         concatenation is never built: W [s; g] + b = W_s s + (W_g g + b), two matmuls into the same rows."""
         batch = geometry[0].shape[0]
         sizes = [tuple(g.shape[-2:]) for g in geometry]

@@ -13,15 +13,13 @@ the temporal attention reduces to self-attention over the current queries, as th
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from seqpose_core.geometry import project_points, scale_intrinsics
+from seqpose_core.model.geometry_attention import GeometryDeformableCrossAttention
 from seqpose_core.model.pose_head import PoseHead, PositionRange
 from seqpose_core.model.proposals import ProposalQueries
 
 MOTION_DIM = 13      # pose-aware LN input: rotation (9) + translation (3) of T_current_from_origin, age (1)
-MIN_DEPTH = 1e-3     # metres: sampling points closer than this (or behind the camera) are masked
 
 
 # --- embeddings ------------------------------------------------------------------------------------------------
@@ -46,16 +44,6 @@ def motion_vector(motion, ages):
 def identity_motion_vector(batch, count, device, dtype):
     eye = torch.eye(4, device=device, dtype=dtype).expand(batch, count, 4, 4)
     return motion_vector(eye, torch.zeros(batch, count, device=device, dtype=dtype))
-
-
-def fibonacci_sphere(num_points, radius):
-    """(P, 3) points evenly spread on a sphere (P = 1: the centre): the initial 3D sampling pattern."""
-    if num_points == 1:
-        return torch.zeros(1, 3)
-    index = torch.arange(num_points, dtype=torch.float32) + 0.5
-    polar = torch.acos(1 - 2 * index / num_points)
-    azimuth = math.pi * (1 + 5 ** 0.5) * index
-    return radius * torch.stack([polar.sin() * azimuth.cos(), polar.sin() * azimuth.sin(), polar.cos()], dim=-1)
 
 
 class QueryAnchors(nn.Module):
@@ -121,189 +109,6 @@ class PoseAwareLayerNorm(nn.Module):
     def forward(self, x, motion, modulation=None):               # x (B, n, C), motion (B, n, 13)
         gamma, beta = self.modulation(motion) if modulation is None else modulation
         return torch.addcmul(beta, gamma, self.norm(x))          # gamma * LN(x) + beta
-
-
-# --- geometry-aware deformable cross-attention -----------------------------------------------------------------
-def project_to_level(points, K, image_hw, level_hw):
-    """points (B, Q, P, 3) metres -> level pixels (B, Q, P, 2) and a validity mask (B, Q, P): in front of the
-    camera and inside the level's image."""
-    batch, queries, num_points, _ = points.shape
-    K_level = scale_intrinsics(K, image_hw, level_hw)
-    uv = project_points(points.reshape(batch, -1, 3), K_level).reshape(batch, queries, num_points, 2)
-    height, width = level_hw
-    valid = ((points[..., 2] > MIN_DEPTH)
-             & (uv[..., 0] >= -0.5) & (uv[..., 0] <= width - 0.5)
-             & (uv[..., 1] >= -0.5) & (uv[..., 1] <= height - 0.5))
-    return uv, valid
-
-
-def _project_levels(sizes, points, K, image_hw):
-    """Projection onto every level at once (stacked level intrinsics, the arithmetic of project_to_level):
-    uv (B, L, Q, P, 2) level pixels, valid (B, L, Q, P), wh (1, L, 1, 1, 2) level widths and heights."""
-    K_levels = torch.stack([scale_intrinsics(K, image_hw, hw) for hw in sizes], dim=1)     # (B, L, 3, 3)
-    K_levels = K_levels[:, :, None, None]                                                     # (B, L, 1, 1, 3, 3)
-    z = points[..., 2:3].clamp_min(1e-8)                      # geometry.project_points' clamp (its _EPS)
-    xy = (points[..., :2] / z)[:, None]                                                       # (B, 1, Q, P, 2)
-    uv = torch.stack([xy[..., 0] * K_levels[..., 0, 0] + K_levels[..., 0, 2],
-                      xy[..., 1] * K_levels[..., 1, 1] + K_levels[..., 1, 2]], dim=-1)        # (B, L, Q, P, 2)
-    wh = uv.new_tensor([[w, h] for h, w in sizes]).view(1, len(sizes), 1, 1, 2)
-    valid = ((points[:, None, ..., 2] > MIN_DEPTH)
-             & (uv >= -0.5).all(-1) & (uv <= wh - 0.5).all(-1))                                 # (B, L, Q, P)
-    return uv, valid, wh
-
-
-def sample_levels(levels, points, K, image_hw):
-    """Bilinear samples of every level at the projections of the 3D points.
-
-    levels: L x (B, C, h_l, w_l); points (B, Q, P, 3) metres; K (B, 3, 3) for image_hw.
-    Returns samples (B, Q, L*P, C) and validity (B, Q, L*P). The projection, masking and grid arithmetic run
-    once for all levels; then one grid_sample per level, all queries and points at once (levels differ in
-    size, so they cannot share one call). Channels-last levels (what the model produces) sample several times
-    faster on CPU. At inference, levels from FeatureFusion carry one flat table of all levels and are sampled
-    by `sample_level_table` instead (one gather for all levels; same values within float rounding)."""
-    if getattr(levels, 'table', None) is not None and not torch.is_grad_enabled():
-        return sample_level_table(levels, points, K, image_hw)
-    batch, queries, num_points, _ = points.shape
-    num_levels = len(levels)
-    uv, valid, wh = _project_levels([tuple(level.shape[-2:]) for level in levels], points, K, image_hw)
-    grid = ((uv + 0.5) / wh * 2 - 1).clamp(-2.0, 2.0)                        # align_corners=False convention
-    grid = grid.masked_fill(~valid[..., None], -2.0)                          # invalid: sample zero padding
-    samples = [F.grid_sample(level, grid[:, index], mode='bilinear', padding_mode='zeros', align_corners=False)
-               .permute(0, 2, 3, 1) for index, level in enumerate(levels)]                  # L x (B, Q, P, C)
-    return torch.cat(samples, dim=2), valid.permute(0, 2, 1, 3).reshape(batch, queries, num_levels * num_points)
-
-
-def sample_level_table(levels, points, K, image_hw):
-    """sample_levels for levels that share one channels-last table (B, sum h_l w_l, C) (`levels.table`, as
-    FeatureFusion returns at inference): bilinear sampling with zero padding written out (4 corner rows and
-    weights per sample, out-of-image corners weigh 0, exactly grid_sample's align_corners=False rule) and one
-    weighted gather (embedding_bag) over all levels, queries and points. Inference only (no autograd)."""
-    table = levels.table
-    batch, total, channels = table.shape
-    _, queries, num_points, _ = points.shape
-    sizes = [tuple(level.shape[-2:]) for level in levels]
-    num_levels = len(sizes)
-    uv, valid, wh = _project_levels(sizes, points, K, image_hw)
-    uv = uv.masked_fill(~valid[..., None], 0.0).permute(0, 2, 1, 3, 4)            # (B, Q, L, P, 2)
-    valid = valid.permute(0, 2, 1, 3)                                               # (B, Q, L, P)
-    wh = wh.view(1, 1, num_levels, 1, 2)
-    offsets = torch.tensor([0] + [h * w for h, w in sizes[:-1]], device=table.device).cumsum(0)
-    base = (offsets.view(1, 1, num_levels, 1)
-            + total * torch.arange(batch, device=table.device).view(batch, 1, 1, 1))    # (B, 1, L, 1)
-    corner0 = uv.floor()
-    frac = uv - corner0
-    corner0 = corner0.long()
-    index, weight = [], []
-    width, height = wh[..., 0].long(), wh[..., 1].long()
-    for dy in (0, 1):
-        for dx in (0, 1):
-            x = corner0[..., 0] + dx
-            y = corner0[..., 1] + dy
-            w = (frac[..., 0] if dx else 1 - frac[..., 0]) * (frac[..., 1] if dy else 1 - frac[..., 1])
-            inside = (x >= 0) & (x < width) & (y >= 0) & (y < height) & valid
-            index.append(torch.where(inside, base + y * width + x, base))
-            weight.append(w * inside)
-    index = torch.stack(index, dim=-1).view(-1, 4)                                  # (B*Q*L*P, 4)
-    weight = torch.stack(weight, dim=-1).view(-1, 4).to(table.dtype)
-    samples = F.embedding_bag(index, table.reshape(batch * total, channels), per_sample_weights=weight, mode='sum')
-    samples = samples.view(batch, queries, num_levels * num_points, channels)
-    return samples, valid.reshape(batch, queries, num_levels * num_points)
-
-
-def depth_residual(points, depth_map, K, image_hw):
-    """How far each 3D sampling point lies from the predicted surface, along its viewing ray.
-
-    points (B, Q, P, 3) metres; depth_map (B, 1, h, w) metres (the dense depth head at its own grid); K (B, 3, 3)
-    for image_hw. Returns log(z_point / depth at the point's pixel) (B, Q, P): 0 on the surface, > 0 behind it,
-    < 0 in front of it; 0 for points behind the camera or outside the image (they are masked anyway)."""
-    batch, queries, num_points, _ = points.shape
-    height, width = depth_map.shape[-2:]
-    uv, valid = project_to_level(points, K, image_hw, (height, width))              # (B, Q, P, 2), (B, Q, P)
-    grid = torch.stack([(uv[..., 0] + 0.5) / width, (uv[..., 1] + 0.5) / height], dim=-1) * 2 - 1
-    grid = grid.clamp(-1.0, 1.0).reshape(batch, queries * num_points, 1, 2)
-    surface = F.grid_sample(depth_map, grid.to(depth_map.dtype), mode='bilinear', padding_mode='border',
-                            align_corners=False).view(batch, queries, num_points)      # (B, Q, P) metres
-    residual = torch.log(points[..., 2].clamp_min(MIN_DEPTH)) - torch.log(surface.clamp_min(MIN_DEPTH))
-    return residual * valid.to(residual.dtype)
-
-
-class GeometryDeformableCrossAttention(nn.Module):
-    """Eq. (8): per query, P learned 3D points around its reference point, projected onto every fused level,
-    sampled bilinearly, weighted per head (softmax over levels x points, masked points count zero).
-
-    Depth guidance (`depth_guidance`, the paper's "guided by the estimated depth"): every sampling point is
-    compared with the predicted depth at the pixel it projects to (`depth_residual`). A point off the surface
-    along its ray keeps exp(-a_h |log(z / D)|) of its attention weight (a_h > 0 learnt per head), and the
-    residuals themselves enter the query (a linear map, zero at the start). Two queries on the same viewing ray
-    sample the same pixels, so without this they see the same features; with it, the one at the object's depth
-    sees it clearly and learns a high score, the one in front or behind sees it faintly and learns to step back.
-    """
-
-    def __init__(self, hidden_dim, num_heads, num_levels, num_points, sampling_radius=0.05, max_offset=0.3,
-                 depth_guidance=False):
-        super().__init__()
-        if hidden_dim % num_heads:
-            raise ValueError(f'hidden_dim {hidden_dim} is not divisible by decoder_heads {num_heads}')
-        if not 0 < sampling_radius < max_offset:
-            raise ValueError(f'sampling_radius {sampling_radius} must be in (0, max_sampling_offset {max_offset})')
-        self.num_heads, self.num_levels, self.num_points = num_heads, num_levels, num_points
-        self.max_offset = max_offset
-        self.sampling_offsets = nn.Linear(hidden_dim, num_points * 3)     # metres (before the bound), camera frame
-        self.attention_weights = nn.Linear(hidden_dim, num_heads * num_levels * num_points)
-        self.value_proj = nn.Linear(hidden_dim, hidden_dim)
-        self.output_proj = nn.Linear(hidden_dim, hidden_dim)
-        nn.init.zeros_(self.sampling_offsets.weight)
-        with torch.no_grad():
-            initial = fibonacci_sphere(num_points, sampling_radius).flatten()
-            self.sampling_offsets.bias.copy_(max_offset * torch.atanh(initial / max_offset))
-        nn.init.zeros_(self.attention_weights.weight)     # uniform weights at the start
-        nn.init.zeros_(self.attention_weights.bias)
-        nn.init.xavier_uniform_(self.value_proj.weight)
-        nn.init.zeros_(self.value_proj.bias)
-        nn.init.xavier_uniform_(self.output_proj.weight)
-        nn.init.zeros_(self.output_proj.bias)
-        self.depth_guidance = depth_guidance
-        if depth_guidance:
-            # softplus(2.95) ~ 3: a point 20 % off the surface starts with ~55 % of its weight
-            self.depth_sharpness = nn.Parameter(torch.full((num_heads,), 2.95))
-            self.depth_residual_proj = nn.Linear(num_points, hidden_dim)
-            nn.init.zeros_(self.depth_residual_proj.weight)
-            nn.init.zeros_(self.depth_residual_proj.bias)
-
-    def sampling_points(self, query, reference_points):
-        """(B, Q, C), (B, Q, 3) metres -> (B, Q, P, 3) metres.
-
-        Offsets are bounded (max_offset * tanh(raw / max_offset), ~raw near the start): unbounded, they grew to
-        1-2 m in training, so most points projected outside the image, sampled zero padding and got no gradient
-        back — the queries stopped seeing the image."""
-        batch, queries, _ = query.shape
-        raw = self.sampling_offsets(query).view(batch, queries, self.num_points, 3)
-        offsets = self.max_offset * torch.tanh(raw / self.max_offset)
-        return reference_points[:, :, None] + offsets
-
-    def forward(self, query, reference_points, levels, K, image_hw, depth_map=None):
-        batch, queries, dim = query.shape
-        heads = self.num_heads
-        points = self.sampling_points(query, reference_points)                   # (B, Q, P, 3)
-        samples, valid = sample_levels(levels, points, K, image_hw)              # (B, Q, L*P, C), (B, Q, L*P)
-        weights = self.attention_weights(query).view(batch, queries, heads, -1).softmax(-1)
-        weights = weights * valid[:, :, None].to(weights.dtype)                  # (B, Q, heads, L*P)
-        depth_term = 0.0
-        if self.depth_guidance:
-            if depth_map is None:
-                raise ValueError('depth-guided cross-attention needs the predicted depth map (depth_map)')
-            residual = depth_residual(points, depth_map, K, image_hw)             # (B, Q, P)
-            sharpness = F.softplus(self.depth_sharpness).view(1, 1, heads, 1)
-            gate = torch.exp(-sharpness * residual.abs()[:, :, None])             # (B, Q, heads, P)
-            weights = weights * gate.repeat(1, 1, 1, self.num_levels)            # samples are level-major (L*P)
-            depth_term = self.depth_residual_proj(residual.clamp(-1.0, 1.0))      # (B, Q, C)
-        # The value projection is linear, so projecting the weighted sum per head equals summing projected
-        # samples -- but costs Q*C*C instead of Q*L*P*C*C (or a projection of every pixel of every level).
-        aggregated = torch.einsum('bqhn,bqnc->bqhc', weights, samples)           # (B, Q, heads, C)
-        weight_v = self.value_proj.weight.view(heads, dim // heads, dim)
-        values = torch.einsum('bqhc,hdc->bqhd', aggregated, weight_v)
-        values = values + weights.sum(-1, keepdim=True) * self.value_proj.bias.view(heads, dim // heads)
-        return self.output_proj(values.reshape(batch, queries, dim)) + depth_term   # (B, Q, C)
 
 
 # --- decoder --------------------------------------------------------------------------------------------------
