@@ -29,10 +29,9 @@ from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
-from seqpose_ros import conversions, params as param_table
-from seqpose_ros.conversions import InputError
+from seqpose_ros import camera_model, conversions, images, params as param_table
+from seqpose_ros.images import InputError, problem_kind
 from seqpose_ros.loading import StartupError, load_runner
-from seqpose_ros.conversions import problem_kind
 from seqpose_ros.pipeline import (RUNNER_SETTINGS, CameraInfoCache, LatestSlot, Pipeline, ProblemLog,
                                   ReceivedImage, SequenceGaps, Stats)
 
@@ -106,7 +105,7 @@ class SeqPoseNode(Node):
         self._last_received_stamp = None
         self._camera_model = (None, None)     # (CameraInfo key, CameraModel): rebuilt only when it changes
         self.tf_frame_names = set()           # every TF child frame name published (bounded: reused ids)
-        self.bridge = conversions._cv_bridge()
+        self.bridge = images._cv_bridge()
 
         runner, path, device = load_runner(self.params['checkpoint'], self.params['device'],
                                            self.params['history_frames'], self.params['top_k'],
@@ -129,7 +128,7 @@ class SeqPoseNode(Node):
         self._follow = {'image': self._image_qos.reliability == ReliabilityPolicy.BEST_AVAILABLE,
                         'camera_info': self._info_qos.reliability == ReliabilityPolicy.BEST_AVAILABLE}
         self._reliability = {'image': None, 'camera_info': None}
-        self.image_kind = conversions.image_kind_for(self.params['camera_model'], self.image_sub.topic_name)
+        self.image_kind = camera_model.image_kind_for(self.params['camera_model'], self.image_sub.topic_name)
         if not self.params['enabled']:
             self._unsubscribe_images()
         if any(self._follow.values()):
@@ -216,7 +215,7 @@ class SeqPoseNode(Node):
         key = _camera_info_key(msg)
         cached_key, model = self._camera_model
         if key != cached_key:
-            model = conversions.camera_model_from_msg(msg, self.image_kind, self.info_topic)
+            model = camera_model.camera_model_from_msg(msg, self.image_kind, self.info_topic)
             self._camera_model = (key, model)
             for note in model.notes:
                 self._report('camera model:' + problem_kind(note), note, 'warn' if 'non-zero D' in note else 'info')
@@ -335,7 +334,7 @@ class SeqPoseNode(Node):
         info_topic = self.info_topic
         if camera is None:
             if compressed:   # still decoded first: a broken file is the better message
-                conversions.compressed_to_rgb(msg.format, msg.data, topic)
+                images.compressed_to_rgb(msg.format, msg.data, topic)
             raise InputError(f'{topic}: no CameraInfo received yet on {info_topic}; frame skipped')
         if distance is not None:
             self._report(f'{topic}:camera info stamp', f'{topic}: no CameraInfo on {info_topic} within '
@@ -344,11 +343,11 @@ class SeqPoseNode(Node):
         if camera.error:
             raise InputError(camera.error)
         if compressed:
-            rgb = conversions.compressed_to_rgb(msg.format, msg.data, topic, expected_hw=camera.hw)
+            rgb = images.compressed_to_rgb(msg.format, msg.data, topic, expected_hw=camera.hw)
         else:
-            rgb = conversions.image_msg_to_rgb(msg, topic, self.bridge)
-        conversions.check_image_size(rgb.shape[1], rgb.shape[0], topic)
-        conversions.check_image_matches_camera_info(rgb.shape[:2], camera.hw, topic, info_topic)
+            rgb = images.image_msg_to_rgb(msg, topic, self.bridge)
+        images.check_image_size(rgb.shape[1], rgb.shape[0], topic)
+        camera_model.check_image_matches_camera_info(rgb.shape[:2], camera.hw, topic, info_topic)
         if camera.frame_id != header.frame_id and not self._warned_frame_mismatch:
             self._warned_frame_mismatch = True   # warned once: some drivers legitimately differ here
             self.get_logger().warning(f"{info_topic} frame_id '{camera.frame_id}' differs from the image's "
@@ -415,7 +414,7 @@ class SeqPoseNode(Node):
         if self.debug_pub.get_subscription_count() > 0:
             from seqpose_ros.overlay import draw_detections
             overlay = draw_detections(rgb, detections, K)
-            self.debug_pub.publish(Image(header=header, **conversions.rgb_to_image_fields(overlay)))
+            self.debug_pub.publish(Image(header=header, **images.rgb_to_image_fields(overlay)))
 
     def _publish_diagnostics(self):
         values = self.stats.snapshot(self.slot.dropped, self.gaps.lost)

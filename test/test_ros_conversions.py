@@ -5,8 +5,9 @@ import pytest
 
 from seqpose_core.detection import Detection
 from seqpose_core.geometry import BOX_EDGES, box_corners
+from seqpose_ros import camera_model, images
 from seqpose_ros import conversions as C
-from seqpose_ros.conversions import InputError
+from seqpose_ros.images import InputError
 
 RNG = np.random.default_rng(3)
 RGB = RNG.integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
@@ -30,7 +31,7 @@ def test_colour_encodings_with_row_padding(encoding, pad):
     data = _encode(RGB, encoding)
     rows = data.reshape(5, -1)
     rows = np.hstack([rows, np.full((5, pad), 99, np.uint8)])   # padding bytes must never leak into pixels
-    out = C.image_to_rgb(5, 7, encoding, rows.shape[1], rows.tobytes())
+    out = images.image_to_rgb(5, 7, encoding, rows.shape[1], rows.tobytes())
     assert out.dtype == np.uint8 and out.shape == (5, 7, 3)
     np.testing.assert_array_equal(out, RGB)
     assert out.flags.writeable and out.flags.c_contiguous
@@ -39,7 +40,7 @@ def test_colour_encodings_with_row_padding(encoding, pad):
 def test_mono8_becomes_grey_rgb_and_last_row_may_omit_padding():
     grey = RGB[:, :, 0]
     rows = np.hstack([grey, np.zeros((5, 1), np.uint8)]).tobytes()[:-1]   # no padding after the last row
-    out = C.image_to_rgb(5, 7, 'mono8', 8, rows)
+    out = images.image_to_rgb(5, 7, 'mono8', 8, rows)
     for channel in range(3):
         np.testing.assert_array_equal(out[:, :, channel], grey)
 
@@ -47,7 +48,7 @@ def test_mono8_becomes_grey_rgb_and_last_row_may_omit_padding():
 def test_accepts_array_array_data_as_rclpy_delivers_it():
     import array
     data = array.array('B', RGB.tobytes())
-    np.testing.assert_array_equal(C.image_to_rgb(5, 7, 'rgb8', 21, data), RGB)
+    np.testing.assert_array_equal(images.image_to_rgb(5, 7, 'rgb8', 21, data), RGB)
 
 
 @pytest.mark.parametrize('kwargs, words', [
@@ -59,7 +60,7 @@ def test_accepts_array_array_data_as_rclpy_delivers_it():
 ])
 def test_bad_images_raise_a_clear_input_error(kwargs, words):
     with pytest.raises(InputError, match='^image: .*') as info:
-        C.image_to_rgb(topic='image', **kwargs)
+        images.image_to_rgb(topic='image', **kwargs)
     assert words in str(info.value) and 'frame skipped' in str(info.value)
 
 
@@ -69,21 +70,21 @@ def test_compressed_jpeg_and_png_and_garbage():
     rgb[:, :16] = (200, 30, 10)                # a red left half survives jpeg within a few levels
     ok, png = cv2.imencode('.png', rgb[:, :, ::-1])
     assert ok
-    np.testing.assert_array_equal(C.compressed_to_rgb('png', png.tobytes()), rgb)
+    np.testing.assert_array_equal(images.compressed_to_rgb('png', png.tobytes()), rgb)
     ok, jpg = cv2.imencode('.jpg', rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
-    decoded = C.compressed_to_rgb('jpeg', jpg.tobytes())
+    decoded = images.compressed_to_rgb('jpeg', jpg.tobytes())
     assert decoded.shape == rgb.shape and np.abs(decoded[4, 4].astype(int) - (200, 30, 10)).max() < 12
     with pytest.raises(InputError, match='cannot decode 5 bytes'):
-        C.compressed_to_rgb('jpeg', b'hello')
+        images.compressed_to_rgb('jpeg', b'hello')
     with pytest.raises(InputError, match='empty CompressedImage'):
-        C.compressed_to_rgb('jpeg', b'')
+        images.compressed_to_rgb('jpeg', b'')
 
 
 K = [300.0, 0.0, 160.0, 0.0, 310.0, 120.0, 0.0, 0.0, 1.0]
 
 
 def test_camera_info_K():
-    np.testing.assert_array_equal(C.camera_info_to_K(K, 320, 240), np.array(K).reshape(3, 3))
+    np.testing.assert_array_equal(camera_model.camera_info_to_K(K, 320, 240), np.array(K).reshape(3, 3))
 
 
 @pytest.mark.parametrize('k, words', [
@@ -96,15 +97,15 @@ def test_camera_info_K():
 ])
 def test_camera_info_invalid(k, words):
     with pytest.raises(InputError, match='camera_info') as info:
-        C.camera_info_to_K(k, 320, 240)
+        camera_model.camera_info_to_K(k, 320, 240)
     assert words in str(info.value)
 
 
 def test_image_size_must_match_camera_info():
-    C.check_image_matches_camera_info((240, 320), (240, 320))
-    C.check_image_matches_camera_info((240, 320), (0, 0))     # size not given in CameraInfo: accepted
+    camera_model.check_image_matches_camera_info((240, 320), (240, 320))
+    camera_model.check_image_matches_camera_info((240, 320), (0, 0))     # size not given in CameraInfo: accepted
     with pytest.raises(InputError, match=r'image is 320x240 but camera_info says 640x480'):
-        C.check_image_matches_camera_info((240, 320), (480, 640))
+        camera_model.check_image_matches_camera_info((240, 320), (480, 640))
 
 
 def _rotation(seed):
@@ -224,25 +225,25 @@ def test_compressed_header_declaring_a_huge_image_is_refused_before_decoding(mon
     size check."""
     import cv2
     data = _png_header(12000, 12000)
-    assert C.compressed_image_size(data) == (12000, 12000, 'png')
+    assert images.compressed_image_size(data) == (12000, 12000, 'png')
 
     def no_decoding(*_args, **_kwargs):
         raise AssertionError('decoded although the header was refused')
     monkeypatch.setattr(cv2, 'imdecode', no_decoding)
     with pytest.raises(InputError, match=r'png header declares 12000x12000.*\(not decoded\)'):
-        C.compressed_to_rgb('png', data, 'cam/image/compressed')
+        images.compressed_to_rgb('png', data, 'cam/image/compressed')
     with pytest.raises(InputError, match='header declares 640x480 but the CameraInfo says 320x240'):
-        C.compressed_to_rgb('png', _png_header(640, 480), expected_hw=(240, 320))
+        images.compressed_to_rgb('png', _png_header(640, 480), expected_hw=(240, 320))
 
 
 def test_jpeg_header_size_is_read_without_decoding():
     import cv2
     ok, jpg = cv2.imencode('.jpg', np.zeros((48, 64, 3), np.uint8))
-    assert ok and C.compressed_image_size(jpg.tobytes()) == (64, 48, 'jpeg')
+    assert ok and images.compressed_image_size(jpg.tobytes()) == (64, 48, 'jpeg')
     ok, progressive = cv2.imencode('.jpg', np.zeros((30, 50, 3), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
-    assert C.compressed_image_size(progressive.tobytes()) == (50, 30, 'jpeg')
-    assert C.compressed_image_size(b'hello') is None
-    assert C.compressed_image_size(b'\xff\xd8\xff') is None
+    assert images.compressed_image_size(progressive.tobytes()) == (50, 30, 'jpeg')
+    assert images.compressed_image_size(b'hello') is None
+    assert images.compressed_image_size(b'\xff\xd8\xff') is None
 
 
 @pytest.mark.parametrize('width, height', [(1, 1), (4000, 1), (15, 200)])
@@ -250,11 +251,11 @@ def test_tiny_images_are_an_input_problem_not_an_error(width, height):
     """Issue 13 item 10: 1x1 and 4000x1 images reached the runner, logged an ERROR "expected shape (H, W, 3)"
     and reset the memory. They are refused before it, as a warning (InputError) naming the size."""
     with pytest.raises(InputError, match=f'image is {width}x{height}, too small for the model') as info:
-        C.check_image_size(width, height, 'image')
+        images.check_image_size(width, height, 'image')
     assert 'frame skipped' in str(info.value)
-    C.check_image_size(16, 16)
+    images.check_image_size(16, 16)
     with pytest.raises(InputError, match='larger than the node accepts'):
-        C.check_image_size(20000, 20)
+        images.check_image_size(20000, 20)
 
 
 def test_throttle_key_keeps_encodings_apart():
@@ -262,11 +263,11 @@ def test_throttle_key_keeps_encodings_apart():
     kinds = set()
     for encoding in ('16UC1', '32FC1', '8UC3'):
         with pytest.raises(InputError) as info:
-            C.image_to_rgb(5, 7, encoding, 14, bytes(70), 'image')
+            images.image_to_rgb(5, 7, encoding, 14, bytes(70), 'image')
         kinds.add(info.value.kind)
     assert len(kinds) == 3
-    assert C.problem_kind("a: 12 s since 'cam_1' at 3.5") == C.problem_kind("a: 40 s since 'cam_1' at 9.5")
-    assert C.problem_kind("x 'cam_1'") != C.problem_kind("x 'cam_2'")
+    assert images.problem_kind("a: 12 s since 'cam_1' at 3.5") == images.problem_kind("a: 40 s since 'cam_1' at 9.5")
+    assert images.problem_kind("x 'cam_1'") != images.problem_kind("x 'cam_2'")
 
 
 def test_other_encodings_go_through_cv_bridge_when_installed():
@@ -279,17 +280,17 @@ def test_other_encodings_go_through_cv_bridge_when_installed():
         def imgmsg_to_cv2(self, message, desired_encoding):
             assert desired_encoding == 'rgb8' and message is msg
             return np.full((20, 30, 3), 7, np.uint8)
-    assert C.image_msg_to_rgb(msg, 'image', FakeBridge()).shape == (20, 30, 3)
+    assert images.image_msg_to_rgb(msg, 'image', FakeBridge()).shape == (20, 30, 3)
     with pytest.raises(InputError, match="unsupported encoding 'yuv422'"):
-        C.image_msg_to_rgb(msg, 'image', None)
+        images.image_msg_to_rgb(msg, 'image', None)
 
     class BrokenBridge:
         def imgmsg_to_cv2(self, message, desired_encoding):
             raise ValueError('bad data')
     with pytest.raises(InputError, match="cv_bridge cannot convert encoding 'yuv422'"):
-        C.image_msg_to_rgb(msg, 'image', BrokenBridge())
+        images.image_msg_to_rgb(msg, 'image', BrokenBridge())
     ok_msg = SimpleNamespace(height=20, width=30, encoding='rgb8', step=90, data=bytes(1800))
-    assert C.image_msg_to_rgb(ok_msg, 'image', BrokenBridge()).shape == (20, 30, 3)   # own path first
+    assert images.image_msg_to_rgb(ok_msg, 'image', BrokenBridge()).shape == (20, 30, 3)   # own path first
 
 
 P_OF_K = [300.0, 0.0, 160.0, 0.0, 0.0, 310.0, 120.0, 0.0, 0.0, 0.0, 1.0, 0.0]
@@ -300,7 +301,7 @@ def test_camera_model_raw_with_distortion_undistorts_onto_P_and_says_so():
     """Issue 13 item 4: only K was used; D, P, binning and ROI ignored: a distorted camera gave wrong poses
     with no warning."""
     P = [280.0, 0.0, 158.0, 0.0, 0.0, 290.0, 118.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    model = C.CameraModel(320, 240, K, D5, 'plumb_bob', P, image_kind='raw', topic='cam/camera_info')
+    model = camera_model.CameraModel(320, 240, K, D5, 'plumb_bob', P, image_kind='raw', topic='cam/camera_info')
     assert model.error == '' and model.needs_undistortion
     np.testing.assert_allclose(model.K, np.array(P).reshape(3, 4)[:, :3])
     assert any('non-zero D (plumb_bob) on a raw image: undistorting' in note for note in model.notes)
@@ -309,36 +310,36 @@ def test_camera_model_raw_with_distortion_undistorts_onto_P_and_says_so():
     grid[:, ::20] = 255
     undistorted = model.undistort(grid)
     assert undistorted.shape == grid.shape and (undistorted != grid).any()
-    no_d = C.CameraModel(320, 240, K, [0.0] * 5, 'plumb_bob', P, image_kind='raw')
+    no_d = camera_model.CameraModel(320, 240, K, [0.0] * 5, 'plumb_bob', P, image_kind='raw')
     assert not no_d.needs_undistortion and no_d.undistort(grid) is grid
     np.testing.assert_allclose(no_d.K, np.array(K).reshape(3, 3))
-    fisheye = C.CameraModel(320, 240, K, [0.1, 0.01, 0.0, 0.0], 'equidistant', P, image_kind='raw')
+    fisheye = camera_model.CameraModel(320, 240, K, [0.1, 0.01, 0.0, 0.0], 'equidistant', P, image_kind='raw')
     assert fisheye.error == '' and fisheye.undistort(grid).shape == grid.shape
 
 
 def test_camera_model_rectified_uses_P_and_ignores_D():
     P = [280.0, 0.0, 158.0, 0.0, 0.0, 290.0, 118.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    model = C.CameraModel(320, 240, K, D5, 'plumb_bob', P, image_kind='rectified')
+    model = camera_model.CameraModel(320, 240, K, D5, 'plumb_bob', P, image_kind='rectified')
     assert not model.needs_undistortion and model.K[0, 0] == 280.0
-    unset = C.CameraModel(320, 240, K, D5, 'plumb_bob', [0.0] * 12, image_kind='rectified')
+    unset = camera_model.CameraModel(320, 240, K, D5, 'plumb_bob', [0.0] * 12, image_kind='rectified')
     assert unset.K[0, 0] == 300.0 and 'P is not set' in unset.notes[0]
-    assert C.image_kind_for('auto', '/camera/color/image_rect_color') == 'rectified'
-    assert C.image_kind_for('auto', '/camera/color/image_rect/compressed') == 'rectified'
-    assert C.image_kind_for('auto', '/camera/color/image_raw') == 'raw'
-    assert C.image_kind_for('raw', '/camera/image_rect') == 'raw'
+    assert camera_model.image_kind_for('auto', '/camera/color/image_rect_color') == 'rectified'
+    assert camera_model.image_kind_for('auto', '/camera/color/image_rect/compressed') == 'rectified'
+    assert camera_model.image_kind_for('auto', '/camera/color/image_raw') == 'raw'
+    assert camera_model.image_kind_for('raw', '/camera/image_rect') == 'raw'
 
 
 def test_camera_model_binning_and_roi_change_intrinsics_and_expected_size():
-    binned = C.CameraModel(640, 480, [600.0, 0, 320.0, 0, 620.0, 240.0, 0, 0, 1], binning_x=2, binning_y=2)
+    binned = camera_model.CameraModel(640, 480, [600.0, 0, 320.0, 0, 620.0, 240.0, 0, 0, 1], binning_x=2, binning_y=2)
     assert binned.expected_hw == (240, 320)
     np.testing.assert_allclose(binned.K, [[300.0, 0, 160.0], [0, 310.0, 120.0], [0, 0, 1]])
-    roi = C.CameraModel(640, 480, [600.0, 0, 320.0, 0, 620.0, 240.0, 0, 0, 1], roi=(100, 50, 200, 300))
+    roi = camera_model.CameraModel(640, 480, [600.0, 0, 320.0, 0, 620.0, 240.0, 0, 0, 1], roi=(100, 50, 200, 300))
     assert roi.expected_hw == (200, 300)
     np.testing.assert_allclose(roi.K[:2, 2], (220.0, 190.0))
-    refused = C.CameraModel(640, 480, [600.0, 0, 320.0, 0, 620.0, 240.0, 0, 0, 1], D5, 'plumb_bob', binning_x=2,
+    refused = camera_model.CameraModel(640, 480, [600.0, 0, 320.0, 0, 620.0, 240.0, 0, 0, 1], D5, 'plumb_bob', binning_x=2,
                             binning_y=2, topic='cam/camera_info')
     assert refused.K is None and 'binned (2x2) or ROI-cropped raw image is not supported' in refused.error
-    unknown = C.CameraModel(320, 240, K, D5, 'kannala_brandt_9')
+    unknown = camera_model.CameraModel(320, 240, K, D5, 'kannala_brandt_9')
     assert "distortion_model 'kannala_brandt_9' with non-zero D is not supported" in unknown.error
     assert 'camera_model:=rectified' in unknown.error
 
