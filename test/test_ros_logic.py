@@ -522,7 +522,7 @@ def test_best_available_subscriptions_follow_their_publishers():
     pytest.importorskip('rclpy', reason='rclpy is not importable (make setup)')
     pytest.importorskip('vision_msgs.msg', reason='vision_msgs is not importable (make ros-interfaces)')
     from rclpy.qos import ReliabilityPolicy as R
-    from seqpose_ros.node import best_available_reliability, image_qos_profile
+    from seqpose_ros.qos import best_available_reliability, image_qos_profile
     assert best_available_reliability([]) is None
     assert best_available_reliability([R.RELIABLE, R.RELIABLE]) == R.RELIABLE
     assert best_available_reliability([R.RELIABLE, R.BEST_EFFORT]) == R.BEST_EFFORT
