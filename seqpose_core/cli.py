@@ -16,7 +16,7 @@ COMMANDS = {
     'train': 'seqpose_core.commands.train',
     'eval': 'seqpose_core.commands.evaluate',
     'bag': 'seqpose_core.commands.bag',
-    'bench': 'seqpose_core.bench',
+    'bench': 'seqpose_core.commands.bench',
 }
 
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from seqpose_core.bench import linear_slope, memory_summary, percentile
+from seqpose_core.measure import linear_slope, memory_summary, percentile
 from seqpose_core.cli import main
 
 KEYS = ('config', 'device', 'mode', 'latency_ms_median', 'latency_ms_p90', 'fps', 'gflops_per_frame',

@@ -18,7 +18,7 @@ PACKAGES = ('seqpose_core', 'seqpose_ros')
 LAYERS = {
     # 0: foundations with no knowledge of the rest
     'seqpose_core': 0, 'seqpose_core.geometry': 0, 'seqpose_core.config_schema': 0, 'seqpose_core.safe_pickle': 0,
-    'seqpose_core.timing': 0,
+    'seqpose_core.timing': 0, 'seqpose_core.measure': 0,
     # 1: plain values and each package's own configuration section
     'seqpose_core.detection': 1, 'seqpose_core.model.config': 1, 'seqpose_core.data.config': 1,
     'seqpose_core.train.config': 1,
@@ -34,7 +34,7 @@ LAYERS = {
     # 6: training and the rosbag tools
     'seqpose_core.train': 6, 'seqpose_core.bag': 6,
     # 7: every subcommand; 8: the entry point that maps names to them
-    'seqpose_core.commands': 7, 'seqpose_core.bench': 7, 'seqpose_core.cli': 8,
+    'seqpose_core.commands': 7, 'seqpose_core.cli': 8,
     # 9: the ROS 2 package, above the whole library
     'seqpose_ros': 9,
 }
