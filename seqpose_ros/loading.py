@@ -2,12 +2,11 @@
 Plain functions (no rclpy) so the failure messages are tested without ROS; the node turns `StartupError` into
 a fatal log line and exit code 1.
 """
+import dataclasses
 from pathlib import Path
 
-import seqpose_core
-
-# The model shipped inside the package (what `checkpoint: ''` means).
-DEFAULT_CHECKPOINT = Path(seqpose_core.__file__).resolve().parent / 'weights' / 'default.pt'
+# The model shipped inside the package (what `checkpoint: ''` means): the runner's
+from seqpose_core.runner import DEFAULT_CHECKPOINT, build_runner
 
 
 class StartupError(RuntimeError):
@@ -47,14 +46,13 @@ def load_runner(checkpoint, device='cpu', history_frames=0, top_k=0, warn=print)
     path = resolve_checkpoint(checkpoint)
     device = resolve_device(device, warn)
     try:
-        from seqpose_core.runner import build_runner
         runner = build_runner(str(path), device=device)
     except Exception as error:  # noqa: BLE001 - any load failure is fatal at start-up, with its reason
         raise StartupError(f"checkpoint '{path}' does not load: {type(error).__name__}: {error}") from None
-    model_cfg = getattr(runner.model, 'cfg', None)
-    # history_frames / top_k size the memory queue the model creates for a new sequence (init_memory)
-    if history_frames and model_cfg is not None:
-        model_cfg.memory_frames = int(history_frames)
-    if top_k and model_cfg is not None:
-        model_cfg.memory_top_k = int(top_k)
+    # history_frames / top_k size the memory queue the model creates for a new sequence (init_memory); the
+    # model gets a changed copy of its config, the checkpoint's is left as it was
+    changes = {name: int(value) for name, value in (('memory_frames', history_frames), ('memory_top_k', top_k))
+               if value}
+    if changes and getattr(runner.model, 'cfg', None) is not None:
+        runner.model.cfg = dataclasses.replace(runner.model.cfg, **changes)
     return runner, path, device

@@ -495,6 +495,8 @@ def test_tiny_checkpoint_loads_with_memory_overrides(tmp_path):
     path = write_tiny_checkpoint(tmp_path / 'tiny.pt')
     runner, _, device = load_runner(str(path), 'cpu', history_frames=2, top_k=3)
     assert runner.model.cfg.memory_frames == 2 and runner.model.cfg.memory_top_k == 3
+    stored = load_runner(str(path), 'cpu')[0].model.cfg        # the checkpoint's own config is unchanged
+    assert (stored.memory_frames, stored.memory_top_k) != (2, 3)
     images_k = np.eye(3) * 50
     images_k[2, 2] = 1
     images_k[:2, 2] = 30
