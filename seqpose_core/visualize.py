@@ -82,9 +82,25 @@ def draw_detections(image_rgb, detections, K, color=PRED_COLOR, gt=False, axes=T
     return image_rgb
 
 
-def overlay_predictions(detections, num_objects):
-    """The predictions an overlay draws: the mAP uses every detection, but a picture is only readable with a
-    few — the confident ones (score >= OVERLAY_MIN_SCORE) and, however low the scores of a weak model are, at
-    least the best `num_objects` (as many as the frame has objects). Detections come score-sorted."""
+def overlay_predictions(detections, ground_truth, min_score=OVERLAY_MIN_SCORE, match_distance=0.10):
+    """The predictions an overlay draws, one box per object: for each ground-truth object the best-scored
+    detection of its class whose centre is within `match_distance` metres of it (however low its score: a weak
+    model is still shown where it is right), plus the false positives, i.e. the detections scoring at least
+    `min_score` that lie near no object of their class. The mAP uses every detection; a picture with five boxes
+    on an object is unreadable."""
     ranked = sorted(detections, key=lambda detection: -detection.score)
-    return [d for rank, d in enumerate(ranked) if d.score >= OVERLAY_MIN_SCORE or rank < num_objects]
+    chosen, matched = [], set()
+    for truth in ground_truth:
+        for index, candidate in enumerate(ranked):
+            if (index not in matched and candidate.class_id == truth.class_id
+                    and np.linalg.norm(candidate.translation - truth.translation) < match_distance):
+                matched.add(index)
+                chosen.append(candidate)
+                break
+    near_any = {index for index, candidate in enumerate(ranked)
+                if any(candidate.class_id == truth.class_id
+                       and np.linalg.norm(candidate.translation - truth.translation) < match_distance
+                       for truth in ground_truth)}
+    false_positives = [candidate for index, candidate in enumerate(ranked)
+                       if index not in near_any and candidate.score >= min_score]
+    return sorted(chosen + false_positives, key=lambda detection: -detection.score)

@@ -151,17 +151,17 @@ def test_depth_oracle_slides_predictions_along_their_rays_onto_the_ground_truth(
     assert evaluate_results([slid])['mug']['IoU50'] == 100.0
 
 
-def test_overlays_draw_the_confident_predictions_and_at_least_one_per_object():
+def test_overlays_draw_one_box_per_object_and_the_false_positives():
     from seqpose_core.visualize import overlay_predictions
     from seqpose_core.detection import Detection
 
-    def detection(score):
-        return Detection(class_id=1, score=score, rotation=np.eye(3), translation=np.array([0.0, 0.0, 1.0]),
+    def detection(class_id, score, x):
+        return Detection(class_id=class_id, score=score, rotation=np.eye(3), translation=np.array([x, 0.0, 1.0]),
                          size=np.full(3, 0.1))
-    scores = [0.9, 0.5, 0.2, 0.1, 0.05]
-    detections = [detection(score) for score in scores]
-    assert [d.score for d in overlay_predictions(detections, 1)] == [0.9, 0.5]
-    assert [d.score for d in overlay_predictions(detections, 4)] == [0.9, 0.5, 0.2, 0.1]
-    weak = [detection(score) for score in (0.2, 0.25, 0.1)]
-    assert [d.score for d in overlay_predictions(weak, 2)] == [0.25, 0.2]
-    assert overlay_predictions(weak, 0) == []
+    mug, can = detection(6, 1.0, 0.0), detection(4, 1.0, 0.3)
+    duplicates = [detection(6, 0.9, 0.02), detection(6, 0.8, 0.05), detection(6, 0.2, -0.03)]
+    weak_can = detection(4, 0.1, 0.32)                   # right, but below the threshold: still drawn
+    false_positive, faint_false = detection(2, 0.5, -0.4), detection(2, 0.1, -0.6)
+    drawn = overlay_predictions(duplicates + [weak_can, false_positive, faint_false], [mug, can], min_score=0.3)
+    assert drawn == [duplicates[0], false_positive, weak_can]
+    assert overlay_predictions(duplicates, []) == duplicates[:2]          # no ground truth: the confident ones

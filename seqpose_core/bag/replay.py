@@ -32,7 +32,8 @@ def progress_bar(total, description):
 
 
 class OverlayVideo:
-    """overlay.mp4: ground truth green, predictions red (those scoring at least `min_score`, as the overlays of
+    """overlay.mp4: ground truth green, predictions red (the best one per object and the false positives scoring
+    at least `min_score`, as the overlays of
     `seqpose eval`), drawn by `seqpose_core.visualize.draw_detections`; small images are upscaled by an integer
     factor to at least `min_height` pixels so that boxes and labels stay legible."""
 
@@ -49,7 +50,7 @@ class OverlayVideo:
     def add(self, frame, detections):
         import cv2
         from seqpose_core.geometry import scale_intrinsics
-        from seqpose_core.visualize import draw_detections
+        from seqpose_core.visualize import draw_detections, overlay_predictions
         height, width = frame.rgb.shape[:2]
         factor = max(1, -(-self.min_height // height))
         if factor > 1:
@@ -57,9 +58,10 @@ class OverlayVideo:
             K = scale_intrinsics(frame.K, (height, width), (height * factor, width * factor))
         else:
             image, K = frame.rgb.copy(), frame.K        # drawn in place: never on the replayed frame
-        if frame.gt:
-            draw_detections(image, scoring.gt_detections(frame.gt)[0], K, gt=True)
-        draw_detections(image, [d for d in detections if d.score >= self.min_score], K)
+        ground_truth = scoring.gt_detections(frame.gt)[0] if frame.gt else []
+        if ground_truth:
+            draw_detections(image, ground_truth, K, gt=True)
+        draw_detections(image, overlay_predictions(detections, ground_truth, self.min_score), K)
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)   # BGR for the video writer
         if self.writer is None:
             self.size = (image.shape[1], image.shape[0])

@@ -31,7 +31,7 @@ def write_overlay(path, frame, detections):
     image = cv2.resize(frame.color, (width, height), interpolation=cv2.INTER_LINEAR)
     K = scale_intrinsics(frame.K, frame.color.shape[:2], (height, width))
     draw_detections(image, ground_truth, K, gt=True)
-    draw_detections(image, overlay_predictions(detections, len(ground_truth)), K)
+    draw_detections(image, overlay_predictions(detections, ground_truth), K)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
