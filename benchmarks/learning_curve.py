@@ -1,6 +1,8 @@
 """Learning curves of training runs: validation metrics against CPU-minutes, plotted and tabulated.
 
     python benchmarks/learning_curve.py RUN_DIR [RUN_DIR ...] [--labels A B] [--out curve.png] [--table t.md]
+    python benchmarks/learning_curve.py FIRST_RUN+WARM_STARTED_RUN ...   # one curve: the second run started
+                                                                         # from the first's model
 
 For every run: its train_log.csv gives the time (sum of seconds per step over the logged windows, times the
 run's torch threads: CPU-minutes, comparable between runs on one or two cores) and every validation it kept
@@ -19,7 +21,7 @@ import yaml
 from seqpose_core import CLASS_NAMES
 from seqpose_core.eval.ceiling import monocular_ceiling_results
 from seqpose_core.eval.evaluator import evaluate_results
-from seqpose_core.eval.results_io import load_results_dir
+from seqpose_core.eval.results_io import load_eval_output, load_results_dir
 
 KEYS = ('IoU25', 'IoU50', '10deg10cm', '10deg', '10cm')
 
@@ -61,15 +63,21 @@ def curve(run_dir):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('runs', nargs='+', type=Path)
+    parser.add_argument('runs', nargs='+', help='run folders; A+B: B warm-started from A (one curve, B after A)')
     parser.add_argument('--labels', nargs='+')
     parser.add_argument('--out', type=Path, default=Path('learning_curve.png'))
     parser.add_argument('--table', type=Path, help='also write the table (markdown) here')
+    parser.add_argument('--reference', action='append', default=[], metavar='LABEL:EVAL_DIR:CPU_MINUTES',
+                        help='a finished model scored on the same frames (a `seqpose eval` output), drawn as a star')
     args = parser.parse_args(argv)
-    labels = args.labels or [run.name for run in args.runs]
+    labels = args.labels or [Path(run.split('+')[-1]).name for run in args.runs]
     curves, ceiling = {}, None
-    for label, run in zip(labels, args.runs):
-        points, last_results = curve(run)
+    for label, chain in zip(labels, args.runs):
+        points, offset = [], 0.0
+        for run in [Path(part) for part in chain.split('+')]:
+            segment, last_results = curve(run)
+            points += [dict(p, cpu_minutes=p['cpu_minutes'] + offset) for p in segment]
+            offset += max(cpu_minutes_by_step(run).values())
         curves[label] = points
         if ceiling is None and points:
             ceiling = present_mean(evaluate_results(monocular_ceiling_results(last_results)), last_results)
@@ -77,6 +85,14 @@ def main(argv=None):
     for label, points in curves.items():
         lines += [f'| {label} | {p["step"]} | {p["cpu_minutes"]:.0f} | ' + ' | '.join(f'{p[k]:.1f}' for k in KEYS)
                   + ' |' for p in points]
+    references = []
+    for spec in args.reference:
+        label, eval_dir, minutes = spec.rsplit(':', 2)
+        results = load_eval_output(eval_dir)
+        references.append({'label': label, 'cpu_minutes': float(minutes),
+                           **present_mean(evaluate_results(results), results)})
+        lines.append(f'| {label} | | {float(minutes):.0f} | ' + ' | '.join(f'{references[-1][k]:.1f}' for k in KEYS)
+                     + ' |')
     if ceiling:
         lines.append('| monocular ceiling | | | ' + ' | '.join(f'{ceiling[k]:.1f}' for k in KEYS) + ' |')
     table = '\n'.join(lines)
@@ -87,17 +103,21 @@ def main(argv=None):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    figure, axes = plt.subplots(1, len(KEYS), figsize=(4 * len(KEYS), 3.6), squeeze=False)
+    figure, axes = plt.subplots(1, len(KEYS), figsize=(4 * len(KEYS), 4.2), squeeze=False)
     for axis, key in zip(axes[0], KEYS):
         for label, points in curves.items():
             axis.plot([p['cpu_minutes'] for p in points], [p[key] for p in points], marker='o', label=label)
+        for reference in references:
+            axis.plot([reference['cpu_minutes']], [reference[key]], marker='*', markersize=12, linestyle='none',
+                      label=reference['label'])
         if ceiling:
             axis.axhline(ceiling[key], color='grey', linestyle='--', label='monocular ceiling')
         axis.set_title(f'{key} (AP %, MF, no GT motion)')
         axis.set_xlabel('CPU-minutes')
         axis.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    figure.tight_layout()
+    handles, names = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, names, loc='lower center', ncol=len(names), fontsize=8)
+    figure.tight_layout(rect=(0, 0.08, 1, 1))
     figure.savefig(args.out, dpi=110)
     print(f'wrote {args.out}')
     return 0
