@@ -117,10 +117,7 @@ def main():
     parser.add_argument('--width', type=int, default=640)
     parser.add_argument('--height', type=int, default=480)
     args = parser.parse_args()
-    problem = T.ros_isolation_problem()
-    if problem:
-        print(f'refusing to start DDS: {problem}', file=sys.stderr)
-        return 2
+    T.refuse_unless_isolated()
     work = Path(tempfile.mkdtemp(prefix='bench_node_'))
     checkpoint = args.checkpoint or (str(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT.is_file() else '')
     label = checkpoint

@@ -43,10 +43,7 @@ def main():
     parser.add_argument('--height', type=int, default=480)
     parser.add_argument('--checkpoint', default='', help="'' = the embedded default model")
     args = parser.parse_args()
-    problem = T.ros_isolation_problem()
-    if problem:
-        print(f'refusing to start DDS: {problem}', file=sys.stderr)
-        return 2
+    T.refuse_unless_isolated()
     work = Path(tempfile.mkdtemp(prefix='soak_'))
     node_args = ['-r', '__ns:=/soak', '-p', 'score_threshold:=0.0', '-p', 'max_detections:=20']
     if args.checkpoint:

@@ -25,6 +25,13 @@ DEFAULT_K = np.array([[300.0, 0.0, 159.5], [0.0, 300.0, 119.5], [0.0, 0.0, 1.0]]
 ros_isolation_problem = loopback_isolation_problem
 
 
+def refuse_unless_isolated():
+    """For scripts that start DDS: exit with the reason unless this process is in a private network namespace."""
+    problem = ros_isolation_problem()
+    if problem:
+        raise SystemExit(f'refusing to start DDS: {problem}')
+
+
 def ros_environment(fastdds_profile='shm'):
     """Environment for the node processes of test_ros_node.py: loopback discovery and, by default, the
     shared-memory Fast DDS profile (the launch tests use stock DDS: fastdds_profile='')."""
