@@ -274,9 +274,10 @@ class StreamRunner:
         translations = outputs['pred_translation'][index].float().cpu().numpy().astype(np.float64)
         rotations = rotation_6d_to_matrix(outputs['pred_rotation6d'][index].float()).cpu().numpy().astype(np.float64)
         sizes = outputs['pred_size'][index].float().cpu().numpy().astype(np.float64)
-        candidates = [Detection(class_id=int(classes[query]) + 1, score=float(scores[query]),
+        # a generator: suppression stops at max_detections, the rest are never built
+        candidates = (Detection(class_id=int(classes[query]) + 1, score=float(scores[query]),
                                 rotation=rotations[query], translation=translations[query].copy(),
-                                size=sizes[query].copy(), extras={'query': int(query)}) for query in indices]
+                                size=sizes[query].copy(), extras={'query': int(query)}) for query in indices)
         # the 3D camera frame is the same at every image size, so the input's K projects the boxes correctly
         K = K_input[index].float().cpu().numpy() if K_input is not None else None
         method = self.cfg.duplicate_suppression if K is not None else 'centre_distance'

@@ -75,27 +75,36 @@ def make_sequence(frames=10, width=320, height=240, seed=0):
 
 
 # --------------------------------------------------------------------------------------------- node process
-class NodeProcess:
-    """`seqpose_node` in its own process, output collected in a log file (read by tests for log lines)."""
+class LoggedProcess:
+    """A child process whose output goes to a log file that tests read for log lines."""
+    LOG_TIMEOUT = 30.0          # seconds wait_for_log waits by default
+    LOG_POLL = 0.05
 
-    def __init__(self, log_path, *ros_args):
+    def __init__(self, log_path, command, env, cwd, **popen):
         self.log_path = Path(log_path)
         self._log = open(self.log_path, 'wb')
-        self.process = subprocess.Popen(node_command(*ros_args), stdout=self._log, stderr=subprocess.STDOUT,
-                                        env=ros_environment(), cwd=str(REPO), start_new_session=True)
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                        start_new_session=True, **popen)
 
     def log(self):
         return self.log_path.read_text(encoding='utf-8', errors='replace')
 
-    def wait_for_log(self, text, timeout=30.0):
-        deadline = time.monotonic() + timeout
+    def wait_for_log(self, text, timeout=None):
+        deadline = time.monotonic() + (self.LOG_TIMEOUT if timeout is None else timeout)
         while time.monotonic() < deadline:
             if text in self.log():
                 return True
             if self.process.poll() is not None:
                 return text in self.log()
-            time.sleep(0.05)
+            time.sleep(self.LOG_POLL)
         return False
+
+
+class NodeProcess(LoggedProcess):
+    """`seqpose_node` in its own process, output collected in a log file (read by tests for log lines)."""
+
+    def __init__(self, log_path, *ros_args):
+        super().__init__(log_path, node_command(*ros_args), ros_environment(), str(REPO))
 
     def alive(self):
         return self.process.poll() is None
@@ -354,30 +363,16 @@ def ros2(*args, timeout=60.0, env=None):
                           timeout=timeout)
 
 
-class LaunchProcess:
+class LaunchProcess(LoggedProcess):
     """`ros2 launch seqpose_ros seqpose.launch.py ARGS` as a robot's start-up script runs it: no terminal on
     stdin, its own process group (a terminal's Ctrl-C is SIGINT to the whole group)."""
 
+    LOG_TIMEOUT = 90.0
+    LOG_POLL = 0.1
+
     def __init__(self, log_path, *launch_args, fastdds_profile=''):
-        self.log_path = Path(log_path)
-        self._log = open(self.log_path, 'wb')
-        self.process = subprocess.Popen(
-            [str(ros2_executable()), 'launch', 'seqpose_ros', 'seqpose.launch.py', *launch_args],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            env=ros2_environment(fastdds_profile), cwd='/', start_new_session=True)
-
-    def log(self):
-        return self.log_path.read_text(encoding='utf-8', errors='replace')
-
-    def wait_for_log(self, text, timeout=90.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.log():
-                return True
-            if self.process.poll() is not None:
-                return text in self.log()
-            time.sleep(0.1)
-        return False
+        command = [str(ros2_executable()), 'launch', 'seqpose_ros', 'seqpose.launch.py', *launch_args]
+        super().__init__(log_path, command, ros2_environment(fastdds_profile), '/', stdin=subprocess.DEVNULL)
 
     def interrupt(self, timeout=30.0):
         """SIGINT to the process group (Ctrl-C); the exit status, or None when it had to be killed."""
