@@ -162,3 +162,22 @@ def test_warm_start_loads_the_weights_and_starts_a_fresh_schedule(scene_root, tm
     assert any(not torch.equal(value, parameters(cold)['model'][name]) for name, value in trained.items())
     assert seqpose(['train', *base, '--out', str(tmp_path / 'bad'),
                     '--set', f'train.init_weights={tmp_path / "missing.pt"}']) != 0
+
+
+def test_warm_start_into_a_grown_model_keeps_the_new_part_initialised(scene_root, tmp_path):
+    """init_weights from a run without depth guidance into a run with it: the shared tensors are the earlier run's,
+    the guidance tensors start from their own initialisation; a model of another shape is refused."""
+    base = TINY + ['--data', str(scene_root), '--set', 'train.mode=single', '--set', 'train.single_split=real_train']
+    first, warm = tmp_path / 'first', tmp_path / 'warm'
+    assert seqpose(['train', *base, '--out', str(first), '--set', 'model.depth_guidance=false']) == 0
+    frozen = ['--max-steps', '1', '--set', 'train.lr=0.0', '--set', 'model.depth_guidance=true']
+    assert seqpose(['train', *base, *frozen, '--out', str(warm), '--set', f'train.init_weights={first / "model.pt"}']) == 0
+    trained = parameters(first, 'model.pt')['model']
+    started = parameters(warm)['model']
+    new = sorted(set(started) - set(trained))
+    assert new and all('depth' in name for name in new), new
+    for name, value in trained.items():
+        assert torch.equal(value, started[name]), name
+    wider = ['--set', 'model.hidden_dim=48', '--set', 'model.depth_guidance=false']
+    assert seqpose(['train', *base, *frozen[:2], *wider, '--out', str(tmp_path / 'wider'),
+                    '--set', f'train.init_weights={first / "model.pt"}']) != 0

@@ -106,6 +106,26 @@ def load_state_strict(module, state, path, what, prefix=''):
     module.load_state_dict(state, strict=True)
 
 
+def load_state_growing(module, state, path, what):
+    """Load `state` into a module that may have grown since it was written (a warm start of a model with a new
+    part switched on, e.g. depth guidance): every tensor of the file must fit the module, and the module's
+    tensors the file lacks keep their own initialisation. Returns the names of those new tensors; raises
+    WeightsError on a tensor the module does not have or one of another shape (a different model, not a grown one)."""
+    expected = module.state_dict()
+    unexpected = [k for k in state if k not in expected]
+    mis_shaped = [f'{k} (file {tuple(state[k].shape)}, model {tuple(expected[k].shape)})'
+                  for k in state if k in expected and tuple(state[k].shape) != tuple(expected[k].shape)]
+    problems = ''
+    if unexpected:
+        problems += _listing('unexpected', unexpected)
+    if mis_shaped:
+        problems += _listing('mis-shaped', mis_shaped)
+    if problems:
+        raise WeightsError(f'{path}: does not fit the {what}:{problems}')
+    module.load_state_dict(state, strict=False)
+    return [k for k in expected if k not in state]
+
+
 # --- official weights ---------------------------------------------------------------------------------------
 def load_dinov2_weights(model, path):
     """Official DINOv2 (`dinov2_vit{s,b,l}14_pretrain.pth`) into model.encoder (or a bare encoder)."""

@@ -38,7 +38,8 @@ class TrainConfig:
     # so that one checkpoint works with odometry and without (train.camera_motion).
     camera_motion_dropout: float = 0.0
     # Warm start: the model weights of one of our checkpoints (model.pt of an earlier run) before step 0; the
-    # optimiser and the lr schedule start afresh (a warm restart). '' = the model's own initialisation.
+    # optimiser and the lr schedule start afresh (a warm restart). '' = the model's own initialisation. The model
+    # may have grown a part since (e.g. model.depth_guidance switched on): its new tensors keep their initialisation.
     init_weights: str = ''
     num_workers: int = 0              # DataLoader workers (0: load in the training process)
     num_threads: int = 0              # torch intra-op threads of the training process (0: torch's default).

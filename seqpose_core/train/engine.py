@@ -30,7 +30,7 @@ import torch
 
 from seqpose_core.config import SeqPoseConfig, from_dict, save_config
 from seqpose_core.model import build_model, save_checkpoint
-from seqpose_core.model.checkpoint import WeightsError, load_checkpoint, load_state_strict
+from seqpose_core.model.checkpoint import WeightsError, load_checkpoint, load_state_growing
 from seqpose_core.train.camera_motion import model_camera_motion
 from seqpose_core.train.distributed import ProcessGroup, wrap_model
 from seqpose_core.train.errors import TrainingError
@@ -308,10 +308,13 @@ def build_trainer(cfg: SeqPoseConfig, data_root, run_dir, *, resume=False, stop_
     model = build_model(cfg.model)
     if train_cfg.init_weights and checkpoint is None:
         try:
-            load_state_strict(model, load_checkpoint(train_cfg.init_weights)['model'], train_cfg.init_weights,
-                              'model (train.init_weights)')
+            new_tensors = load_state_growing(model, load_checkpoint(train_cfg.init_weights)['model'],
+                                             train_cfg.init_weights, 'model (train.init_weights)')
         except WeightsError as error:
             raise TrainingError(f'train.init_weights: {error}') from None
+        if new_tensors and group.is_main:
+            print(f'train.init_weights: {len(new_tensors)} tensor(s) not in {train_cfg.init_weights} start from '
+                  f'their initialisation: {", ".join(new_tensors[:8])}{" ..." if len(new_tensors) > 8 else ""}')
     model = model.to(group.device)
     model.train()
     streams = build_streams(cfg, Path(data_root), group)
