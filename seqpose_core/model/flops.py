@@ -155,7 +155,8 @@ def count_flops(cfg, input_hw, dense=False, memory_full=False):
         'encoder': encoder_flops(cfg, input_hw),
         'decoder': dpt_flops(cfg, input_hw, with_depth=dense),
         'fusion': fusion_flops(cfg, input_hw),
-        'dense': (dense_flops(cfg, input_hw) if dense else 0) + guidance_depth_flops(cfg, input_hw),
+        # with the dense maps, the guidance reuses their depth logits (DenseHeads.forward's coarse_depth)
+        'dense': dense_flops(cfg, input_hw) if dense else guidance_depth_flops(cfg, input_hw),
         'stsq': stsq_flops(cfg, queries, memory_keys) + proposal_flops(cfg, input_hw),
         'pose_head': pose_head_flops(cfg, queries),
     }

@@ -90,12 +90,16 @@ class DenseHeads(nn.Module):
         return F.softplus(self.depth(torch.cat([fused_finest, geometry_finest], dim=1))) + 1e-3
 
     def forward(self, fused_finest, geometry_finest, image_hw):
+        """The three maps at image_hw, plus coarse_depth (B, 1, h_0, w_0): `coarse_depth` from the same depth
+        logits, so the depth-guided decoder needs no second run of the depth head."""
         x = torch.cat([fused_finest, geometry_finest], dim=1)
 
         def upsample(t):
             return F.interpolate(t, size=tuple(image_hw), mode='bilinear', align_corners=False)
 
-        depth = F.softplus(upsample(self.depth(x))) + 1e-3                 # (B, 1, H, W) metres, > 0
+        depth_logits = self.depth(x)                                        # (B, 1, h_0, w_0)
+        depth = F.softplus(upsample(depth_logits)) + 1e-3                  # (B, 1, H, W) metres, > 0
         normal = F.normalize(upsample(self.normal(x)), dim=1, eps=1e-6)    # (B, 3, H, W) unit
         seg_logits = upsample(self.segmentation(x))                        # (B, 7, H, W)
-        return {'depth': depth, 'normal': normal, 'seg_logits': seg_logits}
+        return {'depth': depth, 'normal': normal, 'seg_logits': seg_logits,
+                'coarse_depth': F.softplus(depth_logits) + 1e-3}

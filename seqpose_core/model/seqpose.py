@@ -6,7 +6,8 @@
 Outputs (docs/architecture.md): pred_logits (B, Qt, 6), pred_translation (B, Qt, 3) metres,
 pred_rotation6d (B, Qt, 6), pred_size (B, Qt, 3) metres, aux_outputs (one dict per earlier decoder layer),
 with dense=True also depth (B,1,H,W) metres, normal (B,3,H,W), seg_logits (B,7,H,W) and relative_depth
-(B,1,H,W, the official DPT output). Qt = num_queries, plus memory_top_k propagated queries (first) when the
+(B,1,H,W, the official DPT output), and detection_probabilities (B, Qt, 6): the per-class scores under the
+`score_fusion` the forward was given (also returned, as `score_fusion`). Qt = num_queries, plus memory_top_k propagated queries (first) when the
 memory holds a previous frame (eq. 6).
 
 Each stage is a method (encode, decode_geometry, fuse, predict_dense, decode_queries) so benchmarks can time
@@ -97,23 +98,29 @@ class SeqPose(nn.Module):
             semantic, geometry, relative_depth = self.decode_geometry(levels, image_hw if dense else None)
         with timed_stage(timer, 'fusion'):
             fused = self.fuse(semantic, geometry)
-        dense_outputs, depth_map = {}, None
+        dense_outputs, coarse_depth, depth_map = {}, None, None
         if dense:
             with timed_stage(timer, 'dense'):
                 dense_outputs = self.predict_dense(fused, geometry, image_hw)
                 dense_outputs['relative_depth'] = relative_depth
+                coarse_depth = dense_outputs.pop('coarse_depth')
         if self.cfg.depth_guidance:
             with timed_stage(timer, 'dense'):
+                if coarse_depth is None:
+                    coarse_depth = self.dense_heads.coarse_depth(fused[0], geometry[0])
                 # detached: the depth head stays a geometric estimate, trained by the depth loss alone
-                depth_map = self.dense_heads.coarse_depth(fused[0], geometry[0]).detach()
+                depth_map = coarse_depth.detach()
         layer_outputs, queries = self.decode_queries(fused, K, image_hw, memory, depth_map)
 
         final = layer_outputs[-1]
         outputs = dict(final)
         outputs['aux_outputs'] = layer_outputs[:-1]
         outputs.update(dense_outputs)
-        scores = self.detection_probabilities(final, K, image_hw, score_fusion).amax(-1)   # (B, Qt)
-        new_memory = memory.pushed(queries, final['pred_translation'], scores)
+        # the published scores: the memory keeps its top-K by them and the runner thresholds the same tensor
+        probabilities = self.detection_probabilities(final, K, image_hw, score_fusion)     # (B, Qt, 6)
+        outputs['detection_probabilities'] = probabilities
+        outputs['score_fusion'] = score_fusion
+        new_memory = memory.pushed(queries, final['pred_translation'], probabilities.amax(-1))
         return outputs, new_memory
 
     def _check_inputs(self, images, K, camera_motion):
