@@ -263,12 +263,8 @@ class StreamRunner:
     def detections_from_outputs(self, outputs, index=0, K_input=None):
         """Score threshold, class-aware duplicate suppression (inference.duplicate_suppression),
         max_detections. K_input (B, 3, 3): the intrinsics of the network input the outputs were made from."""
-        if outputs.get('score_fusion') == self.cfg.score_fusion:
-            probabilities = outputs['detection_probabilities'][index]                       # (Q, 6)
-        else:
-            probabilities = self.model.detection_probabilities(outputs, K_input, self.input_size,
-                                                               self.cfg.score_fusion)[index]
-        probabilities = probabilities.float()
+        # the forward scored the queries with this runner's score_fusion (step): the memory's ranking
+        probabilities = outputs['detection_probabilities'][index].float()                  # (Q, 6)
         scores, classes = probabilities.max(-1)
         keep = scores >= self.cfg.score_threshold
         order = torch.argsort(scores[keep], descending=True)

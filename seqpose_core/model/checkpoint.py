@@ -82,10 +82,11 @@ def _listing(title, keys):
     return f'\n  {title} ({len(keys)}): {shown}'
 
 
-def check_state_dict(module, state, path, what, prefix=''):
-    """Problems as text ('' when `state` fits `module` exactly); keys are shown with the file's `prefix`."""
+def check_state_dict(module, state, path, what, prefix='', allow_missing=False):
+    """Problems as text ('' when `state` fits `module` exactly; with allow_missing, when every tensor of `state`
+    fits `module`); keys are shown with the file's `prefix`."""
     expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
+    missing = [] if allow_missing else [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     mis_shaped = [f'{prefix}{k} (file {tuple(state[k].shape)}, model {tuple(expected[k].shape)})'
                   for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
@@ -111,19 +112,11 @@ def load_state_growing(module, state, path, what):
     part switched on, e.g. depth guidance): every tensor of the file must fit the module, and the module's
     tensors the file lacks keep their own initialisation. Returns the names of those new tensors; raises
     WeightsError on a tensor the module does not have or one of another shape (a different model, not a grown one)."""
-    expected = module.state_dict()
-    unexpected = [k for k in state if k not in expected]
-    mis_shaped = [f'{k} (file {tuple(state[k].shape)}, model {tuple(expected[k].shape)})'
-                  for k in state if k in expected and tuple(state[k].shape) != tuple(expected[k].shape)]
-    problems = ''
-    if unexpected:
-        problems += _listing('unexpected', unexpected)
-    if mis_shaped:
-        problems += _listing('mis-shaped', mis_shaped)
+    problems = check_state_dict(module, state, path, what, allow_missing=True)
     if problems:
         raise WeightsError(f'{path}: does not fit the {what}:{problems}')
     module.load_state_dict(state, strict=False)
-    return [k for k in expected if k not in state]
+    return [k for k in module.state_dict() if k not in state]
 
 
 # --- official weights ---------------------------------------------------------------------------------------

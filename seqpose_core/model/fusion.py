@@ -71,6 +71,11 @@ def _conv_head(in_channels, hidden, out_channels):
                          nn.Conv2d(hidden, out_channels, 1))
 
 
+def metric_depth(logits):
+    """Depth head logits -> metres, > 0."""
+    return F.softplus(logits) + 1e-3
+
+
 class DenseHeads(nn.Module):
     """(z_0, g_0) -> depth (B,1,H,W) metres, normal (B,3,H,W) unit, seg_logits (B,1+6,H,W)."""
 
@@ -87,7 +92,7 @@ class DenseHeads(nn.Module):
     def coarse_depth(self, fused_finest, geometry_finest):
         """(B, 1, h_0, w_0) metres at the finest fused level's grid: what the decoder's depth-guided attention
         compares its sampling points with (no upsampling: it samples the map bilinearly anyway)."""
-        return F.softplus(self.depth(torch.cat([fused_finest, geometry_finest], dim=1))) + 1e-3
+        return metric_depth(self.depth(torch.cat([fused_finest, geometry_finest], dim=1)))
 
     def forward(self, fused_finest, geometry_finest, image_hw):
         """The three maps at image_hw, plus coarse_depth (B, 1, h_0, w_0): `coarse_depth` from the same depth
@@ -98,8 +103,8 @@ class DenseHeads(nn.Module):
             return F.interpolate(t, size=tuple(image_hw), mode='bilinear', align_corners=False)
 
         depth_logits = self.depth(x)                                        # (B, 1, h_0, w_0)
-        depth = F.softplus(upsample(depth_logits)) + 1e-3                  # (B, 1, H, W) metres, > 0
+        depth = metric_depth(upsample(depth_logits))                        # (B, 1, H, W) metres, > 0
         normal = F.normalize(upsample(self.normal(x)), dim=1, eps=1e-6)    # (B, 3, H, W) unit
         seg_logits = upsample(self.segmentation(x))                        # (B, 7, H, W)
         return {'depth': depth, 'normal': normal, 'seg_logits': seg_logits,
-                'coarse_depth': F.softplus(depth_logits) + 1e-3}
+                'coarse_depth': metric_depth(depth_logits)}

@@ -7,8 +7,8 @@ Outputs (docs/architecture.md): pred_logits (B, Qt, 6), pred_translation (B, Qt,
 pred_rotation6d (B, Qt, 6), pred_size (B, Qt, 3) metres, aux_outputs (one dict per earlier decoder layer),
 with dense=True also depth (B,1,H,W) metres, normal (B,3,H,W), seg_logits (B,7,H,W) and relative_depth
 (B,1,H,W, the official DPT output), and detection_probabilities (B, Qt, 6): the per-class scores under the
-`score_fusion` the forward was given (also returned, as `score_fusion`). Qt = num_queries, plus memory_top_k propagated queries (first) when the
-memory holds a previous frame (eq. 6).
+forward's `score_fusion`, the ones the memory ranks by. Qt = num_queries, plus memory_top_k propagated queries
+(first) when the memory holds a previous frame (eq. 6).
 
 Each stage is a method (encode, decode_geometry, fuse, predict_dense, decode_queries) so benchmarks can time
 them one by one; or set `model.stage_timer = StageTimer()` to accumulate per-stage seconds during forward.
@@ -119,7 +119,6 @@ class SeqPose(nn.Module):
         # the published scores: the memory keeps its top-K by them and the runner thresholds the same tensor
         probabilities = self.detection_probabilities(final, K, image_hw, score_fusion)     # (B, Qt, 6)
         outputs['detection_probabilities'] = probabilities
-        outputs['score_fusion'] = score_fusion
         new_memory = memory.pushed(queries, final['pred_translation'], probabilities.amax(-1))
         return outputs, new_memory
 
