@@ -181,3 +181,30 @@ def test_warm_start_into_a_grown_model_keeps_the_new_part_initialised(scene_root
     wider = ['--set', 'model.hidden_dim=48', '--set', 'model.depth_guidance=false']
     assert seqpose(['train', *base, *frozen[:2], *wider, '--out', str(tmp_path / 'wider'),
                     '--set', f'train.init_weights={first / "model.pt"}']) != 0
+
+
+@pytest.mark.parametrize('proposal_queries, expected', [(4, 'proposal'), (0, 'query')])
+def test_training_memory_ranks_by_the_scores_inference_publishes(scene_root, tmp_path, monkeypatch,
+                                                                  proposal_queries, expected):
+    """The clip's memory keeps its top-K by inference.score_fusion, as the runner's memory does; a model without
+    proposal queries falls back to its query scores."""
+    from seqpose_core.config import load_config
+    from seqpose_core.model.seqpose import SeqPose
+    from seqpose_core.train.engine import build_trainer
+    seen = []
+    forward = SeqPose.forward
+
+    def recording_forward(self, *args, **kwargs):
+        seen.append(kwargs.get('score_fusion', 'query'))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(SeqPose, 'forward', recording_forward)
+    cfg = load_config('tiny', {'model': {'proposal_queries': proposal_queries},
+                               'train': {'batch_size': 1, 'streaming': False, 'num_threads': 1},
+                               'inference': {'score_fusion': 'proposal'}})
+    trainer = build_trainer(cfg, scene_root, tmp_path / 'run', progress=False)
+    try:
+        trainer.train_step('video', trainer.streams['video'].next())
+    finally:
+        trainer.group.close()
+    assert seen and set(seen) == {expected}, seen

@@ -101,6 +101,9 @@ class Trainer:
         self.logs = None            # RunLogs, main process only (open_logs)
         self.stream_memory = None   # streaming: the memory the last video step returned (MemoryQueue)
         self.step = 0
+        # 'proposal' needs proposal queries; a model without them publishes (and ranks by) the query scores
+        has_proposals = getattr(self.model.decoder, 'proposals', None) is not None
+        self.score_fusion = cfg.inference.score_fusion if has_proposals else 'query'
 
     # --- checkpoints -------------------------------------------------------------------------------------------
 
@@ -190,8 +193,9 @@ class Trainer:
             sync = contextlib.nullcontext() if last or not self.group.distributed else self.ddp_model.no_sync()
             with sync:
                 with self.precision.autocast():
+                    # the memory keeps its top-K by the scores inference publishes, as the runner's memory does
                     outputs, memory = self.ddp_model(images, intrinsics, memory=memory, camera_motion=camera_motion,
-                                                     dense=True)
+                                                     dense=True, score_fusion=self.score_fusion)
                 losses = self.criterion(outputs, batch_targets(frame, self.device), frame)
                 total = self.criterion.weighted_total(losses)
                 if not torch.isfinite(total):
