@@ -8,7 +8,9 @@ For every run: its train_log.csv gives the time (sum of seconds per step over th
 run's torch threads: CPU-minutes, comparable between runs on one or two cores) and every validation it kept
 (val/step_<n>/results, written with no ground truth at inference) is scored again here with the mean over the
 classes present in the validation ground truth (the reference's mean is NaN when a class the model predicts
-has no ground truth in a few validation scenes). The monocular ceiling of the same frames is drawn beside.
+has no ground truth in a few validation scenes). A run that kept only its logs (train_log.csv, val_log.csv and
+config.yaml, no val/ folder) is drawn from val_log.csv, the mean training logged. The monocular ceiling of the same
+frames is drawn beside.
 """
 import argparse
 import csv
@@ -46,10 +48,22 @@ def cpu_minutes_by_step(run_dir):
     return minutes
 
 
+def logged_validations(run_dir):
+    """The run's val_log.csv rows as points (the evaluator's mean over all six classes, as training logged it):
+    for a run whose val/ results are gone, e.g. one whose logs alone were kept beside a shipped checkpoint."""
+    with open(run_dir / 'val_log.csv', encoding='utf-8') as stream:
+        return [{'step': int(row['step']), **{key: float(row[key]) for key in KEYS}} for row in csv.DictReader(stream)]
+
+
 def curve(run_dir):
     minutes = cpu_minutes_by_step(run_dir)
     logged = np.array(sorted(minutes))
     points = []
+    if not (run_dir / 'val').is_dir() and (run_dir / 'val_log.csv').is_file():
+        for point in logged_validations(run_dir):
+            nearest = logged[np.argmin(np.abs(logged - point['step']))]
+            points.append(dict(point, cpu_minutes=minutes[int(nearest)]))
+        return points, None
     for step_dir in sorted((run_dir / 'val').glob('step_*')):
         step = int(step_dir.name.split('_')[1])
         results = load_results_dir(step_dir / 'results')
@@ -79,7 +93,7 @@ def main(argv=None):
             points += [dict(p, cpu_minutes=p['cpu_minutes'] + offset) for p in segment]
             offset += max(cpu_minutes_by_step(run).values())
         curves[label] = points
-        if ceiling is None and points:
+        if ceiling is None and last_results:
             ceiling = present_mean(evaluate_results(monocular_ceiling_results(last_results)), last_results)
     lines = ['| run | step | CPU-min | ' + ' | '.join(KEYS) + ' |', '|---|---|---|' + '---|' * len(KEYS)]
     for label, points in curves.items():
