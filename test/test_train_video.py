@@ -39,8 +39,9 @@ def record(trainer):
     calls, batches = [], []
     model, stream = trainer.ddp_model, trainer.streams['video']
 
-    def forward(images, K, memory=None, camera_motion=None, dense=True):
-        outputs, new_memory = model(images, K, memory=memory, camera_motion=camera_motion, dense=dense)
+    def forward(images, K, memory=None, camera_motion=None, dense=True, score_fusion='query'):
+        outputs, new_memory = model(images, K, memory=memory, camera_motion=camera_motion, dense=dense,
+                                    score_fusion=score_fusion)
         calls.append({'memory': memory, 'returned': new_memory, 'camera_motion': camera_motion})
         return outputs, new_memory
 
