@@ -264,7 +264,7 @@ class StreamRunner:
         """Score threshold, class-aware duplicate suppression (inference.duplicate_suppression),
         max_detections. K_input (B, 3, 3): the intrinsics of the network input the outputs were made from."""
         # the forward scored the queries with this runner's score_fusion (step): the memory's ranking
-        probabilities = outputs['detection_probabilities'][index].float()                  # (Q, 6)
+        probabilities = outputs['detection_probabilities'][index]                          # (Q, 6) float32
         scores, classes = probabilities.max(-1)
         keep = scores >= self.cfg.score_threshold
         order = torch.argsort(scores[keep], descending=True)
