@@ -187,7 +187,7 @@ class StreamRunner:
         if self.cfg.duplicate_suppression not in SUPPRESSIONS:
             raise ValueError(f'inference.duplicate_suppression {self.cfg.duplicate_suppression!r}: expected one of '
                              f'{SUPPRESSIONS}')
-        if self.cfg.score_fusion == 'proposal' and getattr(model.decoder, 'proposals', None) is None:
+        if self.cfg.score_fusion == 'proposal' and not model.has_proposals:
             raise ValueError("inference.score_fusion 'proposal' needs a model with proposal queries "
                              '(model.proposal_queries > 0); this one has none')
         self.device = torch.device(device or self.cfg.device)

@@ -7,7 +7,7 @@ import torch
 
 from seqpose_core.config import load_config
 from seqpose_core.model import build_model
-from seqpose_core.model.geometry_attention import GeometryDeformableCrossAttention, depth_residual
+from seqpose_core.model.geometry_attention import GeometryDeformableCrossAttention, depth_residual, project_to_image
 
 IMAGE_HW = (56, 70)
 K = torch.tensor([[[60.0, 0.0, 34.5], [0.0, 60.0, 27.5], [0.0, 0.0, 1.0]]])
@@ -18,7 +18,7 @@ def test_residual_is_the_log_depth_ratio_at_the_projected_pixel():
     depth_map[0, 0, 14:, :] = 1.6                      # lower half of the image twice as far
     points = torch.tensor([[[[0.0, -0.2, 0.8], [0.0, -0.2, 1.6], [0.0, 0.3, 1.6], [0.0, 0.1, 0.4],
                              [0.0, 0.0, -1.0]]]])      # (B=1, Q=1, P=5, 3); the last is behind the camera
-    residual = depth_residual(points, depth_map, K, IMAGE_HW)[0, 0]
+    residual = depth_residual(points, depth_map, *project_to_image(points, K, IMAGE_HW))[0, 0]
     expected = torch.tensor([0.0, math.log(2.0), 0.0, math.log(0.25), 0.0])
     assert torch.allclose(residual, expected, atol=1e-5)
 

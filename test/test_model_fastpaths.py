@@ -6,7 +6,7 @@ from seqpose_core.config import load_config
 from seqpose_core.model import build_model
 from seqpose_core.model.dpt import conv1x1
 from seqpose_core.model.fusion import FeatureFusion, FusedLevels
-from seqpose_core.model.geometry_attention import sample_levels
+from seqpose_core.model.geometry_attention import project_to_image, sample_levels
 
 IMAGE_HW = (56, 70)
 K = torch.tensor([[[60.0, 0.0, 34.5], [0.0, 60.0, 27.5], [0.0, 0.0, 1.0]]])
@@ -40,8 +40,9 @@ def test_table_sampling_equals_grid_sample_including_borders_and_masked_points()
     points[0, 0, 0] = torch.tensor([0.0, 0.0, -1.0])
     points[0, 0, 1] = torch.tensor([0.1, 0.0, 0.0])
     with torch.no_grad():
-        fast, fast_valid = sample_levels(fused, points, K.expand(2, 3, 3), IMAGE_HW)
-        slow, slow_valid = sample_levels(plain, points, K.expand(2, 3, 3), IMAGE_HW)
+        projection = project_to_image(points, K.expand(2, 3, 3), IMAGE_HW)
+        fast, fast_valid = sample_levels(fused, *projection)
+        slow, slow_valid = sample_levels(plain, *projection)
     assert torch.equal(fast_valid, slow_valid) and 0 < int(slow_valid.sum()) < slow_valid.numel()
     assert torch.allclose(fast, slow, atol=1e-5)
 

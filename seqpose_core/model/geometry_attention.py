@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqpose_core.geometry import project_points, scale_intrinsics
+from seqpose_core.geometry import project_points
 
 MIN_DEPTH = 1e-3     # metres: sampling points closer than this (or behind the camera) are masked
 
@@ -23,69 +23,58 @@ def fibonacci_sphere(num_points, radius):
     return radius * torch.stack([polar.sin() * azimuth.cos(), polar.sin() * azimuth.sin(), polar.cos()], dim=-1)
 
 
-def project_to_level(points, K, image_hw, level_hw):
-    """points (B, Q, P, 3) metres -> level pixels (B, Q, P, 2) and a validity mask (B, Q, P): in front of the
-    camera and inside the level's image."""
-    batch, queries, num_points, _ = points.shape
-    K_level = scale_intrinsics(K, image_hw, level_hw)
-    uv = project_points(points.reshape(batch, -1, 3), K_level).reshape(batch, queries, num_points, 2)
+def project_to_image(points, K, image_hw):
+    """points (B, Q, P, 3) metres -> where they land in the image, once for every level and the depth map:
+    grid (B, Q, P, 2) in grid_sample's normalised coordinates (align_corners=False: -1 and 1 are the image's
+    outer edges) and validity (B, Q, P): in front of the camera and inside the image.
+
+    Every level covers the whole image with its pixel centres at (i + 0.5) * W / w (geometry.scale_intrinsics),
+    so the normalised position of a point is the same on every level: one projection serves them all."""
+    height, width = image_hw
+    uv = project_points(points.flatten(1, 2), K).view_as(points[..., :2])            # (B, Q, P, 2) input pixels
+    grid = torch.stack([(uv[..., 0] + 0.5) / width, (uv[..., 1] + 0.5) / height], dim=-1) * 2 - 1
+    valid = (points[..., 2] > MIN_DEPTH) & (grid.abs() <= 1).all(-1)
+    return grid, valid
+
+
+def level_pixels(grid, level_hw):
+    """Normalised positions (..., 2) -> pixels (..., 2) of a level of level_hw (centres at integers)."""
     height, width = level_hw
-    valid = ((points[..., 2] > MIN_DEPTH)
-             & (uv[..., 0] >= -0.5) & (uv[..., 0] <= width - 0.5)
-             & (uv[..., 1] >= -0.5) & (uv[..., 1] <= height - 0.5))
-    return uv, valid
+    return torch.stack([(grid[..., 0] + 1) / 2 * width, (grid[..., 1] + 1) / 2 * height], dim=-1) - 0.5
 
 
-def _project_levels(sizes, points, K, image_hw):
-    """Projection onto every level at once (stacked level intrinsics, the arithmetic of project_to_level):
-    uv (B, L, Q, P, 2) level pixels, valid (B, L, Q, P), wh (1, L, 1, 1, 2) level widths and heights."""
-    K_levels = torch.stack([scale_intrinsics(K, image_hw, hw) for hw in sizes], dim=1)     # (B, L, 3, 3)
-    K_levels = K_levels[:, :, None, None]                                                     # (B, L, 1, 1, 3, 3)
-    z = points[..., 2:3].clamp_min(1e-8)                      # geometry.project_points' clamp (its _EPS)
-    xy = (points[..., :2] / z)[:, None]                                                       # (B, 1, Q, P, 2)
-    uv = torch.stack([xy[..., 0] * K_levels[..., 0, 0] + K_levels[..., 0, 2],
-                      xy[..., 1] * K_levels[..., 1, 1] + K_levels[..., 1, 2]], dim=-1)        # (B, L, Q, P, 2)
-    wh = uv.new_tensor([[w, h] for h, w in sizes]).view(1, len(sizes), 1, 1, 2)
-    valid = ((points[:, None, ..., 2] > MIN_DEPTH)
-             & (uv >= -0.5).all(-1) & (uv <= wh - 0.5).all(-1))                                 # (B, L, Q, P)
-    return uv, valid, wh
+def sample_levels(levels, grid, valid):
+    """Bilinear samples of every level at the projected sampling points.
 
-
-def sample_levels(levels, points, K, image_hw):
-    """Bilinear samples of every level at the projections of the 3D points.
-
-    levels: L x (B, C, h_l, w_l); points (B, Q, P, 3) metres; K (B, 3, 3) for image_hw.
-    Returns samples (B, Q, L*P, C) and validity (B, Q, L*P). The projection, masking and grid arithmetic run
-    once for all levels; then one grid_sample per level, all queries and points at once (levels differ in
-    size, so they cannot share one call). Channels-last levels (what the model produces) sample several times
-    faster on CPU. At inference, levels from FeatureFusion carry one flat table of all levels and are sampled
-    by `sample_level_table` instead (one gather for all levels; same values within float rounding)."""
+    levels: L x (B, C, h_l, w_l); grid (B, Q, P, 2) and valid (B, Q, P) from project_to_image. Returns samples
+    (B, Q, L*P, C) (level-major) and validity (B, Q, L*P). One grid_sample per level, all queries and points at
+    once (levels differ in size, so they cannot share one call). Channels-last levels (what the model produces)
+    sample several times faster on CPU. At inference, levels from FeatureFusion carry one flat table of all
+    levels and are sampled by `sample_level_table` instead (one gather for all levels; same values within float
+    rounding)."""
     if getattr(levels, 'table', None) is not None and not torch.is_grad_enabled():
-        return sample_level_table(levels, points, K, image_hw)
-    batch, queries, num_points, _ = points.shape
+        return sample_level_table(levels, grid, valid)
     num_levels = len(levels)
-    uv, valid, wh = _project_levels([tuple(level.shape[-2:]) for level in levels], points, K, image_hw)
-    grid = ((uv + 0.5) / wh * 2 - 1).clamp(-2.0, 2.0)                        # align_corners=False convention
-    grid = grid.masked_fill(~valid[..., None], -2.0)                          # invalid: sample zero padding
-    samples = [F.grid_sample(level, grid[:, index], mode='bilinear', padding_mode='zeros', align_corners=False)
-               .permute(0, 2, 3, 1) for index, level in enumerate(levels)]                  # L x (B, Q, P, C)
-    return torch.cat(samples, dim=2), valid.permute(0, 2, 1, 3).reshape(batch, queries, num_levels * num_points)
+    grid = grid.clamp(-2.0, 2.0).masked_fill(~valid[..., None], -2.0)         # invalid: sample zero padding
+    samples = [F.grid_sample(level, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
+               .permute(0, 2, 3, 1) for level in levels]                                    # L x (B, Q, P, C)
+    return torch.cat(samples, dim=2), valid.repeat(1, 1, num_levels)
 
 
-def sample_level_table(levels, points, K, image_hw):
+def sample_level_table(levels, grid, valid):
     """sample_levels for levels that share one channels-last table (B, sum h_l w_l, C) (`levels.table`, as
     FeatureFusion returns at inference): bilinear sampling with zero padding written out (4 corner rows and
     weights per sample, out-of-image corners weigh 0, exactly grid_sample's align_corners=False rule) and one
     weighted gather (embedding_bag) over all levels, queries and points. Inference only (no autograd)."""
     table = levels.table
     batch, total, channels = table.shape
-    _, queries, num_points, _ = points.shape
+    _, queries, num_points = valid.shape
     sizes = [tuple(level.shape[-2:]) for level in levels]
     num_levels = len(sizes)
-    uv, valid, wh = _project_levels(sizes, points, K, image_hw)
-    uv = uv.masked_fill(~valid[..., None], 0.0).permute(0, 2, 1, 3, 4)            # (B, Q, L, P, 2)
-    valid = valid.permute(0, 2, 1, 3)                                               # (B, Q, L, P)
-    wh = wh.view(1, 1, num_levels, 1, 2)
+    grid = grid.masked_fill(~valid[..., None], 0.0)
+    uv = torch.stack([level_pixels(grid, hw) for hw in sizes], dim=2)              # (B, Q, L, P, 2)
+    valid = valid[:, :, None].expand(batch, queries, num_levels, num_points)        # (B, Q, L, P)
+    wh = uv.new_tensor([[w, h] for h, w in sizes]).view(1, 1, num_levels, 1, 2)
     offsets = torch.tensor([0] + [h * w for h, w in sizes[:-1]], device=table.device).cumsum(0)
     base = (offsets.view(1, 1, num_levels, 1)
             + total * torch.arange(batch, device=table.device).view(batch, 1, 1, 1))    # (B, 1, L, 1)
@@ -109,16 +98,14 @@ def sample_level_table(levels, points, K, image_hw):
     return samples, valid.reshape(batch, queries, num_levels * num_points)
 
 
-def depth_residual(points, depth_map, K, image_hw):
+def depth_residual(points, depth_map, grid, valid):
     """How far each 3D sampling point lies from the predicted surface, along its viewing ray.
 
-    points (B, Q, P, 3) metres; depth_map (B, 1, h, w) metres (the dense depth head at its own grid); K (B, 3, 3)
-    for image_hw. Returns log(z_point / depth at the point's pixel) (B, Q, P): 0 on the surface, > 0 behind it,
-    < 0 in front of it; 0 for points behind the camera or outside the image (they are masked anyway)."""
+    points (B, Q, P, 3) metres; depth_map (B, 1, h, w) metres (the dense depth head at its own grid); grid and
+    valid from project_to_image. Returns log(z_point / depth at the point's pixel) (B, Q, P): 0 on the surface,
+    > 0 behind it, < 0 in front of it; 0 for points behind the camera or outside the image (they are masked
+    anyway)."""
     batch, queries, num_points, _ = points.shape
-    height, width = depth_map.shape[-2:]
-    uv, valid = project_to_level(points, K, image_hw, (height, width))              # (B, Q, P, 2), (B, Q, P)
-    grid = torch.stack([(uv[..., 0] + 0.5) / width, (uv[..., 1] + 0.5) / height], dim=-1) * 2 - 1
     grid = grid.clamp(-1.0, 1.0).reshape(batch, queries * num_points, 1, 2)
     surface = F.grid_sample(depth_map, grid.to(depth_map.dtype), mode='bilinear', padding_mode='border',
                             align_corners=False).view(batch, queries, num_points)      # (B, Q, P) metres
@@ -184,14 +171,15 @@ class GeometryDeformableCrossAttention(nn.Module):
         batch, queries, dim = query.shape
         heads = self.num_heads
         points = self.sampling_points(query, reference_points)                   # (B, Q, P, 3)
-        samples, valid = sample_levels(levels, points, K, image_hw)              # (B, Q, L*P, C), (B, Q, L*P)
+        grid, point_valid = project_to_image(points, K, image_hw)                # (B, Q, P, 2), (B, Q, P)
+        samples, valid = sample_levels(levels, grid, point_valid)                # (B, Q, L*P, C), (B, Q, L*P)
         weights = self.attention_weights(query).view(batch, queries, heads, -1).softmax(-1)
         weights = weights * valid[:, :, None].to(weights.dtype)                  # (B, Q, heads, L*P)
         depth_term = 0.0
         if self.depth_guidance:
             if depth_map is None:
                 raise ValueError('depth-guided cross-attention needs the predicted depth map (depth_map)')
-            residual = depth_residual(points, depth_map, K, image_hw)             # (B, Q, P)
+            residual = depth_residual(points, depth_map, grid, point_valid)       # (B, Q, P)
             sharpness = F.softplus(self.depth_sharpness).view(1, 1, heads, 1)
             gate = torch.exp(-sharpness * residual.abs()[:, :, None])             # (B, Q, heads, P)
             weights = weights * gate.repeat(1, 1, 1, self.num_levels)            # samples are level-major (L*P)

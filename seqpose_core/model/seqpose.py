@@ -43,6 +43,11 @@ class SeqPose(nn.Module):
         self.decoder = SpatialTemporalQueryDecoder(cfg)
         self.stage_timer = None
 
+    @property
+    def has_proposals(self):
+        """Whether the decoder has proposal queries, which score_fusion 'proposal' needs."""
+        return self.decoder.proposals is not None
+
     # --- memory ---------------------------------------------------------------------------------------------
     def init_memory(self, batch_size=None):
         """An empty memory queue for a new sequence (N = memory_frames, K = memory_top_k)."""
@@ -72,7 +77,7 @@ class SeqPose(nn.Module):
         (proposals.centre_evidence). The runner publishes these and the memory keeps its top-K by the same."""
         probabilities = outputs['pred_logits'].detach().float().sigmoid()
         if score_fusion == 'proposal':
-            if self.decoder.proposals is None:
+            if not self.has_proposals:
                 raise ValueError("score_fusion 'proposal' needs a model with proposal queries "
                                  '(model.proposal_queries > 0); this one has none')
             probabilities = (probabilities * centre_evidence(outputs, K, image_hw)).sqrt()

@@ -102,8 +102,7 @@ class Trainer:
         self.stream_memory = None   # streaming: the memory the last video step returned (MemoryQueue)
         self.step = 0
         # 'proposal' needs proposal queries; a model without them publishes (and ranks by) the query scores
-        has_proposals = getattr(self.model.decoder, 'proposals', None) is not None
-        self.score_fusion = cfg.inference.score_fusion if has_proposals else 'query'
+        self.score_fusion = cfg.inference.score_fusion if self.model.has_proposals else 'query'
 
     # --- checkpoints -------------------------------------------------------------------------------------------
 
