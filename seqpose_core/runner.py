@@ -30,7 +30,6 @@ from seqpose_core.model.seqpose import model_from_checkpoint
 from seqpose_core.suppression import SUPPRESSIONS, suppress_duplicates
 from seqpose_core.timing import timed_stage
 
-SCORE_FUSIONS = ('query', 'proposal')
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / 'weights' / 'default.pt'
 
 
@@ -182,14 +181,10 @@ class StreamRunner:
         if height % 14 or width % 14 or height <= 0 or width <= 0:
             raise ValueError(f'input_size {input_size}: height and width must be positive multiples of 14')
         self.input_size = (height, width)
-        if self.cfg.score_fusion not in SCORE_FUSIONS:
-            raise ValueError(f'inference.score_fusion {self.cfg.score_fusion!r}: expected one of {SCORE_FUSIONS}')
         if self.cfg.duplicate_suppression not in SUPPRESSIONS:
             raise ValueError(f'inference.duplicate_suppression {self.cfg.duplicate_suppression!r}: expected one of '
                              f'{SUPPRESSIONS}')
-        if self.cfg.score_fusion == 'proposal' and not model.has_proposals:
-            raise ValueError("inference.score_fusion 'proposal' needs a model with proposal queries "
-                             '(model.proposal_queries > 0); this one has none')
+        model.check_score_fusion(self.cfg.score_fusion)                 # inference.score_fusion
         self.device = torch.device(device or self.cfg.device)
         self.model = model.to(self.device).eval()
         self.memory = None

@@ -29,6 +29,7 @@ from seqpose_core.timing import timed_stage
 
 STAGES = ('encoder', 'decoder', 'fusion', 'dense', 'stsq', 'pose_head')
 PREDICTION_KEYS = ('pred_logits', 'pred_translation', 'pred_rotation6d', 'pred_size')
+SCORE_FUSIONS = ('query', 'proposal')   # how detections are scored: the query's own, or fused with the proposal head
 
 
 class SeqPose(nn.Module):
@@ -75,15 +76,19 @@ class SeqPose(nn.Module):
         """(B, Q, 6) per-class detection scores: the queries' own (sigmoid of pred_logits), or with
         score_fusion 'proposal' sqrt(query probability x the proposal head's evidence under the predicted centre)
         (proposals.centre_evidence). The runner publishes these and the memory keeps its top-K by the same."""
+        self.check_score_fusion(score_fusion)
         probabilities = outputs['pred_logits'].detach().float().sigmoid()
         if score_fusion == 'proposal':
-            if not self.has_proposals:
-                raise ValueError("score_fusion 'proposal' needs a model with proposal queries "
-                                 '(model.proposal_queries > 0); this one has none')
             probabilities = (probabilities * centre_evidence(outputs, K, image_hw)).sqrt()
-        elif score_fusion != 'query':
-            raise ValueError(f"score_fusion {score_fusion!r}: expected 'query' or 'proposal'")
         return probabilities
+
+    def check_score_fusion(self, score_fusion):
+        """Raises ValueError unless this model can score its detections with score_fusion (SCORE_FUSIONS)."""
+        if score_fusion not in SCORE_FUSIONS:
+            raise ValueError(f'score_fusion {score_fusion!r}: expected one of {SCORE_FUSIONS}')
+        if score_fusion == 'proposal' and not self.has_proposals:
+            raise ValueError("score_fusion 'proposal' needs a model with proposal queries "
+                             '(model.proposal_queries > 0); this one has none')
 
     # --- forward --------------------------------------------------------------------------------------------
     def forward(self, images, K, memory=None, camera_motion=None, dense=True, score_fusion='query'):
