@@ -6,6 +6,9 @@ Per threshold: published detections per ground-truth object, precision (a detect
 unmatched object of its class has its centre within 10 cm; greedy by score) and recall. The node's default
 `score_threshold` (config/seqpose.yaml) is chosen from this table. The eval output must have been written with a
 runner threshold at or below the lowest one asked here (the default model's checkpoint keeps scores >= 0.05).
+Below the table, the same figures for the monocular ceiling of those frames (seqpose_core.eval.ceiling: one
+detection per object, class, rotation and ray exact, the class's mean size): an RGB-only model cannot expect
+more precision or recall than that row.
 """
 import argparse
 import json
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqpose_core.eval.ceiling import monocular_ceiling_results
 from seqpose_core.eval.results_io import load_eval_output
 
 MATCH_DISTANCE = 0.10     # metres: a detection within this of an object of its class is a correct one
@@ -68,8 +72,11 @@ def main(argv=None):
     for row in rows:
         print(f'{row["threshold"]:>10.2f}{row["detections_per_object"]:>12.2f}{row["precision"]:>11.2f}'
               f'{row["recall"]:>8.2f}{row["detections_per_frame"]:>11.2f}{row["objects_per_frame"]:>11.2f}')
+    ceiling = table(monocular_ceiling_results(results), [1.0])[0]
+    print(f'monocular ceiling: {ceiling["detections_per_object"]:.2f} per object, precision '
+          f'{ceiling["precision"]:.2f}, recall {ceiling["recall"]:.2f}')
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        Path(args.json).write_text(json.dumps({'thresholds': rows, 'monocular_ceiling': ceiling}, indent=1))
     return 0
 
 
