@@ -63,3 +63,12 @@ def test_ceiling_row_lacks_only_the_scale(tmp_path, capsys):
 def test_a_missing_folder_is_named(tmp_path):
     with pytest.raises(SystemExit):
         MODULE['main']([str(tmp_path / 'nowhere')])
+
+
+def test_breakdown_says_what_each_detection_is():
+    assert MODULE['detection_kinds'](laptop_and_camera(), 0.1) == ['correct', 'duplicate', 'wrong_class', 'off_10_25cm']
+    lost = image([5], [pose([0.0, 0.0, 0.8])], [(5, 0.9, pose([0.0, 0.0, 1.2]))])
+    assert MODULE['detection_kinds'](lost, 0.1) == ['far']
+    shares = MODULE['kind_shares']([laptop_and_camera(), lost], 0.5)
+    assert shares == {'correct': pytest.approx(1 / 3), 'duplicate': pytest.approx(1 / 3), 'wrong_class': 0.0,
+                      'off_10_25cm': 0.0, 'far': pytest.approx(1 / 3)}
