@@ -85,18 +85,23 @@ def main(argv=None):
                         help='a finished model scored on the same frames (a `seqpose eval` output), drawn as a star')
     args = parser.parse_args(argv)
     labels = args.labels or [Path(run.split('+')[-1]).name for run in args.runs]
-    curves, ceiling = {}, None
+    curves, segments, ceiling = {}, [], None
     for label, chain in zip(labels, args.runs):
-        points, offset = [], 0.0
+        points, offset, prefix = [], 0.0, ()
         for run in [Path(part) for part in chain.split('+')]:
             segment, last_results = curve(run)
-            points += [dict(p, cpu_minutes=p['cpu_minutes'] + offset) for p in segment]
+            segment = [dict(p, cpu_minutes=p['cpu_minutes'] + offset) for p in segment]
+            points += segment
             offset += max(cpu_minutes_by_step(run).values())
+            prefix += (run,)
+            # chains that continue one run draw it each, but the table lists it once (under its first chain)
+            if prefix not in [seen for seen, _, _ in segments]:
+                segments.append((prefix, label if len(prefix) == 1 else f'{label} ({run.name})', segment))
         curves[label] = points
         if ceiling is None and last_results:
             ceiling = present_mean(evaluate_results(monocular_ceiling_results(last_results)), last_results)
     lines = ['| run | step | CPU-min | ' + ' | '.join(KEYS) + ' |', '|---|---|---|' + '---|' * len(KEYS)]
-    for label, points in curves.items():
+    for _, label, points in segments:
         lines += [f'| {label} | {p["step"]} | {p["cpu_minutes"]:.0f} | ' + ' | '.join(f'{p[k]:.1f}' for k in KEYS)
                   + ' |' for p in points]
     references = []

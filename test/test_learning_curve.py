@@ -30,3 +30,16 @@ def test_a_run_with_logs_only_is_drawn_from_its_val_log_and_chains_after_another
                                                           ('400', '40', '30.0')]
     assert rows[-1][-1] == '34.0 |'
     assert (tmp_path / 'curve.png').stat().st_size > 0
+
+
+def test_a_run_continued_by_two_chains_is_listed_once(tmp_path):
+    main = runpy.run_path('benchmarks/learning_curve.py')['main']
+    shared = logged_run(tmp_path / 'shared', 1.5, 2, [(200, 10.0), (400, 20.0)])
+    left = logged_run(tmp_path / 'left', 3.0, 1, [(400, 30.0)])
+    right = logged_run(tmp_path / 'right', 3.0, 1, [(400, 40.0)])
+    table = tmp_path / 'table.md'
+    assert main([f'{shared}+{left}', f'{shared}+{right}', str(shared), '--labels', 'a', 'b', 'c',
+                 '--out', str(tmp_path / 'curve.png'), '--table', str(table)]) == 0
+    rows = [line.split(' | ') for line in table.read_text().splitlines()[2:]]
+    assert [(row[0], row[1], row[3]) for row in rows] == [('| a', '200', '10.0'), ('| a', '400', '20.0'),
+                                                          ('| a (left)', '400', '30.0'), ('| b (right)', '400', '40.0')]
