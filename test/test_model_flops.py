@@ -17,11 +17,12 @@ def measured(fn):
     return counter.get_total_flops(), result
 
 
-@pytest.mark.parametrize('proposal_queries, patch_stem', [(0, 'linear'), (6, 'conv')])
-def test_analytic_flops_match_torch_flop_counter(proposal_queries, patch_stem):
+@pytest.mark.parametrize('proposal_queries, patch_stem, azimuth_bins', [(0, 'linear', 0), (6, 'conv', 12)])
+def test_analytic_flops_match_torch_flop_counter(proposal_queries, patch_stem, azimuth_bins):
     cfg = load_config('tiny').model
     cfg.proposal_queries = proposal_queries
     cfg.patch_stem = patch_stem
+    cfg.azimuth_bins = azimuth_bins
     model = build_model(cfg).eval()
     images = torch.randn(1, 3, H, W)
     K = torch.tensor([[[60.0, 0.0, 34.5], [0.0, 60.0, 27.5], [0.0, 0.0, 1.0]]])

@@ -208,3 +208,14 @@ def test_training_memory_ranks_by_the_scores_inference_publishes(scene_root, tmp
     finally:
         trainer.group.close()
     assert seen and set(seen) == {expected}, seen
+
+
+def test_a_model_with_azimuth_bins_trains_and_logs_the_azimuth_term(scene_root, tmp_path):
+    run = tmp_path / 'bins'
+    assert seqpose(['train', *TINY, '--set', 'model.azimuth_bins=8', '--set', 'data.clip_length=2',
+                    '--set', 'train.max_steps=2', '--data', str(scene_root), '--out', str(run)]) == 0
+    with open(run / 'train_log.csv', newline='', encoding='utf-8') as stream:
+        rows = list(csv.DictReader(stream))
+    assert rows and all(float(row['loss_azimuth']) > 0 for row in rows)
+    state = parameters(run, 'model.pt')['model']
+    assert any('azimuth_bins' in name for name in state)

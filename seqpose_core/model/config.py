@@ -46,6 +46,9 @@ class ModelConfig:
     sampling_radius: float = 0.05     # metres: initial spread of the 3D sampling points around a reference
     max_sampling_offset: float = 0.3  # metres: the farthest a sampling point may be from its reference
     size_prior: tuple[float, ...] = (0.15, 0.15, 0.15)   # metres: category-agnostic size the head scales
+    # > 0: the rotation's azimuth about the up axis is classified into this many bins + a residual, measured
+    # from the viewing ray (model.viewpoint); 0: the paper's 6D regression alone.
+    azimuth_bins: int = 0
     # --- weights loaded by build_model (empty: random init; checkpoints rebuild without them) -----------------
     dinov2_weights: str = ''          # dinov2_vit{s,b,l}14_pretrain.pth / .safetensors
     depth_anything_weights: str = ''  # depth_anything_v2_vit{s,b,l}.pth / .safetensors (encoder + head)

@@ -141,6 +141,7 @@ def proposal_flops(cfg, input_hw):
 def pose_head_flops(cfg, queries):
     c = cfg.hidden_dim
     per_layer = 2 * queries * (2 * c * c + c * 6) + 2 * queries * (2 * c * c + c * 12)
+    per_layer += 2 * queries * c * 2 * cfg.azimuth_bins        # the azimuth classifier (model.viewpoint)
     return cfg.decoder_layers * per_layer
 
 

@@ -167,7 +167,8 @@ class SpatialTemporalQueryDecoder(nn.Module):
             DecoderLayer(dim, cfg.decoder_heads, cfg.decoder_ffn_dim, num_levels, cfg.decoder_points, cfg.dropout,
                          cfg.sampling_radius, cfg.max_sampling_offset, cfg.depth_guidance)
             for _ in range(cfg.decoder_layers))
-        self.pose_heads = nn.ModuleList(PoseHead(dim, cfg.size_prior) for _ in range(cfg.decoder_layers))
+        self.pose_heads = nn.ModuleList(PoseHead(dim, cfg.size_prior, azimuth_bins=cfg.azimuth_bins)
+                                        for _ in range(cfg.decoder_layers))
 
     def embed_time(self, ages):
         """(B, n) ages in frames -> (B, n, C); constant over the decoder layers, so computed once."""

@@ -50,6 +50,7 @@ class TrainConfig:
     weight_translation: float = 1.0   # lambda_2, L1 on the translation (metres)
     weight_rotation: float = 10.0     # lambda_3, L1 on the 6D rotation
     weight_size: float = 1.0          # lambda_4, L1 on the metric size (metres)
+    weight_azimuth: float = 1.0       # azimuth bins (model.azimuth_bins > 0): cross-entropy + residual L1
     weight_depth: float = 1.0         # lambda_5, smooth L1 on valid depth pixels (metres)
     weight_normal: float = 1.0        # lambda_6, smooth L1 on valid normal pixels
     weight_segmentation: float = 1.0  # lambda_7, cross-entropy (255 = ignore)

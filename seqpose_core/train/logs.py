@@ -4,11 +4,11 @@ import csv
 import os
 from pathlib import Path
 
-from seqpose_core.train.losses import DENSE_TERMS, PROPOSAL_TERMS, QUERY_TERMS
+from seqpose_core.train.losses import AZIMUTH_TERM, DENSE_TERMS, PROPOSAL_TERMS, QUERY_TERMS
 
 LOG_NAME = 'train_log.csv'
 VAL_LOG_NAME = 'val_log.csv'
-LOG_TERMS = tuple(f'loss_{term}' for term in QUERY_TERMS + DENSE_TERMS + PROPOSAL_TERMS)
+LOG_TERMS = tuple(f'loss_{term}' for term in QUERY_TERMS + DENSE_TERMS + PROPOSAL_TERMS + (AZIMUTH_TERM,))
 TRAIN_COLUMNS = ('step', 'epoch', 'kind', 'lr', 'loss', *LOG_TERMS, 'loss_aux', 'grad_norm', 'seconds_per_step')
 VAL_KEYS = ('IoU25', 'IoU50', 'IoU75', '10deg10cm', '10deg5cm', '5deg5cm', '10deg', '10cm')
 

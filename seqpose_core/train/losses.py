@@ -9,6 +9,9 @@ does, suffixed `_aux{i}`; with `one_to_many` > 1 once more on every layer agains
   loss_rotation     L1 of matched 6D rotations, per GT object; symmetric objects are compared with the
                     closest GT rotation about their y axis (`targets.closest_symmetric_rotation6d`)
   loss_size         L1 of matched metric sizes (metres), per GT object
+  loss_azimuth      (models with model.azimuth_bins > 0) cross-entropy of the azimuth bin + L1 of the residual
+                    in half-bin units, matched asymmetric objects only, per GT object; loss_rotation then
+                    compares only the y (up) columns, the x column being the azimuth's (model.viewpoint)
 Dense terms (final outputs only):
   loss_depth        smooth L1 on pixels with valid GT depth (> 0)
   loss_normal       smooth L1 on pixels with a valid GT normal (non-zero)
@@ -30,11 +33,13 @@ from torch import distributed as dist
 from torch import nn
 
 from seqpose_core.geometry import scale_intrinsics
+from seqpose_core.model.viewpoint import azimuth_of, azimuth_targets
 from seqpose_core.train.matcher import HungarianMatcher
 from seqpose_core.train.targets import closest_symmetric_rotation6d, proposal_targets, resize_labels_nearest
 
 IGNORE_LABEL = 255
 QUERY_TERMS = ('class', 'translation', 'rotation', 'size')
+AZIMUTH_TERM = 'azimuth'     # a query term of models with azimuth bins
 DENSE_TERMS = ('depth', 'normal', 'segmentation')
 PROPOSAL_TERMS = ('proposal_class', 'proposal_centre')
 # dense term -> (model output key, frame batch key): a term is computed when both are present
@@ -85,12 +90,14 @@ def base_weights(train_cfg):
         'loss_segmentation': train_cfg.weight_segmentation,
         'loss_proposal_class': train_cfg.weight_proposal_class,
         'loss_proposal_centre': train_cfg.weight_proposal_centre,
+        'loss_azimuth': train_cfg.weight_azimuth,
     }
 
 
 class SetCriterion(nn.Module):
-    def __init__(self, matcher, train_cfg, num_decoder_layers):
+    def __init__(self, matcher, train_cfg, num_decoder_layers, azimuth_bins=0):
         super().__init__()
+        self.query_terms = QUERY_TERMS + ((AZIMUTH_TERM,) if azimuth_bins else ())
         self.matcher = matcher
         self.focal_alpha = train_cfg.focal_alpha
         self.focal_gamma = train_cfg.focal_gamma
@@ -105,6 +112,7 @@ class SetCriterion(nn.Module):
             'translation': self.loss_translation,
             'rotation': self.loss_rotation,
             'size': self.loss_size,
+            'azimuth': self.loss_azimuth,
             'depth': self.loss_depth,
             'normal': self.loss_normal,
             'segmentation': self.loss_segmentation,
@@ -116,8 +124,9 @@ class SetCriterion(nn.Module):
             raise ValueError(f'loss weights must be >= 0, got {base}')
         # Every name forward() can return, with its weight: the earlier decoder layers' copies of the query
         # terms (DETR's aux_weight_dict) and the one-to-many copies on every layer.
-        query = {f'loss_{term}': base[f'loss_{term}'] for term in QUERY_TERMS}
-        self.weight_dict = dict(base)
+        query = {f'loss_{term}': base[f'loss_{term}'] for term in self.query_terms}
+        self.weight_dict = {name: weight for name, weight in base.items()
+                            if name != f'loss_{AZIMUTH_TERM}' or azimuth_bins}
         if self.aux_loss:
             for layer in range(num_decoder_layers - 1):
                 self.weight_dict.update({f'{name}_aux{layer}': weight for name, weight in query.items()})
@@ -151,6 +160,9 @@ class SetCriterion(nn.Module):
 
     def loss_rotation(self, outputs, targets, matches):
         pred, goal = self._matched(outputs, 'pred_rotation6d', targets, matches, 'rotation6d')
+        if 'pred_azimuth_logits' in outputs:
+            # the x column is the azimuth classifier's (loss_azimuth): only the up axis is regressed
+            return F.l1_loss(pred[:, 3:6], goal[:, 3:6], reduction='sum') / targets.num_objects
         symmetric = torch.cat([targets.objects[frame]['symmetric'][target_indices]
                                for frame, (_, target_indices) in enumerate(matches)])
         goal = closest_symmetric_rotation6d(pred, goal, symmetric)
@@ -159,6 +171,21 @@ class SetCriterion(nn.Module):
     def loss_size(self, outputs, targets, matches):
         pred, goal = self._matched(outputs, 'pred_size', targets, matches, 'size')
         return F.l1_loss(pred, goal, reduction='sum') / targets.num_objects
+
+    def loss_azimuth(self, outputs, targets, matches):
+        logits, rotation6d = self._matched(outputs, 'pred_azimuth_logits', targets, matches, 'rotation6d')
+        residual, translation = self._matched(outputs, 'pred_azimuth_residual', targets, matches, 'translation')
+        symmetric = torch.cat([targets.objects[frame]['symmetric'][target_indices]
+                               for frame, (_, target_indices) in enumerate(matches)]).to(logits.device)
+        asymmetric = ~symmetric
+        if not asymmetric.any():
+            return _zero_like_graph(logits) + _zero_like_graph(residual)
+        # the label is the ground truth's own azimuth (its up axis, its ray): fixed, whatever the prediction
+        azimuth = azimuth_of(rotation6d[asymmetric, 0:3], rotation6d[asymmetric, 3:6], translation[asymmetric])
+        index, residual_target = azimuth_targets(azimuth, logits.shape[-1])
+        classification = F.cross_entropy(logits[asymmetric], index, reduction='sum')
+        offset = (residual[asymmetric].gather(-1, index[:, None])[:, 0] - residual_target).abs().sum()
+        return (classification + offset + _zero_like_graph(logits)) / targets.num_objects
 
     # --- dense terms: per pixel against the frame batch's maps (matches unused) ------------------------------
 
@@ -236,7 +263,7 @@ class SetCriterion(nn.Module):
     def layer_losses(self, outputs, targets, suffix=''):
         """The query terms of one decoder layer's outputs, matched afresh."""
         matches = self.matcher(outputs, targets.objects)
-        return {f'loss_{term}{suffix}': self.loss_map[term](outputs, targets, matches) for term in QUERY_TERMS}
+        return {f'loss_{term}{suffix}': self.loss_map[term](outputs, targets, matches) for term in self.query_terms}
 
     def forward(self, outputs, objects, batch=None):
         """outputs: the model's dict; objects: per-frame target dicts (`targets.batch_targets`); batch: the
@@ -272,4 +299,5 @@ class SetCriterion(nn.Module):
 
 def build_criterion(cfg):
     """SetCriterion of a SeqPoseConfig: the matcher and weights of cfg.train, aux keys for cfg.model's layers."""
-    return SetCriterion(HungarianMatcher.from_config(cfg.train), cfg.train, cfg.model.decoder_layers)
+    return SetCriterion(HungarianMatcher.from_config(cfg.train), cfg.train, cfg.model.decoder_layers,
+                        cfg.model.azimuth_bins)
