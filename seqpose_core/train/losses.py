@@ -185,7 +185,7 @@ class SetCriterion(nn.Module):
         index, residual_target = azimuth_targets(azimuth, logits.shape[-1])
         classification = F.cross_entropy(logits[asymmetric], index, reduction='sum')
         offset = (residual[asymmetric].gather(-1, index[:, None])[:, 0] - residual_target).abs().sum()
-        return (classification + offset + _zero_like_graph(logits)) / targets.num_objects
+        return (classification + offset) / targets.num_objects
 
     # --- dense terms: per pixel against the frame batch's maps (matches unused) ------------------------------
 
