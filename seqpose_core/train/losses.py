@@ -124,9 +124,10 @@ class SetCriterion(nn.Module):
             raise ValueError(f'loss weights must be >= 0, got {base}')
         # Every name forward() can return, with its weight: the earlier decoder layers' copies of the query
         # terms (DETR's aux_weight_dict) and the one-to-many copies on every layer.
+        if not azimuth_bins:
+            del base[f'loss_{AZIMUTH_TERM}']
         query = {f'loss_{term}': base[f'loss_{term}'] for term in self.query_terms}
-        self.weight_dict = {name: weight for name, weight in base.items()
-                            if name != f'loss_{AZIMUTH_TERM}' or azimuth_bins}
+        self.weight_dict = dict(base)
         if self.aux_loss:
             for layer in range(num_decoder_layers - 1):
                 self.weight_dict.update({f'{name}_aux{layer}': weight for name, weight in query.items()})
@@ -154,6 +155,12 @@ class SetCriterion(nn.Module):
             goals.append(targets.objects[frame][target_key][target_indices].float())
         return torch.cat(preds), torch.cat(goals)
 
+    @staticmethod
+    def _matched_targets(targets, matches, target_key):
+        """A target field of the matched objects concatenated over the batch, in `_matched`'s order."""
+        return torch.cat([targets.objects[frame][target_key][target_indices]
+                          for frame, (_, target_indices) in enumerate(matches)])
+
     def loss_translation(self, outputs, targets, matches):
         pred, goal = self._matched(outputs, 'pred_translation', targets, matches, 'translation')
         return F.l1_loss(pred, goal, reduction='sum') / targets.num_objects
@@ -163,9 +170,7 @@ class SetCriterion(nn.Module):
         if 'pred_azimuth_logits' in outputs:
             # the x column is the azimuth classifier's (loss_azimuth): only the up axis is regressed
             return F.l1_loss(pred[:, 3:6], goal[:, 3:6], reduction='sum') / targets.num_objects
-        symmetric = torch.cat([targets.objects[frame]['symmetric'][target_indices]
-                               for frame, (_, target_indices) in enumerate(matches)])
-        goal = closest_symmetric_rotation6d(pred, goal, symmetric)
+        goal = closest_symmetric_rotation6d(pred, goal, self._matched_targets(targets, matches, 'symmetric'))
         return F.l1_loss(pred, goal, reduction='sum') / targets.num_objects
 
     def loss_size(self, outputs, targets, matches):
@@ -175,9 +180,7 @@ class SetCriterion(nn.Module):
     def loss_azimuth(self, outputs, targets, matches):
         logits, rotation6d = self._matched(outputs, 'pred_azimuth_logits', targets, matches, 'rotation6d')
         residual, translation = self._matched(outputs, 'pred_azimuth_residual', targets, matches, 'translation')
-        symmetric = torch.cat([targets.objects[frame]['symmetric'][target_indices]
-                               for frame, (_, target_indices) in enumerate(matches)]).to(logits.device)
-        asymmetric = ~symmetric
+        asymmetric = ~self._matched_targets(targets, matches, 'symmetric').to(logits.device)
         if not asymmetric.any():
             return _zero_like_graph(logits) + _zero_like_graph(residual)
         # the label is the ground truth's own azimuth (its up axis, its ray): fixed, whatever the prediction
