@@ -21,9 +21,9 @@ LABEL_KEYS = {'class_ids', 'instance_ids', 'model_list', 'bboxes', 'scales', 'ro
               'poses', 'handle_visibility'}
 
 
-def _generate(out, mode, seed=5, scenes=2, frames=3):
+def _generate(out, mode, seed=5, scenes=2, frames=3, workers=1):
     generate(SynthOptions(out=str(out), scenes=scenes, frames=frames, seed=seed, width=WIDTH, height=HEIGHT,
-                          mode=mode))
+                          mode=mode, workers=workers))
     return Path(out)
 
 
@@ -215,6 +215,24 @@ def test_existing_output_is_not_silently_overwritten(video_root):
         _generate(video_root, 'video')
 
 
+def test_worker_processes_write_the_same_files(tmp_path, video_root):
+    """--workers shares the scenes among processes; every scene draws from its own generator, so the files,
+    the image lists included, are byte for byte those of one process."""
+    progress = []
+    generate(SynthOptions(out=str(tmp_path / 'parallel'), scenes=2, frames=3, seed=5, width=WIDTH, height=HEIGHT,
+                          mode='video', workers=2), progress=progress.append)
+    parallel = tmp_path / 'parallel'
+    first = sorted(p.relative_to(video_root) for p in video_root.rglob('*') if p.is_file())
+    second = sorted(p.relative_to(parallel) for p in parallel.rglob('*') if p.is_file())
+    assert first == second
+    match, mismatch, errors = filecmp.cmpfiles(video_root, parallel, [str(p) for p in first], shallow=False)
+    assert not mismatch and not errors
+    assert sum(progress) == 6
+    # a worker's error reaches the caller as it was raised there
+    with pytest.raises(FileExistsError, match='--overwrite'):
+        _generate(parallel, 'video', workers=2)
+
+
 def test_labels_load_with_plain_pickle_too(video_root):
     with open(_frames(video_root)[0].with_name('0000_label.pkl'), 'rb') as handle:
         label = pickle.load(handle)
@@ -269,6 +287,8 @@ def test_cli_writes_preview(tmp_path, capsys):
     # bad input: exit status 2 and one line naming the option, no traceback
     assert main(['synth', '--out', str(out), '--size', '640by480']) == 2
     assert '--size' in capsys.readouterr().err
+    assert main(['synth', '--out', str(out), '--workers', '0']) == 2
+    assert '--workers 0' in capsys.readouterr().err
 
 
 def _render_one(model, world_from_object, camera_from_world, background=None, instance_id=1):

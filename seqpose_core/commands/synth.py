@@ -37,6 +37,8 @@ def add_arguments(parser):
     parser.add_argument('--objects', default='3-6', help='objects per scene, MIN-MAX (default 3-6)')
     parser.add_argument('--overwrite', action='store_true', help='replace scene folders that already exist')
     parser.add_argument('--preview', action='store_true', help='also write OUT/preview.png (a contact sheet)')
+    parser.add_argument('--workers', type=int, default=1,
+                        help='processes rendering scenes side by side (default 1); the files do not depend on it')
 
 
 def run(args):
@@ -51,7 +53,8 @@ def run(args):
         raise ValueError(f'--objects {args.objects!r}: expected MIN-MAX, e.g. 3-6') from None
     options = SynthOptions(out=args.out, scenes=args.scenes, frames=args.frames, seed=args.seed, width=width,
                            height=height, mode=args.mode, split=args.split, models=args.models,
-                           backgrounds=args.backgrounds, overwrite=args.overwrite, objects_min=low, objects_max=high)
+                           backgrounds=args.backgrounds, overwrite=args.overwrite, objects_min=low, objects_max=high,
+                           workers=args.workers)
     total = args.scenes * args.frames
     started = time.perf_counter()
     with tqdm(total=total, unit='frame', desc='synth') as bar:

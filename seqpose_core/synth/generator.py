@@ -6,7 +6,10 @@ Splits (`split='auto'`): with N >= 2 scenes the last max(1, round(N / 5)) scenes
 single: `val`), the others are `train`; N = 1 gives `train`. Any other value puts every scene in that split.
 Scene numbers restart per split: REAL folders scene_1, scene_2, ...; CAMERA folders 00000, 00001, ...
 """
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from queue import Empty
 from typing import Optional
 
 import numpy as np
@@ -39,6 +42,7 @@ class SynthOptions:
     overwrite: bool = False
     objects_min: int = 3
     objects_max: int = 6
+    workers: int = 1            # processes rendering scenes side by side (each its own renderer)
 
 
 def split_assignment(mode, scenes, split='auto'):
@@ -109,9 +113,7 @@ def single_views(rng, options, model_source, background_source, writer, split, n
 VIEWS = {'video': video_views, 'single': single_views}
 
 
-def generate(options, progress=None, on_frame=None):
-    """Generate `options.scenes` scenes of `options.frames` frames. `progress`: callable(n) per frame written;
-    `on_frame(folder, frame_index, rendered, scene, camera_from_world, label)` for previews. Returns the writer."""
+def _check_options(options):
     if options.scenes < 1 or options.frames < 1:
         raise ValueError(f'--scenes and --frames must be >= 1 (got {options.scenes}, {options.frames})')
     if options.frames > 10000:
@@ -119,12 +121,79 @@ def generate(options, progress=None, on_frame=None):
     if not 1 <= options.objects_min <= options.objects_max <= 8:
         raise ValueError(f'objects per scene must satisfy 1 <= min <= max <= 8, got {options.objects_min}..'
                          f'{options.objects_max}')
+    if options.workers < 1:
+        raise ValueError(f'--workers {options.workers}: expected at least 1 process')
+
+
+def generate(options, progress=None, on_frame=None):
+    """Generate `options.scenes` scenes of `options.frames` frames. `progress`: callable(n) per frame written;
+    `on_frame(folder, frame_index, rendered, scene, camera_from_world, label)` for previews (one process
+    only). Returns the writer, whose lists hold every frame written.
+
+    With `options.workers` > 1 the scenes are shared among that many processes, each with its own renderer;
+    the files are the same as with one, since every scene draws from its own generator."""
+    _check_options(options)
+    scenes = [(index, split, number)
+              for index, (split, number) in enumerate(split_assignment(options.mode, options.scenes, options.split))]
+    if options.workers == 1 or len(scenes) == 1:
+        return render_scenes(options, scenes, progress, on_frame)
+    if on_frame is not None:
+        raise ValueError('generate: on_frame needs workers=1 (it is called in the rendering process)')
+    writer = NocsWriter(options.out, options.mode, options.width, options.height, overwrite=options.overwrite,
+                        workers=0)
+    workers = min(options.workers, len(scenes))
+    # several interleaved shares per process: early and late scenes (the held-out split) spread over every
+    # process, and a failure stops the run after the shares in flight rather than after whole halves
+    shares = min(len(scenes), 4 * workers)
+    context = multiprocessing.get_context('spawn')      # a forked EGL context is not usable in the child
+    with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
+        frames_written = manager.Queue()
+        futures = [pool.submit(_render_share, options, scenes[share::shares], frames_written)
+                   for share in range(shares)]
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.2)
+            _drain(frames_written, progress)
+            failed = [future for future in done if future.exception() is not None]
+            if failed:
+                for future in pending:
+                    future.cancel()
+                raise failed[0].exception()   # a worker's exception, as it was raised there
+        _drain(frames_written, progress)
+        for future in futures:
+            lists_all, lists_labelled = future.result()
+            for split, entries in lists_all.items():
+                writer.lists_all.setdefault(split, []).extend(entries)
+            for split, entries in lists_labelled.items():
+                writer.lists_labelled.setdefault(split, []).extend(entries)
+    writer.close()
+    return writer
+
+
+def _drain(queue, progress):
+    while True:
+        try:
+            count = queue.get_nowait()
+        except Empty:
+            return
+        if progress:
+            progress(count)
+
+
+def _render_share(options, scenes, frames_written):
+    """One worker process: render `scenes`, report each frame on the queue; returns the writer's lists."""
+    writer = render_scenes(options, scenes, frames_written.put, write_lists=False)
+    return writer.lists_all, writer.lists_labelled
+
+
+def render_scenes(options, scenes, progress=None, on_frame=None, write_lists=True):
+    """Render `scenes` [(scene index, split, number)] in this process; returns the closed writer."""
     model_source = ModelSource(options.models)
     background_source = BackgroundSource(options.backgrounds)
     writer = NocsWriter(options.out, options.mode, options.width, options.height, overwrite=options.overwrite)
     renderer = Renderer(options.width, options.height)
     try:
-        for index, (split, number) in enumerate(split_assignment(options.mode, options.scenes, options.split)):
+        for index, split, number in scenes:
             rng = scene_rng(options.seed, options.mode, index)
             folder = writer.scene_folder(split, number)
             views = VIEWS[options.mode](rng, options, model_source, background_source, writer, split, number)
@@ -143,6 +212,6 @@ def generate(options, progress=None, on_frame=None):
                 if progress:
                     progress(1)
     finally:
-        writer.close()
+        writer.close(write_lists=write_lists)
         renderer.release()
     return writer

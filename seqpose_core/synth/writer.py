@@ -247,11 +247,16 @@ class NocsWriter:
         while len(self._pending) > keep:
             self._pending.pop(0).result()
 
-    def close(self):
-        """Wait for pending image writes and write the image lists (SPD names)."""
+    def close(self, write_lists=True):
+        """Wait for pending image writes and write the image lists (SPD names). write_lists=False: a worker
+        of a parallel run, whose parent writes the lists of all workers."""
         self._drain()
         if self._pool is not None:
             self._pool.shutdown()
+        if write_lists:
+            self.write_lists()
+
+    def write_lists(self):
         for split, entries in self.lists_all.items():
             (self.root / f'{split}_list_all.txt').write_text('\n'.join(sorted(entries, key=_list_key)) + '\n')
         for split in self.lists_all:
