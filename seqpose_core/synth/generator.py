@@ -153,24 +153,21 @@ def generate(options, progress=None, on_frame=None):
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.2)
-            _drain(frames_written, progress)
+            _report_frames(frames_written, progress)
             failed = [future for future in done if future.exception() is not None]
             if failed:
                 for future in pending:
                     future.cancel()
                 raise failed[0].exception()   # a worker's exception, as it was raised there
-        _drain(frames_written, progress)
+        _report_frames(frames_written, progress)
         for future in futures:
-            lists_all, lists_labelled = future.result()
-            for split, entries in lists_all.items():
-                writer.lists_all.setdefault(split, []).extend(entries)
-            for split, entries in lists_labelled.items():
-                writer.lists_labelled.setdefault(split, []).extend(entries)
+            writer.add_lists(*future.result())
     writer.close()
     return writer
 
 
-def _drain(queue, progress):
+def _report_frames(queue, progress):
+    """Pass the frames the workers have reported so far on to `progress`."""
     while True:
         try:
             count = queue.get_nowait()

@@ -256,6 +256,12 @@ class NocsWriter:
         if write_lists:
             self.write_lists()
 
+    def add_lists(self, lists_all, lists_labelled):
+        """Take in the image lists of another writer of the same run (a worker process's)."""
+        for mine, theirs in ((self.lists_all, lists_all), (self.lists_labelled, lists_labelled)):
+            for split, entries in theirs.items():
+                mine.setdefault(split, []).extend(entries)
+
     def write_lists(self):
         for split, entries in self.lists_all.items():
             (self.root / f'{split}_list_all.txt').write_text('\n'.join(sorted(entries, key=_list_key)) + '\n')
