@@ -17,6 +17,7 @@ COMMANDS = {
     'eval': 'seqpose_core.commands.evaluate',
     'bag': 'seqpose_core.commands.bag',
     'bench': 'seqpose_core.commands.bench',
+    'average': 'seqpose_core.commands.average',
 }
 
 

@@ -9,8 +9,8 @@ from safetensors.torch import save_file
 from seqpose_core import cli
 from seqpose_core.config import load_config
 from seqpose_core.model import build_model
-from seqpose_core.model.checkpoint import (WeightsError, load_checkpoint, load_depth_anything_weights,
-                                           load_dinov2_weights, save_checkpoint)
+from seqpose_core.model.checkpoint import (WeightsError, average_checkpoints, load_checkpoint,
+                                           load_depth_anything_weights, load_dinov2_weights, save_checkpoint)
 from seqpose_core.model.seqpose import load_model_from_checkpoint
 from seqpose_core.runner import load_model_and_config
 from seqpose_core.model.config import ModelConfig
@@ -188,6 +188,78 @@ def test_official_file_is_not_taken_for_a_checkpoint(tmp_path):
     torch.save(random_state(official_dinov2_shapes(TINY['dim'], TINY['depth'])), path)
     with pytest.raises(WeightsError, match='not a SeqPose checkpoint'):
         load_checkpoint(path)
+
+
+# --- checkpoint averaging -------------------------------------------------------------------------------------
+def two_tiny_checkpoints(tmp_path, suffix='.pt'):
+    config = load_config('tiny')
+    paths = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        paths.append(save_checkpoint(tmp_path / f'run{seed}{suffix}', build_model(config.model), config, step=seed))
+    return config, paths
+
+
+@pytest.mark.parametrize('suffix', ['.pt', '.safetensors'])
+def test_average_is_the_weighted_mean_of_the_weights(tmp_path, suffix):
+    config, (first, second) = two_tiny_checkpoints(tmp_path, suffix)
+    averaged = average_checkpoints([first, second], [3.0, 1.0])
+    a, b = load_checkpoint(first)['model'], load_checkpoint(second)['model']
+    floating = [k for k in a if a[k].is_floating_point()]
+    assert floating and any(not torch.equal(a[k], b[k]) for k in floating)
+    for key in floating:
+        torch.testing.assert_close(averaged['model'][key], 0.75 * a[key] + 0.25 * b[key])
+        assert averaged['model'][key].dtype == a[key].dtype
+    for key in set(a) - set(floating):
+        assert torch.equal(averaged['model'][key], a[key])
+    assert averaged['step'] == 1 and [s['weight'] for s in averaged['averaged_from']] == [0.75, 0.25]
+    assert cli.main(['average', '--out', str(tmp_path / f'soup{suffix}'), str(first), str(second),
+                     '--weights', '3', '1']) == 0
+    model, restored_config = load_model_and_config(tmp_path / f'soup{suffix}', 'cpu')
+    assert restored_config == config
+    for key, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, averaged['model'][key])
+
+
+def test_average_of_a_checkpoint_with_itself_gives_the_same_outputs(tmp_path):
+    _, (first, _) = two_tiny_checkpoints(tmp_path)
+    assert cli.main(['average', '--out', str(tmp_path / 'self.pt'), str(first), str(first)]) == 0
+    images, K = torch.randn(1, 3, 56, 70), torch.tensor([[[60.0, 0, 35], [0, 60, 28], [0, 0, 1]]])
+    outputs = []
+    for path in (first, tmp_path / 'self.pt'):
+        model, _ = load_model_and_config(path, 'cpu')
+        with torch.no_grad():
+            outputs.append(model.eval()(images, K, dense=False)[0]['pred_translation'])
+    torch.testing.assert_close(outputs[0], outputs[1])
+
+
+def test_average_refuses_checkpoints_of_different_models_naming_the_file(tmp_path):
+    config, (first, _) = two_tiny_checkpoints(tmp_path)
+    other = dataclasses.replace(config, model=dataclasses.replace(config.model, num_queries=config.model.num_queries + 4))
+    path = save_checkpoint(tmp_path / 'other.pt', build_model(other.model), other)
+    with pytest.raises(WeightsError, match=r'other\.pt: its model config differs from that of .*run1\.pt'):
+        average_checkpoints([first, path])
+    content = load_checkpoint(first)
+    content['model']['decoder.anchors.reference_points'] = torch.zeros(3, 3)
+    torch.save(content, tmp_path / 'reshaped.pt')
+    with pytest.raises(WeightsError, match=r'reshaped\.pt: its tensors differ .*\n.*mis-shaped .*reference_points'):
+        average_checkpoints([first, tmp_path / 'reshaped.pt'])
+
+
+def test_average_refuses_bad_weights_and_keeps_existing_files(tmp_path, capsys):
+    _, (first, second) = two_tiny_checkpoints(tmp_path)
+    with pytest.raises(WeightsError, match='1 weights for 2 checkpoints'):
+        average_checkpoints([first, second], [1.0])
+    with pytest.raises(WeightsError, match='weights must be >= 0'):
+        average_checkpoints([first, second], [1.0, -0.5])
+    before = first.read_bytes()
+    assert cli.main(['average', '--out', str(first), str(first), str(second), '--force']) == 2
+    assert cli.main(['average', '--out', str(second), str(first)]) == 2
+    err = capsys.readouterr().err
+    assert 'is one of the inputs' in err and 'exists; pass --force' in err
+    assert first.read_bytes() == before
+    assert cli.main(['average', '--out', str(tmp_path / 'x.pt'), str(first), str(tmp_path / 'missing.pt')]) == 1
+    assert 'missing.pt: no such weight file' in capsys.readouterr().err and not (tmp_path / 'x.pt').exists()
 
 
 # --- seqpose info ---------------------------------------------------------------------------------------------

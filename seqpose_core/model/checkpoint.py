@@ -6,6 +6,8 @@
 - `load_checkpoint(path)` / `model_config_from_checkpoint(content)`: the stored dict and its ModelConfig
   (`model.seqpose.load_model_from_checkpoint` rebuilds the model; `seqpose_core.config.config_from_checkpoint`
   the whole SeqPoseConfig).
+- `average_checkpoints(paths, weights)` / `save_checkpoint_content(path, content)`: the weighted mean of the
+  weights of checkpoints of one model (checkpoint averaging, a "model soup"), written like any checkpoint.
 - `load_dinov2_weights(model, path)`: `dinov2_vit{s,b,l}14_pretrain.pth` into model.encoder.
 - `load_depth_anything_weights(model, path)`: `depth_anything_v2_vit{s,b,l}.pth` (`pretrained.*` -> encoder,
   `depth_head.*` -> DPT head).
@@ -165,19 +167,31 @@ def _config_payload(cfg):
 
 def save_checkpoint(path, model, cfg, **extra):
     """Write model weights + config (+ extra entries, e.g. optimizer state, epoch) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     config_type, config = _config_payload(cfg)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return _write_checkpoint(path, state, {'config': config, 'config_type': config_type, **extra})
+
+
+def save_checkpoint_content(path, content):
+    """Write a checkpoint dict as `load_checkpoint` returns it (e.g. from `average_checkpoints`) atomically."""
+    header = {k: v for k, v in content.items() if k not in ('format', 'version', 'model')}
+    state = {k: v.detach().cpu().contiguous() for k, v in content['model'].items()}
+    return _write_checkpoint(path, state, header)
+
+
+def _write_checkpoint(path, state, header):
+    # Written to a temporary file and renamed: a crash never leaves a half-written checkpoint.
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
     try:
         if _is_safetensors(path):
             from safetensors.torch import save_file
-            header = {'version': CHECKPOINT_VERSION, 'config': config, 'config_type': config_type, **extra}
-            save_file(state, str(tmp), metadata={'format': CHECKPOINT_FORMAT, 'seqpose': json.dumps(header)})
+            metadata = {'format': CHECKPOINT_FORMAT, 'seqpose': json.dumps({'version': CHECKPOINT_VERSION, **header})}
+            save_file(state, str(tmp), metadata=metadata)
         else:
-            torch.save({'format': CHECKPOINT_FORMAT, 'version': CHECKPOINT_VERSION, 'config': config,
-                        'config_type': config_type, 'model': state, **extra}, str(tmp))
+            torch.save({'format': CHECKPOINT_FORMAT, 'version': CHECKPOINT_VERSION, **header, 'model': state},
+                       str(tmp))
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -192,6 +206,59 @@ def load_checkpoint(path):
         raise WeightsError(f'{path}: not a SeqPose checkpoint (no config inside); official DINOv2 / '
                            'Depth-Anything-V2 files load with load_dinov2_weights / load_depth_anything_weights')
     return content
+
+
+def average_checkpoints(paths, weights=None):
+    """The weighted mean of the weights of SeqPose checkpoints of one model, as a checkpoint dict.
+
+    Checkpoints that share a start (continuations of one checkpoint, or points along one run) lie in one basin
+    of the loss, where the mean of their weights is usually at least as good as each (checkpoint averaging;
+    "model soups", Wortsman et al., ICML 2022); models trained apart do not average. `weights` (one per path,
+    >= 0, not all 0; default equal) are normalised to sum to 1. Floating-point tensors are averaged in float32
+    and stored in the first file's dtype; integer buffers (BatchNorm's batch counters) are the first file's.
+    The config and extras are the first file's, plus 'averaged_from': [{'path', 'weight'}]. Raises
+    WeightsError naming the file whose model config or tensors differ from the first's."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise WeightsError('average_checkpoints: no checkpoint given')
+    weights = [1.0] * len(paths) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(paths):
+        raise WeightsError(f'average_checkpoints: {len(weights)} weights for {len(paths)} checkpoints')
+    if any(not w >= 0 for w in weights) or sum(weights) <= 0:
+        raise WeightsError(f'average_checkpoints: weights must be >= 0 and not all 0, got {weights}')
+    weights = [w / sum(weights) for w in weights]
+    contents = [load_checkpoint(p) for p in paths]
+    first, first_config = contents[0], model_config_from_checkpoint(contents[0], paths[0])
+    for path, content in zip(paths[1:], contents[1:]):
+        if model_config_from_checkpoint(content, path) != first_config:
+            raise WeightsError(f'{path}: its model config differs from that of {paths[0]}; only checkpoints of '
+                               'one model average')
+        problems = _state_differences(first['model'], content['model'])
+        if problems:
+            raise WeightsError(f'{path}: its tensors differ from those of {paths[0]}:{problems}')
+    state = {}
+    for key, tensor in first['model'].items():
+        if tensor.is_floating_point():
+            mean = sum(w * content['model'][key].float() for w, content in zip(weights, contents))
+            state[key] = mean.to(tensor.dtype)
+        else:
+            state[key] = tensor.clone()
+    averaged = {k: v for k, v in first.items() if k != 'model'}
+    averaged['averaged_from'] = [{'path': str(p), 'weight': w} for p, w in zip(paths, weights)]
+    averaged['model'] = state
+    return averaged
+
+
+def _state_differences(reference, state):
+    missing = [k for k in reference if k not in state]
+    unexpected = [k for k in state if k not in reference]
+    mis_shaped = [f'{k} ({tuple(state[k].shape)}, not {tuple(reference[k].shape)})'
+                  for k in reference if k in state and tuple(state[k].shape) != tuple(reference[k].shape)]
+    problems = ''
+    for title, keys in (('missing', missing), ('unexpected', unexpected), ('mis-shaped', mis_shaped)):
+        if keys:
+            problems += _listing(title, keys)
+    return problems
 
 
 def model_config_from_checkpoint(content, path='checkpoint'):

@@ -41,6 +41,10 @@ class TrainConfig:
     # optimiser and the lr schedule start afresh (a warm restart). '' = the model's own initialisation. The model
     # may have grown a part since (e.g. model.depth_guidance switched on): its new tensors keep their initialisation.
     init_weights: str = ''
+    # Exponential moving average of the weights (train/weight_average.py): validation and model.pt use the
+    # average, checkpoint.pt holds it beside the weights, model_last.pt keeps the last weights themselves.
+    # 0 = off; 0.999 averages over roughly the last thousand steps.
+    ema_decay: float = 0.0
     num_workers: int = 0              # DataLoader workers (0: load in the training process)
     num_threads: int = 0              # torch intra-op threads of the training process (0: torch's default).
                                       # On a shared CPU, 1 avoids OpenMP threads spinning on each other.

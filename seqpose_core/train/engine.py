@@ -42,8 +42,10 @@ from seqpose_core.train.resume import (CHECKPOINT_NAME, capture_rng_state, load_
 from seqpose_core.train.streams import MODES, build_streams, schedule_length, step_kind
 from seqpose_core.train.targets import batch_targets
 from seqpose_core.train.validation import check_validation_data, validate
+from seqpose_core.train.weight_average import WeightAverage
 
 MODEL_NAME = 'model.pt'               # model + config only, written at the end (what `seqpose eval` ships)
+LAST_WEIGHTS_NAME = 'model_last.pt'   # with train.ema_decay: the last weights, model.pt being their average
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
@@ -58,6 +60,8 @@ def check_train_config(train_cfg):
         raise TrainingError(f'train.stream_length must be >= 1, got {train_cfg.stream_length}')
     if not 0.0 <= train_cfg.camera_motion_dropout <= 1.0:
         raise TrainingError(f'train.camera_motion_dropout must be in [0, 1], got {train_cfg.camera_motion_dropout}')
+    if not 0.0 <= train_cfg.ema_decay < 1.0:
+        raise TrainingError(f'train.ema_decay must be in [0, 1) (0: off), got {train_cfg.ema_decay}')
 
 
 @dataclass
@@ -101,6 +105,8 @@ class Trainer:
         self.logs = None            # RunLogs, main process only (open_logs)
         self.stream_memory = None   # streaming: the memory the last video step returned (MemoryQueue)
         self.step = 0
+        # the weights validation and model.pt use: their moving average (train.ema_decay), or the weights
+        self.weight_average = WeightAverage(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
         # 'proposal' needs proposal queries; a model without them publishes (and ranks by) the query scores
         self.score_fusion = cfg.inference.score_fusion if self.model.has_proposals else 'query'
 
@@ -125,13 +131,19 @@ class Trainer:
         memories = training.get('stream_memory')
         if memories is not None and memories[self.group.rank] is not None:
             self.stream_memory = memory_from_state(memories[self.group.rank], self.device)
+        if self.weight_average is not None:
+            if 'weight_average' not in training:
+                raise TrainingError('the checkpoint holds no weight average, but train.ema_decay is set')
+            self.weight_average.load_state_dict(training['weight_average'])
 
     def save_checkpoint(self):
         rng_states = self.group.gather(capture_rng_state())
-        stream_memory = {}
+        optional_state = {}
+        if self.weight_average is not None:
+            optional_state['weight_average'] = self.weight_average.state_dict()
         if self.cfg.train.streaming:
             # where each process stands in its sequences: the memory is part of the run's state
-            stream_memory['stream_memory'] = self.group.gather(
+            optional_state['stream_memory'] = self.group.gather(
                 None if self.stream_memory is None else memory_state(self.stream_memory))
         if self.group.is_main:
             save_training_checkpoint(self.run_dir / CHECKPOINT_NAME, self.model, self.cfg, {
@@ -142,14 +154,25 @@ class Trainer:
                 'total_steps': self.total_steps,
                 'data_position': {kind: stream.state_dict() for kind, stream in self.streams.items()},
                 'rng': rng_states,
-                **stream_memory,
+                **optional_state,
             })
         self.group.barrier()
 
     def save_model(self):
-        """The model alone (+ config), the form `seqpose eval --checkpoint` and the shipped default use."""
-        if self.group.is_main:
+        """The model alone (+ config), the form `seqpose eval --checkpoint` and the shipped default use: the
+        weight average with train.ema_decay (and the last weights beside it), else the weights."""
+        if not self.group.is_main:
+            return
+        if self.weight_average is not None:
+            save_checkpoint(self.run_dir / LAST_WEIGHTS_NAME, self.model, self.cfg)
+        with self.evaluated_weights():
             save_checkpoint(self.run_dir / MODEL_NAME, self.model, self.cfg)
+
+    def evaluated_weights(self):
+        """Inside the block the model holds the weights that are validated and shipped."""
+        if self.weight_average is None:
+            return contextlib.nullcontext(self.model)
+        return self.weight_average.applied(self.model)
 
     def open_logs(self, resume_step=None):
         """The run folder's logs and config.yaml (main process); rows after `resume_step` are dropped."""
@@ -208,6 +231,8 @@ class Trainer:
         if streamed:
             self.stream_memory = memory
         totals['grad_norm'] = self._optimizer_step()
+        if self.weight_average is not None:
+            self.weight_average.update(self.model)
         totals['loss_aux'] = sum(self.criterion.weight_dict[name] * value for name, value in totals.items()
                                  if '_aux' in name)
         return totals
@@ -238,8 +263,9 @@ class Trainer:
     def validate(self):
         """NOCS metrics of the current model on the validation data, logged."""
         out = self.run_dir / 'val' / f'step_{self.step:07d}'
-        metrics = validate(self.model, self.cfg, self.val_data, out, self.device,
-                           oracle_camera_motion=self.cfg.train.val_oracle_camera_motion)
+        with self.evaluated_weights():
+            metrics = validate(self.model, self.cfg, self.val_data, out, self.device,
+                               oracle_camera_motion=self.cfg.train.val_oracle_camera_motion)
         self.logs.write_val(self.step, metrics)
         return metrics
 
