@@ -18,6 +18,7 @@ COMMANDS = {
     'bag': 'seqpose_core.commands.bag',
     'bench': 'seqpose_core.commands.bench',
     'average': 'seqpose_core.commands.average',
+    'train-refiner': 'seqpose_core.commands.train_refiner',
 }
 
 

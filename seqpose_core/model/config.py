@@ -49,6 +49,14 @@ class ModelConfig:
     # > 0: the rotation's azimuth about the up axis is classified into this many bins + a residual, measured
     # from the viewing ray (model.viewpoint); 0: the paper's 6D regression alone.
     azimuth_bins: int = 0
+    # > 0: a rotation refiner of this width (model.rotation_refiner: a small CNN on a crop of the camera image
+    # around each detection) replaces the rotation of the detections of `refiner_classes`; the runner applies it,
+    # `seqpose train-refiner` trains it. 0: the decoder's rotation alone (the paper).
+    refiner_width: int = 0
+    refiner_classes: tuple[str, ...] = ('camera', 'laptop', 'mug')
+    refiner_crop_size: int = 64       # pixels of the square crop the refiner reads
+    refiner_crop_margin: float = 1.3  # crop side / the box diagonal projected at the object's depth
+    refiner_azimuth_bins: int = 12
     # --- weights loaded by build_model (empty: random init; checkpoints rebuild without them) -----------------
     dinov2_weights: str = ''          # dinov2_vit{s,b,l}14_pretrain.pth / .safetensors
     depth_anything_weights: str = ''  # depth_anything_v2_vit{s,b,l}.pth / .safetensors (encoder + head)

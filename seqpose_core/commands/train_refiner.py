@@ -1,0 +1,82 @@
+"""`seqpose train-refiner`: train the rotation refiner (a second look at each detection's rotation) of a model."""
+import dataclasses
+
+HELP = 'train a rotation refiner for a SeqPose checkpoint on crops of ground-truth objects'
+DESCRIPTION = HELP + """
+
+The refiner (model.rotation_refiner) is a small CNN on a crop of the camera image around each detection of
+model.refiner_classes; the runner lets it replace the decoder's rotation. It trains alone, after the model: the
+rest of the checkpoint is copied unchanged. RUN/model.pt is the checkpoint with the refiner (for seqpose eval,
+the node, or as the embedded default model), RUN/refiner_log.csv a row per epoch (losses; with --val-data the
+fraction of each class's validation crops within 10 degrees, on ground-truth boxes).
+
+Examples:
+  seqpose train-refiner --data data/train --val-data data/val6 --out runs/refiner
+  seqpose train-refiner --checkpoint runs/default/model.pt --data data/train --out runs/refiner --epochs 8"""
+
+
+def add_arguments(parser):
+    from seqpose_core.train.rotation_refiner import RefinerSettings
+    defaults = RefinerSettings()
+    parser.add_argument('--checkpoint', default=None, help='the SeqPose checkpoint to refine (default: the embedded model)')
+    parser.add_argument('--data', required=True, help='NOCS-layout root with the training frames')
+    parser.add_argument('--split', default='real_train', help='split of --data (default: real_train)')
+    parser.add_argument('--val-data', default=None, help='NOCS-layout root to validate on after every epoch')
+    parser.add_argument('--val-split', default='real_test')
+    parser.add_argument('--out', required=True, help='run folder (gets model.pt and refiner_log.csv)')
+    parser.add_argument('--width', type=int, default=32, help='channels of the first stage (model.refiner_width)')
+    parser.add_argument('--epochs', type=int, default=defaults.epochs)
+    parser.add_argument('--batch-size', type=int, default=defaults.batch_size)
+    parser.add_argument('--lr', type=float, default=defaults.lr)
+    parser.add_argument('--frame-stride', type=int, default=defaults.frame_stride,
+                        help='every n-th frame of each scene gives crops')
+    parser.add_argument('--copies', type=int, default=defaults.copies, help='jittered crops per object')
+    parser.add_argument('--seed', type=int, default=defaults.seed)
+    parser.add_argument('--threads', type=int, default=0, help='torch threads (0: torch\'s default)')
+    parser.add_argument('--force', action='store_true', help='write into an --out that already holds a model.pt')
+    parser.add_argument('--no-progress', action='store_true')
+
+
+def run(args):
+    from pathlib import Path
+
+    import torch
+
+    from seqpose_core.config import config_from_checkpoint
+    from seqpose_core.model import save_checkpoint
+    from seqpose_core.model.checkpoint import load_checkpoint, load_state_growing
+    from seqpose_core.model.seqpose import SeqPose
+    from seqpose_core.runner import DEFAULT_CHECKPOINT
+    from seqpose_core.train.rotation_refiner import RefinerSettings, collect_crops, train_refiner
+
+    for name in ('width', 'epochs', 'batch_size', 'frame_stride', 'copies'):
+        if getattr(args, name) < 1:
+            raise ValueError(f'--{name.replace("_", "-")} {getattr(args, name)}: expected at least 1')
+    out = Path(args.out)
+    if (out / 'model.pt').exists() and not args.force:
+        raise FileExistsError(f'--out {out}: holds a model.pt already; pass --force to replace it')
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
+    content = load_checkpoint(checkpoint)
+    config = config_from_checkpoint(content, checkpoint)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_width=args.width))
+    torch.manual_seed(args.seed)
+    model = SeqPose(config.model)
+    # the checkpoint's tensors fit; the refiner's are new (or, refining a refined model, its own to continue)
+    load_state_growing(model, content['model'], checkpoint, 'model with a rotation refiner')
+    settings = RefinerSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                               frame_stride=args.frame_stride, copies=args.copies, seed=args.seed)
+    progress = not args.no_progress
+    crops = collect_crops(args.data, args.split, config.model, settings, progress=progress)
+    val_crops = None
+    if args.val_data:
+        val_crops = collect_crops(args.val_data, args.val_split, config.model,
+                                  dataclasses.replace(settings, frame_stride=1), jitter=False, progress=progress)
+    print(f'{len(crops["class_ids"])} training crops of {", ".join(config.model.refiner_classes)}'
+          + (f', {len(val_crops["class_ids"])} validation crops' if val_crops else ''))
+    out.mkdir(parents=True, exist_ok=True)
+    train_refiner(model.rotation_refiner, crops, settings, val_crops, out / 'refiner_log.csv', progress)
+    save_checkpoint(out / 'model.pt', model, config)
+    print(f'-> {out / "model.pt"}')
+    return 0

@@ -1,0 +1,152 @@
+"""A second look at the rotation of a detected object, in a crop of the camera image around it.
+
+The query decoder reads features at a stride of 14 px (8 px after the DPT): on the embedded CPU-trained model a
+camera 30 px wide is two patches, and its azimuth comes out as good as random although the lens is plainly
+visible (weights/README.md, "Where the rotation fails"). A small CNN on a crop of the full-resolution image sees
+the lens, the handle and the hinge. It predicts the rotation allocentrically, relative to the viewing ray
+through the detection's centre, because that is what a crop shows: the same appearance anywhere in the image
+has the same label, and the camera rotation follows from the ray (Kundu et al., 3D-RCNN, CVPR 2018):
+
+    R_camera = R_ray @ R_allocentric,   R_ray: the rotation taking the optical axis z to the ray
+
+The allocentric rotation is its up axis y (a regressed unit vector) and the azimuth about it, measured from the
+ray (model.viewpoint: 12 bins + a residual), because a camera seen from behind, or a mug whose handle is half
+hidden, has several likely azimuths and a regression would average them (Mousavian et al., CVPR 2017).
+
+The crop is a square of side `crop_margin` x the box diagonal projected at the centre's depth, resampled to
+`crop_size`. The runner applies the refiner to the detections of `refiner_classes` after duplicate
+suppression; training (train.rotation_refiner) uses ground-truth boxes jittered by the errors of predicted ones.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqpose_core.model.viewpoint import azimuth_of, azimuth_targets, bin_centres, bin_width, x_column_of
+
+# ImageNet statistics in 0..255 (the crops are resampled from the uint8 camera image)
+_MEAN = (123.675, 116.28, 103.53)
+_STD = (58.395, 57.12, 57.375)
+_OPTICAL_AXIS = (0.0, 0.0, 1.0)
+_IMAGE_UP = (0.0, -1.0, 0.0)       # OpenCV camera frame: y points down the image
+
+
+def ray_rotation(centres):
+    """(n, 3) object centres -> (n, 3, 3): the rotation about the axis z x ray taking the optical axis z onto the
+    ray through each centre (identity on the axis)."""
+    ray = F.normalize(centres.float(), dim=-1)
+    z = ray.new_tensor(_OPTICAL_AXIS).expand_as(ray)
+    axis = torch.cross(z, ray, dim=-1)
+    sine = axis.norm(dim=-1).clamp_min(1e-9)[:, None, None]
+    cosine = (z * ray).sum(-1)[:, None, None]
+    k = axis / sine[:, 0]
+    zero = torch.zeros_like(k[:, 0])
+    cross = torch.stack([zero, -k[:, 2], k[:, 1], k[:, 2], zero, -k[:, 0], -k[:, 1], k[:, 0], zero], -1).view(-1, 3, 3)
+    eye = torch.eye(3, dtype=ray.dtype, device=ray.device)
+    return eye + sine * cross + (1 - cosine) * cross @ cross           # Rodrigues
+
+
+def object_crops(image, K, centres, sizes, crop_size, margin, shift=None, zoom=None):
+    """Square crops around objects.
+
+    image (3, H, W) float 0..255, K (3, 3), centres (n, 3) metres, sizes (n, 3) metric box extents ->
+    (n, 3, crop_size, crop_size) float 0..255, zeros outside the image. shift (n, 2) in crop sides and zoom (n,)
+    move and scale each crop (training: the errors of predicted boxes)."""
+    _, height, width = image.shape
+    centres, sizes, K = centres.float(), sizes.float(), K.float().to(image.device)
+    projected = centres @ K.T
+    uv = projected[:, :2] / projected[:, 2:3].clamp_min(1e-6)                             # (n, 2) pixels
+    side = margin * K[0, 0] * sizes.norm(dim=-1) / centres[:, 2].clamp_min(1e-6)         # (n,) pixels
+    if shift is not None:
+        uv = uv + shift * side[:, None]
+    if zoom is not None:
+        side = side * zoom
+    steps = (torch.arange(crop_size, dtype=image.dtype, device=image.device) + 0.5) / crop_size - 0.5
+    grid_y, grid_x = torch.meshgrid(steps, steps, indexing='ij')                          # (S, S)
+    u = uv[:, 0, None, None] + grid_x * side[:, None, None]                               # (n, S, S)
+    v = uv[:, 1, None, None] + grid_y * side[:, None, None]
+    grid = torch.stack([(u + 0.5) / width * 2 - 1, (v + 0.5) / height * 2 - 1], dim=-1)   # (n, S, S, 2)
+    images = image[None].expand(len(centres), -1, -1, -1)
+    return F.grid_sample(images, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
+
+
+class _ResidualBlock(nn.Module):
+    """Two 3x3 convolutions, the first with stride 2, and a strided 1x1 shortcut."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, 2, 1, bias=False)
+        self.norm1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.norm2 = nn.BatchNorm2d(out_channels)
+        self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, 2, bias=False),
+                                      nn.BatchNorm2d(out_channels))
+
+    def forward(self, x):
+        y = F.relu(self.norm1(self.conv1(x)))
+        return F.relu(self.norm2(self.conv2(y)) + self.shortcut(x))
+
+
+class RotationRefiner(nn.Module):
+    """(n, 3, S, S) crops (0..255) + (n,) class ids 1..6 -> up (n, 3) unit, azimuth logits and residuals
+    (n, bins) in half-bin units; `rotations` turns them into allocentric rotations (n, 3, 3)."""
+
+    def __init__(self, width, num_bins, num_classes=6):
+        super().__init__()
+        self.num_bins = num_bins
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.stages = nn.Sequential(_ResidualBlock(width, 2 * width), _ResidualBlock(2 * width, 4 * width),
+                                    _ResidualBlock(4 * width, 8 * width))
+        self.class_embedding = nn.Embedding(num_classes + 1, 8 * width)     # index 0 unused (ids start at 1)
+        self.head = nn.Sequential(nn.Linear(8 * width, 256), nn.ReLU(), nn.Linear(256, 3 + 2 * num_bins))
+        self.register_buffer('mean', torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer('std', torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, crops, class_ids):
+        x = (crops.float() - self.mean) / self.std
+        features = self.stages(self.stem(x)).mean(dim=(2, 3)) + self.class_embedding(class_ids)   # (n, 8w)
+        out = self.head(features)
+        # the up axis as an offset from image-up, where an object on a table seen from above-front points
+        up = F.normalize(out[:, :3] + out.new_tensor(_IMAGE_UP), dim=-1)
+        logits, residual = out[:, 3:].split(self.num_bins, dim=-1)
+        return up, logits, torch.tanh(residual)
+
+    def rotations(self, up, logits, residual):
+        """Allocentric rotations (n, 3, 3): columns x, y = up, z; x from the best bin and its residual."""
+        best = logits.argmax(-1, keepdim=True)                                             # (n, 1)
+        azimuth = (bin_centres(self.num_bins, logits.device, logits.dtype)[best[:, 0]]
+                   + residual.gather(-1, best)[:, 0] * bin_width(self.num_bins) / 2)
+        ray = up.new_tensor(_OPTICAL_AXIS).expand_as(up)
+        x = x_column_of(azimuth, up, ray)
+        return torch.stack([x, up, torch.cross(x, up, dim=-1)], dim=-1)
+
+
+def refiner_losses(up, logits, residual, allocentric, symmetric):
+    """L1 of the up axis over every crop; cross-entropy of the azimuth bin + L1 of its residual over the
+    crops whose azimuth is defined (not `symmetric`, e.g. a mug with its handle hidden). -> dict of scalars."""
+    target_up = allocentric[:, :, 1]
+    losses = {'loss_up': (up - target_up).abs().sum(-1).mean()}
+    asymmetric = ~symmetric
+    if asymmetric.any():
+        ray = up.new_tensor(_OPTICAL_AXIS).expand_as(target_up[asymmetric])
+        azimuth = azimuth_of(allocentric[asymmetric][:, :, 0], target_up[asymmetric], ray)
+        index, residual_target = azimuth_targets(azimuth, logits.shape[-1])
+        losses['loss_azimuth'] = (F.cross_entropy(logits[asymmetric], index)
+                                  + (residual[asymmetric].gather(-1, index[:, None])[:, 0] - residual_target).abs().mean())
+    else:
+        losses['loss_azimuth'] = logits.sum() * 0.0
+    return losses
+
+
+def refine_rotations(refiner, image, K, class_ids, centres, sizes, crop_size, margin):
+    """Camera-frame rotations (n, 3, 3) of detections from `refiner`: image (3, H, W) float 0..255 with its K,
+    class ids (n,) 1..6, centres and sizes (n, 3) in that camera's frame."""
+    crops = object_crops(image, K, centres, sizes, crop_size, margin)
+    up, logits, residual = refiner(crops, class_ids)
+    return ray_rotation(centres) @ refiner.rotations(up, logits, residual)
+
+
+def build_rotation_refiner(cfg):
+    """The refiner of a ModelConfig, or None (model.refiner_width == 0)."""
+    if cfg.refiner_width <= 0:
+        return None
+    return RotationRefiner(cfg.refiner_width, cfg.refiner_azimuth_bins)

@@ -1,0 +1,160 @@
+"""Training the rotation refiner (model.rotation_refiner) on crops around ground-truth objects.
+
+The refiner is a second stage: it trains on its own, after the SeqPose model, from crops of the training frames
+(every `frame_stride`-th frame of each scene: neighbouring video frames are nearly the same image). Each object
+of `refiner_classes` gives `copies` crops, moved by up to `shift` crop sides and scaled by a factor in `zoom`,
+because at inference the crop is centred on the predicted box, which is off. Targets are the allocentric
+rotation (model.rotation_refiner.ray_rotation) and, for mugs whose handle is hidden, the up axis alone.
+
+    crops = collect_crops(root, 'real_train', model_cfg, settings)          # tensors, uint8 images
+    history = train_refiner(model.rotation_refiner, crops, settings, val_crops=..., log=...)
+"""
+import csv
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from seqpose_core import CLASS_NAMES
+from seqpose_core.data.layout import enumerate_scenes
+from seqpose_core.data.reader import NocsFrameReader
+from seqpose_core.geometry import rotation_error_deg
+from seqpose_core.model.rotation_refiner import object_crops, ray_rotation, refiner_losses
+from seqpose_core.train.errors import TrainingError
+
+_MUG_ID = CLASS_NAMES.index('mug') + 1
+
+
+@dataclass(frozen=True)
+class RefinerSettings:
+    epochs: int = 6
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    frame_stride: int = 3            # every n-th frame of each scene
+    copies: int = 2                  # crops per object, each with its own shift and zoom
+    shift: float = 0.1               # crop sides, uniform in [-shift, shift] per axis
+    zoom: tuple = (0.85, 1.2)
+    seed: int = 0
+
+
+def collect_crops(root, split, model_cfg, settings, jitter=True, progress=True):
+    """{'crops' (n, 3, S, S) uint8, 'allocentric' (n, 3, 3), 'class_ids' (n,) long, 'symmetric' (n,) bool} of
+    the objects of model_cfg.refiner_classes in `split` under `root`. Without `jitter`, one crop per object at its
+    ground-truth box (validation)."""
+    class_ids = [CLASS_NAMES.index(name) + 1 for name in model_cfg.refiner_classes]
+    reader = NocsFrameReader(root, split)
+    prefixes = [prefix for _, frames in enumerate_scenes(root, split) for prefix in frames[::settings.frame_stride]]
+    if not prefixes:
+        raise TrainingError(f'{root} ({split}): no frames to crop')
+    rng = np.random.default_rng(settings.seed)
+    copies = settings.copies if jitter else 1
+    parts = {'crops': [], 'allocentric': [], 'class_ids': [], 'symmetric': []}
+    if progress:
+        from tqdm import tqdm
+        prefixes = tqdm(prefixes, desc=f'crops {split}', unit='frame', mininterval=5)
+    for prefix in prefixes:
+        frame = reader.read(prefix)
+        annotation = frame.annotation
+        keep = np.isin(annotation.class_ids, class_ids)
+        if not keep.any():
+            continue
+        centres = torch.as_tensor(annotation.translations[keep], dtype=torch.float32)
+        sizes = torch.as_tensor(annotation.sizes[keep], dtype=torch.float32)
+        rotations = torch.as_tensor(annotation.rotations[keep], dtype=torch.float32)
+        image = torch.from_numpy(frame.color).permute(2, 0, 1).float()
+        K = torch.as_tensor(frame.K, dtype=torch.float32)
+        allocentric = ray_rotation(centres).transpose(1, 2) @ rotations
+        symmetric = torch.as_tensor((annotation.class_ids[keep] == _MUG_ID) & (annotation.handle_visibility[keep] == 0))
+        for _ in range(copies):
+            shift = zoom = None
+            if jitter:
+                shift = torch.from_numpy(rng.uniform(-settings.shift, settings.shift, (len(centres), 2))).float()
+                zoom = torch.from_numpy(rng.uniform(*settings.zoom, len(centres))).float()
+            crops = object_crops(image, K, centres, sizes, model_cfg.refiner_crop_size, model_cfg.refiner_crop_margin,
+                                 shift, zoom)
+            parts['crops'].append(crops.round().clamp(0, 255).to(torch.uint8))
+            parts['allocentric'].append(allocentric)
+            parts['class_ids'].append(torch.as_tensor(annotation.class_ids[keep], dtype=torch.long))
+            parts['symmetric'].append(symmetric)
+    if not parts['crops']:
+        raise TrainingError(f'{root} ({split}): no object of {model_cfg.refiner_classes} to crop')
+    return {key: torch.cat(values) for key, values in parts.items()}
+
+
+@torch.no_grad()
+def within_10deg(refiner, crops, batch_size=256):
+    """{class name: (fraction within 10 degrees, median error)} of the refiner's allocentric rotations."""
+    was_training = refiner.training
+    refiner.eval()
+    errors = []
+    for start in range(0, len(crops['class_ids']), batch_size):
+        part = slice(start, start + batch_size)
+        up, logits, residual = refiner(crops['crops'][part], crops['class_ids'][part])
+        errors.append(rotation_error_deg(refiner.rotations(up, logits, residual), crops['allocentric'][part],
+                                         symmetric=crops['symmetric'][part]))
+    refiner.train(was_training)
+    errors = torch.cat(errors)
+    summary = {}
+    for class_id in crops['class_ids'].unique().tolist():
+        mine = errors[crops['class_ids'] == class_id]
+        summary[CLASS_NAMES[class_id - 1]] = (float((mine < 10).float().mean()), float(mine.median()))
+    return summary
+
+
+def train_refiner(refiner, crops, settings, val_crops=None, log_path=None, progress=True):
+    """AdamW with a one-cycle schedule over `settings.epochs` passes of `crops`; validation per epoch on
+    `val_crops` (ground-truth boxes), a CSV row per epoch at `log_path`. Returns the rows."""
+    count = len(crops['class_ids'])
+    steps_per_epoch = count // settings.batch_size
+    if steps_per_epoch == 0:
+        raise TrainingError(f'{count} crops: fewer than one batch of {settings.batch_size}')
+    generator = torch.Generator().manual_seed(settings.seed)
+    optimizer = torch.optim.AdamW(refiner.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr, pct_start=0.05,
+                                                   total_steps=settings.epochs * steps_per_epoch)
+    refiner.train()
+    rows, started = [], time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=settings.epochs * steps_per_epoch, desc='refiner', unit='step', dynamic_ncols=True)
+    for epoch in range(settings.epochs):
+        order = torch.randperm(count, generator=generator)
+        totals = {}
+        for step in range(steps_per_epoch):
+            batch = order[step * settings.batch_size:(step + 1) * settings.batch_size]
+            up, logits, residual = refiner(crops['crops'][batch], crops['class_ids'][batch])
+            losses = refiner_losses(up, logits, residual, crops['allocentric'][batch], crops['symmetric'][batch])
+            loss = sum(losses.values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            for name, value in losses.items():
+                totals[name] = totals.get(name, 0.0) + float(value.detach()) / steps_per_epoch
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f'{float(loss):.3f}', refresh=False)
+        row = {'epoch': epoch + 1, 'minutes': (time.perf_counter() - started) / 60, **totals}
+        if val_crops is not None:
+            for name, (fraction, median) in within_10deg(refiner, val_crops).items():
+                row[f'{name}_within_10deg'], row[f'{name}_median_deg'] = fraction, median
+        rows.append(row)
+        if bar is not None:
+            bar.write('epoch {epoch}: '.format(**row) + '  '.join(
+                f'{key} {value:.3f}' for key, value in row.items() if key != 'epoch'))
+        if log_path is not None:
+            _write_rows(log_path, rows)
+    if bar is not None:
+        bar.close()
+    refiner.eval()
+    return rows
+
+
+def _write_rows(path, rows):
+    with open(path, 'w', newline='', encoding='utf-8') as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[-1]))
+        writer.writeheader()
+        writer.writerows(rows)

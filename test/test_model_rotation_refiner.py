@@ -1,0 +1,190 @@
+"""The rotation refiner: its geometry (ray rotation, crops), its network and losses, the runner applying it,
+its training on crops of generated frames and `seqpose train-refiner`."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from seqpose_core import CLASS_NAMES
+from seqpose_core.cli import main as seqpose
+from seqpose_core.config import load_config
+from seqpose_core.data.layout import enumerate_scenes
+from seqpose_core.data.reader import NocsFrameReader
+from seqpose_core.geometry import rotation_error_deg
+from seqpose_core.model import build_model, save_checkpoint
+from seqpose_core.model.checkpoint import load_checkpoint
+from seqpose_core.model.rotation_refiner import (RotationRefiner, object_crops, ray_rotation, refine_rotations,
+                                                 refiner_losses)
+from seqpose_core.model.viewpoint import azimuth_of, azimuth_targets
+from seqpose_core.runner import Frame, StreamRunner, load_model_and_config
+from seqpose_core.train.rotation_refiner import RefinerSettings, collect_crops, train_refiner
+
+
+def random_rotations(count, seed=0):
+    q = torch.nn.functional.normalize(torch.randn(count, 4, generator=torch.Generator().manual_seed(seed)), dim=-1)
+    w, x, y, z = q.unbind(-1)
+    return torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
+                        2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
+                        2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1).view(-1, 3, 3)
+
+
+# --- geometry -------------------------------------------------------------------------------------------------
+def test_ray_rotation_turns_the_optical_axis_onto_the_ray():
+    centres = torch.tensor([[0.3, -0.2, 0.8], [0.0, 0.0, 2.0], [-1.0, 0.5, 0.3]])
+    rotations = ray_rotation(centres)
+    torch.testing.assert_close(rotations @ torch.tensor([0.0, 0.0, 1.0]),
+                               torch.nn.functional.normalize(centres, dim=-1))
+    torch.testing.assert_close(rotations[1], torch.eye(3))
+    torch.testing.assert_close(rotations @ rotations.transpose(1, 2), torch.eye(3).expand(3, 3, 3), atol=1e-6, rtol=0)
+    assert torch.allclose(torch.linalg.det(rotations), torch.ones(3))
+
+
+def test_crops_are_centred_on_the_projected_object_and_follow_shift_and_zoom():
+    K = torch.tensor([[100.0, 0.0, 80.0], [0.0, 100.0, 60.0], [0.0, 0.0, 1.0]])
+    image = torch.zeros(3, 120, 160)
+    image[:, 50:60, 100:110] = 255.0                      # a bright square centred at pixel (104.5, 54.5)
+    centre = torch.tensor([[(104.5 - 80.0) / 100.0, (54.5 - 60.0) / 100.0, 1.0]])
+    size = torch.tensor([[0.1, 0.0, 0.0]]) / 1.0          # side = margin x 100 px x 0.1 m / 1 m = 20 px
+    crop = object_crops(image, K, centre, size, crop_size=20, margin=2.0)[0, 0]
+    assert crop[8:12, 8:12].min() > 250 and crop[:3].max() < 1 and crop[:, -3:].max() < 1
+    moved = object_crops(image, K, centre, size, 20, 2.0, shift=torch.tensor([[0.25, 0.0]]))[0, 0]
+    assert moved[8:12, 3:7].min() > 250 and moved[8:12, 13:17].max() < 1          # object 5 px left in the crop
+    zoomed = object_crops(image, K, centre, size, 20, 2.0, zoom=torch.tensor([0.5]))[0, 0]
+    assert zoomed.mean() > 200                              # half the side: mostly the square
+
+
+# --- network and losses ---------------------------------------------------------------------------------------
+def test_rotations_are_proper_and_losses_vanish_at_the_target():
+    torch.manual_seed(0)
+    refiner = RotationRefiner(width=4, num_bins=12).eval()
+    crops, classes = torch.rand(5, 3, 32, 32) * 255, torch.tensor([3, 5, 6, 3, 5])
+    up, logits, residual = refiner(crops, classes)
+    rotations = refiner.rotations(up, logits, residual)
+    torch.testing.assert_close(rotations @ rotations.transpose(1, 2), torch.eye(3).expand(5, 3, 3), atol=1e-5, rtol=0)
+    assert torch.allclose(torch.linalg.det(rotations), torch.ones(5), atol=1e-5)
+    # the targets the prediction decodes to: zero up loss, and the azimuth's residual term zero
+    symmetric = torch.tensor([False, False, True, False, False])
+    losses = refiner_losses(up, logits, residual, rotations, symmetric)
+    assert losses['loss_up'] < 1e-6
+    other = random_rotations(5)
+    assert refiner_losses(up, logits, residual, other, symmetric)['loss_up'] > 0.1
+
+
+def test_decoding_inverts_the_azimuth_target():
+    """A confident bin and residual decode to the rotation they were made from (up to the bin's precision)."""
+    refiner = RotationRefiner(width=4, num_bins=12)
+    allocentric = random_rotations(8, seed=3)
+    up = allocentric[:, :, 1]
+    azimuth = azimuth_of(allocentric[:, :, 0], up, torch.tensor([0.0, 0.0, 1.0]).expand_as(up))
+    index, residual_target = azimuth_targets(azimuth, 12)
+    logits = torch.nn.functional.one_hot(index, 12).float() * 10
+    residual = residual_target[:, None].expand(-1, 12)
+    decoded = refiner.rotations(up, logits, residual)
+    assert rotation_error_deg(decoded, allocentric).max() < 0.1          # float32 acos near 0
+
+
+# --- the runner -----------------------------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def tiny_with_refiner():
+    config = load_config('tiny')
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_width=4))
+    torch.manual_seed(0)
+    return config, build_model(config.model).eval()
+
+
+def test_runner_replaces_the_rotation_of_the_refiner_classes_only(tiny_with_refiner):
+    config, model = tiny_with_refiner
+    inference = dataclasses.replace(config.inference, score_threshold=0.0, max_detections=50)
+    runner = StreamRunner(model, inference, (config.data.input_height, config.data.input_width))
+    plain = StreamRunner(model, dataclasses.replace(inference, rotation_refinement=False),
+                         (config.data.input_height, config.data.input_width))
+    image = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    K = np.array([[150.0, 0, 80], [0, 150.0, 60], [0, 0, 1]])
+    refined = runner.step(Frame(image, K, 0.0, 'camera')).detections
+    original = plain.step(Frame(image, K, 0.0, 'camera')).detections
+    assert len(refined) == len(original) and {d.class_name for d in refined} & set(config.model.refiner_classes)
+    chosen = [d for d in refined if d.class_name in config.model.refiner_classes]
+    with torch.no_grad():
+        expected = refine_rotations(model.rotation_refiner, torch.as_tensor(image).permute(2, 0, 1).float(),
+                                    torch.as_tensor(K, dtype=torch.float32),
+                                    torch.tensor([d.class_id for d in chosen]),
+                                    torch.tensor(np.stack([d.translation for d in chosen]), dtype=torch.float32),
+                                    torch.tensor(np.stack([d.size for d in chosen]), dtype=torch.float32),
+                                    config.model.refiner_crop_size, config.model.refiner_crop_margin)
+    for detection, before, rotation in zip(chosen, [d for d in original if d.class_name in config.model.refiner_classes],
+                                           expected):
+        np.testing.assert_allclose(detection.rotation, rotation.numpy(), atol=1e-5)
+        np.testing.assert_allclose(detection.extras['decoder_rotation'], before.rotation)
+        assert not np.allclose(detection.rotation, before.rotation, atol=1e-3)
+    for detection, before in zip(refined, original):
+        if detection.class_name not in config.model.refiner_classes:
+            np.testing.assert_array_equal(detection.rotation, before.rotation)
+
+
+# --- training -------------------------------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def scene_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('synth')
+    assert seqpose(['synth', '--out', str(root), '--scenes', '3', '--frames', '4', '--size', '160x120',
+                    '--split', 'auto', '--seed', '5', '--objects', '3-4']) == 0
+    return root
+
+
+def test_crops_carry_the_allocentric_rotation_of_their_object(scene_root, tiny_with_refiner):
+    config, _ = tiny_with_refiner
+    wanted = [CLASS_NAMES.index(name) + 1 for name in config.model.refiner_classes]
+    reader = NocsFrameReader(scene_root, 'real_train')
+    rotations, centres, every_second = [], [], 0
+    for _, prefixes in enumerate_scenes(scene_root, 'real_train'):
+        for index, prefix in enumerate(prefixes):
+            annotation = reader.read(prefix).annotation
+            keep = np.isin(annotation.class_ids, wanted)
+            rotations.append(annotation.rotations[keep])
+            centres.append(annotation.translations[keep])
+            every_second += int(keep.sum()) if index % 2 == 0 else 0
+    crops = collect_crops(scene_root, 'real_train', config.model, RefinerSettings(frame_stride=1), jitter=False,
+                          progress=False)
+    assert len(crops['class_ids']) == sum(len(r) for r in rotations) > 0
+    assert crops['crops'].dtype == torch.uint8 and crops['crops'].shape[1:] == (3, 64, 64)
+    camera_frame = ray_rotation(torch.tensor(np.concatenate(centres), dtype=torch.float32)) @ crops['allocentric']
+    torch.testing.assert_close(camera_frame, torch.tensor(np.concatenate(rotations), dtype=torch.float32),
+                               atol=1e-5, rtol=0)
+    jittered = collect_crops(scene_root, 'real_train', config.model, RefinerSettings(frame_stride=2, copies=3),
+                             progress=False)
+    assert len(jittered['class_ids']) == 3 * every_second
+
+
+def test_training_fits_a_small_set_of_crops(scene_root, tiny_with_refiner):
+    config, _ = tiny_with_refiner
+    crops = collect_crops(scene_root, 'real_train', config.model, RefinerSettings(frame_stride=1), jitter=False,
+                          progress=False)
+    torch.manual_seed(0)
+    refiner = RotationRefiner(width=8, num_bins=12)
+    settings = RefinerSettings(epochs=40, batch_size=8, lr=3e-3)
+    rows = train_refiner(refiner, crops, settings, val_crops=crops, progress=False)
+    assert rows[-1]['loss_up'] < 0.5 * rows[0]['loss_up']
+    assert rows[-1]['loss_azimuth'] < 0.5 * rows[0]['loss_azimuth']
+    fitted = [rows[-1][f'{name}_median_deg'] for name in ('camera', 'laptop', 'mug') if f'{name}_median_deg' in rows[-1]]
+    assert fitted and np.mean(fitted) < np.mean([rows[0][f'{name}_median_deg'] for name in ('camera', 'laptop', 'mug')
+                                                 if f'{name}_median_deg' in rows[0]])
+
+
+def test_train_refiner_command_writes_a_checkpoint_the_runner_uses(scene_root, tmp_path, capsys):
+    base = tmp_path / 'base.pt'
+    config = load_config('tiny')
+    torch.manual_seed(1)
+    save_checkpoint(base, build_model(config.model), config)
+    run = tmp_path / 'run'
+    args = ['train-refiner', '--checkpoint', str(base), '--data', str(scene_root), '--val-data', str(scene_root),
+            '--out', str(run), '--epochs', '1', '--batch-size', '4', '--width', '4', '--frame-stride', '2',
+            '--no-progress']
+    assert seqpose(args) == 0
+    model, restored = load_model_and_config(run / 'model.pt')
+    assert restored.model.refiner_width == 4 and model.rotation_refiner is not None
+    for name, tensor in load_checkpoint(base)['model'].items():       # the rest of the model is the base's
+        assert torch.equal(model.state_dict()[name], tensor), name
+    rows = (run / 'refiner_log.csv').read_text().splitlines()
+    assert len(rows) == 2 and any(f'{name}_within_10deg' in rows[0] for name in config.model.refiner_classes)
+    assert seqpose(args) == 2 and 'pass --force' in capsys.readouterr().err
+    assert seqpose(args[:-1] + ['--epochs', '0']) == 2
