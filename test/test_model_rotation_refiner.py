@@ -188,3 +188,21 @@ def test_train_refiner_command_writes_a_checkpoint_the_runner_uses(scene_root, t
     assert len(rows) == 2 and any(f'{name}_within_10deg' in rows[0] for name in config.model.refiner_classes)
     assert seqpose(args) == 2 and 'pass --force' in capsys.readouterr().err
     assert seqpose(args[:-1] + ['--epochs', '0']) == 2
+
+
+def test_continuing_a_model_with_a_refiner_keeps_the_refiner(scene_root, tiny_with_refiner, tmp_path, capsys):
+    config, model = tiny_with_refiner
+    init = save_checkpoint(tmp_path / 'refined.pt', model, config)
+    run = tmp_path / 'continued'
+    assert seqpose(['train', '--config', 'tiny', '--data', str(scene_root), '--out', str(run), '--no-progress',
+                    '--set', 'train.mode=single', '--set', 'train.single_split=real_train',
+                    '--set', 'train.batch_size=2', '--set', 'train.max_steps=2', '--set', 'train.num_threads=1',
+                    '--set', f'train.init_weights={init}']) == 0
+    assert 'has a rotation refiner' in capsys.readouterr().out
+    continued, continued_config = load_model_and_config(run / 'model.pt')
+    assert continued_config.model.refiner_width == config.model.refiner_width
+    for name, tensor in model.rotation_refiner.state_dict().items():
+        assert torch.equal(continued.rotation_refiner.state_dict()[name], tensor), name
+    moved = [name for name, tensor in model.decoder.state_dict().items()
+             if not torch.equal(continued.decoder.state_dict()[name], tensor)]
+    assert moved                                   # the model itself trained

@@ -34,10 +34,12 @@ Examples:
 
 Stages (ms per frame, medians): preprocess (resize + normalise + to device), encoder (DINOv2), decoder (DPT head),
 fusion (eq. 3, + dense heads when on), stsq (decoder layers), pose_head, postprocess (threshold, NMS,
-Detection objects) and other (memory queue bookkeeping, Python overhead: step total minus the stages)."""
+Detection objects), refiner (the rotation refiner's crops and CNN, models with one) and other (memory queue
+bookkeeping, Python overhead: step total minus the stages)."""
 
 
-STAGE_ORDER = ('preprocess', 'encoder', 'decoder', 'fusion', 'dense', 'stsq', 'pose_head', 'postprocess', 'other')
+STAGE_ORDER = ('preprocess', 'encoder', 'decoder', 'fusion', 'dense', 'stsq', 'pose_head', 'postprocess', 'refiner',
+               'other')
 
 
 def add_arguments(parser):

@@ -21,6 +21,7 @@ augmentation is seeded by (seed, epoch, index), and checkpoints hold every RNG s
 `--resume` continues bit-for-bit (on CPU; GPU kernels may be non-deterministic).
 """
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,8 @@ import torch
 
 from seqpose_core.config import SeqPoseConfig, from_dict, save_config
 from seqpose_core.model import build_model, save_checkpoint
-from seqpose_core.model.checkpoint import WeightsError, load_checkpoint, load_state_growing
+from seqpose_core.model.checkpoint import (WeightsError, load_checkpoint, load_state_growing,
+                                           model_config_from_checkpoint)
 from seqpose_core.train.camera_motion import model_camera_motion
 from seqpose_core.train.distributed import ProcessGroup, wrap_model
 from seqpose_core.train.errors import TrainingError
@@ -317,6 +319,20 @@ class Trainer:
         return self.step
 
 
+def keep_rotation_refiner(cfg, init_model_cfg, init_path, announce=True):
+    """`cfg` with the rotation refiner settings of the warm start's model when it has a refiner and `cfg` none:
+    the refiner reads image crops, not the model's features, so it stays valid while the model trains on (its
+    tensors get no gradient here), and the continued model.pt keeps it."""
+    if init_model_cfg.refiner_width <= 0 or cfg.model.refiner_width > 0:
+        return cfg
+    settings = {f.name: getattr(init_model_cfg, f.name) for f in dataclasses.fields(init_model_cfg)
+                if f.name.startswith('refiner_')}
+    if announce:
+        print(f'train.init_weights: {init_path} has a rotation refiner (width {init_model_cfg.refiner_width}); '
+              'the continued model keeps it unchanged (retrain it with seqpose train-refiner)')
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **settings))
+
+
 def build_trainer(cfg: SeqPoseConfig, data_root, run_dir, *, resume=False, stop_step=None, device=None,
                   val_data=None, progress=True):
     """A Trainer for `cfg` on `data_root` writing into `run_dir`; with `resume`, the run in `run_dir` continued
@@ -332,13 +348,22 @@ def build_trainer(cfg: SeqPoseConfig, data_root, run_dir, *, resume=False, stop_
     if train_cfg.num_threads > 0:
         torch.set_num_threads(train_cfg.num_threads)
 
+    init_content = None
+    if train_cfg.init_weights and checkpoint is None:
+        try:
+            init_content = load_checkpoint(train_cfg.init_weights)
+            cfg = keep_rotation_refiner(cfg, model_config_from_checkpoint(init_content, train_cfg.init_weights),
+                                        train_cfg.init_weights, announce=group.is_main)
+        except WeightsError as error:
+            raise TrainingError(f'train.init_weights: {error}') from None
+
     seed = train_cfg.seed + group.rank
     torch.manual_seed(seed)      # model initialisation (identical across ranks: DDP broadcasts rank 0's)
     model = build_model(cfg.model)
-    if train_cfg.init_weights and checkpoint is None:
+    if init_content is not None:
         try:
-            new_tensors = load_state_growing(model, load_checkpoint(train_cfg.init_weights)['model'],
-                                             train_cfg.init_weights, 'model (train.init_weights)')
+            new_tensors = load_state_growing(model, init_content['model'], train_cfg.init_weights,
+                                             'model (train.init_weights)')
         except WeightsError as error:
             raise TrainingError(f'train.init_weights: {error}') from None
         if new_tensors and group.is_main:
