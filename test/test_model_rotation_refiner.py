@@ -206,3 +206,31 @@ def test_continuing_a_model_with_a_refiner_keeps_the_refiner(scene_root, tiny_wi
     moved = [name for name, tensor in model.decoder.state_dict().items()
              if not torch.equal(continued.decoder.state_dict()[name], tensor)]
     assert moved                                   # the model itself trained
+
+
+def test_eval_without_refinement_gives_the_base_models_rotations(scene_root, tiny_with_refiner, tmp_path):
+    import pickle
+    config, model = tiny_with_refiner
+    refined = save_checkpoint(tmp_path / 'refined.pt', model, config)
+    base_config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_width=0))
+    base_model = build_model(base_config.model)
+    base_model.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith('rotation_refiner.')})
+    base = save_checkpoint(tmp_path / 'base.pt', base_model, base_config)
+    outputs = {}
+    for name, checkpoint, extra in (('base', base, []), ('off', refined, ['--no-rotation-refinement']),
+                                    ('on', refined, [])):
+        assert seqpose(['eval', '--checkpoint', str(checkpoint), '--data', str(scene_root), '--split', 'test',
+                        '--mode', 'mf', '--out', str(tmp_path / name), '--overlays', '0', '--score-threshold', '0',
+                        *extra]) == 0
+        outputs[name] = [pickle.loads(path.read_bytes())
+                         for path in sorted((tmp_path / name / 'results').glob('*.pkl'))]
+    assert outputs['base'] and len(outputs['base']) == len(outputs['off']) == len(outputs['on'])
+    refined_ids = [CLASS_NAMES.index(name) + 1 for name in config.model.refiner_classes]
+    changed = 0
+    for base_frame, off_frame, on_frame in zip(outputs['base'], outputs['off'], outputs['on']):
+        np.testing.assert_array_equal(base_frame['pred_RTs'], off_frame['pred_RTs'])
+        np.testing.assert_array_equal(base_frame['pred_class_ids'], on_frame['pred_class_ids'])
+        chosen = np.isin(on_frame['pred_class_ids'], refined_ids)
+        np.testing.assert_array_equal(base_frame['pred_RTs'][~chosen], on_frame['pred_RTs'][~chosen])
+        changed += int((np.abs(base_frame['pred_RTs'][chosen] - on_frame['pred_RTs'][chosen]) > 1e-4).any(axis=(1, 2)).sum())
+    assert changed > 0

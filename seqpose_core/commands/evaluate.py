@@ -34,6 +34,9 @@ def add_arguments(parser):
     parser.add_argument('--score-fusion', choices=('query', 'proposal'), default=None,
                         help="override inference.score_fusion: 'query' (the queries' own scores) or 'proposal' "
                              "(fused with the proposal head's evidence; models with proposal queries)")
+    parser.add_argument('--no-rotation-refinement', dest='rotation_refinement', action='store_false', default=None,
+                        help="publish the decoder's rotations even where the model has a rotation refiner "
+                             '(inference.rotation_refinement false: the ablation of the refiner)')
 
 
 def run(args):
@@ -42,7 +45,9 @@ def run(args):
     from seqpose_core.runner import build_runner
     try:
         overrides = {name: value for name, value in (('score_threshold', args.score_threshold),
-                                                      ('score_fusion', args.score_fusion)) if value is not None}
+                                                      ('score_fusion', args.score_fusion),
+                                                      ('rotation_refinement', args.rotation_refinement))
+                     if value is not None}
         runner = build_runner(args.checkpoint, mode=args.mode, device=args.device, overrides=overrides)
         evaluate_runner(runner, args.data, args.split, args.out, max_scenes=args.max_scenes,
                         overlays=args.overlays, camera_motion=args.camera_motion)
