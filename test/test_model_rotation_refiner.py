@@ -18,6 +18,7 @@ from seqpose_core.model.rotation_refiner import (RotationRefiner, object_crops, 
                                                  refiner_losses)
 from seqpose_core.model.viewpoint import azimuth_of, azimuth_targets
 from seqpose_core.runner import Frame, StreamRunner, load_model_and_config
+from seqpose_core.train.errors import TrainingError
 from seqpose_core.train.rotation_refiner import RefinerSettings, collect_crops, train_refiner
 
 
@@ -234,3 +235,13 @@ def test_eval_without_refinement_gives_the_base_models_rotations(scene_root, tin
         np.testing.assert_array_equal(base_frame['pred_RTs'][~chosen], on_frame['pred_RTs'][~chosen])
         changed += int((np.abs(base_frame['pred_RTs'][chosen] - on_frame['pred_RTs'][chosen]) > 1e-4).any(axis=(1, 2)).sum())
     assert changed > 0
+
+
+def test_train_refiner_reports_bad_data_and_classes(scene_root, tmp_path, capsys):
+    empty = tmp_path / 'empty'
+    (empty / 'Real' / 'train').mkdir(parents=True)
+    assert seqpose(['train-refiner', '--data', str(empty), '--out', str(tmp_path / 'a'), '--no-progress']) != 0
+    assert str(empty) in capsys.readouterr().err
+    config = dataclasses.replace(load_config('tiny').model, refiner_width=4, refiner_classes=('camera', 'kettle'))
+    with pytest.raises(TrainingError, match=r"refiner_classes \['camera', 'kettle'\]: expected one or more of"):
+        collect_crops(scene_root, 'real_train', config, RefinerSettings(), progress=False)

@@ -1,5 +1,6 @@
 """`seqpose train-refiner`: train the rotation refiner (a second look at each detection's rotation) of a model."""
 import dataclasses
+import sys
 
 HELP = 'train a rotation refiner for a SeqPose checkpoint on crops of ground-truth objects'
 DESCRIPTION = HELP + """
@@ -47,6 +48,7 @@ def run(args):
     from seqpose_core.model.checkpoint import load_checkpoint, load_state_growing
     from seqpose_core.model.seqpose import SeqPose
     from seqpose_core.runner import DEFAULT_CHECKPOINT
+    from seqpose_core.train.errors import TrainingError
     from seqpose_core.train.rotation_refiner import RefinerSettings, collect_crops, train_refiner
 
     for name in ('width', 'epochs', 'batch_size', 'frame_stride', 'copies'):
@@ -68,15 +70,19 @@ def run(args):
     settings = RefinerSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                frame_stride=args.frame_stride, copies=args.copies, seed=args.seed)
     progress = not args.no_progress
-    crops = collect_crops(args.data, args.split, config.model, settings, progress=progress)
-    val_crops = None
-    if args.val_data:
-        val_crops = collect_crops(args.val_data, args.val_split, config.model,
-                                  dataclasses.replace(settings, frame_stride=1), jitter=False, progress=progress)
-    print(f'{len(crops["class_ids"])} training crops of {", ".join(config.model.refiner_classes)}'
-          + (f', {len(val_crops["class_ids"])} validation crops' if val_crops else ''))
-    out.mkdir(parents=True, exist_ok=True)
-    train_refiner(model.rotation_refiner, crops, settings, val_crops, out / 'refiner_log.csv', progress)
+    try:
+        crops = collect_crops(args.data, args.split, config.model, settings, progress=progress)
+        val_crops = None
+        if args.val_data:
+            val_crops = collect_crops(args.val_data, args.val_split, config.model,
+                                      dataclasses.replace(settings, frame_stride=1), jitter=False, progress=progress)
+        print(f'{len(crops["class_ids"])} training crops of {", ".join(config.model.refiner_classes)}'
+              + (f', {len(val_crops["class_ids"])} validation crops' if val_crops else ''))
+        out.mkdir(parents=True, exist_ok=True)
+        train_refiner(model.rotation_refiner, crops, settings, val_crops, out / 'refiner_log.csv', progress)
+    except TrainingError as error:
+        print(f'seqpose train-refiner: {error}', file=sys.stderr)
+        return 1
     save_checkpoint(out / 'model.pt', model, config)
     print(f'-> {out / "model.pt"}')
     return 0

@@ -43,6 +43,10 @@ def collect_crops(root, split, model_cfg, settings, jitter=True, progress=True):
     """{'crops' (n, 3, S, S) uint8, 'allocentric' (n, 3, 3), 'class_ids' (n,) long, 'symmetric' (n,) bool} of
     the objects of model_cfg.refiner_classes in `split` under `root`. Without `jitter`, one crop per object at its
     ground-truth box (validation)."""
+    unknown = [name for name in model_cfg.refiner_classes if name not in CLASS_NAMES]
+    if unknown or not model_cfg.refiner_classes:
+        raise TrainingError(f'model.refiner_classes {list(model_cfg.refiner_classes)}: expected one or more of '
+                            f'{list(CLASS_NAMES)}')
     class_ids = [CLASS_NAMES.index(name) + 1 for name in model_cfg.refiner_classes]
     reader = NocsFrameReader(root, split)
     prefixes = [prefix for _, frames in enumerate_scenes(root, split) for prefix in frames[::settings.frame_stride]]
