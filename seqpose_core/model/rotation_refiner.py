@@ -1,6 +1,6 @@
 """A second look at the rotation of a detected object, in a crop of the camera image around it.
 
-The query decoder reads features at a stride of 14 px (8 px after the DPT): on the embedded CPU-trained model a
+The query decoder reads features on a grid of 14-px patches: on the embedded CPU-trained model a
 camera 30 px wide is two patches, and its azimuth comes out as good as random although the lens is plainly
 visible (weights/README.md, "Where the rotation fails"). A small CNN on a crop of the full-resolution image sees
 the lens, the handle and the hinge. It predicts the rotation allocentrically, relative to the viewing ray
