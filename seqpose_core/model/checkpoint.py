@@ -87,10 +87,15 @@ def _listing(title, keys):
 def check_state_dict(module, state, path, what, prefix='', allow_missing=False):
     """Problems as text ('' when `state` fits `module` exactly; with allow_missing, when every tensor of `state`
     fits `module`); keys are shown with the file's `prefix`."""
-    expected = module.state_dict()
+    return _state_problems(module.state_dict(), state, prefix, allow_missing)
+
+
+def _state_problems(expected, state, prefix='', allow_missing=False, names=('file', 'model')):
+    """Problems of tensor dict `state` against `expected` as text ('' when they fit); `names` label the two
+    shapes of a mis-shaped tensor."""
     missing = [] if allow_missing else [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    mis_shaped = [f'{prefix}{k} (file {tuple(state[k].shape)}, model {tuple(expected[k].shape)})'
+    mis_shaped = [f'{prefix}{k} ({names[0]} {tuple(state[k].shape)}, {names[1]} {tuple(expected[k].shape)})'
                   for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
     problems = ''
     if missing:
@@ -233,7 +238,7 @@ def average_checkpoints(paths, weights=None):
         if model_config_from_checkpoint(content, path) != first_config:
             raise WeightsError(f'{path}: its model config differs from that of {paths[0]}; only checkpoints of '
                                'one model average')
-        problems = _state_differences(first['model'], content['model'])
+        problems = _state_problems(first['model'], content['model'], names=(path.name, paths[0].name))
         if problems:
             raise WeightsError(f'{path}: its tensors differ from those of {paths[0]}:{problems}')
     state = {}
@@ -247,18 +252,6 @@ def average_checkpoints(paths, weights=None):
     averaged['averaged_from'] = [{'path': str(p), 'weight': w} for p, w in zip(paths, weights)]
     averaged['model'] = state
     return averaged
-
-
-def _state_differences(reference, state):
-    missing = [k for k in reference if k not in state]
-    unexpected = [k for k in state if k not in reference]
-    mis_shaped = [f'{k} ({tuple(state[k].shape)}, not {tuple(reference[k].shape)})'
-                  for k in reference if k in state and tuple(state[k].shape) != tuple(reference[k].shape)]
-    problems = ''
-    for title, keys in (('missing', missing), ('unexpected', unexpected), ('mis-shaped', mis_shaped)):
-        if keys:
-            problems += _listing(title, keys)
-    return problems
 
 
 def model_config_from_checkpoint(content, path='checkpoint'):

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqpose_core.model.viewpoint import azimuth_of, azimuth_targets, bin_centres, bin_width, x_column_of
+from seqpose_core.geometry import project_points
+from seqpose_core.model.viewpoint import azimuth_bin_terms, azimuth_of, bin_centres, bin_width, x_column_of
 
 # ImageNet statistics in 0..255 (the crops are resampled from the uint8 camera image)
 _MEAN = (123.675, 116.28, 103.53)
@@ -53,8 +54,7 @@ def object_crops(image, K, centres, sizes, crop_size, margin, shift=None, zoom=N
     move and scale each crop (training: the errors of predicted boxes)."""
     _, height, width = image.shape
     centres, sizes, K = centres.float(), sizes.float(), K.float().to(image.device)
-    projected = centres @ K.T
-    uv = projected[:, :2] / projected[:, 2:3].clamp_min(1e-6)                             # (n, 2) pixels
+    uv = project_points(centres, K)                                                       # (n, 2) pixels
     side = margin * K[0, 0] * sizes.norm(dim=-1) / centres[:, 2].clamp_min(1e-6)         # (n,) pixels
     if shift is not None:
         uv = uv + shift * side[:, None]
@@ -129,9 +129,8 @@ def refiner_losses(up, logits, residual, allocentric, symmetric):
     if asymmetric.any():
         ray = up.new_tensor(_OPTICAL_AXIS).expand_as(target_up[asymmetric])
         azimuth = azimuth_of(allocentric[asymmetric][:, :, 0], target_up[asymmetric], ray)
-        index, residual_target = azimuth_targets(azimuth, logits.shape[-1])
-        losses['loss_azimuth'] = (F.cross_entropy(logits[asymmetric], index)
-                                  + (residual[asymmetric].gather(-1, index[:, None])[:, 0] - residual_target).abs().mean())
+        classification, offset = azimuth_bin_terms(logits[asymmetric], residual[asymmetric], azimuth)
+        losses['loss_azimuth'] = (classification + offset) / int(asymmetric.sum())
     else:
         losses['loss_azimuth'] = logits.sum() * 0.0
     return losses

@@ -67,6 +67,15 @@ def azimuth_targets(azimuth, num_bins):
     return index, residual.clamp(-1.0, 1.0)
 
 
+def azimuth_bin_terms(logits, residual, azimuth):
+    """The two terms that train the bins, summed over the n rows: cross-entropy of the bin holding `azimuth`
+    (n,) radians under `logits` (n, bins), and L1 of that bin's `residual` (n, bins) against the target residual."""
+    index, residual_target = azimuth_targets(azimuth, logits.shape[-1])
+    classification = F.cross_entropy(logits, index, reduction='sum')
+    offset = (residual.gather(-1, index[:, None])[:, 0] - residual_target).abs().sum()
+    return classification, offset
+
+
 class AzimuthBins(nn.Module):
     """(B, Q, C) queries -> bin logits (B, Q, n) and residuals (B, Q, n) in half-bin units (tanh: within the bin)."""
 

@@ -33,7 +33,7 @@ from torch import distributed as dist
 from torch import nn
 
 from seqpose_core.geometry import scale_intrinsics
-from seqpose_core.model.viewpoint import azimuth_of, azimuth_targets
+from seqpose_core.model.viewpoint import azimuth_bin_terms, azimuth_of
 from seqpose_core.train.matcher import HungarianMatcher
 from seqpose_core.train.targets import closest_symmetric_rotation6d, proposal_targets, resize_labels_nearest
 
@@ -185,9 +185,7 @@ class SetCriterion(nn.Module):
             return _zero_like_graph(logits) + _zero_like_graph(residual)
         # the label is the ground truth's own azimuth (its up axis, its ray): fixed, whatever the prediction
         azimuth = azimuth_of(rotation6d[asymmetric, 0:3], rotation6d[asymmetric, 3:6], translation[asymmetric])
-        index, residual_target = azimuth_targets(azimuth, logits.shape[-1])
-        classification = F.cross_entropy(logits[asymmetric], index, reduction='sum')
-        offset = (residual[asymmetric].gather(-1, index[:, None])[:, 0] - residual_target).abs().sum()
+        classification, offset = azimuth_bin_terms(logits[asymmetric], residual[asymmetric], azimuth)
         return (classification + offset) / targets.num_objects
 
     # --- dense terms: per pixel against the frame batch's maps (matches unused) ------------------------------

@@ -22,8 +22,7 @@ from seqpose_core.data.reader import NocsFrameReader
 from seqpose_core.geometry import rotation_error_deg
 from seqpose_core.model.rotation_refiner import object_crops, ray_rotation, refiner_losses
 from seqpose_core.train.errors import TrainingError
-
-_MUG_ID = CLASS_NAMES.index('mug') + 1
+from seqpose_core.train.targets import symmetric_mask
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,8 @@ def collect_crops(root, split, model_cfg, settings, jitter=True, progress=True):
         image = torch.from_numpy(frame.color).permute(2, 0, 1).float()
         K = torch.as_tensor(frame.K, dtype=torch.float32)
         allocentric = ray_rotation(centres).transpose(1, 2) @ rotations
-        symmetric = torch.as_tensor((annotation.class_ids[keep] == _MUG_ID) & (annotation.handle_visibility[keep] == 0))
+        symmetric = symmetric_mask(torch.as_tensor(annotation.class_ids[keep]),
+                                   torch.as_tensor(annotation.handle_visibility[keep]))
         for _ in range(copies):
             shift = zoom = None
             if jitter:
