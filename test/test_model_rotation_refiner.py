@@ -191,6 +191,24 @@ def test_train_refiner_command_writes_a_checkpoint_the_runner_uses(scene_root, t
     assert seqpose(args[:-1] + ['--epochs', '0']) == 2
 
 
+def test_train_refiner_command_takes_its_classes_and_jitter(scene_root, tmp_path, capsys):
+    base = tmp_path / 'base.pt'
+    config = load_config('tiny')
+    torch.manual_seed(1)
+    save_checkpoint(base, build_model(config.model), config)
+    common = ['train-refiner', '--checkpoint', str(base), '--data', str(scene_root), '--epochs', '1',
+              '--batch-size', '4', '--width', '4', '--no-progress']
+    assert seqpose(common + ['--out', str(tmp_path / 'run'), '--classes', 'bowl, mug', '--shift', '0.25',
+                             '--zoom', '0.8', '1.3']) == 0
+    assert 'training crops of bowl, mug' in capsys.readouterr().out
+    _, restored = load_model_and_config(tmp_path / 'run' / 'model.pt')
+    assert restored.model.refiner_classes == ('bowl', 'mug')
+    for bad, message in ((['--shift', '1.5'], '--shift 1.5'), (['--zoom', '1.2', '0.9'], '--zoom 1.2 0.9')):
+        assert seqpose(common + ['--out', str(tmp_path / 'bad')] + bad) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / 'bad').exists()
+
+
 def test_continuing_a_model_with_a_refiner_keeps_the_refiner(scene_root, tiny_with_refiner, tmp_path, capsys):
     config, model = tiny_with_refiner
     init = save_checkpoint(tmp_path / 'refined.pt', model, config)

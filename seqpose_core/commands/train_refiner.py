@@ -13,7 +13,8 @@ fraction of each class's validation crops within 10 degrees, on ground-truth box
 
 Examples:
   seqpose train-refiner --data data/train --val-data data/val6 --out runs/refiner
-  seqpose train-refiner --checkpoint runs/default/model.pt --data data/train --out runs/refiner --epochs 8"""
+  seqpose train-refiner --checkpoint runs/default/model.pt --data data/train --out runs/refiner --epochs 8
+  seqpose train-refiner --data data/train --out runs/refiner6 --classes bottle,bowl,camera,can,laptop,mug --shift 0.2"""
 
 
 def add_arguments(parser):
@@ -32,6 +33,14 @@ def add_arguments(parser):
     parser.add_argument('--frame-stride', type=int, default=defaults.frame_stride,
                         help='every n-th frame of each scene gives crops')
     parser.add_argument('--copies', type=int, default=defaults.copies, help='jittered crops per object')
+    parser.add_argument('--shift', type=float, default=defaults.shift,
+                        help='crops move by up to this many crop sides per axis, as a predicted box is off '
+                             f'(default {defaults.shift})')
+    parser.add_argument('--zoom', type=float, nargs=2, metavar=('MIN', 'MAX'), default=defaults.zoom,
+                        help=f'crops scale by a factor in [MIN, MAX] (default {defaults.zoom[0]} {defaults.zoom[1]})')
+    parser.add_argument('--classes', default=None,
+                        help='comma-separated classes the refiner serves (model.refiner_classes; default: the '
+                             "checkpoint's). A symmetric class (bottle, bowl, can) learns its up axis only")
     parser.add_argument('--seed', type=int, default=defaults.seed)
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0: torch\'s default)')
     parser.add_argument('--force', action='store_true', help='write into an --out that already holds a model.pt')
@@ -54,6 +63,10 @@ def run(args):
     for name in ('width', 'epochs', 'batch_size', 'frame_stride', 'copies'):
         if getattr(args, name) < 1:
             raise ValueError(f'--{name.replace("_", "-")} {getattr(args, name)}: expected at least 1')
+    if not 0 <= args.shift < 1:
+        raise ValueError(f'--shift {args.shift}: expected crop sides in [0, 1)')
+    if not 0 < args.zoom[0] <= args.zoom[1]:
+        raise ValueError(f'--zoom {args.zoom[0]} {args.zoom[1]}: expected 0 < MIN <= MAX')
     out = Path(args.out)
     if (out / 'model.pt').exists() and not args.force:
         raise FileExistsError(f'--out {out}: holds a model.pt already; pass --force to replace it')
@@ -62,13 +75,17 @@ def run(args):
     checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
     content = load_checkpoint(checkpoint)
     config = config_from_checkpoint(content, checkpoint)
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_width=args.width))
+    model_changes = {'refiner_width': args.width}
+    if args.classes is not None:
+        model_changes['refiner_classes'] = tuple(name.strip() for name in args.classes.split(',') if name.strip())
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, **model_changes))
     torch.manual_seed(args.seed)
     model = SeqPose(config.model)
     # the checkpoint's tensors fit; the refiner's are new (or, refining a refined model, its own to continue)
     load_state_growing(model, content['model'], checkpoint, 'model with a rotation refiner')
     settings = RefinerSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                               frame_stride=args.frame_stride, copies=args.copies, seed=args.seed)
+                               frame_stride=args.frame_stride, copies=args.copies, shift=args.shift,
+                               zoom=tuple(args.zoom), seed=args.seed)
     progress = not args.no_progress
     try:
         crops = collect_crops(args.data, args.split, config.model, settings, progress=progress)
