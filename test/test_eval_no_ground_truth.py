@@ -12,6 +12,7 @@ from seqpose_core.cli import main as seqpose
 from seqpose_core.config import load_config
 from seqpose_core.eval.results_io import load_results_dir
 from seqpose_core.model import build_model, save_checkpoint
+from generated_scenes import generate_scenes
 
 PREDICTION_KEYS = ('pred_class_ids', 'pred_RTs', 'pred_scales', 'pred_scores')
 
@@ -45,8 +46,7 @@ def same(a, b):
 
 def test_video_eval_predictions_do_not_depend_on_annotations(tmp_path):
     data, moved = tmp_path / 'data', tmp_path / 'moved'
-    assert seqpose(['synth', '--out', str(data), '--scenes', '1', '--frames', '5', '--size', '160x120',
-                    '--split', 'test', '--seed', '5', '--objects', '2-3']) == 0
+    generate_scenes(data, scenes=1, frames=5, size='160x120', split='test', seed=5)
     shutil.copytree(data, moved)
     move_annotations(moved, seed=1)
     config = load_config('tiny')

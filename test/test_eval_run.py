@@ -4,9 +4,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from seqpose_core.cli import main as seqpose
 from seqpose_core.data import NocsFrameReader, iter_scenes
 from seqpose_core.eval.run import run_scenes
+from generated_scenes import generate_scenes
 
 
 class RecordingRunner:
@@ -27,8 +27,7 @@ class RecordingRunner:
 @pytest.fixture(scope='module')
 def two_scenes(tmp_path_factory):
     root = tmp_path_factory.mktemp('synth')
-    assert seqpose(['synth', '--out', str(root), '--scenes', '2', '--frames', '3', '--size', '112x84',
-                    '--split', 'test', '--seed', '5', '--objects', '2-3']) == 0
+    generate_scenes(root, scenes=2, frames=3, size='112x84', split='test', seed=5)
     return root, NocsFrameReader(root, 'test'), list(iter_scenes(root, 'test'))
 
 

@@ -12,6 +12,7 @@ from seqpose_core.model.proposals import centre_points, select_cells
 from seqpose_core.train.losses import SetCriterion
 from seqpose_core.train.matcher import HungarianMatcher
 from seqpose_core.train.targets import proposal_targets
+from generated_scenes import generate_scenes
 
 IMAGE_HW = (56, 70)
 LEVEL_HW = (8, 10)
@@ -165,8 +166,7 @@ def test_eval_score_fusion_switch_on_the_embedded_model(tmp_path, capsys):
     from seqpose_core.cli import main as seqpose
     from seqpose_core.eval.results_io import load_results_dir
     data = tmp_path / 'data'
-    assert seqpose(['synth', '--out', str(data), '--scenes', '1', '--frames', '3', '--size', '160x120',
-                    '--split', 'test', '--seed', '5', '--objects', '2-3']) == 0
+    generate_scenes(data, scenes=1, frames=3, size='160x120', split='test', seed=5)
     scores = {}
     for fusion in ('query', 'proposal'):
         out = tmp_path / fusion

@@ -7,6 +7,7 @@ import torch
 from seqpose_core.cli import main as seqpose
 from seqpose_core.train.streams import step_kind
 from seqpose_core.train.optim import lr_factor
+from generated_scenes import generate_scenes
 
 # The tiny model with dropout on, so that a resume that lost the RNG state would show.
 TINY = ['--config', 'tiny', '--no-progress', '--set', 'model.dropout=0.1', '--set', 'train.batch_size=2',
@@ -17,8 +18,7 @@ TINY = ['--config', 'tiny', '--no-progress', '--set', 'model.dropout=0.1', '--se
 @pytest.fixture(scope='module')
 def scene_root(tmp_path_factory):
     root = tmp_path_factory.mktemp('synth')
-    assert seqpose(['synth', '--out', str(root), '--scenes', '1', '--frames', '6', '--size', '112x84',
-                    '--split', 'train', '--seed', '11', '--objects', '2-3']) == 0
+    generate_scenes(root, scenes=1, frames=6, size='112x84', split='train', seed=11)
     return root
 
 

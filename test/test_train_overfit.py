@@ -10,6 +10,7 @@ import pytest
 from seqpose_core import CLASS_NAMES
 from seqpose_core.cli import main as seqpose
 from seqpose_core.data import NocsFrameReader, iter_scenes
+from generated_scenes import generate_scenes
 
 STEPS = 300
 
@@ -17,8 +18,7 @@ STEPS = 300
 @pytest.mark.slow
 def test_tiny_model_overfits_one_scene(tmp_path):
     data, run, out = tmp_path / 'data', tmp_path / 'run', tmp_path / 'eval'
-    assert seqpose(['synth', '--out', str(data), '--scenes', '1', '--frames', '8', '--size', '160x120',
-                    '--split', 'test', '--seed', '3', '--objects', '2-3']) == 0
+    generate_scenes(data, scenes=1, frames=8, size='160x120', split='test', seed=3)
     assert seqpose(['train', '--config', 'tiny', '--data', str(data), '--out', str(run), '--no-progress',
                     '--set', 'train.mode=single', '--set', 'train.single_split=real_test',
                     '--set', f'train.max_steps={STEPS}', '--set', 'train.warmup_steps=20', '--set', 'train.lr=1e-3',

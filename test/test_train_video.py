@@ -13,6 +13,7 @@ from seqpose_core.cli import main as seqpose
 from seqpose_core.config import load_config
 from seqpose_core.train.camera_motion import model_camera_motion, withheld_sequences, withhold_camera_motion
 from seqpose_core.train.engine import build_trainer
+from generated_scenes import generate_scenes
 
 FRAMES = 4
 TINY = {'model': {'dropout': 0.1},
@@ -23,8 +24,7 @@ TINY = {'model': {'dropout': 0.1},
 @pytest.fixture(scope='module')
 def two_scenes(tmp_path_factory):
     root = tmp_path_factory.mktemp('synth')
-    assert seqpose(['synth', '--out', str(root), '--scenes', '2', '--frames', str(FRAMES), '--size', '112x84',
-                    '--split', 'train', '--seed', '21', '--objects', '2-3']) == 0
+    generate_scenes(root, scenes=2, frames=FRAMES, size='112x84', split='train', seed=21)
     return root
 
 

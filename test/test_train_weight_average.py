@@ -6,6 +6,7 @@ from torch import nn
 
 from seqpose_core.cli import main as seqpose
 from seqpose_core.train.weight_average import WeightAverage
+from generated_scenes import generate_scenes
 
 
 def small_model():
@@ -68,8 +69,7 @@ TINY = ['--config', 'tiny', '--no-progress', '--set', 'train.batch_size=2', '--s
 @pytest.fixture(scope='module')
 def scene_root(tmp_path_factory):
     root = tmp_path_factory.mktemp('synth')
-    assert seqpose(['synth', '--out', str(root), '--scenes', '1', '--frames', '4', '--size', '112x84',
-                    '--split', 'train', '--seed', '12', '--objects', '2-3']) == 0
+    generate_scenes(root, scenes=1, frames=4, size='112x84', split='train', seed=12)
     return root
 
 

@@ -84,7 +84,7 @@ def _listing(title, keys):
     return f'\n  {title} ({len(keys)}): {shown}'
 
 
-def check_state_dict(module, state, path, what, prefix='', allow_missing=False):
+def check_state_dict(module, state, prefix='', allow_missing=False):
     """Problems as text ('' when `state` fits `module` exactly; with allow_missing, when every tensor of `state`
     fits `module`); keys are shown with the file's `prefix`."""
     return _state_problems(module.state_dict(), state, prefix, allow_missing)
@@ -108,7 +108,7 @@ def _state_problems(expected, state, prefix='', allow_missing=False, names=('fil
 
 
 def load_state_strict(module, state, path, what, prefix=''):
-    problems = check_state_dict(module, state, path, what, prefix)
+    problems = check_state_dict(module, state, prefix)
     if problems:
         raise WeightsError(f'{path}: does not fit the {what}:{problems}')
     module.load_state_dict(state, strict=True)
@@ -119,7 +119,7 @@ def load_state_growing(module, state, path, what):
     part switched on, e.g. depth guidance): every tensor of the file must fit the module, and the module's
     tensors the file lacks keep their own initialisation. Returns the names of those new tensors; raises
     WeightsError on a tensor the module does not have or one of another shape (a different model, not a grown one)."""
-    problems = check_state_dict(module, state, path, what, allow_missing=True)
+    problems = check_state_dict(module, state, allow_missing=True)
     if problems:
         raise WeightsError(f'{path}: does not fit the {what}:{problems}')
     module.load_state_dict(state, strict=False)
@@ -143,8 +143,8 @@ def load_depth_anything_weights(model, path):
     encoder_state = {k[len('pretrained.'):]: v for k, v in state.items() if k.startswith('pretrained.')}
     head_state = {k[len('depth_head.'):]: v for k, v in state.items() if k.startswith('depth_head.')}
     other = [k for k in state if not k.startswith(('pretrained.', 'depth_head.'))]
-    problems = check_state_dict(model.encoder, encoder_state, path, 'encoder', 'pretrained.')
-    problems += check_state_dict(model.depth_head, head_state, path, 'DPT head', 'depth_head.')
+    problems = check_state_dict(model.encoder, encoder_state, 'pretrained.')
+    problems += check_state_dict(model.depth_head, head_state, 'depth_head.')
     if other:
         problems += _listing('unexpected', other)
     if problems:
