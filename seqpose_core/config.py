@@ -44,6 +44,9 @@ class InferenceConfig:
     # Models with a rotation refiner (model.refiner_width > 0): let it replace the decoder's rotation of the
     # detections of its classes (False: the decoder's rotation, e.g. for an ablation).
     rotation_refinement: bool = True
+    # Models whose refiner also re-estimates the box (model.refiner_box): let it replace the decoder's translation
+    # and size of those detections too (False: the refiner's rotation alone).
+    box_refinement: bool = True
     device: str = 'cpu'
 
 

@@ -27,7 +27,7 @@ from seqpose_core.data.transforms import apply_to_image, normalize_image, plan_g
 from seqpose_core.detection import Detection
 from seqpose_core.geometry import rotation_6d_to_matrix, scale_intrinsics
 from seqpose_core.model.checkpoint import load_checkpoint
-from seqpose_core.model.rotation_refiner import refine_rotations
+from seqpose_core.model.rotation_refiner import refine_poses
 from seqpose_core.model.seqpose import model_from_checkpoint
 from seqpose_core.suppression import SUPPRESSIONS, suppress_duplicates
 from seqpose_core.timing import timed_stage
@@ -256,13 +256,15 @@ class StreamRunner:
             with timed_stage(timer, 'postprocess'):
                 detections = self.detections_from_outputs(outputs, K_input=K_tensor)
             with timed_stage(timer, 'refiner'):
-                self.refine_rotations(frame.image_rgb, K, detections)
+                self.refine_detections(frame.image_rgb, K, detections)
         return StepResult(detections, reset_reason=reset_reason)
 
-    def refine_rotations(self, image_rgb, K, detections):
+    def refine_detections(self, image_rgb, K, detections):
         """With a model that has a rotation refiner (and inference.rotation_refinement), replace the rotation of
         the detections of its classes by the refiner's, read from a crop of the full-resolution image (K: its
-        intrinsics); the decoder's rotation stays in extras['decoder_rotation']."""
+        intrinsics), and, where the refiner re-estimates boxes (model.refiner_box, inference.box_refinement),
+        their translation and size too. The decoder's values stay in extras['decoder_rotation'] /
+        ['decoder_translation'] / ['decoder_size']."""
         refiner = getattr(self.model, 'rotation_refiner', None)
         if refiner is None or not self.cfg.rotation_refinement:
             return
@@ -272,14 +274,19 @@ class StreamRunner:
             return
         image = torch.as_tensor(image_rgb, device=self.device).permute(2, 0, 1).float()      # (3, H, W) 0..255
         as_tensor = functools.partial(torch.as_tensor, dtype=torch.float32, device=self.device)
-        rotations = refine_rotations(refiner, image, as_tensor(K),
-                                     torch.as_tensor([d.class_id for d in chosen], device=self.device),
-                                     as_tensor(np.stack([d.translation for d in chosen])),
-                                     as_tensor(np.stack([d.size for d in chosen])),
-                                     model_cfg.refiner_crop_size, model_cfg.refiner_crop_margin)
-        for detection, rotation in zip(chosen, rotations.cpu().numpy().astype(np.float64)):
+        boxes = refiner.box and self.cfg.box_refinement
+        rotations, translations, sizes = (
+            tensor.cpu().numpy().astype(np.float64) for tensor in refine_poses(
+                refiner, image, as_tensor(K), torch.as_tensor([d.class_id for d in chosen], device=self.device),
+                as_tensor(np.stack([d.translation for d in chosen])), as_tensor(np.stack([d.size for d in chosen])),
+                model_cfg.refiner_crop_size, model_cfg.refiner_crop_margin, boxes=boxes))
+        for index, detection in enumerate(chosen):
             detection.extras['decoder_rotation'] = detection.rotation
-            detection.rotation = rotation
+            detection.rotation = rotations[index]
+            if boxes:
+                detection.extras['decoder_translation'] = detection.translation
+                detection.extras['decoder_size'] = detection.size
+                detection.translation, detection.size = translations[index], sizes[index]
 
     def detections_from_outputs(self, outputs, index=0, K_input=None):
         """Score threshold, class-aware duplicate suppression (inference.duplicate_suppression),

@@ -14,12 +14,13 @@ from seqpose_core.data.reader import NocsFrameReader
 from seqpose_core.geometry import rotation_error_deg
 from seqpose_core.model import build_model, save_checkpoint
 from seqpose_core.model.checkpoint import load_checkpoint
-from seqpose_core.model.rotation_refiner import (RotationRefiner, object_crops, ray_rotation, refine_rotations,
-                                                 refiner_losses)
+from seqpose_core.model.rotation_refiner import (RotationRefiner, box_targets, decode_boxes, object_crops,
+                                                 ray_rotation, refine_poses, refiner_losses)
 from seqpose_core.model.viewpoint import azimuth_of, azimuth_targets
 from seqpose_core.runner import Frame, StreamRunner, load_model_and_config
 from seqpose_core.train.errors import TrainingError
 from seqpose_core.train.rotation_refiner import RefinerSettings, collect_crops, train_refiner
+from generated_scenes import generate_scenes
 
 
 def random_rotations(count, seed=0):
@@ -60,16 +61,16 @@ def test_rotations_are_proper_and_losses_vanish_at_the_target():
     torch.manual_seed(0)
     refiner = RotationRefiner(width=4, num_bins=12).eval()
     crops, classes = torch.rand(5, 3, 32, 32) * 255, torch.tensor([3, 5, 6, 3, 5])
-    up, logits, residual = refiner(crops, classes)
-    rotations = refiner.rotations(up, logits, residual)
+    outputs = refiner(crops, classes)
+    rotations = refiner.rotations(outputs)
     torch.testing.assert_close(rotations @ rotations.transpose(1, 2), torch.eye(3).expand(5, 3, 3), atol=1e-5, rtol=0)
     assert torch.allclose(torch.linalg.det(rotations), torch.ones(5), atol=1e-5)
     # the targets the prediction decodes to: zero up loss, and the azimuth's residual term zero
     symmetric = torch.tensor([False, False, True, False, False])
-    losses = refiner_losses(up, logits, residual, rotations, symmetric)
-    assert losses['loss_up'] < 1e-6
+    losses = refiner_losses(outputs, rotations, symmetric)
+    assert losses['loss_up'] < 1e-6 and set(losses) == {'loss_up', 'loss_azimuth'}
     other = random_rotations(5)
-    assert refiner_losses(up, logits, residual, other, symmetric)['loss_up'] > 0.1
+    assert refiner_losses(outputs, other, symmetric)['loss_up'] > 0.1
 
 
 def test_decoding_inverts_the_azimuth_target():
@@ -81,8 +82,50 @@ def test_decoding_inverts_the_azimuth_target():
     index, residual_target = azimuth_targets(azimuth, 12)
     logits = torch.nn.functional.one_hot(index, 12).float() * 10
     residual = residual_target[:, None].expand(-1, 12)
-    decoded = refiner.rotations(up, logits, residual)
+    decoded = refiner.rotations({'up': up, 'logits': logits, 'residual': residual})
     assert rotation_error_deg(decoded, allocentric).max() < 0.1          # float32 acos near 0
+
+
+def test_box_targets_decode_back_to_the_ground_truth_box():
+    """A crop made from a ground-truth box moved by `shift` and scaled by `zoom` (what a predicted box is), read
+    perfectly (its box_targets), decodes to the ground-truth translation and size."""
+    generator = torch.Generator().manual_seed(4)
+    K = torch.tensor([[600.0, 0.0, 320.0], [0.0, 580.0, 240.0], [0.0, 0.0, 1.0]])
+    centres = torch.rand(6, 3, generator=generator) * torch.tensor([0.6, 0.4, 1.0]) + torch.tensor([-0.3, -0.2, 0.5])
+    sizes = torch.rand(6, 3, generator=generator) * 0.3 + 0.05
+    shift = (torch.rand(6, 2, generator=generator) - 0.5) * 0.4
+    zoom = torch.rand(6, generator=generator) * 0.8 + 0.65
+    margin = 1.3
+    # the predicted box whose crop is that jittered crop: its centre projects to the moved pixel (at any depth),
+    # and its size / depth give the zoomed side
+    side = margin * K[0, 0] * sizes.norm(dim=-1) / centres[:, 2]
+    uv = (K @ centres.T).T
+    uv = uv[:, :2] / uv[:, 2:] + shift * side[:, None]
+    depth = centres[:, 2] * torch.rand(6, generator=generator).add(0.7)
+    predicted_centres = torch.cat([(uv - K[:2, 2]) / K.diagonal()[:2], torch.ones(6, 1)], -1) * depth[:, None]
+    predicted_sizes = sizes * zoom[:, None] * depth[:, None] / centres[:, 2:]
+    image = torch.rand(3, 480, 640, generator=generator) * 255
+    torch.testing.assert_close(object_crops(image, K, predicted_centres, predicted_sizes, 16, margin),
+                               object_crops(image, K, centres, sizes, 16, margin, shift, zoom), atol=0.05, rtol=0)
+    translations, decoded_sizes = decode_boxes(box_targets(sizes, shift, zoom), K, predicted_centres, predicted_sizes,
+                                               margin)
+    torch.testing.assert_close(translations, centres, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(decoded_sizes, sizes)
+
+
+def test_box_losses_vanish_at_the_targets_and_the_refiner_outputs_a_box():
+    torch.manual_seed(0)
+    refiner = RotationRefiner(width=4, num_bins=12, box=True).eval()
+    outputs = refiner(torch.rand(4, 3, 32, 32) * 255, torch.tensor([1, 2, 3, 6]))
+    assert outputs['centre_offset'].shape == (4, 2) and outputs['log_scale'].shape == (4,)
+    assert outputs['log_size'].shape == (4, 3)
+    symmetric = torch.tensor([True, True, False, False])
+    targets = {key: outputs[key].detach().clone() for key in ('centre_offset', 'log_scale', 'log_size')}
+    losses = refiner_losses(outputs, refiner.rotations(outputs), symmetric, targets)
+    assert losses['loss_centre'] < 1e-6 and losses['loss_scale'] < 1e-6 and losses['loss_size'] < 1e-6
+    moved = box_targets(torch.full((4, 3), 0.1), torch.full((4, 2), 0.1), torch.full((4,), 1.2))
+    wrong = refiner_losses(outputs, refiner.rotations(outputs), symmetric, moved)
+    assert min(float(wrong[key].detach()) for key in ('loss_centre', 'loss_scale', 'loss_size')) > 1e-3
 
 
 # --- the runner -----------------------------------------------------------------------------------------------
@@ -107,12 +150,12 @@ def test_runner_replaces_the_rotation_of_the_refiner_classes_only(tiny_with_refi
     assert len(refined) == len(original) and {d.class_name for d in refined} & set(config.model.refiner_classes)
     chosen = [d for d in refined if d.class_name in config.model.refiner_classes]
     with torch.no_grad():
-        expected = refine_rotations(model.rotation_refiner, torch.as_tensor(image).permute(2, 0, 1).float(),
-                                    torch.as_tensor(K, dtype=torch.float32),
-                                    torch.tensor([d.class_id for d in chosen]),
-                                    torch.tensor(np.stack([d.translation for d in chosen]), dtype=torch.float32),
-                                    torch.tensor(np.stack([d.size for d in chosen]), dtype=torch.float32),
-                                    config.model.refiner_crop_size, config.model.refiner_crop_margin)
+        expected, _, _ = refine_poses(model.rotation_refiner, torch.as_tensor(image).permute(2, 0, 1).float(),
+                                      torch.as_tensor(K, dtype=torch.float32),
+                                      torch.tensor([d.class_id for d in chosen]),
+                                      torch.tensor(np.stack([d.translation for d in chosen]), dtype=torch.float32),
+                                      torch.tensor(np.stack([d.size for d in chosen]), dtype=torch.float32),
+                                      config.model.refiner_crop_size, config.model.refiner_crop_margin)
     for detection, before, rotation in zip(chosen, [d for d in original if d.class_name in config.model.refiner_classes],
                                            expected):
         np.testing.assert_allclose(detection.rotation, rotation.numpy(), atol=1e-5)
@@ -123,12 +166,43 @@ def test_runner_replaces_the_rotation_of_the_refiner_classes_only(tiny_with_refi
             np.testing.assert_array_equal(detection.rotation, before.rotation)
 
 
+def test_runner_replaces_the_box_too_when_the_refiner_has_a_box_part():
+    config = load_config('tiny')
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_width=4, refiner_box=True))
+    torch.manual_seed(2)
+    model = build_model(config.model).eval()
+    inference = dataclasses.replace(config.inference, score_threshold=0.0, max_detections=50)
+    size = (config.data.input_height, config.data.input_width)
+    image = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    K = np.array([[150.0, 0, 80], [0, 150.0, 60], [0, 0, 1]])
+    boxed = StreamRunner(model, inference, size).step(Frame(image, K, 0.0, 'camera')).detections
+    rotation_only = StreamRunner(model, dataclasses.replace(inference, box_refinement=False), size).step(
+        Frame(image, K, 0.0, 'camera')).detections
+    chosen = [d for d in boxed if d.class_name in config.model.refiner_classes]
+    assert chosen and len(boxed) == len(rotation_only)
+    with torch.no_grad():
+        rotations, translations, sizes = refine_poses(
+            model.rotation_refiner, torch.as_tensor(image).permute(2, 0, 1).float(), torch.as_tensor(K).float(),
+            torch.tensor([d.class_id for d in chosen]),
+            torch.tensor(np.stack([d.extras['decoder_translation'] for d in chosen]), dtype=torch.float32),
+            torch.tensor(np.stack([d.extras['decoder_size'] for d in chosen]), dtype=torch.float32),
+            config.model.refiner_crop_size, config.model.refiner_crop_margin)
+    for index, detection in enumerate(chosen):
+        np.testing.assert_allclose(detection.translation, translations[index].numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(detection.size, sizes[index].numpy(), rtol=1e-5)
+        np.testing.assert_allclose(detection.rotation, rotations[index].numpy(), atol=1e-5)
+        assert not np.allclose(detection.translation, detection.extras['decoder_translation'], atol=1e-4)
+    for detection, plain in zip(boxed, rotation_only):
+        decoder_translation = detection.extras.get('decoder_translation', detection.translation)
+        np.testing.assert_array_equal(plain.translation, decoder_translation)
+        assert 'decoder_translation' not in plain.extras
+
+
 # --- training -------------------------------------------------------------------------------------------------
 @pytest.fixture(scope='module')
 def scene_root(tmp_path_factory):
     root = tmp_path_factory.mktemp('synth')
-    assert seqpose(['synth', '--out', str(root), '--scenes', '3', '--frames', '4', '--size', '160x120',
-                    '--split', 'auto', '--seed', '5', '--objects', '3-4']) == 0
+    generate_scenes(root, scenes=3, frames=4, size='160x120', split='auto', seed=5, objects='3-4')
     return root
 
 
@@ -199,10 +273,13 @@ def test_train_refiner_command_takes_its_classes_and_jitter(scene_root, tmp_path
     common = ['train-refiner', '--checkpoint', str(base), '--data', str(scene_root), '--epochs', '1',
               '--batch-size', '4', '--width', '4', '--no-progress']
     assert seqpose(common + ['--out', str(tmp_path / 'run'), '--classes', 'bowl, mug', '--shift', '0.25',
-                             '--zoom', '0.8', '1.3']) == 0
+                             '--zoom', '0.8', '1.3', '--box', '--val-data', str(scene_root)]) == 0
     assert 'training crops of bowl, mug' in capsys.readouterr().out
     _, restored = load_model_and_config(tmp_path / 'run' / 'model.pt')
-    assert restored.model.refiner_classes == ('bowl', 'mug')
+    assert restored.model.refiner_classes == ('bowl', 'mug') and restored.model.refiner_box
+    header = (tmp_path / 'run' / 'refiner_log.csv').read_text().splitlines()[0].split(',')
+    assert {'loss_centre', 'loss_scale', 'loss_size'} <= set(header)
+    assert any(name in header for name in ('bowl_depth_error', 'mug_depth_error'))
     for bad, message in ((['--shift', '1.5'], '--shift 1.5'), (['--zoom', '1.2', '0.9'], '--zoom 1.2 0.9')):
         assert seqpose(common + ['--out', str(tmp_path / 'bad')] + bad) == 2
         assert message in capsys.readouterr().err

@@ -57,6 +57,9 @@ class ModelConfig:
     refiner_crop_size: int = 64       # pixels of the square crop the refiner reads
     refiner_crop_margin: float = 1.3  # crop side / the box diagonal projected at the object's depth
     refiner_azimuth_bins: int = 12
+    # The refiner also re-estimates each box from its crop (model.rotation_refiner.decode_boxes): where the centre
+    # projects, how large the object looks and its metric size, hence its depth. False: rotation only.
+    refiner_box: bool = False
     # --- weights loaded by build_model (empty: random init; checkpoints rebuild without them) -----------------
     dinov2_weights: str = ''          # dinov2_vit{s,b,l}14_pretrain.pth / .safetensors
     depth_anything_weights: str = ''  # depth_anything_v2_vit{s,b,l}.pth / .safetensors (encoder + head)

@@ -16,7 +16,16 @@ hidden, has several likely azimuths and a regression would average them (Mousavi
 The crop is a square of side `crop_margin` x the box diagonal projected at the centre's depth, resampled to
 `crop_size`. The runner applies the refiner to the detections of `refiner_classes` after duplicate
 suppression; training (train.rotation_refiner) uses ground-truth boxes jittered by the errors of predicted ones.
+
+With `box` (model.refiner_box) it also re-estimates the box from the crop, as the scale-invariant translation of
+CDPN (Li et al., ICCV 2019): where the true centre projects relative to the crop's centre and how large the object
+looks relative to the crop (both in crop sides, so the same at any distance), and the object's metric size
+(classes have typical sizes; the crop shows the proportions). The depth follows from the pinhole model,
+z = f |size| / (projected diagonal) (`decode_boxes`). A crop cannot know an object's absolute scale any better
+than the whole image, but it sees its outline at eight times the decoder's resolution.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,6 +38,8 @@ _MEAN = (123.675, 116.28, 103.53)
 _STD = (58.395, 57.12, 57.375)
 _OPTICAL_AXIS = (0.0, 0.0, 1.0)
 _IMAGE_UP = (0.0, -1.0, 0.0)       # OpenCV camera frame: y points down the image
+_BOX_OUTPUTS = 6                   # centre offset (2), log scale (1), log size (3)
+_TYPICAL_SIZE = 0.15               # metres: where the log size starts (model.size_prior's value)
 
 
 def ray_rotation(centres):
@@ -55,7 +66,7 @@ def object_crops(image, K, centres, sizes, crop_size, margin, shift=None, zoom=N
     _, height, width = image.shape
     centres, sizes, K = centres.float(), sizes.float(), K.float().to(image.device)
     uv = project_points(centres, K)                                                       # (n, 2) pixels
-    side = margin * K[0, 0] * sizes.norm(dim=-1) / centres[:, 2].clamp_min(1e-6)         # (n,) pixels
+    side = _crop_side(K, centres, sizes, margin)                                          # (n,) pixels
     if shift is not None:
         uv = uv + shift * side[:, None]
     if zoom is not None:
@@ -67,6 +78,11 @@ def object_crops(image, K, centres, sizes, crop_size, margin, shift=None, zoom=N
     grid = torch.stack([(u + 0.5) / width * 2 - 1, (v + 0.5) / height * 2 - 1], dim=-1)   # (n, S, S, 2)
     images = image[None].expand(len(centres), -1, -1, -1)
     return F.grid_sample(images, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
+
+
+def _crop_side(K, centres, sizes, margin):
+    """(n,) pixels: `margin` x the box diagonal projected at the centre's depth."""
+    return margin * K[0, 0] * sizes.norm(dim=-1) / centres[:, 2].clamp_min(1e-6)
 
 
 class _ResidualBlock(nn.Module):
@@ -87,17 +103,20 @@ class _ResidualBlock(nn.Module):
 
 
 class RotationRefiner(nn.Module):
-    """(n, 3, S, S) crops (0..255) + (n,) class ids 1..6 -> up (n, 3) unit, azimuth logits and residuals
-    (n, bins) in half-bin units; `rotations` turns them into allocentric rotations (n, 3, 3)."""
+    """(n, 3, S, S) crops (0..255) + (n,) class ids 1..6 -> dict: 'up' (n, 3) unit, 'logits' and 'residual'
+    (n, bins) of the azimuth (residuals in half-bin units); with `box` also 'centre_offset' (n, 2) and 'log_scale'
+    (n,) in crop sides and 'log_size' (n, 3) metres. `rotations` turns them into allocentric rotations (n, 3, 3)."""
 
-    def __init__(self, width, num_bins, num_classes=6):
+    def __init__(self, width, num_bins, num_classes=6, box=False):
         super().__init__()
         self.num_bins = num_bins
+        self.box = box
         self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
         self.stages = nn.Sequential(_ResidualBlock(width, 2 * width), _ResidualBlock(2 * width, 4 * width),
                                     _ResidualBlock(4 * width, 8 * width))
         self.class_embedding = nn.Embedding(num_classes + 1, 8 * width)     # index 0 unused (ids start at 1)
-        self.head = nn.Sequential(nn.Linear(8 * width, 256), nn.ReLU(), nn.Linear(256, 3 + 2 * num_bins))
+        self.head = nn.Sequential(nn.Linear(8 * width, 256), nn.ReLU(),
+                                  nn.Linear(256, 3 + 2 * num_bins + (_BOX_OUTPUTS if box else 0)))
         self.register_buffer('mean', torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -106,12 +125,18 @@ class RotationRefiner(nn.Module):
         features = self.stages(self.stem(x)).mean(dim=(2, 3)) + self.class_embedding(class_ids)   # (n, 8w)
         out = self.head(features)
         # the up axis as an offset from image-up, where an object on a table seen from above-front points
-        up = F.normalize(out[:, :3] + out.new_tensor(_IMAGE_UP), dim=-1)
-        logits, residual = out[:, 3:].split(self.num_bins, dim=-1)
-        return up, logits, torch.tanh(residual)
+        outputs = {'up': F.normalize(out[:, :3] + out.new_tensor(_IMAGE_UP), dim=-1)}
+        logits, residual = out[:, 3:3 + 2 * self.num_bins].split(self.num_bins, dim=-1)
+        outputs.update(logits=logits, residual=torch.tanh(residual))
+        if self.box:
+            box = out[:, 3 + 2 * self.num_bins:]                                           # (n, 6)
+            outputs.update(centre_offset=box[:, :2], log_scale=box[:, 2],
+                           log_size=box[:, 3:] + math.log(_TYPICAL_SIZE))
+        return outputs
 
-    def rotations(self, up, logits, residual):
+    def rotations(self, outputs):
         """Allocentric rotations (n, 3, 3): columns x, y = up, z; x from the best bin and its residual."""
+        up, logits, residual = outputs['up'], outputs['logits'], outputs['residual']
         best = logits.argmax(-1, keepdim=True)                                             # (n, 1)
         azimuth = (bin_centres(self.num_bins, logits.device, logits.dtype)[best[:, 0]]
                    + residual.gather(-1, best)[:, 0] * bin_width(self.num_bins) / 2)
@@ -120,9 +145,33 @@ class RotationRefiner(nn.Module):
         return torch.stack([x, up, torch.cross(x, up, dim=-1)], dim=-1)
 
 
-def refiner_losses(up, logits, residual, allocentric, symmetric):
+def box_targets(sizes, shift, zoom):
+    """What a crop moved by `shift` (n, 2) crop sides and scaled by `zoom` (n,) from the ground-truth box should
+    read (the inverse of the jitter): the true centre at -shift / zoom crop sides from the crop's centre, the
+    object's projected diagonal log(1 / zoom) of the crop's nominal one, and the metric sizes (n, 3)."""
+    return {'centre_offset': -shift / zoom[:, None], 'log_scale': -torch.log(zoom), 'log_size': torch.log(sizes)}
+
+
+def decode_boxes(outputs, K, centres, sizes, margin):
+    """(translations (n, 3), sizes (n, 3)) from the box outputs of crops made around `centres` / `sizes` (the
+    decoder's boxes) with `margin`: the centre's pixel moved by the offset, the projected diagonal scaled, and the
+    depth at which the predicted metric size has that projected diagonal."""
+    centres, K = centres.float(), K.float()
+    side = _crop_side(K, centres, sizes.float(), margin)                                  # (n,) pixels
+    uv = project_points(centres, K) + outputs['centre_offset'] * side[:, None]            # (n, 2)
+    diagonal = side * torch.exp(outputs['log_scale']) / margin                            # (n,) pixels
+    refined_sizes = torch.exp(outputs['log_size'])
+    depth = K[0, 0] * refined_sizes.norm(dim=-1) / diagonal
+    normalised = torch.stack([(uv[:, 0] - K[0, 2]) / K[0, 0], (uv[:, 1] - K[1, 2]) / K[1, 1],
+                              torch.ones_like(depth)], dim=-1)
+    return normalised * depth[:, None], refined_sizes
+
+
+def refiner_losses(outputs, allocentric, symmetric, boxes=None):
     """L1 of the up axis over every crop; cross-entropy of the azimuth bin + L1 of its residual over the
-    crops whose azimuth is defined (not `symmetric`, e.g. a mug with its handle hidden). -> dict of scalars."""
+    crops whose azimuth is defined (not `symmetric`, e.g. a mug with its handle hidden); with `boxes`
+    (box_targets), L1 of the centre offset, the log scale and the log size. -> dict of scalars."""
+    up, logits, residual = outputs['up'], outputs['logits'], outputs['residual']
     target_up = allocentric[:, :, 1]
     losses = {'loss_up': (up - target_up).abs().sum(-1).mean()}
     asymmetric = ~symmetric
@@ -133,19 +182,25 @@ def refiner_losses(up, logits, residual, allocentric, symmetric):
         losses['loss_azimuth'] = (classification + offset) / int(asymmetric.sum())
     else:
         losses['loss_azimuth'] = logits.sum() * 0.0
+    if boxes is not None:
+        losses['loss_centre'] = (outputs['centre_offset'] - boxes['centre_offset']).abs().sum(-1).mean()
+        losses['loss_scale'] = (outputs['log_scale'] - boxes['log_scale']).abs().mean()
+        losses['loss_size'] = (outputs['log_size'] - boxes['log_size']).abs().sum(-1).mean()
     return losses
 
 
-def refine_rotations(refiner, image, K, class_ids, centres, sizes, crop_size, margin):
-    """Camera-frame rotations (n, 3, 3) of detections from `refiner`: image (3, H, W) float 0..255 with its K,
-    class ids (n,) 1..6, centres and sizes (n, 3) in that camera's frame."""
-    crops = object_crops(image, K, centres, sizes, crop_size, margin)
-    up, logits, residual = refiner(crops, class_ids)
-    return ray_rotation(centres) @ refiner.rotations(up, logits, residual)
+def refine_poses(refiner, image, K, class_ids, centres, sizes, crop_size, margin, boxes=True):
+    """The refiner's view of detections: image (3, H, W) float 0..255 with its K, class ids (n,) 1..6, centres
+    and sizes (n, 3) in that camera's frame -> (rotations (n, 3, 3), translations (n, 3), sizes (n, 3)) in the
+    camera frame. Without a box part (or `boxes` False) the translations and sizes are the ones given."""
+    outputs = refiner(object_crops(image, K, centres, sizes, crop_size, margin), class_ids)
+    if refiner.box and boxes:
+        centres, sizes = decode_boxes(outputs, K, centres, sizes, margin)
+    return ray_rotation(centres) @ refiner.rotations(outputs), centres, sizes
 
 
 def build_rotation_refiner(cfg):
     """The refiner of a ModelConfig, or None (model.refiner_width == 0)."""
     if cfg.refiner_width <= 0:
         return None
-    return RotationRefiner(cfg.refiner_width, cfg.refiner_azimuth_bins)
+    return RotationRefiner(cfg.refiner_width, cfg.refiner_azimuth_bins, box=cfg.refiner_box)

@@ -4,7 +4,8 @@ The refiner is a second stage: it trains on its own, after the SeqPose model, fr
 (every `frame_stride`-th frame of each scene: neighbouring video frames are nearly the same image). Each object
 of `refiner_classes` gives `copies` crops, moved by up to `shift` crop sides and scaled by a factor in `zoom`,
 because at inference the crop is centred on the predicted box, which is off. Targets are the allocentric
-rotation (model.rotation_refiner.ray_rotation) and, for mugs whose handle is hidden, the up axis alone.
+rotation (model.rotation_refiner.ray_rotation) and, for mugs whose handle is hidden, the up axis alone; with a
+box part (model.refiner_box), the inverse of each crop's jitter and the object's metric size (box_targets).
 
     crops = collect_crops(root, 'real_train', model_cfg, settings)          # tensors, uint8 images
     history = train_refiner(model.rotation_refiner, crops, settings, val_crops=..., log=...)
@@ -20,7 +21,7 @@ from seqpose_core import CLASS_NAMES
 from seqpose_core.data.layout import enumerate_scenes
 from seqpose_core.data.reader import NocsFrameReader
 from seqpose_core.geometry import rotation_error_deg
-from seqpose_core.model.rotation_refiner import object_crops, ray_rotation, refiner_losses
+from seqpose_core.model.rotation_refiner import box_targets, object_crops, ray_rotation, refiner_losses
 from seqpose_core.train.errors import TrainingError
 from seqpose_core.train.targets import symmetric_mask
 
@@ -39,9 +40,9 @@ class RefinerSettings:
 
 
 def collect_crops(root, split, model_cfg, settings, jitter=True, progress=True):
-    """{'crops' (n, 3, S, S) uint8, 'allocentric' (n, 3, 3), 'class_ids' (n,) long, 'symmetric' (n,) bool} of
-    the objects of model_cfg.refiner_classes in `split` under `root`. Without `jitter`, one crop per object at its
-    ground-truth box (validation)."""
+    """{'crops' (n, 3, S, S) uint8, 'allocentric' (n, 3, 3), 'class_ids' (n,) long, 'symmetric' (n,) bool,
+    'sizes' (n, 3) metres, 'shift' (n, 2), 'zoom' (n,)} of the objects of model_cfg.refiner_classes in `split`
+    under `root`. Without `jitter`, one crop per object at its ground-truth box (validation)."""
     unknown = [name for name in model_cfg.refiner_classes if name not in CLASS_NAMES]
     if unknown or not model_cfg.refiner_classes:
         raise TrainingError(f'model.refiner_classes {list(model_cfg.refiner_classes)}: expected one or more of '
@@ -53,7 +54,7 @@ def collect_crops(root, split, model_cfg, settings, jitter=True, progress=True):
         raise TrainingError(f'{root} ({split}): no frames to crop')
     rng = np.random.default_rng(settings.seed)
     copies = settings.copies if jitter else 1
-    parts = {'crops': [], 'allocentric': [], 'class_ids': [], 'symmetric': []}
+    parts = {'crops': [], 'allocentric': [], 'class_ids': [], 'symmetric': [], 'sizes': [], 'shift': [], 'zoom': []}
     if progress:
         from tqdm import tqdm
         prefixes = tqdm(prefixes, desc=f'crops {split}', unit='frame', mininterval=5)
@@ -72,7 +73,7 @@ def collect_crops(root, split, model_cfg, settings, jitter=True, progress=True):
         symmetric = symmetric_mask(torch.as_tensor(annotation.class_ids[keep]),
                                    torch.as_tensor(annotation.handle_visibility[keep]))
         for _ in range(copies):
-            shift = zoom = None
+            shift, zoom = torch.zeros(len(centres), 2), torch.ones(len(centres))
             if jitter:
                 shift = torch.from_numpy(rng.uniform(-settings.shift, settings.shift, (len(centres), 2))).float()
                 zoom = torch.from_numpy(rng.uniform(*settings.zoom, len(centres))).float()
@@ -82,28 +83,50 @@ def collect_crops(root, split, model_cfg, settings, jitter=True, progress=True):
             parts['allocentric'].append(allocentric)
             parts['class_ids'].append(torch.as_tensor(annotation.class_ids[keep], dtype=torch.long))
             parts['symmetric'].append(symmetric)
+            parts['sizes'].append(sizes)
+            parts['shift'].append(shift)
+            parts['zoom'].append(zoom)
     if not parts['crops']:
         raise TrainingError(f'{root} ({split}): no object of {model_cfg.refiner_classes} to crop')
     return {key: torch.cat(values) for key, values in parts.items()}
 
 
+def _box_targets(refiner, crops, part):
+    if not refiner.box:
+        return None
+    return box_targets(crops['sizes'][part], crops['shift'][part], crops['zoom'][part])
+
+
 @torch.no_grad()
-def within_10deg(refiner, crops, batch_size=256):
-    """{class name: (fraction within 10 degrees, median error)} of the refiner's allocentric rotations."""
+def validate(refiner, crops, batch_size=256):
+    """{class name: {'within_10deg', 'median_deg'[, 'depth_error', 'centre_error']}} of the refiner's allocentric
+    rotations and, with a box part, the median relative depth error and centre error (crop sides) it decodes
+    from ground-truth boxes."""
     was_training = refiner.training
     refiner.eval()
-    errors = []
+    errors, depth_errors, centre_errors = [], [], []
     for start in range(0, len(crops['class_ids']), batch_size):
         part = slice(start, start + batch_size)
-        up, logits, residual = refiner(crops['crops'][part], crops['class_ids'][part])
-        errors.append(rotation_error_deg(refiner.rotations(up, logits, residual), crops['allocentric'][part],
+        outputs = refiner(crops['crops'][part], crops['class_ids'][part])
+        errors.append(rotation_error_deg(refiner.rotations(outputs), crops['allocentric'][part],
                                          symmetric=crops['symmetric'][part]))
+        targets = _box_targets(refiner, crops, part)
+        if targets is not None:
+            # relative depth error: the depth scales as size / projected diagonal (model.rotation_refiner.decode_boxes)
+            predicted = torch.exp(outputs['log_size']).norm(dim=-1) / torch.exp(outputs['log_scale'])
+            true = torch.exp(targets['log_size']).norm(dim=-1) / torch.exp(targets['log_scale'])
+            depth_errors.append((predicted / true - 1).abs())
+            centre_errors.append((outputs['centre_offset'] - targets['centre_offset']).norm(dim=-1))
     refiner.train(was_training)
     errors = torch.cat(errors)
     summary = {}
     for class_id in crops['class_ids'].unique().tolist():
-        mine = errors[crops['class_ids'] == class_id]
-        summary[CLASS_NAMES[class_id - 1]] = (float((mine < 10).float().mean()), float(mine.median()))
+        mine = crops['class_ids'] == class_id
+        row = {'within_10deg': float((errors[mine] < 10).float().mean()), 'median_deg': float(errors[mine].median())}
+        if depth_errors:
+            row['depth_error'] = float(torch.cat(depth_errors)[mine].median())
+            row['centre_error'] = float(torch.cat(centre_errors)[mine].median())
+        summary[CLASS_NAMES[class_id - 1]] = row
     return summary
 
 
@@ -129,8 +152,9 @@ def train_refiner(refiner, crops, settings, val_crops=None, log_path=None, progr
         totals = {}
         for step in range(steps_per_epoch):
             batch = order[step * settings.batch_size:(step + 1) * settings.batch_size]
-            up, logits, residual = refiner(crops['crops'][batch], crops['class_ids'][batch])
-            losses = refiner_losses(up, logits, residual, crops['allocentric'][batch], crops['symmetric'][batch])
+            outputs = refiner(crops['crops'][batch], crops['class_ids'][batch])
+            losses = refiner_losses(outputs, crops['allocentric'][batch], crops['symmetric'][batch],
+                                    _box_targets(refiner, crops, batch))
             loss = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -143,8 +167,8 @@ def train_refiner(refiner, crops, settings, val_crops=None, log_path=None, progr
                 bar.set_postfix(loss=f'{float(loss):.3f}', refresh=False)
         row = {'epoch': epoch + 1, 'minutes': (time.perf_counter() - started) / 60, **totals}
         if val_crops is not None:
-            for name, (fraction, median) in within_10deg(refiner, val_crops).items():
-                row[f'{name}_within_10deg'], row[f'{name}_median_deg'] = fraction, median
+            for name, figures in validate(refiner, val_crops).items():
+                row.update({f'{name}_{key}': value for key, value in figures.items()})
         rows.append(row)
         if bar is not None:
             bar.write('epoch {epoch}: '.format(**row) + '  '.join(
