@@ -332,6 +332,29 @@ def test_eval_without_refinement_gives_the_base_models_rotations(scene_root, tin
     assert changed > 0
 
 
+def test_eval_without_box_refinement_keeps_the_decoders_boxes(scene_root, tmp_path):
+    import pickle
+    config = load_config('tiny')
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_width=4, refiner_box=True))
+    torch.manual_seed(3)
+    checkpoint = save_checkpoint(tmp_path / 'boxed.pt', build_model(config.model).eval(), config)
+    outputs = {}
+    for name, extra in (('decoder', ['--no-rotation-refinement']), ('rotation', ['--no-box-refinement']),
+                        ('box', [])):
+        assert seqpose(['eval', '--checkpoint', str(checkpoint), '--data', str(scene_root), '--split', 'test',
+                        '--mode', 'sf', '--out', str(tmp_path / name), '--overlays', '0', '--score-threshold', '0',
+                        *extra]) == 0
+        outputs[name] = [pickle.loads(path.read_bytes()) for path in sorted((tmp_path / name / 'results').glob('*.pkl'))]
+    refined_ids = [CLASS_NAMES.index(name) + 1 for name in config.model.refiner_classes]
+    moved = 0
+    for decoder, rotation, box in zip(outputs['decoder'], outputs['rotation'], outputs['box']):
+        np.testing.assert_array_equal(decoder['pred_RTs'][:, :3, 3], rotation['pred_RTs'][:, :3, 3])
+        chosen = np.isin(box['pred_class_ids'], refined_ids)
+        np.testing.assert_array_equal(decoder['pred_RTs'][~chosen], box['pred_RTs'][~chosen])
+        moved += int((np.abs(decoder['pred_RTs'][chosen, :3, 3] - box['pred_RTs'][chosen, :3, 3]) > 1e-4).any(-1).sum())
+    assert outputs['box'] and moved > 0
+
+
 def test_train_refiner_reports_bad_data_and_classes(scene_root, tmp_path, capsys):
     empty = tmp_path / 'empty'
     (empty / 'Real' / 'train').mkdir(parents=True)

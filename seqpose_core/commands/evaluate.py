@@ -37,6 +37,9 @@ def add_arguments(parser):
     parser.add_argument('--no-rotation-refinement', dest='rotation_refinement', action='store_false', default=None,
                         help="publish the decoder's rotations even where the model has a rotation refiner "
                              '(inference.rotation_refinement false: the ablation of the refiner)')
+    parser.add_argument('--no-box-refinement', dest='box_refinement', action='store_false', default=None,
+                        help="keep the decoder's translations and sizes where the refiner re-estimates boxes "
+                             '(inference.box_refinement false: the refiner\'s rotation alone)')
 
 
 def run(args):
@@ -46,7 +49,8 @@ def run(args):
     try:
         overrides = {name: value for name, value in (('score_threshold', args.score_threshold),
                                                       ('score_fusion', args.score_fusion),
-                                                      ('rotation_refinement', args.rotation_refinement))
+                                                      ('rotation_refinement', args.rotation_refinement),
+                                                      ('box_refinement', args.box_refinement))
                      if value is not None}
         runner = build_runner(args.checkpoint, mode=args.mode, device=args.device, overrides=overrides)
         evaluate_runner(runner, args.data, args.split, args.out, max_scenes=args.max_scenes,
