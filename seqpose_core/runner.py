@@ -262,8 +262,8 @@ class StreamRunner:
     def refine_detections(self, image_rgb, K, detections):
         """With a model that has a rotation refiner (and inference.rotation_refinement), replace the rotation of
         the detections of its classes by the refiner's, read from a crop of the full-resolution image (K: its
-        intrinsics), and, where the refiner re-estimates boxes (model.refiner_box, inference.box_refinement),
-        their translation and size too. The decoder's values stay in extras['decoder_rotation'] /
+        intrinsics), and for those of model.refiner_box_classes (with inference.box_refinement) their
+        translation and size too. The decoder's values stay in extras['decoder_rotation'] /
         ['decoder_translation'] / ['decoder_size']."""
         refiner = getattr(self.model, 'rotation_refiner', None)
         if refiner is None or not self.cfg.rotation_refinement:
@@ -274,7 +274,8 @@ class StreamRunner:
             return
         image = torch.as_tensor(image_rgb, device=self.device).permute(2, 0, 1).float()      # (3, H, W) 0..255
         as_tensor = functools.partial(torch.as_tensor, dtype=torch.float32, device=self.device)
-        boxes = refiner.box and self.cfg.box_refinement
+        boxes = torch.as_tensor([self.cfg.box_refinement and d.class_name in model_cfg.refiner_box_classes
+                                 for d in chosen], device=self.device)
         rotations, translations, sizes = (
             tensor.cpu().numpy().astype(np.float64) for tensor in refine_poses(
                 refiner, image, as_tensor(K), torch.as_tensor([d.class_id for d in chosen], device=self.device),
@@ -283,7 +284,7 @@ class StreamRunner:
         for index, detection in enumerate(chosen):
             detection.extras['decoder_rotation'] = detection.rotation
             detection.rotation = rotations[index]
-            if boxes:
+            if boxes[index]:
                 detection.extras['decoder_translation'] = detection.translation
                 detection.extras['decoder_size'] = detection.size
                 detection.translation, detection.size = translations[index], sizes[index]

@@ -166,9 +166,11 @@ def test_runner_replaces_the_rotation_of_the_refiner_classes_only(tiny_with_refi
             np.testing.assert_array_equal(detection.rotation, before.rotation)
 
 
-def test_runner_replaces_the_box_too_when_the_refiner_has_a_box_part():
+def test_runner_replaces_the_box_of_the_box_classes_only():
     config = load_config('tiny')
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_width=4, refiner_box=True))
+    config = dataclasses.replace(config, model=dataclasses.replace(
+        config.model, refiner_width=4, refiner_box=True, refiner_classes=('bottle', 'laptop', 'mug'),
+        refiner_box_classes=('laptop', 'mug')))
     torch.manual_seed(2)
     model = build_model(config.model).eval()
     inference = dataclasses.replace(config.inference, score_threshold=0.0, max_detections=50)
@@ -179,23 +181,35 @@ def test_runner_replaces_the_box_too_when_the_refiner_has_a_box_part():
     rotation_only = StreamRunner(model, dataclasses.replace(inference, box_refinement=False), size).step(
         Frame(image, K, 0.0, 'camera')).detections
     chosen = [d for d in boxed if d.class_name in config.model.refiner_classes]
-    assert chosen and len(boxed) == len(rotation_only)
+    box_mask = [d.class_name in ('laptop', 'mug') for d in chosen]
+    assert chosen and any(box_mask) and not all(box_mask) and len(boxed) == len(rotation_only)
     with torch.no_grad():
         rotations, translations, sizes = refine_poses(
             model.rotation_refiner, torch.as_tensor(image).permute(2, 0, 1).float(), torch.as_tensor(K).float(),
             torch.tensor([d.class_id for d in chosen]),
-            torch.tensor(np.stack([d.extras['decoder_translation'] for d in chosen]), dtype=torch.float32),
-            torch.tensor(np.stack([d.extras['decoder_size'] for d in chosen]), dtype=torch.float32),
-            config.model.refiner_crop_size, config.model.refiner_crop_margin)
+            torch.tensor(np.stack([d.extras.get('decoder_translation', d.translation) for d in chosen]),
+                         dtype=torch.float32),
+            torch.tensor(np.stack([d.extras.get('decoder_size', d.size) for d in chosen]), dtype=torch.float32),
+            config.model.refiner_crop_size, config.model.refiner_crop_margin, boxes=torch.tensor(box_mask))
     for index, detection in enumerate(chosen):
         np.testing.assert_allclose(detection.translation, translations[index].numpy(), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(detection.size, sizes[index].numpy(), rtol=1e-5)
         np.testing.assert_allclose(detection.rotation, rotations[index].numpy(), atol=1e-5)
-        assert not np.allclose(detection.translation, detection.extras['decoder_translation'], atol=1e-4)
+        assert ('decoder_translation' in detection.extras) == box_mask[index]
+        if box_mask[index]:
+            assert not np.allclose(detection.translation, detection.extras['decoder_translation'], atol=1e-4)
     for detection, plain in zip(boxed, rotation_only):
-        decoder_translation = detection.extras.get('decoder_translation', detection.translation)
-        np.testing.assert_array_equal(plain.translation, decoder_translation)
+        np.testing.assert_array_equal(plain.translation, detection.extras.get('decoder_translation',
+                                                                              detection.translation))
         assert 'decoder_translation' not in plain.extras
+
+
+def test_box_classes_must_be_refined_classes_of_a_box_refiner():
+    model_config = dataclasses.replace(load_config('tiny').model, refiner_width=4, refiner_classes=('mug',))
+    with pytest.raises(ValueError, match=r"refiner_box_classes \['mug'\]: needs model.refiner_box true"):
+        build_model(dataclasses.replace(model_config, refiner_box_classes=('mug',)))
+    with pytest.raises(ValueError, match=r"\['can'\] not in model.refiner_classes \['mug'\]"):
+        build_model(dataclasses.replace(model_config, refiner_box=True, refiner_box_classes=('mug', 'can')))
 
 
 # --- training -------------------------------------------------------------------------------------------------
@@ -335,7 +349,8 @@ def test_eval_without_refinement_gives_the_base_models_rotations(scene_root, tin
 def test_eval_without_box_refinement_keeps_the_decoders_boxes(scene_root, tmp_path):
     import pickle
     config = load_config('tiny')
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_width=4, refiner_box=True))
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_width=4, refiner_box=True,
+                                                                  refiner_box_classes=config.model.refiner_classes))
     torch.manual_seed(3)
     checkpoint = save_checkpoint(tmp_path / 'boxed.pt', build_model(config.model).eval(), config)
     outputs = {}

@@ -86,6 +86,8 @@ def run(args):
         model_changes['refiner_box'] = True
     if args.classes is not None:
         model_changes['refiner_classes'] = tuple(name.strip() for name in args.classes.split(',') if name.strip())
+    if args.box:      # every class the refiner serves, until `seqpose select-refiner-classes` narrows them
+        model_changes['refiner_box_classes'] = model_changes.get('refiner_classes', config.model.refiner_classes)
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, **model_changes))
     torch.manual_seed(args.seed)
     model = SeqPose(config.model)

@@ -60,6 +60,8 @@ class ModelConfig:
     # The refiner also re-estimates each box from its crop (model.rotation_refiner.decode_boxes): where the centre
     # projects, how large the object looks and its metric size, hence its depth. False: rotation only.
     refiner_box: bool = False
+    # The classes (of refiner_classes) whose box the runner replaces; the others keep the decoder's box.
+    refiner_box_classes: tuple[str, ...] = ()
     # --- weights loaded by build_model (empty: random init; checkpoints rebuild without them) -----------------
     dinov2_weights: str = ''          # dinov2_vit{s,b,l}14_pretrain.pth / .safetensors
     depth_anything_weights: str = ''  # depth_anything_v2_vit{s,b,l}.pth / .safetensors (encoder + head)

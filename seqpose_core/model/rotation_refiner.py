@@ -189,13 +189,20 @@ def refiner_losses(outputs, allocentric, symmetric, boxes=None):
     return losses
 
 
-def refine_poses(refiner, image, K, class_ids, centres, sizes, crop_size, margin, boxes=True):
+def refine_poses(refiner, image, K, class_ids, centres, sizes, crop_size, margin, boxes=None):
     """The refiner's view of detections: image (3, H, W) float 0..255 with its K, class ids (n,) 1..6, centres
     and sizes (n, 3) in that camera's frame -> (rotations (n, 3, 3), translations (n, 3), sizes (n, 3)) in the
-    camera frame. Without a box part (or `boxes` False) the translations and sizes are the ones given."""
+    camera frame. `boxes` (n,) bool: the detections whose box the refiner replaces (None: none; needs a refiner
+    with a box part); the others keep the translation and size given."""
     outputs = refiner(object_crops(image, K, centres, sizes, crop_size, margin), class_ids)
-    if refiner.box and boxes:
-        centres, sizes = decode_boxes(outputs, K, centres, sizes, margin)
+    centres, sizes = centres.float(), sizes.float()
+    if boxes is not None and bool(boxes.any()):
+        if not refiner.box:
+            raise ValueError('refine_poses: boxes asked of a refiner without a box part (model.refiner_box false)')
+        decoded_centres, decoded_sizes = decode_boxes(outputs, K, centres, sizes, margin)
+        centres = torch.where(boxes[:, None], decoded_centres, centres)
+        sizes = torch.where(boxes[:, None], decoded_sizes, sizes)
+    # the allocentric rotation is relative to the ray through the centre the crop was read for (training: the true one)
     return ray_rotation(centres) @ refiner.rotations(outputs), centres, sizes
 
 
@@ -203,4 +210,10 @@ def build_rotation_refiner(cfg):
     """The refiner of a ModelConfig, or None (model.refiner_width == 0)."""
     if cfg.refiner_width <= 0:
         return None
+    if cfg.refiner_box_classes and not cfg.refiner_box:
+        raise ValueError(f'model.refiner_box_classes {list(cfg.refiner_box_classes)}: needs model.refiner_box true')
+    outside = [name for name in cfg.refiner_box_classes if name not in cfg.refiner_classes]
+    if outside:
+        raise ValueError(f'model.refiner_box_classes: {outside} not in model.refiner_classes '
+                         f'{list(cfg.refiner_classes)}')
     return RotationRefiner(cfg.refiner_width, cfg.refiner_azimuth_bins, box=cfg.refiner_box)
