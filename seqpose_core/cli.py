@@ -19,6 +19,7 @@ COMMANDS = {
     'bench': 'seqpose_core.commands.bench',
     'average': 'seqpose_core.commands.average',
     'train-refiner': 'seqpose_core.commands.train_refiner',
+    'select-refiner-classes': 'seqpose_core.commands.select_refiner',
 }
 
 

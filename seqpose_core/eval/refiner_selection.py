@@ -1,0 +1,82 @@
+"""Which classes the refiner should serve, and how: chosen per class on selection sets, not on the test sets.
+
+A refiner (model.rotation_refiner) trained on every class is not better than the decoder on every class: the
+small CNN may read a can's tilt worse than the decoder does, or its box part may move a bowl whose depth the
+decoder had right. So each class gets the arm that scores best on held-out selection data:
+
+- 'decoder': the decoder's pose (the class leaves model.refiner_classes);
+- 'rotation': the refiner's rotation, the decoder's box (in refiner_classes, not in refiner_box_classes);
+- 'box': the refiner's rotation and box (in both; refiner with a box part only).
+
+Score of an arm for a class: the mean over the sets of the sum of SELECTION_METRICS (mAP %, `seqpose eval`).
+The sets must not be the ones the result is reported on.
+"""
+import dataclasses
+import math
+import tempfile
+from pathlib import Path
+
+from seqpose_core import CLASS_NAMES
+from seqpose_core.eval.run import evaluate_runner
+from seqpose_core.runner import build_runner
+
+ARMS = ('decoder', 'rotation', 'box')
+SELECTION_METRICS = ('IoU25', 'IoU50', '10deg10cm', '10deg', '10cm')
+# inference overrides that give each arm, the model serving every class it was trained on
+ARM_OVERRIDES = {'decoder': {'rotation_refinement': False}, 'rotation': {'box_refinement': False}, 'box': {}}
+
+
+def arms_of(model_cfg):
+    return ARMS if model_cfg.refiner_box else ARMS[:2]
+
+
+def score_arms(model, config, data_roots, split='test', mode='mf', work_dir=None, progress=True):
+    """{arm: {class name: score or None (no object of the class in any set)}} for the refiner classes of
+    `config.model`, every arm run with the refiner serving all of them (boxes too, where it has a box part)."""
+    model_cfg = config.model
+    if model_cfg.refiner_width <= 0 or not model_cfg.refiner_classes:
+        raise ValueError('select refiner classes: the model has no rotation refiner (model.refiner_width 0)')
+    serving = dataclasses.replace(model_cfg, refiner_box_classes=model_cfg.refiner_classes if model_cfg.refiner_box
+                                  else ())
+    config = dataclasses.replace(config, model=serving)
+    sums = {arm: {name: [] for name in model_cfg.refiner_classes} for arm in arms_of(model_cfg)}
+    original, model.cfg = model.cfg, serving          # the runner reads the served classes from the model's config
+    try:
+        with tempfile.TemporaryDirectory(prefix='refiner-selection-') as scratch:
+            root = Path(work_dir) if work_dir else Path(scratch)
+            for arm in sums:
+                runner = build_runner(model=model, config=config, mode=mode, overrides=ARM_OVERRIDES[arm])
+                for index, data_root in enumerate(data_roots):
+                    metrics = evaluate_runner(runner, data_root, split,
+                                              root / arm / f'{index}_{Path(data_root).name}', overlays=0,
+                                              progress=progress)
+                    for name in model_cfg.refiner_classes:
+                        values = [metrics[name][key] for key in SELECTION_METRICS]
+                        if not any(math.isnan(value) for value in values):
+                            sums[arm][name].append(sum(values))
+    finally:
+        model.cfg = original
+    return {arm: {name: (sum(values) / len(values) if values else None) for name, values in per_class.items()}
+            for arm, per_class in sums.items()}
+
+
+def choose_arms(scores, current):
+    """{class name: arm}: the best-scoring arm per class (ties go to the simpler arm: decoder, then rotation);
+    a class no set has objects of keeps `current[name]`."""
+    chosen = {}
+    for name in next(iter(scores.values())):
+        scored = [(scores[arm][name], -position, arm) for position, arm in enumerate(scores)
+                  if scores[arm][name] is not None]
+        chosen[name] = max(scored)[2] if scored else current[name]
+    return chosen
+
+
+def current_arms(model_cfg):
+    return {name: 'box' if name in model_cfg.refiner_box_classes else 'rotation' for name in model_cfg.refiner_classes}
+
+
+def classes_for(chosen):
+    """(refiner_classes, refiner_box_classes) serving `chosen` ({class: arm}), in CLASS_NAMES order."""
+    ordered = [name for name in CLASS_NAMES if name in chosen]
+    return (tuple(name for name in ordered if chosen[name] != 'decoder'),
+            tuple(name for name in ordered if chosen[name] == 'box'))
