@@ -280,7 +280,8 @@ class StreamRunner:
             tensor.cpu().numpy().astype(np.float64) for tensor in refine_poses(
                 refiner, image, as_tensor(K), torch.as_tensor([d.class_id for d in chosen], device=self.device),
                 as_tensor(np.stack([d.translation for d in chosen])), as_tensor(np.stack([d.size for d in chosen])),
-                model_cfg.refiner_crop_size, model_cfg.refiner_crop_margin, boxes=boxes))
+                model_cfg.refiner_crop_size, model_cfg.refiner_crop_margin, boxes=boxes,
+                depth_weight=model_cfg.refiner_depth_weight))
         for index, detection in enumerate(chosen):
             detection.extras['decoder_rotation'] = detection.rotation
             detection.rotation = rotations[index]

@@ -111,6 +111,14 @@ def test_box_targets_decode_back_to_the_ground_truth_box():
                                                margin)
     torch.testing.assert_close(translations, centres, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(decoded_sizes, sizes)
+    # weighting the decoder's depth in: the geometric mean along the same ray, the size scaled with the depth
+    for weight in (0.0, 0.5):
+        moved, moved_sizes = decode_boxes(box_targets(sizes, shift, zoom), K, predicted_centres, predicted_sizes,
+                                          margin, depth_weight=weight)
+        expected_depth = centres[:, 2] ** weight * predicted_centres[:, 2] ** (1 - weight)
+        torch.testing.assert_close(moved[:, 2], expected_depth, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(moved, centres * (expected_depth / centres[:, 2])[:, None], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(moved_sizes, sizes * (expected_depth / centres[:, 2])[:, None])
 
 
 def test_box_losses_vanish_at_the_targets_and_the_refiner_outputs_a_box():
@@ -190,7 +198,8 @@ def test_runner_replaces_the_box_of_the_box_classes_only():
             torch.tensor(np.stack([d.extras.get('decoder_translation', d.translation) for d in chosen]),
                          dtype=torch.float32),
             torch.tensor(np.stack([d.extras.get('decoder_size', d.size) for d in chosen]), dtype=torch.float32),
-            config.model.refiner_crop_size, config.model.refiner_crop_margin, boxes=torch.tensor(box_mask))
+            config.model.refiner_crop_size, config.model.refiner_crop_margin, boxes=torch.tensor(box_mask),
+            depth_weight=config.model.refiner_depth_weight)
     for index, detection in enumerate(chosen):
         np.testing.assert_allclose(detection.translation, translations[index].numpy(), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(detection.size, sizes[index].numpy(), rtol=1e-5)
@@ -210,6 +219,8 @@ def test_box_classes_must_be_refined_classes_of_a_box_refiner():
         build_model(dataclasses.replace(model_config, refiner_box_classes=('mug',)))
     with pytest.raises(ValueError, match=r"\['can'\] not in model.refiner_classes \['mug'\]"):
         build_model(dataclasses.replace(model_config, refiner_box=True, refiner_box_classes=('mug', 'can')))
+    with pytest.raises(ValueError, match=r'refiner_depth_weight 1.5: expected a weight in \[0, 1\]'):
+        build_model(dataclasses.replace(model_config, refiner_box=True, refiner_depth_weight=1.5))
 
 
 # --- training -------------------------------------------------------------------------------------------------

@@ -62,6 +62,9 @@ class ModelConfig:
     refiner_box: bool = False
     # The classes (of refiner_classes) whose box the runner replaces; the others keep the decoder's box.
     refiner_box_classes: tuple[str, ...] = ()
+    # The refined depth in log space: this weight on the crop's (its metric size over its projected diagonal), the
+    # rest on the decoder's (which also sees the table and the neighbours). 1: the crop's alone; 0: the decoder's.
+    refiner_depth_weight: float = 0.5
     # --- weights loaded by build_model (empty: random init; checkpoints rebuild without them) -----------------
     dinov2_weights: str = ''          # dinov2_vit{s,b,l}14_pretrain.pth / .safetensors
     depth_anything_weights: str = ''  # depth_anything_v2_vit{s,b,l}.pth / .safetensors (encoder + head)

@@ -152,19 +152,24 @@ def box_targets(sizes, shift, zoom):
     return {'centre_offset': -shift / zoom[:, None], 'log_scale': -torch.log(zoom), 'log_size': torch.log(sizes)}
 
 
-def decode_boxes(outputs, K, centres, sizes, margin):
+def decode_boxes(outputs, K, centres, sizes, margin, depth_weight=1.0):
     """(translations (n, 3), sizes (n, 3)) from the box outputs of crops made around `centres` / `sizes` (the
-    decoder's boxes) with `margin`: the centre's pixel moved by the offset, the projected diagonal scaled, and the
-    depth at which the predicted metric size has that projected diagonal."""
+    decoder's boxes) with `margin`: the centre's pixel moved by the offset and the projected diagonal scaled; the
+    depth is the crop's (where the predicted metric size has that diagonal) and the decoder's, averaged in log
+    space with `depth_weight` on the crop's, and the size is scaled to keep the diagonal the crop measured."""
     centres, K = centres.float(), K.float()
     side = _crop_side(K, centres, sizes.float(), margin)                                  # (n,) pixels
     uv = project_points(centres, K) + outputs['centre_offset'] * side[:, None]            # (n, 2)
     diagonal = side * torch.exp(outputs['log_scale']) / margin                            # (n,) pixels
     refined_sizes = torch.exp(outputs['log_size'])
-    depth = K[0, 0] * refined_sizes.norm(dim=-1) / diagonal
+    crop_depth = K[0, 0] * refined_sizes.norm(dim=-1) / diagonal
+    # two cues with independent errors (the object's own look, and its place among the others): a weighted
+    # geometric mean; sizes follow the depth, so the box still projects to what the crop saw
+    depth = torch.exp(depth_weight * torch.log(crop_depth)
+                      + (1 - depth_weight) * torch.log(centres[:, 2].clamp_min(1e-6)))
     normalised = torch.stack([(uv[:, 0] - K[0, 2]) / K[0, 0], (uv[:, 1] - K[1, 2]) / K[1, 1],
                               torch.ones_like(depth)], dim=-1)
-    return normalised * depth[:, None], refined_sizes
+    return normalised * depth[:, None], refined_sizes * (depth / crop_depth)[:, None]
 
 
 def refiner_losses(outputs, allocentric, symmetric, boxes=None):
@@ -189,17 +194,17 @@ def refiner_losses(outputs, allocentric, symmetric, boxes=None):
     return losses
 
 
-def refine_poses(refiner, image, K, class_ids, centres, sizes, crop_size, margin, boxes=None):
+def refine_poses(refiner, image, K, class_ids, centres, sizes, crop_size, margin, boxes=None, depth_weight=1.0):
     """The refiner's view of detections: image (3, H, W) float 0..255 with its K, class ids (n,) 1..6, centres
     and sizes (n, 3) in that camera's frame -> (rotations (n, 3, 3), translations (n, 3), sizes (n, 3)) in the
     camera frame. `boxes` (n,) bool: the detections whose box the refiner replaces (None: none; needs a refiner
-    with a box part); the others keep the translation and size given."""
+    with a box part; `depth_weight`: decode_boxes); the others keep the translation and size given."""
     outputs = refiner(object_crops(image, K, centres, sizes, crop_size, margin), class_ids)
     centres, sizes = centres.float(), sizes.float()
     if boxes is not None and bool(boxes.any()):
         if not refiner.box:
             raise ValueError('refine_poses: boxes asked of a refiner without a box part (model.refiner_box false)')
-        decoded_centres, decoded_sizes = decode_boxes(outputs, K, centres, sizes, margin)
+        decoded_centres, decoded_sizes = decode_boxes(outputs, K, centres, sizes, margin, depth_weight)
         centres = torch.where(boxes[:, None], decoded_centres, centres)
         sizes = torch.where(boxes[:, None], decoded_sizes, sizes)
     # the allocentric rotation is relative to the ray through the centre the crop was read for (training: the true one)
@@ -212,6 +217,8 @@ def build_rotation_refiner(cfg):
         return None
     if cfg.refiner_box_classes and not cfg.refiner_box:
         raise ValueError(f'model.refiner_box_classes {list(cfg.refiner_box_classes)}: needs model.refiner_box true')
+    if not 0.0 <= cfg.refiner_depth_weight <= 1.0:
+        raise ValueError(f'model.refiner_depth_weight {cfg.refiner_depth_weight}: expected a weight in [0, 1]')
     outside = [name for name in cfg.refiner_box_classes if name not in cfg.refiner_classes]
     if outside:
         raise ValueError(f'model.refiner_box_classes: {outside} not in model.refiner_classes '
