@@ -256,7 +256,9 @@ class StreamRunner:
             with timed_stage(timer, 'postprocess'):
                 detections = self.detections_from_outputs(outputs, K_input=K_tensor)
             with timed_stage(timer, 'refiner'):
-                self.refine_detections(frame.image_rgb, K, detections)
+                if self.refine_detections(frame.image_rgb, K, detections):
+                    # duplicates whose boxes the decoder had apart may now coincide on their object
+                    detections = self.suppress(detections, K)
         return StepResult(detections, reset_reason=reset_reason)
 
     def refine_detections(self, image_rgb, K, detections):
@@ -264,14 +266,14 @@ class StreamRunner:
         the detections of its classes by the refiner's, read from a crop of the full-resolution image (K: its
         intrinsics), and for those of model.refiner_box_classes (with inference.box_refinement) their
         translation and size too. The decoder's values stay in extras['decoder_rotation'] /
-        ['decoder_translation'] / ['decoder_size']."""
+        ['decoder_translation'] / ['decoder_size']. Returns whether any box was replaced."""
         refiner = getattr(self.model, 'rotation_refiner', None)
         if refiner is None or not self.cfg.rotation_refinement:
-            return
+            return False
         model_cfg = self.model.cfg
         chosen = [d for d in detections if d.class_name in model_cfg.refiner_classes]
         if not chosen:
-            return
+            return False
         image = torch.as_tensor(image_rgb, device=self.device).permute(2, 0, 1).float()      # (3, H, W) 0..255
         as_tensor = functools.partial(torch.as_tensor, dtype=torch.float32, device=self.device)
         boxes = torch.as_tensor([self.cfg.box_refinement and d.class_name in model_cfg.refiner_box_classes
@@ -289,6 +291,7 @@ class StreamRunner:
                 detection.extras['decoder_translation'] = detection.translation
                 detection.extras['decoder_size'] = detection.size
                 detection.translation, detection.size = translations[index], sizes[index]
+        return bool(boxes.any())
 
     def detections_from_outputs(self, outputs, index=0, K_input=None):
         """Score threshold, class-aware duplicate suppression (inference.duplicate_suppression),
@@ -310,6 +313,11 @@ class StreamRunner:
                                 size=sizes[query].copy(), extras={'query': int(query)}) for query in indices)
         # the 3D camera frame is the same at every image size, so the input's K projects the boxes correctly
         K = K_input[index].float().cpu().numpy() if K_input is not None else None
+        return self.suppress(candidates, K)
+
+    def suppress(self, detections, K):
+        """inference.duplicate_suppression over score-sorted `detections` (an iterable), up to max_detections;
+        K: intrinsics of an image of their camera (None: centre distance only)."""
         method = self.cfg.duplicate_suppression if K is not None else 'centre_distance'
-        return suppress_duplicates(candidates, K, method, self.cfg.nms_iou, self.cfg.nms_distance,
+        return suppress_duplicates(detections, K, method, self.cfg.nms_iou, self.cfg.nms_distance,
                                    self.cfg.max_detections)

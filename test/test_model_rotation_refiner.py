@@ -213,6 +213,27 @@ def test_runner_replaces_the_box_of_the_box_classes_only():
         assert 'decoder_translation' not in plain.extras
 
 
+def test_boxes_that_coincide_after_refinement_are_suppressed_again(tiny_with_refiner):
+    config, model = tiny_with_refiner
+    inference = dataclasses.replace(config.inference, score_threshold=0.0, max_detections=50)
+    image = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    K = np.array([[150.0, 0, 80], [0, 150.0, 60], [0, 0, 1]])
+    counts = {}
+    for moved in (False, True):
+        runner = StreamRunner(model, inference, (config.data.input_height, config.data.input_width))
+
+        def refine(image_rgb, K, detections, moved=moved):
+            for detection in detections:      # every box of a class onto one spot, as a refiner may put them
+                detection.translation = np.array([0.1 * detection.class_id, 0.0, 1.0])
+            return moved
+
+        runner.refine_detections = refine
+        detections = runner.step(Frame(image, K, 0.0, 'camera')).detections
+        counts[moved] = [d.class_id for d in detections]
+    assert len(counts[False]) > len(set(counts[False]))          # several of a class before
+    assert sorted(counts[True]) == sorted(set(counts[False]))     # one per class once the boxes coincide
+
+
 def test_box_classes_must_be_refined_classes_of_a_box_refiner():
     model_config = dataclasses.replace(load_config('tiny').model, refiner_width=4, refiner_classes=('mug',))
     with pytest.raises(ValueError, match=r"refiner_box_classes \['mug'\]: needs model.refiner_box true"):
