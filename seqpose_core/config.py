@@ -41,8 +41,8 @@ class InferenceConfig:
     # proposal_queries only): sqrt(query probability x the proposal head's probability at the cell under the
     # predicted centre), per class (model.proposals.centre_evidence).
     score_fusion: str = 'query'
-    # Models with a rotation refiner (model.refiner_width > 0): let it replace the decoder's rotation of the
-    # detections of its classes (False: the decoder's rotation, e.g. for an ablation).
+    # Models with a pose refiner (model.refiner_width > 0): let it replace the decoder's rotation (and box) of the
+    # detections of its classes (False: the decoder's pose, e.g. for an ablation).
     rotation_refinement: bool = True
     # Models whose refiner also re-estimates the box (model.refiner_box): let it replace the decoder's translation
     # and size of those detections too (False: the refiner's rotation alone).

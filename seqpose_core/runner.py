@@ -27,7 +27,7 @@ from seqpose_core.data.transforms import apply_to_image, normalize_image, plan_g
 from seqpose_core.detection import Detection
 from seqpose_core.geometry import rotation_6d_to_matrix, scale_intrinsics
 from seqpose_core.model.checkpoint import load_checkpoint
-from seqpose_core.model.rotation_refiner import refine_poses
+from seqpose_core.model.pose_refiner import refine_poses
 from seqpose_core.model.seqpose import model_from_checkpoint
 from seqpose_core.suppression import SUPPRESSIONS, suppress_duplicates
 from seqpose_core.timing import timed_stage
@@ -262,12 +262,12 @@ class StreamRunner:
         return StepResult(detections, reset_reason=reset_reason)
 
     def refine_detections(self, image_rgb, K, detections):
-        """With a model that has a rotation refiner (and inference.rotation_refinement), replace the rotation of
+        """With a model that has a pose refiner (and inference.rotation_refinement), replace the rotation of
         the detections of its classes by the refiner's, read from a crop of the full-resolution image (K: its
         intrinsics), and for those of model.refiner_box_classes (with inference.box_refinement) their
         translation and size too. The decoder's values stay in extras['decoder_rotation'] /
         ['decoder_translation'] / ['decoder_size']. Returns whether any box was replaced."""
-        refiner = getattr(self.model, 'rotation_refiner', None)
+        refiner = getattr(self.model, 'pose_refiner', None)
         if refiner is None or not self.cfg.rotation_refinement:
             return False
         model_cfg = self.model.cfg

@@ -71,5 +71,5 @@ def test_select_refiner_classes_needs_a_refiner(selection_sets, tmp_path, capsys
     checkpoint = save_checkpoint(tmp_path / 'plain.pt', build_model(config.model), config)
     assert seqpose(['select-refiner-classes', '--checkpoint', str(checkpoint), '--data', str(selection_sets[0]),
                     '--out', str(tmp_path / 'out.pt'), '--no-progress']) == 2
-    assert 'no rotation refiner' in capsys.readouterr().err
+    assert 'no pose refiner' in capsys.readouterr().err
     assert not (tmp_path / 'out.pt').exists()

@@ -34,7 +34,7 @@ Examples:
 
 Stages (ms per frame, medians): preprocess (resize + normalise + to device), encoder (DINOv2), decoder (DPT head),
 fusion (eq. 3, + dense heads when on), stsq (decoder layers), pose_head, postprocess (threshold, NMS,
-Detection objects), refiner (the rotation refiner's crops and CNN, models with one) and other (memory queue
+Detection objects), refiner (the pose refiner's crops and CNN, models with one) and other (memory queue
 bookkeeping, Python overhead: step total minus the stages)."""
 
 

@@ -35,7 +35,7 @@ def add_arguments(parser):
                         help="override inference.score_fusion: 'query' (the queries' own scores) or 'proposal' "
                              "(fused with the proposal head's evidence; models with proposal queries)")
     parser.add_argument('--no-rotation-refinement', dest='rotation_refinement', action='store_false', default=None,
-                        help="publish the decoder's rotations even where the model has a rotation refiner "
+                        help="publish the decoder's rotations even where the model has a pose refiner "
                              '(inference.rotation_refinement false: the ablation of the refiner)')
     parser.add_argument('--no-box-refinement', dest='box_refinement', action='store_false', default=None,
                         help="keep the decoder's translations and sizes where the refiner re-estimates boxes "

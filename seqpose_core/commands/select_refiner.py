@@ -16,7 +16,7 @@ Examples:
 
 
 def add_arguments(parser):
-    parser.add_argument('--checkpoint', required=True, help='a SeqPose checkpoint with a rotation refiner')
+    parser.add_argument('--checkpoint', required=True, help='a SeqPose checkpoint with a pose refiner')
     parser.add_argument('--data', nargs='+', required=True, metavar='DIR', help='NOCS-layout selection sets')
     parser.add_argument('--split', default='test', help='split of every --data set (default: %(default)s)')
     parser.add_argument('--mode', choices=('mf', 'sf'), default='mf', help='evaluation mode (default: %(default)s)')

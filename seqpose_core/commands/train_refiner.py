@@ -1,11 +1,11 @@
-"""`seqpose train-refiner`: train the rotation refiner (a second look at each detection's rotation) of a model."""
+"""`seqpose train-refiner`: train the pose refiner (a second look at each detection's rotation and box) of a model."""
 import dataclasses
 import sys
 
-HELP = 'train a rotation refiner for a SeqPose checkpoint on crops of ground-truth objects'
+HELP = 'train a pose refiner for a SeqPose checkpoint on crops of ground-truth objects'
 DESCRIPTION = HELP + """
 
-The refiner (model.rotation_refiner) is a small CNN on a crop of the camera image around each detection of
+The refiner (model.pose_refiner) is a small CNN on a crop of the camera image around each detection of
 model.refiner_classes; the runner lets it replace the decoder's rotation (with --box, also the translation and
 size: model.refiner_box). It trains alone, after the model: the
 rest of the checkpoint is copied unchanged. RUN/model.pt is the checkpoint with the refiner (for seqpose eval,
@@ -21,7 +21,7 @@ Examples:
 
 
 def add_arguments(parser):
-    from seqpose_core.train.rotation_refiner import RefinerSettings
+    from seqpose_core.train.pose_refiner import RefinerSettings
     defaults = RefinerSettings()
     parser.add_argument('--checkpoint', default=None, help='the SeqPose checkpoint to refine (default: the embedded model)')
     parser.add_argument('--data', required=True, help='NOCS-layout root with the training frames')
@@ -42,8 +42,8 @@ def add_arguments(parser):
     parser.add_argument('--zoom', type=float, nargs=2, metavar=('MIN', 'MAX'), default=defaults.zoom,
                         help=f'crops scale by a factor in [MIN, MAX] (default {defaults.zoom[0]} {defaults.zoom[1]})')
     parser.add_argument('--box', action='store_true',
-                        help='the refiner also re-estimates each box (centre, projected size, metric size, hence depth: '
-                             'model.refiner_box)')
+                        help='the refiner also re-estimates each box (centre, projected size, metric size, hence '
+                             'depth: model.refiner_box)')
     parser.add_argument('--classes', default=None,
                         help='comma-separated classes the refiner serves (model.refiner_classes; default: the '
                              "checkpoint's). A symmetric class (bottle, bowl, can) learns its up axis only")
@@ -64,7 +64,7 @@ def run(args):
     from seqpose_core.model.seqpose import SeqPose
     from seqpose_core.runner import DEFAULT_CHECKPOINT
     from seqpose_core.train.errors import TrainingError
-    from seqpose_core.train.rotation_refiner import RefinerSettings, collect_crops, train_refiner
+    from seqpose_core.train.pose_refiner import RefinerSettings, collect_crops, train_refiner
 
     for name in ('width', 'epochs', 'batch_size', 'frame_stride', 'copies'):
         if getattr(args, name) < 1:
@@ -92,7 +92,7 @@ def run(args):
     torch.manual_seed(args.seed)
     model = SeqPose(config.model)
     # the checkpoint's tensors fit; the refiner's are new (or, refining a refined model, its own to continue)
-    load_state_growing(model, content['model'], checkpoint, 'model with a rotation refiner')
+    load_state_growing(model, content['model'], checkpoint, 'model with a pose refiner')
     settings = RefinerSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                frame_stride=args.frame_stride, copies=args.copies, shift=args.shift,
                                zoom=tuple(args.zoom), seed=args.seed)
@@ -106,7 +106,7 @@ def run(args):
         print(f'{len(crops["class_ids"])} training crops of {", ".join(config.model.refiner_classes)}'
               + (f', {len(val_crops["class_ids"])} validation crops' if val_crops else ''))
         out.mkdir(parents=True, exist_ok=True)
-        train_refiner(model.rotation_refiner, crops, settings, val_crops, out / 'refiner_log.csv', progress)
+        train_refiner(model.pose_refiner, crops, settings, val_crops, out / 'refiner_log.csv', progress)
     except TrainingError as error:
         print(f'seqpose train-refiner: {error}', file=sys.stderr)
         return 1

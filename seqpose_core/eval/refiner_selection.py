@@ -1,6 +1,6 @@
 """Which classes the refiner should serve, and how: chosen per class on selection sets, not on the test sets.
 
-A refiner (model.rotation_refiner) trained on every class is not better than the decoder on every class: the
+A refiner (model.pose_refiner) trained on every class is not better than the decoder on every class: the
 small CNN may read a can's tilt worse than the decoder does, or its box part may move a bowl whose depth the
 decoder had right. So each class gets the arm that scores best on held-out selection data:
 
@@ -35,7 +35,7 @@ def score_arms(model, config, data_roots, split='test', mode='mf', work_dir=None
     `config.model`, every arm run with the refiner serving all of them (boxes too, where it has a box part)."""
     model_cfg = config.model
     if model_cfg.refiner_width <= 0 or not model_cfg.refiner_classes:
-        raise ValueError('select refiner classes: the model has no rotation refiner (model.refiner_width 0)')
+        raise ValueError('select refiner classes: the model has no pose refiner (model.refiner_width 0)')
     serving = dataclasses.replace(model_cfg, refiner_box_classes=model_cfg.refiner_classes if model_cfg.refiner_box
                                   else ())
     config = dataclasses.replace(config, model=serving)

@@ -204,12 +204,32 @@ def _write_checkpoint(path, state, header):
     return path
 
 
+# tensor-name prefixes of older checkpoints -> today's (the refiner was the rotation refiner until 2026-12-06)
+LEGACY_PREFIXES = {'rotation_refiner.': 'pose_refiner.'}
+
+
+def renamed_legacy_tensors(state):
+    """`state` (a tensor dict) with the names of older checkpoints (LEGACY_PREFIXES) renamed to today's."""
+    renamed = {}
+    for name, value in state.items():
+        for old, new in LEGACY_PREFIXES.items():
+            if name.startswith(old):
+                name = new + name[len(old):]
+        renamed[name] = value
+    return renamed
+
+
 def load_checkpoint(path):
-    """Our checkpoint as a dict ('config', 'config_type', 'model', extras). Raises WeightsError otherwise."""
+    """Our checkpoint as a dict ('config', 'config_type', 'model', extras), tensor names as today's model has
+    them (an older file's renamed: LEGACY_PREFIXES). Raises WeightsError otherwise."""
     content = read_weights_file(path)
     if content.get('format') != CHECKPOINT_FORMAT:
         raise WeightsError(f'{path}: not a SeqPose checkpoint (no config inside); official DINOv2 / '
                            'Depth-Anything-V2 files load with load_dinov2_weights / load_depth_anything_weights')
+    content['model'] = renamed_legacy_tensors(content['model'])
+    average = (content.get('training') or {}).get('weight_average')
+    if isinstance(average, dict) and isinstance(average.get('state'), dict):
+        average['state'] = renamed_legacy_tensors(average['state'])
     return content
 
 
@@ -270,7 +290,7 @@ def load_weights(model, path):
     """Load any supported file into `model`, telling the kind from its keys; returns the kind."""
     content = read_weights_file(path)
     if content.get('format') == CHECKPOINT_FORMAT:
-        load_state_strict(model, content['model'], path, 'model')
+        load_state_strict(model, load_checkpoint(path)['model'], path, 'model')
         return 'seqpose'
     state = _state_dict_of(content, path)
     if any(k.startswith(('pretrained.', 'depth_head.')) for k in state):

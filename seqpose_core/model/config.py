@@ -49,7 +49,7 @@ class ModelConfig:
     # > 0: the rotation's azimuth about the up axis is classified into this many bins + a residual, measured
     # from the viewing ray (model.viewpoint); 0: the paper's 6D regression alone.
     azimuth_bins: int = 0
-    # > 0: a rotation refiner of this width (model.rotation_refiner: a small CNN on a crop of the camera image
+    # > 0: a pose refiner of this width (model.pose_refiner: a small CNN on a crop of the camera image
     # around each detection) replaces the rotation of the detections of `refiner_classes`; the runner applies it,
     # `seqpose train-refiner` trains it. 0: the decoder's rotation alone (the paper).
     refiner_width: int = 0
@@ -57,7 +57,7 @@ class ModelConfig:
     refiner_crop_size: int = 64       # pixels of the square crop the refiner reads
     refiner_crop_margin: float = 1.3  # crop side / the box diagonal projected at the object's depth
     refiner_azimuth_bins: int = 12
-    # The refiner also re-estimates each box from its crop (model.rotation_refiner.decode_boxes): where the centre
+    # The refiner also re-estimates each box from its crop (model.pose_refiner.decode_boxes): where the centre
     # projects, how large the object looks and its metric size, hence its depth. False: rotation only.
     refiner_box: bool = False
     # The classes (of refiner_classes) whose box the runner replaces; the others keep the decoder's box.

@@ -24,7 +24,7 @@ from seqpose_core.model.dpt import build_dpt_head
 from seqpose_core.model.fusion import DenseHeads, FeatureFusion
 from seqpose_core.model.memory import MemoryQueue
 from seqpose_core.model.proposals import centre_evidence
-from seqpose_core.model.rotation_refiner import build_rotation_refiner
+from seqpose_core.model.pose_refiner import build_pose_refiner
 from seqpose_core.model.stsq import SpatialTemporalQueryDecoder
 from seqpose_core.timing import timed_stage
 
@@ -43,7 +43,7 @@ class SeqPose(nn.Module):
         self.fusion = FeatureFusion(features, cfg.hidden_dim)
         self.dense_heads = DenseHeads(cfg.hidden_dim, features)
         self.decoder = SpatialTemporalQueryDecoder(cfg)
-        self.rotation_refiner = build_rotation_refiner(cfg)               # None unless model.refiner_width
+        self.pose_refiner = build_pose_refiner(cfg)                       # None unless model.refiner_width
         self.stage_timer = None
 
     @property

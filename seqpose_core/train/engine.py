@@ -319,8 +319,8 @@ class Trainer:
         return self.step
 
 
-def keep_rotation_refiner(cfg, init_model_cfg, init_path, announce=True):
-    """`cfg` with the rotation refiner settings of the warm start's model when it has a refiner and `cfg` none:
+def keep_pose_refiner(cfg, init_model_cfg, init_path, announce=True):
+    """`cfg` with the pose refiner settings of the warm start's model when it has a refiner and `cfg` none:
     the refiner reads image crops, not the model's features, so it stays valid while the model trains on (its
     tensors get no gradient here), and the continued model.pt keeps it."""
     if init_model_cfg.refiner_width <= 0 or cfg.model.refiner_width > 0:
@@ -328,7 +328,7 @@ def keep_rotation_refiner(cfg, init_model_cfg, init_path, announce=True):
     settings = {f.name: getattr(init_model_cfg, f.name) for f in dataclasses.fields(init_model_cfg)
                 if f.name.startswith('refiner_')}
     if announce:
-        print(f'train.init_weights: {init_path} has a rotation refiner (width {init_model_cfg.refiner_width}); '
+        print(f'train.init_weights: {init_path} has a pose refiner (width {init_model_cfg.refiner_width}); '
               'the continued model keeps it unchanged (retrain it with seqpose train-refiner)')
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **settings))
 
@@ -352,7 +352,7 @@ def build_trainer(cfg: SeqPoseConfig, data_root, run_dir, *, resume=False, stop_
     if train_cfg.init_weights and checkpoint is None:
         try:
             init_content = load_checkpoint(train_cfg.init_weights)
-            cfg = keep_rotation_refiner(cfg, model_config_from_checkpoint(init_content, train_cfg.init_weights),
+            cfg = keep_pose_refiner(cfg, model_config_from_checkpoint(init_content, train_cfg.init_weights),
                                         train_cfg.init_weights, announce=group.is_main)
         except WeightsError as error:
             raise TrainingError(f'train.init_weights: {error}') from None

@@ -1,14 +1,14 @@
-"""Training the rotation refiner (model.rotation_refiner) on crops around ground-truth objects.
+"""Training the pose refiner (model.pose_refiner) on crops around ground-truth objects.
 
 The refiner is a second stage: it trains on its own, after the SeqPose model, from crops of the training frames
 (every `frame_stride`-th frame of each scene: neighbouring video frames are nearly the same image). Each object
 of `refiner_classes` gives `copies` crops, moved by up to `shift` crop sides and scaled by a factor in `zoom`,
 because at inference the crop is centred on the predicted box, which is off. Targets are the allocentric
-rotation (model.rotation_refiner.ray_rotation) and, for mugs whose handle is hidden, the up axis alone; with a
+rotation (model.pose_refiner.ray_rotation) and, for mugs whose handle is hidden, the up axis alone; with a
 box part (model.refiner_box), the inverse of each crop's jitter and the object's metric size (box_targets).
 
     crops = collect_crops(root, 'real_train', model_cfg, settings)          # tensors, uint8 images
-    history = train_refiner(model.rotation_refiner, crops, settings, val_crops=..., log=...)
+    history = train_refiner(model.pose_refiner, crops, settings, val_crops=..., log=...)
 """
 import csv
 import time
@@ -21,7 +21,7 @@ from seqpose_core import CLASS_NAMES
 from seqpose_core.data.layout import enumerate_scenes
 from seqpose_core.data.reader import NocsFrameReader
 from seqpose_core.geometry import rotation_error_deg
-from seqpose_core.model.rotation_refiner import box_targets, object_crops, ray_rotation, refiner_losses
+from seqpose_core.model.pose_refiner import box_targets, object_crops, ray_rotation, refiner_losses
 from seqpose_core.train.errors import TrainingError
 from seqpose_core.train.targets import symmetric_mask
 
@@ -112,7 +112,7 @@ def validate(refiner, crops, batch_size=256):
                                          symmetric=crops['symmetric'][part]))
         targets = _box_targets(refiner, crops, part)
         if targets is not None:
-            # relative depth error: the depth scales as size / projected diagonal (model.rotation_refiner.decode_boxes)
+            # relative depth error: the depth scales as size / projected diagonal (model.pose_refiner.decode_boxes)
             predicted = torch.exp(outputs['log_size']).norm(dim=-1) / torch.exp(outputs['log_scale'])
             true = torch.exp(targets['log_size']).norm(dim=-1) / torch.exp(targets['log_scale'])
             depth_errors.append((predicted / true - 1).abs())

@@ -1,4 +1,4 @@
-"""The rotation refiner: its geometry (ray rotation, crops), its network and losses, the runner applying it,
+"""The pose refiner: its geometry (ray rotation, crops), its network and losses, the runner applying it,
 its training on crops of generated frames and `seqpose train-refiner`."""
 import dataclasses
 
@@ -13,13 +13,13 @@ from seqpose_core.data.layout import enumerate_scenes
 from seqpose_core.data.reader import NocsFrameReader
 from seqpose_core.geometry import rotation_error_deg
 from seqpose_core.model import build_model, save_checkpoint
-from seqpose_core.model.checkpoint import load_checkpoint
-from seqpose_core.model.rotation_refiner import (RotationRefiner, box_targets, decode_boxes, object_crops,
+from seqpose_core.model.checkpoint import load_checkpoint, save_checkpoint_content
+from seqpose_core.model.pose_refiner import (PoseRefiner, box_targets, decode_boxes, object_crops,
                                                  ray_rotation, refine_poses, refiner_losses)
 from seqpose_core.model.viewpoint import azimuth_of, azimuth_targets
 from seqpose_core.runner import Frame, StreamRunner, load_model_and_config
 from seqpose_core.train.errors import TrainingError
-from seqpose_core.train.rotation_refiner import RefinerSettings, collect_crops, train_refiner
+from seqpose_core.train.pose_refiner import RefinerSettings, collect_crops, train_refiner
 from generated_scenes import generate_scenes
 
 
@@ -59,7 +59,7 @@ def test_crops_are_centred_on_the_projected_object_and_follow_shift_and_zoom():
 # --- network and losses ---------------------------------------------------------------------------------------
 def test_rotations_are_proper_and_losses_vanish_at_the_target():
     torch.manual_seed(0)
-    refiner = RotationRefiner(width=4, num_bins=12).eval()
+    refiner = PoseRefiner(width=4, num_bins=12).eval()
     crops, classes = torch.rand(5, 3, 32, 32) * 255, torch.tensor([3, 5, 6, 3, 5])
     outputs = refiner(crops, classes)
     rotations = refiner.rotations(outputs)
@@ -75,7 +75,7 @@ def test_rotations_are_proper_and_losses_vanish_at_the_target():
 
 def test_decoding_inverts_the_azimuth_target():
     """A confident bin and residual decode to the rotation they were made from (up to the bin's precision)."""
-    refiner = RotationRefiner(width=4, num_bins=12)
+    refiner = PoseRefiner(width=4, num_bins=12)
     allocentric = random_rotations(8, seed=3)
     up = allocentric[:, :, 1]
     azimuth = azimuth_of(allocentric[:, :, 0], up, torch.tensor([0.0, 0.0, 1.0]).expand_as(up))
@@ -123,7 +123,7 @@ def test_box_targets_decode_back_to_the_ground_truth_box():
 
 def test_box_losses_vanish_at_the_targets_and_the_refiner_outputs_a_box():
     torch.manual_seed(0)
-    refiner = RotationRefiner(width=4, num_bins=12, box=True).eval()
+    refiner = PoseRefiner(width=4, num_bins=12, box=True).eval()
     outputs = refiner(torch.rand(4, 3, 32, 32) * 255, torch.tensor([1, 2, 3, 6]))
     assert outputs['centre_offset'].shape == (4, 2) and outputs['log_scale'].shape == (4,)
     assert outputs['log_size'].shape == (4, 3)
@@ -158,7 +158,7 @@ def test_runner_replaces_the_rotation_of_the_refiner_classes_only(tiny_with_refi
     assert len(refined) == len(original) and {d.class_name for d in refined} & set(config.model.refiner_classes)
     chosen = [d for d in refined if d.class_name in config.model.refiner_classes]
     with torch.no_grad():
-        expected, _, _ = refine_poses(model.rotation_refiner, torch.as_tensor(image).permute(2, 0, 1).float(),
+        expected, _, _ = refine_poses(model.pose_refiner, torch.as_tensor(image).permute(2, 0, 1).float(),
                                       torch.as_tensor(K, dtype=torch.float32),
                                       torch.tensor([d.class_id for d in chosen]),
                                       torch.tensor(np.stack([d.translation for d in chosen]), dtype=torch.float32),
@@ -193,7 +193,7 @@ def test_runner_replaces_the_box_of_the_box_classes_only():
     assert chosen and any(box_mask) and not all(box_mask) and len(boxed) == len(rotation_only)
     with torch.no_grad():
         rotations, translations, sizes = refine_poses(
-            model.rotation_refiner, torch.as_tensor(image).permute(2, 0, 1).float(), torch.as_tensor(K).float(),
+            model.pose_refiner, torch.as_tensor(image).permute(2, 0, 1).float(), torch.as_tensor(K).float(),
             torch.tensor([d.class_id for d in chosen]),
             torch.tensor(np.stack([d.extras.get('decoder_translation', d.translation) for d in chosen]),
                          dtype=torch.float32),
@@ -281,7 +281,7 @@ def test_training_fits_a_small_set_of_crops(scene_root, tiny_with_refiner):
     crops = collect_crops(scene_root, 'real_train', config.model, RefinerSettings(frame_stride=1), jitter=False,
                           progress=False)
     torch.manual_seed(0)
-    refiner = RotationRefiner(width=8, num_bins=12)
+    refiner = PoseRefiner(width=8, num_bins=12)
     settings = RefinerSettings(epochs=40, batch_size=8, lr=3e-3)
     rows = train_refiner(refiner, crops, settings, val_crops=crops, progress=False)
     assert rows[-1]['loss_up'] < 0.5 * rows[0]['loss_up']
@@ -302,7 +302,7 @@ def test_train_refiner_command_writes_a_checkpoint_the_runner_uses(scene_root, t
             '--no-progress']
     assert seqpose(args) == 0
     model, restored = load_model_and_config(run / 'model.pt')
-    assert restored.model.refiner_width == 4 and model.rotation_refiner is not None
+    assert restored.model.refiner_width == 4 and model.pose_refiner is not None
     for name, tensor in load_checkpoint(base)['model'].items():       # the rest of the model is the base's
         assert torch.equal(model.state_dict()[name], tensor), name
     rows = (run / 'refiner_log.csv').read_text().splitlines()
@@ -340,14 +340,31 @@ def test_continuing_a_model_with_a_refiner_keeps_the_refiner(scene_root, tiny_wi
                     '--set', 'train.mode=single', '--set', 'train.single_split=real_train',
                     '--set', 'train.batch_size=2', '--set', 'train.max_steps=2', '--set', 'train.num_threads=1',
                     '--set', f'train.init_weights={init}']) == 0
-    assert 'has a rotation refiner' in capsys.readouterr().out
+    assert 'has a pose refiner' in capsys.readouterr().out
     continued, continued_config = load_model_and_config(run / 'model.pt')
     assert continued_config.model.refiner_width == config.model.refiner_width
-    for name, tensor in model.rotation_refiner.state_dict().items():
-        assert torch.equal(continued.rotation_refiner.state_dict()[name], tensor), name
+    for name, tensor in model.pose_refiner.state_dict().items():
+        assert torch.equal(continued.pose_refiner.state_dict()[name], tensor), name
     moved = [name for name, tensor in model.decoder.state_dict().items()
              if not torch.equal(continued.decoder.state_dict()[name], tensor)]
     assert moved                                   # the model itself trained
+
+
+def test_checkpoints_of_the_rotation_refiner_load_under_the_new_names(tiny_with_refiner, tmp_path):
+    """Refiners saved before 2026-12-06 carry `rotation_refiner.*` tensors; they load as `pose_refiner.*`."""
+    config, model = tiny_with_refiner
+    path = save_checkpoint(tmp_path / 'old.pt', model, config)
+    content = load_checkpoint(path)
+    content['model'] = {name.replace('pose_refiner.', 'rotation_refiner.', 1): tensor
+                        for name, tensor in content['model'].items()}
+    content['training'] = {'weight_average': {'state': dict(content['model'])}}
+    assert any(name.startswith('rotation_refiner.') for name in content['model'])
+    save_checkpoint_content(tmp_path / 'legacy.pt', content)
+    loaded = load_checkpoint(tmp_path / 'legacy.pt')
+    assert set(loaded['model']) == set(model.state_dict()) == set(loaded['training']['weight_average']['state'])
+    restored, _ = load_model_and_config(tmp_path / 'legacy.pt')
+    for name, tensor in model.pose_refiner.state_dict().items():
+        assert torch.equal(restored.pose_refiner.state_dict()[name], tensor), name
 
 
 def test_eval_without_refinement_gives_the_base_models_rotations(scene_root, tiny_with_refiner, tmp_path):
@@ -356,7 +373,7 @@ def test_eval_without_refinement_gives_the_base_models_rotations(scene_root, tin
     refined = save_checkpoint(tmp_path / 'refined.pt', model, config)
     base_config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_width=0))
     base_model = build_model(base_config.model)
-    base_model.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith('rotation_refiner.')})
+    base_model.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith('pose_refiner.')})
     base = save_checkpoint(tmp_path / 'base.pt', base_model, base_config)
     outputs = {}
     for name, checkpoint, extra in (('base', base, []), ('off', refined, ['--no-rotation-refinement']),
@@ -391,7 +408,8 @@ def test_eval_without_box_refinement_keeps_the_decoders_boxes(scene_root, tmp_pa
         assert seqpose(['eval', '--checkpoint', str(checkpoint), '--data', str(scene_root), '--split', 'test',
                         '--mode', 'sf', '--out', str(tmp_path / name), '--overlays', '0', '--score-threshold', '0',
                         *extra]) == 0
-        outputs[name] = [pickle.loads(path.read_bytes()) for path in sorted((tmp_path / name / 'results').glob('*.pkl'))]
+        results = sorted((tmp_path / name / 'results').glob('*.pkl'))
+        outputs[name] = [pickle.loads(path.read_bytes()) for path in results]
     refined_ids = [CLASS_NAMES.index(name) + 1 for name in config.model.refiner_classes]
     moved = 0
     for decoder, rotation, box in zip(outputs['decoder'], outputs['rotation'], outputs['box']):

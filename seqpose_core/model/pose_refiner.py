@@ -1,4 +1,4 @@
-"""A second look at the rotation of a detected object, in a crop of the camera image around it.
+"""A second look at a detected object in a crop of the camera image: its rotation and, with a box part, its box.
 
 The query decoder reads features on a grid of 14-px patches: on the embedded CPU-trained model a
 camera 30 px wide is two patches, and its azimuth comes out as good as random although the lens is plainly
@@ -15,7 +15,7 @@ hidden, has several likely azimuths and a regression would average them (Mousavi
 
 The crop is a square of side `crop_margin` x the box diagonal projected at the centre's depth, resampled to
 `crop_size`. The runner applies the refiner to the detections of `refiner_classes` after duplicate
-suppression; training (train.rotation_refiner) uses ground-truth boxes jittered by the errors of predicted ones.
+suppression; training (train.pose_refiner) uses ground-truth boxes jittered by the errors of predicted ones.
 
 With `box` (model.refiner_box) it also re-estimates the box from the crop, as the scale-invariant translation of
 CDPN (Li et al., ICCV 2019): where the true centre projects relative to the crop's centre and how large the object
@@ -102,7 +102,7 @@ class _ResidualBlock(nn.Module):
         return F.relu(self.norm2(self.conv2(y)) + self.shortcut(x))
 
 
-class RotationRefiner(nn.Module):
+class PoseRefiner(nn.Module):
     """(n, 3, S, S) crops (0..255) + (n,) class ids 1..6 -> dict: 'up' (n, 3) unit, 'logits' and 'residual'
     (n, bins) of the azimuth (residuals in half-bin units); with `box` also 'centre_offset' (n, 2) and 'log_scale'
     (n,) in crop sides and 'log_size' (n, 3) metres. `rotations` turns them into allocentric rotations (n, 3, 3)."""
@@ -211,7 +211,7 @@ def refine_poses(refiner, image, K, class_ids, centres, sizes, crop_size, margin
     return ray_rotation(centres) @ refiner.rotations(outputs), centres, sizes
 
 
-def build_rotation_refiner(cfg):
+def build_pose_refiner(cfg):
     """The refiner of a ModelConfig, or None (model.refiner_width == 0)."""
     if cfg.refiner_width <= 0:
         return None
@@ -223,4 +223,4 @@ def build_rotation_refiner(cfg):
     if outside:
         raise ValueError(f'model.refiner_box_classes: {outside} not in model.refiner_classes '
                          f'{list(cfg.refiner_classes)}')
-    return RotationRefiner(cfg.refiner_width, cfg.refiner_azimuth_bins, box=cfg.refiner_box)
+    return PoseRefiner(cfg.refiner_width, cfg.refiner_azimuth_bins, box=cfg.refiner_box)
