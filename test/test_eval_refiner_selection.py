@@ -73,3 +73,18 @@ def test_select_refiner_classes_needs_a_refiner(selection_sets, tmp_path, capsys
                     '--out', str(tmp_path / 'out.pt'), '--no-progress']) == 2
     assert 'no pose refiner' in capsys.readouterr().err
     assert not (tmp_path / 'out.pt').exists()
+
+
+def test_select_refiner_classes_on_a_checkpoint_that_stores_only_its_model_config(selection_sets, tmp_path):
+    config = load_config('tiny')
+    model_config = dataclasses.replace(config.model, refiner_width=4, refiner_classes=('bowl', 'camera', 'mug'))
+    torch.manual_seed(1)
+    checkpoint = save_checkpoint(tmp_path / 'model_only.pt', build_model(model_config), model_config)
+    assert load_checkpoint(checkpoint)['config_type'] == 'ModelConfig'
+    assert seqpose(['select-refiner-classes', '--checkpoint', str(checkpoint), '--data', str(selection_sets[0]),
+                    '--out', str(tmp_path / 'selected.pt'), '--no-progress']) == 0
+    rows = list(csv.DictReader(open(tmp_path / 'selected.pt.selection.csv', encoding='utf-8')))
+    assert [row['class'] for row in rows] == ['bowl', 'camera', 'mug'] and 'box' not in rows[0]   # no box part
+    _, selected = load_model_and_config(tmp_path / 'selected.pt')
+    assert selected.model.refiner_classes == tuple(row['class'] for row in rows if row['chosen'] == 'rotation')
+    assert selected.model.refiner_box_classes == ()

@@ -60,8 +60,10 @@ def run(args):
     print(f'score per class and arm: mean over {len(args.data)} set(s) of {metric_names} (mAP %, {args.mode})')
     for row in rows:
         print('  ' + '  '.join(f'{key} {value}' for key, value in row.items()))
-    content['config']['model']['refiner_classes'] = list(refiner_classes)
-    content['config']['model']['refiner_box_classes'] = list(box_classes)
+    # a checkpoint stores a whole SeqPoseConfig, or only a ModelConfig (config_type)
+    model_values = content['config'] if content.get('config_type') == 'ModelConfig' else content['config']['model']
+    model_values['refiner_classes'] = list(refiner_classes)
+    model_values['refiner_box_classes'] = list(box_classes)
     content['refiner_selection'] = {'data': [str(path) for path in args.data], 'split': args.split,
                                     'mode': args.mode, 'chosen': chosen}
     save_checkpoint_content(out, content)
