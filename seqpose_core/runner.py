@@ -276,13 +276,13 @@ class StreamRunner:
             return False
         image = torch.as_tensor(image_rgb, device=self.device).permute(2, 0, 1).float()      # (3, H, W) 0..255
         as_tensor = functools.partial(torch.as_tensor, dtype=torch.float32, device=self.device)
-        boxes = torch.as_tensor([self.cfg.box_refinement and d.class_name in model_cfg.refiner_box_classes
-                                 for d in chosen], device=self.device)
+        boxes = [self.cfg.box_refinement and d.class_name in model_cfg.refiner_box_classes for d in chosen]
         rotations, translations, sizes = (
             tensor.cpu().numpy().astype(np.float64) for tensor in refine_poses(
                 refiner, image, as_tensor(K), torch.as_tensor([d.class_id for d in chosen], device=self.device),
                 as_tensor(np.stack([d.translation for d in chosen])), as_tensor(np.stack([d.size for d in chosen])),
-                model_cfg.refiner_crop_size, model_cfg.refiner_crop_margin, boxes=boxes,
+                model_cfg.refiner_crop_size, model_cfg.refiner_crop_margin,
+                boxes=torch.as_tensor(boxes, device=self.device),
                 depth_weight=model_cfg.refiner_depth_weight))
         for index, detection in enumerate(chosen):
             detection.extras['decoder_rotation'] = detection.rotation
@@ -291,7 +291,7 @@ class StreamRunner:
                 detection.extras['decoder_translation'] = detection.translation
                 detection.extras['decoder_size'] = detection.size
                 detection.translation, detection.size = translations[index], sizes[index]
-        return bool(boxes.any())
+        return any(boxes)
 
     def detections_from_outputs(self, outputs, index=0, K_input=None):
         """Score threshold, class-aware duplicate suppression (inference.duplicate_suppression),

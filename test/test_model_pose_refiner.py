@@ -137,6 +137,20 @@ def test_box_losses_vanish_at_the_targets_and_the_refiner_outputs_a_box():
 
 
 # --- the runner -----------------------------------------------------------------------------------------------
+def random_frame(seed):
+    """A 160 x 120 noise image with its intrinsics: what the runner tests feed a random tiny model."""
+    image = np.random.default_rng(seed).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    return Frame(image, np.array([[150.0, 0, 80], [0, 150.0, 60], [0, 0, 1]]), 0.0, 'camera')
+
+
+def save_tiny_base(path):
+    """A tiny SeqPose without a refiner, saved at `path` (the checkpoint train-refiner starts from)."""
+    config = load_config('tiny')
+    torch.manual_seed(1)
+    save_checkpoint(path, build_model(config.model), config)
+    return path, config
+
+
 @pytest.fixture(scope='module')
 def tiny_with_refiner():
     config = load_config('tiny')
@@ -151,10 +165,10 @@ def test_runner_replaces_the_rotation_of_the_refiner_classes_only(tiny_with_refi
     runner = StreamRunner(model, inference, (config.data.input_height, config.data.input_width))
     plain = StreamRunner(model, dataclasses.replace(inference, rotation_refinement=False),
                          (config.data.input_height, config.data.input_width))
-    image = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
-    K = np.array([[150.0, 0, 80], [0, 150.0, 60], [0, 0, 1]])
-    refined = runner.step(Frame(image, K, 0.0, 'camera')).detections
-    original = plain.step(Frame(image, K, 0.0, 'camera')).detections
+    frame = random_frame(0)
+    image, K = frame.image_rgb, frame.K
+    refined = runner.step(frame).detections
+    original = plain.step(frame).detections
     assert len(refined) == len(original) and {d.class_name for d in refined} & set(config.model.refiner_classes)
     chosen = [d for d in refined if d.class_name in config.model.refiner_classes]
     with torch.no_grad():
@@ -183,11 +197,11 @@ def test_runner_replaces_the_box_of_the_box_classes_only():
     model = build_model(config.model).eval()
     inference = dataclasses.replace(config.inference, score_threshold=0.0, max_detections=50)
     size = (config.data.input_height, config.data.input_width)
-    image = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
-    K = np.array([[150.0, 0, 80], [0, 150.0, 60], [0, 0, 1]])
-    boxed = StreamRunner(model, inference, size).step(Frame(image, K, 0.0, 'camera')).detections
+    frame = random_frame(1)
+    image, K = frame.image_rgb, frame.K
+    boxed = StreamRunner(model, inference, size).step(frame).detections
     rotation_only = StreamRunner(model, dataclasses.replace(inference, box_refinement=False), size).step(
-        Frame(image, K, 0.0, 'camera')).detections
+        frame).detections
     chosen = [d for d in boxed if d.class_name in config.model.refiner_classes]
     box_mask = [d.class_name in ('laptop', 'mug') for d in chosen]
     assert chosen and any(box_mask) and not all(box_mask) and len(boxed) == len(rotation_only)
@@ -216,8 +230,7 @@ def test_runner_replaces_the_box_of_the_box_classes_only():
 def test_boxes_that_coincide_after_refinement_are_suppressed_again(tiny_with_refiner):
     config, model = tiny_with_refiner
     inference = dataclasses.replace(config.inference, score_threshold=0.0, max_detections=50)
-    image = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
-    K = np.array([[150.0, 0, 80], [0, 150.0, 60], [0, 0, 1]])
+    frame = random_frame(0)
     counts = {}
     for moved in (False, True):
         runner = StreamRunner(model, inference, (config.data.input_height, config.data.input_width))
@@ -228,7 +241,7 @@ def test_boxes_that_coincide_after_refinement_are_suppressed_again(tiny_with_ref
             return moved
 
         runner.refine_detections = refine
-        detections = runner.step(Frame(image, K, 0.0, 'camera')).detections
+        detections = runner.step(frame).detections
         counts[moved] = [d.class_id for d in detections]
     assert len(counts[False]) > len(set(counts[False]))          # several of a class before
     assert sorted(counts[True]) == sorted(set(counts[False]))     # one per class once the boxes coincide
@@ -292,10 +305,7 @@ def test_training_fits_a_small_set_of_crops(scene_root, tiny_with_refiner):
 
 
 def test_train_refiner_command_writes_a_checkpoint_the_runner_uses(scene_root, tmp_path, capsys):
-    base = tmp_path / 'base.pt'
-    config = load_config('tiny')
-    torch.manual_seed(1)
-    save_checkpoint(base, build_model(config.model), config)
+    base, config = save_tiny_base(tmp_path / 'base.pt')
     run = tmp_path / 'run'
     args = ['train-refiner', '--checkpoint', str(base), '--data', str(scene_root), '--val-data', str(scene_root),
             '--out', str(run), '--epochs', '1', '--batch-size', '4', '--width', '4', '--frame-stride', '2',
@@ -312,10 +322,7 @@ def test_train_refiner_command_writes_a_checkpoint_the_runner_uses(scene_root, t
 
 
 def test_train_refiner_command_takes_its_classes_and_jitter(scene_root, tmp_path, capsys):
-    base = tmp_path / 'base.pt'
-    config = load_config('tiny')
-    torch.manual_seed(1)
-    save_checkpoint(base, build_model(config.model), config)
+    base, config = save_tiny_base(tmp_path / 'base.pt')
     common = ['train-refiner', '--checkpoint', str(base), '--data', str(scene_root), '--epochs', '1',
               '--batch-size', '4', '--width', '4', '--no-progress']
     assert seqpose(common + ['--out', str(tmp_path / 'run'), '--classes', 'bowl, mug', '--shift', '0.25',

@@ -82,12 +82,11 @@ def run(args):
     content = load_checkpoint(checkpoint)
     config = config_from_checkpoint(content, checkpoint)
     model_changes = {'refiner_width': args.width}
-    if args.box:
-        model_changes['refiner_box'] = True
     if args.classes is not None:
         model_changes['refiner_classes'] = tuple(name.strip() for name in args.classes.split(',') if name.strip())
     if args.box:      # every class the refiner serves, until `seqpose select-refiner-classes` narrows them
-        model_changes['refiner_box_classes'] = model_changes.get('refiner_classes', config.model.refiner_classes)
+        model_changes.update(refiner_box=True, refiner_box_classes=model_changes.get(
+            'refiner_classes', config.model.refiner_classes))
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, **model_changes))
     torch.manual_seed(args.seed)
     model = SeqPose(config.model)

@@ -30,7 +30,7 @@ def arms_of(model_cfg):
     return ARMS if model_cfg.refiner_box else ARMS[:2]
 
 
-def score_arms(model, config, data_roots, split='test', mode='mf', work_dir=None, progress=True):
+def score_arms(model, config, data_roots, split='test', mode='mf', progress=True):
     """{arm: {class name: score or None (no object of the class in any set)}} for the refiner classes of
     `config.model`, every arm run with the refiner serving all of them (boxes too, where it has a box part)."""
     model_cfg = config.model
@@ -43,7 +43,7 @@ def score_arms(model, config, data_roots, split='test', mode='mf', work_dir=None
     original, model.cfg = model.cfg, serving          # the runner reads the served classes from the model's config
     try:
         with tempfile.TemporaryDirectory(prefix='refiner-selection-') as scratch:
-            root = Path(work_dir) if work_dir else Path(scratch)
+            root = Path(scratch)      # the eval outputs are not kept: the scores are all that is used
             for arm in sums:
                 runner = build_runner(model=model, config=config, mode=mode, overrides=ARM_OVERRIDES[arm])
                 for index, data_root in enumerate(data_roots):

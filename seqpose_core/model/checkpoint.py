@@ -290,7 +290,7 @@ def load_weights(model, path):
     """Load any supported file into `model`, telling the kind from its keys; returns the kind."""
     content = read_weights_file(path)
     if content.get('format') == CHECKPOINT_FORMAT:
-        load_state_strict(model, load_checkpoint(path)['model'], path, 'model')
+        load_state_strict(model, renamed_legacy_tensors(content['model']), path, 'model')
         return 'seqpose'
     state = _state_dict_of(content, path)
     if any(k.startswith(('pretrained.', 'depth_head.')) for k in state):

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqpose_core.geometry import project_points
+from seqpose_core.geometry import backproject, project_points
 from seqpose_core.model.viewpoint import azimuth_bin_terms, azimuth_of, bin_centres, bin_width, x_column_of
 
 # ImageNet statistics in 0..255 (the crops are resampled from the uint8 camera image)
@@ -167,9 +167,7 @@ def decode_boxes(outputs, K, centres, sizes, margin, depth_weight=1.0):
     # geometric mean; sizes follow the depth, so the box still projects to what the crop saw
     depth = torch.exp(depth_weight * torch.log(crop_depth)
                       + (1 - depth_weight) * torch.log(centres[:, 2].clamp_min(1e-6)))
-    normalised = torch.stack([(uv[:, 0] - K[0, 2]) / K[0, 0], (uv[:, 1] - K[1, 2]) / K[1, 1],
-                              torch.ones_like(depth)], dim=-1)
-    return normalised * depth[:, None], refined_sizes * (depth / crop_depth)[:, None]
+    return backproject(uv, depth, K), refined_sizes * (depth / crop_depth)[:, None]
 
 
 def refiner_losses(outputs, allocentric, symmetric, boxes=None):

@@ -119,13 +119,15 @@ def validate(refiner, crops, batch_size=256):
             centre_errors.append((outputs['centre_offset'] - targets['centre_offset']).norm(dim=-1))
     refiner.train(was_training)
     errors = torch.cat(errors)
+    if depth_errors:
+        depth_errors, centre_errors = torch.cat(depth_errors), torch.cat(centre_errors)
     summary = {}
     for class_id in crops['class_ids'].unique().tolist():
         mine = crops['class_ids'] == class_id
         row = {'within_10deg': float((errors[mine] < 10).float().mean()), 'median_deg': float(errors[mine].median())}
-        if depth_errors:
-            row['depth_error'] = float(torch.cat(depth_errors)[mine].median())
-            row['centre_error'] = float(torch.cat(centre_errors)[mine].median())
+        if len(depth_errors):
+            row['depth_error'] = float(depth_errors[mine].median())
+            row['centre_error'] = float(centre_errors[mine].median())
         summary[CLASS_NAMES[class_id - 1]] = row
     return summary
 
