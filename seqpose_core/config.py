@@ -47,6 +47,12 @@ class InferenceConfig:
     # Models whose refiner also re-estimates the box (model.refiner_box): let it replace the decoder's translation
     # and size of those detections too (False: the refiner's rotation alone).
     box_refinement: bool = True
+    # Objects standing on one surface share its up (seqpose_core.support_plane): detections whose up axis lies
+    # within support_plane_gate_deg of the score-weighted consensus take it. In video mode the consensus carries
+    # over frames, the votes of the past weighted by support_plane_decay per frame (single mode: this frame's).
+    support_plane: bool = True
+    support_plane_gate_deg: float = 20.0
+    support_plane_decay: float = 0.9
     device: str = 'cpu'
 
 

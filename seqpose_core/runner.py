@@ -30,6 +30,8 @@ from seqpose_core.model.checkpoint import load_checkpoint
 from seqpose_core.model.pose_refiner import refine_poses
 from seqpose_core.model.seqpose import model_from_checkpoint
 from seqpose_core.suppression import SUPPRESSIONS, suppress_duplicates
+from seqpose_core.support_plane import check_settings as check_support_plane
+from seqpose_core.support_plane import level_detections, updated_plane
 from seqpose_core.timing import timed_stage
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / 'weights' / 'default.pt'
@@ -187,9 +189,11 @@ class StreamRunner:
             raise ValueError(f'inference.duplicate_suppression {self.cfg.duplicate_suppression!r}: expected one of '
                              f'{SUPPRESSIONS}')
         model.check_score_fusion(self.cfg.score_fusion)                 # inference.score_fusion
+        check_support_plane(self.cfg.support_plane_gate_deg, self.cfg.support_plane_decay)
         self.device = torch.device(device or self.cfg.device)
         self.model = model.to(self.device).eval()
         self.memory = None
+        self.support_plane = None       # SupportPlane of the video so far (video mode)
         self.sequence = None            # SequenceState of the last processed frame
         self.frames_since_reset = 0
         self.checkpoint_path = None
@@ -205,13 +209,16 @@ class StreamRunner:
             if changes['mode'] not in MODES.values():
                 raise ValueError(f"mode {changes['mode']!r}: expected one of {sorted(MODES) + list(MODES.values())}")
         previous_mode = self.cfg.mode
-        self.cfg = dataclasses.replace(self.cfg, **changes)
+        updated = dataclasses.replace(self.cfg, **changes)
+        check_support_plane(updated.support_plane_gate_deg, updated.support_plane_decay)
+        self.cfg = updated
         if self.cfg.mode != previous_mode:
             self.reset()
 
     def reset(self):
-        """Forget the memory (a new sequence starts with the next step)."""
+        """Forget the memory and the support plane (a new sequence starts with the next step)."""
         self.memory = None
+        self.support_plane = None
         self.sequence = None
         self.frames_since_reset = 0
 
@@ -259,6 +266,8 @@ class StreamRunner:
                 if self.refine_detections(frame.image_rgb, K, detections):
                     # duplicates whose boxes the decoder had apart may now coincide on their object
                     detections = self.suppress(detections, K)
+            with timed_stage(timer, 'support_plane'):
+                self.level_on_support_plane(detections, motion)
         return StepResult(detections, reset_reason=reset_reason)
 
     def refine_detections(self, image_rgb, K, detections):
@@ -292,6 +301,21 @@ class StreamRunner:
                 detection.extras['decoder_size'] = detection.size
                 detection.translation, detection.size = translations[index], sizes[index]
         return any(boxes)
+
+    def level_on_support_plane(self, detections, camera_motion):
+        """With inference.support_plane, give the detections standing on the frame's (in video mode: the
+        video's) support plane its up (seqpose_core.support_plane); camera_motion (4, 4) T_current_from_previous
+        or None. In place."""
+        if not self.cfg.support_plane:
+            return
+        carried = self.cfg.mode == 'video' and self.support_plane is not None
+        previous = self.support_plane.moved(camera_motion) if carried else None
+        plane = updated_plane(previous, [d.rotation[:, 1] for d in detections], [d.score for d in detections],
+                              self.cfg.support_plane_gate_deg, self.cfg.support_plane_decay)
+        if self.cfg.mode == 'video':
+            self.support_plane = plane
+        if plane is not None:
+            level_detections(detections, plane, self.cfg.support_plane_gate_deg)
 
     def detections_from_outputs(self, outputs, index=0, K_input=None):
         """Score threshold, class-aware duplicate suppression (inference.duplicate_suppression),

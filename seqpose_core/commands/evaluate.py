@@ -40,6 +40,13 @@ def add_arguments(parser):
     parser.add_argument('--no-box-refinement', dest='box_refinement', action='store_false', default=None,
                         help="keep the decoder's translations and sizes where the refiner re-estimates boxes "
                              '(inference.box_refinement false: the refiner\'s rotation alone)')
+    parser.add_argument('--no-support-plane', dest='support_plane', action='store_false', default=None,
+                        help="keep each detection's own up axis (inference.support_plane false: the ablation of "
+                             'the shared support plane)')
+    parser.add_argument('--support-plane-gate', dest='support_plane_gate_deg', type=float, default=None,
+                        metavar='DEG', help='override inference.support_plane_gate_deg')
+    parser.add_argument('--support-plane-decay', type=float, default=None, metavar='W',
+                        help='override inference.support_plane_decay (0: each frame alone)')
 
 
 def run(args):
@@ -50,7 +57,10 @@ def run(args):
         overrides = {name: value for name, value in (('score_threshold', args.score_threshold),
                                                       ('score_fusion', args.score_fusion),
                                                       ('rotation_refinement', args.rotation_refinement),
-                                                      ('box_refinement', args.box_refinement))
+                                                      ('box_refinement', args.box_refinement),
+                                                      ('support_plane', args.support_plane),
+                                                      ('support_plane_gate_deg', args.support_plane_gate_deg),
+                                                      ('support_plane_decay', args.support_plane_decay))
                      if value is not None}
         runner = build_runner(args.checkpoint, mode=args.mode, device=args.device, overrides=overrides)
         evaluate_runner(runner, args.data, args.split, args.out, max_scenes=args.max_scenes,

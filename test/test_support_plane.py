@@ -1,0 +1,140 @@
+"""The shared support plane: consensus of the detections' up axes, carried over a video, given back to them."""
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from seqpose_core.config import load_config
+from seqpose_core.detection import Detection
+from seqpose_core.model import build_model
+from seqpose_core.runner import StreamRunner
+from seqpose_core.support_plane import (SupportPlane, consensus_up, level_detections, updated_plane, with_up)
+
+TABLE_UP = np.array([0.0, -math.cos(math.radians(40)), math.sin(math.radians(40))])   # seen from 40 deg above
+
+
+def rotation_about(axis, degrees):
+    axis = np.asarray(axis, dtype=np.float64) / np.linalg.norm(axis)
+    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    angle = math.radians(degrees)
+    return np.eye(3) + math.sin(angle) * cross + (1 - math.cos(angle)) * cross @ cross
+
+
+def standing_rotation(yaw_degrees, tilt_axis=(1.0, 0.0, 0.0), tilt_degrees=0.0):
+    """An object on the table of TABLE_UP, turned by yaw about it and tilted by tilt_degrees."""
+    base = np.stack([[1.0, 0.0, 0.0], TABLE_UP, np.cross([1.0, 0.0, 0.0], TABLE_UP)], axis=1)
+    return rotation_about(tilt_axis, tilt_degrees) @ rotation_about(TABLE_UP, yaw_degrees) @ base
+
+
+def angle_deg(a, b):
+    return math.degrees(math.acos(np.clip(np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b), -1, 1)))
+
+
+def detection(rotation, score=0.9):
+    return Detection(class_id=6, score=score, rotation=rotation, translation=np.array([0.0, 0.0, 0.8]),
+                     size=np.array([0.1, 0.1, 0.1]))
+
+
+def test_consensus_ignores_an_object_on_its_side():
+    tilts = [((1, 0, 0), 5), ((0, 0, 1), -5), ((1, 0, 1), 4), ((0, 1, 1), -4)]
+    ups = [standing_rotation(30 * i, axis, degrees)[:, 1] for i, (axis, degrees) in enumerate(tilts)]
+    ups.append(standing_rotation(0, (1, 0, 0), 90)[:, 1])              # lying down: 90 deg off
+    up, weight = consensus_up(ups, [0.6, 0.7, 0.8, 0.9, 1.0], gate_deg=20)
+    assert angle_deg(up, TABLE_UP) < 3.0                                # each is 4-5 deg off
+    assert weight == pytest.approx(3.0)                                 # the lying object did not vote
+
+
+def test_without_votes_there_is_no_consensus_and_the_plane_fades():
+    assert consensus_up(np.zeros((0, 3)), [], gate_deg=20) is None
+    plane = SupportPlane(TABLE_UP, 2.0)
+    decayed = updated_plane(plane, np.zeros((0, 3)), [], 20, 0.9)          # the past fades, the up stays
+    assert np.allclose(decayed.up, TABLE_UP) and decayed.weight == pytest.approx(1.8)
+    assert updated_plane(None, np.zeros((0, 3)), [], 20, 0.9) is None
+
+
+def test_earlier_votes_decay_and_follow_the_camera():
+    plane = SupportPlane(TABLE_UP, 4.0)
+    tilted = standing_rotation(0, (1, 0, 0), 6)[:, 1]
+    heavy_past = updated_plane(plane, [tilted], [1.0], gate_deg=20, decay=0.9)
+    light_past = updated_plane(plane, [tilted], [1.0], gate_deg=20, decay=0.1)
+    assert heavy_past.weight == pytest.approx(0.9 * 4 + 1) and light_past.weight == pytest.approx(0.1 * 4 + 1)
+    assert angle_deg(heavy_past.up, TABLE_UP) < angle_deg(light_past.up, TABLE_UP) < 6.0
+    turn = np.eye(4)
+    turn[:3, :3] = rotation_about((0, 1, 0), 10)                        # T_current_from_previous
+    assert np.allclose(plane.moved(turn).up, turn[:3, :3] @ TABLE_UP) and plane.moved(None) is plane
+
+
+def test_with_up_keeps_the_azimuth_and_stays_a_rotation():
+    own = standing_rotation(35, (1, 0, 1), 8)
+    leveled = with_up(own, TABLE_UP)
+    assert np.allclose(leveled.T @ leveled, np.eye(3), atol=1e-9) and np.linalg.det(leveled) == pytest.approx(1.0)
+    assert np.allclose(leveled[:, 1], TABLE_UP)
+    assert np.allclose(leveled, standing_rotation(35), atol=0.1)        # the yaw survives, the tilt is gone
+    assert angle_deg(leveled[:, 0], standing_rotation(35)[:, 0]) < angle_deg(own[:, 0], standing_rotation(35)[:, 0])
+
+
+def test_level_detections_leaves_objects_beyond_the_gate():
+    standing, lying = detection(standing_rotation(10, (1, 0, 0), 7)), detection(standing_rotation(0, (1, 0, 0), 80))
+    lying_rotation = lying.rotation.copy()
+    level_detections([standing, lying], SupportPlane(TABLE_UP, 1.0), gate_deg=20)
+    assert np.allclose(standing.rotation[:, 1], TABLE_UP) and 'own_rotation' in standing.extras
+    assert np.array_equal(lying.rotation, lying_rotation) and 'own_rotation' not in lying.extras
+
+
+@pytest.fixture(scope='module')
+def tiny():
+    config = load_config('tiny')
+    torch.manual_seed(0)
+    return config, build_model(config.model)
+
+
+def make_runner(tiny, **inference):
+    config, model = tiny
+    cfg = dataclasses.replace(config.inference, **inference)
+    return StreamRunner(model, cfg, input_size=(config.data.input_height, config.data.input_width), device='cpu')
+
+
+def frame_detections(seed):
+    rng = np.random.default_rng(seed)
+    return [detection(standing_rotation(rng.uniform(0, 360), rng.normal(size=3), rng.uniform(0, 6)),
+                      score=rng.uniform(0.3, 1.0)) for _ in range(4)]
+
+
+def test_video_mode_carries_the_plane_single_mode_does_not(tiny):
+    video = make_runner(tiny, mode='video', support_plane_gate_deg=20, support_plane_decay=0.9)
+    video.level_on_support_plane(frame_detections(0), None)
+    first = video.support_plane
+    video.level_on_support_plane(frame_detections(1), None)
+    assert first is not None and video.support_plane.weight > first.weight
+    video.reset()
+    assert video.support_plane is None
+
+    single = make_runner(tiny, mode='single')
+    detections = frame_detections(0)
+    single.level_on_support_plane(detections, None)
+    assert single.support_plane is None
+    ups = [d.rotation[:, 1] for d in detections]
+    assert all(np.allclose(up, ups[0]) for up in ups)                  # one shared up
+    assert angle_deg(ups[0], TABLE_UP) < 3.0
+
+
+def test_support_plane_off_keeps_each_rotation(tiny):
+    runner = make_runner(tiny, support_plane=False)
+    detections = frame_detections(2)
+    before = [d.rotation.copy() for d in detections]
+    runner.level_on_support_plane(detections, None)
+    assert all(np.array_equal(d.rotation, r) for d, r in zip(detections, before))
+
+
+@pytest.mark.parametrize('setting, value, message', [('support_plane_gate_deg', 0.0, 'support_plane_gate_deg 0.0'),
+                                                     ('support_plane_gate_deg', 95.0, 'support_plane_gate_deg 95.0'),
+                                                     ('support_plane_decay', 1.0, 'support_plane_decay 1.0')])
+def test_bad_settings_are_named(tiny, setting, value, message):
+    with pytest.raises(ValueError, match=message):
+        make_runner(tiny, **{setting: value})
+    runner = make_runner(tiny)
+    with pytest.raises(ValueError, match=message):
+        runner.configure(**{setting: value})
+    assert getattr(runner.cfg, setting) != value                        # the old settings stay
