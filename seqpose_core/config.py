@@ -52,7 +52,7 @@ class InferenceConfig:
     # over frames, the votes of the past weighted by support_plane_decay per frame (single mode: this frame's).
     support_plane: bool = True
     support_plane_gate_deg: float = 20.0
-    support_plane_decay: float = 0.9
+    support_plane_decay: float = 0.97
     device: str = 'cpu'
 
 
