@@ -2,7 +2,7 @@
 
 Objects of these categories stand upright on a table: in REAL275, in the generated scenes (a tilt of at most
 4 deg), in most robot work cells. Each detection's own up axis is read from one crop and is off by a median
-5-6 deg (weights/README.md, "The support plane"); the five or so objects of a frame agree on the table's up better
+4-7 deg (weights/README.md, "The support plane"); the five or so objects of a frame agree on the table's up better
 than any one of them, and in a video the table stays where it is while the camera turns a fraction of a degree per
 frame. `SupportPlane` is that estimate, an immutable value the runner owns as it owns the query memory.
 

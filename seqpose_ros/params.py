@@ -38,6 +38,10 @@ PARAMS = (
     ParamSpec('mode', 'video',
               "'video': temporal query memory across frames (multi-frame); 'single': every frame on its own. "
               'Changing it resets the memory.', dynamic=True, choices=MODE_CHOICES),
+    ParamSpec('support_plane', True,
+              'Objects standing on one surface share its up: detections whose up axis is within 20 deg of the '
+              "score-weighted consensus of the frame's (video: the video's) detections take it. false: each "
+              'detection keeps its own rotation (objects held in a hand, lying on a slope).', dynamic=True),
     ParamSpec('history_frames', 0,
               'Frames kept in the query memory (N). 0: the checkpoint\'s value. Start-up only.',
               range=(0, 64)),

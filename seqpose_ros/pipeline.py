@@ -255,7 +255,7 @@ class FrameResult:
     skipped_reason: str = ''
 
 
-RUNNER_SETTINGS = ('score_threshold', 'max_detections', 'mode', 'max_frame_gap')
+RUNNER_SETTINGS = ('score_threshold', 'max_detections', 'mode', 'max_frame_gap', 'support_plane')
 
 
 class Pipeline:
@@ -277,7 +277,7 @@ class Pipeline:
 
     def configure(self, **values):
         """Run-time settings, names as the node parameters (score_threshold, max_detections, mode,
-        max_frame_gap: 0 = no limit); applied before the next frame."""
+        max_frame_gap: 0 = no limit, support_plane); applied before the next frame."""
         unknown = sorted(set(values) - set(RUNNER_SETTINGS))
         if unknown:
             raise ValueError(f'unknown pipeline setting(s) {unknown}; known: {list(RUNNER_SETTINGS)}')

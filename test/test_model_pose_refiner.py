@@ -161,7 +161,8 @@ def tiny_with_refiner():
 
 def test_runner_replaces_the_rotation_of_the_refiner_classes_only(tiny_with_refiner):
     config, model = tiny_with_refiner
-    inference = dataclasses.replace(config.inference, score_threshold=0.0, max_detections=50)
+    # the refiner's rotations as it gives them (the support plane levels them after it: test_support_plane)
+    inference = dataclasses.replace(config.inference, score_threshold=0.0, max_detections=50, support_plane=False)
     runner = StreamRunner(model, inference, (config.data.input_height, config.data.input_width))
     plain = StreamRunner(model, dataclasses.replace(inference, rotation_refinement=False),
                          (config.data.input_height, config.data.input_width))
@@ -387,7 +388,7 @@ def test_eval_without_refinement_gives_the_base_models_rotations(scene_root, tin
                                     ('on', refined, [])):
         assert seqpose(['eval', '--checkpoint', str(checkpoint), '--data', str(scene_root), '--split', 'test',
                         '--mode', 'mf', '--out', str(tmp_path / name), '--overlays', '0', '--score-threshold', '0',
-                        *extra]) == 0
+                        '--no-support-plane', *extra]) == 0
         outputs[name] = [pickle.loads(path.read_bytes())
                          for path in sorted((tmp_path / name / 'results').glob('*.pkl'))]
     assert outputs['base'] and len(outputs['base']) == len(outputs['off']) == len(outputs['on'])
@@ -414,7 +415,7 @@ def test_eval_without_box_refinement_keeps_the_decoders_boxes(scene_root, tmp_pa
                         ('box', [])):
         assert seqpose(['eval', '--checkpoint', str(checkpoint), '--data', str(scene_root), '--split', 'test',
                         '--mode', 'sf', '--out', str(tmp_path / name), '--overlays', '0', '--score-threshold', '0',
-                        *extra]) == 0
+                        '--no-support-plane', *extra]) == 0
         results = sorted((tmp_path / name / 'results').glob('*.pkl'))
         outputs[name] = [pickle.loads(path.read_bytes()) for path in results]
     refined_ids = [CLASS_NAMES.index(name) + 1 for name in config.model.refiner_classes]

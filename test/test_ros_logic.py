@@ -198,7 +198,7 @@ def test_params_table_and_validation():
     expected = {'checkpoint', 'device', 'score_threshold', 'max_detections', 'mode', 'history_frames', 'top_k',
                 'image_qos', 'camera_model', 'stamp_tolerance', 'enabled', 'z_up',
                 'publish_tf', 'tf_prefix', 'publish_markers', 'marker_lifetime', 'max_frame_gap',
-                'max_image_age', 'odom_frame', 'image_transport'}
+                'max_image_age', 'odom_frame', 'image_transport', 'support_plane'}
     assert set(P.SPECS) == expected
     # issue 13 item 1: the default image QoS matches reliable and best-effort publishers alike
     assert P.DEFAULTS['checkpoint'] == '' and P.DEFAULTS['image_qos'] == 'best_available'
@@ -386,7 +386,8 @@ class FakeRunner:
     records the frames it processed; returns one fixed object per frame."""
 
     def __init__(self, max_frame_gap=1.0):
-        self.cfg = SimpleNamespace(score_threshold=0.3, max_detections=20, mode='video', max_frame_gap=max_frame_gap)
+        self.cfg = SimpleNamespace(score_threshold=0.3, max_detections=20, mode='video', max_frame_gap=max_frame_gap,
+                                   support_plane=True)
         self.steps, self.resets, self.sequence = [], 0, None
 
     def configure(self, **changes):
@@ -452,10 +453,11 @@ def test_pipeline_requested_reset_and_configure():
     assert runner.resets == 0                                  # applied by the worker, between frames
     result = pipeline.process(frame(1.1))
     assert result.reset_reason == '~/reset service called' and runner.resets == 1
-    pipeline.configure(score_threshold=0.7, max_detections=3, max_frame_gap=0.0, mode='single')
+    pipeline.configure(score_threshold=0.7, max_detections=3, max_frame_gap=0.0, mode='single', support_plane=False)
     assert runner.cfg.score_threshold == 0.3                   # applied before the next frame, on the worker
     assert 'mode changed' in pipeline.process(frame(100.0)).reset_reason
     assert runner.cfg.score_threshold == 0.7 and runner.cfg.max_detections == 3 and runner.cfg.max_frame_gap == 0.0
+    assert runner.cfg.support_plane is False
     with pytest.raises(ValueError, match='unknown pipeline setting'):
         pipeline.configure(nms_iou=0.1)
 

@@ -1,16 +1,20 @@
 """The shared support plane: consensus of the detections' up axes, carried over a video, given back to them."""
 import dataclasses
 import math
+import pickle
 
 import numpy as np
 import pytest
 import torch
 
+from seqpose_core.cli import main as seqpose
 from seqpose_core.config import load_config
 from seqpose_core.detection import Detection
 from seqpose_core.model import build_model
 from seqpose_core.runner import StreamRunner
+from seqpose_core.model import save_checkpoint
 from seqpose_core.support_plane import (SupportPlane, consensus_up, level_detections, updated_plane, with_up)
+from generated_scenes import generate_scenes
 
 TABLE_UP = np.array([0.0, -math.cos(math.radians(40)), math.sin(math.radians(40))])   # seen from 40 deg above
 
@@ -138,3 +142,27 @@ def test_bad_settings_are_named(tiny, setting, value, message):
     with pytest.raises(ValueError, match=message):
         runner.configure(**{setting: value})
     assert getattr(runner.cfg, setting) != value                        # the old settings stay
+
+
+def test_eval_levels_rotations_only_and_the_flag_turns_it_off(tiny, tmp_path):
+    """Through `seqpose eval` (the runner every path uses): the support plane changes rotations only, and the
+    rotations it changed share one up per frame; --no-support-plane gives the plain ones."""
+    config, model = tiny
+    root = tmp_path / 'scenes'
+    generate_scenes(root, scenes=2, frames=3, size='160x120', split='test', seed=8, objects='3-4')
+    checkpoint = save_checkpoint(tmp_path / 'tiny.pt', model, config)
+    outputs = {}
+    for name, extra in (('plain', ['--no-support-plane']), ('level', ['--support-plane-gate', '60'])):
+        assert seqpose(['eval', '--checkpoint', str(checkpoint), '--data', str(root), '--split', 'test', '--mode',
+                        'mf', '--out', str(tmp_path / name), '--overlays', '0', '--score-threshold', '0',
+                        *extra]) == 0
+        outputs[name] = [pickle.loads(path.read_bytes()) for path in sorted((tmp_path / name / 'results').glob('*.pkl'))]
+    leveled = 0
+    for plain, level in zip(outputs['plain'], outputs['level']):
+        np.testing.assert_array_equal(plain['pred_RTs'][:, :3, 3], level['pred_RTs'][:, :3, 3])
+        np.testing.assert_array_equal(plain['pred_scores'], level['pred_scores'])
+        changed = np.abs(plain['pred_RTs'][:, :3, :3] - level['pred_RTs'][:, :3, :3]).max(axis=(1, 2)) > 1e-6
+        ups = level['pred_RTs'][changed, :3, 1] / np.linalg.norm(level['pred_RTs'][changed, :3, 1], axis=1)[:, None]
+        assert np.allclose(ups, ups[:1], atol=1e-6)
+        leveled += int(changed.sum())
+    assert outputs['plain'] and leveled > 0
