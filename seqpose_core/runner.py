@@ -307,6 +307,7 @@ class StreamRunner:
         video's) support plane its up (seqpose_core.support_plane); camera_motion (4, 4) T_current_from_previous
         or None. In place."""
         if not self.cfg.support_plane:
+            self.support_plane = None       # switched back on later, it starts afresh
             return
         carried = self.cfg.mode == 'video' and self.support_plane is not None
         previous = self.support_plane.moved(camera_motion) if carried else None

@@ -114,6 +114,10 @@ def test_video_mode_carries_the_plane_single_mode_does_not(tiny):
     assert first is not None and video.support_plane.weight > first.weight
     video.reset()
     assert video.support_plane is None
+    video.level_on_support_plane(frame_detections(2), None)
+    video.configure(support_plane=False)
+    video.level_on_support_plane(frame_detections(3), None)
+    assert video.support_plane is None                                  # no stale estimate when switched back on
 
     single = make_runner(tiny, mode='single')
     detections = frame_detections(0)
