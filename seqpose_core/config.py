@@ -47,6 +47,9 @@ class InferenceConfig:
     # Models whose refiner also re-estimates the box (model.refiner_box): let it replace the decoder's translation
     # and size of those detections too (False: the refiner's rotation alone).
     box_refinement: bool = True
+    # How many times the refiner looks: each pass after the first reads the crop around the box the one before
+    # gave (model.pose_refiner.refine_poses); 1: once.
+    refiner_passes: int = 2
     # Objects standing on one surface share its up (seqpose_core.support_plane): detections whose up axis lies
     # within support_plane_gate_deg of the score-weighted consensus take it. In video mode the consensus carries
     # over frames, the votes of the past weighted by support_plane_decay per frame (single mode: this frame's).

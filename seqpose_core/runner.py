@@ -176,6 +176,11 @@ def _check_motion(camera_motion):
     return motion
 
 
+def _check_refiner_passes(passes):
+    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
+        raise ValueError(f'inference.refiner_passes {passes!r}: expected an integer >= 1')
+
+
 class StreamRunner:
     def __init__(self, model, inference_cfg: InferenceConfig = None, input_size=(238, 322), device=None):
         self.cfg = inference_cfg or InferenceConfig()
@@ -190,6 +195,7 @@ class StreamRunner:
                              f'{SUPPRESSIONS}')
         model.check_score_fusion(self.cfg.score_fusion)                 # inference.score_fusion
         check_support_plane(self.cfg.support_plane_gate_deg, self.cfg.support_plane_decay)
+        _check_refiner_passes(self.cfg.refiner_passes)
         self.device = torch.device(device or self.cfg.device)
         self.model = model.to(self.device).eval()
         self.memory = None
@@ -211,6 +217,7 @@ class StreamRunner:
         previous_mode = self.cfg.mode
         updated = dataclasses.replace(self.cfg, **changes)
         check_support_plane(updated.support_plane_gate_deg, updated.support_plane_decay)
+        _check_refiner_passes(updated.refiner_passes)
         self.cfg = updated
         if self.cfg.mode != previous_mode:
             self.reset()
@@ -292,7 +299,7 @@ class StreamRunner:
                 as_tensor(np.stack([d.translation for d in chosen])), as_tensor(np.stack([d.size for d in chosen])),
                 model_cfg.refiner_crop_size, model_cfg.refiner_crop_margin,
                 boxes=torch.as_tensor(boxes, device=self.device),
-                depth_weight=model_cfg.refiner_depth_weight))
+                depth_weight=model_cfg.refiner_depth_weight, passes=self.cfg.refiner_passes))
         for index, detection in enumerate(chosen):
             detection.extras['decoder_rotation'] = detection.rotation
             detection.rotation = rotations[index]

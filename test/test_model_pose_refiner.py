@@ -1,6 +1,7 @@
 """The pose refiner: its geometry (ray rotation, crops), its network and losses, the runner applying it,
 its training on crops of generated frames and `seqpose train-refiner`."""
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -196,7 +197,7 @@ def test_runner_replaces_the_box_of_the_box_classes_only():
         refiner_box_classes=('laptop', 'mug')))
     torch.manual_seed(2)
     model = build_model(config.model).eval()
-    inference = dataclasses.replace(config.inference, score_threshold=0.0, max_detections=50)
+    inference = dataclasses.replace(config.inference, score_threshold=0.0, max_detections=50, support_plane=False)
     size = (config.data.input_height, config.data.input_width)
     frame = random_frame(1)
     image, K = frame.image_rgb, frame.K
@@ -214,7 +215,7 @@ def test_runner_replaces_the_box_of_the_box_classes_only():
                          dtype=torch.float32),
             torch.tensor(np.stack([d.extras.get('decoder_size', d.size) for d in chosen]), dtype=torch.float32),
             config.model.refiner_crop_size, config.model.refiner_crop_margin, boxes=torch.tensor(box_mask),
-            depth_weight=config.model.refiner_depth_weight)
+            depth_weight=config.model.refiner_depth_weight, passes=inference.refiner_passes)
     for index, detection in enumerate(chosen):
         np.testing.assert_allclose(detection.translation, translations[index].numpy(), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(detection.size, sizes[index].numpy(), rtol=1e-5)
@@ -226,6 +227,37 @@ def test_runner_replaces_the_box_of_the_box_classes_only():
         np.testing.assert_array_equal(plain.translation, detection.extras.get('decoder_translation',
                                                                               detection.translation))
         assert 'decoder_translation' not in plain.extras
+
+
+def test_a_second_pass_reads_the_crop_around_the_first_passes_box():
+    torch.manual_seed(4)
+    refiner = PoseRefiner(4, 12, box=True).eval()
+    frame = random_frame(2)
+    image = torch.as_tensor(frame.image_rgb).permute(2, 0, 1).float()
+    K = torch.as_tensor(frame.K, dtype=torch.float32)
+    centres = torch.tensor([[0.05, -0.02, 0.7], [-0.1, 0.04, 0.9]])
+    sizes = torch.tensor([[0.1, 0.15, 0.1], [0.3, 0.2, 0.25]])
+    ids, boxes = torch.tensor([6, 5]), torch.tensor([True, False])
+    look = functools.partial(refine_poses, refiner, image, K, ids, crop_size=32, margin=1.3, boxes=boxes,
+                             depth_weight=0.5)
+    with torch.no_grad():
+        _, once_centres, once_sizes = look(centres, sizes)
+        again = look(once_centres, once_sizes)
+        twice = look(centres, sizes, passes=2)
+    for expected, got in zip(again, twice):
+        torch.testing.assert_close(got, expected)
+    assert not torch.allclose(twice[1][0], once_centres[0])           # the boxed one moved again
+    torch.testing.assert_close(twice[1][1], centres[1])                # the other keeps its box
+    with pytest.raises(ValueError, match='passes 0'):
+        look(centres, sizes, passes=0)
+
+
+@pytest.mark.parametrize('passes', [0, 1.5, True])
+def test_bad_refiner_passes_are_named(tiny_with_refiner, passes):
+    config, model = tiny_with_refiner
+    with pytest.raises(ValueError, match='inference.refiner_passes'):
+        StreamRunner(model, dataclasses.replace(config.inference, refiner_passes=passes),
+                     (config.data.input_height, config.data.input_width))
 
 
 def test_boxes_that_coincide_after_refinement_are_suppressed_again(tiny_with_refiner):

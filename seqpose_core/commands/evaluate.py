@@ -40,6 +40,8 @@ def add_arguments(parser):
     parser.add_argument('--no-box-refinement', dest='box_refinement', action='store_false', default=None,
                         help="keep the decoder's translations and sizes where the refiner re-estimates boxes "
                              '(inference.box_refinement false: the refiner\'s rotation alone)')
+    parser.add_argument('--refiner-passes', type=int, default=None, metavar='N',
+                        help='override inference.refiner_passes (1: the refiner looks once)')
     parser.add_argument('--no-support-plane', dest='support_plane', action='store_false', default=None,
                         help="keep each detection's own up axis (inference.support_plane false: the ablation of "
                              'the shared support plane)')
@@ -58,6 +60,7 @@ def run(args):
                                                       ('score_fusion', args.score_fusion),
                                                       ('rotation_refinement', args.rotation_refinement),
                                                       ('box_refinement', args.box_refinement),
+                                                      ('refiner_passes', args.refiner_passes),
                                                       ('support_plane', args.support_plane),
                                                       ('support_plane_gate_deg', args.support_plane_gate_deg),
                                                       ('support_plane_decay', args.support_plane_decay))

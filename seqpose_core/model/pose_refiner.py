@@ -192,20 +192,26 @@ def refiner_losses(outputs, allocentric, symmetric, boxes=None):
     return losses
 
 
-def refine_poses(refiner, image, K, class_ids, centres, sizes, crop_size, margin, boxes=None, depth_weight=1.0):
+def refine_poses(refiner, image, K, class_ids, centres, sizes, crop_size, margin, boxes=None, depth_weight=1.0,
+                 passes=1):
     """The refiner's view of detections: image (3, H, W) float 0..255 with its K, class ids (n,) 1..6, centres
     and sizes (n, 3) in that camera's frame -> (rotations (n, 3, 3), translations (n, 3), sizes (n, 3)) in the
     camera frame. `boxes` (n,) bool: the detections whose box the refiner replaces (None: none; needs a refiner
-    with a box part; `depth_weight`: decode_boxes); the others keep the translation and size given."""
-    outputs = refiner(object_crops(image, K, centres, sizes, crop_size, margin), class_ids)
+    with a box part; `depth_weight`: decode_boxes); the others keep the translation and size given. With
+    `passes` > 1 the refiner looks again at the crop around the box it gave (as DeepIM iterates), each pass's
+    depth blended with the one before."""
+    if passes < 1:
+        raise ValueError(f'refine_poses: passes {passes}: expected at least 1')
+    if boxes is not None and bool(boxes.any()) and not refiner.box:
+        raise ValueError('refine_poses: boxes asked of a refiner without a box part (model.refiner_box false)')
     centres, sizes = centres.float(), sizes.float()
-    if boxes is not None and bool(boxes.any()):
-        if not refiner.box:
-            raise ValueError('refine_poses: boxes asked of a refiner without a box part (model.refiner_box false)')
-        decoded_centres, decoded_sizes = decode_boxes(outputs, K, centres, sizes, margin, depth_weight)
-        centres = torch.where(boxes[:, None], decoded_centres, centres)
-        sizes = torch.where(boxes[:, None], decoded_sizes, sizes)
-    # the allocentric rotation is relative to the ray through the centre the crop was read for (training: the true one)
+    for _ in range(passes):
+        outputs = refiner(object_crops(image, K, centres, sizes, crop_size, margin), class_ids)
+        if boxes is not None and bool(boxes.any()):
+            decoded_centres, decoded_sizes = decode_boxes(outputs, K, centres, sizes, margin, depth_weight)
+            centres = torch.where(boxes[:, None], decoded_centres, centres)
+            sizes = torch.where(boxes[:, None], decoded_sizes, sizes)
+    # the allocentric rotation is relative to the ray through the centre (training: the true one)
     return ray_rotation(centres) @ refiner.rotations(outputs), centres, sizes
 
 
