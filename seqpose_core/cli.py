@@ -20,6 +20,7 @@ COMMANDS = {
     'average': 'seqpose_core.commands.average',
     'train-refiner': 'seqpose_core.commands.train_refiner',
     'select-refiner-classes': 'seqpose_core.commands.select_refiner',
+    'train-crop-scorer': 'seqpose_core.commands.train_crop_scorer',
 }
 
 

@@ -50,6 +50,9 @@ class InferenceConfig:
     # How many times the refiner looks: each pass after the first reads the crop around the box the one before
     # gave (model.pose_refiner.refine_poses); 1: once.
     refiner_passes: int = 2
+    # Models whose refiner scores crops (model.refiner_scoring): a detection's score becomes sqrt(its score x the
+    # crop's probability of its class), and the score threshold applies to that (False: the decoder's score).
+    crop_scoring: bool = True
     # Objects standing on one surface share its up (seqpose_core.support_plane): detections whose up axis lies
     # within support_plane_gate_deg of the score-weighted consensus take it. In video mode the consensus carries
     # over frames, the votes of the past weighted by support_plane_decay per frame (single mode: this frame's).

@@ -27,7 +27,7 @@ from seqpose_core.data.transforms import apply_to_image, normalize_image, plan_g
 from seqpose_core.detection import Detection
 from seqpose_core.geometry import rotation_6d_to_matrix, scale_intrinsics
 from seqpose_core.model.checkpoint import load_checkpoint
-from seqpose_core.model.pose_refiner import refine_poses
+from seqpose_core.model.pose_refiner import crop_class_probabilities, refine_poses
 from seqpose_core.model.seqpose import model_from_checkpoint
 from seqpose_core.suppression import SUPPRESSIONS, suppress_duplicates
 from seqpose_core.support_plane import check_settings as check_support_plane
@@ -273,6 +273,7 @@ class StreamRunner:
                 if self.refine_detections(frame.image_rgb, K, detections):
                     # duplicates whose boxes the decoder had apart may now coincide on their object
                     detections = self.suppress(detections, K)
+                detections = self.rescore_detections(frame.image_rgb, K, detections)
             with timed_stage(timer, 'support_plane'):
                 self.level_on_support_plane(detections, motion)
         return StepResult(detections, reset_reason=reset_reason)
@@ -308,6 +309,25 @@ class StreamRunner:
                 detection.extras['decoder_size'] = detection.size
                 detection.translation, detection.size = translations[index], sizes[index]
         return any(boxes)
+
+    def rescore_detections(self, image_rgb, K, detections):
+        """With a refiner that scores crops (model.refiner_scoring, inference.crop_scoring): each detection's score
+        becomes sqrt(its score x the probability of its class in the crop around its published box); those below
+        the score threshold go, the rest come back sorted. The score before stays in extras['decoder_score']."""
+        refiner = getattr(self.model, 'pose_refiner', None)
+        if refiner is None or refiner.scorer is None or not self.cfg.crop_scoring or not detections:
+            return detections
+        image = torch.as_tensor(image_rgb, device=self.device).permute(2, 0, 1).float()      # (3, H, W) 0..255
+        as_tensor = functools.partial(torch.as_tensor, dtype=torch.float32, device=self.device)
+        probabilities = crop_class_probabilities(
+            refiner, image, as_tensor(K), as_tensor(np.stack([d.translation for d in detections])),
+            as_tensor(np.stack([d.size for d in detections])), self.model.cfg.refiner_crop_size,
+            self.model.cfg.refiner_crop_margin).cpu().numpy()
+        for detection, row in zip(detections, probabilities):
+            detection.extras['decoder_score'] = detection.score
+            detection.score = float(math.sqrt(detection.score * row[detection.class_id]))
+        kept = [d for d in detections if d.score >= self.cfg.score_threshold]
+        return sorted(kept, key=lambda d: d.score, reverse=True)
 
     def level_on_support_plane(self, detections, camera_motion):
         """With inference.support_plane, give the detections standing on the frame's (in video mode: the

@@ -65,6 +65,10 @@ class ModelConfig:
     # The refined depth in log space: this weight on the crop's (its metric size over its projected diagonal), the
     # rest on the decoder's (which also sees the table and the neighbours). 1: the crop's alone; 0: the decoder's.
     refiner_depth_weight: float = 0.5
+    # The refiner also tells what a published box holds (background or one of the six classes: a second opinion
+    # from the full-resolution crop, as the second stage of a two-stage detector), and the runner fuses it into the
+    # detection's score (`seqpose train-crop-scorer` trains it; model.pose_refiner.crop_class_probabilities).
+    refiner_scoring: bool = False
     # --- weights loaded by build_model (empty: random init; checkpoints rebuild without them) -----------------
     dinov2_weights: str = ''          # dinov2_vit{s,b,l}14_pretrain.pth / .safetensors
     depth_anything_weights: str = ''  # depth_anything_v2_vit{s,b,l}.pth / .safetensors (encoder + head)

@@ -107,7 +107,7 @@ class PoseRefiner(nn.Module):
     (n, bins) of the azimuth (residuals in half-bin units); with `box` also 'centre_offset' (n, 2) and 'log_scale'
     (n,) in crop sides and 'log_size' (n, 3) metres. `rotations` turns them into allocentric rotations (n, 3, 3)."""
 
-    def __init__(self, width, num_bins, num_classes=6, box=False):
+    def __init__(self, width, num_bins, num_classes=6, box=False, scoring=False):
         super().__init__()
         self.num_bins = num_bins
         self.box = box
@@ -117,12 +117,24 @@ class PoseRefiner(nn.Module):
         self.class_embedding = nn.Embedding(num_classes + 1, 8 * width)     # index 0 unused (ids start at 1)
         self.head = nn.Sequential(nn.Linear(8 * width, 256), nn.ReLU(),
                                   nn.Linear(256, 3 + 2 * num_bins + (_BOX_OUTPUTS if box else 0)))
+        # background + the classes, from the crop alone (no class embedding: an opinion of its own)
+        self.scorer = (nn.Sequential(nn.Linear(8 * width, 256), nn.ReLU(), nn.Dropout(0.2),
+                                     nn.Linear(256, num_classes + 1)) if scoring else None)
         self.register_buffer('mean', torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
 
+    def crop_features(self, crops):
+        """(n, 3, S, S) crops 0..255 -> (n, 8w) pooled features of the residual stages."""
+        return self.stages(self.stem((crops.float() - self.mean) / self.std)).mean(dim=(2, 3))
+
+    def class_logits(self, features):
+        """(n, 8w) crop features -> (n, 1 + classes) logits: background (0) and the class ids."""
+        if self.scorer is None:
+            raise ValueError('class_logits: this refiner has no scorer (model.refiner_scoring false)')
+        return self.scorer(features)
+
     def forward(self, crops, class_ids):
-        x = (crops.float() - self.mean) / self.std
-        features = self.stages(self.stem(x)).mean(dim=(2, 3)) + self.class_embedding(class_ids)   # (n, 8w)
+        features = self.crop_features(crops) + self.class_embedding(class_ids)                  # (n, 8w)
         out = self.head(features)
         # the up axis as an offset from image-up, where an object on a table seen from above-front points
         outputs = {'up': F.normalize(out[:, :3] + out.new_tensor(_IMAGE_UP), dim=-1)}
@@ -215,6 +227,13 @@ def refine_poses(refiner, image, K, class_ids, centres, sizes, crop_size, margin
     return ray_rotation(centres) @ refiner.rotations(outputs), centres, sizes
 
 
+def crop_class_probabilities(refiner, image, K, centres, sizes, crop_size, margin):
+    """(n, 1 + classes) probabilities of background and each class for the crops around boxes (centres, sizes
+    (n, 3) in the frame of image (3, H, W) float 0..255 with its K)."""
+    crops = object_crops(image, K, centres.float(), sizes.float(), crop_size, margin)
+    return torch.softmax(refiner.class_logits(refiner.crop_features(crops)), dim=-1)
+
+
 def build_pose_refiner(cfg):
     """The refiner of a ModelConfig, or None (model.refiner_width == 0)."""
     if cfg.refiner_width <= 0:
@@ -227,4 +246,4 @@ def build_pose_refiner(cfg):
     if outside:
         raise ValueError(f'model.refiner_box_classes: {outside} not in model.refiner_classes '
                          f'{list(cfg.refiner_classes)}')
-    return PoseRefiner(cfg.refiner_width, cfg.refiner_azimuth_bins, box=cfg.refiner_box)
+    return PoseRefiner(cfg.refiner_width, cfg.refiner_azimuth_bins, box=cfg.refiner_box, scoring=cfg.refiner_scoring)

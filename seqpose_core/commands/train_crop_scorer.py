@@ -1,0 +1,98 @@
+"""`seqpose train-crop-scorer`: teach a model's refiner to score the crops around its own detections."""
+import dataclasses
+import sys
+
+HELP = "train the refiner's crop scorer on the detections a SeqPose checkpoint publishes on training video"
+DESCRIPTION = HELP + """
+
+The scorer (model.refiner_scoring) is a small head on the refiner's crop features that says what the crop around a
+published box holds: background or one of the six classes. The runner then publishes sqrt(score x the crop's
+probability of the detection's class) (inference.crop_scoring). It learns from the runner's own detections on
+--data, labelled by the ground truth (the class of the object whose centre is within 10 cm, else background); the
+refiner's pose and the rest of the checkpoint are copied unchanged. RUN/model.pt is the checkpoint with the scorer,
+RUN/scorer_log.csv a row per epoch (loss; with --val-data the 7-way accuracy and the ranking AUC of the correct
+detections by the decoder's score, by the crop and by their fusion).
+
+Examples:
+  seqpose train-crop-scorer --data data/train --val-data data/s779 --out runs/scorer
+  seqpose train-crop-scorer --checkpoint runs/box/model.pt --data data/train --max-scenes 500 --out runs/scorer"""
+
+
+def add_arguments(parser):
+    from seqpose_core.train.crop_scorer import ScorerSettings
+    defaults = ScorerSettings()
+    parser.add_argument('--checkpoint', default=None,
+                        help='a SeqPose checkpoint with a pose refiner (default: the embedded model)')
+    parser.add_argument('--data', required=True, help='NOCS-layout root with the training video')
+    parser.add_argument('--split', default='real_train', help='split of --data (default: real_train)')
+    parser.add_argument('--val-data', default=None, help='NOCS-layout root to validate on after every epoch')
+    parser.add_argument('--val-split', default='real_test')
+    parser.add_argument('--out', required=True, help='run folder (gets model.pt and scorer_log.csv)')
+    parser.add_argument('--max-scenes', type=int, default=defaults.max_scenes,
+                        help='run the model on the first N scenes of --data only (0: all)')
+    parser.add_argument('--epochs', type=int, default=defaults.epochs)
+    parser.add_argument('--batch-size', type=int, default=defaults.batch_size)
+    parser.add_argument('--lr', type=float, default=defaults.lr)
+    parser.add_argument('--seed', type=int, default=defaults.seed)
+    parser.add_argument('--threads', type=int, default=0, help='torch threads (0: torch\'s default)')
+    parser.add_argument('--force', action='store_true', help='write into an --out that already holds a model.pt')
+    parser.add_argument('--no-progress', action='store_true')
+
+
+def run(args):
+    from pathlib import Path
+
+    import torch
+
+    from seqpose_core.config import config_from_checkpoint
+    from seqpose_core.model import save_checkpoint
+    from seqpose_core.model.checkpoint import load_checkpoint, load_state_growing
+    from seqpose_core.model.seqpose import SeqPose
+    from seqpose_core.runner import DEFAULT_CHECKPOINT, StreamRunner
+    from seqpose_core.train.crop_scorer import ScorerSettings, collect_detection_features, train_scorer
+    from seqpose_core.train.errors import TrainingError
+
+    for name in ('epochs', 'batch_size'):
+        if getattr(args, name) < 1:
+            raise ValueError(f'--{name.replace("_", "-")} {getattr(args, name)}: expected at least 1')
+    if args.max_scenes < 0:
+        raise ValueError(f'--max-scenes {args.max_scenes}: expected 0 (all) or more')
+    out = Path(args.out)
+    if (out / 'model.pt').exists() and not args.force:
+        raise FileExistsError(f'--out {out}: holds a model.pt already; pass --force to replace it')
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
+    content = load_checkpoint(checkpoint)
+    config = config_from_checkpoint(content, checkpoint)
+    if config.model.refiner_width <= 0:
+        print(f'seqpose train-crop-scorer: {checkpoint} has no pose refiner (model.refiner_width 0); '
+              'train one first (seqpose train-refiner)', file=sys.stderr)
+        return 1
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_scoring=True))
+    torch.manual_seed(args.seed)
+    model = SeqPose(config.model)
+    # the checkpoint's tensors fit; the scorer's are new (or, a scored model again, its own to continue)
+    load_state_growing(model, content['model'], checkpoint, 'model with a crop scorer')
+    # the detections to learn from are the ones published without a scorer's opinion
+    runner = StreamRunner(model, dataclasses.replace(config.inference, mode='video', crop_scoring=False),
+                          input_size=(config.data.input_height, config.data.input_width))
+    settings = ScorerSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                              max_scenes=args.max_scenes, seed=args.seed)
+    progress = not args.no_progress
+    try:
+        data = collect_detection_features(runner, args.data, args.split, settings, progress=progress)
+        val_data = None
+        if args.val_data:
+            val_data = collect_detection_features(runner, args.val_data, args.val_split,
+                                                  dataclasses.replace(settings, max_scenes=0), progress=progress)
+        print(f'{len(data["labels"])} training detections ({float((data["labels"] > 0).float().mean()):.2f} at an '
+              'object)' + (f', {len(val_data["labels"])} validation detections' if val_data else ''))
+        out.mkdir(parents=True, exist_ok=True)
+        train_scorer(model.pose_refiner, data, settings, val_data, out / 'scorer_log.csv', progress)
+    except TrainingError as error:
+        print(f'seqpose train-crop-scorer: {error}', file=sys.stderr)
+        return 1
+    save_checkpoint(out / 'model.pt', model, config)
+    print(f'-> {out / "model.pt"}')
+    return 0

@@ -1,0 +1,169 @@
+"""Training the refiner's crop scorer (model.refiner_scoring) on the detections the model itself publishes.
+
+A set predictor trained on a CPU ranks its detections poorly: on the selection set seed 779 the decoder's score
+separates the detections that are right (their class, an object within 10 cm) from the rest with a ranking AUC of
+0.78. The crop around a published box, at the camera's full resolution, says more. The scorer is a small head on
+the refiner's pooled crop features, which stay frozen (the pose the refiner learned stays as it was): background,
+or one of the classes. Its data are the runner's own published detections on training video, each labelled with
+the class of the ground-truth object whose centre lies within `match_distance` of the detection's, else
+background, so it learns the mistakes this model makes (duplicates of one object are labelled alike: suppression
+handles them).
+
+    data = collect_detection_features(runner, root, 'real_train', settings)   # features, labels, classes, scores
+    history = train_scorer(model.pose_refiner, data, settings, val_data=..., log_path=...)
+"""
+import csv
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from seqpose_core.data.layout import enumerate_scenes
+from seqpose_core.data.reader import NocsFrameReader
+from seqpose_core.model.pose_refiner import object_crops
+from seqpose_core.runner import Frame
+from seqpose_core.train.errors import TrainingError
+
+FRAME_PERIOD = 1.0 / 30.0     # seconds between the frames of a generated scene (the runner's sequence rules)
+
+
+@dataclass(frozen=True)
+class ScorerSettings:
+    epochs: int = 8
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    match_distance: float = 0.1   # metres between a detection's centre and a ground-truth centre for its label
+    max_scenes: int = 0           # 0: every scene of the split
+    seed: int = 0
+
+
+def collect_detection_features(runner, root, split, settings, progress=True):
+    """Run `runner` (video mode: a scene is one video) over `split` under `root`: {'features' (n, F) of the crops
+    around the published boxes, 'labels' (n,) 0 = background or the class id of the ground-truth object within
+    match_distance, 'classes' (n,) the detections' class ids, 'scores' (n,) their scores}."""
+    refiner = getattr(runner.model, 'pose_refiner', None)
+    if refiner is None:
+        raise TrainingError('the model has no pose refiner (model.refiner_width 0): train one first '
+                            '(seqpose train-refiner)')
+    scenes = list(enumerate_scenes(root, split))
+    if settings.max_scenes > 0:
+        scenes = scenes[:settings.max_scenes]
+    if not scenes:
+        raise TrainingError(f'{root} ({split}): no scenes to run the model on')
+    reader = NocsFrameReader(root, split)
+    model_cfg = runner.model.cfg
+    parts = {'features': [], 'labels': [], 'classes': [], 'scores': []}
+    if progress:
+        from tqdm import tqdm
+        scenes = tqdm(scenes, desc=f'detections {split}', unit='scene', mininterval=5)
+    for scene, prefixes in scenes:
+        runner.reset()
+        for index, prefix in enumerate(prefixes):
+            frame = reader.read(prefix)
+            detections = runner.step(Frame(frame.color, frame.K, index * FRAME_PERIOD, str(scene))).detections
+            if not detections:
+                continue
+            centres = np.stack([d.translation for d in detections])                         # (n, 3)
+            sizes = np.stack([d.size for d in detections])
+            image = torch.from_numpy(frame.color).permute(2, 0, 1).float().to(runner.device)
+            with torch.no_grad():
+                crops = object_crops(image, torch.as_tensor(frame.K, dtype=torch.float32, device=runner.device),
+                                     torch.as_tensor(centres, dtype=torch.float32, device=runner.device),
+                                     torch.as_tensor(sizes, dtype=torch.float32, device=runner.device),
+                                     model_cfg.refiner_crop_size, model_cfg.refiner_crop_margin)
+                parts['features'].append(refiner.crop_features(crops).cpu())
+            parts['labels'].append(_labels(centres, frame.annotation, settings.match_distance))
+            parts['classes'].append([d.class_id for d in detections])
+            parts['scores'].append([d.score for d in detections])
+    if not parts['features']:
+        raise TrainingError(f'{root} ({split}): the model published no detections to learn from')
+    return {'features': torch.cat(parts['features']),
+            'labels': torch.as_tensor(np.concatenate(parts['labels']), dtype=torch.long),
+            'classes': torch.as_tensor(np.concatenate(parts['classes']), dtype=torch.long),
+            'scores': torch.as_tensor(np.concatenate(parts['scores']), dtype=torch.float32)}
+
+
+def _labels(centres, annotation, match_distance):
+    """(n,) the class id of the ground-truth object nearest each centre when within match_distance, else 0."""
+    truth = np.asarray(annotation.translations, dtype=np.float64).reshape(-1, 3)
+    if not len(truth):
+        return np.zeros(len(centres), dtype=np.int64)
+    distances = np.linalg.norm(centres[:, None] - truth[None], axis=-1)                    # (n, m)
+    nearest = distances.argmin(1)
+    near = distances[np.arange(len(centres)), nearest] < match_distance
+    return np.where(near, np.asarray(annotation.class_ids)[nearest], 0).astype(np.int64)
+
+
+def ranking_auc(scores, correct):
+    """The probability that a correct detection outranks a wrong one (ties count half); nan without both."""
+    scores, correct = np.asarray(scores, dtype=np.float64), np.asarray(correct, dtype=bool)
+    positives, negatives = int(correct.sum()), int((~correct).sum())
+    if not positives or not negatives:
+        return float('nan')
+    order = np.argsort(scores, kind='mergesort')
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    # average ranks over ties (1-based)
+    unique, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)
+    return float((ranks[correct].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def validate(refiner, data):
+    """Accuracy of the 7-way label, and the ranking AUC of the correct detections (their class, an object within
+    match_distance) by the decoder's score, by the crop's probability of the class, and by their fusion
+    sqrt(score x probability), which is what the runner publishes."""
+    refiner.eval()
+    with torch.no_grad():
+        probabilities = torch.softmax(refiner.class_logits(data['features']), dim=-1)
+    of_class = probabilities.gather(1, data['classes'][:, None])[:, 0]
+    correct = (data['labels'] == data['classes']).numpy()
+    return {'accuracy': float((probabilities.argmax(-1) == data['labels']).float().mean()),
+            'auc_score': ranking_auc(data['scores'].numpy(), correct),
+            'auc_crop': ranking_auc(of_class.numpy(), correct),
+            'auc_fused': ranking_auc(torch.sqrt(data['scores'] * of_class).numpy(), correct)}
+
+
+def train_scorer(refiner, data, settings, val_data=None, log_path=None, progress=True):
+    """Train refiner.scorer (the rest of the refiner stays as it is) on collect_detection_features' data; one row
+    per epoch (loss, and with val_data the figures of `validate`), also written to log_path as CSV."""
+    if refiner.scorer is None:
+        raise TrainingError('the refiner has no scorer: build it with model.refiner_scoring true')
+    count = len(data['labels'])
+    steps_per_epoch = count // settings.batch_size
+    if steps_per_epoch < 1:
+        raise TrainingError(f'{count} detections: fewer than one batch of {settings.batch_size}')
+    generator = torch.Generator().manual_seed(settings.seed)
+    optimizer = torch.optim.AdamW(refiner.scorer.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr,
+                                                   total_steps=settings.epochs * steps_per_epoch)
+    rows, started = [], time.perf_counter()
+    for epoch in range(settings.epochs):
+        refiner.scorer.train()
+        order = torch.randperm(count, generator=generator)
+        total = 0.0
+        for step in range(steps_per_epoch):
+            batch = order[step * settings.batch_size:(step + 1) * settings.batch_size]
+            loss = F.cross_entropy(refiner.class_logits(data['features'][batch]), data['labels'][batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += float(loss.detach()) / steps_per_epoch
+        row = {'epoch': epoch + 1, 'minutes': (time.perf_counter() - started) / 60, 'loss': total}
+        if val_data is not None:
+            row.update(validate(refiner, val_data))
+        rows.append(row)
+        if progress:
+            print(f'scorer epoch {epoch + 1}: ' + '  '.join(f'{key} {value:.3f}' for key, value in row.items()
+                                                          if key != 'epoch'), flush=True)
+        if log_path is not None:
+            with open(log_path, 'w', newline='', encoding='utf-8') as stream:
+                writer = csv.DictWriter(stream, fieldnames=list(rows[-1]))
+                writer.writeheader()
+                writer.writerows(rows)
+    refiner.eval()
+    return rows
