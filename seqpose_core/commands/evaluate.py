@@ -40,6 +40,9 @@ def add_arguments(parser):
     parser.add_argument('--no-box-refinement', dest='box_refinement', action='store_false', default=None,
                         help="keep the decoder's translations and sizes where the refiner re-estimates boxes "
                              '(inference.box_refinement false: the refiner\'s rotation alone)')
+    parser.add_argument('--no-crop-scoring', dest='crop_scoring', action='store_false', default=None,
+                        help="publish the decoder's scores where the refiner scores crops (inference.crop_scoring "
+                             'false: the ablation of the crop scorer)')
     parser.add_argument('--refiner-passes', type=int, default=None, metavar='N',
                         help='override inference.refiner_passes (1: the refiner looks once)')
     parser.add_argument('--no-support-plane', dest='support_plane', action='store_false', default=None,
@@ -61,6 +64,7 @@ def run(args):
                                                       ('rotation_refinement', args.rotation_refinement),
                                                       ('box_refinement', args.box_refinement),
                                                       ('refiner_passes', args.refiner_passes),
+                                                      ('crop_scoring', args.crop_scoring),
                                                       ('support_plane', args.support_plane),
                                                       ('support_plane_gate_deg', args.support_plane_gate_deg),
                                                       ('support_plane_decay', args.support_plane_decay))

@@ -23,6 +23,10 @@ looks relative to the crop (both in crop sides, so the same at any distance), an
 (classes have typical sizes; the crop shows the proportions). The depth follows from the pinhole model,
 z = f |size| / (projected diagonal) (`decode_boxes`). A crop cannot know an object's absolute scale any better
 than the whole image, but it sees its outline at eight times the decoder's resolution.
+
+With `scoring` (model.refiner_scoring) a head on the same pooled features, without the class embedding, says
+what the crop around a published box holds: background or one of the classes (`crop_class_probabilities`); the
+runner fuses it into the detection's score. It trains on the model's own detections (train.crop_scorer).
 """
 import math
 
