@@ -31,7 +31,7 @@ PARAMS = (
     ParamSpec('device', 'cpu',
               "Torch device: 'cpu', 'cuda' or 'cuda:N'. Falls back to CPU with a warning when CUDA is not "
               'available.'),
-    ParamSpec('score_threshold', 0.25, 'Detections scoring below this are not published (0..1).',
+    ParamSpec('score_threshold', 0.20, 'Detections scoring below this are not published (0..1).',
               dynamic=True, range=(0.0, 1.0)),
     ParamSpec('max_detections', 20, 'At most this many objects per frame (highest scores first).',
               dynamic=True, range=(1, 1000)),

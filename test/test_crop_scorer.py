@@ -84,7 +84,8 @@ def test_train_crop_scorer_learns_the_head_only(tmp_path):
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_width=4),
                                  inference=dataclasses.replace(config.inference, score_threshold=0.0))
     torch.manual_seed(6)
-    start = save_checkpoint(tmp_path / 'refined.pt', build_model(config.model), config)
+    start = save_checkpoint(tmp_path / 'refined.pt', build_model(config.model), config,
+                            refiner_selection={'data': ['selection-set']})
     out = tmp_path / 'run'
     assert seqpose(['train-crop-scorer', '--checkpoint', str(start), '--data', str(root), '--split', 'real_test',
                     '--val-data', str(root), '--out', str(out), '--epochs', '2', '--batch-size', '8',
@@ -94,6 +95,7 @@ def test_train_crop_scorer_learns_the_head_only(tmp_path):
     assert scorer and not any(name in before for name in scorer)
     for name, tensor in before.items():                                # the rest is copied unchanged
         assert torch.equal(tensor, after[name]), name
+    assert load_checkpoint(out / 'model.pt')['refiner_selection'] == {'data': ['selection-set']}
     model, loaded = load_model_and_config(out / 'model.pt')
     assert loaded.model.refiner_scoring and model.pose_refiner.scorer is not None
     with open(out / 'scorer_log.csv', encoding='utf-8') as stream:

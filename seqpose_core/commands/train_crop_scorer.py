@@ -93,6 +93,9 @@ def run(args):
     except TrainingError as error:
         print(f'seqpose train-crop-scorer: {error}', file=sys.stderr)
         return 1
-    save_checkpoint(out / 'model.pt', model, config)
+    # what else the checkpoint carries (e.g. the refiner's class selection) stays with it
+    carried = {key: value for key, value in content.items()
+               if key not in ('format', 'version', 'model', 'config', 'config_type')}
+    save_checkpoint(out / 'model.pt', model, config, **carried)
     print(f'-> {out / "model.pt"}')
     return 0
