@@ -17,7 +17,8 @@
 #   INIT [seqpose_core/weights/default.pt]   warm start; '' trains from the model's own initialisation
 #   THREADS [0]          torch threads of the training process (0: torch's default)
 # What it leaves in OUT_DIR: data/, run/ (model.pt, logs, checkpoint: continue with `seqpose train --resume`),
-# demo_mf/, demo_sf/, summary.txt (the two evaluations and the ceiling).
+# scorer/ (model.pt: run/model.pt with its refiner's crop scorer retrained, when it has a refiner), demo_mf/,
+# demo_sf/, summary.txt (the two evaluations and the ceiling).
 set -euo pipefail
 
 OUT=${1:?usage: scripts/train_default_model.sh OUT_DIR}
@@ -64,9 +65,18 @@ say "$seconds_per_step s per step of $BATCH clips on $DEVICE: $steps steps in $M
 $SEQPOSE train "${COMMON[@]}" --out "$OUT/run" --set "train.max_steps=$steps" \
     --set "train.val_every=$(( steps / 4 > 0 ? steps / 4 : 1 ))" > "$OUT/train.log" 2>&1
 say "trained: $OUT/run/model.pt"
+MODEL="$OUT/run/model.pt"
+# a kept refiner's crop scorer learned the mistakes of the model before: it learns this one's
+if "$PYTHON" -c "import sys; from seqpose_core.runner import load_model_and_config
+sys.exit(0 if load_model_and_config(sys.argv[1])[1].model.refiner_width > 0 else 1)" "$MODEL"; then
+    $SEQPOSE train-crop-scorer --checkpoint "$MODEL" --data "$OUT/data/train" --max-scenes 500 --device "$DEVICE" \
+        --out "$OUT/scorer" --no-progress > "$OUT/scorer.log" 2>&1
+    MODEL="$OUT/scorer/model.pt"
+    say "crop scorer retrained: $MODEL"
+fi
 
 for mode in mf sf; do
-    $SEQPOSE eval --checkpoint "$OUT/run/model.pt" --data "$OUT/data/demo" --split test --mode "$mode" \
+    $SEQPOSE eval --checkpoint "$MODEL" --data "$OUT/data/demo" --split test --mode "$mode" \
         --device "$DEVICE" --out "$OUT/demo_$mode" > "$OUT/demo_$mode.log" 2>&1
     say "demo $mode (no ground truth at inference), mean AP %:"
     grep -E '^ *(class|mean) ' "$OUT/demo_$mode.log" | tee -a "$OUT/summary.txt"

@@ -34,6 +34,8 @@ def add_arguments(parser):
     parser.add_argument('--batch-size', type=int, default=defaults.batch_size)
     parser.add_argument('--lr', type=float, default=defaults.lr)
     parser.add_argument('--seed', type=int, default=defaults.seed)
+    parser.add_argument('--device', default=None, help='where the model runs over --data (default: the checkpoint\'s '
+                        'inference.device); the head itself trains on the CPU')
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0: torch\'s default)')
     parser.add_argument('--force', action='store_true', help='write into an --out that already holds a model.pt')
     parser.add_argument('--no-progress', action='store_true')
@@ -76,7 +78,7 @@ def run(args):
     load_state_growing(model, content['model'], checkpoint, 'model with a crop scorer')
     # the detections to learn from are the ones published without a scorer's opinion
     runner = StreamRunner(model, dataclasses.replace(config.inference, mode='video', crop_scoring=False),
-                          input_size=(config.data.input_height, config.data.input_width))
+                          input_size=(config.data.input_height, config.data.input_width), device=args.device)
     settings = ScorerSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                               max_scenes=args.max_scenes, seed=args.seed)
     progress = not args.no_progress

@@ -329,7 +329,8 @@ def keep_pose_refiner(cfg, init_model_cfg, init_path, announce=True):
                 if f.name.startswith('refiner_')}
     if announce:
         print(f'train.init_weights: {init_path} has a pose refiner (width {init_model_cfg.refiner_width}); '
-              'the continued model keeps it unchanged (retrain it with seqpose train-refiner)')
+              'the continued model keeps it unchanged (retrain it with seqpose train-refiner, its crop scorer '
+              'with seqpose train-crop-scorer)')
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **settings))
 
 
