@@ -270,19 +270,22 @@ class StreamRunner:
             with timed_stage(timer, 'postprocess'):
                 detections = self.detections_from_outputs(outputs, K_input=K_tensor)
             with timed_stage(timer, 'refiner'):
-                if self.refine_detections(frame.image_rgb, K, detections):
+                # the refiner's crops come from the full-resolution image, made float once for both of its stages
+                camera_image = (torch.as_tensor(frame.image_rgb, device=self.device).permute(2, 0, 1).float()
+                                if getattr(self.model, 'pose_refiner', None) is not None and detections else None)
+                if self.refine_detections(camera_image, K, detections):
                     # duplicates whose boxes the decoder had apart may now coincide on their object
                     detections = self.suppress(detections, K)
-                detections = self.rescore_detections(frame.image_rgb, K, detections)
+                detections = self.rescore_detections(camera_image, K, detections)
             with timed_stage(timer, 'support_plane'):
                 self.level_on_support_plane(detections, motion)
         return StepResult(detections, reset_reason=reset_reason)
 
-    def refine_detections(self, image_rgb, K, detections):
+    def refine_detections(self, image, K, detections):
         """With a model that has a pose refiner (and inference.rotation_refinement), replace the rotation of
-        the detections of its classes by the refiner's, read from a crop of the full-resolution image (K: its
-        intrinsics), and for those of model.refiner_box_classes (with inference.box_refinement) their
-        translation and size too. The decoder's values stay in extras['decoder_rotation'] /
+        the detections of its classes by the refiner's, read from a crop of the full-resolution image (3, H, W)
+        float 0..255 on the runner's device (K: its intrinsics), and for those of model.refiner_box_classes (with
+        inference.box_refinement) their translation and size too. The decoder's values stay in extras['decoder_rotation'] /
         ['decoder_translation'] / ['decoder_size']. Returns whether any box was replaced."""
         refiner = getattr(self.model, 'pose_refiner', None)
         if refiner is None or not self.cfg.rotation_refinement:
@@ -291,7 +294,6 @@ class StreamRunner:
         chosen = [d for d in detections if d.class_name in model_cfg.refiner_classes]
         if not chosen:
             return False
-        image = torch.as_tensor(image_rgb, device=self.device).permute(2, 0, 1).float()      # (3, H, W) 0..255
         as_tensor = functools.partial(torch.as_tensor, dtype=torch.float32, device=self.device)
         boxes = [self.cfg.box_refinement and d.class_name in model_cfg.refiner_box_classes for d in chosen]
         rotations, translations, sizes = (
@@ -310,14 +312,14 @@ class StreamRunner:
                 detection.translation, detection.size = translations[index], sizes[index]
         return any(boxes)
 
-    def rescore_detections(self, image_rgb, K, detections):
+    def rescore_detections(self, image, K, detections):
         """With a refiner that scores crops (model.refiner_scoring, inference.crop_scoring): each detection's score
-        becomes sqrt(its score x the probability of its class in the crop around its published box); those below
-        the score threshold go, the rest come back sorted. The score before stays in extras['decoder_score']."""
+        becomes sqrt(its score x the probability of its class in the crop of `image` (as refine_detections) around
+        its published box); those below the score threshold go, the rest come back sorted. The score before stays
+        in extras['decoder_score']."""
         refiner = getattr(self.model, 'pose_refiner', None)
         if refiner is None or refiner.scorer is None or not self.cfg.crop_scoring or not detections:
             return detections
-        image = torch.as_tensor(image_rgb, device=self.device).permute(2, 0, 1).float()      # (3, H, W) 0..255
         as_tensor = functools.partial(torch.as_tensor, dtype=torch.float32, device=self.device)
         probabilities = crop_class_probabilities(
             refiner, image, as_tensor(K), as_tensor(np.stack([d.translation for d in detections])),

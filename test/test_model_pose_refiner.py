@@ -268,7 +268,7 @@ def test_boxes_that_coincide_after_refinement_are_suppressed_again(tiny_with_ref
     for moved in (False, True):
         runner = StreamRunner(model, inference, (config.data.input_height, config.data.input_width))
 
-        def refine(image_rgb, K, detections, moved=moved):
+        def refine(image, K, detections, moved=moved):
             for detection in detections:      # every box of a class onto one spot, as a refiner may put them
                 detection.translation = np.array([0.1 * detection.class_id, 0.0, 1.0])
             return moved
