@@ -53,6 +53,11 @@ class InferenceConfig:
     # Models whose refiner scores crops (model.refiner_scoring): a detection's score becomes sqrt(its score x the
     # crop's probability of its class), and the score threshold applies to that (False: the decoder's score).
     crop_scoring: bool = True
+    # Video mode: a detection publishes the decayed mean of its scores along its track (seqpose_core.score_tracks;
+    # the previous frame's detection of its class within score_track_distance metres), the past weighted by
+    # score_track_decay per frame; the score threshold applies to that. 0: each frame's own score.
+    score_track_decay: float = 0.8
+    score_track_distance: float = 0.1
     # Objects standing on one surface share its up (seqpose_core.support_plane): detections whose up axis lies
     # within support_plane_gate_deg of the score-weighted consensus take it. In video mode the consensus carries
     # over frames, the votes of the past weighted by support_plane_decay per frame (single mode: this frame's).

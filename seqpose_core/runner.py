@@ -29,6 +29,8 @@ from seqpose_core.geometry import rotation_6d_to_matrix, scale_intrinsics
 from seqpose_core.model.checkpoint import load_checkpoint
 from seqpose_core.model.pose_refiner import crop_class_probabilities, refine_poses
 from seqpose_core.model.seqpose import model_from_checkpoint
+from seqpose_core.score_tracks import check_settings as check_score_tracks
+from seqpose_core.score_tracks import track_scores
 from seqpose_core.suppression import SUPPRESSIONS, suppress_duplicates
 from seqpose_core.support_plane import check_settings as check_support_plane
 from seqpose_core.support_plane import level_detections, updated_plane
@@ -196,10 +198,12 @@ class StreamRunner:
         model.check_score_fusion(self.cfg.score_fusion)                 # inference.score_fusion
         check_support_plane(self.cfg.support_plane_gate_deg, self.cfg.support_plane_decay)
         _check_refiner_passes(self.cfg.refiner_passes)
+        check_score_tracks(self.cfg.score_track_decay, self.cfg.score_track_distance)
         self.device = torch.device(device or self.cfg.device)
         self.model = model.to(self.device).eval()
         self.memory = None
         self.support_plane = None       # SupportPlane of the video so far (video mode)
+        self.score_tracks = None        # ScoreTracks of the previous frame (video mode)
         self.sequence = None            # SequenceState of the last processed frame
         self.frames_since_reset = 0
         self.checkpoint_path = None
@@ -218,14 +222,16 @@ class StreamRunner:
         updated = dataclasses.replace(self.cfg, **changes)
         check_support_plane(updated.support_plane_gate_deg, updated.support_plane_decay)
         _check_refiner_passes(updated.refiner_passes)
+        check_score_tracks(updated.score_track_decay, updated.score_track_distance)
         self.cfg = updated
         if self.cfg.mode != previous_mode:
             self.reset()
 
     def reset(self):
-        """Forget the memory and the support plane (a new sequence starts with the next step)."""
+        """Forget the memory, the score tracks and the support plane (a new sequence starts with the next step)."""
         self.memory = None
         self.support_plane = None
+        self.score_tracks = None
         self.sequence = None
         self.frames_since_reset = 0
 
@@ -277,6 +283,8 @@ class StreamRunner:
                     # duplicates whose boxes the decoder had apart may now coincide on their object
                     detections = self.suppress(detections, K)
                 detections = self.rescore_detections(camera_image, K, detections)
+            with timed_stage(timer, 'score_tracks'):
+                detections = self.track_detection_scores(detections, motion)
             with timed_stage(timer, 'support_plane'):
                 self.level_on_support_plane(detections, motion)
         return StepResult(detections, reset_reason=reset_reason)
@@ -328,6 +336,19 @@ class StreamRunner:
         for detection, row in zip(detections, probabilities):
             detection.extras['decoder_score'] = detection.score
             detection.score = float(math.sqrt(detection.score * row[detection.class_id]))
+        kept = [d for d in detections if d.score >= self.cfg.score_threshold]
+        return sorted(kept, key=lambda d: d.score, reverse=True)
+
+    def track_detection_scores(self, detections, camera_motion):
+        """In video mode with inference.score_track_decay > 0, each detection's score becomes the decayed mean of
+        its scores along its track (seqpose_core.score_tracks; its own in extras['frame_score']); returns those at
+        or above the score threshold, sorted. camera_motion (4, 4) T_current_from_previous or None."""
+        if self.cfg.mode != 'video' or self.cfg.score_track_decay <= 0:
+            self.score_tracks = None
+            return detections
+        previous = self.score_tracks.moved(camera_motion) if self.score_tracks is not None else None
+        self.score_tracks = track_scores(previous, detections, self.cfg.score_track_decay,
+                                         self.cfg.score_track_distance)
         kept = [d for d in detections if d.score >= self.cfg.score_threshold]
         return sorted(kept, key=lambda d: d.score, reverse=True)
 

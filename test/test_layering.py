@@ -27,6 +27,7 @@ LAYERS = {
     # 3: the network, data reading and generation, geometry on detections, drawing
     'seqpose_core.model': 3, 'seqpose_core.data': 3, 'seqpose_core.synth': 3, 'seqpose_core.suppression': 3,
     'seqpose_core.tracking': 3, 'seqpose_core.visualize': 3, 'seqpose_core.support_plane': 3,
+    'seqpose_core.score_tracks': 3,
     # 4: the one data path
     'seqpose_core.runner': 4,
     # 5: evaluation (metrics, the evaluation loop over a runner)

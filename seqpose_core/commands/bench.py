@@ -39,7 +39,7 @@ bookkeeping, Python overhead: step total minus the stages)."""
 
 
 STAGE_ORDER = ('preprocess', 'encoder', 'decoder', 'fusion', 'dense', 'stsq', 'pose_head', 'postprocess', 'refiner',
-               'support_plane', 'other')
+               'score_tracks', 'support_plane', 'other')
 
 
 def add_arguments(parser):
