@@ -76,8 +76,9 @@ def run(args):
     model = SeqPose(config.model)
     # the checkpoint's tensors fit; the scorer's are new (or, a scored model again, its own to continue)
     load_state_growing(model, content['model'], checkpoint, 'model with a crop scorer')
-    # the detections to learn from are the ones published without a scorer's opinion
-    runner = StreamRunner(model, dataclasses.replace(config.inference, mode='video', crop_scoring=False),
+    # the detections to learn from are each frame's, published without a scorer's opinion or a track's memory
+    runner = StreamRunner(model, dataclasses.replace(config.inference, mode='video', crop_scoring=False,
+                                                     score_track_decay=0.0),
                           input_size=(config.data.input_height, config.data.input_width), device=args.device)
     settings = ScorerSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                               max_scenes=args.max_scenes, seed=args.seed)

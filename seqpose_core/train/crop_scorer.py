@@ -22,11 +22,9 @@ import torch.nn.functional as F
 
 from seqpose_core.data.layout import enumerate_scenes
 from seqpose_core.data.reader import NocsFrameReader
+from seqpose_core.eval.run import run_scenes
 from seqpose_core.model.pose_refiner import object_crops
-from seqpose_core.runner import Frame
 from seqpose_core.train.errors import TrainingError
-
-FRAME_PERIOD = 1.0 / 30.0     # seconds between the frames of a generated scene (the runner's sequence rules)
 
 
 @dataclass(frozen=True)
@@ -59,25 +57,22 @@ def collect_detection_features(runner, root, split, settings, progress=True):
     if progress:
         from tqdm import tqdm
         scenes = tqdm(scenes, desc=f'detections {split}', unit='scene', mininterval=5)
-    for scene, prefixes in scenes:
-        runner.reset()
-        for index, prefix in enumerate(prefixes):
-            frame = reader.read(prefix)
-            detections = runner.step(Frame(frame.color, frame.K, index * FRAME_PERIOD, str(scene))).detections
-            if not detections:
-                continue
-            centres = np.stack([d.translation for d in detections])                         # (n, 3)
-            sizes = np.stack([d.size for d in detections])
-            image = torch.from_numpy(frame.color).permute(2, 0, 1).float().to(runner.device)
-            with torch.no_grad():
-                crops = object_crops(image, torch.as_tensor(frame.K, dtype=torch.float32, device=runner.device),
-                                     torch.as_tensor(centres, dtype=torch.float32, device=runner.device),
-                                     torch.as_tensor(sizes, dtype=torch.float32, device=runner.device),
-                                     model_cfg.refiner_crop_size, model_cfg.refiner_crop_margin)
-                parts['features'].append(refiner.crop_features(crops).cpu())
-            parts['labels'].append(_labels(centres, frame.annotation, settings.match_distance))
-            parts['classes'].append([d.class_id for d in detections])
-            parts['scores'].append([d.score for d in detections])
+    # the evaluation's loop: each scene a video from its first frame, no camera motion
+    for _, frame, detections in run_scenes(runner, reader, scenes):
+        if not detections:
+            continue
+        centres = np.stack([d.translation for d in detections])                             # (n, 3)
+        sizes = np.stack([d.size for d in detections])
+        image = torch.from_numpy(frame.color).permute(2, 0, 1).float().to(runner.device)
+        with torch.no_grad():
+            crops = object_crops(image, torch.as_tensor(frame.K, dtype=torch.float32, device=runner.device),
+                                 torch.as_tensor(centres, dtype=torch.float32, device=runner.device),
+                                 torch.as_tensor(sizes, dtype=torch.float32, device=runner.device),
+                                 model_cfg.refiner_crop_size, model_cfg.refiner_crop_margin)
+            parts['features'].append(refiner.crop_features(crops).cpu())
+        parts['labels'].append(_labels(centres, frame.annotation, settings.match_distance))
+        parts['classes'].append([d.class_id for d in detections])
+        parts['scores'].append([d.score for d in detections])
     if not parts['features']:
         raise TrainingError(f'{root} ({split}): the model published no detections to learn from')
     return {'features': torch.cat(parts['features']),
