@@ -50,9 +50,11 @@ class InferenceConfig:
     # How many times the refiner looks: each pass after the first reads the crop around the box the one before
     # gave (model.pose_refiner.refine_poses); 1: once.
     refiner_passes: int = 2
-    # Models whose refiner scores crops (model.refiner_scoring): a detection's score becomes sqrt(its score x the
-    # crop's probability of its class), and the score threshold applies to that (False: the decoder's score).
+    # Models whose refiner scores crops (model.refiner_scoring): a detection's score becomes its score^(1 - w) x the
+    # crop's probability of its class^w (w: crop_score_weight), and the score threshold applies to that too
+    # (False: the decoder's score).
     crop_scoring: bool = True
+    crop_score_weight: float = 0.3
     # Video mode: a detection publishes the decayed mean of its scores along its track (seqpose_core.score_tracks;
     # the previous frame's detection of its class within score_track_distance metres), the past weighted by
     # score_track_decay per frame; the score threshold applies to that. 0: each frame's own score.

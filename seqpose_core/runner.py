@@ -183,6 +183,11 @@ def _check_refiner_passes(passes):
         raise ValueError(f'inference.refiner_passes {passes!r}: expected an integer >= 1')
 
 
+def _check_crop_score_weight(weight):
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f'inference.crop_score_weight {weight}: expected a weight in [0, 1]')
+
+
 class StreamRunner:
     def __init__(self, model, inference_cfg: InferenceConfig = None, input_size=(238, 322), device=None):
         self.cfg = inference_cfg or InferenceConfig()
@@ -198,6 +203,7 @@ class StreamRunner:
         model.check_score_fusion(self.cfg.score_fusion)                 # inference.score_fusion
         check_support_plane(self.cfg.support_plane_gate_deg, self.cfg.support_plane_decay)
         _check_refiner_passes(self.cfg.refiner_passes)
+        _check_crop_score_weight(self.cfg.crop_score_weight)
         check_score_tracks(self.cfg.score_track_decay, self.cfg.score_track_distance)
         self.device = torch.device(device or self.cfg.device)
         self.model = model.to(self.device).eval()
@@ -222,6 +228,7 @@ class StreamRunner:
         updated = dataclasses.replace(self.cfg, **changes)
         check_support_plane(updated.support_plane_gate_deg, updated.support_plane_decay)
         _check_refiner_passes(updated.refiner_passes)
+        _check_crop_score_weight(updated.crop_score_weight)
         check_score_tracks(updated.score_track_decay, updated.score_track_distance)
         self.cfg = updated
         if self.cfg.mode != previous_mode:
@@ -322,9 +329,9 @@ class StreamRunner:
 
     def rescore_detections(self, image, K, detections):
         """With a refiner that scores crops (model.refiner_scoring, inference.crop_scoring): each detection's score
-        becomes sqrt(its score x the probability of its class in the crop of `image` (as refine_detections) around
-        its published box); those below the score threshold go, the rest come back sorted. The score before stays
-        in extras['decoder_score']."""
+        s becomes s^(1 - w) p^w, p the probability of its class in the crop of `image` (as refine_detections)
+        around its published box and w inference.crop_score_weight; those below the score threshold go, the rest
+        come back sorted. The score before stays in extras['decoder_score']."""
         refiner = getattr(self.model, 'pose_refiner', None)
         if refiner is None or refiner.scorer is None or not self.cfg.crop_scoring or not detections:
             return detections
@@ -333,9 +340,10 @@ class StreamRunner:
             refiner, image, as_tensor(K), as_tensor(np.stack([d.translation for d in detections])),
             as_tensor(np.stack([d.size for d in detections])), self.model.cfg.refiner_crop_size,
             self.model.cfg.refiner_crop_margin).cpu().numpy()
+        weight = self.cfg.crop_score_weight
         for detection, row in zip(detections, probabilities):
             detection.extras['decoder_score'] = detection.score
-            detection.score = float(math.sqrt(detection.score * row[detection.class_id]))
+            detection.score = float(detection.score ** (1 - weight) * float(row[detection.class_id]) ** weight)
         kept = [d for d in detections if d.score >= self.cfg.score_threshold]
         return sorted(kept, key=lambda d: d.score, reverse=True)
 

@@ -66,7 +66,9 @@ def test_runner_publishes_the_fused_score_above_the_threshold():
     before = {d.extras['query']: d.score for d in plain}
     for detection, row in zip(scored, probabilities):
         assert detection.extras['decoder_score'] == pytest.approx(before[detection.extras['query']])
-        assert detection.score == pytest.approx(math.sqrt(detection.extras['decoder_score'] * row[detection.class_id]))
+        weight = config.inference.crop_score_weight
+        assert detection.score == pytest.approx(detection.extras['decoder_score'] ** (1 - weight)
+                                                * row[detection.class_id] ** weight)
     assert [d.score for d in scored] == sorted((d.score for d in scored), reverse=True)
     # the threshold holds the decoder's score (before the refiner looks) and the fused one (published)
     lower = [min(d.score, d.extras['decoder_score']) for d in scored]
@@ -102,6 +104,15 @@ def test_train_crop_scorer_learns_the_head_only(tmp_path):
         rows = list(csv.DictReader(stream))
     assert [row['epoch'] for row in rows] == ['1', '2'] and 0 <= float(rows[-1]['accuracy']) <= 1
     assert float(rows[-1]['loss']) < float('inf')
+
+
+@pytest.mark.parametrize('weight', [-0.1, 1.5])
+def test_bad_crop_score_weights_are_named(weight):
+    config = scored_config()
+    model = build_model(config.model)
+    with pytest.raises(ValueError, match=f'inference.crop_score_weight {weight}'):
+        StreamRunner(model, dataclasses.replace(config.inference, crop_score_weight=weight),
+                     (config.data.input_height, config.data.input_width))
 
 
 def test_train_crop_scorer_needs_a_refiner(tmp_path, capsys):

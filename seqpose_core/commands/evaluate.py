@@ -43,6 +43,8 @@ def add_arguments(parser):
     parser.add_argument('--no-crop-scoring', dest='crop_scoring', action='store_false', default=None,
                         help="publish the decoder's scores where the refiner scores crops (inference.crop_scoring "
                              'false: the ablation of the crop scorer)')
+    parser.add_argument('--crop-score-weight', type=float, default=None, metavar='W',
+                        help="override inference.crop_score_weight: the crop scorer's weight in the published score")
     parser.add_argument('--score-track-decay', type=float, default=None, metavar='W',
                         help='override inference.score_track_decay (0: each frame\'s own score, the ablation)')
     parser.add_argument('--refiner-passes', type=int, default=None, metavar='N',
@@ -67,6 +69,7 @@ def run(args):
                                                       ('box_refinement', args.box_refinement),
                                                       ('refiner_passes', args.refiner_passes),
                                                       ('crop_scoring', args.crop_scoring),
+                                                      ('crop_score_weight', args.crop_score_weight),
                                                       ('score_track_decay', args.score_track_decay),
                                                       ('support_plane', args.support_plane),
                                                       ('support_plane_gate_deg', args.support_plane_gate_deg),
