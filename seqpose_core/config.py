@@ -54,7 +54,7 @@ class InferenceConfig:
     # crop's probability of its class^w (w: crop_score_weight), and the score threshold applies to that too
     # (False: the decoder's score).
     crop_scoring: bool = True
-    crop_score_weight: float = 0.3
+    crop_score_weight: float = 0.5
     # Video mode: a detection publishes the decayed mean of its scores along its track (seqpose_core.score_tracks;
     # the previous frame's detection of its class within score_track_distance metres), the past weighted by
     # score_track_decay per frame; the score threshold applies to that. 0: each frame's own score.
