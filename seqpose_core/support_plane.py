@@ -61,7 +61,6 @@ def consensus_up(ups, weights, gate_deg, prior: Optional[SupportPlane] = None, p
         up = ups[int(np.argmax(support))]
     else:
         return None
-    inliers = np.zeros(len(ups), dtype=bool)
     for _ in range(ITERATIONS):
         inliers = ups @ up >= cos_gate
         total = prior_weight * (prior.up if prior is not None else 0) + weights[inliers] @ ups[inliers]

@@ -1,31 +1,20 @@
 """StreamRunner: detections, the sequence rules (reset, backwards stamps, gaps, frame_id, duplicates), single
 mode, input validation, the one factory."""
-import dataclasses
 
 import numpy as np
 import pytest
-import torch
 
-from seqpose_core.config import InferenceConfig, load_config
+from seqpose_core.config import InferenceConfig
 from seqpose_core.detection import Detection
-from seqpose_core.model import build_model, save_checkpoint
+from seqpose_core.model import save_checkpoint
 from seqpose_core.geometry import scale_intrinsics
 from seqpose_core.runner import Frame, StreamRunner, build_runner
+from tiny_runner import make_runner, tiny_model
 
 K_VGA = np.array([[591.0, 0.0, 322.0], [0.0, 590.0, 244.0], [0.0, 0.0, 1.0]])
 
 
-@pytest.fixture(scope='module')
-def tiny():
-    config = load_config('tiny')
-    torch.manual_seed(0)
-    return config, build_model(config.model)
-
-
-def make_runner(tiny, **inference):
-    config, model = tiny
-    cfg = dataclasses.replace(config.inference, **inference)
-    return StreamRunner(model, cfg, input_size=(config.data.input_height, config.data.input_width), device='cpu')
+tiny = pytest.fixture(scope='module', name='tiny')(tiny_model)
 
 
 def step(runner, image_rgb, K, stamp, **frame):

@@ -1,15 +1,11 @@
 """Score tracks: a detection's published score is the decayed mean of its scores along its track (video mode)."""
-import dataclasses
 
 import numpy as np
 import pytest
-import torch
 
-from seqpose_core.config import load_config
 from seqpose_core.detection import Detection
-from seqpose_core.model import build_model
-from seqpose_core.runner import StreamRunner
 from seqpose_core.score_tracks import ScoreTracks, track_scores
+from tiny_runner import make_runner, tiny_model
 
 
 def detection(class_id, centre, score):
@@ -55,17 +51,7 @@ def test_tracks_follow_the_camera_motion():
     assert tracks.moved(None) is tracks
 
 
-@pytest.fixture(scope='module')
-def tiny():
-    config = load_config('tiny')
-    torch.manual_seed(0)
-    return config, build_model(config.model)
-
-
-def make_runner(tiny, **inference):
-    config, model = tiny
-    cfg = dataclasses.replace(config.inference, **inference)
-    return StreamRunner(model, cfg, input_size=(config.data.input_height, config.data.input_width), device='cpu')
+tiny = pytest.fixture(scope='module', name='tiny')(tiny_model)
 
 
 def test_runner_tracks_in_video_mode_only_and_thresholds_the_mean(tiny):

@@ -1,20 +1,16 @@
 """The shared support plane: consensus of the detections' up axes, carried over a video, given back to them."""
-import dataclasses
 import math
 import pickle
 
 import numpy as np
 import pytest
-import torch
 
 from seqpose_core.cli import main as seqpose
-from seqpose_core.config import load_config
 from seqpose_core.detection import Detection
-from seqpose_core.model import build_model
-from seqpose_core.runner import StreamRunner
 from seqpose_core.model import save_checkpoint
 from seqpose_core.support_plane import (SupportPlane, consensus_up, level_detections, updated_plane, with_up)
 from generated_scenes import generate_scenes
+from tiny_runner import make_runner, tiny_model
 
 TABLE_UP = np.array([0.0, -math.cos(math.radians(40)), math.sin(math.radians(40))])   # seen from 40 deg above
 
@@ -87,17 +83,7 @@ def test_level_detections_leaves_objects_beyond_the_gate():
     assert np.array_equal(lying.rotation, lying_rotation) and 'own_rotation' not in lying.extras
 
 
-@pytest.fixture(scope='module')
-def tiny():
-    config = load_config('tiny')
-    torch.manual_seed(0)
-    return config, build_model(config.model)
-
-
-def make_runner(tiny, **inference):
-    config, model = tiny
-    cfg = dataclasses.replace(config.inference, **inference)
-    return StreamRunner(model, cfg, input_size=(config.data.input_height, config.data.input_width), device='cpu')
+tiny = pytest.fixture(scope='module', name='tiny')(tiny_model)
 
 
 def frame_detections(seed):

@@ -42,15 +42,9 @@ def add_arguments(parser):
 
 
 def run(args):
-    from pathlib import Path
-
-    import torch
-
-    from seqpose_core.config import config_from_checkpoint
+    from seqpose_core.commands.second_stage import grown_model, open_checkpoint_run
     from seqpose_core.model import save_checkpoint
-    from seqpose_core.model.checkpoint import load_checkpoint, load_state_growing
-    from seqpose_core.model.seqpose import SeqPose
-    from seqpose_core.runner import DEFAULT_CHECKPOINT, StreamRunner
+    from seqpose_core.runner import StreamRunner
     from seqpose_core.train.crop_scorer import ScorerSettings, collect_detection_features, train_scorer
     from seqpose_core.train.errors import TrainingError
 
@@ -59,23 +53,14 @@ def run(args):
             raise ValueError(f'--{name.replace("_", "-")} {getattr(args, name)}: expected at least 1')
     if args.max_scenes < 0:
         raise ValueError(f'--max-scenes {args.max_scenes}: expected 0 (all) or more')
-    out = Path(args.out)
-    if (out / 'model.pt').exists() and not args.force:
-        raise FileExistsError(f'--out {out}: holds a model.pt already; pass --force to replace it')
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
-    content = load_checkpoint(checkpoint)
-    config = config_from_checkpoint(content, checkpoint)
+    out, checkpoint, content, config = open_checkpoint_run(args)
     if config.model.refiner_width <= 0:
         print(f'seqpose train-crop-scorer: {checkpoint} has no pose refiner (model.refiner_width 0); '
               'train one first (seqpose train-refiner)', file=sys.stderr)
         return 1
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_scoring=True))
-    torch.manual_seed(args.seed)
-    model = SeqPose(config.model)
     # the checkpoint's tensors fit; the scorer's are new (or, a scored model again, its own to continue)
-    load_state_growing(model, content['model'], checkpoint, 'model with a crop scorer')
+    model = grown_model(config, content, checkpoint, 'model with a crop scorer', args.seed)
     # the detections to learn from are each frame's, published without a scorer's opinion or a track's memory
     runner = StreamRunner(model, dataclasses.replace(config.inference, mode='video', crop_scoring=False,
                                                      score_track_decay=0.0),

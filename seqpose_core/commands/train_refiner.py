@@ -54,15 +54,8 @@ def add_arguments(parser):
 
 
 def run(args):
-    from pathlib import Path
-
-    import torch
-
-    from seqpose_core.config import config_from_checkpoint
+    from seqpose_core.commands.second_stage import grown_model, open_checkpoint_run
     from seqpose_core.model import save_checkpoint
-    from seqpose_core.model.checkpoint import load_checkpoint, load_state_growing
-    from seqpose_core.model.seqpose import SeqPose
-    from seqpose_core.runner import DEFAULT_CHECKPOINT
     from seqpose_core.train.errors import TrainingError
     from seqpose_core.train.pose_refiner import RefinerSettings, collect_crops, train_refiner
 
@@ -73,14 +66,7 @@ def run(args):
         raise ValueError(f'--shift {args.shift}: expected crop sides in [0, 1)')
     if not 0 < args.zoom[0] <= args.zoom[1]:
         raise ValueError(f'--zoom {args.zoom[0]} {args.zoom[1]}: expected 0 < MIN <= MAX')
-    out = Path(args.out)
-    if (out / 'model.pt').exists() and not args.force:
-        raise FileExistsError(f'--out {out}: holds a model.pt already; pass --force to replace it')
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
-    content = load_checkpoint(checkpoint)
-    config = config_from_checkpoint(content, checkpoint)
+    out, checkpoint, content, config = open_checkpoint_run(args)
     model_changes = {'refiner_width': args.width}
     if args.classes is not None:
         model_changes['refiner_classes'] = tuple(name.strip() for name in args.classes.split(',') if name.strip())
@@ -88,10 +74,8 @@ def run(args):
         model_changes.update(refiner_box=True, refiner_box_classes=model_changes.get(
             'refiner_classes', config.model.refiner_classes))
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, **model_changes))
-    torch.manual_seed(args.seed)
-    model = SeqPose(config.model)
     # the checkpoint's tensors fit; the refiner's are new (or, refining a refined model, its own to continue)
-    load_state_growing(model, content['model'], checkpoint, 'model with a pose refiner')
+    model = grown_model(config, content, checkpoint, 'model with a pose refiner', args.seed)
     settings = RefinerSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                frame_stride=args.frame_stride, copies=args.copies, shift=args.shift,
                                zoom=tuple(args.zoom), seed=args.seed)

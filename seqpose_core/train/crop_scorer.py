@@ -12,7 +12,6 @@ handles them).
     data = collect_detection_features(runner, root, 'real_train', settings)   # features, labels, classes, scores
     history = train_scorer(model.pose_refiner, data, settings, val_data=..., log_path=...)
 """
-import csv
 import time
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ from seqpose_core.data.reader import NocsFrameReader
 from seqpose_core.eval.run import run_scenes
 from seqpose_core.model.pose_refiner import object_crops
 from seqpose_core.train.errors import TrainingError
+from seqpose_core.train.logs import write_rows
 
 
 @dataclass(frozen=True)
@@ -156,9 +156,6 @@ def train_scorer(refiner, data, settings, val_data=None, log_path=None, progress
             print(f'scorer epoch {epoch + 1}: ' + '  '.join(f'{key} {value:.3f}' for key, value in row.items()
                                                           if key != 'epoch'), flush=True)
         if log_path is not None:
-            with open(log_path, 'w', newline='', encoding='utf-8') as stream:
-                writer = csv.DictWriter(stream, fieldnames=list(rows[-1]))
-                writer.writeheader()
-                writer.writerows(rows)
+            write_rows(log_path, rows)
     refiner.eval()
     return rows

@@ -1,5 +1,5 @@
 """What a run writes as it goes: train_log.csv (losses, lr per logging window), val_log.csv (NOCS metrics) and,
-when TensorBoard is installed, the same numbers under tensorboard/."""
+when TensorBoard is installed, the same numbers under tensorboard/; the per-epoch tables of the second stages."""
 import csv
 import os
 from pathlib import Path
@@ -39,6 +39,15 @@ class CsvLog:
         with open(self.path, 'a', newline='', encoding='utf-8') as stream:
             csv.DictWriter(stream, fieldnames=self.columns, extrasaction='ignore').writerow(
                 {key: (f'{value:.6g}' if isinstance(value, float) else value) for key, value in row.items()})
+
+
+def write_rows(path, rows):
+    """The whole per-epoch table of a second-stage training (its columns those of the last row), rewritten after
+    every epoch so a stopped run leaves what it measured."""
+    with open(path, 'w', newline='', encoding='utf-8') as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[-1]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def open_tensorboard(run_dir):

@@ -10,7 +10,6 @@ box part (model.refiner_box), the inverse of each crop's jitter and the object's
     crops = collect_crops(root, 'real_train', model_cfg, settings)          # tensors, uint8 images
     history = train_refiner(model.pose_refiner, crops, settings, val_crops=..., log=...)
 """
-import csv
 import time
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ from seqpose_core.data.reader import NocsFrameReader
 from seqpose_core.geometry import rotation_error_deg
 from seqpose_core.model.pose_refiner import box_targets, object_crops, ray_rotation, refiner_losses
 from seqpose_core.train.errors import TrainingError
+from seqpose_core.train.logs import write_rows
 from seqpose_core.train.targets import symmetric_mask
 
 
@@ -176,15 +176,8 @@ def train_refiner(refiner, crops, settings, val_crops=None, log_path=None, progr
             bar.write('epoch {epoch}: '.format(**row) + '  '.join(
                 f'{key} {value:.3f}' for key, value in row.items() if key != 'epoch'))
         if log_path is not None:
-            _write_rows(log_path, rows)
+            write_rows(log_path, rows)
     if bar is not None:
         bar.close()
     refiner.eval()
     return rows
-
-
-def _write_rows(path, rows):
-    with open(path, 'w', newline='', encoding='utf-8') as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[-1]))
-        writer.writeheader()
-        writer.writerows(rows)
