@@ -14,7 +14,7 @@ from seqpose_core.model import build_model, save_checkpoint
 from seqpose_core.model.checkpoint import load_checkpoint
 from seqpose_core.model.pose_refiner import PoseRefiner, crop_class_probabilities
 from seqpose_core.runner import Frame, StreamRunner, load_model_and_config
-from seqpose_core.train.crop_scorer import _labels, ranking_auc
+from seqpose_core.train.crop_scorer import _labels, first_scenes, ranking_auc
 from generated_scenes import generate_scenes
 
 
@@ -122,3 +122,43 @@ def test_train_crop_scorer_needs_a_refiner(tmp_path, capsys):
     assert seqpose(['train-crop-scorer', '--checkpoint', str(base), '--data', str(tmp_path), '--out',
                     str(tmp_path / 'run'), '--no-progress']) == 1
     assert 'no pose refiner' in capsys.readouterr().err
+
+
+def test_kept_detections_train_the_same_head_without_running_the_model(tmp_path, capsys):
+    root = tmp_path / 'scenes'
+    generate_scenes(root, scenes=2, frames=3, size='160x120', split='test', seed=9, objects='3-4')
+    config = load_config('tiny')
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_width=4),
+                                 inference=dataclasses.replace(config.inference, score_threshold=0.0))
+    torch.manual_seed(6)
+    start = save_checkpoint(tmp_path / 'refined.pt', build_model(config.model), config)
+    common = ['--checkpoint', str(start), '--epochs', '2', '--batch-size', '8', '--no-progress']
+    collected = tmp_path / 'collected'
+    assert seqpose(['train-crop-scorer', *common, '--data', str(root), '--split', 'real_test', '--val-data',
+                    str(root), '--keep-detections', '--out', str(collected)]) == 0
+    kept = torch.load(collected / 'detections.pt', weights_only=True)
+    assert set(kept['scene_index'].tolist()) == {0, 1} and len(kept['labels']) == len(kept['features'])
+    again = tmp_path / 'again'
+    assert seqpose(['train-crop-scorer', *common, '--detections', str(collected / 'detections.pt'),
+                    '--val-detections', str(collected / 'val_detections.pt'), '--out', str(again)]) == 0
+    first, second = load_checkpoint(collected / 'model.pt')['model'], load_checkpoint(again / 'model.pt')['model']
+    scorer = [name for name in first if name.startswith('pose_refiner.scorer.')]
+    assert scorer and all(torch.equal(first[name], second[name]) for name in scorer)
+    assert (collected / 'scorer_log.csv').read_text().splitlines()[1].split(',')[2:] == \
+        (again / 'scorer_log.csv').read_text().splitlines()[1].split(',')[2:]      # the same loss and figures
+    one_scene = first_scenes(kept, 1)
+    assert 0 < len(one_scene['labels']) < len(kept['labels']) and set(one_scene['scene_index'].tolist()) == {0}
+
+    # another refiner's features are refused by name
+    torch.manual_seed(7)
+    other = save_checkpoint(tmp_path / 'other.pt', build_model(config.model), config)
+    capsys.readouterr()
+    assert seqpose(['train-crop-scorer', '--checkpoint', str(other), '--detections',
+                    str(collected / 'detections.pt'), '--out', str(tmp_path / 'refused'), '--no-progress']) == 1
+    assert 'detections.pt: holds the crop features of another refiner' in capsys.readouterr().err
+    assert not (tmp_path / 'refused' / 'model.pt').exists()
+    assert seqpose(['train-crop-scorer', '--data', str(root), '--detections', str(collected / 'detections.pt'),
+                    '--out', str(tmp_path / 'both')]) == 2
+    assert '--data and --detections: give one of them' in capsys.readouterr().err
+    assert seqpose(['train-crop-scorer', '--out', str(tmp_path / 'neither')]) == 2
+    assert '--data or --detections' in capsys.readouterr().err

@@ -13,9 +13,17 @@ refiner's pose and the rest of the checkpoint are copied unchanged. RUN/model.pt
 RUN/scorer_log.csv a row per epoch (loss; with --val-data the 7-way accuracy and the ranking AUC of the correct
 detections by the decoder's score, by the crop and by their fusion).
 
+Running the model over the video is what takes the time; --keep-detections keeps what it collected
+(RUN/detections.pt, RUN/val_detections.pt), and --detections / --val-detections train on such files again (the
+same checkpoint's refiner) without running the model: another head, more epochs, or a learning curve over
+--max-scenes.
+
 Examples:
   seqpose train-crop-scorer --data data/train --val-data data/s779 --out runs/scorer
-  seqpose train-crop-scorer --checkpoint runs/box/model.pt --data data/train --max-scenes 500 --out runs/scorer"""
+  seqpose train-crop-scorer --checkpoint runs/box/model.pt --data data/train --max-scenes 500 --out runs/scorer
+  seqpose train-crop-scorer --data data/train --val-data data/s779 --keep-detections --out runs/collected
+  seqpose train-crop-scorer --detections runs/collected/detections.pt \\
+      --val-detections runs/collected/val_detections.pt --max-scenes 250 --out runs/scorer_250"""
 
 
 def add_arguments(parser):
@@ -23,13 +31,18 @@ def add_arguments(parser):
     defaults = ScorerSettings()
     parser.add_argument('--checkpoint', default=None,
                         help='a SeqPose checkpoint with a pose refiner (default: the embedded model)')
-    parser.add_argument('--data', required=True, help='NOCS-layout root with the training video')
+    parser.add_argument('--data', default=None, help='NOCS-layout root with the training video')
+    parser.add_argument('--detections', default=None,
+                        help='train on the detections kept by an earlier --keep-detections instead of --data')
     parser.add_argument('--split', default='real_train', help='split of --data (default: real_train)')
     parser.add_argument('--val-data', default=None, help='NOCS-layout root to validate on after every epoch')
     parser.add_argument('--val-split', default='real_test')
+    parser.add_argument('--val-detections', default=None, help='validate on kept detections instead of --val-data')
+    parser.add_argument('--keep-detections', action='store_true',
+                        help='keep the collected detections in RUN/detections.pt (and RUN/val_detections.pt)')
     parser.add_argument('--out', required=True, help='run folder (gets model.pt and scorer_log.csv)')
     parser.add_argument('--max-scenes', type=int, default=defaults.max_scenes,
-                        help='run the model on the first N scenes of --data only (0: all)')
+                        help='learn from the first N scenes of --data (or of --detections) only (0: all)')
     parser.add_argument('--epochs', type=int, default=defaults.epochs)
     parser.add_argument('--batch-size', type=int, default=defaults.batch_size)
     parser.add_argument('--lr', type=float, default=defaults.lr)
@@ -45,7 +58,8 @@ def run(args):
     from seqpose_core.commands.second_stage import grown_model, open_checkpoint_run
     from seqpose_core.model import save_checkpoint
     from seqpose_core.runner import StreamRunner
-    from seqpose_core.train.crop_scorer import ScorerSettings, collect_detection_features, train_scorer
+    from seqpose_core.train.crop_scorer import (ScorerSettings, collect_detection_features, first_scenes,
+                                                load_detections, save_detections, train_scorer)
     from seqpose_core.train.errors import TrainingError
 
     for name in ('epochs', 'batch_size'):
@@ -53,6 +67,13 @@ def run(args):
             raise ValueError(f'--{name.replace("_", "-")} {getattr(args, name)}: expected at least 1')
     if args.max_scenes < 0:
         raise ValueError(f'--max-scenes {args.max_scenes}: expected 0 (all) or more')
+    for given, kept in (('data', 'detections'), ('val_data', 'val_detections')):
+        if getattr(args, given) and getattr(args, kept):
+            raise ValueError(f'--{given.replace("_", "-")} and --{kept.replace("_", "-")}: give one of them')
+    if not args.data and not args.detections:
+        raise ValueError('--data or --detections: give the training video or detections kept from it')
+    if args.keep_detections and not (args.data or args.val_data):
+        raise ValueError('--keep-detections: there is nothing to collect without --data or --val-data')
     out, checkpoint, content, config = open_checkpoint_run(args)
     if config.model.refiner_width <= 0:
         print(f'seqpose train-crop-scorer: {checkpoint} has no pose refiner (model.refiner_width 0); '
@@ -68,12 +89,23 @@ def run(args):
     settings = ScorerSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                               max_scenes=args.max_scenes, seed=args.seed)
     progress = not args.no_progress
+
+    def detections(root, split, kept, file_name, scene_settings):
+        if kept:
+            return first_scenes(load_detections(kept, model.pose_refiner), scene_settings.max_scenes)
+        collected = collect_detection_features(runner, root, split, scene_settings, progress=progress)
+        if args.keep_detections:
+            out.mkdir(parents=True, exist_ok=True)
+            save_detections(out / file_name, collected, model.pose_refiner,
+                            f'{root} ({split}), {scene_settings.max_scenes or "all"} scenes, {checkpoint}')
+        return collected
+
     try:
-        data = collect_detection_features(runner, args.data, args.split, settings, progress=progress)
+        data = detections(args.data, args.split, args.detections, 'detections.pt', settings)
         val_data = None
-        if args.val_data:
-            val_data = collect_detection_features(runner, args.val_data, args.val_split,
-                                                  dataclasses.replace(settings, max_scenes=0), progress=progress)
+        if args.val_data or args.val_detections:
+            val_data = detections(args.val_data, args.val_split, args.val_detections, 'val_detections.pt',
+                                  dataclasses.replace(settings, max_scenes=0))
         print(f'{len(data["labels"])} training detections ({float((data["labels"] > 0).float().mean()):.2f} at an '
               'object)' + (f', {len(val_data["labels"])} validation detections' if val_data else ''))
         out.mkdir(parents=True, exist_ok=True)

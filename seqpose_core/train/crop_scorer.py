@@ -11,8 +11,15 @@ handles them).
 
     data = collect_detection_features(runner, root, 'real_train', settings)   # features, labels, classes, scores
     history = train_scorer(model.pose_refiner, data, settings, val_data=..., log_path=...)
+
+Running the model is what costs (minutes per hundred scenes on a CPU; the head trains in seconds), so the
+collected detections can be kept (`save_detections`) and trained on again (`load_detections`, `first_scenes`):
+a learning curve over the number of scenes, or another head, without running the model again. The file names the
+refiner whose frozen features it holds, and a refiner with other features refuses it.
 """
+import hashlib
 import time
+from pathlib import Path
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,12 +60,13 @@ def collect_detection_features(runner, root, split, settings, progress=True):
         raise TrainingError(f'{root} ({split}): no scenes to run the model on')
     reader = NocsFrameReader(root, split)
     model_cfg = runner.model.cfg
-    parts = {'features': [], 'labels': [], 'classes': [], 'scores': []}
+    parts = {'features': [], 'labels': [], 'classes': [], 'scores': [], 'scene_index': []}
+    scene_index = {name: index for index, (name, _) in enumerate(scenes)}
     if progress:
         from tqdm import tqdm
         scenes = tqdm(scenes, desc=f'detections {split}', unit='scene', mininterval=5)
     # the evaluation's loop: each scene a video from its first frame, no camera motion
-    for _, frame, detections in run_scenes(runner, reader, scenes):
+    for scene_name, frame, detections in run_scenes(runner, reader, scenes):
         if not detections:
             continue
         centres = np.stack([d.translation for d in detections])                             # (n, 3)
@@ -73,12 +81,65 @@ def collect_detection_features(runner, root, split, settings, progress=True):
         parts['labels'].append(_labels(centres, frame.annotation, settings.match_distance))
         parts['classes'].append([d.class_id for d in detections])
         parts['scores'].append([d.score for d in detections])
+        parts['scene_index'].append([scene_index[scene_name]] * len(detections))
     if not parts['features']:
         raise TrainingError(f'{root} ({split}): the model published no detections to learn from')
     return {'features': torch.cat(parts['features']),
             'labels': torch.as_tensor(np.concatenate(parts['labels']), dtype=torch.long),
             'classes': torch.as_tensor(np.concatenate(parts['classes']), dtype=torch.long),
-            'scores': torch.as_tensor(np.concatenate(parts['scores']), dtype=torch.float32)}
+            'scores': torch.as_tensor(np.concatenate(parts['scores']), dtype=torch.float32),
+            'scene_index': torch.as_tensor(np.concatenate(parts['scene_index']), dtype=torch.long)}
+
+
+DETECTION_KEYS = ('features', 'labels', 'classes', 'scores', 'scene_index')
+
+
+def feature_fingerprint(refiner):
+    """sha256 (hex) of the tensors that make the refiner's crop features (stem and stages): detections collected
+    with one refiner are features of that refiner only."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(refiner.state_dict().items()):
+        if name.startswith(('stem.', 'stages.')):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_detections(path, data, refiner, source):
+    """Keep collect_detection_features' data at `path` with the refiner's feature fingerprint and `source` (a
+    short description: data root, split, scenes)."""
+    torch.save({'format': 'seqpose-crop-scorer-detections', 'version': 1,
+                'feature_fingerprint': feature_fingerprint(refiner), 'source': str(source),
+                **{key: data[key] for key in DETECTION_KEYS}}, Path(path))
+
+
+def load_detections(path, refiner):
+    """The data save_detections kept at `path`; TrainingError naming the file when it is not such a file or
+    holds another refiner's features."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f'{path}: no such detections file')
+    try:
+        content = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same named refusal
+        raise TrainingError(f'{path}: not a detections file ({type(error).__name__}: {error})') from error
+    if not isinstance(content, dict) or content.get('format') != 'seqpose-crop-scorer-detections':
+        raise TrainingError(f'{path}: not a detections file (keep one with train-crop-scorer --keep-detections)')
+    missing = [key for key in DETECTION_KEYS if key not in content]
+    if missing:
+        raise TrainingError(f'{path}: detections file without {", ".join(missing)}')
+    if content['feature_fingerprint'] != feature_fingerprint(refiner):
+        raise TrainingError(f'{path}: holds the crop features of another refiner ({content["source"]}); '
+                            'collect them again with this checkpoint')
+    return {key: content[key] for key in DETECTION_KEYS}
+
+
+def first_scenes(data, count):
+    """The detections of the first `count` scenes (0: all): a learning curve over the amount of video."""
+    if count <= 0:
+        return data
+    keep = data['scene_index'] < count
+    return {key: data[key][keep] for key in DETECTION_KEYS}
 
 
 def _labels(centres, annotation, match_distance):
@@ -132,6 +193,9 @@ def train_scorer(refiner, data, settings, val_data=None, log_path=None, progress
     if steps_per_epoch < 1:
         raise TrainingError(f'{count} detections: fewer than one batch of {settings.batch_size}')
     generator = torch.Generator().manual_seed(settings.seed)
+    # the dropout draws from torch's global generator: the same data and seed give the same head, whether the
+    # detections were just collected or loaded from a kept file
+    torch.manual_seed(settings.seed)
     optimizer = torch.optim.AdamW(refiner.scorer.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr,
                                                    total_steps=settings.epochs * steps_per_epoch)
