@@ -162,3 +162,25 @@ def test_kept_detections_train_the_same_head_without_running_the_model(tmp_path,
     assert '--data and --detections: give one of them' in capsys.readouterr().err
     assert seqpose(['train-crop-scorer', '--out', str(tmp_path / 'neither')]) == 2
     assert '--data or --detections' in capsys.readouterr().err
+
+
+def test_several_training_roots_number_their_scenes_in_order(tmp_path):
+    roots = [tmp_path / 'first', tmp_path / 'second']
+    for seed, root in enumerate(roots):
+        generate_scenes(root, scenes=2, frames=2, size='160x120', split='test', seed=20 + seed, objects='3-4')
+    config = load_config('tiny')
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_width=4),
+                                 inference=dataclasses.replace(config.inference, score_threshold=0.0))
+    torch.manual_seed(6)
+    start = save_checkpoint(tmp_path / 'refined.pt', build_model(config.model), config)
+    kept = {}
+    for max_scenes in (0, 3):
+        out = tmp_path / f'run{max_scenes}'
+        assert seqpose(['train-crop-scorer', '--checkpoint', str(start), '--data', *map(str, roots), '--split',
+                        'real_test', '--max-scenes', str(max_scenes), '--keep-detections', '--epochs', '1',
+                        '--batch-size', '8', '--out', str(out), '--no-progress']) == 0
+        kept[max_scenes] = torch.load(out / 'detections.pt', weights_only=True)
+    assert sorted(set(kept[0]['scene_index'].tolist())) == [0, 1, 2, 3]
+    assert sorted(set(kept[3]['scene_index'].tolist())) == [0, 1, 2]
+    # the first three scenes are the same detections either way
+    assert torch.equal(first_scenes(kept[0], 3)['features'], kept[3]['features'])

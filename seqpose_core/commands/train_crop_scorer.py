@@ -31,7 +31,8 @@ def add_arguments(parser):
     defaults = ScorerSettings()
     parser.add_argument('--checkpoint', default=None,
                         help='a SeqPose checkpoint with a pose refiner (default: the embedded model)')
-    parser.add_argument('--data', default=None, help='NOCS-layout root with the training video')
+    parser.add_argument('--data', nargs='+', default=None,
+                        help='NOCS-layout root(s) with the training video (several: their scenes in that order)')
     parser.add_argument('--detections', default=None,
                         help='train on the detections kept by an earlier --keep-detections instead of --data')
     parser.add_argument('--split', default='real_train', help='split of --data (default: real_train)')
@@ -56,10 +57,11 @@ def add_arguments(parser):
 
 def run(args):
     from seqpose_core.commands.second_stage import grown_model, open_checkpoint_run
+    from seqpose_core.data.layout import enumerate_scenes
     from seqpose_core.model import save_checkpoint
     from seqpose_core.runner import StreamRunner
-    from seqpose_core.train.crop_scorer import (ScorerSettings, collect_detection_features, first_scenes,
-                                                load_detections, save_detections, train_scorer)
+    from seqpose_core.train.crop_scorer import (ScorerSettings, collect_detection_features, concatenate_detections,
+                                                first_scenes, load_detections, save_detections, train_scorer)
     from seqpose_core.train.errors import TrainingError
 
     for name in ('epochs', 'batch_size'):
@@ -90,21 +92,32 @@ def run(args):
                               max_scenes=args.max_scenes, seed=args.seed)
     progress = not args.no_progress
 
-    def detections(root, split, kept, file_name, scene_settings):
+    def detections(roots, split, kept, file_name, scene_settings):
         if kept:
             return first_scenes(load_detections(kept, model.pose_refiner), scene_settings.max_scenes)
-        collected = collect_detection_features(runner, root, split, scene_settings, progress=progress)
+        # --max-scenes counts over the roots together: the first N scenes of the first root, then the next...
+        parts, counts = [], []
+        for root in roots:
+            left = scene_settings.max_scenes - sum(counts) if scene_settings.max_scenes else 0
+            parts.append(collect_detection_features(runner, root, split, dataclasses.replace(
+                scene_settings, max_scenes=left), progress=progress))
+            scenes = len(list(enumerate_scenes(root, split)))
+            counts.append(min(left, scenes) if left else scenes)
+            if scene_settings.max_scenes and sum(counts) >= scene_settings.max_scenes:
+                break
+        collected = concatenate_detections(parts, counts)
         if args.keep_detections:
             out.mkdir(parents=True, exist_ok=True)
             save_detections(out / file_name, collected, model.pose_refiner,
-                            f'{root} ({split}), {scene_settings.max_scenes or "all"} scenes, {checkpoint}')
+                            f'{" + ".join(map(str, roots))} ({split}), {scene_settings.max_scenes or "all"} scenes, '
+                            f'{checkpoint}')
         return collected
 
     try:
         data = detections(args.data, args.split, args.detections, 'detections.pt', settings)
         val_data = None
         if args.val_data or args.val_detections:
-            val_data = detections(args.val_data, args.val_split, args.val_detections, 'val_detections.pt',
+            val_data = detections([args.val_data], args.val_split, args.val_detections, 'val_detections.pt',
                                   dataclasses.replace(settings, max_scenes=0))
         print(f'{len(data["labels"])} training detections ({float((data["labels"] > 0).float().mean()):.2f} at an '
               'object)' + (f', {len(val_data["labels"])} validation detections' if val_data else ''))

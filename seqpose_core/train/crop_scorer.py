@@ -134,6 +134,14 @@ def load_detections(path, refiner):
     return {key: content[key] for key in DETECTION_KEYS}
 
 
+def concatenate_detections(parts, scene_counts):
+    """One data set of several (in order) from scene_counts[i] scenes each: the scenes of each numbered after
+    those before it."""
+    offsets = np.cumsum([0] + list(scene_counts[:-1]))
+    return {key: torch.cat([part[key] + int(offset) if key == 'scene_index' else part[key]
+                            for part, offset in zip(parts, offsets)]) for key in DETECTION_KEYS}
+
+
 def first_scenes(data, count):
     """The detections of the first `count` scenes (0: all): a learning curve over the amount of video."""
     if count <= 0:
