@@ -77,6 +77,9 @@ def plot(rows, path):
         axis.axhline(baseline, color='grey', linestyle='--', label=f"decoder's score alone ({baseline:.3f})")
     if drawn:
         axis.set_xscale('log')
+        scenes = sorted({row['scenes'] for row in rows})
+        axis.set_xticks(scenes, [str(count) for count in scenes])
+        axis.minorticks_off()
         axis.legend()
     axis.set_xlabel('training scenes (12 frames each)')
     axis.set_ylabel('ranking AUC of the correct detections (validation)')
