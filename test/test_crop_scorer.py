@@ -184,3 +184,19 @@ def test_several_training_roots_number_their_scenes_in_order(tmp_path):
     assert sorted(set(kept[3]['scene_index'].tolist())) == [0, 1, 2]
     # the first three scenes are the same detections either way
     assert torch.equal(first_scenes(kept[0], 3)['features'], kept[3]['features'])
+
+
+def test_a_file_that_is_not_kept_detections_is_refused_by_name(tmp_path):
+    from seqpose_core.train.crop_scorer import load_detections
+    from seqpose_core.train.errors import TrainingError
+    refiner = PoseRefiner(4, 12, box=True, scoring=True)
+    garbage = tmp_path / 'garbage.pt'
+    garbage.write_bytes(b'not a torch file')
+    with pytest.raises(TrainingError, match='garbage.pt: not a detections file'):
+        load_detections(garbage, refiner)
+    checkpoint_like = tmp_path / 'checkpoint.pt'
+    torch.save({'format': 'seqpose-checkpoint'}, checkpoint_like)
+    with pytest.raises(TrainingError, match='checkpoint.pt: not a detections file'):
+        load_detections(checkpoint_like, refiner)
+    with pytest.raises(TrainingError, match='missing.pt: no such detections file'):
+        load_detections(tmp_path / 'missing.pt', refiner)

@@ -19,8 +19,8 @@ refiner whose frozen features it holds, and a refiner with other features refuse
 """
 import hashlib
 import time
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ from seqpose_core.eval.run import run_scenes
 from seqpose_core.model.pose_refiner import object_crops
 from seqpose_core.train.errors import TrainingError
 from seqpose_core.train.logs import write_rows
+
+# what collect_detection_features gives, per detection, and a kept detections file holds
+DETECTION_KEYS = ('features', 'labels', 'classes', 'scores', 'scene_index')
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,6 @@ def collect_detection_features(runner, root, split, settings, progress=True):
             'scores': torch.as_tensor(np.concatenate(parts['scores']), dtype=torch.float32),
             'scene_index': torch.as_tensor(np.concatenate(parts['scene_index']), dtype=torch.long)}
 
-
-DETECTION_KEYS = ('features', 'labels', 'classes', 'scores', 'scene_index')
 
 
 def feature_fingerprint(refiner):
