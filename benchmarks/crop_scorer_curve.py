@@ -28,20 +28,22 @@ from seqpose_core.train.crop_scorer import ScorerSettings, first_scenes, load_de
 COLUMNS = ('scenes', 'detections', 'epochs', 'loss', 'accuracy', 'auc_score', 'auc_crop', 'auc_fused')
 
 
-def fresh_scored_model(checkpoint, seed):
-    """The checkpoint's model with a new scorer head (seeded), whatever scorer the checkpoint carries."""
+def fresh_scored_models(checkpoint, seed):
+    """A function giving, at each call, the checkpoint's model with a new scorer head seeded with `seed` (whatever
+    scorer the checkpoint carries); the checkpoint is read once."""
     content = load_checkpoint(checkpoint)
     config = config_from_checkpoint(content, checkpoint)
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_scoring=True))
-    state = {key: value for key, value in content['model'].items() if not key.startswith('pose_refiner.scorer.')}
-    return grown_model(config, {**content, 'model': state}, checkpoint, 'model with a fresh crop scorer', seed)
+    content = {**content, 'model': {key: value for key, value in content['model'].items()
+                                    if not key.startswith('pose_refiner.scorer.')}}
+    return lambda: grown_model(config, content, checkpoint, 'model with a fresh crop scorer', seed)
 
 
 def curve_points(checkpoint, detections, val_detections, scene_counts, epoch_budgets, seed=0, batch_size=256):
     """One row (COLUMNS) per (epochs, scenes) pair."""
-    model = fresh_scored_model(checkpoint, seed)
-    data = load_detections(detections, model.pose_refiner)
-    val_data = load_detections(val_detections, model.pose_refiner)
+    fresh_model = fresh_scored_models(checkpoint, seed)
+    refiner = fresh_model().pose_refiner
+    data, val_data = load_detections(detections, refiner), load_detections(val_detections, refiner)
     available = int(data['scene_index'].max()) + 1
     rows = []
     for epochs in epoch_budgets:
@@ -50,9 +52,9 @@ def curve_points(checkpoint, detections, val_detections, scene_counts, epoch_bud
                 print(f'{scenes} scenes: the detections hold {available}; skipped', file=sys.stderr)
                 continue
             subset = first_scenes(data, scenes)
-            point_model = fresh_scored_model(checkpoint, seed)
+            point_refiner = fresh_model().pose_refiner
             settings = ScorerSettings(epochs=epochs, batch_size=batch_size, seed=seed)
-            history = train_scorer(point_model.pose_refiner, subset, settings, val_data, progress=False)
+            history = train_scorer(point_refiner, subset, settings, val_data, progress=False)
             rows.append({'scenes': scenes, 'detections': len(subset['labels']), 'epochs': epochs,
                          **{key: history[-1][key] for key in COLUMNS[3:]}})
             print('  '.join(f'{key} {rows[-1][key]:.4g}' for key in COLUMNS), flush=True)

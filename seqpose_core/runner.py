@@ -344,6 +344,10 @@ class StreamRunner:
         for detection, row in zip(detections, probabilities):
             detection.extras['decoder_score'] = detection.score
             detection.score = float(detection.score ** (1 - weight) * float(row[detection.class_id]) ** weight)
+        return self.above_threshold(detections)
+
+    def above_threshold(self, detections):
+        """The detections at or above the score threshold, best first: after a stage that changed scores."""
         kept = [d for d in detections if d.score >= self.cfg.score_threshold]
         return sorted(kept, key=lambda d: d.score, reverse=True)
 
@@ -357,8 +361,7 @@ class StreamRunner:
         previous = self.score_tracks.moved(camera_motion) if self.score_tracks is not None else None
         self.score_tracks = track_scores(previous, detections, self.cfg.score_track_decay,
                                          self.cfg.score_track_distance)
-        kept = [d for d in detections if d.score >= self.cfg.score_threshold]
-        return sorted(kept, key=lambda d: d.score, reverse=True)
+        return self.above_threshold(detections)
 
     def level_on_support_plane(self, detections, camera_motion):
         """With inference.support_plane, give the detections standing on the frame's (in video mode: the

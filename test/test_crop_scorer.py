@@ -16,6 +16,7 @@ from seqpose_core.model.pose_refiner import PoseRefiner, crop_class_probabilitie
 from seqpose_core.runner import Frame, StreamRunner, load_model_and_config
 from seqpose_core.train.crop_scorer import _labels, first_scenes, ranking_auc
 from generated_scenes import generate_scenes
+from tiny_runner import tiny_refiner_checkpoint
 
 
 def test_ranking_auc():
@@ -82,12 +83,7 @@ def test_runner_publishes_the_fused_score_above_the_threshold():
 def test_train_crop_scorer_learns_the_head_only(tmp_path):
     root = tmp_path / 'scenes'
     generate_scenes(root, scenes=2, frames=3, size='160x120', split='test', seed=9, objects='3-4')
-    config = load_config('tiny')
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_width=4),
-                                 inference=dataclasses.replace(config.inference, score_threshold=0.0))
-    torch.manual_seed(6)
-    start = save_checkpoint(tmp_path / 'refined.pt', build_model(config.model), config,
-                            refiner_selection={'data': ['selection-set']})
+    start = tiny_refiner_checkpoint(tmp_path / 'refined.pt', refiner_selection={'data': ['selection-set']})
     out = tmp_path / 'run'
     assert seqpose(['train-crop-scorer', '--checkpoint', str(start), '--data', str(root), '--split', 'real_test',
                     '--val-data', str(root), '--out', str(out), '--epochs', '2', '--batch-size', '8',
@@ -127,11 +123,7 @@ def test_train_crop_scorer_needs_a_refiner(tmp_path, capsys):
 def test_kept_detections_train_the_same_head_without_running_the_model(tmp_path, capsys):
     root = tmp_path / 'scenes'
     generate_scenes(root, scenes=2, frames=3, size='160x120', split='test', seed=9, objects='3-4')
-    config = load_config('tiny')
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_width=4),
-                                 inference=dataclasses.replace(config.inference, score_threshold=0.0))
-    torch.manual_seed(6)
-    start = save_checkpoint(tmp_path / 'refined.pt', build_model(config.model), config)
+    start = tiny_refiner_checkpoint(tmp_path / 'refined.pt')
     common = ['--checkpoint', str(start), '--epochs', '2', '--batch-size', '8', '--no-progress']
     collected = tmp_path / 'collected'
     assert seqpose(['train-crop-scorer', *common, '--data', str(root), '--split', 'real_test', '--val-data',
@@ -150,8 +142,7 @@ def test_kept_detections_train_the_same_head_without_running_the_model(tmp_path,
     assert 0 < len(one_scene['labels']) < len(kept['labels']) and set(one_scene['scene_index'].tolist()) == {0}
 
     # another refiner's features are refused by name
-    torch.manual_seed(7)
-    other = save_checkpoint(tmp_path / 'other.pt', build_model(config.model), config)
+    other = tiny_refiner_checkpoint(tmp_path / 'other.pt', seed=7)
     capsys.readouterr()
     assert seqpose(['train-crop-scorer', '--checkpoint', str(other), '--detections',
                     str(collected / 'detections.pt'), '--out', str(tmp_path / 'refused'), '--no-progress']) == 1
@@ -168,11 +159,7 @@ def test_several_training_roots_number_their_scenes_in_order(tmp_path):
     roots = [tmp_path / 'first', tmp_path / 'second']
     for seed, root in enumerate(roots):
         generate_scenes(root, scenes=2, frames=2, size='160x120', split='test', seed=20 + seed, objects='3-4')
-    config = load_config('tiny')
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_width=4),
-                                 inference=dataclasses.replace(config.inference, score_threshold=0.0))
-    torch.manual_seed(6)
-    start = save_checkpoint(tmp_path / 'refined.pt', build_model(config.model), config)
+    start = tiny_refiner_checkpoint(tmp_path / 'refined.pt')
     kept = {}
     for max_scenes in (0, 3):
         out = tmp_path / f'run{max_scenes}'

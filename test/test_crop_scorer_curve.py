@@ -1,15 +1,12 @@
 """benchmarks/crop_scorer_curve.py: points over kept detections, each from a fresh head."""
 import csv
-import dataclasses
 import runpy
 
 import pytest
-import torch
 
 from seqpose_core.cli import main as seqpose
-from seqpose_core.config import load_config
-from seqpose_core.model import build_model, save_checkpoint
 from generated_scenes import generate_scenes
+from tiny_runner import tiny_refiner_checkpoint
 
 pytest.importorskip('matplotlib')
 
@@ -17,11 +14,7 @@ pytest.importorskip('matplotlib')
 def test_points_grow_with_the_scenes_and_ignore_the_checkpoints_own_scorer(tmp_path, capsys):
     root = tmp_path / 'scenes'
     generate_scenes(root, scenes=2, frames=3, size='160x120', split='test', seed=9, objects='3-4')
-    config = load_config('tiny')
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_width=4),
-                                 inference=dataclasses.replace(config.inference, score_threshold=0.0))
-    torch.manual_seed(6)
-    start = save_checkpoint(tmp_path / 'refined.pt', build_model(config.model), config)
+    start = tiny_refiner_checkpoint(tmp_path / 'refined.pt')
     collected = tmp_path / 'collected'
     assert seqpose(['train-crop-scorer', '--checkpoint', str(start), '--data', str(root), '--split', 'real_test',
                     '--val-data', str(root), '--keep-detections', '--epochs', '3', '--batch-size', '8',
