@@ -41,6 +41,10 @@ class TrainConfig:
     # optimiser and the lr schedule start afresh (a warm restart). '' = the model's own initialisation. The model
     # may have grown a part since (e.g. model.depth_guidance switched on): its new tensors keep their initialisation.
     init_weights: str = ''
+    # Parts of the model (its top-level modules: encoder, depth_head, fusion, dense_heads, decoder, pose_refiner)
+    # that keep their weights and stay in eval mode (train/frozen.py), e.g. to fine-tune the decoder alone on a
+    # warm start. () = everything trains.
+    frozen_modules: tuple[str, ...] = ()
     # Exponential moving average of the weights (train/weight_average.py): validation and model.pt use the
     # average, checkpoint.pt holds it beside the weights, model_last.pt keeps the last weights themselves.
     # 0 = off; 0.999 averages over roughly the last thousand steps.

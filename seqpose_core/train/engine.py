@@ -36,6 +36,7 @@ from seqpose_core.model.checkpoint import (WeightsError, load_checkpoint, load_s
 from seqpose_core.train.camera_motion import model_camera_motion
 from seqpose_core.train.distributed import ProcessGroup, wrap_model
 from seqpose_core.train.errors import TrainingError
+from seqpose_core.train.frozen import freeze_modules, set_training_mode
 from seqpose_core.train.logs import VAL_KEYS, RunLogs
 from seqpose_core.train.losses import build_criterion
 from seqpose_core.train.optim import build_optimizer, build_scheduler
@@ -370,8 +371,9 @@ def build_trainer(cfg: SeqPoseConfig, data_root, run_dir, *, resume=False, stop_
         if new_tensors and group.is_main:
             print(f'train.init_weights: {len(new_tensors)} tensor(s) not in {train_cfg.init_weights} start from '
                   f'their initialisation: {", ".join(new_tensors[:8])}{" ..." if len(new_tensors) > 8 else ""}')
+    freeze_modules(model, train_cfg.frozen_modules)
     model = model.to(group.device)
-    model.train()
+    set_training_mode(model, train_cfg.frozen_modules)
     streams = build_streams(cfg, Path(data_root), group)
     total_steps = schedule_length(train_cfg, streams)
     if total_steps <= 0:

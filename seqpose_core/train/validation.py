@@ -4,6 +4,7 @@ from pathlib import Path
 from seqpose_core.data import NocsFormatError, resolve_split
 from seqpose_core.eval.run import evaluate_model
 from seqpose_core.train.errors import TrainingError
+from seqpose_core.train.frozen import set_training_mode
 from seqpose_core.train.resume import capture_rng_state, restore_rng_state
 
 
@@ -30,6 +31,6 @@ def validate(model, cfg, val_data, out_dir, device, oracle_camera_motion=False):
                                  max_scenes=cfg.train.val_max_scenes or None, overlays=0, progress=False,
                                  device=str(device), camera_motion='gt' if oracle_camera_motion else 'none')
     finally:
-        model.train()
+        set_training_mode(model, cfg.train.frozen_modules)
         restore_rng_state(rng_state)
     return metrics['mean']
