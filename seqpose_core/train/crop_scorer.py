@@ -94,7 +94,6 @@ def collect_detection_features(runner, root, split, settings, progress=True):
             'scene_index': torch.as_tensor(np.concatenate(parts['scene_index']), dtype=torch.long)}
 
 
-
 def feature_fingerprint(refiner):
     """sha256 (hex) of the tensors that make the refiner's crop features (stem and stages): detections collected
     with one refiner are features of that refiner only."""

@@ -8,18 +8,13 @@ BatchNorm statistics (the encoder's convolutional stem) do not drift with the tr
 from seqpose_core.train.errors import TrainingError
 
 
-def model_parts(model):
-    """Names of the model's top-level parts (its child modules), the names train.frozen_modules takes."""
-    return [name for name, _ in model.named_children()]
-
-
 def freeze_modules(model, names):
-    """Stop the gradient of every parameter of the named parts; TrainingError naming an unknown part."""
+    """Stop the gradient of every parameter of the named parts (top-level child modules); TrainingError naming
+    an unknown part."""
     parts = dict(model.named_children())
     unknown = [name for name in names if name not in parts]
     if unknown:
-        raise TrainingError(f'train.frozen_modules: {unknown} not a part of the model; its parts: '
-                            f'{model_parts(model)}')
+        raise TrainingError(f'train.frozen_modules: {unknown} not a part of the model; its parts: {list(parts)}')
     for name in names:
         for parameter in parts[name].parameters():
             parameter.requires_grad_(False)
@@ -30,4 +25,3 @@ def set_training_mode(model, frozen_names):
     model.train()
     for name in frozen_names:
         getattr(model, name).eval()
-    return model
