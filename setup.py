@@ -8,7 +8,7 @@ PACKAGE = 'seqpose_ros'
 # folders without __init__.py that ship files: package -> patterns
 DATA_PACKAGES = {
     'seqpose_core.configs': ['*.yaml'],
-    'seqpose_core.weights': ['*.pt', '*.md', '*.csv'],
+    'seqpose_core.weights': ['*.pt', '*.md'],
     'seqpose_core.synth.shaders': ['*.glsl'],
 }
 

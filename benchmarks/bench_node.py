@@ -17,7 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
-import ros_harness as T  # noqa: E402
+from helpers import ros_harness as T  # noqa: E402
 from seqpose_ros.loading import DEFAULT_CHECKPOINT, load_runner  # noqa: E402
 
 

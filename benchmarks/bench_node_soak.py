@@ -9,7 +9,7 @@ Run inside a private network namespace (DDS must not leave loopback):
 The node runs the embedded default model with score_threshold 0 and max_detections 20, so every frame carries
 20 objects and tracks start and end all the time (the worst case for TF frame names); the stamps restart every
 --loop-frames frames, so the memory and the tracker reset at each loop, as with a looping bag. The camera is an
-outside process (test/camera_client.py), reliable 640x480 rgb8, stock Fast DDS.
+outside process (test/helpers/camera_client.py), reliable 640x480 rgb8, stock Fast DDS.
 """
 import argparse
 import json
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / 'test'))
 
-import ros_harness as T  # noqa: E402
+from helpers import ros_harness as T  # noqa: E402
 
 
 def rss_mib(pid):
@@ -55,7 +55,7 @@ def main():
         if not node.wait_for_log('listening on', 180):
             raise RuntimeError('node did not start:\n' + node.log())
         client = subprocess.Popen(
-            [sys.executable, str(REPO / 'test' / 'camera_client.py'), '--image-topic', '/soak/image',
+            [sys.executable, str(REPO / 'test' / 'helpers' / 'camera_client.py'), '--image-topic', '/soak/image',
              '--info-topic', '/soak/camera_info', '--detections-topic', '/soak/detections', '--frames', str(frames),
              '--rate', str(args.rate), '--width', str(args.width), '--height', str(args.height),
              '--loop', str(args.loop_frames), '--report-every', '60'],

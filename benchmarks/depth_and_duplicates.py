@@ -57,7 +57,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     runner = build_runner(args.checkpoint, mode=args.mode, device='cpu',
-                          overrides={'duplicate_suppression': 'none', 'score_threshold': args.threshold,
+                          overrides={'suppression.method': 'none', 'score_threshold': args.threshold,
                                      'max_detections': 100})
     reader = NocsFrameReader(args.data, args.split)
     scenes = list(iter_scenes(args.data, args.split))

@@ -9,8 +9,8 @@ run's torch threads: CPU-minutes, comparable between runs on one or two cores) a
 (val/step_<n>/results, written with no ground truth at inference) is scored again here with the mean over the
 classes present in the validation ground truth (the reference's mean is NaN when a class the model predicts
 has no ground truth in a few validation scenes). A run that kept only its logs (train_log.csv, val_log.csv and
-config.yaml, no val/ folder) is drawn from val_log.csv, the mean training logged. The monocular ceiling of the same
-frames is drawn beside.
+config.yaml, no val/ folder) is drawn from val_log.csv, the mean training logged. The class-mean-size reference
+of the same frames is drawn beside.
 """
 import argparse
 import csv
@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 
 from seqpose_core import CLASS_NAMES
-from seqpose_core.eval.ceiling import monocular_ceiling_results
+from seqpose_core.eval.class_mean_reference import class_mean_reference_results
 from seqpose_core.eval.evaluator import evaluate_results
 from seqpose_core.eval.results_io import load_eval_output, load_results_dir
 
@@ -85,7 +85,7 @@ def main(argv=None):
                         help='a finished model scored on the same frames (a `seqpose eval` output), drawn as a star')
     args = parser.parse_args(argv)
     labels = args.labels or [Path(run.split('+')[-1]).name for run in args.runs]
-    curves, segments, ceiling = {}, [], None
+    curves, segments, reference_mean = {}, [], None
     for label, chain in zip(labels, args.runs):
         points, offset, prefix = [], 0.0, ()
         for run in [Path(part) for part in chain.split('+')]:
@@ -98,8 +98,9 @@ def main(argv=None):
             if prefix not in [seen for seen, _, _ in segments]:
                 segments.append((prefix, label if len(prefix) == 1 else f'{label} ({run.name})', segment))
         curves[label] = points
-        if ceiling is None and last_results:
-            ceiling = present_mean(evaluate_results(monocular_ceiling_results(last_results)), last_results)
+        if reference_mean is None and last_results:
+            reference_mean = present_mean(evaluate_results(class_mean_reference_results(last_results)),
+                                          last_results)
     lines = ['| run | step | CPU-min | ' + ' | '.join(KEYS) + ' |', '|---|---|---|' + '---|' * len(KEYS)]
     for _, label, points in segments:
         lines += [f'| {label} | {p["step"]} | {p["cpu_minutes"]:.0f} | ' + ' | '.join(f'{p[k]:.1f}' for k in KEYS)
@@ -112,8 +113,8 @@ def main(argv=None):
                            **present_mean(evaluate_results(results), results)})
         lines.append(f'| {label} | | {float(minutes):.0f} | ' + ' | '.join(f'{references[-1][k]:.1f}' for k in KEYS)
                      + ' |')
-    if ceiling:
-        lines.append('| monocular ceiling | | | ' + ' | '.join(f'{ceiling[k]:.1f}' for k in KEYS) + ' |')
+    if reference_mean:
+        lines.append('| class-mean reference | | | ' + ' | '.join(f'{reference_mean[k]:.1f}' for k in KEYS) + ' |')
     table = '\n'.join(lines)
     print(table)
     if args.table:
@@ -129,8 +130,8 @@ def main(argv=None):
         for reference in references:
             axis.plot([reference['cpu_minutes']], [reference[key]], marker='*', markersize=12, linestyle='none',
                       label=reference['label'])
-        if ceiling:
-            axis.axhline(ceiling[key], color='grey', linestyle='--', label='monocular ceiling')
+        if reference_mean:
+            axis.axhline(reference_mean[key], color='grey', linestyle='--', label='class-mean reference')
         axis.set_title(f'{key} (AP %, MF, no GT motion)')
         axis.set_xlabel('CPU-minutes')
         axis.grid(alpha=0.3)

@@ -6,11 +6,11 @@ Per threshold: published detections per ground-truth object, precision (a detect
 unmatched object of its class has its centre within 10 cm; greedy by score) and recall. The node's default
 `score_threshold` (config/seqpose.yaml) is chosen from this table. The eval output must have been written with a
 runner threshold at or below the lowest one asked here (the default model's checkpoint keeps scores >= 0.05).
-Below the table, the same figures for the monocular ceiling of those frames (seqpose_core.eval.ceiling: one
-detection per object, class, rotation and ray exact, the class's mean size): an RGB-only model cannot expect
-more precision or recall than that row. Last, what the detections kept at one threshold (--breakdown) are:
-correct, duplicates of a found object, the wrong class on an object, of the right class but 10-25 cm off, or far
-from any object of their class.
+Below the table, the same figures for the class-mean-size reference of those frames
+(seqpose_core.eval.class_mean_reference: one detection per object, class, rotation and ray exact, the class's
+mean size): what an RGB-only model gets when it knows all but each instance's metric scale. Last, what the
+detections kept at one threshold (--breakdown) are: correct, duplicates of a found object, the wrong class on an
+object, of the right class but 10-25 cm off, or far from any object of their class.
 """
 import argparse
 import json
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqpose_core.eval.ceiling import monocular_ceiling_results
+from seqpose_core.eval.class_mean_reference import class_mean_reference_results
 from seqpose_core.eval.results_io import load_eval_output
 
 MATCH_DISTANCE = 0.10     # metres: a detection within this of an object of its class is a correct one
@@ -106,13 +106,13 @@ def main(argv=None):
     for row in rows:
         print(f'{row["threshold"]:>10.2f}{row["detections_per_object"]:>12.2f}{row["precision"]:>11.2f}'
               f'{row["recall"]:>8.2f}{row["detections_per_frame"]:>11.2f}{row["objects_per_frame"]:>11.2f}')
-    ceiling = table(monocular_ceiling_results(results), [1.0])[0]
-    print(f'monocular ceiling: {ceiling["detections_per_object"]:.2f} per object, precision '
-          f'{ceiling["precision"]:.2f}, recall {ceiling["recall"]:.2f}')
+    reference = table(class_mean_reference_results(results), [1.0])[0]
+    print(f'class-mean reference: {reference["detections_per_object"]:.2f} per object, precision '
+          f'{reference["precision"]:.2f}, recall {reference["recall"]:.2f}')
     shares = kind_shares(results, args.breakdown)
     print(f'detections kept at {args.breakdown:g}: ' + ', '.join(f'{kind} {share:.2f}' for kind, share in shares.items()))
     if args.json:
-        Path(args.json).write_text(json.dumps({'thresholds': rows, 'monocular_ceiling': ceiling,
+        Path(args.json).write_text(json.dumps({'thresholds': rows, 'class_mean_reference': reference,
                                                'breakdown': {'threshold': args.breakdown, **shares}}, indent=1))
     return 0
 

@@ -2,7 +2,7 @@
 # The default model's recipe end to end on one machine, in a fixed wall-clock budget: fresh training data,
 # a short timing run that sizes the schedule to the budget, the training itself (warm-started from the
 # shipped model unless INIT is empty), then the held-out demo video scored MF and SF, without ground truth at
-# inference, beside its monocular ceiling. Made for a lent GPU machine (DEVICE=cuda, WORKERS=14, a large
+# inference, beside its class-mean-size reference. Made for a lent GPU machine (DEVICE=cuda, WORKERS=14, a large
 # BATCH), and it runs the same on a laptop CPU with small values.
 #
 #   scripts/train_default_model.sh OUT_DIR
@@ -18,7 +18,7 @@
 #   THREADS [0]          torch threads of the training process (0: torch's default)
 # What it leaves in OUT_DIR: data/, run/ (model.pt, logs, checkpoint: continue with `seqpose train --resume`),
 # scorer/ (model.pt: run/model.pt with its refiner's crop scorer retrained, when it has a refiner), demo_mf/,
-# demo_sf/, summary.txt (the two evaluations and the ceiling).
+# demo_sf/, summary.txt (the two evaluations and the class-mean reference).
 set -euo pipefail
 
 OUT=${1:?usage: scripts/train_default_model.sh OUT_DIR}
@@ -81,5 +81,5 @@ for mode in mf sf; do
     say "demo $mode (no ground truth at inference), mean AP %:"
     grep -E '^ *(class|mean) ' "$OUT/demo_$mode.log" | tee -a "$OUT/summary.txt"
 done
-"$PYTHON" benchmarks/monocular_ceiling.py "$OUT/demo_mf" | tee -a "$OUT/summary.txt"
+"$PYTHON" benchmarks/class_mean_reference.py "$OUT/demo_mf" | tee -a "$OUT/summary.txt"
 say "done"

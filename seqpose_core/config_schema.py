@@ -46,3 +46,38 @@ def merge_dicts(base, update):
         else:
             merged[key] = value
     return merged
+
+
+def parse_dotted_settings(items):
+    """['train.lr=1e-3', 'inference.support_plane.enabled=false'] (the command lines' `--set`) -> a nested dict,
+    values parsed as YAML scalars."""
+    import yaml
+
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep or not key or '.' not in key:
+            raise ConfigError(f'--set {item!r}: expected SECTION.KEY=VALUE')
+        node = overrides
+        *parents, leaf = key.split('.')
+        for parent in parents:
+            node = node.setdefault(parent, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f'--set {item!r}: {parent} is set to a value above; it is not a section')
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise ConfigError(f'--set {item!r}: the value is not YAML: {error}') from None
+        node[leaf] = _number_or_value(parsed)
+    return overrides
+
+
+def _number_or_value(value):
+    """YAML 1.1 reads '1e-3' as a string; on a command line it means the number."""
+    if isinstance(value, str):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+    return value

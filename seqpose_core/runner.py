@@ -1,10 +1,14 @@
 """The stateful inference API everything downstream uses (ROS node, bag replay, evaluation, benchmarks).
 
     runner = build_runner()                          # the embedded default model, video mode (MF)
-    runner = build_runner('run/last.pt', mode='sf', device='cuda', overrides={'score_threshold': 0.5})
+    runner = build_runner('run/last.pt', mode='sf', device='cuda',
+                          overrides={'score_threshold': 0.5, 'support_plane.enabled': False})
     result = runner.step(Frame(image_rgb, K, stamp, frame_id='camera'))
-    result.detections, result.reset_reason, result.skip_reason
+    result.detections, result.reset_reason, result.skip_reason, result.live_track_ids
     runner.reset()
+
+After the network, `step` is the list of its stages (seqpose_core.stages: one contract for all), with the score
+threshold applied at stated points.
 
 The runner owns the memory queue and every rule about where a sequence starts (`sequence_break`): a new
 frame_id, a stamp that goes backwards or repeats, a gap over `max_frame_gap`. Callers only hand it frames.
@@ -12,8 +16,6 @@ Images are resized to the network input with the data pipeline's own resize (inf
 saw) and K is rescaled with them; the 3D camera frame does not change, so detections are in the original
 image's camera frame.
 """
-import dataclasses
-import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,18 +24,15 @@ from typing import Optional
 import numpy as np
 import torch
 
-from seqpose_core.config import MODES, InferenceConfig, SeqPoseConfig, config_from_checkpoint
+from seqpose_core.config import InferenceConfig, SeqPoseConfig, config_from_checkpoint
 from seqpose_core.data.transforms import apply_to_image, normalize_image, plan_geometry
 from seqpose_core.detection import Detection
 from seqpose_core.geometry import rotation_6d_to_matrix, scale_intrinsics
 from seqpose_core.model.checkpoint import load_checkpoint
-from seqpose_core.model.pose_refiner import crop_class_probabilities, refine_poses
 from seqpose_core.model.seqpose import model_from_checkpoint
-from seqpose_core.score_tracks import check_settings as check_score_tracks
-from seqpose_core.score_tracks import track_scores
-from seqpose_core.suppression import SUPPRESSIONS, suppress_duplicates
-from seqpose_core.support_plane import check_settings as check_support_plane
-from seqpose_core.support_plane import level_detections, updated_plane
+from seqpose_core.stages.pipeline import FrameContext, build_stages
+from seqpose_core.stages.config import with_settings
+from seqpose_core.suppression import suppress_duplicates
 from seqpose_core.timing import timed_stage
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / 'weights' / 'default.pt'
@@ -58,6 +57,9 @@ class StepResult:
     detections: list                      # list[Detection], score-sorted, in the frame's camera frame
     reset_reason: str = ''                # why the memory was reset before this frame ('' : it was not)
     skip_reason: str = ''                 # why the frame was not processed ('' : it was)
+    # the tracker's live tracks after this frame (those seen and those coasting): a consumer that keeps
+    # something per track (a TF frame, an id) ends it when its track leaves this set
+    live_track_ids: frozenset = frozenset()
 
     @property
     def skipped(self):
@@ -111,7 +113,8 @@ def build_runner(checkpoint=None, *, model=None, config: SeqPoseConfig = None, m
 
     checkpoint: a checkpoint path (None: the embedded default model), or pass an already built `model` with
     its `config` instead. mode: 'mf' / 'video' or 'sf' / 'single' (None: the config's). device: None = the
-    config's inference.device. overrides: InferenceConfig fields to replace (e.g. {'score_threshold': 0.5})."""
+    config's inference.device. overrides: inference settings by dotted name (e.g. {'score_threshold': 0.5,
+    'refiner.passes': 1}); unknown names are refused with the known ones."""
     path = None
     if model is None:
         path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
@@ -125,14 +128,10 @@ def build_runner(checkpoint=None, *, model=None, config: SeqPoseConfig = None, m
         raise ValueError('build_runner: a model needs its SeqPoseConfig (config=...)')
     changes = dict(overrides or {})
     if mode is not None:
-        changes['mode'] = MODES.get(mode, mode)
+        changes['mode'] = mode
     if device is not None:
         changes['device'] = device
-    known = {f.name for f in dataclasses.fields(InferenceConfig)}
-    unknown = sorted(set(changes) - known)
-    if unknown:
-        raise ValueError(f'inference overrides: unknown field(s) {unknown}; known: {sorted(known)}')
-    inference = dataclasses.replace(config.inference, **changes)
+    inference = with_settings(config.inference, changes)
     runner = StreamRunner(model, inference, (config.data.input_height, config.data.input_width))
     runner.checkpoint_path = str(path) if path else None
     return runner
@@ -178,69 +177,45 @@ def _check_motion(camera_motion):
     return motion
 
 
-def _check_refiner_passes(passes):
-    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
-        raise ValueError(f'inference.refiner_passes {passes!r}: expected an integer >= 1')
-
-
-def _check_crop_score_weight(weight):
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f'inference.crop_score_weight {weight}: expected a weight in [0, 1]')
-
-
 class StreamRunner:
     def __init__(self, model, inference_cfg: InferenceConfig = None, input_size=(238, 322), device=None):
         self.cfg = inference_cfg or InferenceConfig()
-        if self.cfg.mode not in MODES.values():
-            raise ValueError(f'inference.mode {self.cfg.mode!r}: expected one of {tuple(MODES.values())}')
         height, width = (int(v) for v in input_size)
         if height % 14 or width % 14 or height <= 0 or width <= 0:
             raise ValueError(f'input_size {input_size}: height and width must be positive multiples of 14')
         self.input_size = (height, width)
-        if self.cfg.duplicate_suppression not in SUPPRESSIONS:
-            raise ValueError(f'inference.duplicate_suppression {self.cfg.duplicate_suppression!r}: expected one of '
-                             f'{SUPPRESSIONS}')
-        model.check_score_fusion(self.cfg.score_fusion)                 # inference.score_fusion
-        check_support_plane(self.cfg.support_plane_gate_deg, self.cfg.support_plane_decay)
-        _check_refiner_passes(self.cfg.refiner_passes)
-        _check_crop_score_weight(self.cfg.crop_score_weight)
-        check_score_tracks(self.cfg.score_track_decay, self.cfg.score_track_distance)
+        model.check_score_fusion(self.cfg.score_fusion)                 # what this model can score with
         self.device = torch.device(device or self.cfg.device)
         self.model = model.to(self.device).eval()
+        self.stages = build_stages(self.model, self.cfg)
+        self.stage_states = {stage.name: stage.initial_state() for stage in self.stages}
         self.memory = None
-        self.support_plane = None       # SupportPlane of the video so far (video mode)
-        self.score_tracks = None        # ScoreTracks of the previous frame (video mode)
         self.sequence = None            # SequenceState of the last processed frame
         self.frames_since_reset = 0
         self.checkpoint_path = None
 
     def configure(self, **changes):
-        """Replace InferenceConfig fields at run time (the node's dynamic parameters); a mode change resets."""
-        known = {f.name for f in dataclasses.fields(InferenceConfig)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise ValueError(f'inference settings: unknown field(s) {unknown}; known: {sorted(known)}')
-        if 'mode' in changes:
-            changes['mode'] = MODES.get(changes['mode'], changes['mode'])
-            if changes['mode'] not in MODES.values():
-                raise ValueError(f"mode {changes['mode']!r}: expected one of {sorted(MODES) + list(MODES.values())}")
-        previous_mode = self.cfg.mode
-        updated = dataclasses.replace(self.cfg, **changes)
-        check_support_plane(updated.support_plane_gate_deg, updated.support_plane_decay)
-        _check_refiner_passes(updated.refiner_passes)
-        _check_crop_score_weight(updated.crop_score_weight)
-        check_score_tracks(updated.score_track_decay, updated.score_track_distance)
-        self.cfg = updated
+        """Change inference settings at run time, by dotted name (`configure(score_threshold=0.5)`,
+        `configure(**{'support_plane.enabled': False})`); the stages are rebuilt with them and keep their
+        states; a mode change resets."""
+        updated = with_settings(self.cfg, changes)
+        self.model.check_score_fusion(updated.score_fusion)
+        stages = build_stages(self.model, updated)
+        previous_mode, self.cfg, self.stages = self.cfg.mode, updated, stages
         if self.cfg.mode != previous_mode:
             self.reset()
 
     def reset(self):
-        """Forget the memory, the score tracks and the support plane (a new sequence starts with the next step)."""
+        """Forget the memory and every stage's state (a new sequence starts with the next step)."""
         self.memory = None
-        self.support_plane = None
-        self.score_tracks = None
+        self.stage_states = {stage.name: stage.reset(self.stage_states.get(stage.name)) for stage in self.stages}
         self.sequence = None
         self.frames_since_reset = 0
+
+    @property
+    def tracks(self):
+        """The tracker's state after the last frame (seqpose_core.stages.tracks.Tracks)."""
+        return self.stage_states.get('tracks')
 
     def step(self, frame: Frame) -> StepResult:
         """One frame -> detections (score-sorted) in the camera frame of `frame.image_rgb`, plus why the memory
@@ -256,15 +231,16 @@ class StreamRunner:
 
         action, reason = sequence_break(self.sequence, frame, self.cfg.max_frame_gap)
         if action == 'skip':
-            return StepResult([], skip_reason=reason)
+            return StepResult([], skip_reason=reason, live_track_ids=self._live_track_ids())
         reset_reason = ''
         if action == 'reset':
             self.reset()
             reset_reason = reason
+        if self.sequence is None:
+            motion = None   # motion relative to a frame of another sequence means nothing
         if self.cfg.mode == 'single':
             self.memory = None
-        if self.memory is None:
-            motion = None   # motion relative to a frame we no longer remember means nothing
+        network_motion = motion if self.memory is not None else None
 
         timer = getattr(self.model, 'stage_timer', None)    # benchmarks: preprocess / postprocess times too
         with torch.inference_mode():
@@ -272,8 +248,8 @@ class StreamRunner:
                 image = preprocess_image(frame.image_rgb, self.input_size, self.device)
                 K_input = scale_intrinsics(K, frame.image_rgb.shape[:2], self.input_size)
                 K_tensor = torch.as_tensor(K_input, dtype=torch.float32, device=self.device)[None]
-                motion_tensor = (torch.as_tensor(motion, dtype=torch.float32, device=self.device)[None]
-                                 if motion is not None else None)
+                motion_tensor = (torch.as_tensor(network_motion, dtype=torch.float32, device=self.device)[None]
+                                 if network_motion is not None else None)
             outputs, memory = self.model(image, K_tensor, memory=self.memory, camera_motion=motion_tensor,
                                          dense=False, score_fusion=self.cfg.score_fusion)
             if self.cfg.mode == 'video':
@@ -281,107 +257,31 @@ class StreamRunner:
             self.sequence = SequenceState(stamp, frame.frame_id)
             self.frames_since_reset += 1
             with timed_stage(timer, 'postprocess'):
+                # threshold 1: the decoder's score; what falls below it no later stage sees (their cost grows
+                # with the boxes they read)
                 detections = self.detections_from_outputs(outputs, K_input=K_tensor)
-            with timed_stage(timer, 'refiner'):
-                # the refiner's crops come from the full-resolution image, made float once for both of its stages
-                camera_image = (torch.as_tensor(frame.image_rgb, device=self.device).permute(2, 0, 1).float()
-                                if getattr(self.model, 'pose_refiner', None) is not None and detections else None)
-                if self.refine_detections(camera_image, K, detections):
-                    # duplicates whose boxes the decoder had apart may now coincide on their object
-                    detections = self.suppress(detections, K)
-                detections = self.rescore_detections(camera_image, K, detections)
-            with timed_stage(timer, 'score_tracks'):
-                detections = self.track_detection_scores(detections, motion)
-            with timed_stage(timer, 'support_plane'):
-                self.level_on_support_plane(detections, motion)
-        return StepResult(detections, reset_reason=reset_reason)
+            context = FrameContext(frame.image_rgb, K, motion, self.cfg.mode, self.device)
+            for stage in self.stages:
+                with timed_stage(timer, stage.name):
+                    detections, self.stage_states[stage.name] = stage.apply(
+                        detections, context, self.stage_states[stage.name])
+                if stage.changes_scores:
+                    # threshold 2, 3, ...: a score a stage changed is published only at or above the threshold
+                    detections = self.above_threshold(detections)
+        return StepResult(detections, reset_reason=reset_reason, live_track_ids=self._live_track_ids())
 
-    def refine_detections(self, image, K, detections):
-        """With a model that has a pose refiner (and inference.rotation_refinement), replace the rotation of
-        the detections of its classes by the refiner's, read from a crop of the full-resolution image (3, H, W)
-        float 0..255 on the runner's device (K: its intrinsics), and for those of model.refiner_box_classes (with
-        inference.box_refinement) their translation and size too. The decoder's values stay in extras['decoder_rotation'] /
-        ['decoder_translation'] / ['decoder_size']. Returns whether any box was replaced."""
-        refiner = getattr(self.model, 'pose_refiner', None)
-        if refiner is None or not self.cfg.rotation_refinement:
-            return False
-        model_cfg = self.model.cfg
-        chosen = [d for d in detections if d.class_name in model_cfg.refiner_classes]
-        if not chosen:
-            return False
-        as_tensor = functools.partial(torch.as_tensor, dtype=torch.float32, device=self.device)
-        boxes = [self.cfg.box_refinement and d.class_name in model_cfg.refiner_box_classes for d in chosen]
-        rotations, translations, sizes = (
-            tensor.cpu().numpy().astype(np.float64) for tensor in refine_poses(
-                refiner, image, as_tensor(K), torch.as_tensor([d.class_id for d in chosen], device=self.device),
-                as_tensor(np.stack([d.translation for d in chosen])), as_tensor(np.stack([d.size for d in chosen])),
-                model_cfg.refiner_crop_size, model_cfg.refiner_crop_margin,
-                boxes=torch.as_tensor(boxes, device=self.device),
-                depth_weight=model_cfg.refiner_depth_weight, passes=self.cfg.refiner_passes))
-        for index, detection in enumerate(chosen):
-            detection.extras['decoder_rotation'] = detection.rotation
-            detection.rotation = rotations[index]
-            if boxes[index]:
-                detection.extras['decoder_translation'] = detection.translation
-                detection.extras['decoder_size'] = detection.size
-                detection.translation, detection.size = translations[index], sizes[index]
-        return any(boxes)
-
-    def rescore_detections(self, image, K, detections):
-        """With a refiner that scores crops (model.refiner_scoring, inference.crop_scoring): each detection's score
-        s becomes s^(1 - w) p^w, p the probability of its class in the crop of `image` (as refine_detections)
-        around its published box and w inference.crop_score_weight; those below the score threshold go, the rest
-        come back sorted. The score before stays in extras['decoder_score']."""
-        refiner = getattr(self.model, 'pose_refiner', None)
-        if refiner is None or refiner.scorer is None or not self.cfg.crop_scoring or not detections:
-            return detections
-        as_tensor = functools.partial(torch.as_tensor, dtype=torch.float32, device=self.device)
-        probabilities = crop_class_probabilities(
-            refiner, image, as_tensor(K), as_tensor(np.stack([d.translation for d in detections])),
-            as_tensor(np.stack([d.size for d in detections])), self.model.cfg.refiner_crop_size,
-            self.model.cfg.refiner_crop_margin).cpu().numpy()
-        weight = self.cfg.crop_score_weight
-        for detection, row in zip(detections, probabilities):
-            detection.extras['decoder_score'] = detection.score
-            detection.score = float(detection.score ** (1 - weight) * float(row[detection.class_id]) ** weight)
-        return self.above_threshold(detections)
+    def _live_track_ids(self):
+        tracks = self.tracks
+        return tracks.live_ids if tracks is not None else frozenset()
 
     def above_threshold(self, detections):
         """The detections at or above the score threshold, best first: after a stage that changed scores."""
         kept = [d for d in detections if d.score >= self.cfg.score_threshold]
         return sorted(kept, key=lambda d: d.score, reverse=True)
 
-    def track_detection_scores(self, detections, camera_motion):
-        """In video mode with inference.score_track_decay > 0, each detection's score becomes the decayed mean of
-        its scores along its track (seqpose_core.score_tracks; its own in extras['frame_score']); returns those at
-        or above the score threshold, sorted. camera_motion (4, 4) T_current_from_previous or None."""
-        if self.cfg.mode != 'video' or self.cfg.score_track_decay <= 0:
-            self.score_tracks = None
-            return detections
-        previous = self.score_tracks.moved(camera_motion) if self.score_tracks is not None else None
-        self.score_tracks = track_scores(previous, detections, self.cfg.score_track_decay,
-                                         self.cfg.score_track_distance)
-        return self.above_threshold(detections)
-
-    def level_on_support_plane(self, detections, camera_motion):
-        """With inference.support_plane, give the detections standing on the frame's (in video mode: the
-        video's) support plane its up (seqpose_core.support_plane); camera_motion (4, 4) T_current_from_previous
-        or None. In place."""
-        if not self.cfg.support_plane:
-            self.support_plane = None       # switched back on later, it starts afresh
-            return
-        carried = self.cfg.mode == 'video' and self.support_plane is not None
-        previous = self.support_plane.moved(camera_motion) if carried else None
-        plane = updated_plane(previous, [d.rotation[:, 1] for d in detections], [d.score for d in detections],
-                              self.cfg.support_plane_gate_deg, self.cfg.support_plane_decay)
-        if self.cfg.mode == 'video':
-            self.support_plane = plane
-        if plane is not None:
-            level_detections(detections, plane, self.cfg.support_plane_gate_deg)
-
     def detections_from_outputs(self, outputs, index=0, K_input=None):
-        """Score threshold, class-aware duplicate suppression (inference.duplicate_suppression),
-        max_detections. K_input (B, 3, 3): the intrinsics of the network input the outputs were made from."""
+        """Score threshold, class-aware duplicate suppression (inference.suppression), max_detections.
+        K_input (B, 3, 3): the intrinsics of the network input the outputs were made from."""
         # the forward scored the queries with this runner's score_fusion (step): the memory's ranking
         probabilities = outputs['detection_probabilities'][index]                          # (Q, 6) float32
         scores, classes = probabilities.max(-1)
@@ -399,11 +299,7 @@ class StreamRunner:
                                 size=sizes[query].copy(), extras={'query': int(query)}) for query in indices)
         # the 3D camera frame is the same at every image size, so the input's K projects the boxes correctly
         K = K_input[index].float().cpu().numpy() if K_input is not None else None
-        return self.suppress(candidates, K)
-
-    def suppress(self, detections, K):
-        """inference.duplicate_suppression over score-sorted `detections` (an iterable), up to max_detections;
-        K: intrinsics of an image of their camera (None: centre distance only)."""
-        method = self.cfg.duplicate_suppression if K is not None else 'centre_distance'
-        return suppress_duplicates(detections, K, method, self.cfg.nms_iou, self.cfg.nms_distance,
+        suppression = self.cfg.suppression
+        method = suppression.method if K is not None else 'centre_distance'
+        return suppress_duplicates(candidates, K, method, suppression.iou, suppression.distance,
                                    self.cfg.max_detections)

@@ -4,13 +4,14 @@ A DETR-style decoder trained briefly leaves several queries on one object, and a
 object's viewing ray much better than its depth: duplicates lie along the same ray, 10-20 cm apart, where a
 centre-distance rule (`centre_distance`) keeps them all. Their projected boxes nearly coincide, so the default
 rule (`projected_iou`) compares the image rectangles of the projected 3D boxes: a candidate whose rectangle
-overlaps a higher-scored kept detection of the same class by more than `nms_iou` is a duplicate.
+overlaps a higher-scored kept detection of the same class by more than `iou` (inference.suppression.iou) is a
+duplicate.
 """
 import numpy as np
 
 from seqpose_core.geometry import box_corners, project_points, transform_points
+from seqpose_core.stages.config import SUPPRESSIONS
 
-SUPPRESSIONS = ('projected_iou', 'centre_distance', 'none')
 MIN_DEPTH = 1e-3    # metres: a box with a corner closer than this has no usable projection
 
 

@@ -9,7 +9,8 @@ Topics (relative: remap them, or push the node into a namespace):
   srv  ~/reset (std_srvs/Trigger): forget the temporal memory and the tracks
 
 The node is thin: conversions, CameraInfo pairing, the one-slot buffer, object ids and parameters live in
-plain modules (conversions, pipeline, params, loading, seqpose_core.runner / tracking) tested without ROS.
+plain modules (conversions, pipeline, params, loading, seqpose_core.runner and its tracker) tested without
+ROS; what the node publishes is seqpose_ros.outputs.
 """
 import signal
 import sys
@@ -18,7 +19,6 @@ import time
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -26,22 +26,20 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import Trigger
-from vision_msgs.msg import Detection3DArray
-from visualization_msgs.msg import MarkerArray
 
 from seqpose_ros import camera_model, conversions, images, params as param_table
 from seqpose_ros.images import InputError, problem_kind
 from seqpose_ros.loading import StartupError, load_runner
+from seqpose_core.runner import Frame
 from seqpose_ros.qos import best_available_reliability, image_qos_profile
-from seqpose_ros.pipeline import (RUNNER_SETTINGS, CameraInfoCache, LatestSlot, Pipeline, ProblemLog,
-                                  ReceivedImage, SequenceGaps, Stats)
+from seqpose_ros.outputs import Outputs
+from seqpose_ros.pipeline import CameraInfoCache, LatestSlot, Pipeline, ProblemLog, SequenceGaps, Stats
 
 try:   # present on a ROS 2 install; not on PyPI (the pip set-up publishes TFMessage on /tf itself)
     import tf2_ros
 except ImportError:
     tf2_ros = None
 
-DYNAMIC_RUNNER_PARAMS = RUNNER_SETTINGS
 CAMERA_INFO_WAIT = 0.1     # seconds the worker waits for the CameraInfo of an image that came first
 FIRST_CAMERA_INFO_WAIT = 1.0
 
@@ -81,14 +79,15 @@ class SeqPoseNode(Node):
         self._prev_odom_from_camera = None
         self._last_received_stamp = None
         self._camera_model = (None, None)     # (CameraInfo key, CameraModel): rebuilt only when it changes
-        self.tf_frame_names = set()           # every TF child frame name published (bounded: reused ids)
         self.bridge = images._cv_bridge()
 
         runner, path, device = load_runner(self.params['checkpoint'], self.params['device'],
                                            self.params['history_frames'], self.params['top_k'],
                                            warn=self.get_logger().warning)
+        # the inference settings, their defaults the checkpoint's (a params file or ros2 param set overrides)
+        self.params.update(param_table.declare_all(self, param_table.runner_param_specs(runner.cfg)))
         self.pipeline = Pipeline(runner)
-        self.pipeline.configure(**{name: self.params[name] for name in DYNAMIC_RUNNER_PARAMS})
+        self.pipeline.configure(**{name: self.params[name] for name in param_table.RUNNER_SETTINGS})
         self.device = device
 
         # The image QoS can be overridden per topic (qos_overrides./<topic>.subscription.reliability etc. in
@@ -111,19 +110,7 @@ class SeqPoseNode(Node):
         if any(self._follow.values()):
             self.follow_timer = self.create_timer(1.0, self.follow_publishers)
 
-        # Outputs are reliable: a reliable publisher matches reliable and best-effort subscribers (RViz's
-        # Image display subscribes reliable by default).
-        self.detections_pub = self.create_publisher(Detection3DArray, 'detections', 10)
-        self.markers_pub = self.create_publisher(MarkerArray, 'markers', 10)
-        self.debug_pub = self.create_publisher(Image, 'debug_image', 1)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        if tf2_ros is not None:
-            self.tf_broadcaster = tf2_ros.TransformBroadcaster(self)
-            self.tf_pub = None
-        else:
-            from tf2_msgs.msg import TFMessage
-            self.tf_broadcaster = None
-            self.tf_pub = self.create_publisher(TFMessage, '/tf', QoSProfile(depth=100))
+        self.outputs = Outputs(self, tf2_ros)
         self.tf_buffer = None
         if self.params['odom_frame']:
             if tf2_ros is None:
@@ -143,7 +130,7 @@ class SeqPoseNode(Node):
         self.get_logger().info(
             f"model '{path}' on {device}, mode {self.params['mode']}; listening on "
             f"{self.image_topic} + {self.info_topic} (QoS {self.params['image_qos']}, "
-            f"{self.image_kind} images), publishing {self.detections_pub.topic_name}"
+            f"{self.image_kind} images), publishing {self.outputs.detections_pub.topic_name}"
             + ('' if self.params['enabled'] else '; disabled (enabled:=false): not subscribed to images'))
 
     # ------------------------------------------------------------------------------------------- inputs
@@ -241,7 +228,7 @@ class SeqPoseNode(Node):
                 value = float(parameter.value) if isinstance(spec.default, float) else parameter.value
                 self.params[parameter.name] = value
                 changed[parameter.name] = value
-        runner_changes = {k: v for k, v in changed.items() if k in DYNAMIC_RUNNER_PARAMS}
+        runner_changes = {k: v for k, v in changed.items() if k in param_table.RUNNER_SETTINGS}
         if runner_changes:
             self.pipeline.configure(**runner_changes)
         if 'enabled' in changed:
@@ -331,10 +318,10 @@ class SeqPoseNode(Node):
                                       f"'{header.frame_id}'; using the image's frame for the outputs")
         rgb = camera.model.undistort(rgb)
 
-        image = ReceivedImage(rgb, camera.K, stamp, header.frame_id, header, received,
-                              camera_motion=self._camera_motion(header), previous_stamp=previous_stamp)
+        frame = Frame(rgb, camera.K, stamp, header.frame_id, camera_motion=self._camera_motion(header),
+                      previous_stamp=previous_stamp)
         try:
-            result = self.pipeline.process(image)
+            result = self.pipeline.process(frame)
         except (ValueError, TypeError) as error:
             # the runner's input checks (before any state changes): a warning and a skip, not an error + reset
             raise InputError(f'{topic}: {error}; frame skipped', kind=f'{topic}:runner:{type(error).__name__}') \
@@ -344,11 +331,11 @@ class SeqPoseNode(Node):
             self._prev_odom_from_camera = None
             self._report(problem_kind(result.reset_reason), f'{topic}: {result.reset_reason}; temporal memory '
                          'and tracks reset', 'warn' if 'service' not in result.reset_reason else 'info')
-        if result.skipped_reason:
+        if result.skip_reason:
             self.stats.skipped += 1
-            self._report('skip:duplicate', f'{topic}: {result.skipped_reason}; frame skipped')
+            self._report('skip:duplicate', f'{topic}: {result.skip_reason}; frame skipped')
             return
-        self._publish(result.detections, header, rgb, camera.K)
+        self.outputs.publish(result.detections, header, rgb, camera.K)
         self.stats.latencies.append(time.monotonic() - received)
         self.stats.processed += 1
 
@@ -372,47 +359,22 @@ class SeqPoseNode(Node):
         return np.linalg.inv(odom_from_camera) @ previous
 
     # ------------------------------------------------------------------------------------------- outputs
-    def _publish(self, detections, header, rgb, K):
-        z_up = self.params['z_up']
-        self.detections_pub.publish(conversions.detections_to_array(detections, header, z_up))
-        if self.params['publish_tf']:
-            prefix = conversions.effective_tf_prefix(self.get_namespace(), self.params['tf_prefix'])
-            transforms = conversions.detections_to_transforms(detections, header, prefix, z_up)
-            self.tf_frame_names.update(t.child_frame_id for t in transforms)
-            if transforms:
-                if self.tf_broadcaster is not None:
-                    self.tf_broadcaster.sendTransform(transforms)
-                else:
-                    from tf2_msgs.msg import TFMessage
-                    self.tf_pub.publish(TFMessage(transforms=transforms))
-        if self.params['publish_markers']:
-            self.markers_pub.publish(conversions.detections_to_markers(detections, header,
-                                                                       self.params['marker_lifetime'], z_up=z_up))
-        if self.debug_pub.get_subscription_count() > 0:
-            from seqpose_ros.overlay import draw_detections
-            overlay = draw_detections(rgb, detections, K)
-            self.debug_pub.publish(Image(header=header, **images.rgb_to_image_fields(overlay)))
-
     def _publish_diagnostics(self):
         values = self.stats.snapshot(self.slot.dropped, self.gaps.lost)
         values['enabled'] = str(self.params['enabled']).lower()
         values['object ids in use'] = self.pipeline.ids.in_use
-        values['TF frame names published'] = len(self.tf_frame_names)
-        status = DiagnosticStatus(name=f'{self.get_fully_qualified_name()}: pipeline', hardware_id=self.device)
+        values['TF frame names published'] = len(self.outputs.tf_frame_names)
         camera = self.cameras.latest()
         if not self.params['enabled']:
-            status.level, status.message = DiagnosticStatus.OK, 'disabled (enabled:=false)'
+            level, message = 'ok', 'disabled (enabled:=false)'
         elif camera is None or camera.error:
-            status.level, status.message = DiagnosticStatus.WARN, 'no valid CameraInfo'
+            level, message = 'warn', 'no valid CameraInfo'
         elif values['input rate (Hz)'] > 0 and values['processed rate (Hz)'] == 0:
-            status.level, status.message = DiagnosticStatus.WARN, 'images arrive but none is processed'
+            level, message = 'warn', 'images arrive but none is processed'
         else:
-            status.level, status.message = DiagnosticStatus.OK, 'ok'
-        status.values = [KeyValue(key=k, value=f'{v:.3f}' if isinstance(v, float) else str(v))
-                         for k, v in values.items()]
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self.diagnostics_pub.publish(array)
+            level, message = 'ok', 'ok'
+        self.outputs.publish_diagnostics(f'{self.get_fully_qualified_name()}: pipeline', self.device, level, message,
+                                         values)
 
     def shutdown(self):
         self.slot.close()

@@ -1,16 +1,24 @@
 """Every parameter of `seqpose_node`, declared in one place: name, default, description, whether it can change
 at run time, and its valid range. Plain Python (no rclpy import at module level) so the static tests can
 check the launch file and config/seqpose.yaml against this table without ROS.
+
+Two kinds: the node's own (NODE_PARAMS: the camera, QoS, outputs), and the runner's inference settings
+(RUNNER_PARAMS), generated from seqpose_core.stages.config's table under the same dotted names
+(`score_threshold`, `mode`, `support_plane.enabled`, `refiner.passes`, ...), all changeable at run time. Their
+defaults are the checkpoint's (`declare_all` reads them from the loaded runner), except where the node
+publishes differently from what the mAP evaluation keeps (NODE_DEFAULTS).
 """
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple
+
+from seqpose_core.config_schema import ConfigError
+from seqpose_core.stages.config import InferenceConfig, settings_table, with_settings
 
 # best_available (Kilted): reliable against a reliable publisher, best effort against a best-effort one: it
 # matches every camera driver and gets every frame a reliable publisher sends. sensor_data: best effort, which
 # with stock Fast DDS loses most large images (fragments over UDP); reliable: matches reliable publishers only.
 IMAGE_QOS_CHOICES = ('best_available', 'sensor_data', 'reliable', 'system_default')
 TRANSPORT_CHOICES = ('raw', 'compressed')
-MODE_CHOICES = ('video', 'single')
 CAMERA_MODEL_CHOICES = ('auto', 'raw', 'rectified')
 
 
@@ -24,24 +32,13 @@ class ParamSpec:
     choices: Optional[Tuple[str, ...]] = None
 
 
-PARAMS = (
+NODE_PARAMS = (
     ParamSpec('checkpoint', '',
               'SeqPose checkpoint (.pt / .safetensors, carries its config). Empty: the embedded default model '
               '(seqpose_core/weights/default.pt). A file that does not load stops the node at start-up.'),
     ParamSpec('device', 'cpu',
               "Torch device: 'cpu', 'cuda' or 'cuda:N'. Falls back to CPU with a warning when CUDA is not "
               'available.'),
-    ParamSpec('score_threshold', 0.20, 'Detections scoring below this are not published (0..1).',
-              dynamic=True, range=(0.0, 1.0)),
-    ParamSpec('max_detections', 20, 'At most this many objects per frame (highest scores first).',
-              dynamic=True, range=(1, 1000)),
-    ParamSpec('mode', 'video',
-              "'video': temporal query memory across frames (multi-frame); 'single': every frame on its own. "
-              'Changing it resets the memory.', dynamic=True, choices=MODE_CHOICES),
-    ParamSpec('support_plane', True,
-              'Objects standing on one surface share its up: detections whose up axis is within 20 deg of the '
-              "score-weighted consensus of the frame's (video: the video's) detections take it. false: each "
-              'detection keeps its own rotation (objects held in a hand, lying on a slope).', dynamic=True),
     ParamSpec('history_frames', 0,
               'Frames kept in the query memory (N). 0: the checkpoint\'s value. Start-up only.',
               range=(0, 64)),
@@ -81,10 +78,6 @@ PARAMS = (
     ParamSpec('marker_lifetime', 0.5,
               'Seconds a marker stays in RViz without an update (0: until the next DELETEALL).',
               dynamic=True, range=(0.0, 3600.0)),
-    ParamSpec('max_frame_gap', 1.0,
-              'Seconds between the stamps of consecutive RECEIVED images (frames the node dropped because '
-              'the model was busy count) above which the memory and tracks are reset (0: never on a gap).',
-              dynamic=True, range=(0.0, 3600.0)),
     ParamSpec('max_image_age', 0.0,
               'Images older than this many seconds (node clock minus header stamp) are skipped (0: no limit).',
               dynamic=True, range=(0.0, 3600.0)),
@@ -93,6 +86,31 @@ PARAMS = (
               'the memory runs without camera motion. Start-up only.'),
 )
 
+# Where the node publishes differently from what the checkpoint keeps for the mAP (which wants every detection):
+# the threshold chosen for precision / recall on selection video (benchmarks/score_threshold.py).
+NODE_DEFAULTS = {'score_threshold': 0.20}
+# Inference settings that are not node parameters: the device is the node's own (with its CUDA fallback);
+# the refiner's classes are the checkpoint's choice (seqpose select-refiner-classes), lists of names.
+NOT_PARAMETERS = ('device', 'refiner.classes', 'refiner.box_classes')
+
+
+def runner_param_specs(config: InferenceConfig = None):
+    """A ParamSpec per run-time inference setting, defaults from `config` (default: the dataclass defaults)
+    with NODE_DEFAULTS on top."""
+    specs = []
+    for setting in settings_table(config):
+        if setting.name in NOT_PARAMETERS:
+            continue
+        bounds = tuple(setting.range[:2]) if setting.range else None
+        specs.append(ParamSpec(setting.name, NODE_DEFAULTS.get(setting.name, setting.default),
+                               setting.help[:1].upper() + setting.help[1:] + '.', dynamic=True, range=bounds,
+                               choices=setting.choices))
+    return tuple(specs)
+
+
+RUNNER_PARAMS = runner_param_specs()
+RUNNER_SETTINGS = tuple(spec.name for spec in RUNNER_PARAMS)
+PARAMS = NODE_PARAMS + RUNNER_PARAMS
 SPECS = {spec.name: spec for spec in PARAMS}
 DEFAULTS = {spec.name: spec.default for spec in PARAMS}
 
@@ -114,16 +132,22 @@ def validate(name, value):
         return f'{name}: {value} is outside [{spec.range[0]}, {spec.range[1]}]'
     if name == 'device' and not (value == 'cpu' or value == 'cuda' or value.startswith('cuda:')):
         return f"device: {value!r} is not 'cpu', 'cuda' or 'cuda:N'"
+    if name in RUNNER_SETTINGS:
+        try:     # the dataclasses' own validation: one answer for YAML, --set and ros2 param set
+            with_settings(InferenceConfig(), {name: value})
+        except ConfigError as error:
+            return str(error)
     return ''
 
 
-def declare_all(node):
-    """Declare every parameter on an rclpy node with its description; returns {name: value}. Raises
-    ValueError naming each bad value (a bad YAML file must stop the node at start-up, not later)."""
+def declare_all(node, specs=NODE_PARAMS):
+    """Declare the parameters `specs` on an rclpy node with their descriptions; returns {name: value}. Raises
+    ValueError naming each bad value (a bad YAML file must stop the node at start-up, not later). The node
+    declares NODE_PARAMS first, loads its runner, then `runner_param_specs(runner.cfg)`."""
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
     values, problems = {}, []
-    for spec in PARAMS:
+    for spec in specs:
         extra = ''
         if spec.choices:
             extra = f' One of: {", ".join(spec.choices)}.'

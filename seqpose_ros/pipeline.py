@@ -1,18 +1,17 @@
 """The node's logic as plain classes (no rclpy): CameraInfo pairing, one-slot buffer, throttled problem log,
 statistics, reusable object ids and the per-frame processing step. Every sequence rule (new frame_id, stamp
-backwards or repeated, gaps) belongs to `seqpose_core.runner`; `node.py` only wires these to topics, services
-and parameters.
+backwards or repeated, gaps) and the tracker belong to `seqpose_core.runner`; `node.py` only wires these to
+topics, services and parameters.
 """
+import dataclasses
 import math
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Optional
 
 import numpy as np
 
-from seqpose_core.tracking import Tracker
+from seqpose_core.stages.config import with_settings
 
 
 # --------------------------------------------------------------------------------------------- camera info
@@ -197,7 +196,7 @@ class Stats:
 
 # --------------------------------------------------------------------------------------------- object ids
 class ReusableIds:
-    """Small reusable object ids over the tracker's never-reused track ids: a track keeps its id while it
+    """Small reusable object ids over the runner tracker's never-reused track ids: a track keeps its id while it
     lives, and once the tracker has forgotten it the id is free for the next new object (smallest free first).
 
     Why: every TF child frame name ever broadcast stays in every tf2 buffer for the life of the listener; with
@@ -233,67 +232,40 @@ class ReusableIds:
 
 
 # --------------------------------------------------------------------------------------------- processing
-@dataclass
-class ReceivedImage:
-    """An image as the node received it, decoded, with its intrinsics (not seqpose_core.runner.Frame, which
-    is what the runner takes)."""
-    rgb: np.ndarray              # (H, W, 3) uint8 RGB
-    K: np.ndarray                # (3, 3) for rgb
-    stamp: float                 # seconds (header stamp)
-    frame_id: str
-    header: Any = None           # passed through to the outputs
-    received: float = 0.0        # time.monotonic() when the message arrived
-    camera_motion: Optional[np.ndarray] = None   # T_cur_from_prev, when known
-    previous_stamp: Optional[float] = None       # stamp of the image received just before this one
-    extras: dict = field(default_factory=dict)
-
-
-@dataclass
-class FrameResult:
-    detections: list
-    reset_reason: str = ''
-    skipped_reason: str = ''
-
-
-RUNNER_SETTINGS = ('score_threshold', 'max_detections', 'mode', 'max_frame_gap', 'support_plane')
-
-
 class Pipeline:
-    """runner.step (the runner decides resets and skips, and advances the temporal memory once per processed
-    frame) -> tracker -> reusable object ids (`extras['object_id']`).
+    """runner.step (the runner decides resets and skips, advances the temporal memory once per processed frame
+    and gives every detection its track id) -> reusable object ids (`extras['object_id']`).
 
     The runner is a seqpose_core.runner.StreamRunner (or any object with `step(Frame) -> StepResult`,
     `reset()` and `configure(**inference_settings)`). All calls come from one worker thread, except
     `request_reset` and `configure`, which are safe from any thread (applied between frames).
     """
 
-    def __init__(self, runner, tracker=None):
+    def __init__(self, runner):
         self.runner = runner
-        self.tracker = tracker or Tracker()
         self.ids = ReusableIds()
         self._reset_requested = None
         self._pending_settings = {}
         self._lock = threading.Lock()
 
     def configure(self, **values):
-        """Run-time settings, names as the node parameters (score_threshold, max_detections, mode,
-        max_frame_gap: 0 = no limit, support_plane); applied before the next frame."""
-        unknown = sorted(set(values) - set(RUNNER_SETTINGS))
-        if unknown:
-            raise ValueError(f'unknown pipeline setting(s) {unknown}; known: {list(RUNNER_SETTINGS)}')
+        """Inference settings by dotted name (the node's runner parameters: score_threshold, mode,
+        support_plane.enabled, ...); applied before the next frame. Names and values are checked now."""
         with self._lock:
-            self._pending_settings.update(values)
+            pending = {**self._pending_settings, **values}
+            with_settings(self.runner.cfg, pending)        # ConfigError (a ValueError) naming what is wrong
+            self._pending_settings = pending
 
     def _apply_settings(self):
         with self._lock:
             settings, self._pending_settings = self._pending_settings, {}
         if not settings:
             return ''
-        mode = getattr(getattr(self.runner, 'cfg', None), 'mode', None)
+        mode = self.runner.cfg.mode
         self.runner.configure(**settings)
-        if 'mode' in settings and getattr(self.runner.cfg, 'mode', None) != mode:
-            self.tracker.reset()
-            return f"mode changed to {settings['mode']}"
+        if self.runner.cfg.mode != mode:     # the runner reset its memory and tracks
+            self.ids.reset()
+            return f'mode changed to {self.runner.cfg.mode}'
         return ''
 
     def request_reset(self, reason):
@@ -304,34 +276,25 @@ class Pipeline:
 
     def reset_now(self, reason=''):
         self.runner.reset()
-        self.tracker.reset()
+        self.ids.reset()
         return reason
 
-    def process(self, image: ReceivedImage):
-        from seqpose_core.runner import Frame
-
+    def process(self, frame):
+        """One seqpose_core.runner.Frame -> its StepResult, the detections with extras['object_id'], and the
+        reset reason (a requested reset or a mode change counts) in result.reset_reason."""
         reset_reason = self._apply_settings()
         with self._lock:
             requested, self._reset_requested = self._reset_requested, None
         if requested:
             reset_reason = self.reset_now(requested)
-        result = self.runner.step(Frame(image_rgb=image.rgb, K=image.K, stamp=image.stamp,
-                                        frame_id=image.frame_id, camera_motion=image.camera_motion,
-                                        previous_stamp=image.previous_stamp))
+        result = self.runner.step(frame)
         if result.skip_reason:
-            return FrameResult([], reset_reason, result.skip_reason)
-        camera_motion = image.camera_motion
+            return dataclasses.replace(result, reset_reason=reset_reason)
         if result.reset_reason:
-            self.tracker.reset()
+            self.ids.reset()
             reset_reason = result.reset_reason
-            camera_motion = None
-        if reset_reason:
-            camera_motion = None
-        detections = result.detections
-        self.tracker.update(detections, camera_motion)
-        ids = self.ids.update({t.track_id for t in self.tracker.tracks},
-                              [d.track_id for d in detections if d.track_id >= 0])
-        for detection in detections:
+        ids = self.ids.update(result.live_track_ids, [d.track_id for d in result.detections if d.track_id >= 0])
+        for detection in result.detections:
             if detection.track_id >= 0:
                 detection.extras['object_id'] = ids[detection.track_id]
-        return FrameResult(detections, reset_reason)
+        return dataclasses.replace(result, reset_reason=reset_reason)

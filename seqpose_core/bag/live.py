@@ -218,13 +218,16 @@ def live_replay(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: R
         report.live_metrics = live.metrics
         report.skipped.extend(live.skipped)
         processed = score_bag(out_dir / 'live_bag', gt_bag=bag, gt_topic=resolved.ground_truth,
-                              frame_name_topic=resolved.frame_name, missing='skip', stamp_map=player.stamp_map)
+                              frame_name_topic=resolved.frame_name, missing='skip', out_dir=out_dir / 'answered',
+                              stamp_map=player.stamp_map)
         report.live_metrics_processed = processed.metrics
         if live.metrics:
             report.map_loss = scoring.metric_differences(deterministic.metrics, live.metrics)
     report.skipped = skipped.entries() + report.skipped
     report.notes = list(skipped.notes)
+    # answered/results holds the frames the node answered, deterministic/results every frame: the same names
     report.outputs = {'node_log': str(log_path), 'recording': str(out_dir / 'live_bag'),
+                      'answered': str(out_dir / 'answered'),
                       'deterministic': str(out_dir / 'deterministic'), 'report': str(out_dir / 'live_report.json')}
     (out_dir / 'live_report.json').write_text(json.dumps(report.to_dict(), indent=2, default=str))
     return report

@@ -29,33 +29,11 @@ def add_arguments(parser):
     parser.add_argument('--overlays', type=int, default=4, help='overlay images to write (default: %(default)s)')
     parser.add_argument('--max-scenes', type=int, default=None, help='evaluate the first N scenes only')
     parser.add_argument('--device', default=None, help='cpu, cuda, ... (default: the config\'s inference.device)')
-    parser.add_argument('--score-threshold', type=float, default=None,
-                        help='override inference.score_threshold (the mAP uses every detection kept)')
-    parser.add_argument('--score-fusion', choices=('query', 'proposal'), default=None,
-                        help="override inference.score_fusion: 'query' (the queries' own scores) or 'proposal' "
-                             "(fused with the proposal head's evidence; models with proposal queries)")
-    parser.add_argument('--no-rotation-refinement', dest='rotation_refinement', action='store_false', default=None,
-                        help="publish the decoder's rotations even where the model has a pose refiner "
-                             '(inference.rotation_refinement false: the ablation of the refiner)')
-    parser.add_argument('--no-box-refinement', dest='box_refinement', action='store_false', default=None,
-                        help="keep the decoder's translations and sizes where the refiner re-estimates boxes "
-                             '(inference.box_refinement false: the refiner\'s rotation alone)')
-    parser.add_argument('--no-crop-scoring', dest='crop_scoring', action='store_false', default=None,
-                        help="publish the decoder's scores where the refiner scores crops (inference.crop_scoring "
-                             'false: the ablation of the crop scorer)')
-    parser.add_argument('--crop-score-weight', type=float, default=None, metavar='W',
-                        help="override inference.crop_score_weight: the crop scorer's weight in the published score")
-    parser.add_argument('--score-track-decay', type=float, default=None, metavar='W',
-                        help='override inference.score_track_decay (0: each frame\'s own score, the ablation)')
-    parser.add_argument('--refiner-passes', type=int, default=None, metavar='N',
-                        help='override inference.refiner_passes (1: the refiner looks once)')
-    parser.add_argument('--no-support-plane', dest='support_plane', action='store_false', default=None,
-                        help="keep each detection's own up axis (inference.support_plane false: the ablation of "
-                             'the shared support plane)')
-    parser.add_argument('--support-plane-gate', dest='support_plane_gate_deg', type=float, default=None,
-                        metavar='DEG', help='override inference.support_plane_gate_deg')
-    parser.add_argument('--support-plane-decay', type=float, default=None, metavar='W',
-                        help='override inference.support_plane_decay (0: each frame alone)')
+    parser.add_argument('--set', action='append', default=[], metavar='inference.NAME=VALUE',
+                        help='override an inference setting of the checkpoint by its dotted name (YAML value; '
+                             'repeatable), e.g. --set inference.score_threshold=0 --set '
+                             'inference.support_plane.enabled=false --set inference.refiner.passes=1; every '
+                             'setting: seqpose_core/stages/config.py, docs/architecture.md')
 
 
 def run(args):
@@ -63,23 +41,24 @@ def run(args):
     from seqpose_core.model import WeightsError
     from seqpose_core.runner import build_runner
     try:
-        overrides = {name: value for name, value in (('score_threshold', args.score_threshold),
-                                                      ('score_fusion', args.score_fusion),
-                                                      ('rotation_refinement', args.rotation_refinement),
-                                                      ('box_refinement', args.box_refinement),
-                                                      ('refiner_passes', args.refiner_passes),
-                                                      ('crop_scoring', args.crop_scoring),
-                                                      ('crop_score_weight', args.crop_score_weight),
-                                                      ('score_track_decay', args.score_track_decay),
-                                                      ('support_plane', args.support_plane),
-                                                      ('support_plane_gate_deg', args.support_plane_gate_deg),
-                                                      ('support_plane_decay', args.support_plane_decay))
-                     if value is not None}
+        overrides = inference_overrides(args.set)
         runner = build_runner(args.checkpoint, mode=args.mode, device=args.device, overrides=overrides)
         evaluate_runner(runner, args.data, args.split, args.out, max_scenes=args.max_scenes,
                         overlays=args.overlays, camera_motion=args.camera_motion)
-    except (FileNotFoundError, WeightsError, ValueError) as error:
+    except (FileNotFoundError, WeightsError, ValueError) as error:   # ConfigError is a ValueError
         print(f'seqpose eval: {error}', file=sys.stderr)
         return 1
     print(f'results in {args.out} (metrics.json, ap_curves.png, results/, overlays/)')
     return 0
+
+
+def inference_overrides(items):
+    """`--set inference.a.b=v` items -> {'a.b': v} for build_runner; other sections are refused by name (the
+    model, data and training sections come with the checkpoint)."""
+    from seqpose_core.config_schema import ConfigError, parse_dotted_settings
+    parsed = parse_dotted_settings(items)
+    others = sorted(set(parsed) - {'inference'})
+    if others:
+        raise ConfigError(f'--set {others[0]}.*: seqpose eval changes inference settings only (the model, data and '
+                          'training sections come with the checkpoint)')
+    return parsed.get('inference', {})

@@ -8,7 +8,7 @@ DESCRIPTION = HELP + """
 Every class the refiner was trained on is evaluated three ways on each --data set (`seqpose eval`, no ground truth
 at inference): the decoder alone, the refiner's rotation, and the refiner's rotation and box (refiners with a box
 part). Per class the arm with the highest mean sum of the IoU25, IoU50, 10deg10cm, 10deg and 10cm APs wins; --out
-is the checkpoint with model.refiner_classes / refiner_box_classes set accordingly (the tensors are unchanged), and
+is the checkpoint with inference.refiner.classes / box_classes set accordingly (the tensors are unchanged), and
 OUT.selection.csv the table. Use sets you do not report on: the choice is fitted to them.
 
 Examples:
@@ -27,8 +27,10 @@ def add_arguments(parser):
 
 def run(args):
     import csv
+    import dataclasses
     from pathlib import Path
 
+    from seqpose_core.config_schema import to_dict
     from seqpose_core.eval.refiner_selection import (SELECTION_METRICS, choose_arms, classes_for, current_arms,
                                                      score_arms)
     from seqpose_core.model.checkpoint import WeightsError, load_checkpoint, save_checkpoint_content
@@ -46,7 +48,7 @@ def run(args):
         print(f'seqpose select-refiner-classes: {error}', file=sys.stderr)
         return 1
     scores = score_arms(model, config, args.data, args.split, args.mode, progress=not args.no_progress)
-    chosen = choose_arms(scores, current_arms(config.model))
+    chosen = choose_arms(scores, current_arms(config.inference.refiner))
     refiner_classes, box_classes = classes_for(chosen)
     metric_names = ' + '.join(SELECTION_METRICS)
     rows = [{'class': name, **{arm: '' if scores[arm][name] is None else f'{scores[arm][name]:.2f}' for arm in scores},
@@ -60,12 +62,12 @@ def run(args):
     print(f'score per class and arm: mean over {len(args.data)} set(s) of {metric_names} (mAP %, {args.mode})')
     for row in rows:
         print('  ' + '  '.join(f'{key} {value}' for key, value in row.items()))
-    # a checkpoint stores a whole SeqPoseConfig, or only a ModelConfig (config_type)
-    model_values = content['config'] if content.get('config_type') == 'ModelConfig' else content['config']['model']
-    model_values['refiner_classes'] = list(refiner_classes)
-    model_values['refiner_box_classes'] = list(box_classes)
+    refiner = dataclasses.replace(config.inference.refiner, classes=refiner_classes, box_classes=box_classes)
+    config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, refiner=refiner))
+    content['config'], content['config_type'] = to_dict(config), type(config).__name__
     content['refiner_selection'] = {'data': [str(path) for path in args.data], 'split': args.split,
                                     'mode': args.mode, 'chosen': chosen}
     save_checkpoint_content(out, content)
-    print(f'refiner_classes {list(refiner_classes)}, refiner_box_classes {list(box_classes)} -> {out} ({table.name})')
+    print(f'inference.refiner.classes {list(refiner_classes)}, box_classes {list(box_classes)} -> {out} '
+          f'({table.name})')
     return 0

@@ -29,35 +29,6 @@ def add_arguments(parser):
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 
-def parse_overrides(items):
-    """['train.lr=1e-3', 'data.input_height=112'] -> nested dict (values parsed as YAML scalars)."""
-    import yaml
-
-    from seqpose_core.config import ConfigError
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition('=')
-        if not sep or not key or '.' not in key:
-            raise ConfigError(f'--set {item!r}: expected SECTION.KEY=VALUE')
-        node = overrides
-        *parents, leaf = key.split('.')
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = _number_or_value(yaml.safe_load(value))
-    return overrides
-
-
-def _number_or_value(value):
-    """YAML 1.1 reads '1e-3' as a string; on a command line it means the number."""
-    if isinstance(value, str):
-        for kind in (int, float):
-            try:
-                return kind(value)
-            except ValueError:
-                pass
-    return value
-
-
 def run(args):
     import torch
     threads = torch.get_num_threads()   # train.num_threads changes it; callers in the same process get it back
@@ -69,6 +40,7 @@ def run(args):
 
 def _train(args):
     from seqpose_core.config import ConfigError, load_config
+    from seqpose_core.config_schema import parse_dotted_settings
     from seqpose_core.train.engine import build_trainer
     from seqpose_core.train.errors import TrainingError
 
@@ -76,7 +48,7 @@ def _train(args):
         print('seqpose train: --config is required (except with --resume)', file=sys.stderr)
         return 2
     try:
-        overrides = parse_overrides(args.set)
+        overrides = parse_dotted_settings(args.set)
         if args.resume and (args.config or overrides):
             print('seqpose train: --resume continues with the run\'s own config; --config/--set are ignored',
                   file=sys.stderr)

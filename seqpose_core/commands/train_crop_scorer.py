@@ -60,6 +60,7 @@ def run(args):
     from seqpose_core.data.layout import enumerate_scenes
     from seqpose_core.model import save_checkpoint
     from seqpose_core.runner import StreamRunner
+    from seqpose_core.stages.config import with_settings
     from seqpose_core.train.crop_scorer import (ScorerSettings, collect_detection_features, concatenate_detections,
                                                 first_scenes, load_detections, save_detections, train_scorer)
     from seqpose_core.train.errors import TrainingError
@@ -85,8 +86,8 @@ def run(args):
     # the checkpoint's tensors fit; the scorer's are new (or, a scored model again, its own to continue)
     model = grown_model(config, content, checkpoint, 'model with a crop scorer', args.seed)
     # the detections to learn from are each frame's, published without a scorer's opinion or a track's memory
-    runner = StreamRunner(model, dataclasses.replace(config.inference, mode='video', crop_scoring=False,
-                                                     score_track_decay=0.0),
+    runner = StreamRunner(model, with_settings(config.inference, {'mode': 'video', 'crop_scoring.enabled': False,
+                                                                  'tracks.score_decay': 0.0}),
                           input_size=(config.data.input_height, config.data.input_width), device=args.device)
     settings = ScorerSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                               max_scenes=args.max_scenes, seed=args.seed)

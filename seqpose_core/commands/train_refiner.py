@@ -6,7 +6,7 @@ HELP = 'train a pose refiner for a SeqPose checkpoint on crops of ground-truth o
 DESCRIPTION = HELP + """
 
 The refiner (model.pose_refiner) is a small CNN on a crop of the camera image around each detection of
-model.refiner_classes; the runner lets it replace the decoder's rotation (with --box, also the translation and
+inference.refiner.classes; the runner lets it replace the decoder's rotation (with --box, also the translation and
 size: model.refiner_box). It trains alone, after the model: the
 rest of the checkpoint is copied unchanged. RUN/model.pt is the checkpoint with the refiner (for seqpose eval,
 the node, or as the embedded default model), RUN/refiner_log.csv a row per epoch (losses; with --val-data the
@@ -21,8 +21,8 @@ Examples:
 
 
 def add_arguments(parser):
-    from seqpose_core.train.pose_refiner import RefinerSettings
-    defaults = RefinerSettings()
+    from seqpose_core.train.pose_refiner import RefinerTrainingSettings
+    defaults = RefinerTrainingSettings()
     parser.add_argument('--checkpoint', default=None, help='the SeqPose checkpoint to refine (default: the embedded model)')
     parser.add_argument('--data', required=True, help='NOCS-layout root with the training frames')
     parser.add_argument('--split', default='real_train', help='split of --data (default: real_train)')
@@ -45,7 +45,7 @@ def add_arguments(parser):
                         help='the refiner also re-estimates each box (centre, projected size, metric size, hence '
                              'depth: model.refiner_box)')
     parser.add_argument('--classes', default=None,
-                        help='comma-separated classes the refiner serves (model.refiner_classes; default: the '
+                        help='comma-separated classes the refiner serves (inference.refiner.classes; default: the '
                              "checkpoint's). A symmetric class (bottle, bowl, can) learns its up axis only")
     parser.add_argument('--seed', type=int, default=defaults.seed)
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0: torch\'s default)')
@@ -57,7 +57,7 @@ def run(args):
     from seqpose_core.commands.second_stage import grown_model, open_checkpoint_run
     from seqpose_core.model import save_checkpoint
     from seqpose_core.train.errors import TrainingError
-    from seqpose_core.train.pose_refiner import RefinerSettings, collect_crops, train_refiner
+    from seqpose_core.train.pose_refiner import RefinerTrainingSettings, collect_crops, train_refiner
 
     for name in ('width', 'epochs', 'batch_size', 'frame_stride', 'copies'):
         if getattr(args, name) < 1:
@@ -68,25 +68,29 @@ def run(args):
         raise ValueError(f'--zoom {args.zoom[0]} {args.zoom[1]}: expected 0 < MIN <= MAX')
     out, checkpoint, content, config = open_checkpoint_run(args)
     model_changes = {'refiner_width': args.width}
+    refiner = config.inference.refiner
     if args.classes is not None:
-        model_changes['refiner_classes'] = tuple(name.strip() for name in args.classes.split(',') if name.strip())
+        refiner = dataclasses.replace(refiner, classes=tuple(name.strip() for name in args.classes.split(',')
+                                                             if name.strip()))
     if args.box:      # every class the refiner serves, until `seqpose select-refiner-classes` narrows them
-        model_changes.update(refiner_box=True, refiner_box_classes=model_changes.get(
-            'refiner_classes', config.model.refiner_classes))
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, **model_changes))
+        model_changes['refiner_box'] = True
+        refiner = dataclasses.replace(refiner, box_classes=refiner.classes)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, **model_changes),
+                                 inference=dataclasses.replace(config.inference, refiner=refiner))
     # the checkpoint's tensors fit; the refiner's are new (or, refining a refined model, its own to continue)
     model = grown_model(config, content, checkpoint, 'model with a pose refiner', args.seed)
-    settings = RefinerSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    settings = RefinerTrainingSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                frame_stride=args.frame_stride, copies=args.copies, shift=args.shift,
                                zoom=tuple(args.zoom), seed=args.seed)
     progress = not args.no_progress
     try:
-        crops = collect_crops(args.data, args.split, config.model, settings, progress=progress)
+        classes = config.inference.refiner.classes
+        crops = collect_crops(args.data, args.split, config.model, classes, settings, progress=progress)
         val_crops = None
         if args.val_data:
-            val_crops = collect_crops(args.val_data, args.val_split, config.model,
+            val_crops = collect_crops(args.val_data, args.val_split, config.model, classes,
                                       dataclasses.replace(settings, frame_stride=1), jitter=False, progress=progress)
-        print(f'{len(crops["class_ids"])} training crops of {", ".join(config.model.refiner_classes)}'
+        print(f'{len(crops["class_ids"])} training crops of {", ".join(classes)}'
               + (f', {len(val_crops["class_ids"])} validation crops' if val_crops else ''))
         out.mkdir(parents=True, exist_ok=True)
         train_refiner(model.pose_refiner, crops, settings, val_crops, out / 'refiner_log.csv', progress)

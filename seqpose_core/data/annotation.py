@@ -38,11 +38,6 @@ class FrameAnnotation:
         """(n, 4, 4) [s R | t], the evaluation's gt_RTs."""
         return compose_scaled_pose(self.rotations, self.translations, self.scales).reshape(-1, 4, 4)
 
-    @property
-    def rigid_poses(self):
-        """(n, 4, 4) [R | t]."""
-        return compose_scaled_pose(self.rotations, self.translations, 1.0).reshape(-1, 4, 4)
-
 
 def _as_array(label, key, path, dtype, shape):
     """label[key] as an array of `shape` (None = any length on that axis); wrong shape -> error naming path."""

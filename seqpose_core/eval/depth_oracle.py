@@ -1,6 +1,7 @@
-"""The monocular scale oracle (benchmarks/monocular_ceiling.py --depth-oracle): predictions slid along their viewing rays to the
-depth of the ground truth, which changes nothing a single RGB image shows (translation and metric size scaled by
-one factor project to the same pixels) and removes the one number per object such an image cannot determine."""
+"""The monocular scale oracle (benchmarks/class_mean_reference.py --depth-oracle): predictions slid along their
+viewing rays to the depth of the ground truth, which changes nothing a single RGB image shows (translation and
+metric size scaled by one factor project to the same pixels) and removes the one number per object such an image
+cannot determine."""
 import numpy as np
 
 

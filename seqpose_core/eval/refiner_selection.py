@@ -4,14 +4,13 @@ A refiner (model.pose_refiner) trained on every class is not better than the dec
 small CNN may read a can's tilt worse than the decoder does, or its box part may move a bowl whose depth the
 decoder had right. So each class gets the arm that scores best on held-out selection data:
 
-- 'decoder': the decoder's pose (the class leaves model.refiner_classes);
-- 'rotation': the refiner's rotation, the decoder's box (in refiner_classes, not in refiner_box_classes);
+- 'decoder': the decoder's pose (the class leaves inference.refiner.classes);
+- 'rotation': the refiner's rotation, the decoder's box (in refiner.classes, not in refiner.box_classes);
 - 'box': the refiner's rotation and box (in both; refiner with a box part only).
 
 Score of an arm for a class: the mean over the sets of the sum of SELECTION_METRICS (mAP %, `seqpose eval`).
 The sets must not be the ones the result is reported on.
 """
-import dataclasses
 import math
 import tempfile
 from pathlib import Path
@@ -23,7 +22,7 @@ from seqpose_core.runner import build_runner
 ARMS = ('decoder', 'rotation', 'box')
 SELECTION_METRICS = ('IoU25', 'IoU50', '10deg10cm', '10deg', '10cm')
 # inference overrides that give each arm, the model serving every class it was trained on
-ARM_OVERRIDES = {'decoder': {'rotation_refinement': False}, 'rotation': {'box_refinement': False}, 'box': {}}
+ARM_OVERRIDES = {'decoder': {'refiner.rotation': False}, 'rotation': {'refiner.box': False}, 'box': {}}
 
 
 def arms_of(model_cfg):
@@ -32,30 +31,24 @@ def arms_of(model_cfg):
 
 def score_arms(model, config, data_roots, split='test', mode='mf', progress=True):
     """{arm: {class name: score or None (no object of the class in any set)}} for the refiner classes of
-    `config.model`, every arm run with the refiner serving all of them (boxes too, where it has a box part)."""
-    model_cfg = config.model
-    if model_cfg.refiner_width <= 0 or not model_cfg.refiner_classes:
+    `config.inference.refiner`, every arm run with the refiner serving all of them (boxes too, where it has a
+    box part)."""
+    classes = config.inference.refiner.classes
+    if config.model.refiner_width <= 0 or not classes:
         raise ValueError('select refiner classes: the model has no pose refiner (model.refiner_width 0)')
-    serving = dataclasses.replace(model_cfg, refiner_box_classes=model_cfg.refiner_classes if model_cfg.refiner_box
-                                  else ())
-    config = dataclasses.replace(config, model=serving)
-    sums = {arm: {name: [] for name in model_cfg.refiner_classes} for arm in arms_of(model_cfg)}
-    original, model.cfg = model.cfg, serving          # the runner reads the served classes from the model's config
-    try:
-        with tempfile.TemporaryDirectory(prefix='refiner-selection-') as scratch:
-            root = Path(scratch)      # the eval outputs are not kept: the scores are all that is used
-            for arm in sums:
-                runner = build_runner(model=model, config=config, mode=mode, overrides=ARM_OVERRIDES[arm])
-                for index, data_root in enumerate(data_roots):
-                    metrics = evaluate_runner(runner, data_root, split,
-                                              root / arm / f'{index}_{Path(data_root).name}', overlays=0,
-                                              progress=progress)
-                    for name in model_cfg.refiner_classes:
-                        values = [metrics[name][key] for key in SELECTION_METRICS]
-                        if not any(math.isnan(value) for value in values):
-                            sums[arm][name].append(sum(values))
-    finally:
-        model.cfg = original
+    serving = {'refiner.box_classes': classes if config.model.refiner_box else ()}
+    sums = {arm: {name: [] for name in classes} for arm in arms_of(config.model)}
+    with tempfile.TemporaryDirectory(prefix='refiner-selection-') as scratch:
+        root = Path(scratch)      # the eval outputs are not kept: the scores are all that is used
+        for arm in sums:
+            runner = build_runner(model=model, config=config, mode=mode, overrides={**serving, **ARM_OVERRIDES[arm]})
+            for index, data_root in enumerate(data_roots):
+                metrics = evaluate_runner(runner, data_root, split, root / arm / f'{index}_{Path(data_root).name}',
+                                          overlays=0, progress=progress)
+                for name in classes:
+                    values = [metrics[name][key] for key in SELECTION_METRICS]
+                    if not any(math.isnan(value) for value in values):
+                        sums[arm][name].append(sum(values))
     return {arm: {name: (sum(values) / len(values) if values else None) for name, values in per_class.items()}
             for arm, per_class in sums.items()}
 
@@ -71,12 +64,13 @@ def choose_arms(scores, current):
     return chosen
 
 
-def current_arms(model_cfg):
-    return {name: 'box' if name in model_cfg.refiner_box_classes else 'rotation' for name in model_cfg.refiner_classes}
+def current_arms(refiner_settings):
+    """{class name: arm} that inference.refiner serves now."""
+    return {name: 'box' if name in refiner_settings.box_classes else 'rotation' for name in refiner_settings.classes}
 
 
 def classes_for(chosen):
-    """(refiner_classes, refiner_box_classes) serving `chosen` ({class: arm}), in CLASS_NAMES order."""
+    """(inference.refiner.classes, .box_classes) serving `chosen` ({class: arm}), in CLASS_NAMES order."""
     ordered = [name for name in CLASS_NAMES if name in chosen]
     return (tuple(name for name in ordered if chosen[name] != 'decoder'),
             tuple(name for name in ordered if chosen[name] == 'box'))

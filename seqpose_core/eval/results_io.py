@@ -3,7 +3,8 @@ clear errors, and the writer the other SeqPose evaluations use.
 
 Keys: gt_class_ids (n,), gt_RTs (n, 4, 4), gt_scales (n, 3), gt_handle_visibility (n,), pred_class_ids (m,),
 pred_RTs (m, 4, 4), pred_scales (m, 3), pred_scores (m,); RTs are [sR | t] with the scale folded in and scales
-the normalised extents. pred_bboxes / gt_bboxes (2D boxes) may be present and are not used.
+the normalised extents. pred_bboxes / gt_bboxes (2D boxes) may be present and are not used; pred_track_ids (m,)
+(SeqPose's own results: the runner's track ids) is checked when present and not used by the metrics.
 """
 import glob
 import os
@@ -94,6 +95,11 @@ def validate_result(result, source='<result>'):
     clean['pred_scores'] = scores
     _check_rt_rows(clean['gt_RTs'], source, 'gt_RTs')
     _check_rt_rows(clean['pred_RTs'], source, 'pred_RTs')
+    if 'pred_track_ids' in result:
+        track_ids = _class_ids(result['pred_track_ids'], source, 'pred_track_ids')
+        if len(track_ids) != num_pred:
+            raise ResultFormatError(f'{source}: key pred_track_ids has {len(track_ids)} entries, expected {num_pred}')
+        clean['pred_track_ids'] = track_ids
     for key in ('gt_bboxes', 'pred_bboxes', 'image_path'):
         if key in result:
             clean[key] = result[key]
@@ -171,6 +177,8 @@ def make_result(detections, gt_class_ids, gt_RTs, gt_scales, gt_handle_visibilit
         'pred_RTs': pred_rts,
         'pred_scales': pred_scales,
         'pred_scores': np.array([d.score for d in detections], dtype=np.float64),
+        # the runner's tracker: the same object keeps its id through a video (-1: not tracked)
+        'pred_track_ids': np.array([d.track_id for d in detections], dtype=np.int64),
     }
     if gt_bboxes is not None:
         result['gt_bboxes'] = np.asarray(gt_bboxes)

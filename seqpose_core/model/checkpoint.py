@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from seqpose_core.config_schema import ConfigError, from_dict
-from seqpose_core.model.config import ModelConfig
+from seqpose_core.model.config import MOVED_TO_INFERENCE, ModelConfig
 
 CHECKPOINT_FORMAT = 'seqpose-checkpoint'
 CHECKPOINT_VERSION = 1
@@ -280,21 +280,8 @@ def model_config_from_checkpoint(content, path='checkpoint'):
     values = content.get('config') or {}
     if content.get('config_type') != 'ModelConfig':
         values = values.get('model') or {}
+    values = {name: value for name, value in values.items() if name not in MOVED_TO_INFERENCE}
     try:
         return from_dict(ModelConfig, values, f'{path}: model')
     except ConfigError as error:
         raise WeightsError(f'{path}: stored model config does not fit this version: {error}') from None
-
-
-def load_weights(model, path):
-    """Load any supported file into `model`, telling the kind from its keys; returns the kind."""
-    content = read_weights_file(path)
-    if content.get('format') == CHECKPOINT_FORMAT:
-        load_state_strict(model, renamed_legacy_tensors(content['model']), path, 'model')
-        return 'seqpose'
-    state = _state_dict_of(content, path)
-    if any(k.startswith(('pretrained.', 'depth_head.')) for k in state):
-        load_depth_anything_weights(model, path)
-        return 'depth_anything_v2'
-    load_dinov2_weights(model, path)
-    return 'dinov2'

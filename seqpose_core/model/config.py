@@ -5,6 +5,10 @@ history frames, 6 decoder layers). Fields left at 0 / () take the official value
 """
 from dataclasses import dataclass
 
+# Run-time choices that older checkpoints stored in this section; they live in inference.refiner now
+# (seqpose_core.stages.config), and a stored model section that still has them reads without them.
+MOVED_TO_INFERENCE = ('refiner_classes', 'refiner_box_classes', 'refiner_depth_weight')
+
 
 @dataclass
 class ModelConfig:
@@ -49,22 +53,16 @@ class ModelConfig:
     # > 0: the rotation's azimuth about the up axis is classified into this many bins + a residual, measured
     # from the viewing ray (model.viewpoint); 0: the paper's 6D regression alone.
     azimuth_bins: int = 0
-    # > 0: a pose refiner of this width (model.pose_refiner: a small CNN on a crop of the camera image
-    # around each detection) replaces the rotation of the detections of `refiner_classes`; the runner applies it,
-    # `seqpose train-refiner` trains it. 0: the decoder's rotation alone (the paper).
+    # > 0: a pose refiner of this width (model.pose_refiner: a small CNN on a crop of the camera image around each
+    # detection) that can replace a detection's rotation; the runner applies it to the classes chosen in
+    # inference.refiner.classes, `seqpose train-refiner` trains it. 0: the decoder's rotation alone (the paper).
     refiner_width: int = 0
-    refiner_classes: tuple[str, ...] = ('camera', 'laptop', 'mug')
     refiner_crop_size: int = 64       # pixels of the square crop the refiner reads
     refiner_crop_margin: float = 1.3  # crop side / the box diagonal projected at the object's depth
     refiner_azimuth_bins: int = 12
     # The refiner also re-estimates each box from its crop (model.pose_refiner.decode_boxes): where the centre
     # projects, how large the object looks and its metric size, hence its depth. False: rotation only.
     refiner_box: bool = False
-    # The classes (of refiner_classes) whose box the runner replaces; the others keep the decoder's box.
-    refiner_box_classes: tuple[str, ...] = ()
-    # The refined depth in log space: this weight on the crop's (its metric size over its projected diagonal), the
-    # rest on the decoder's (which also sees the table and the neighbours). 1: the crop's alone; 0: the decoder's.
-    refiner_depth_weight: float = 0.5
     # The refiner also tells what a published box holds (background or one of the six classes: a second opinion
     # from the full-resolution crop, as the second stage of a two-stage detector), and the runner fuses it into the
     # detection's score (`seqpose train-crop-scorer` trains it; model.pose_refiner.crop_class_probabilities).

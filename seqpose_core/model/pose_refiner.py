@@ -14,8 +14,8 @@ ray (model.viewpoint: 12 bins + a residual), because a camera seen from behind, 
 hidden, has several likely azimuths and a regression would average them (Mousavian et al., CVPR 2017).
 
 The crop is a square of side `crop_margin` x the box diagonal projected at the centre's depth, resampled to
-`crop_size`. The runner applies the refiner to the detections of `refiner_classes` after duplicate
-suppression; training (train.pose_refiner) uses ground-truth boxes jittered by the errors of predicted ones.
+`crop_size`. The runner applies the refiner to the detections of inference.refiner.classes after duplicate
+suppression (seqpose_core.stages.refiner); training (train.pose_refiner) uses ground-truth boxes jittered by the errors of predicted ones.
 
 With `box` (model.refiner_box) it also re-estimates the box from the crop, as the scale-invariant translation of
 CDPN (Li et al., ICCV 2019): where the true centre projects relative to the crop's centre and how large the object
@@ -242,12 +242,4 @@ def build_pose_refiner(cfg):
     """The refiner of a ModelConfig, or None (model.refiner_width == 0)."""
     if cfg.refiner_width <= 0:
         return None
-    if cfg.refiner_box_classes and not cfg.refiner_box:
-        raise ValueError(f'model.refiner_box_classes {list(cfg.refiner_box_classes)}: needs model.refiner_box true')
-    if not 0.0 <= cfg.refiner_depth_weight <= 1.0:
-        raise ValueError(f'model.refiner_depth_weight {cfg.refiner_depth_weight}: expected a weight in [0, 1]')
-    outside = [name for name in cfg.refiner_box_classes if name not in cfg.refiner_classes]
-    if outside:
-        raise ValueError(f'model.refiner_box_classes: {outside} not in model.refiner_classes '
-                         f'{list(cfg.refiner_classes)}')
     return PoseRefiner(cfg.refiner_width, cfg.refiner_azimuth_bins, box=cfg.refiner_box, scoring=cfg.refiner_scoring)

@@ -70,7 +70,7 @@ class TrainConfig:
     # times in the Hungarian matching, so the few queries around an object all learn it (suffix `_o2m`).
     # 0 = off (the paper's one-to-one set loss only). Several positives per object make a query decoder
     # trained from scratch converge in far fewer steps; the runner's class-wise duplicate suppression
-    # (inference.nms_distance) removes the duplicates it then predicts.
+    # (inference.suppression.distance) removes the duplicates it then predicts.
     one_to_many: int = 0
     weight_one_to_many: float = 1.0
     focal_alpha: float = 0.25

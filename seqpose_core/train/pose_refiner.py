@@ -2,12 +2,12 @@
 
 The refiner is a second stage: it trains on its own, after the SeqPose model, from crops of the training frames
 (every `frame_stride`-th frame of each scene: neighbouring video frames are nearly the same image). Each object
-of `refiner_classes` gives `copies` crops, moved by up to `shift` crop sides and scaled by a factor in `zoom`,
+of the classes it serves gives `copies` crops, moved by up to `shift` crop sides and scaled by a factor in `zoom`,
 because at inference the crop is centred on the predicted box, which is off. Targets are the allocentric
 rotation (model.pose_refiner.ray_rotation) and, for mugs whose handle is hidden, the up axis alone; with a
 box part (model.refiner_box), the inverse of each crop's jitter and the object's metric size (box_targets).
 
-    crops = collect_crops(root, 'real_train', model_cfg, settings)          # tensors, uint8 images
+    crops = collect_crops(root, 'real_train', model_cfg, classes, settings)          # tensors, uint8 images
     history = train_refiner(model.pose_refiner, crops, settings, val_crops=..., log=...)
 """
 import time
@@ -27,7 +27,7 @@ from seqpose_core.train.targets import symmetric_mask
 
 
 @dataclass(frozen=True)
-class RefinerSettings:
+class RefinerTrainingSettings:
     epochs: int = 6
     batch_size: int = 64
     lr: float = 2e-3
@@ -39,15 +39,15 @@ class RefinerSettings:
     seed: int = 0
 
 
-def collect_crops(root, split, model_cfg, settings, jitter=True, progress=True):
+def collect_crops(root, split, model_cfg, classes, settings, jitter=True, progress=True):
     """{'crops' (n, 3, S, S) uint8, 'allocentric' (n, 3, 3), 'class_ids' (n,) long, 'symmetric' (n,) bool,
-    'sizes' (n, 3) metres, 'shift' (n, 2), 'zoom' (n,)} of the objects of model_cfg.refiner_classes in `split`
-    under `root`. Without `jitter`, one crop per object at its ground-truth box (validation)."""
-    unknown = [name for name in model_cfg.refiner_classes if name not in CLASS_NAMES]
-    if unknown or not model_cfg.refiner_classes:
-        raise TrainingError(f'model.refiner_classes {list(model_cfg.refiner_classes)}: expected one or more of '
-                            f'{list(CLASS_NAMES)}')
-    class_ids = [CLASS_NAMES.index(name) + 1 for name in model_cfg.refiner_classes]
+    'sizes' (n, 3) metres, 'shift' (n, 2), 'zoom' (n,)} of the objects of `classes` (names; the refiner's,
+    inference.refiner.classes) in `split` under `root`, cropped as model_cfg's refiner reads them. Without
+    `jitter`, one crop per object at its ground-truth box (validation)."""
+    unknown = [name for name in classes if name not in CLASS_NAMES]
+    if unknown or not classes:
+        raise TrainingError(f'refiner classes {list(classes)}: expected one or more of {list(CLASS_NAMES)}')
+    class_ids = [CLASS_NAMES.index(name) + 1 for name in classes]
     reader = NocsFrameReader(root, split)
     prefixes = [prefix for _, frames in enumerate_scenes(root, split) for prefix in frames[::settings.frame_stride]]
     if not prefixes:
@@ -87,7 +87,7 @@ def collect_crops(root, split, model_cfg, settings, jitter=True, progress=True):
             parts['shift'].append(shift)
             parts['zoom'].append(zoom)
     if not parts['crops']:
-        raise TrainingError(f'{root} ({split}): no object of {model_cfg.refiner_classes} to crop')
+        raise TrainingError(f'{root} ({split}): no object of {list(classes)} to crop')
     return {key: torch.cat(values) for key, values in parts.items()}
 
 

@@ -1,0 +1,44 @@
+"""A second opinion on what each published box holds (inference.crop_scoring): the refiner's crop scorer gives
+the probabilities of background and of each class for the crop of the full-resolution image around the box, and
+a detection's score s becomes s^(1 - w) p^w, p the probability of its class, w the setting `weight` (as the second
+stage of a two-stage detector). The score before stays in extras['decoder_score'].
+
+It sees only the detections the decoder scored at or above the threshold: it can lower or raise a kept box,
+not bring back one the decoder dropped (its cost grows with the boxes it reads; measured that way).
+"""
+import numpy as np
+import torch
+
+from seqpose_core.model.pose_refiner import crop_class_probabilities
+
+
+class CropScoringStage:
+    name = 'crop_scoring'
+    changes_scores = True
+
+    def __init__(self, model, inference):
+        refiner = getattr(model, 'pose_refiner', None)
+        self.refiner = refiner if refiner is not None and refiner.scorer is not None else None
+        self.settings = inference.crop_scoring
+        if self.refiner is not None:
+            self.crop_size, self.crop_margin = model.cfg.refiner_crop_size, model.cfg.refiner_crop_margin
+
+    def initial_state(self):
+        return None
+
+    def reset(self, state):
+        return None
+
+    def apply(self, detections, context, state):
+        if self.refiner is None or not self.settings.enabled or not detections:
+            return detections, state
+        as_tensor = lambda values: torch.as_tensor(values, dtype=torch.float32, device=context.device)  # noqa: E731
+        probabilities = crop_class_probabilities(
+            self.refiner, context.image_float, as_tensor(context.K),
+            as_tensor(np.stack([d.translation for d in detections])), as_tensor(np.stack([d.size for d in detections])),
+            self.crop_size, self.crop_margin).cpu().numpy()                                    # (n, 1 + classes)
+        weight = self.settings.weight
+        for detection, row in zip(detections, probabilities):
+            detection.extras['decoder_score'] = detection.score
+            detection.score = float(detection.score ** (1 - weight) * float(row[detection.class_id]) ** weight)
+        return detections, state

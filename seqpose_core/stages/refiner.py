@@ -1,0 +1,65 @@
+"""A second look at each detection (inference.refiner): the model's pose refiner reads a crop of the
+full-resolution image around the detection's box and replaces the decoder's rotation of the detections of
+`classes`, and of `box_classes` their translation and size too (model.pose_refiner.refine_poses). The
+decoder's values stay in extras['decoder_rotation'] / ['decoder_translation'] / ['decoder_size'].
+
+Boxes that moved may now coincide on one object where the decoder had them apart: the stage then suppresses
+duplicates again (inference.suppression), as the runner did after the decoder.
+"""
+import numpy as np
+import torch
+
+from seqpose_core.config_schema import ConfigError
+from seqpose_core.model.pose_refiner import refine_poses
+from seqpose_core.suppression import suppress_duplicates
+
+
+class RefinerStage:
+    name = 'refiner'
+    changes_scores = False
+
+    def __init__(self, model, inference):
+        self.refiner = getattr(model, 'pose_refiner', None)
+        self.settings = inference.refiner
+        self.suppression = inference.suppression
+        self.max_detections = inference.max_detections
+        model_cfg = getattr(model, 'cfg', None)
+        if self.refiner is not None:
+            self.crop_size, self.crop_margin = model_cfg.refiner_crop_size, model_cfg.refiner_crop_margin
+            if self.settings.box_classes and not model_cfg.refiner_box:
+                raise ConfigError(f'inference.refiner.box_classes {list(self.settings.box_classes)}: this model\'s '
+                                  'refiner does not re-estimate boxes (model.refiner_box false)')
+
+    def initial_state(self):
+        return None
+
+    def reset(self, state):
+        return None
+
+    def apply(self, detections, context, state):
+        if self.refiner is None or not self.settings.rotation:
+            return detections, state
+        chosen = [d for d in detections if d.class_name in self.settings.classes]
+        if not chosen:
+            return detections, state
+        device = context.device
+        boxes = [self.settings.box and d.class_name in self.settings.box_classes for d in chosen]
+        as_tensor = lambda values: torch.as_tensor(values, dtype=torch.float32, device=device)  # noqa: E731
+        rotations, translations, sizes = (
+            tensor.cpu().numpy().astype(np.float64) for tensor in refine_poses(
+                self.refiner, context.image_float, as_tensor(context.K),
+                torch.as_tensor([d.class_id for d in chosen], device=device),
+                as_tensor(np.stack([d.translation for d in chosen])), as_tensor(np.stack([d.size for d in chosen])),
+                self.crop_size, self.crop_margin, boxes=torch.as_tensor(boxes, device=device),
+                depth_weight=self.settings.depth_weight, passes=self.settings.passes))
+        for index, detection in enumerate(chosen):
+            detection.extras['decoder_rotation'] = detection.rotation
+            detection.rotation = rotations[index]
+            if boxes[index]:
+                detection.extras['decoder_translation'] = detection.translation
+                detection.extras['decoder_size'] = detection.size
+                detection.translation, detection.size = translations[index], sizes[index]
+        if any(boxes):
+            detections = suppress_duplicates(detections, context.K, self.suppression.method, self.suppression.iou,
+                                             self.suppression.distance, self.max_detections)
+        return detections, state
