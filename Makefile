@@ -23,14 +23,23 @@ AMENT_PREFIX := $(abspath $(AMENT_WS))/install
 AMENT_STAMP := $(AMENT_WS)/.seqpose-built
 # Every test runs inside its own network namespace: no DDS traffic can leave loopback.
 NETNS := unshare -n bash -c
-.PHONY: demo test setup system-deps ros-interfaces ros2-tools clean
+.PHONY: demo test lint format setup system-deps ros-interfaces ros2-tools clean
 
 demo: setup
 	$(VENV)/bin/seqpose demo --out $(DEMO_OUT)
 
 # Stock Fast DDS (no profile file): the tests that want the shared-memory profile set it per process.
-test: setup ros-interfaces ros2-tools
+test: setup ros-interfaces ros2-tools lint
 	$(NETNS) 'ip link set lo up && ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST SEQPOSE_AMENT_PREFIX=$(AMENT_PREFIX) $(PY) -m pytest -q test'
+
+# ruff (ruff.toml): lint and formatting, checked on every `make test`; `make format` rewrites in place.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 setup: system-deps $(STAMP)
 

@@ -1,4 +1,5 @@
 """SeqPose: one ament_python package (`colcon build`) that also installs with plain `pip install -e .`."""
+
 import os
 from glob import glob
 

@@ -1,7 +1,8 @@
 """Time the evaluator on REAL275-sized synthetic predictions (2,750 images, 5-10 objects each).
 
-    .venv/bin/python benchmarks/bench_eval.py [--images 2750] [--no-exact]
+.venv/bin/python benchmarks/bench_eval.py [--images 2750] [--no-exact]
 """
+
 import argparse
 import os
 import platform
@@ -26,9 +27,11 @@ def main():
     curves = score_results(results, exact=not args.no_exact)
     elapsed = time.perf_counter() - start
     print(format_table(metrics_from_curves(curves)))
-    print(f'scored {args.images} images ({num_gt} GT, {num_pred} predictions) in {elapsed:.2f} s '
-          f'({"legacy only" if args.no_exact else "legacy + exact IoU"}; {platform.processor() or platform.machine()}, '
-          f'{os.cpu_count()} CPUs)')
+    print(
+        f'scored {args.images} images ({num_gt} GT, {num_pred} predictions) in {elapsed:.2f} s '
+        f'({"legacy only" if args.no_exact else "legacy + exact IoU"}; {platform.processor() or platform.machine()}, '
+        f'{os.cpu_count()} CPUs)'
+    )
 
 
 if __name__ == '__main__':

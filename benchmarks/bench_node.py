@@ -6,6 +6,7 @@ Run inside a private network namespace (DDS must not leave loopback):
         .venv/bin/python benchmarks/bench_node.py [--checkpoint FILE] [--frames 150] [--width 640 --height 480]'
 Without --checkpoint: the embedded default model when installed, else a tiny random model (`tiny` config).
 """
+
 import argparse
 import sys
 import tempfile
@@ -16,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'test'))
 from helpers import ros_harness as T  # noqa: E402
 from seqpose_ros.loading import DEFAULT_CHECKPOINT, load_runner  # noqa: E402
 
@@ -25,14 +26,17 @@ def percentiles(seconds):
     ms = np.asarray(seconds) * 1000.0
     if ms.size == 0:
         return 'n/a'
-    return f'median {np.median(ms):7.2f} ms   p95 {np.percentile(ms, 95):7.2f} ms   max {ms.max():7.2f} ms   (n={ms.size})'
+    return (
+        f'median {np.median(ms):7.2f} ms   p95 {np.percentile(ms, 95):7.2f} ms   max {ms.max():7.2f} ms   (n={ms.size})'
+    )
 
 
 def bench_runner(checkpoint, device, images, K):
     runner, _, device = load_runner(str(checkpoint), device)
     runner.configure(score_threshold=0.0)
     from seqpose_core.runner import Frame
-    for image in images[:5]:                     # warm-up (allocator, lazy init)
+
+    for image in images[:5]:  # warm-up (allocator, lazy init)
         runner.step(Frame(image, K, 0.0, 'camera'))
         runner.reset()
     times = []
@@ -44,14 +48,23 @@ def bench_runner(checkpoint, device, images, K):
 
 
 def bench_node(checkpoint, device, images, K, rate, log_path):
-    node = T.NodeProcess(log_path, '-r', '__ns:=/bench', '-p', f'checkpoint:={checkpoint}', '-p', f'device:={device}',
-                         '-p', 'score_threshold:=0.0')
+    node = T.NodeProcess(
+        log_path,
+        '-r',
+        '__ns:=/bench',
+        '-p',
+        f'checkpoint:={checkpoint}',
+        '-p',
+        f'device:={device}',
+        '-p',
+        'score_threshold:=0.0',
+    )
     client = T.RosClient('/bench')
     try:
         if not node.wait_for_log('listening on', 120) or not client.wait_for_subscribers(30):
             raise RuntimeError('node did not start:\n' + node.log())
         stamp = 0.0
-        for _ in range(100):                     # discovery settles; warm-up
+        for _ in range(100):  # discovery settles; warm-up
             stamp += 1 / 30
             client.send(images[0], stamp, K)
             if client.detection_for(stamp, 0.3) is not None:
@@ -126,20 +139,27 @@ def main():
         label = 'tiny config, random weights'
     images, K = T.make_sequence(frames=args.frames, width=args.width, height=args.height)
     runner_times, device = bench_runner(checkpoint, args.device, images, K)
-    sequential, streamed, sent, missing, diag = bench_node(checkpoint, args.device, images, K, args.rate,
-                                                           work / 'node.log')
+    sequential, streamed, sent, missing, diag = bench_node(
+        checkpoint, args.device, images, K, args.rate, work / 'node.log'
+    )
     import os
     import platform
+
     import torch
-    print(f'model: {label}; device {device}; frames {args.width}x{args.height} rgb8; torch threads '
-          f'{torch.get_num_threads()}; {os.cpu_count()} CPUs; {platform.processor() or platform.machine()}')
+
+    print(
+        f'model: {label}; device {device}; frames {args.width}x{args.height} rgb8; torch threads '
+        f'{torch.get_num_threads()}; {os.cpu_count()} CPUs; {platform.processor() or platform.machine()}'
+    )
     print(f'bare runner.step               : {percentiles(runner_times)}')
     print(f'node, one frame at a time      : {percentiles(sequential)}')
     print(f'node, {args.rate:g} Hz stream           : {percentiles(streamed)}')
-    print(f'{args.rate:g} Hz stream: sent {sent}, answered {sent - missing}, not answered {missing}; node '
-          f"diagnostics: received {diag.get('frames received')}, processed {diag.get('frames processed')}, "
-          f"dropped {diag.get('frames dropped (newer frame arrived)')}, lost before the node "
-          f"{diag.get('frames lost before the node (DDS reader queue)')}")
+    print(
+        f'{args.rate:g} Hz stream: sent {sent}, answered {sent - missing}, not answered {missing}; node '
+        f'diagnostics: received {diag.get("frames received")}, processed {diag.get("frames processed")}, '
+        f'dropped {diag.get("frames dropped (newer frame arrived)")}, lost before the node '
+        f'{diag.get("frames lost before the node (DDS reader queue)")}'
+    )
     return 0
 
 

@@ -11,6 +11,7 @@ The node runs the embedded default model with score_threshold 0 and max_detectio
 --loop-frames frames, so the memory and the tracker reset at each loop, as with a looping bag. The camera is an
 outside process (test/helpers/camera_client.py), reliable 640x480 rgb8, stock Fast DDS.
 """
+
 import argparse
 import json
 import subprocess
@@ -55,11 +56,33 @@ def main():
         if not node.wait_for_log('listening on', 180):
             raise RuntimeError('node did not start:\n' + node.log())
         client = subprocess.Popen(
-            [sys.executable, str(REPO / 'test' / 'helpers' / 'camera_client.py'), '--image-topic', '/soak/image',
-             '--info-topic', '/soak/camera_info', '--detections-topic', '/soak/detections', '--frames', str(frames),
-             '--rate', str(args.rate), '--width', str(args.width), '--height', str(args.height),
-             '--loop', str(args.loop_frames), '--report-every', '60'],
-            env=T.ros2_environment(''), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                str(REPO / 'test' / 'helpers' / 'camera_client.py'),
+                '--image-topic',
+                '/soak/image',
+                '--info-topic',
+                '/soak/camera_info',
+                '--detections-topic',
+                '/soak/detections',
+                '--frames',
+                str(frames),
+                '--rate',
+                str(args.rate),
+                '--width',
+                str(args.width),
+                '--height',
+                str(args.height),
+                '--loop',
+                str(args.loop_frames),
+                '--report-every',
+                '60',
+            ],
+            env=T.ros2_environment(''),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         start = time.monotonic()
         while client.poll() is None:
             samples.append((time.monotonic() - start, rss_mib(node.process.pid)))
@@ -75,16 +98,25 @@ def main():
     names = result['tf_children']
     warm = [rss for t, rss in samples if t >= min(30.0, samples[-1][0] / 2)] or [samples[-1][1]]
     per_minute = [rss for t, rss in samples if int(t) % 60 < 5]
-    print(f'soak: {args.minutes:g} min, {frames} frames {args.width}x{args.height} at {args.rate:g} Hz, scene looping '
-          f'every {args.loop_frames} frames ({frames // args.loop_frames} loops); Detection3DArray messages '
-          f"received {result['messages']} ({100.0 * result['messages'] / max(frames, 1):.1f} %)")
-    print(f'TF child frame names ever published: {len(names)} '
-          f"(e.g. {', '.join(names[:4])}{', ...' if len(names) > 4 else ''})")
+    print(
+        f'soak: {args.minutes:g} min, {frames} frames {args.width}x{args.height} at {args.rate:g} Hz, scene looping '
+        f'every {args.loop_frames} frames ({frames // args.loop_frames} loops); Detection3DArray messages '
+        f'received {result["messages"]} ({100.0 * result["messages"] / max(frames, 1):.1f} %)'
+    )
+    print(
+        f'TF child frame names ever published: {len(names)} '
+        f'(e.g. {", ".join(names[:4])}{", ..." if len(names) > 4 else ""})'
+    )
     if progress:
-        print('  over time (s: names): ' + ', '.join(f"{p['t']:.0f}: {p['tf_names']}" for p in progress)
-              + f", end: {len(names)}")
-    print(f'node RSS: first sample {samples[0][1]:.1f} MiB, after warm-up {warm[0]:.1f} MiB, end {samples[-1][1]:.1f} '
-          f'MiB, max {max(r for _, r in samples):.1f} MiB ({len(samples)} samples every 5 s)')
+        print(
+            '  over time (s: names): '
+            + ', '.join(f'{p["t"]:.0f}: {p["tf_names"]}' for p in progress)
+            + f', end: {len(names)}'
+        )
+    print(
+        f'node RSS: first sample {samples[0][1]:.1f} MiB, after warm-up {warm[0]:.1f} MiB, end {samples[-1][1]:.1f} '
+        f'MiB, max {max(r for _, r in samples):.1f} MiB ({len(samples)} samples every 5 s)'
+    )
     print('  per minute (MiB): ' + ', '.join(f'{r:.1f}' for r in per_minute))
     print(f'node warnings/errors logged (throttled): {len(diagnostics)}')
     for line in diagnostics[:5]:

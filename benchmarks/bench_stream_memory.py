@@ -8,6 +8,7 @@ Each config runs `seqpose bench --memory-frames N` in its own process (a clean R
 psutil when installed, else /proc/self/statm; on CUDA the allocated and reserved memory are checked too.
 Exit status 1 when any run is not flat (growth over the warm window >= the tolerance, 4 MiB for RSS).
 """
+
 import argparse
 import json
 import os
@@ -34,9 +35,30 @@ def main(argv=None):
         frames = args.frames or DEFAULT_FRAMES.get(config, 1000)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, 'bench.json')
-            command = [sys.executable, '-m', 'seqpose_core.cli', 'bench', '--config', config, '--mode', args.mode,
-                       '--device', args.device, '--threads', str(args.threads), '--frames', '20', '--warmup', '5',
-                       '--memory-frames', str(frames), '--memory-samples', str(args.samples), '--json', out]
+            command = [
+                sys.executable,
+                '-m',
+                'seqpose_core.cli',
+                'bench',
+                '--config',
+                config,
+                '--mode',
+                args.mode,
+                '--device',
+                args.device,
+                '--threads',
+                str(args.threads),
+                '--frames',
+                '20',
+                '--warmup',
+                '5',
+                '--memory-frames',
+                str(frames),
+                '--memory-samples',
+                str(args.samples),
+                '--json',
+                out,
+            ]
             print('$', ' '.join(command[1:]), flush=True)
             code = subprocess.call(command)
             if not os.path.exists(out):
@@ -46,19 +68,26 @@ def main(argv=None):
             with open(out) as handle:
                 result = json.load(handle)
         memory = result['memory']
-        results[config] = {'frames': frames, 'mode': args.mode, 'device': result['device'],
-                           'load_average': result['load_average'], **{k: v for k, v in memory.items()}}
+        results[config] = {
+            'frames': frames,
+            'mode': args.mode,
+            'device': result['device'],
+            'load_average': result['load_average'],
+            **{k: v for k, v in memory.items()},
+        }
         ok = ok and code == 0
     if args.json:
         with open(args.json, 'w') as handle:
             json.dump(results, handle, indent=2)
     for config, memory in results.items():
         rss = memory['rss']
-        print(f"{config}: {memory['frames']} frames ({memory['mode']}), RSS median "
-              f"{rss['first_quarter_median_mib']:.1f} "
-              f"-> {rss['last_quarter_median_mib']:.1f} MiB (first/last quarter once warm, from frame "
-              f"{rss['warm_from_frame']}; samples {rss['min_mib']:.1f}..{rss['max_mib']:.1f}), slope "
-              f"{rss['slope_mib_per_1000_frames']:+.3f} MiB/1000 frames: {'flat' if rss['flat'] else 'GROWING'}")
+        print(
+            f'{config}: {memory["frames"]} frames ({memory["mode"]}), RSS median '
+            f'{rss["first_quarter_median_mib"]:.1f} '
+            f'-> {rss["last_quarter_median_mib"]:.1f} MiB (first/last quarter once warm, from frame '
+            f'{rss["warm_from_frame"]}; samples {rss["min_mib"]:.1f}..{rss["max_mib"]:.1f}), slope '
+            f'{rss["slope_mib_per_1000_frames"]:+.3f} MiB/1000 frames: {"flat" if rss["flat"] else "GROWING"}'
+        )
     return 0 if ok else 1
 
 

@@ -13,6 +13,7 @@ results/*.pkl of the output folder (which carry the ground truth) and its metric
 nearest same-class object (seqpose_core.eval.depth_oracle): an ORACLE that uses the ground truth. It also
 merges duplicates on one ray, so it flatters a model that has them; it is no headline number.
 """
+
 import argparse
 import json
 import sys
@@ -33,9 +34,12 @@ def row(name, values):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('eval_dir', help='a `seqpose eval` output folder (results/ and metrics.json)')
-    parser.add_argument('--depth-oracle', action='store_true',
-                        help='also the model with ground-truth depth along each prediction\'s ray (an oracle)')
-    parser.add_argument('--json', help='also write the class-mean reference\'s and the model\'s means here')
+    parser.add_argument(
+        '--depth-oracle',
+        action='store_true',
+        help="also the model with ground-truth depth along each prediction's ray (an oracle)",
+    )
+    parser.add_argument('--json', help="also write the class-mean reference's and the model's means here")
     args = parser.parse_args(argv)
     eval_dir = Path(args.eval_dir)
     results = load_eval_output(eval_dir)
@@ -48,20 +52,25 @@ def main(argv=None):
         print(row('model', model))
     print(row('class-mean reference', reference))
     if model:
-        print(row('model / reference (%)', {key: 100 * model[key] / reference[key] if reference[key] else float('nan')
-                                            for key in KEYS}))
+        print(
+            row(
+                'model / reference (%)',
+                {key: 100 * model[key] / reference[key] if reference[key] else float('nan') for key in KEYS},
+            )
+        )
     oracle = None
     if args.depth_oracle:
         oracle = evaluate_results([slide_to_ground_truth_depth(result) for result in results])['mean']
         print(row('ORACLE: model, GT depth', oracle))
     if args.json:
-        Path(args.json).write_text(json.dumps({'class_mean_reference': reference, 'model': model,
-                                               'depth_oracle': oracle}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({'class_mean_reference': reference, 'model': model, 'depth_oracle': oracle}, indent=1)
+        )
     return 0
 
 
 if __name__ == '__main__':
     try:
         sys.exit(main())
-    except FileNotFoundError as error:     # no results where the user pointed: one line, no traceback
+    except FileNotFoundError as error:  # no results where the user pointed: one line, no traceback
         sys.exit(f'class_mean_reference: {error}')

@@ -11,6 +11,7 @@ scorer, if it has one, is not used: every point starts from the same fresh head 
 differ only in data and epochs. OUT gets curve.csv (one row per point: scenes, detections, epochs, the last
 epoch's loss, accuracy and AUCs) and curve.png.
 """
+
 import argparse
 import csv
 import dataclasses
@@ -34,8 +35,10 @@ def fresh_scored_models(checkpoint, seed):
     content = load_checkpoint(checkpoint)
     config = config_from_checkpoint(content, checkpoint)
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_scoring=True))
-    content = {**content, 'model': {key: value for key, value in content['model'].items()
-                                    if not key.startswith('pose_refiner.scorer.')}}
+    content = {
+        **content,
+        'model': {key: value for key, value in content['model'].items() if not key.startswith('pose_refiner.scorer.')},
+    }
     return lambda: grown_model(config, content, checkpoint, 'model with a fresh crop scorer', seed)
 
 
@@ -55,22 +58,33 @@ def curve_points(checkpoint, detections, val_detections, scene_counts, epoch_bud
             point_refiner = fresh_model().pose_refiner
             settings = ScorerSettings(epochs=epochs, batch_size=batch_size, seed=seed)
             history = train_scorer(point_refiner, subset, settings, val_data, progress=False)
-            rows.append({'scenes': scenes, 'detections': len(subset['labels']), 'epochs': epochs,
-                         **{key: history[-1][key] for key in COLUMNS[3:]}})
+            rows.append(
+                {
+                    'scenes': scenes,
+                    'detections': len(subset['labels']),
+                    'epochs': epochs,
+                    **{key: history[-1][key] for key in COLUMNS[3:]},
+                }
+            )
             print('  '.join(f'{key} {rows[-1][key]:.4g}' for key in COLUMNS), flush=True)
     return rows
 
 
 def plot(rows, path):
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
     figure, axis = plt.subplots(figsize=(6, 4))
     drawn = False
     for epochs in sorted({row['epochs'] for row in rows}):
         # a validation set without both right and wrong detections has no AUC (nan): nothing to draw for it
-        points = sorted((row['scenes'], row['auc_fused']) for row in rows
-                        if row['epochs'] == epochs and math.isfinite(row['auc_fused']))
+        points = sorted(
+            (row['scenes'], row['auc_fused'])
+            for row in rows
+            if row['epochs'] == epochs and math.isfinite(row['auc_fused'])
+        )
         if points:
             axis.plot(*zip(*points), marker='o', label=f'fused score, {epochs} epochs')
             drawn = True
@@ -108,10 +122,17 @@ def main(argv=None):
         parser.error('--scenes, --epochs and --batch-size: expected counts of at least 1')
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    rows = curve_points(args.checkpoint, args.detections, args.val_detections, args.scenes, args.epochs,
-                        seed=args.seed, batch_size=args.batch_size)
+    rows = curve_points(
+        args.checkpoint,
+        args.detections,
+        args.val_detections,
+        args.scenes,
+        args.epochs,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
     if not rows:
-        parser.error('no point to draw: every --scenes count exceeds the detections\' scenes')
+        parser.error("no point to draw: every --scenes count exceeds the detections' scenes")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / 'curve.csv', 'w', newline='', encoding='utf-8') as stream:

@@ -12,6 +12,7 @@ On every frame of the split (scenes in order, memory reset per scene, no camera 
 - duplicates on a ray: same-class pairs of detections (score >= threshold, suppression off) whose centre rays
   are within RAY_DEGREES of each other, per frame.
 """
+
 import argparse
 import sys
 
@@ -42,8 +43,9 @@ def dense_depth(runner, frame):
     with torch.inference_mode():
         outputs, _ = runner.model(image, K.to(runner.device), dense=True)
     depth = outputs['depth'][0, 0].float().cpu().numpy()
-    nearest = (lambda array: F.interpolate(torch.as_tensor(array)[None, None].float(), size=(h, w),
-                                           mode='nearest-exact')[0, 0].numpy())
+    nearest = lambda array: F.interpolate(
+        torch.as_tensor(array)[None, None].float(), size=(h, w), mode='nearest-exact'
+    )[0, 0].numpy()
     return depth, nearest(frame.depth), nearest(frame.instance_mask.astype(np.float32)).astype(np.int64)
 
 
@@ -56,9 +58,12 @@ def main(argv=None):
     parser.add_argument('--threshold', type=float, default=0.2, help='score of the detections counted')
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    runner = build_runner(args.checkpoint, mode=args.mode, device='cpu',
-                          overrides={'suppression.method': 'none', 'score_threshold': args.threshold,
-                                     'max_detections': 100})
+    runner = build_runner(
+        args.checkpoint,
+        mode=args.mode,
+        device='cpu',
+        overrides={'suppression.method': 'none', 'score_threshold': args.threshold, 'max_detections': 100},
+    )
     reader = NocsFrameReader(args.data, args.split)
     scenes = list(iter_scenes(args.data, args.split))
     pixel_errors, object_ratios, ray_errors, on_ray, duplicates, frames = [], [], [], [], [], 0
@@ -84,23 +89,29 @@ def main(argv=None):
             angles = ray_angles(centres, centres)
             same = (classes[:, None] == classes[None]) & (angles < RAY_DEGREES)
             duplicates.append(int(np.triu(same, 1).sum()))
-            to_objects = ray_angles(annotation.translations, centres)                 # (objects, detections)
+            to_objects = ray_angles(annotation.translations, centres)  # (objects, detections)
             for obj, (class_id, translation) in enumerate(zip(annotation.class_ids, annotation.translations)):
                 near = np.flatnonzero((classes == class_id) & (to_objects[obj] < RAY_DEGREES))
                 on_ray.append(len(near))
                 if len(near):
-                    best = near[0]                                      # detections come score-sorted
+                    best = near[0]  # detections come score-sorted
                     ray_errors.append(abs(centres[best, 2] / translation[2] - 1))
     pixel_errors = np.concatenate(pixel_errors)
     ratios = np.array(object_ratios)
-    print(f'{frames} frames, {len(scenes)} scenes from {args.data} ({args.mode}, no camera motion), '
-          f'{runner.checkpoint_path}')
-    print(f'dense depth: median per-pixel relative error {100 * np.median(pixel_errors):.1f} %; per object '
-          f'median depth ratio mean {ratios.mean():.3f} std {ratios.std():.3f} ({len(ratios)} objects, '
-          f'{100 * np.mean(np.abs(ratios - 1) < 0.05):.0f} % within 5 %)')
-    print(f'detections (score >= {args.threshold}, suppression off) on an object\'s ray (< {RAY_DEGREES:g} deg): '
-          f'{np.mean(on_ray):.2f} per object; best one\'s depth error along the ray: median '
-          f'{100 * np.median(ray_errors) if ray_errors else float("nan"):.1f} % ({len(ray_errors)} objects)')
+    print(
+        f'{frames} frames, {len(scenes)} scenes from {args.data} ({args.mode}, no camera motion), '
+        f'{runner.checkpoint_path}'
+    )
+    print(
+        f'dense depth: median per-pixel relative error {100 * np.median(pixel_errors):.1f} %; per object '
+        f'median depth ratio mean {ratios.mean():.3f} std {ratios.std():.3f} ({len(ratios)} objects, '
+        f'{100 * np.mean(np.abs(ratios - 1) < 0.05):.0f} % within 5 %)'
+    )
+    print(
+        f"detections (score >= {args.threshold}, suppression off) on an object's ray (< {RAY_DEGREES:g} deg): "
+        f"{np.mean(on_ray):.2f} per object; best one's depth error along the ray: median "
+        f'{100 * np.median(ray_errors) if ray_errors else float("nan"):.1f} % ({len(ray_errors)} objects)'
+    )
     print(f'same-class duplicates on one ray: {np.sum(duplicates) / max(frames, 1):.2f} pairs per frame')
     return 0
 

@@ -12,6 +12,7 @@ has no ground truth in a few validation scenes). A run that kept only its logs (
 config.yaml, no val/ folder) is drawn from val_log.csv, the mean training logged. The class-mean-size reference
 of the same frames is drawn beside.
 """
+
 import argparse
 import csv
 import sys
@@ -70,8 +71,9 @@ def curve(run_dir):
         if not results:
             continue
         nearest = logged[np.argmin(np.abs(logged - step))]
-        points.append({'step': step, 'cpu_minutes': minutes[int(nearest)],
-                       **present_mean(evaluate_results(results), results)})
+        points.append(
+            {'step': step, 'cpu_minutes': minutes[int(nearest)], **present_mean(evaluate_results(results), results)}
+        )
     return points, results
 
 
@@ -81,8 +83,13 @@ def main(argv=None):
     parser.add_argument('--labels', nargs='+')
     parser.add_argument('--out', type=Path, default=Path('learning_curve.png'))
     parser.add_argument('--table', type=Path, help='also write the table (markdown) here')
-    parser.add_argument('--reference', action='append', default=[], metavar='LABEL:EVAL_DIR:CPU_MINUTES',
-                        help='a finished model scored on the same frames (a `seqpose eval` output), drawn as a star')
+    parser.add_argument(
+        '--reference',
+        action='append',
+        default=[],
+        metavar='LABEL:EVAL_DIR:CPU_MINUTES',
+        help='a finished model scored on the same frames (a `seqpose eval` output), drawn as a star',
+    )
     args = parser.parse_args(argv)
     labels = args.labels or [Path(run.split('+')[-1]).name for run in args.runs]
     curves, segments, reference_mean = {}, [], None
@@ -99,20 +106,23 @@ def main(argv=None):
                 segments.append((prefix, label if len(prefix) == 1 else f'{label} ({run.name})', segment))
         curves[label] = points
         if reference_mean is None and last_results:
-            reference_mean = present_mean(evaluate_results(class_mean_reference_results(last_results)),
-                                          last_results)
+            reference_mean = present_mean(evaluate_results(class_mean_reference_results(last_results)), last_results)
     lines = ['| run | step | CPU-min | ' + ' | '.join(KEYS) + ' |', '|---|---|---|' + '---|' * len(KEYS)]
     for _, label, points in segments:
-        lines += [f'| {label} | {p["step"]} | {p["cpu_minutes"]:.0f} | ' + ' | '.join(f'{p[k]:.1f}' for k in KEYS)
-                  + ' |' for p in points]
+        lines += [
+            f'| {label} | {p["step"]} | {p["cpu_minutes"]:.0f} | ' + ' | '.join(f'{p[k]:.1f}' for k in KEYS) + ' |'
+            for p in points
+        ]
     references = []
     for spec in args.reference:
         label, eval_dir, minutes = spec.rsplit(':', 2)
         results = load_eval_output(eval_dir)
-        references.append({'label': label, 'cpu_minutes': float(minutes),
-                           **present_mean(evaluate_results(results), results)})
-        lines.append(f'| {label} | | {float(minutes):.0f} | ' + ' | '.join(f'{references[-1][k]:.1f}' for k in KEYS)
-                     + ' |')
+        references.append(
+            {'label': label, 'cpu_minutes': float(minutes), **present_mean(evaluate_results(results), results)}
+        )
+        lines.append(
+            f'| {label} | | {float(minutes):.0f} | ' + ' | '.join(f'{references[-1][k]:.1f}' for k in KEYS) + ' |'
+        )
     if reference_mean:
         lines.append('| class-mean reference | | | ' + ' | '.join(f'{reference_mean[k]:.1f}' for k in KEYS) + ' |')
     table = '\n'.join(lines)
@@ -121,15 +131,23 @@ def main(argv=None):
         args.table.write_text(table + '\n')
 
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
     figure, axes = plt.subplots(1, len(KEYS), figsize=(4 * len(KEYS), 4.2), squeeze=False)
     for axis, key in zip(axes[0], KEYS):
         for label, points in curves.items():
             axis.plot([p['cpu_minutes'] for p in points], [p[key] for p in points], marker='o', label=label)
         for reference in references:
-            axis.plot([reference['cpu_minutes']], [reference[key]], marker='*', markersize=12, linestyle='none',
-                      label=reference['label'])
+            axis.plot(
+                [reference['cpu_minutes']],
+                [reference[key]],
+                marker='*',
+                markersize=12,
+                linestyle='none',
+                label=reference['label'],
+            )
         if reference_mean:
             axis.axhline(reference_mean[key], color='grey', linestyle='--', label='class-mean reference')
         axis.set_title(f'{key} (AP %, MF, no GT motion)')

@@ -8,6 +8,7 @@ true y columns, all the NOCS protocol checks for a symmetric object) and the azi
 about y of R_gt^T R_pred, in (-180, 180]; asymmetric objects only: a mug with its handle hidden, bottles, bowls
 and cans have none). The 10deg metrics fail an asymmetric object when either is off; this table says which.
 """
+
 import argparse
 import json
 import sys
@@ -19,8 +20,8 @@ from seqpose_core.eval.pose_errors import unscaled_rotations
 from seqpose_core.eval.protocol import CLASS_NAMES, is_symmetric
 from seqpose_core.eval.results_io import load_eval_output
 
-MATCH_DISTANCE = 0.10                      # metres, as benchmarks/score_threshold.py
-AZIMUTH_BINS = (0, 10, 45, 135, 180.001)   # degrees: right, off, sideways, flipped front to back
+MATCH_DISTANCE = 0.10  # metres, as benchmarks/score_threshold.py
+AZIMUTH_BINS = (0, 10, 45, 135, 180.001)  # degrees: right, off, sideways, flipped front to back
 
 
 def tilt_and_azimuth(rotations_pred, rotations_gt):
@@ -29,7 +30,7 @@ def tilt_and_azimuth(rotations_pred, rotations_gt):
     Swing-twist decomposition of the relative rotation in the object's frame: the twist about y is
     2 atan2(q_y, q_w) of its quaternion q; the swing (the rest) tilts the y axis.
     """
-    relative = np.swapaxes(rotations_gt, 1, 2) @ rotations_pred               # (n, 3, 3), object frame
+    relative = np.swapaxes(rotations_gt, 1, 2) @ rotations_pred  # (n, 3, 3), object frame
     y_pred, y_gt = rotations_pred[:, :, 1], rotations_gt[:, :, 1]
     cos_tilt = np.sum(y_pred * y_gt, axis=1) / (np.linalg.norm(y_pred, axis=1) * np.linalg.norm(y_gt, axis=1))
     tilt = np.degrees(np.arccos(np.clip(cos_tilt, -1.0, 1.0)))
@@ -82,7 +83,9 @@ def rotation_table(results, threshold):
             else:
                 row['azimuth'].append(abs(azimuth[slot]))
                 # the protocol's angle of R_pred R_gt^T, which the swing and twist together make up
-                relative = unscaled_rotations(pred_rts[slot:slot + 1])[0] @ unscaled_rotations(gt_rts[slot:slot + 1])[0].T
+                relative = (
+                    unscaled_rotations(pred_rts[slot : slot + 1])[0] @ unscaled_rotations(gt_rts[slot : slot + 1])[0].T
+                )
                 row['error'].append(np.degrees(np.arccos(np.clip((np.trace(relative) - 1) / 2, -1.0, 1.0))))
     rows = []
     everything = {'found': 0, 'objects': 0, 'tilt': [], 'error': [], 'azimuth': []}
@@ -93,12 +96,20 @@ def rotation_table(results, threshold):
         if not row['objects']:
             continue
         error, azimuth = np.asarray(row['error']), np.asarray(row['azimuth'])
-        median = (lambda values: float(np.median(values)) if len(values) else float('nan'))
-        rows.append({'class': name, 'objects': row['objects'], 'found': row['found'],
-                     'within_10deg': float(np.mean(error < 10)) if len(error) else float('nan'),
-                     'median_error': median(error), 'median_tilt': median(row['tilt']),
-                     'asymmetric': len(azimuth), 'median_azimuth': median(azimuth),
-                     'azimuth_bins': np.histogram(azimuth, bins=AZIMUTH_BINS)[0].tolist()})
+        median = lambda values: float(np.median(values)) if len(values) else float('nan')
+        rows.append(
+            {
+                'class': name,
+                'objects': row['objects'],
+                'found': row['found'],
+                'within_10deg': float(np.mean(error < 10)) if len(error) else float('nan'),
+                'median_error': median(error),
+                'median_tilt': median(row['tilt']),
+                'asymmetric': len(azimuth),
+                'median_azimuth': median(azimuth),
+                'azimuth_bins': np.histogram(azimuth, bins=AZIMUTH_BINS)[0].tolist(),
+            }
+        )
     return rows
 
 
@@ -114,15 +125,21 @@ def main(argv=None):
     except FileNotFoundError as error:
         parser.error(str(error))
     rows = rotation_table(results, args.threshold)
-    print(f'{len(results)} images from {eval_dir}; per object the nearest detection of its class (score >= '
-          f'{args.threshold:g}, centre within {MATCH_DISTANCE * 100:.0f} cm); degrees')
+    print(
+        f'{len(results)} images from {eval_dir}; per object the nearest detection of its class (score >= '
+        f'{args.threshold:g}, centre within {MATCH_DISTANCE * 100:.0f} cm); degrees'
+    )
     bins = '/'.join(f'{low:g}-{high:.0f}' for low, high in zip(AZIMUTH_BINS[:-1], AZIMUTH_BINS[1:]))
-    print(f'{"class":>8}{"objects":>9}{"found":>7}{"<10deg":>8}{"error":>8}{"tilt":>7}{"asym.":>7}'
-          f'{"azimuth":>9}  azimuth {bins}')
+    print(
+        f'{"class":>8}{"objects":>9}{"found":>7}{"<10deg":>8}{"error":>8}{"tilt":>7}{"asym.":>7}'
+        f'{"azimuth":>9}  azimuth {bins}'
+    )
     for row in rows:
-        print(f'{row["class"]:>8}{row["objects"]:>9}{row["found"]:>7}{row["within_10deg"]:>8.2f}'
-              f'{row["median_error"]:>8.1f}{row["median_tilt"]:>7.1f}{row["asymmetric"]:>7}'
-              f'{row["median_azimuth"]:>9.1f}  {" / ".join(str(count) for count in row["azimuth_bins"])}')
+        print(
+            f'{row["class"]:>8}{row["objects"]:>9}{row["found"]:>7}{row["within_10deg"]:>8.2f}'
+            f'{row["median_error"]:>8.1f}{row["median_tilt"]:>7.1f}{row["asymmetric"]:>7}'
+            f'{row["median_azimuth"]:>9.1f}  {" / ".join(str(count) for count in row["azimuth_bins"])}'
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0

@@ -12,6 +12,7 @@ mean size): what an RGB-only model gets when it knows all but each instance's me
 detections kept at one threshold (--breakdown) are: correct, duplicates of a found object, the wrong class on an
 object, of the right class but 10-25 cm off, or far from any object of their class.
 """
+
 import argparse
 import json
 import sys
@@ -22,7 +23,7 @@ import numpy as np
 from seqpose_core.eval.class_mean_reference import class_mean_reference_results
 from seqpose_core.eval.results_io import load_eval_output
 
-MATCH_DISTANCE = 0.10     # metres: a detection within this of an object of its class is a correct one
+MATCH_DISTANCE = 0.10  # metres: a detection within this of an object of its class is a correct one
 
 
 DETECTION_KINDS = ('correct', 'duplicate', 'wrong_class', 'off_10_25cm', 'far')
@@ -79,19 +80,31 @@ def table(results, thresholds):
     rows = []
     for threshold in thresholds:
         tp, kept, objects = np.sum([matches(result, threshold) for result in results], axis=0)
-        rows.append({'threshold': float(threshold), 'detections_per_object': kept / max(objects, 1),
-                     'precision': tp / kept if kept else float('nan'), 'recall': tp / max(objects, 1),
-                     'detections_per_frame': kept / len(results), 'objects_per_frame': objects / len(results)})
+        rows.append(
+            {
+                'threshold': float(threshold),
+                'detections_per_object': kept / max(objects, 1),
+                'precision': tp / kept if kept else float('nan'),
+                'recall': tp / max(objects, 1),
+                'detections_per_frame': kept / len(results),
+                'objects_per_frame': objects / len(results),
+            }
+        )
     return rows
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('eval_dir', help='a `seqpose eval` output folder (or its results/)')
-    parser.add_argument('--thresholds', type=float, nargs='+', default=[0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4,
-                                                                       0.5, 0.6])
-    parser.add_argument('--breakdown', type=float, default=0.3,
-                        help='threshold at which to say what the published detections are (the node default)')
+    parser.add_argument(
+        '--thresholds', type=float, nargs='+', default=[0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6]
+    )
+    parser.add_argument(
+        '--breakdown',
+        type=float,
+        default=0.3,
+        help='threshold at which to say what the published detections are (the node default)',
+    )
     parser.add_argument('--json', help='also write the table here')
     args = parser.parse_args(argv)
     eval_dir = Path(args.eval_dir)
@@ -100,20 +113,33 @@ def main(argv=None):
     except FileNotFoundError as error:
         parser.error(str(error))
     rows = table(results, args.thresholds)
-    print(f'{len(results)} images from {eval_dir}; correct = same class, centre within '
-          f'{MATCH_DISTANCE * 100:.0f} cm')
+    print(f'{len(results)} images from {eval_dir}; correct = same class, centre within {MATCH_DISTANCE * 100:.0f} cm')
     print(f'{"threshold":>10}{"det/object":>12}{"precision":>11}{"recall":>8}{"det/frame":>11}{"obj/frame":>11}')
     for row in rows:
-        print(f'{row["threshold"]:>10.2f}{row["detections_per_object"]:>12.2f}{row["precision"]:>11.2f}'
-              f'{row["recall"]:>8.2f}{row["detections_per_frame"]:>11.2f}{row["objects_per_frame"]:>11.2f}')
+        print(
+            f'{row["threshold"]:>10.2f}{row["detections_per_object"]:>12.2f}{row["precision"]:>11.2f}'
+            f'{row["recall"]:>8.2f}{row["detections_per_frame"]:>11.2f}{row["objects_per_frame"]:>11.2f}'
+        )
     reference = table(class_mean_reference_results(results), [1.0])[0]
-    print(f'class-mean reference: {reference["detections_per_object"]:.2f} per object, precision '
-          f'{reference["precision"]:.2f}, recall {reference["recall"]:.2f}')
+    print(
+        f'class-mean reference: {reference["detections_per_object"]:.2f} per object, precision '
+        f'{reference["precision"]:.2f}, recall {reference["recall"]:.2f}'
+    )
     shares = kind_shares(results, args.breakdown)
-    print(f'detections kept at {args.breakdown:g}: ' + ', '.join(f'{kind} {share:.2f}' for kind, share in shares.items()))
+    print(
+        f'detections kept at {args.breakdown:g}: ' + ', '.join(f'{kind} {share:.2f}' for kind, share in shares.items())
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({'thresholds': rows, 'class_mean_reference': reference,
-                                               'breakdown': {'threshold': args.breakdown, **shares}}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    'thresholds': rows,
+                    'class_mean_reference': reference,
+                    'breakdown': {'threshold': args.breakdown, **shares},
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

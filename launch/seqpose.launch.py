@@ -8,40 +8,63 @@ node, its outputs, its TF frame prefix and RViz together. Launch arguments left 
 parameters: the params file decides. Arguments that are given are passed with their declared type (a
 checkpoint named `2024` stays a string).
 """
-from launch import LaunchDescription
+
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+from launch import LaunchDescription
+
 SHARE = FindPackageShare('seqpose_ros')
 
 ARGUMENTS = (
-    ('image_topic', '/camera/color/image_raw', 'sensor_msgs/Image input (its /compressed is used with '
-                                               'image_transport:=compressed); relative names resolve in the '
-                                               'namespace'),
+    (
+        'image_topic',
+        '/camera/color/image_raw',
+        'sensor_msgs/Image input (its /compressed is used with '
+        'image_transport:=compressed); relative names resolve in the '
+        'namespace',
+    ),
     ('camera_info_topic', '/camera/color/camera_info', 'sensor_msgs/CameraInfo of the image'),
     ('namespace', '', 'Namespace of the node and its outputs (detections, markers, debug_image, TF prefix, RViz)'),
-    ('params_file', PathJoinSubstitution([SHARE, 'config', 'seqpose.yaml']),
-     'Parameter file (ros__parameters under /** or /**/seqpose_node)'),
+    (
+        'params_file',
+        PathJoinSubstitution([SHARE, 'config', 'seqpose.yaml']),
+        'Parameter file (ros__parameters under /** or /**/seqpose_node)',
+    ),
     ('checkpoint', '', "SeqPose checkpoint; '' = the params file's (there '' = the embedded default model)"),
     ('device', '', "cpu | cuda | cuda:N; '' = the params file's (falls back to CPU with a warning)"),
-    ('image_qos', '', "best_available | sensor_data | reliable | system_default; '' = the params file's "
-                      '(best_available: every frame of a reliable camera, best effort with a best-effort one)'),
+    (
+        'image_qos',
+        '',
+        "best_available | sensor_data | reliable | system_default; '' = the params file's "
+        '(best_available: every frame of a reliable camera, best effort with a best-effort one)',
+    ),
     ('image_transport', '', "raw | compressed; '' = the params file's"),
     ('camera_model', '', "auto | raw | rectified; '' = the params file's"),
     ('use_sim_time', '', "true | false: use /clock (bag replay with --clock); '' = the params file's"),
-    ('fastdds_profile', '', "Fast DDS XML profile for the node (FASTDDS_DEFAULT_PROFILES_FILE); 'shm' = the "
-                            "shipped shared-memory profile (config/fastdds_shm_profile.xml); '' = stock DDS"),
+    (
+        'fastdds_profile',
+        '',
+        "Fast DDS XML profile for the node (FASTDDS_DEFAULT_PROFILES_FILE); 'shm' = the "
+        "shipped shared-memory profile (config/fastdds_shm_profile.xml); '' = stock DDS",
+    ),
     ('launch_rviz', 'false', 'Also start RViz with rviz_config (skipped with one log line when rviz2 is missing)'),
     ('rviz_config', PathJoinSubstitution([SHARE, 'config', 'seqpose.rviz']), 'RViz configuration'),
     ('log_level', 'info', 'debug | info | warn | error | fatal'),
 )
 
 # launch argument -> parameter type; passed only when the argument is not empty
-TYPED_PARAMETERS = (('checkpoint', str), ('device', str), ('image_qos', str), ('image_transport', str),
-                    ('camera_model', str), ('use_sim_time', bool))
+TYPED_PARAMETERS = (
+    ('checkpoint', str),
+    ('device', str),
+    ('image_qos', str),
+    ('image_transport', str),
+    ('camera_model', str),
+    ('use_sim_time', bool),
+)
 
 
 def _bool(name, text):
@@ -50,7 +73,7 @@ def _bool(name, text):
         return True
     if lowered in ('false', '0', 'no', 'off'):
         return False
-    raise ValueError(f"launch argument {name}:={text!r}: expected true or false")
+    raise ValueError(f'launch argument {name}:={text!r}: expected true or false')
 
 
 def parameter_overrides(values):
@@ -94,38 +117,54 @@ def _launch_setup(context):
             profile = PathJoinSubstitution([SHARE, 'config', 'fastdds_shm_profile.xml']).perform(context)
         env['FASTDDS_DEFAULT_PROFILES_FILE'] = profile
     namespace = value('namespace')
-    actions = [Node(
-        package='seqpose_ros',
-        executable='seqpose_node',
-        name='seqpose_node',
-        namespace=namespace,
-        output='screen',
-        emulate_tty=True,
-        parameters=parameters,
-        remappings=[
-            ('image', image_topic),
-            ('image/compressed', image_topic.rstrip('/') + '/compressed'),
-            ('camera_info', value('camera_info_topic')),
-        ],
-        additional_env=env or None,
-        arguments=['--ros-args', '--log-level', value('log_level')],
-    )]
+    actions = [
+        Node(
+            package='seqpose_ros',
+            executable='seqpose_node',
+            name='seqpose_node',
+            namespace=namespace,
+            output='screen',
+            emulate_tty=True,
+            parameters=parameters,
+            remappings=[
+                ('image', image_topic),
+                ('image/compressed', image_topic.rstrip('/') + '/compressed'),
+                ('camera_info', value('camera_info_topic')),
+            ],
+            additional_env=env or None,
+            arguments=['--ros-args', '--log-level', value('log_level')],
+        )
+    ]
     if _bool('launch_rviz', value('launch_rviz')):
         if _rviz_available():
             # RViz in the same namespace: the config's relative topics (debug_image, markers) resolve there
             rviz_parameters = {}
             if 'use_sim_time' in overrides:
                 rviz_parameters['use_sim_time'] = overrides['use_sim_time']
-            actions.append(Node(package='rviz2', executable='rviz2', name='seqpose_rviz', namespace=namespace,
-                                arguments=['-d', value('rviz_config')], parameters=[rviz_parameters],
-                                output='screen'))
+            actions.append(
+                Node(
+                    package='rviz2',
+                    executable='rviz2',
+                    name='seqpose_rviz',
+                    namespace=namespace,
+                    arguments=['-d', value('rviz_config')],
+                    parameters=[rviz_parameters],
+                    output='screen',
+                )
+            )
         else:
-            actions.append(LogInfo(msg='launch_rviz:=true but RViz is not installed (package rviz2 not found; '
-                                       'sudo apt install ros-$ROS_DISTRO-rviz2): starting seqpose_node without it'))
+            actions.append(
+                LogInfo(
+                    msg='launch_rviz:=true but RViz is not installed (package rviz2 not found; '
+                    'sudo apt install ros-$ROS_DISTRO-rviz2): starting seqpose_node without it'
+                )
+            )
     return actions
 
 
 def generate_launch_description():
-    arguments = [DeclareLaunchArgument(name, default_value=default, description=description)
-                 for name, default, description in ARGUMENTS]
+    arguments = [
+        DeclareLaunchArgument(name, default_value=default, description=description)
+        for name, default, description in ARGUMENTS
+    ]
     return LaunchDescription(arguments + [OpaqueFunction(function=_launch_setup)])

@@ -28,9 +28,12 @@ def class_id(name: str) -> int:
 def lazy_getattr(package, exports):
     """A package's module `__getattr__` resolving `exports` ({name: module}) on first use, so that importing
     the package (for its config section, say) does not import its heavy modules (and torch)."""
+
     def __getattr__(name):
         if name in exports:
             import importlib
+
             return getattr(importlib.import_module(exports[name]), name)
         raise AttributeError(f'module {package!r} has no attribute {name!r}')
+
     return __getattr__

@@ -3,6 +3,7 @@
 Each subcommand module defines `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`. Modules are
 imported only when their command runs (or for --help), so `seqpose eval-results` never imports torch models.
 """
+
 import argparse
 import importlib
 import sys
@@ -26,13 +27,17 @@ COMMANDS = {
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog='seqpose',
-        description='SeqPose: category-level 6D object pose and size from monocular RGB video.')
+        prog='seqpose', description='SeqPose: category-level 6D object pose and size from monocular RGB video.'
+    )
     subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
-        sub = subparsers.add_parser(name, help=module.HELP, description=getattr(module, 'DESCRIPTION', module.HELP),
-                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = subparsers.add_parser(
+            name,
+            help=module.HELP,
+            description=getattr(module, 'DESCRIPTION', module.HELP),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         module.add_arguments(sub)
         sub.set_defaults(_run=module.run)
     return parser

@@ -6,6 +6,7 @@ One `SeqPoseConfig` holds a section per concern; each section's dataclass lives 
 section had stage sections load through `migrated` (the old flat names map to today's dotted ones).
 Shipped configs are in `seqpose_core/configs/*.yaml` and are found by bare name (`--config tiny`).
 """
+
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +19,16 @@ from seqpose_core.model.config import ModelConfig
 from seqpose_core.stages.config import MODES, InferenceConfig, migrate_inference_values
 from seqpose_core.train.config import TrainConfig
 
-__all__ = ['CAMERA_MOTION_CHOICES', 'ConfigError', 'InferenceConfig', 'MODES', 'SeqPoseConfig', 'config_from_checkpoint',
-           'load_config', 'save_config']
+__all__ = [
+    'CAMERA_MOTION_CHOICES',
+    'ConfigError',
+    'InferenceConfig',
+    'MODES',
+    'SeqPoseConfig',
+    'config_from_checkpoint',
+    'load_config',
+    'save_config',
+]
 
 CONFIG_DIR = Path(__file__).resolve().parent / 'configs'
 

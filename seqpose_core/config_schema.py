@@ -3,6 +3,7 @@
 `seqpose_core.config` assembles the sections; `model/checkpoint.py` rebuilds a ModelConfig with `from_dict`
 without knowing about the other sections.
 """
+
 import dataclasses
 import typing
 

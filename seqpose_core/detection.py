@@ -1,4 +1,5 @@
 """The one detection type every consumer (ROS node, bag tools, evaluation, overlays) receives."""
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,12 +14,13 @@ class Detection:
     The object frame is the NOCS frame: origin at the box centre, axes along the box edges, y up for the
     object (the symmetry axis of bottles, bowls, cans and mugs), and `size` the box extents along x, y, z.
     """
-    class_id: int                     # NOCS class id 1..6
-    score: float                      # in [0, 1]
-    rotation: np.ndarray              # (3, 3) object -> camera
-    translation: np.ndarray           # (3,) box centre in the camera frame, metres
-    size: np.ndarray                  # (3,) metric box extents along the object's x, y, z, metres
-    track_id: int = -1                # stable across frames for the same object (-1: not tracked)
+
+    class_id: int  # NOCS class id 1..6
+    score: float  # in [0, 1]
+    rotation: np.ndarray  # (3, 3) object -> camera
+    translation: np.ndarray  # (3,) box centre in the camera frame, metres
+    size: np.ndarray  # (3,) metric box extents along the object's x, y, z, metres
+    track_id: int = -1  # stable across frames for the same object (-1: not tracked)
     extras: dict = field(default_factory=dict)
 
     @property

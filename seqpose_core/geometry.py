@@ -3,6 +3,7 @@
 Conventions (docs/architecture.md): OpenCV camera frame (x right, y down, z forward), metres; NOCS object
 frame (origin at the box centre, y up); 6D rotation = the first two columns of R (Zhou et al., CVPR 2019).
 """
+
 import numpy as np
 import torch
 
@@ -86,8 +87,9 @@ def decompose_scaled_pose(pose):
 
 # Corner order: x, y, z signs of a unit cube, x slowest; edges are pairs that differ in one sign.
 _UNIT_CORNERS = np.array([[x, y, z] for x in (1, -1) for y in (1, -1) for z in (1, -1)], dtype=np.float64) * 0.5
-BOX_EDGES = tuple((i, j) for i in range(8) for j in range(i + 1, 8)
-                  if int(np.sum(_UNIT_CORNERS[i] != _UNIT_CORNERS[j])) == 1)
+BOX_EDGES = tuple(
+    (i, j) for i in range(8) for j in range(i + 1, 8) if int(np.sum(_UNIT_CORNERS[i] != _UNIT_CORNERS[j])) == 1
+)
 
 
 def box_corners(size):
@@ -143,8 +145,11 @@ def backproject_depth_map(depth, K):
     """(H, W) depth map in metres -> (H, W, 3) camera-frame points (pixel centres at integer coordinates)."""
     height, width = depth.shape[-2:]
     if _is_torch(depth):
-        v, u = torch.meshgrid(torch.arange(height, dtype=depth.dtype, device=depth.device),
-                              torch.arange(width, dtype=depth.dtype, device=depth.device), indexing='ij')
+        v, u = torch.meshgrid(
+            torch.arange(height, dtype=depth.dtype, device=depth.device),
+            torch.arange(width, dtype=depth.dtype, device=depth.device),
+            indexing='ij',
+        )
     else:
         v, u = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing='ij')
     uv = _stack([u, v], axis=-1).reshape(-1, 2)
@@ -223,9 +228,13 @@ def quaternion_to_rotation(x, y, z, w):
     if not np.isfinite(norm) or norm < 1e-9:
         raise ValueError(f'invalid orientation quaternion {q.tolist()}')
     x, y, z, w = q / norm
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def umeyama(source, target, scale=None):
@@ -241,7 +250,7 @@ def umeyama(source, target, scale=None):
         reflection[2, 2] = -1.0
     rotation = u @ reflection @ vt
     if scale is None:
-        variance = (source_centred ** 2).sum() / len(source)
+        variance = (source_centred**2).sum() / len(source)
         scale = float(np.trace(np.diag(singular) @ reflection) / max(variance, 1e-12))
     translation = target_mean - scale * rotation @ source_mean
     return scale, rotation, translation
@@ -261,4 +270,3 @@ def robust_umeyama(source, target, scale=None, iterations=3, min_inlier_distance
             break
         keep = new_keep
     return fit
-

@@ -16,6 +16,7 @@ Images are resized to the network input with the data pipeline's own resize (inf
 saw) and K is rescaled with them; the 3D camera frame does not change, so detections are in the original
 image's camera frame.
 """
+
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,8 @@ from seqpose_core.detection import Detection
 from seqpose_core.geometry import rotation_6d_to_matrix, scale_intrinsics
 from seqpose_core.model.checkpoint import load_checkpoint
 from seqpose_core.model.seqpose import model_from_checkpoint
-from seqpose_core.stages.pipeline import FrameContext, build_stages
 from seqpose_core.stages.config import with_settings
+from seqpose_core.stages.pipeline import FrameContext, build_stages
 from seqpose_core.suppression import suppress_duplicates
 from seqpose_core.timing import timed_stage
 
@@ -41,11 +42,12 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / 'weights' / 'default.pt'
 @dataclass(frozen=True)
 class Frame:
     """One camera image as the runner takes it."""
-    image_rgb: np.ndarray                 # (H, W, 3) uint8
-    K: np.ndarray                         # (3, 3) intrinsics of image_rgb
-    stamp: float                          # seconds
-    frame_id: str = ''                    # the camera's frame; a change starts a new sequence
-    camera_motion: Optional[np.ndarray] = None   # (4, 4) T_cur_from_prev (odometry); None: unknown
+
+    image_rgb: np.ndarray  # (H, W, 3) uint8
+    K: np.ndarray  # (3, 3) intrinsics of image_rgb
+    stamp: float  # seconds
+    frame_id: str = ''  # the camera's frame; a change starts a new sequence
+    camera_motion: Optional[np.ndarray] = None  # (4, 4) T_cur_from_prev (odometry); None: unknown
     # Stamp of the frame received just before this one on the same stream, when the caller knows it (the
     # node does, even for frames it dropped): gaps are measured on what the camera delivered, so a slow
     # model does not read as a sensor gap. None: measured from the previous processed frame.
@@ -54,9 +56,9 @@ class Frame:
 
 @dataclass(frozen=True)
 class StepResult:
-    detections: list                      # list[Detection], score-sorted, in the frame's camera frame
-    reset_reason: str = ''                # why the memory was reset before this frame ('' : it was not)
-    skip_reason: str = ''                 # why the frame was not processed ('' : it was)
+    detections: list  # list[Detection], score-sorted, in the frame's camera frame
+    reset_reason: str = ''  # why the memory was reset before this frame ('' : it was not)
+    skip_reason: str = ''  # why the frame was not processed ('' : it was)
     # the tracker's live tracks after this frame (those seen and those coasting): a consumer that keeps
     # something per track (a TF frame, an id) ends it when its track leaves this set
     live_track_ids: frozenset = frozenset()
@@ -69,6 +71,7 @@ class StepResult:
 @dataclass(frozen=True)
 class SequenceState:
     """What the sequence rules remember of the last processed frame."""
+
     stamp: float
     frame_id: str
 
@@ -88,8 +91,9 @@ def sequence_break(previous: Optional[SequenceState], frame: Frame, max_frame_ga
     if frame.frame_id != previous.frame_id:
         return 'reset', f"frame_id changed from '{previous.frame_id}' to '{frame.frame_id}'"
     if stamp < previous.stamp:
-        return 'reset', (f'stamp went backwards from {previous.stamp:.3f} to {stamp:.3f} s '
-                         '(bag looping or clock reset)')
+        return 'reset', (
+            f'stamp went backwards from {previous.stamp:.3f} to {stamp:.3f} s (bag looping or clock reset)'
+        )
     if stamp == previous.stamp:
         return 'skip', f"stamp {stamp:.3f} s equals the previous frame's (duplicate frame)"
     reference = previous.stamp
@@ -107,8 +111,7 @@ def load_model_and_config(path, device='cpu'):
     return model_from_checkpoint(content, path).to(device), config
 
 
-def build_runner(checkpoint=None, *, model=None, config: SeqPoseConfig = None, mode=None, device=None,
-                 overrides=None):
+def build_runner(checkpoint=None, *, model=None, config: SeqPoseConfig = None, mode=None, device=None, overrides=None):
     """The one way to build a StreamRunner.
 
     checkpoint: a checkpoint path (None: the embedded default model), or pass an already built `model` with
@@ -121,8 +124,10 @@ def build_runner(checkpoint=None, *, model=None, config: SeqPoseConfig = None, m
         if not path.is_file():
             if checkpoint:
                 raise FileNotFoundError(f'checkpoint {path}: no such file')
-            raise FileNotFoundError(f'no embedded default model at {path}: pass a checkpoint, or train one '
-                                    '(see seqpose_core/weights/README.md for the command)')
+            raise FileNotFoundError(
+                f'no embedded default model at {path}: pass a checkpoint, or train one '
+                '(see seqpose_core/weights/README.md for the command)'
+            )
         model, config = load_model_and_config(path, 'cpu')
     elif config is None:
         raise ValueError('build_runner: a model needs its SeqPoseConfig (config=...)')
@@ -184,13 +189,13 @@ class StreamRunner:
         if height % 14 or width % 14 or height <= 0 or width <= 0:
             raise ValueError(f'input_size {input_size}: height and width must be positive multiples of 14')
         self.input_size = (height, width)
-        model.check_score_fusion(self.cfg.score_fusion)                 # what this model can score with
+        model.check_score_fusion(self.cfg.score_fusion)  # what this model can score with
         self.device = torch.device(device or self.cfg.device)
         self.model = model.to(self.device).eval()
         self.stages = build_stages(self.model, self.cfg)
         self.stage_states = {stage.name: stage.initial_state() for stage in self.stages}
         self.memory = None
-        self.sequence = None            # SequenceState of the last processed frame
+        self.sequence = None  # SequenceState of the last processed frame
         self.frames_since_reset = 0
         self.checkpoint_path = None
 
@@ -237,21 +242,30 @@ class StreamRunner:
             self.reset()
             reset_reason = reason
         if self.sequence is None:
-            motion = None   # motion relative to a frame of another sequence means nothing
+            motion = None  # motion relative to a frame of another sequence means nothing
         if self.cfg.mode == 'single':
             self.memory = None
         network_motion = motion if self.memory is not None else None
 
-        timer = getattr(self.model, 'stage_timer', None)    # benchmarks: preprocess / postprocess times too
+        timer = getattr(self.model, 'stage_timer', None)  # benchmarks: preprocess / postprocess times too
         with torch.inference_mode():
             with timed_stage(timer, 'preprocess'):
                 image = preprocess_image(frame.image_rgb, self.input_size, self.device)
                 K_input = scale_intrinsics(K, frame.image_rgb.shape[:2], self.input_size)
                 K_tensor = torch.as_tensor(K_input, dtype=torch.float32, device=self.device)[None]
-                motion_tensor = (torch.as_tensor(network_motion, dtype=torch.float32, device=self.device)[None]
-                                 if network_motion is not None else None)
-            outputs, memory = self.model(image, K_tensor, memory=self.memory, camera_motion=motion_tensor,
-                                         dense=False, score_fusion=self.cfg.score_fusion)
+                motion_tensor = (
+                    torch.as_tensor(network_motion, dtype=torch.float32, device=self.device)[None]
+                    if network_motion is not None
+                    else None
+                )
+            outputs, memory = self.model(
+                image,
+                K_tensor,
+                memory=self.memory,
+                camera_motion=motion_tensor,
+                dense=False,
+                score_fusion=self.cfg.score_fusion,
+            )
             if self.cfg.mode == 'video':
                 self.memory = memory
             self.sequence = SequenceState(stamp, frame.frame_id)
@@ -264,7 +278,8 @@ class StreamRunner:
             for stage in self.stages:
                 with timed_stage(timer, stage.name):
                     detections, self.stage_states[stage.name] = stage.apply(
-                        detections, context, self.stage_states[stage.name])
+                        detections, context, self.stage_states[stage.name]
+                    )
                 if stage.changes_scores:
                     # threshold 2, 3, ...: a score a stage changed is published only at or above the threshold
                     detections = self.above_threshold(detections)
@@ -283,7 +298,7 @@ class StreamRunner:
         """Score threshold, class-aware duplicate suppression (inference.suppression), max_detections.
         K_input (B, 3, 3): the intrinsics of the network input the outputs were made from."""
         # the forward scored the queries with this runner's score_fusion (step): the memory's ranking
-        probabilities = outputs['detection_probabilities'][index]                          # (Q, 6) float32
+        probabilities = outputs['detection_probabilities'][index]  # (Q, 6) float32
         scores, classes = probabilities.max(-1)
         keep = scores >= self.cfg.score_threshold
         order = torch.argsort(scores[keep], descending=True)
@@ -294,12 +309,21 @@ class StreamRunner:
         rotations = rotation_6d_to_matrix(outputs['pred_rotation6d'][index].float()).cpu().numpy().astype(np.float64)
         sizes = outputs['pred_size'][index].float().cpu().numpy().astype(np.float64)
         # a generator: suppression stops at max_detections, the rest are never built
-        candidates = (Detection(class_id=int(classes[query]) + 1, score=float(scores[query]),
-                                rotation=rotations[query], translation=translations[query].copy(),
-                                size=sizes[query].copy(), extras={'query': int(query)}) for query in indices)
+        candidates = (
+            Detection(
+                class_id=int(classes[query]) + 1,
+                score=float(scores[query]),
+                rotation=rotations[query],
+                translation=translations[query].copy(),
+                size=sizes[query].copy(),
+                extras={'query': int(query)},
+            )
+            for query in indices
+        )
         # the 3D camera frame is the same at every image size, so the input's K projects the boxes correctly
         K = K_input[index].float().cpu().numpy() if K_input is not None else None
         suppression = self.cfg.suppression
         method = suppression.method if K is not None else 'centre_distance'
-        return suppress_duplicates(candidates, K, method, suppression.iou, suppression.distance,
-                                   self.cfg.max_detections)
+        return suppress_duplicates(
+            candidates, K, method, suppression.iou, suppression.distance, self.cfg.max_detections
+        )

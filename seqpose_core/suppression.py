@@ -7,12 +7,13 @@ rule (`projected_iou`) compares the image rectangles of the projected 3D boxes: 
 overlaps a higher-scored kept detection of the same class by more than `iou` (inference.suppression.iou) is a
 duplicate.
 """
+
 import numpy as np
 
 from seqpose_core.geometry import box_corners, project_points, transform_points
 from seqpose_core.stages.config import SUPPRESSIONS
 
-MIN_DEPTH = 1e-3    # metres: a box with a corner closer than this has no usable projection
+MIN_DEPTH = 1e-3  # metres: a box with a corner closer than this has no usable projection
 
 
 def projected_rectangle(detection, K):
@@ -20,7 +21,7 @@ def projected_rectangle(detection, K):
     corners = transform_points(detection.pose_matrix(), box_corners(np.asarray(detection.size, dtype=np.float64)))
     if np.any(corners[:, 2] < MIN_DEPTH):
         return None
-    uv = project_points(corners, np.asarray(K, dtype=np.float64))                # (8, 2)
+    uv = project_points(corners, np.asarray(K, dtype=np.float64))  # (8, 2)
     return np.concatenate([uv.min(0), uv.max(0)])
 
 
@@ -34,8 +35,7 @@ def rectangle_iou(a, b):
     return float(intersection / union) if union > 0 else 0.0
 
 
-def suppress_duplicates(candidates, K, method='projected_iou', iou_threshold=0.5, distance=0.05,
-                        max_detections=None):
+def suppress_duplicates(candidates, K, method='projected_iou', iou_threshold=0.5, distance=0.05, max_detections=None):
     """Greedy, class-aware: walk `candidates` (score-sorted, best first) and keep each one that is not a
     duplicate of a kept detection of its class. K (3, 3) is the intrinsics the detections' image was seen with.
 
@@ -54,8 +54,10 @@ def suppress_duplicates(candidates, K, method='projected_iou', iou_threshold=0.5
                 if other.class_id != candidate.class_id:
                     continue
                 if np.linalg.norm(other.translation - candidate.translation) < distance or (
-                        rectangle is not None and other_rectangle is not None
-                        and rectangle_iou(rectangle, other_rectangle) > iou_threshold):
+                    rectangle is not None
+                    and other_rectangle is not None
+                    and rectangle_iou(rectangle, other_rectangle) > iou_threshold
+                ):
                     duplicate = True
                     break
         if not duplicate:

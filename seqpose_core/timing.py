@@ -1,5 +1,6 @@
 """Per-stage wall time for benchmarks: `model.stage_timer = StageTimer()` and every stage of a forward pass
 (and the runner's pre- and post-processing) accumulates its seconds."""
+
 import time
 from collections import defaultdict
 from contextlib import contextmanager

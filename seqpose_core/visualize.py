@@ -4,6 +4,7 @@ Images are RGB uint8 (H, W, 3), drawn in place and returned. Geometry comes from
 OpenCV camera frame; anything at or behind the camera plane is not drawn (a segment is drawn only when both
 ends are in front of the camera), because projecting it would wrap it across the image.
 """
+
 import cv2
 import numpy as np
 
@@ -14,8 +15,8 @@ GT_COLOR = (0, 255, 0)
 AXIS_COLORS = ((255, 0, 0), (0, 255, 0), (0, 0, 255))  # x red, y green, z blue (RGB)
 # points closer than this (metres) count as behind the camera
 MIN_DEPTH = 1e-3
-OVERLAY_MIN_HEIGHT = 480          # pixels: overlays of smaller images are upscaled by an integer factor
-OVERLAY_MIN_SCORE = 0.3           # predictions drawn in overlays (and the best one per object in the frame)
+OVERLAY_MIN_HEIGHT = 480  # pixels: overlays of smaller images are upscaled by an integer factor
+OVERLAY_MIN_SCORE = 0.3  # predictions drawn in overlays (and the best one per object in the frame)
 
 
 def _pixel(point):
@@ -36,15 +37,21 @@ def draw_box(image, corners_2d, color, thickness=2, visible=None):
     visible = np.ones(8, dtype=bool) if visible is None else np.asarray(visible, dtype=bool)
     for start, end in BOX_EDGES:
         if visible[start] and visible[end] and _finite_segment(corners_2d[start], corners_2d[end]):
-            cv2.line(image, _pixel(corners_2d[start]), _pixel(corners_2d[end]), tuple(int(c) for c in color),
-                     thickness, cv2.LINE_AA)
+            cv2.line(
+                image,
+                _pixel(corners_2d[start]),
+                _pixel(corners_2d[end]),
+                tuple(int(c) for c in color),
+                thickness,
+                cv2.LINE_AA,
+            )
     return image
 
 
 def draw_axes(image, R, t, K, length=0.1, thickness=2):
     """Draw the object's x (red), y (green), z (blue) axes of `length` metres from its origin t."""
     R, t, K = np.asarray(R, np.float64), np.asarray(t, np.float64), np.asarray(K, np.float64)
-    points = t[None, :] + np.vstack([np.zeros(3), (R * length).T])   # origin, then the three axis tips
+    points = t[None, :] + np.vstack([np.zeros(3), (R * length).T])  # origin, then the three axis tips
     if points[0, 2] <= MIN_DEPTH:
         return image
     uv = project_points(points, K)
@@ -77,8 +84,16 @@ def draw_detections(image_rgb, detections, K, color=PRED_COLOR, gt=False, axes=T
             anchor = uv[visible][np.argmin(uv[visible, 1])]  # above the highest visible corner
             if _finite_segment(anchor, anchor):
                 x, y = _pixel(anchor)
-                cv2.putText(image_rgb, text, (x, max(y - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                            tuple(int(c) for c in color), 1, cv2.LINE_AA)
+                cv2.putText(
+                    image_rgb,
+                    text,
+                    (x, max(y - 4, 10)),
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    0.45,
+                    tuple(int(c) for c in color),
+                    1,
+                    cv2.LINE_AA,
+                )
     return image_rgb
 
 
@@ -92,15 +107,24 @@ def overlay_predictions(detections, ground_truth, min_score=OVERLAY_MIN_SCORE, m
     chosen, matched = [], set()
     for truth in ground_truth:
         for index, candidate in enumerate(ranked):
-            if (index not in matched and candidate.class_id == truth.class_id
-                    and np.linalg.norm(candidate.translation - truth.translation) < match_distance):
+            if (
+                index not in matched
+                and candidate.class_id == truth.class_id
+                and np.linalg.norm(candidate.translation - truth.translation) < match_distance
+            ):
                 matched.add(index)
                 chosen.append(candidate)
                 break
-    near_any = {index for index, candidate in enumerate(ranked)
-                if any(candidate.class_id == truth.class_id
-                       and np.linalg.norm(candidate.translation - truth.translation) < match_distance
-                       for truth in ground_truth)}
-    false_positives = [candidate for index, candidate in enumerate(ranked)
-                       if index not in near_any and candidate.score >= min_score]
+    near_any = {
+        index
+        for index, candidate in enumerate(ranked)
+        if any(
+            candidate.class_id == truth.class_id
+            and np.linalg.norm(candidate.translation - truth.translation) < match_distance
+            for truth in ground_truth
+        )
+    }
+    false_positives = [
+        candidate for index, candidate in enumerate(ranked) if index not in near_any and candidate.score >= min_score
+    ]
     return sorted(chosen + false_positives, key=lambda detection: -detection.score)

@@ -1,29 +1,35 @@
 """CameraInfo -> the intrinsics the model needs, for `seqpose_node`: validation, and the camera model (D, P,
 binning, ROI) applied to raw or rectified images. Plain functions (tested without ROS)."""
+
 import numpy as np
 
 from seqpose_ros.images import InputError
+
 
 # --------------------------------------------------------------------------------------------- camera info
 def camera_info_to_K(k, width, height, topic='camera_info'):
     """CameraInfo.k (9 numbers, row-major) -> validated 3x3 K. Width / height are only used in messages."""
     values = np.asarray(list(k), dtype=np.float64)
     if values.size != 9:
-        raise InputError(f'{topic}: K has {values.size} values, expected 9; frames skipped until a valid '
-                         'CameraInfo arrives')
+        raise InputError(
+            f'{topic}: K has {values.size} values, expected 9; frames skipped until a valid CameraInfo arrives'
+        )
     K = values.reshape(3, 3)
     if not np.all(np.isfinite(K)):
-        raise InputError(f'{topic}: K contains NaN or infinite values {K.tolist()}; frames skipped until a valid '
-                         'CameraInfo arrives')
+        raise InputError(
+            f'{topic}: K contains NaN or infinite values {K.tolist()}; frames skipped until a valid CameraInfo arrives'
+        )
     if not np.any(K):
-        raise InputError(f'{topic}: K is all zeros (uncalibrated camera?); frames skipped until a calibrated '
-                         'CameraInfo arrives')
+        raise InputError(
+            f'{topic}: K is all zeros (uncalibrated camera?); frames skipped until a calibrated CameraInfo arrives'
+        )
     if K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise InputError(f'{topic}: focal lengths must be positive, got fx={K[0, 0]}, fy={K[1, 1]}; frames '
-                         'skipped')
+        raise InputError(f'{topic}: focal lengths must be positive, got fx={K[0, 0]}, fy={K[1, 1]}; frames skipped')
     if not np.allclose(K[2], (0.0, 0.0, 1.0)) or K[1, 0] != 0:
-        raise InputError(f'{topic}: K is not an upper-triangular intrinsics matrix with last row [0, 0, 1]: '
-                         f'{K.tolist()}; frames skipped')
+        raise InputError(
+            f'{topic}: K is not an upper-triangular intrinsics matrix with last row [0, 0, 1]: '
+            f'{K.tolist()}; frames skipped'
+        )
     return K
 
 
@@ -31,8 +37,13 @@ DISTORTION_MODELS = ('plumb_bob', 'rational_polynomial', 'equidistant')
 
 
 def _valid_pinhole(M):
-    return (M.shape == (3, 3) and np.all(np.isfinite(M)) and M[0, 0] > 0 and M[1, 1] > 0
-            and np.allclose(M[2], (0.0, 0.0, 1.0)))
+    return (
+        M.shape == (3, 3)
+        and np.all(np.isfinite(M))
+        and M[0, 0] > 0
+        and M[1, 1] > 0
+        and np.allclose(M[2], (0.0, 0.0, 1.0))
+    )
 
 
 class CameraModel:
@@ -51,17 +62,41 @@ class CameraModel:
     have ((0, 0): the CameraInfo gives none); `notes` are one-time log lines (what was decided and why);
     `error` is set (and K None) when the CameraInfo cannot be used."""
 
-    def __init__(self, width, height, k, d=(), distortion_model='', p=None, r=None, binning_x=0, binning_y=0,
-                 roi=(0, 0, 0, 0), image_kind='raw', topic='camera_info'):
+    def __init__(
+        self,
+        width,
+        height,
+        k,
+        d=(),
+        distortion_model='',
+        p=None,
+        r=None,
+        binning_x=0,
+        binning_y=0,
+        roi=(0, 0, 0, 0),
+        image_kind='raw',
+        topic='camera_info',
+    ):
         self.topic = topic
         self.notes = []
         self.error = ''
         self.K = None
-        self.undistort_from = None          # (K, D, R, model) when images must be undistorted
+        self.undistort_from = None  # (K, D, R, model) when images must be undistorted
         self._maps = {}
         try:
-            self._build(int(width), int(height), k, d, distortion_model, p, r, int(binning_x or 0),
-                        int(binning_y or 0), tuple(int(v) for v in roi), image_kind)
+            self._build(
+                int(width),
+                int(height),
+                k,
+                d,
+                distortion_model,
+                p,
+                r,
+                int(binning_x or 0),
+                int(binning_y or 0),
+                tuple(int(v) for v in roi),
+                image_kind,
+            )
         except InputError as error:
             self.error = str(error)
             self.K = None
@@ -88,21 +123,27 @@ class CameraModel:
                 if not np.all(np.isfinite(D)):
                     raise InputError(f'{topic}: D contains NaN or infinite values; frames skipped')
                 if distortion_model not in DISTORTION_MODELS:
-                    raise InputError(f"{topic}: distortion_model '{distortion_model}' with non-zero D is not "
-                                     f"supported (supported: {', '.join(DISTORTION_MODELS)}): publish a "
-                                     'rectified image (image_proc) and set camera_model:=rectified; frames skipped')
+                    raise InputError(
+                        f"{topic}: distortion_model '{distortion_model}' with non-zero D is not "
+                        f'supported (supported: {", ".join(DISTORTION_MODELS)}): publish a '
+                        'rectified image (image_proc) and set camera_model:=rectified; frames skipped'
+                    )
                 if bx > 1 or by > 1 or cropped:
-                    raise InputError(f'{topic}: undistorting a binned ({bx}x{by}) or ROI-cropped raw image is not '
-                                     'supported: rectify it upstream (image_proc) and set camera_model:=rectified; '
-                                     'frames skipped')
+                    raise InputError(
+                        f'{topic}: undistorting a binned ({bx}x{by}) or ROI-cropped raw image is not '
+                        'supported: rectify it upstream (image_proc) and set camera_model:=rectified; '
+                        'frames skipped'
+                    )
                 R = np.asarray(list(r), dtype=np.float64).reshape(3, 3) if r is not None and len(r) == 9 else None
                 if R is None or not np.all(np.isfinite(R)) or not np.allclose(R @ R.T, np.eye(3), atol=1e-6):
                     R = np.eye(3)
                 intrinsics = P.copy() if P_valid else K.copy()
                 self.undistort_from = (K, D, R, distortion_model)
-                self.notes.append(f"{topic}: non-zero D ({distortion_model}) on a raw image: undistorting each image "
-                                  'onto ' + ('P' if P_valid else 'K') + ' before the model (subscribe to a rectified '
-                                  'topic and set camera_model:=rectified to save this work)')
+                self.notes.append(
+                    f'{topic}: non-zero D ({distortion_model}) on a raw image: undistorting each image '
+                    'onto ' + ('P' if P_valid else 'K') + ' before the model (subscribe to a rectified '
+                    'topic and set camera_model:=rectified to save this work)'
+                )
         if cropped or (x_offset or y_offset):
             intrinsics[0, 2] -= x_offset
             intrinsics[1, 2] -= y_offset
@@ -125,6 +166,7 @@ class CameraModel:
         if self.undistort_from is None:
             return rgb
         import cv2
+
         h, w = rgb.shape[:2]
         maps = self._maps.get((h, w))
         if maps is None:
@@ -139,8 +181,20 @@ class CameraModel:
 
 def camera_model_from_msg(msg, image_kind='raw', topic='camera_info'):
     roi = msg.roi
-    return CameraModel(msg.width, msg.height, msg.k, msg.d, msg.distortion_model, msg.p, msg.r, msg.binning_x,
-                       msg.binning_y, (roi.x_offset, roi.y_offset, roi.height, roi.width), image_kind, topic)
+    return CameraModel(
+        msg.width,
+        msg.height,
+        msg.k,
+        msg.d,
+        msg.distortion_model,
+        msg.p,
+        msg.r,
+        msg.binning_x,
+        msg.binning_y,
+        (roi.x_offset, roi.y_offset, roi.height, roi.width),
+        image_kind,
+        topic,
+    )
 
 
 def image_kind_for(camera_model, image_topic):
@@ -158,5 +212,7 @@ def check_image_matches_camera_info(image_hw, info_hw, image_topic='image', info
     if info_h == 0 and info_w == 0:
         return
     if (int(image_hw[0]), int(image_hw[1])) != (info_h, info_w):
-        raise InputError(f'{image_topic}: image is {image_hw[1]}x{image_hw[0]} but {info_topic} says '
-                         f'{info_w}x{info_h} (K would be wrong); frame skipped')
+        raise InputError(
+            f'{image_topic}: image is {image_hw[1]}x{image_hw[0]} but {info_topic} says '
+            f'{info_w}x{info_h} (K would be wrong); frame skipped'
+        )

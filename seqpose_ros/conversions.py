@@ -7,18 +7,19 @@ Pose convention of the published objects (docs/architecture.md): the pose maps t
 at the box centre, axes along the box edges, y = the object's up / symmetry axis) into the image's optical
 frame (OpenCV: x right, y down, z forward); `bbox.size` is the metric extent along the object's x, y, z.
 """
+
 import numpy as np
 
 from seqpose_core.geometry import BOX_EDGES, box_corners, quaternion_to_rotation, rotation_to_quaternion
 
 # One colour per NOCS class (RGB 0..1), used for markers and the debug overlay.
 CLASS_COLORS = {
-    1: (0.12, 0.47, 0.71),   # bottle: blue
-    2: (1.00, 0.50, 0.05),   # bowl: orange
-    3: (0.17, 0.63, 0.17),   # camera: green
-    4: (0.84, 0.15, 0.16),   # can: red
-    5: (0.58, 0.40, 0.74),   # laptop: purple
-    6: (0.89, 0.47, 0.76),   # mug: pink
+    1: (0.12, 0.47, 0.71),  # bottle: blue
+    2: (1.00, 0.50, 0.05),  # bowl: orange
+    3: (0.17, 0.63, 0.17),  # camera: green
+    4: (0.84, 0.15, 0.16),  # can: red
+    5: (0.58, 0.40, 0.74),  # laptop: purple
+    6: (0.89, 0.47, 0.76),  # mug: pink
 }
 
 
@@ -73,6 +74,7 @@ UNKNOWN_COVARIANCE = tuple(-1.0 if i % 7 == 0 else 0.0 for i in range(36))
 # --------------------------------------------------------------------------------------------- messages
 def _pose(rotation, translation):
     from geometry_msgs.msg import Pose
+
     pose = Pose()
     pose.position.x, pose.position.y, pose.position.z = (float(v) for v in translation)
     q = rotation_to_quaternion(rotation)
@@ -84,6 +86,7 @@ def detection_to_msg(detection, header, z_up=False):
     """Detection -> vision_msgs/Detection3D (id = object id, class_id = category name, pose twice; pose
     covariance unknown: -1 on the diagonal)."""
     from vision_msgs.msg import Detection3D, ObjectHypothesisWithPose
+
     rotation, translation, size = object_pose(detection, z_up)
     msg = Detection3D()
     msg.header = header
@@ -101,6 +104,7 @@ def detection_to_msg(detection, header, z_up=False):
 
 def detections_to_array(detections, header, z_up=False):
     from vision_msgs.msg import Detection3DArray
+
     msg = Detection3DArray()
     msg.header = header
     msg.detections = [detection_to_msg(d, header, z_up) for d in detections]
@@ -110,6 +114,7 @@ def detections_to_array(detections, header, z_up=False):
 def detections_to_transforms(detections, header, tf_prefix, z_up=False):
     """One geometry_msgs/TransformStamped per CONFIRMED detection (parent = the image frame)."""
     from geometry_msgs.msg import TransformStamped
+
     transforms = []
     for detection in detections:
         if not detection.extras.get('confirmed', False) or detection.track_id < 0:
@@ -128,12 +133,14 @@ def detections_to_transforms(detections, header, tf_prefix, z_up=False):
 
 def _color(class_id, alpha=1.0):
     from std_msgs.msg import ColorRGBA
+
     r, g, b = CLASS_COLORS.get(int(class_id), (1.0, 1.0, 1.0))
     return ColorRGBA(r=float(r), g=float(g), b=float(b), a=float(alpha))
 
 
 def _point(xyz):
     from geometry_msgs.msg import Point
+
     return Point(x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]))
 
 
@@ -172,6 +179,7 @@ def detections_to_markers(detections, header, lifetime=0.5, line_width=0.004, z_
         axes.lifetime = duration
         length = 0.6 * float(np.max(size)) if np.max(size) > 0 else 0.05
         from std_msgs.msg import ColorRGBA
+
         for axis, rgb in enumerate(((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))):
             tip = np.zeros(3)
             tip[axis] = length
@@ -179,8 +187,7 @@ def detections_to_markers(detections, header, lifetime=0.5, line_width=0.004, z_
             axes.colors += [ColorRGBA(r=rgb[0], g=rgb[1], b=rgb[2], a=1.0)] * 2
         array.markers.append(axes)
 
-        label = Marker(header=header, ns='seqpose/label', id=marker_id, type=Marker.TEXT_VIEW_FACING,
-                       action=Marker.ADD)
+        label = Marker(header=header, ns='seqpose/label', id=marker_id, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD)
         # above the box: the object's +y is up, which is -y in the optical frame only when upright, so the
         # offset is applied in the object frame and then rotated into the camera frame
         offset = np.asarray(detection.rotation) @ np.array([0.0, float(detection.size[1]) / 2 + 0.03, 0.0])

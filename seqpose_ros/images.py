@@ -2,6 +2,7 @@
 compressed images with their header size checked before decoding. Plain functions over the message fields
 (tested without ROS); every problem raises `InputError`, whose text names the input and what was wrong.
 """
+
 import numpy as np
 
 # encoding -> (channels in the message, channel order to get RGB)
@@ -35,6 +36,7 @@ def problem_kind(text):
     """Throttling key: the message with its numbers blanked, so repeats of one problem (differing only in
     sizes, stamps or ages) share a key. Quoted words (encodings, formats, frame ids) are kept as they are."""
     import re
+
     parts = re.split(r"('[^']*')", str(text))
     return ''.join(part if part.startswith("'") else re.sub(r'[-+]?\d[\d.e+-]*', '#', part) for part in parts)
 
@@ -43,12 +45,17 @@ def check_image_size(width, height, topic='image'):
     """Raise InputError (a warning, frame skipped) for images too small or too large for the model."""
     width, height = int(width), int(height)
     if min(width, height) < MIN_IMAGE_SIDE:
-        raise InputError(f'{topic}: image is {width}x{height}, too small for the model (each side must be at '
-                         f'least {MIN_IMAGE_SIDE} px); frame skipped', kind=f'{topic}:too small')
+        raise InputError(
+            f'{topic}: image is {width}x{height}, too small for the model (each side must be at '
+            f'least {MIN_IMAGE_SIDE} px); frame skipped',
+            kind=f'{topic}:too small',
+        )
     if max(width, height) > MAX_IMAGE_SIDE or width * height > MAX_IMAGE_PIXELS:
-        raise InputError(f'{topic}: image is {width}x{height}, larger than the node accepts (at most '
-                         f'{MAX_IMAGE_SIDE} px a side and {MAX_IMAGE_PIXELS / 1e6:g} Mpixel); frame skipped',
-                         kind=f'{topic}:too large')
+        raise InputError(
+            f'{topic}: image is {width}x{height}, larger than the node accepts (at most '
+            f'{MAX_IMAGE_SIDE} px a side and {MAX_IMAGE_PIXELS / 1e6:g} Mpixel); frame skipped',
+            kind=f'{topic}:too large',
+        )
 
 
 # --------------------------------------------------------------------------------------------- images
@@ -59,25 +66,30 @@ def image_to_rgb(height, width, encoding, step, data, topic='image'):
     width * channels bytes of each row are image data."""
     height, width, step = int(height), int(width), int(step)
     if encoding not in ENCODINGS:
-        raise InputError(f"{topic}: unsupported encoding '{encoding}' (supported: {', '.join(ENCODINGS)}); "
-                         'frame skipped', kind=f'{topic}:encoding:{encoding}')
+        raise InputError(
+            f"{topic}: unsupported encoding '{encoding}' (supported: {', '.join(ENCODINGS)}); frame skipped",
+            kind=f'{topic}:encoding:{encoding}',
+        )
     channels, order = ENCODINGS[encoding]
     if height <= 0 or width <= 0 or len(data) == 0:
         raise InputError(f'{topic}: empty image ({width}x{height}, {len(data)} bytes); frame skipped')
     row_bytes = width * channels
     if step < row_bytes:
-        raise InputError(f"{topic}: step {step} is smaller than width {width} x {channels} channels of "
-                         f"'{encoding}'; frame skipped")
+        raise InputError(
+            f"{topic}: step {step} is smaller than width {width} x {channels} channels of '{encoding}'; frame skipped"
+        )
     if len(data) < step * (height - 1) + row_bytes:
-        raise InputError(f'{topic}: data holds {len(data)} bytes but {width}x{height} {encoding} with step '
-                         f'{step} needs {step * height}; frame skipped')
+        raise InputError(
+            f'{topic}: data holds {len(data)} bytes but {width}x{height} {encoding} with step '
+            f'{step} needs {step * height}; frame skipped'
+        )
     buffer = np.frombuffer(data, dtype=np.uint8)
     if len(buffer) < step * height:
         # the last row may legally omit its padding
         buffer = np.concatenate([buffer, np.zeros(step * height - len(buffer), np.uint8)])
-    rows = buffer[:step * height].reshape(height, step)[:, :row_bytes].reshape(height, width, channels)
+    rows = buffer[: step * height].reshape(height, step)[:, :row_bytes].reshape(height, width, channels)
     if encoding == 'rgb8':
-        return np.array(rows, copy=True)   # a copy: the runner wants a writable array it can own
+        return np.array(rows, copy=True)  # a copy: the runner wants a writable array it can own
     if encoding == 'mono8':
         return np.repeat(rows, 3, axis=2)
     return np.ascontiguousarray(rows[:, :, list(order)])
@@ -101,12 +113,16 @@ def image_msg_to_rgb(msg, topic='image', bridge=None):
         try:
             rgb = bridge.imgmsg_to_cv2(msg, desired_encoding='rgb8')
         except Exception as error:  # noqa: BLE001 - cv_bridge raises CvBridgeError and cv2 errors
-            raise InputError(f"{topic}: cv_bridge cannot convert encoding '{msg.encoding}' to rgb8 ({error}); "
-                             'frame skipped', kind=f'{topic}:encoding:{msg.encoding}') from None
+            raise InputError(
+                f"{topic}: cv_bridge cannot convert encoding '{msg.encoding}' to rgb8 ({error}); frame skipped",
+                kind=f'{topic}:encoding:{msg.encoding}',
+            ) from None
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
         if rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise InputError(f"{topic}: cv_bridge gave shape {rgb.shape} for encoding '{msg.encoding}'; frame "
-                             'skipped', kind=f'{topic}:encoding:{msg.encoding}')
+            raise InputError(
+                f"{topic}: cv_bridge gave shape {rgb.shape} for encoding '{msg.encoding}'; frame skipped",
+                kind=f'{topic}:encoding:{msg.encoding}',
+            )
         return rgb
     return image_to_rgb(msg.height, msg.width, msg.encoding, msg.step, msg.data, topic)
 
@@ -122,24 +138,24 @@ def compressed_image_size(data):
         index = 2
         while index + 4 <= len(data):
             if data[index] != 0xFF:
-                index += 1                      # tolerate fill bytes / garbage between segments
+                index += 1  # tolerate fill bytes / garbage between segments
                 continue
             marker = data[index + 1]
             if marker == 0xFF:
                 index += 1
                 continue
             if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-                index += 2                      # markers without a length
+                index += 2  # markers without a length
                 continue
-            length = int.from_bytes(data[index + 2:index + 4], 'big')
+            length = int.from_bytes(data[index + 2 : index + 4], 'big')
             # start of frame: C0-CF except C4 (huffman tables), C8 (reserved), CC (arithmetic coding)
             if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
                 if index + 9 > len(data):
                     return None
-                height = int.from_bytes(data[index + 5:index + 7], 'big')
-                width = int.from_bytes(data[index + 7:index + 9], 'big')
+                height = int.from_bytes(data[index + 5 : index + 7], 'big')
+                width = int.from_bytes(data[index + 7 : index + 9], 'big')
                 return width, height, 'jpeg'
-            if marker == 0xDA or length < 2:    # start of scan before any frame header: not a usable jpeg
+            if marker == 0xDA or length < 2:  # start of scan before any frame header: not a usable jpeg
                 return None
             index += 2 + length
     return None
@@ -150,6 +166,7 @@ def compressed_to_rgb(image_format, data, topic='image/compressed', expected_hw=
     in the file's header is checked first (limits, and `expected_hw` from the CameraInfo when given), so a
     small file declaring a huge image is refused without decoding it."""
     import cv2
+
     if len(data) == 0:
         raise InputError(f'{topic}: empty CompressedImage (format {image_format!r}); frame skipped')
     header = compressed_image_size(data)
@@ -158,17 +175,25 @@ def compressed_to_rgb(image_format, data, topic='image/compressed', expected_hw=
         try:
             check_image_size(width, height, topic)
         except InputError as error:
-            raise InputError(f'{topic}: {kind} header declares {width}x{height}: {str(error).split(": ", 1)[1]}'
-                             ' (not decoded)', kind=error.kind) from None
-        if expected_hw is not None and tuple(int(v) for v in expected_hw) != (0, 0) \
-                and (height, width) != tuple(int(v) for v in expected_hw):
-            raise InputError(f'{topic}: {kind} header declares {width}x{height} but the CameraInfo says '
-                             f'{int(expected_hw[1])}x{int(expected_hw[0])}; frame skipped (not decoded)',
-                             kind=f'{topic}:size mismatch')
+            raise InputError(
+                f'{topic}: {kind} header declares {width}x{height}: {str(error).split(": ", 1)[1]} (not decoded)',
+                kind=error.kind,
+            ) from None
+        if (
+            expected_hw is not None
+            and tuple(int(v) for v in expected_hw) != (0, 0)
+            and (height, width) != tuple(int(v) for v in expected_hw)
+        ):
+            raise InputError(
+                f'{topic}: {kind} header declares {width}x{height} but the CameraInfo says '
+                f'{int(expected_hw[1])}x{int(expected_hw[0])}; frame skipped (not decoded)',
+                kind=f'{topic}:size mismatch',
+            )
     decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if decoded is None or decoded.size == 0:
-        raise InputError(f'{topic}: cannot decode {len(data)} bytes of format {image_format!r} '
-                         '(expected jpeg or png); frame skipped')
+        raise InputError(
+            f'{topic}: cannot decode {len(data)} bytes of format {image_format!r} (expected jpeg or png); frame skipped'
+        )
     return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
@@ -176,5 +201,4 @@ def rgb_to_image_fields(rgb):
     """(H, W, 3) uint8 RGB -> dict of sensor_msgs/Image fields (rgb8, no padding)."""
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     height, width = rgb.shape[:2]
-    return dict(height=height, width=width, encoding='rgb8', is_bigendian=0, step=width * 3,
-                data=rgb.tobytes())
+    return dict(height=height, width=width, encoding='rgb8', is_bigendian=0, step=width * 3, data=rgb.tobytes())

@@ -2,6 +2,7 @@
 Plain functions (no rclpy) so the failure messages are tested without ROS; the node turns `StartupError` into
 a fatal log line and exit code 1.
 """
+
 import dataclasses
 from pathlib import Path
 
@@ -20,8 +21,10 @@ def resolve_checkpoint(checkpoint):
             raise StartupError(f"checkpoint '{checkpoint}': no such file")
         return path
     if not DEFAULT_CHECKPOINT.is_file():
-        raise StartupError(f'checkpoint not set and the embedded default model {DEFAULT_CHECKPOINT} is not '
-                           'installed; pass -p checkpoint:=/path/to/model.pt')
+        raise StartupError(
+            f'checkpoint not set and the embedded default model {DEFAULT_CHECKPOINT} is not '
+            'installed; pass -p checkpoint:=/path/to/model.pt'
+        )
     return DEFAULT_CHECKPOINT
 
 
@@ -29,6 +32,7 @@ def resolve_device(device, warn):
     """'cpu' / 'cuda' / 'cuda:N' -> a device that exists; CUDA that is not there falls back to CPU with a
     warning (a launch file written for a GPU robot still runs on a laptop)."""
     import torch
+
     if device == 'cpu':
         return 'cpu'
     if not torch.cuda.is_available():
@@ -51,8 +55,9 @@ def load_runner(checkpoint, device='cpu', history_frames=0, top_k=0, warn=print)
         raise StartupError(f"checkpoint '{path}' does not load: {type(error).__name__}: {error}") from None
     # history_frames / top_k size the memory queue the model creates for a new sequence (init_memory); the
     # model gets a changed copy of its config, the checkpoint's is left as it was
-    changes = {name: int(value) for name, value in (('memory_frames', history_frames), ('memory_top_k', top_k))
-               if value}
+    changes = {
+        name: int(value) for name, value in (('memory_frames', history_frames), ('memory_top_k', top_k)) if value
+    }
     if changes and getattr(runner.model, 'cfg', None) is not None:
         runner.model.cfg = dataclasses.replace(runner.model.cfg, **changes)
     return runner, path, device

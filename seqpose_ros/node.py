@@ -12,6 +12,7 @@ The node is thin: conversions, CameraInfo pairing, the one-slot buffer, object i
 plain modules (conversions, pipeline, params, loading, seqpose_core.runner and its tracker) tested without
 ROS; what the node publishes is seqpose_ros.outputs.
 """
+
 import signal
 import sys
 import threading
@@ -27,20 +28,21 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import Trigger
 
-from seqpose_ros import camera_model, conversions, images, params as param_table
+from seqpose_core.runner import Frame
+from seqpose_ros import camera_model, conversions, images
+from seqpose_ros import params as param_table
 from seqpose_ros.images import InputError, problem_kind
 from seqpose_ros.loading import StartupError, load_runner
-from seqpose_core.runner import Frame
-from seqpose_ros.qos import best_available_reliability, image_qos_profile
 from seqpose_ros.outputs import Outputs
 from seqpose_ros.pipeline import CameraInfoCache, LatestSlot, Pipeline, ProblemLog, SequenceGaps, Stats
+from seqpose_ros.qos import best_available_reliability, image_qos_profile
 
-try:   # present on a ROS 2 install; not on PyPI (the pip set-up publishes TFMessage on /tf itself)
+try:  # present on a ROS 2 install; not on PyPI (the pip set-up publishes TFMessage on /tf itself)
     import tf2_ros
 except ImportError:
     tf2_ros = None
 
-CAMERA_INFO_WAIT = 0.1     # seconds the worker waits for the CameraInfo of an image that came first
+CAMERA_INFO_WAIT = 0.1  # seconds the worker waits for the CameraInfo of an image that came first
 FIRST_CAMERA_INFO_WAIT = 1.0
 
 
@@ -50,8 +52,18 @@ def _stamp_seconds(stamp):
 
 def _camera_info_key(msg):
     roi = msg.roi
-    return (msg.width, msg.height, tuple(msg.k), tuple(msg.d), msg.distortion_model, tuple(msg.p), tuple(msg.r),
-            msg.binning_x, msg.binning_y, (roi.x_offset, roi.y_offset, roi.height, roi.width))
+    return (
+        msg.width,
+        msg.height,
+        tuple(msg.k),
+        tuple(msg.d),
+        msg.distortion_model,
+        tuple(msg.p),
+        tuple(msg.r),
+        msg.binning_x,
+        msg.binning_y,
+        (roi.x_offset, roi.y_offset, roi.height, roi.width),
+    )
 
 
 class CameraState:
@@ -78,12 +90,16 @@ class SeqPoseNode(Node):
         self._warned_frame_mismatch = False
         self._prev_odom_from_camera = None
         self._last_received_stamp = None
-        self._camera_model = (None, None)     # (CameraInfo key, CameraModel): rebuilt only when it changes
+        self._camera_model = (None, None)  # (CameraInfo key, CameraModel): rebuilt only when it changes
         self.bridge = images._cv_bridge()
 
-        runner, path, device = load_runner(self.params['checkpoint'], self.params['device'],
-                                           self.params['history_frames'], self.params['top_k'],
-                                           warn=self.get_logger().warning)
+        runner, path, device = load_runner(
+            self.params['checkpoint'],
+            self.params['device'],
+            self.params['history_frames'],
+            self.params['top_k'],
+            warn=self.get_logger().warning,
+        )
         # the inference settings, their defaults the checkpoint's (a params file or ros2 param set overrides)
         self.params.update(param_table.declare_all(self, param_table.runner_param_specs(runner.cfg)))
         self.pipeline = Pipeline(runner)
@@ -96,13 +112,20 @@ class SeqPoseNode(Node):
         self.image_sub = None
         self._subscribe_images(QoSOverridingOptions.with_default_policies())
         self._info_qos = image_qos_profile(self.params['image_qos'], depth=5)
-        self.info_sub = self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, self._info_qos,
-                                                 qos_overriding_options=QoSOverridingOptions.with_default_policies())
+        self.info_sub = self.create_subscription(
+            CameraInfo,
+            'camera_info',
+            self._on_camera_info,
+            self._info_qos,
+            qos_overriding_options=QoSOverridingOptions.with_default_policies(),
+        )
         self._info_qos = self.info_sub.qos_profile
-        self.info_topic = self.info_sub.topic_name     # a string: the worker never touches a subscription
+        self.info_topic = self.info_sub.topic_name  # a string: the worker never touches a subscription
         # best_available (not overridden): the subscriptions follow their publishers' reliability
-        self._follow = {'image': self._image_qos.reliability == ReliabilityPolicy.BEST_AVAILABLE,
-                        'camera_info': self._info_qos.reliability == ReliabilityPolicy.BEST_AVAILABLE}
+        self._follow = {
+            'image': self._image_qos.reliability == ReliabilityPolicy.BEST_AVAILABLE,
+            'camera_info': self._info_qos.reliability == ReliabilityPolicy.BEST_AVAILABLE,
+        }
         self._reliability = {'image': None, 'camera_info': None}
         self.image_kind = camera_model.image_kind_for(self.params['camera_model'], self.image_sub.topic_name)
         if not self.params['enabled']:
@@ -114,8 +137,10 @@ class SeqPoseNode(Node):
         self.tf_buffer = None
         if self.params['odom_frame']:
             if tf2_ros is None:
-                self.get_logger().warning(f"odom_frame '{self.params['odom_frame']}' set but tf2_ros is not "
-                                          'installed: the memory runs without camera motion')
+                self.get_logger().warning(
+                    f"odom_frame '{self.params['odom_frame']}' set but tf2_ros is not "
+                    'installed: the memory runs without camera motion'
+                )
             else:
                 self.tf_buffer = tf2_ros.Buffer()
                 self.tf_listener = tf2_ros.TransformListener(self.tf_buffer, self)
@@ -129,19 +154,26 @@ class SeqPoseNode(Node):
         self._worker.start()
         self.get_logger().info(
             f"model '{path}' on {device}, mode {self.params['mode']}; listening on "
-            f"{self.image_topic} + {self.info_topic} (QoS {self.params['image_qos']}, "
-            f"{self.image_kind} images), publishing {self.outputs.detections_pub.topic_name}"
-            + ('' if self.params['enabled'] else '; disabled (enabled:=false): not subscribed to images'))
+            f'{self.image_topic} + {self.info_topic} (QoS {self.params["image_qos"]}, '
+            f'{self.image_kind} images), publishing {self.outputs.detections_pub.topic_name}'
+            + ('' if self.params['enabled'] else '; disabled (enabled:=false): not subscribed to images')
+        )
 
     # ------------------------------------------------------------------------------------------- inputs
     def _subscribe_images(self, overriding=None):
         if self.params['image_transport'] == 'compressed':
-            self.image_sub = self.create_subscription(CompressedImage, 'image/compressed', self._on_compressed,
-                                                      self._image_qos, qos_overriding_options=overriding)
+            self.image_sub = self.create_subscription(
+                CompressedImage,
+                'image/compressed',
+                self._on_compressed,
+                self._image_qos,
+                qos_overriding_options=overriding,
+            )
         else:
-            self.image_sub = self.create_subscription(Image, 'image', self._on_image, self._image_qos,
-                                                      qos_overriding_options=overriding)
-        self._image_qos = self.image_sub.qos_profile     # with any overrides applied
+            self.image_sub = self.create_subscription(
+                Image, 'image', self._on_image, self._image_qos, qos_overriding_options=overriding
+            )
+        self._image_qos = self.image_sub.qos_profile  # with any overrides applied
         self.image_topic = self.image_sub.topic_name
 
     def follow_publishers(self):
@@ -157,8 +189,12 @@ class SeqPoseNode(Node):
             if wanted is None or wanted == self._reliability[name]:
                 continue
             self._reliability[name] = wanted
-            profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=subscription.qos_profile.depth,
-                                 durability=DurabilityPolicy.VOLATILE, reliability=wanted)
+            profile = QoSProfile(
+                history=HistoryPolicy.KEEP_LAST,
+                depth=subscription.qos_profile.depth,
+                durability=DurabilityPolicy.VOLATILE,
+                reliability=wanted,
+            )
             self.destroy_subscription(subscription)
             if name == 'image':
                 self._image_qos = profile
@@ -166,8 +202,10 @@ class SeqPoseNode(Node):
             else:
                 self._info_qos = profile
                 self.info_sub = self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, profile)
-            self.get_logger().info(f'{topic}: publisher(s) offer {wanted.name.lower()}; subscribed '
-                                   f'{wanted.name.lower()} (image_qos best_available)')
+            self.get_logger().info(
+                f'{topic}: publisher(s) offer {wanted.name.lower()}; subscribed '
+                f'{wanted.name.lower()} (image_qos best_available)'
+            )
 
     def _unsubscribe_images(self):
         if self.image_sub is not None:
@@ -261,9 +299,11 @@ class SeqPoseNode(Node):
         except Exception as error:  # noqa: BLE001 - the node must survive anything one frame brings
             self.stats.skipped += 1
             self.pipeline.request_reset(f'processing failed ({type(error).__name__})')
-            self._report('processing:' + type(error).__name__,
-                         f'{self.image_topic}: processing failed: {type(error).__name__}: {error}; '
-                         'frame skipped, memory reset', 'error')
+            self._report(
+                'processing:' + type(error).__name__,
+                f'{self.image_topic}: processing failed: {type(error).__name__}: {error}; frame skipped, memory reset',
+                'error',
+            )
 
     def _report(self, kind, text, level='warn'):
         line = self.problems.report(kind, text)
@@ -282,8 +322,11 @@ class SeqPoseNode(Node):
         header = msg.header
         stamp = _stamp_seconds(header.stamp)
         if not header.frame_id.strip():
-            raise InputError(f"{topic}: header.frame_id is empty: detections, TF and markers need the camera's "
-                             "frame (set the driver's frame_id); frame skipped", kind=f'{topic}:empty frame_id')
+            raise InputError(
+                f"{topic}: header.frame_id is empty: detections, TF and markers need the camera's "
+                "frame (set the driver's frame_id); frame skipped",
+                kind=f'{topic}:empty frame_id',
+            )
         max_age = self.params['max_image_age']
         if max_age > 0:
             age = self.get_clock().now().nanoseconds * 1e-9 - stamp
@@ -297,13 +340,16 @@ class SeqPoseNode(Node):
         camera, distance = self.cameras.pair(stamp, tolerance, wait=wait)
         info_topic = self.info_topic
         if camera is None:
-            if compressed:   # still decoded first: a broken file is the better message
+            if compressed:  # still decoded first: a broken file is the better message
                 images.compressed_to_rgb(msg.format, msg.data, topic)
             raise InputError(f'{topic}: no CameraInfo received yet on {info_topic}; frame skipped')
         if distance is not None:
-            self._report(f'{topic}:camera info stamp', f'{topic}: no CameraInfo on {info_topic} within '
-                         f'stamp_tolerance {tolerance:g} s of the image stamp {stamp:.3f}; using the latest, '
-                         f'{distance:.3f} s apart (raise stamp_tolerance if the driver stamps them differently)')
+            self._report(
+                f'{topic}:camera info stamp',
+                f'{topic}: no CameraInfo on {info_topic} within '
+                f'stamp_tolerance {tolerance:g} s of the image stamp {stamp:.3f}; using the latest, '
+                f'{distance:.3f} s apart (raise stamp_tolerance if the driver stamps them differently)',
+            )
         if camera.error:
             raise InputError(camera.error)
         if compressed:
@@ -313,24 +359,36 @@ class SeqPoseNode(Node):
         images.check_image_size(rgb.shape[1], rgb.shape[0], topic)
         camera_model.check_image_matches_camera_info(rgb.shape[:2], camera.hw, topic, info_topic)
         if camera.frame_id != header.frame_id and not self._warned_frame_mismatch:
-            self._warned_frame_mismatch = True   # warned once: some drivers legitimately differ here
-            self.get_logger().warning(f"{info_topic} frame_id '{camera.frame_id}' differs from the image's "
-                                      f"'{header.frame_id}'; using the image's frame for the outputs")
+            self._warned_frame_mismatch = True  # warned once: some drivers legitimately differ here
+            self.get_logger().warning(
+                f"{info_topic} frame_id '{camera.frame_id}' differs from the image's "
+                f"'{header.frame_id}'; using the image's frame for the outputs"
+            )
         rgb = camera.model.undistort(rgb)
 
-        frame = Frame(rgb, camera.K, stamp, header.frame_id, camera_motion=self._camera_motion(header),
-                      previous_stamp=previous_stamp)
+        frame = Frame(
+            rgb,
+            camera.K,
+            stamp,
+            header.frame_id,
+            camera_motion=self._camera_motion(header),
+            previous_stamp=previous_stamp,
+        )
         try:
             result = self.pipeline.process(frame)
         except (ValueError, TypeError) as error:
             # the runner's input checks (before any state changes): a warning and a skip, not an error + reset
-            raise InputError(f'{topic}: {error}; frame skipped', kind=f'{topic}:runner:{type(error).__name__}') \
-                from None
+            raise InputError(
+                f'{topic}: {error}; frame skipped', kind=f'{topic}:runner:{type(error).__name__}'
+            ) from None
         if result.reset_reason:
             self.stats.resets += 1
             self._prev_odom_from_camera = None
-            self._report(problem_kind(result.reset_reason), f'{topic}: {result.reset_reason}; temporal memory '
-                         'and tracks reset', 'warn' if 'service' not in result.reset_reason else 'info')
+            self._report(
+                problem_kind(result.reset_reason),
+                f'{topic}: {result.reset_reason}; temporal memory and tracks reset',
+                'warn' if 'service' not in result.reset_reason else 'info',
+            )
         if result.skip_reason:
             self.stats.skipped += 1
             self._report('skip:duplicate', f'{topic}: {result.skip_reason}; frame skipped')
@@ -344,11 +402,14 @@ class SeqPoseNode(Node):
         if self.tf_buffer is None:
             return None
         try:
-            t = self.tf_buffer.lookup_transform(self.params['odom_frame'], header.frame_id,
-                                                rclpy.time.Time.from_msg(header.stamp))
+            t = self.tf_buffer.lookup_transform(
+                self.params['odom_frame'], header.frame_id, rclpy.time.Time.from_msg(header.stamp)
+            )
         except Exception as error:  # noqa: BLE001 - tf2 raises several exception types
-            self._report('tf', f"TF {self.params['odom_frame']} -> {header.frame_id}: {error}; frame processed "
-                               'without camera motion')
+            self._report(
+                'tf',
+                f'TF {self.params["odom_frame"]} -> {header.frame_id}: {error}; frame processed without camera motion',
+            )
             self._prev_odom_from_camera = None
             return None
         tr, rot = t.transform.translation, t.transform.rotation
@@ -373,8 +434,9 @@ class SeqPoseNode(Node):
             level, message = 'warn', 'images arrive but none is processed'
         else:
             level, message = 'ok', 'ok'
-        self.outputs.publish_diagnostics(f'{self.get_fully_qualified_name()}: pipeline', self.device, level, message,
-                                         values)
+        self.outputs.publish_diagnostics(
+            f'{self.get_fully_qualified_name()}: pipeline', self.device, level, message, values
+        )
 
     def shutdown(self):
         self.slot.close()
@@ -402,14 +464,13 @@ def main(args=None):
             node = SeqPoseNode()
         except Exception as error:  # noqa: BLE001 - bad checkpoint, bad parameter file: say why, exit 1
             # the node never finished constructing: rclpy's named logger prints like the node's would
-            reason = str(error) if isinstance(error, (StartupError, ValueError)) else \
-                f'{type(error).__name__}: {error}'
+            reason = str(error) if isinstance(error, (StartupError, ValueError)) else f'{type(error).__name__}: {error}'
             rclpy.logging.get_logger('seqpose_node').fatal(f'cannot start: {reason}')
             return 1
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         while not stop.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)    # returns at least every 0.1 s, so the flag is seen
+            executor.spin_once(timeout_sec=0.1)  # returns at least every 0.1 s, so the flag is seen
     except ExternalShutdownException:
         pass
     finally:

@@ -4,6 +4,7 @@
 Outputs are reliable: a reliable publisher matches reliable and best-effort subscribers (RViz's Image display
 subscribes reliable by default). Without tf2_ros (the pip set-up) TF goes out as TFMessage on /tf.
 """
+
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
@@ -18,16 +19,17 @@ LEVELS = {'ok': DiagnosticStatus.OK, 'warn': DiagnosticStatus.WARN, 'error': Dia
 class Outputs:
     def __init__(self, node, tf2_ros=None):
         self.node = node
-        self.params = node.params            # the node's live parameter values (changed at run time)
+        self.params = node.params  # the node's live parameter values (changed at run time)
         self.detections_pub = node.create_publisher(Detection3DArray, 'detections', 10)
         self.markers_pub = node.create_publisher(MarkerArray, 'markers', 10)
         self.debug_pub = node.create_publisher(Image, 'debug_image', 1)
         self.diagnostics_pub = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.tf_frame_names = set()          # every TF child frame name published (bounded: reused ids)
+        self.tf_frame_names = set()  # every TF child frame name published (bounded: reused ids)
         if tf2_ros is not None:
             self.tf_broadcaster, self.tf_pub = tf2_ros.TransformBroadcaster(node), None
         else:
             from tf2_msgs.msg import TFMessage
+
             self.tf_broadcaster = None
             self.tf_pub = node.create_publisher(TFMessage, '/tf', QoSProfile(depth=100))
 
@@ -44,19 +46,24 @@ class Outputs:
                     self.tf_broadcaster.sendTransform(transforms)
                 else:
                     from tf2_msgs.msg import TFMessage
+
                     self.tf_pub.publish(TFMessage(transforms=transforms))
         if params['publish_markers']:
-            self.markers_pub.publish(conversions.detections_to_markers(detections, header, params['marker_lifetime'],
-                                                                       z_up=z_up))
+            self.markers_pub.publish(
+                conversions.detections_to_markers(detections, header, params['marker_lifetime'], z_up=z_up)
+            )
         if self.debug_pub.get_subscription_count() > 0:
             from seqpose_ros.overlay import draw_detections
+
             overlay = draw_detections(rgb, detections, K)
             self.debug_pub.publish(Image(header=header, **images.rgb_to_image_fields(overlay)))
 
     def publish_diagnostics(self, name, hardware_id, level, message, values):
         """One DiagnosticStatus: level 'ok' / 'warn' / 'error', values {key: number or text}."""
         status = DiagnosticStatus(name=name, hardware_id=hardware_id, level=LEVELS[level], message=message)
-        status.values = [KeyValue(key=k, value=f'{v:.3f}' if isinstance(v, float) else str(v)) for k, v in values.items()]
+        status.values = [
+            KeyValue(key=k, value=f'{v:.3f}' if isinstance(v, float) else str(v)) for k, v in values.items()
+        ]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.node.get_clock().now().to_msg()
         self.diagnostics_pub.publish(array)

@@ -1,5 +1,6 @@
 """The debug image: projected boxes, axes and labels drawn on a copy of the input image by the project's one
 overlay drawer (`seqpose_core.visualize.draw_detections`, shared with eval overlays and bag videos)."""
+
 import numpy as np
 
 from seqpose_core import visualize

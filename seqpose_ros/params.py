@@ -8,6 +8,7 @@ Two kinds: the node's own (NODE_PARAMS: the camera, QoS, outputs), and the runne
 defaults are the checkpoint's (`declare_all` reads them from the loaded runner), except where the node
 publishes differently from what the mAP evaluation keeps (NODE_DEFAULTS).
 """
+
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
@@ -27,63 +28,110 @@ class ParamSpec:
     name: str
     default: Any
     description: str
-    dynamic: bool = False                    # may change at run time (`ros2 param set`)
-    range: Optional[Tuple[float, float]] = None   # inclusive bounds for numbers
+    dynamic: bool = False  # may change at run time (`ros2 param set`)
+    range: Optional[Tuple[float, float]] = None  # inclusive bounds for numbers
     choices: Optional[Tuple[str, ...]] = None
 
 
 NODE_PARAMS = (
-    ParamSpec('checkpoint', '',
-              'SeqPose checkpoint (.pt / .safetensors, carries its config). Empty: the embedded default model '
-              '(seqpose_core/weights/default.pt). A file that does not load stops the node at start-up.'),
-    ParamSpec('device', 'cpu',
-              "Torch device: 'cpu', 'cuda' or 'cuda:N'. Falls back to CPU with a warning when CUDA is not "
-              'available.'),
-    ParamSpec('history_frames', 0,
-              'Frames kept in the query memory (N). 0: the checkpoint\'s value. Start-up only.',
-              range=(0, 64)),
-    ParamSpec('top_k', 0,
-              'Queries kept per remembered frame (K). 0: the checkpoint\'s value. Start-up only.',
-              range=(0, 4096)),
-    ParamSpec('image_qos', 'best_available',
-              "QoS of the image and camera_info subscriptions (depth 1): 'best_available' (reliable with a "
-              "reliable publisher, best effort with a best-effort one), 'sensor_data' (best effort), 'reliable', "
-              "'system_default'. Each policy can also be overridden per topic with the standard "
-              "qos_overrides.<topic>.subscription.<policy> parameters. Start-up only.",
-              choices=IMAGE_QOS_CHOICES),
-    ParamSpec('image_transport', 'raw',
-              "'raw': subscribe to `image` (sensor_msgs/Image); 'compressed': to `image/compressed` "
-              '(sensor_msgs/CompressedImage, jpeg/png). Start-up only.', choices=TRANSPORT_CHOICES),
-    ParamSpec('camera_model', 'auto',
-              "How the image relates to its CameraInfo: 'raw' (distorted: undistorted with D when D is "
-              "non-zero, K used), 'rectified' (already rectified, e.g. image_rect: P[0:3,0:3] used, D ignored), "
-              "'auto' ('rectified' when the image topic's name contains 'rect', else 'raw'). Binning and ROI "
-              'are applied to the intrinsics. Start-up only.', choices=CAMERA_MODEL_CHOICES),
-    ParamSpec('stamp_tolerance', 0.005,
-              'Seconds: an image is paired with the CameraInfo whose stamp is closest to its own within this '
-              'tolerance (waiting up to 0.1 s for it to arrive). When none is that close, the latest CameraInfo '
-              'is used and a warning says how far apart the stamps are.', dynamic=True, range=(0.0, 10.0)),
-    ParamSpec('enabled', True,
-              'Process images. false: the image subscription is dropped (no DDS traffic, no CPU) until set '
-              'back to true; the memory and tracks are reset on re-enabling.', dynamic=True),
+    ParamSpec(
+        'checkpoint',
+        '',
+        'SeqPose checkpoint (.pt / .safetensors, carries its config). Empty: the embedded default model '
+        '(seqpose_core/weights/default.pt). A file that does not load stops the node at start-up.',
+    ),
+    ParamSpec(
+        'device',
+        'cpu',
+        "Torch device: 'cpu', 'cuda' or 'cuda:N'. Falls back to CPU with a warning when CUDA is not available.",
+    ),
+    ParamSpec(
+        'history_frames',
+        0,
+        "Frames kept in the query memory (N). 0: the checkpoint's value. Start-up only.",
+        range=(0, 64),
+    ),
+    ParamSpec(
+        'top_k', 0, "Queries kept per remembered frame (K). 0: the checkpoint's value. Start-up only.", range=(0, 4096)
+    ),
+    ParamSpec(
+        'image_qos',
+        'best_available',
+        "QoS of the image and camera_info subscriptions (depth 1): 'best_available' (reliable with a "
+        "reliable publisher, best effort with a best-effort one), 'sensor_data' (best effort), 'reliable', "
+        "'system_default'. Each policy can also be overridden per topic with the standard "
+        'qos_overrides.<topic>.subscription.<policy> parameters. Start-up only.',
+        choices=IMAGE_QOS_CHOICES,
+    ),
+    ParamSpec(
+        'image_transport',
+        'raw',
+        "'raw': subscribe to `image` (sensor_msgs/Image); 'compressed': to `image/compressed` "
+        '(sensor_msgs/CompressedImage, jpeg/png). Start-up only.',
+        choices=TRANSPORT_CHOICES,
+    ),
+    ParamSpec(
+        'camera_model',
+        'auto',
+        "How the image relates to its CameraInfo: 'raw' (distorted: undistorted with D when D is "
+        "non-zero, K used), 'rectified' (already rectified, e.g. image_rect: P[0:3,0:3] used, D ignored), "
+        "'auto' ('rectified' when the image topic's name contains 'rect', else 'raw'). Binning and ROI "
+        'are applied to the intrinsics. Start-up only.',
+        choices=CAMERA_MODEL_CHOICES,
+    ),
+    ParamSpec(
+        'stamp_tolerance',
+        0.005,
+        'Seconds: an image is paired with the CameraInfo whose stamp is closest to its own within this '
+        'tolerance (waiting up to 0.1 s for it to arrive). When none is that close, the latest CameraInfo '
+        'is used and a warning says how far apart the stamps are.',
+        dynamic=True,
+        range=(0.0, 10.0),
+    ),
+    ParamSpec(
+        'enabled',
+        True,
+        'Process images. false: the image subscription is dropped (no DDS traffic, no CPU) until set '
+        'back to true; the memory and tracks are reset on re-enabling.',
+        dynamic=True,
+    ),
     ParamSpec('publish_tf', True, 'Broadcast one TF frame per confirmed object.', dynamic=True),
-    ParamSpec('tf_prefix', 'seqpose',
-              'Object TF frames are <namespace>/<tf_prefix>/<class>_<id> (the node\'s namespace first, so two '
-              'cameras do not collide; a tf_prefix starting with / is used as given, without the namespace). '
-              'Ids are reused once a track ends, so the set of frame names stays bounded.', dynamic=True),
-    ParamSpec('z_up', False,
-              'Publish object poses with z up (REP-103: x forward, y left, z up; the object\'s up axis as z) '
-              'instead of the NOCS object frame (y up). bbox.size follows the axes.', dynamic=True),
+    ParamSpec(
+        'tf_prefix',
+        'seqpose',
+        "Object TF frames are <namespace>/<tf_prefix>/<class>_<id> (the node's namespace first, so two "
+        'cameras do not collide; a tf_prefix starting with / is used as given, without the namespace). '
+        'Ids are reused once a track ends, so the set of frame names stays bounded.',
+        dynamic=True,
+    ),
+    ParamSpec(
+        'z_up',
+        False,
+        "Publish object poses with z up (REP-103: x forward, y left, z up; the object's up axis as z) "
+        'instead of the NOCS object frame (y up). bbox.size follows the axes.',
+        dynamic=True,
+    ),
     ParamSpec('publish_markers', True, 'Publish visualization_msgs/MarkerArray on `markers`.', dynamic=True),
-    ParamSpec('marker_lifetime', 0.5,
-              'Seconds a marker stays in RViz without an update (0: until the next DELETEALL).',
-              dynamic=True, range=(0.0, 3600.0)),
-    ParamSpec('max_image_age', 0.0,
-              'Images older than this many seconds (node clock minus header stamp) are skipped (0: no limit).',
-              dynamic=True, range=(0.0, 3600.0)),
-    ParamSpec('odom_frame', '',
-              'Fixed frame for camera motion between frames (T_cur_from_prev from TF, needs tf2_ros). Empty: '
-              'the memory runs without camera motion. Start-up only.'),
+    ParamSpec(
+        'marker_lifetime',
+        0.5,
+        'Seconds a marker stays in RViz without an update (0: until the next DELETEALL).',
+        dynamic=True,
+        range=(0.0, 3600.0),
+    ),
+    ParamSpec(
+        'max_image_age',
+        0.0,
+        'Images older than this many seconds (node clock minus header stamp) are skipped (0: no limit).',
+        dynamic=True,
+        range=(0.0, 3600.0),
+    ),
+    ParamSpec(
+        'odom_frame',
+        '',
+        'Fixed frame for camera motion between frames (T_cur_from_prev from TF, needs tf2_ros). Empty: '
+        'the memory runs without camera motion. Start-up only.',
+    ),
 )
 
 # Where the node publishes differently from what the checkpoint keeps for the mAP (which wants every detection):
@@ -102,9 +150,16 @@ def runner_param_specs(config: InferenceConfig = None):
         if setting.name in NOT_PARAMETERS:
             continue
         bounds = tuple(setting.range[:2]) if setting.range else None
-        specs.append(ParamSpec(setting.name, NODE_DEFAULTS.get(setting.name, setting.default),
-                               setting.help[:1].upper() + setting.help[1:] + '.', dynamic=True, range=bounds,
-                               choices=setting.choices))
+        specs.append(
+            ParamSpec(
+                setting.name,
+                NODE_DEFAULTS.get(setting.name, setting.default),
+                setting.help[:1].upper() + setting.help[1:] + '.',
+                dynamic=True,
+                range=bounds,
+                choices=setting.choices,
+            )
+        )
     return tuple(specs)
 
 
@@ -120,7 +175,7 @@ def validate(name, value):
     run-time parameter callback, so `ros2 param set` gets the same answer as a bad YAML file)."""
     spec = SPECS.get(name)
     if spec is None:
-        return ''   # not ours (use_sim_time, qos overrides, ...)
+        return ''  # not ours (use_sim_time, qos overrides, ...)
     expected = type(spec.default)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -133,7 +188,7 @@ def validate(name, value):
     if name == 'device' and not (value == 'cpu' or value == 'cuda' or value.startswith('cuda:')):
         return f"device: {value!r} is not 'cpu', 'cuda' or 'cuda:N'"
     if name in RUNNER_SETTINGS:
-        try:     # the dataclasses' own validation: one answer for YAML, --set and ros2 param set
+        try:  # the dataclasses' own validation: one answer for YAML, --set and ros2 param set
             with_settings(InferenceConfig(), {name: value})
         except ConfigError as error:
             return str(error)
@@ -151,11 +206,11 @@ def declare_all(node, specs=NODE_PARAMS):
         extra = ''
         if spec.choices:
             extra = f' One of: {", ".join(spec.choices)}.'
-        descriptor = ParameterDescriptor(description=spec.description + extra,
-                                         read_only=not spec.dynamic)
+        descriptor = ParameterDescriptor(description=spec.description + extra, read_only=not spec.dynamic)
         if spec.range is not None and isinstance(spec.default, float):
-            descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.range[0]),
-                                                                  to_value=float(spec.range[1]))]
+            descriptor.floating_point_range = [
+                FloatingPointRange(from_value=float(spec.range[0]), to_value=float(spec.range[1]))
+            ]
         elif spec.range is not None and isinstance(spec.default, int):
             descriptor.integer_range = [IntegerRange(from_value=int(spec.range[0]), to_value=int(spec.range[1]))]
         value = node.declare_parameter(spec.name, spec.default, descriptor).value

@@ -3,6 +3,7 @@ statistics, reusable object ids and the per-frame processing step. Every sequenc
 backwards or repeated, gaps) and the tracker belong to `seqpose_core.runner`; `node.py` only wires these to
 topics, services and parameters.
 """
+
 import dataclasses
 import math
 import threading
@@ -23,7 +24,7 @@ class CameraInfoCache:
     enough, the latest is used and the caller is told how far apart the stamps were (it warns)."""
 
     def __init__(self, size=30):
-        self._items = deque(maxlen=size)   # (stamp, value), arrival order
+        self._items = deque(maxlen=size)  # (stamp, value), arrival order
         self._condition = threading.Condition()
 
     def add(self, stamp, value):
@@ -126,7 +127,7 @@ class SequenceGaps:
             return 0
         last = self._last.get(publisher)
         self._last[publisher] = sequence
-        if last is None or sequence <= last:   # first message, or the publisher restarted
+        if last is None or sequence <= last:  # first message, or the publisher restarted
             return 0
         missing = sequence - last - 1
         self.lost += missing
@@ -171,7 +172,7 @@ class Stats:
         self.processed = 0
         self.skipped = 0
         self.resets = 0
-        self.latencies = deque(maxlen=window)    # seconds, image received -> detections published
+        self.latencies = deque(maxlen=window)  # seconds, image received -> detections published
         self._last_snapshot = (clock(), 0, 0)
 
     def snapshot(self, dropped, lost=0):
@@ -253,7 +254,7 @@ class Pipeline:
         support_plane.enabled, ...); applied before the next frame. Names and values are checked now."""
         with self._lock:
             pending = {**self._pending_settings, **values}
-            with_settings(self.runner.cfg, pending)        # ConfigError (a ValueError) naming what is wrong
+            with_settings(self.runner.cfg, pending)  # ConfigError (a ValueError) naming what is wrong
             self._pending_settings = pending
 
     def _apply_settings(self):
@@ -263,7 +264,7 @@ class Pipeline:
             return ''
         mode = self.runner.cfg.mode
         self.runner.configure(**settings)
-        if self.runner.cfg.mode != mode:     # the runner reset its memory and tracks
+        if self.runner.cfg.mode != mode:  # the runner reset its memory and tracks
             self.ids.reset()
             return f'mode changed to {self.runner.cfg.mode}'
         return ''

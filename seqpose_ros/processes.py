@@ -7,6 +7,7 @@ a ROS install: `<prefix>/share/seqpose_ros/config`), else beside the sources (`p
 pip install prefix (`<sys.prefix>/share/seqpose_ros/config`, where a plain `pip install .` puts data_files).
 Nothing here starts DDS.
 """
+
 import os
 import sys
 from pathlib import Path
@@ -34,8 +35,8 @@ def config_candidates(name):
     share = share_directory()
     if share is not None:
         candidates.append(share / 'config' / name)
-    candidates.append(Path(__file__).resolve().parents[1] / 'config' / name)       # source tree (pip -e)
-    candidates.append(Path(sys.prefix) / 'share' / PACKAGE / 'config' / name)       # pip install .
+    candidates.append(Path(__file__).resolve().parents[1] / 'config' / name)  # source tree (pip -e)
+    candidates.append(Path(sys.prefix) / 'share' / PACKAGE / 'config' / name)  # pip install .
     return candidates
 
 
@@ -45,7 +46,7 @@ def config_path(name):
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"{PACKAGE}: config/{name} not found; looked in: {', '.join(map(str, candidates))}")
+    raise FileNotFoundError(f'{PACKAGE}: config/{name} not found; looked in: {", ".join(map(str, candidates))}')
 
 
 def node_command(*ros_args):
@@ -85,10 +86,14 @@ def loopback_isolation_problem():
     `lo`, and ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST. Otherwise the reason (tests skip with it)."""
     interfaces = network_interfaces()
     if interfaces != ['lo']:
-        return (f'DDS tests run only inside a private network namespace with loopback only (found interfaces '
-                f"{interfaces}); run: unshare -n bash -c 'ip link set lo up && "
-                "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST .venv/bin/python -m pytest test/test_ros_*.py'")
+        return (
+            f'DDS tests run only inside a private network namespace with loopback only (found interfaces '
+            f"{interfaces}); run: unshare -n bash -c 'ip link set lo up && "
+            "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST .venv/bin/python -m pytest test/test_ros_*.py'"
+        )
     if os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE') != 'LOCALHOST':
-        return ('DDS tests need ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST (got '
-                f"{os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE')!r})")
+        return (
+            'DDS tests need ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST (got '
+            f'{os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")!r})'
+        )
     return ''

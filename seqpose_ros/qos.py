@@ -1,5 +1,6 @@
 """Image subscription QoS for `seqpose_node`: the profile of each `image_qos` setting and how a
 best_available subscription follows the publishers on its topic."""
+
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 
@@ -8,10 +9,15 @@ def image_qos_profile(name, depth=2):
     (every frame arrives, the usual camera driver default), best effort as soon as one publisher is best
     effort (the node follows the publishers: `follow_publishers`). Depth 2: the callback only hands the
     message to the one-slot buffer, so no queue builds; 1 would drop a frame whenever two arrive together."""
-    reliability = {'best_available': ReliabilityPolicy.BEST_AVAILABLE, 'sensor_data': ReliabilityPolicy.BEST_EFFORT,
-                   'reliable': ReliabilityPolicy.RELIABLE, 'system_default': ReliabilityPolicy.SYSTEM_DEFAULT}[name]
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, durability=DurabilityPolicy.VOLATILE,
-                      reliability=reliability)
+    reliability = {
+        'best_available': ReliabilityPolicy.BEST_AVAILABLE,
+        'sensor_data': ReliabilityPolicy.BEST_EFFORT,
+        'reliable': ReliabilityPolicy.RELIABLE,
+        'system_default': ReliabilityPolicy.SYSTEM_DEFAULT,
+    }[name]
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=depth, durability=DurabilityPolicy.VOLATILE, reliability=reliability
+    )
 
 
 def best_available_reliability(publisher_reliabilities):

@@ -4,6 +4,7 @@ pytest puts this folder on sys.path (rootdir-relative imports, no __init__.py in
 helpers are one package for all: `from helpers.tiny_runner import make_runner`, `from helpers import
 ros_harness as T`. Fixtures that more than one folder uses live here.
 """
+
 import pytest
 
 
@@ -11,4 +12,5 @@ import pytest
 def tiny():
     """(the `tiny` SeqPoseConfig, a model of it with seed-0 weights), built once per test module."""
     from helpers.tiny_runner import tiny_model
+
     return tiny_model()

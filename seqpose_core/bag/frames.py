@@ -12,6 +12,7 @@ that cannot be used is skipped with its reason in the `SkipLog`:
 - ground truth that matches no image stamp, or whose objects cannot be read (that frame is replayed, so the
   memory stays continuous, but not scored). Frames without ground truth are replayed but not scored.
 """
+
 import bisect
 import heapq
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ IMAGE_TYPES = (M.IMAGE_TYPE, M.COMPRESSED_IMAGE_TYPE)
 
 @dataclass
 class ReplayTopics:
-    image: str = None          # None: /camera/color/image_raw, else its /compressed, else the only image topic
+    image: str = None  # None: /camera/color/image_raw, else its /compressed, else the only image topic
     camera_info: str = M.CAMERA_INFO_TOPIC
     ground_truth: str = M.GT_TOPIC
     frame_name: str = M.FRAME_NAME_TOPIC
@@ -37,15 +38,15 @@ class ReplayTopics:
 
 @dataclass
 class BagFrame:
-    index: int                 # replay order, 0-based, over the frames actually replayed
-    stamp_ns: int              # the image's header stamp
-    log_time_ns: int           # when it was recorded
-    rgb: np.ndarray            # (H, W, 3) uint8
-    K: np.ndarray              # (3, 3)
-    scene: Optional[str]       # NOCS scene name (from /seqpose/frame_name); None: the replay names it
-    frame: Optional[str]       # NOCS frame id; None: the replay numbers it within its segment
-    gt: list = None            # list[BagObject] when this frame has usable ground truth, else None
-    camera_frame_id: str = M.CAMERA_FRAME_ID   # the image's header.frame_id
+    index: int  # replay order, 0-based, over the frames actually replayed
+    stamp_ns: int  # the image's header stamp
+    log_time_ns: int  # when it was recorded
+    rgb: np.ndarray  # (H, W, 3) uint8
+    K: np.ndarray  # (3, 3)
+    scene: Optional[str]  # NOCS scene name (from /seqpose/frame_name); None: the replay names it
+    frame: Optional[str]  # NOCS frame id; None: the replay numbers it within its segment
+    gt: list = None  # list[BagObject] when this frame has usable ground truth, else None
+    camera_frame_id: str = M.CAMERA_FRAME_ID  # the image's header.frame_id
 
     @property
     def stamp_s(self) -> float:
@@ -82,29 +83,38 @@ class BagFrames:
         if topics.image is not None:
             info = self.bag_topics.get(topics.image)
             if info is None:
-                raise BagError(f'{self.bag_path}: image topic {topics.image} is not in the bag; topics: '
-                               f'{self._available()}')
+                raise BagError(
+                    f'{self.bag_path}: image topic {topics.image} is not in the bag; topics: {self._available()}'
+                )
         else:
             candidates = [M.IMAGE_TOPIC, M.COMPRESSED_IMAGE_TOPIC]
             found = [t for t in candidates if t in self.bag_topics]
             if not found:
                 found = sorted(t for t, i in self.bag_topics.items() if i.msgtype in IMAGE_TYPES)
                 if len(found) > 1:
-                    raise BagError(f'{self.bag_path}: no {M.IMAGE_TOPIC} and several image topics '
-                                   f'({", ".join(found)}); choose one with --image-topic')
+                    raise BagError(
+                        f'{self.bag_path}: no {M.IMAGE_TOPIC} and several image topics '
+                        f'({", ".join(found)}); choose one with --image-topic'
+                    )
                 if found:
                     self.skipped.note(f'no {M.IMAGE_TOPIC} in the bag: using the only image topic {found[0]}')
             if not found:
-                raise BagError(f'{self.bag_path}: no image topic ({M.IMAGE_TOPIC}, sensor_msgs/Image or '
-                               f'CompressedImage); topics: {self._available()}')
+                raise BagError(
+                    f'{self.bag_path}: no image topic ({M.IMAGE_TOPIC}, sensor_msgs/Image or '
+                    f'CompressedImage); topics: {self._available()}'
+                )
             topics.image = found[0]
             info = self.bag_topics[topics.image]
         if info.msgtype not in IMAGE_TYPES:
-            raise BagError(f'{self.bag_path}: topic {topics.image} has type {info.msgtype}, not '
-                           f'{" or ".join(IMAGE_TYPES)}')
+            raise BagError(
+                f'{self.bag_path}: topic {topics.image} has type {info.msgtype}, not {" or ".join(IMAGE_TYPES)}'
+            )
         self.image_type = info.msgtype
-        expected = {topics.camera_info: M.CAMERA_INFO_TYPE, topics.ground_truth: M.DETECTION_ARRAY_TYPE,
-                    topics.frame_name: M.HEADER_TYPE}
+        expected = {
+            topics.camera_info: M.CAMERA_INFO_TYPE,
+            topics.ground_truth: M.DETECTION_ARRAY_TYPE,
+            topics.frame_name: M.HEADER_TYPE,
+        }
         for topic, msgtype in expected.items():
             info = self.bag_topics.get(topic)
             if info is not None and info.msgtype != msgtype:
@@ -113,20 +123,21 @@ class BagFrames:
         self.has_ground_truth = topics.ground_truth in self.bag_topics
         if not self.has_camera_info:
             if self.fallback_K is None:
-                self.skipped.note(f'no {topics.camera_info} topic in the bag and no --intrinsics: every image '
-                                  f'is skipped (pass --intrinsics FX FY CX CY or --camera-info-topic)')
+                self.skipped.note(
+                    f'no {topics.camera_info} topic in the bag and no --intrinsics: every image '
+                    f'is skipped (pass --intrinsics FX FY CX CY or --camera-info-topic)'
+                )
             else:
                 self.skipped.note(f'no {topics.camera_info} topic in the bag: using --intrinsics for every image')
         if not self.has_ground_truth:
-            self.skipped.note(f'no {topics.ground_truth} topic in the bag: predictions are made but nothing '
-                              f'is scored')
+            self.skipped.note(f'no {topics.ground_truth} topic in the bag: predictions are made but nothing is scored')
 
     # ------------------------------------------------------------ pass 1
     def _index_small_topics(self):
         topics = self.topics
-        self.camera_infos = []         # sorted [(stamp_ns, K, width, height)]
-        self.ground_truth = {}         # stamp_ns -> (objects, problems)
-        self.frame_names = {}          # stamp_ns -> (scene, frame)
+        self.camera_infos = []  # sorted [(stamp_ns, K, width, height)]
+        self.ground_truth = {}  # stamp_ns -> (objects, problems)
+        self.frame_names = {}  # stamp_ns -> (scene, frame)
         small = [t for t in (topics.camera_info, topics.ground_truth, topics.frame_name) if t in self.bag_topics]
         for message in self.reader.messages(small):
             msg = message.msg
@@ -138,8 +149,11 @@ class BagFrames:
                     self.skipped.add('CameraInfo message', str(error), example=f'stamp {stamp}')
             elif message.topic == topics.ground_truth:
                 if stamp in self.ground_truth:
-                    self.skipped.add('ground-truth message', 'a second message with the same header stamp '
-                                     '(the first one is used)', example=f'stamp {stamp}')
+                    self.skipped.add(
+                        'ground-truth message',
+                        'a second message with the same header stamp (the first one is used)',
+                        example=f'stamp {stamp}',
+                    )
                     continue
                 self.ground_truth[stamp] = M.detection_array_to_objects(msg)
             else:
@@ -172,7 +186,7 @@ class BagFrames:
         """Yield BagFrame in header-stamp order. `copy_to(BagMessage)` is called for every message of the bag
         (all topics, recording order) as it is read; `progress` is advanced once per image message."""
         image_topic = self.topics.image
-        pending = []                   # heap of (stamp_ns, sequence, BagMessage)
+        pending = []  # heap of (stamp_ns, sequence, BagMessage)
         pending_stamps = set()
         state = {'last_stamp': None, 'index': 0, 'max_pushed': None, 'reordered': 0, 'used_gt': set()}
         wanted = None if copy_to is not None else [image_topic]
@@ -186,11 +200,18 @@ class BagFrames:
             stamp = _header_stamp_ns(message.msg)
             if state['last_stamp'] is not None and stamp <= state['last_stamp'] or stamp in pending_stamps:
                 if stamp in pending_stamps or stamp == state['last_stamp']:
-                    self.skipped.add('image', 'duplicate header stamp (an image with this stamp was already '
-                                     'replayed)', example=f'stamp {stamp}')
+                    self.skipped.add(
+                        'image',
+                        'duplicate header stamp (an image with this stamp was already replayed)',
+                        example=f'stamp {stamp}',
+                    )
                 else:
-                    self.skipped.add('image', f'header stamp out of order by more than {REORDER_WINDOW} images '
-                                     '(too late to replay in stamp order)', example=f'stamp {stamp}')
+                    self.skipped.add(
+                        'image',
+                        f'header stamp out of order by more than {REORDER_WINDOW} images '
+                        '(too late to replay in stamp order)',
+                        example=f'stamp {stamp}',
+                    )
                 continue
             if state['max_pushed'] is not None and stamp < state['max_pushed']:
                 state['reordered'] += 1
@@ -206,12 +227,18 @@ class BagFrames:
             if frame is not None:
                 yield frame
         if state['reordered']:
-            self.skipped.note(f'{state["reordered"]} images were recorded out of header-stamp order; they were '
-                              f'replayed in stamp order')
+            self.skipped.note(
+                f'{state["reordered"]} images were recorded out of header-stamp order; they were '
+                f'replayed in stamp order'
+            )
         unmatched = [s for s in self.ground_truth if s not in state['used_gt']]
         if unmatched:
-            self.skipped.add('ground-truth message', f'no replayed image on {image_topic} has its header stamp',
-                             count=len(unmatched), example=f'stamp {min(unmatched)}')
+            self.skipped.add(
+                'ground-truth message',
+                f'no replayed image on {image_topic} has its header stamp',
+                count=len(unmatched),
+                example=f'stamp {min(unmatched)}',
+            )
 
     def _emit(self, item, pending_stamps, state):
         stamp, _, message = item
@@ -233,15 +260,30 @@ class BagFrames:
             state['used_gt'].add(stamp)
             objects, problems = self.ground_truth[stamp]
             if problems:
-                self.skipped.add('frame scoring', 'ground truth has unreadable objects, the frame is replayed '
-                                 'but not scored: ' + '; '.join(problems), example=f'stamp {stamp}')
+                self.skipped.add(
+                    'frame scoring',
+                    'ground truth has unreadable objects, the frame is replayed but not scored: ' + '; '.join(problems),
+                    example=f'stamp {stamp}',
+                )
             else:
                 gt = objects
         elif self.has_ground_truth:
-            self.skipped.add('frame scoring', f'no ground truth on {self.topics.ground_truth} with this header '
-                             'stamp: replayed (memory kept) but not scored', example=f'stamp {stamp}')
-        frame = BagFrame(index=state['index'], stamp_ns=stamp, log_time_ns=message.log_time_ns, rgb=rgb, K=K,
-                         scene=name[0], frame=name[1], gt=gt,
-                         camera_frame_id=message.msg.header.frame_id or M.CAMERA_FRAME_ID)
+            self.skipped.add(
+                'frame scoring',
+                f'no ground truth on {self.topics.ground_truth} with this header '
+                'stamp: replayed (memory kept) but not scored',
+                example=f'stamp {stamp}',
+            )
+        frame = BagFrame(
+            index=state['index'],
+            stamp_ns=stamp,
+            log_time_ns=message.log_time_ns,
+            rgb=rgb,
+            K=K,
+            scene=name[0],
+            frame=name[1],
+            gt=gt,
+            camera_frame_id=message.msg.header.frame_id or M.CAMERA_FRAME_ID,
+        )
         state['index'] += 1
         return frame

@@ -8,6 +8,7 @@ the live node) resets its memory at every scene start, just as `seqpose eval` st
 Frames are read through the data reader (`seqpose_core.data`), so the bag holds exactly what `seqpose eval`
 sees: the same RGB pixels (rgb8 or png are lossless), the same K, the same ground truth.
 """
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from seqpose_core.bag.io import BagError, BagWriter
 from seqpose_core.detection import Detection
 
 SCENE_GAP_S = M.SCENE_GAP_S
-START_STAMP_NS = 1_000_000_000   # 1 s: some ROS tools treat a zero stamp as "not set"
+START_STAMP_NS = 1_000_000_000  # 1 s: some ROS tools treat a zero stamp as "not set"
 
 
 @dataclass
@@ -26,15 +27,18 @@ class FromNocsSummary:
     out: str
     storage: str
     image_topic: str
-    scenes: list = field(default_factory=list)   # [(scene name, frames, first stamp s, last stamp s)]
+    scenes: list = field(default_factory=list)  # [(scene name, frames, first stamp s, last stamp s)]
     messages: int = 0
 
     def format(self):
         frames = sum(s[1] for s in self.scenes)
-        lines = [f'wrote {self.out} ({self.storage}): {len(self.scenes)} scene(s), {frames} frames, '
-                 f'{self.messages} messages; images on {self.image_topic}']
-        lines.extend(f'  {name}: {count} frames, stamps {first:.3f} .. {last:.3f} s'
-                     for name, count, first, last in self.scenes)
+        lines = [
+            f'wrote {self.out} ({self.storage}): {len(self.scenes)} scene(s), {frames} frames, '
+            f'{self.messages} messages; images on {self.image_topic}'
+        ]
+        lines.extend(
+            f'  {name}: {count} frames, stamps {first:.3f} .. {last:.3f} s' for name, count, first, last in self.scenes
+        )
         return '\n'.join(lines)
 
 
@@ -43,17 +47,23 @@ def _gt_detections(annotation):
     detections = []
     sizes = annotation.sizes
     for index in range(len(annotation)):
-        detections.append(Detection(
-            class_id=int(annotation.class_ids[index]), score=1.0,
-            rotation=np.asarray(annotation.rotations[index], dtype=np.float64),
-            translation=np.asarray(annotation.translations[index], dtype=np.float64),
-            size=np.asarray(sizes[index], dtype=np.float64), track_id=int(annotation.instance_ids[index])))
+        detections.append(
+            Detection(
+                class_id=int(annotation.class_ids[index]),
+                score=1.0,
+                rotation=np.asarray(annotation.rotations[index], dtype=np.float64),
+                translation=np.asarray(annotation.translations[index], dtype=np.float64),
+                size=np.asarray(sizes[index], dtype=np.float64),
+                track_id=int(annotation.instance_ids[index]),
+            )
+        )
     return detections, [int(v) for v in annotation.handle_visibility]
 
 
 def _scene_reader(scene_dir):
     """(NocsFrameReader, frame prefixes) for one scene folder ROOT/<Real|CAMERA>/<subset>/<scene>."""
     from seqpose_core.data import NocsFrameReader, iter_scenes
+
     scene_dir = Path(scene_dir).resolve()
     split = f'{scene_dir.parent.parent.name}/{scene_dir.parent.name}'
     root = scene_dir.parents[2]
@@ -61,8 +71,10 @@ def _scene_reader(scene_dir):
         reader = NocsFrameReader(root, split)
         scenes = dict(iter_scenes(root, split))
     except ValueError as error:
-        raise BagError(f'{scene_dir}: not inside a NOCS layout ROOT/Real/<subset>/<scene> or '
-                       f'ROOT/CAMERA/<subset>/<folder>: {error}') from None
+        raise BagError(
+            f'{scene_dir}: not inside a NOCS layout ROOT/Real/<subset>/<scene> or '
+            f'ROOT/CAMERA/<subset>/<folder>: {error}'
+        ) from None
     return reader, scenes.get(scene_dir.name, [])
 
 
@@ -75,8 +87,7 @@ def find_scene_dirs(paths):
         if any(path.glob('*_color.png')):
             scenes.append(path)
             continue
-        children = sorted((p for p in path.iterdir() if p.is_dir() and any(p.glob('*_color.png'))),
-                          key=_scene_sort_key)
+        children = sorted((p for p in path.iterdir() if p.is_dir() and any(p.glob('*_color.png'))), key=_scene_sort_key)
         if not children:
             raise BagError(f'{path}: holds no *_color.png and no scene folders with them')
         scenes.extend(children)
@@ -88,9 +99,11 @@ def _scene_sort_key(path):
     return (int(digits) if digits else -1, path.name)
 
 
-def write_nocs_bag(scene_dirs, out, rate=30.0, compressed=None, storage='mcap', ground_truth=True,
-                   progress=True) -> FromNocsSummary:
+def write_nocs_bag(
+    scene_dirs, out, rate=30.0, compressed=None, storage='mcap', ground_truth=True, progress=True
+) -> FromNocsSummary:
     from seqpose_core.bag.replay import progress_bar
+
     if rate <= 0:
         raise ValueError(f'--rate must be positive, got {rate}')
     scenes = find_scene_dirs(scene_dirs)
@@ -109,8 +122,9 @@ def write_nocs_bag(scene_dirs, out, rate=30.0, compressed=None, storage='mcap', 
                 rgb = frame.color
                 height, width = rgb.shape[:2]
                 # CameraInfo first: a node that keeps the latest CameraInfo then has it for this image
-                writer.write(M.CAMERA_INFO_TOPIC, M.CAMERA_INFO_TYPE,
-                             M.camera_info_msg(frame.K, width, height, stamp), stamp)
+                writer.write(
+                    M.CAMERA_INFO_TOPIC, M.CAMERA_INFO_TYPE, M.camera_info_msg(frame.K, width, height, stamp), stamp
+                )
                 if compressed:
                     image = M.compressed_image_msg(rgb, stamp, compressed)
                 else:
@@ -118,10 +132,13 @@ def write_nocs_bag(scene_dirs, out, rate=30.0, compressed=None, storage='mcap', 
                 writer.write(image_topic, image_type, image, stamp)
                 if ground_truth:
                     detections, visibility = _gt_detections(frame.annotation)
-                    writer.write(M.GT_TOPIC, M.DETECTION_ARRAY_TYPE,
-                                 M.detection_array_msg(detections, stamp, handle_visibility=visibility), stamp)
-                name = M.msg_class(M.HEADER_TYPE)(stamp=M.ns_to_stamp(stamp),
-                                                  frame_id=f'{frame.scene}/{frame.frame}')
+                    writer.write(
+                        M.GT_TOPIC,
+                        M.DETECTION_ARRAY_TYPE,
+                        M.detection_array_msg(detections, stamp, handle_visibility=visibility),
+                        stamp,
+                    )
+                name = M.msg_class(M.HEADER_TYPE)(stamp=M.ns_to_stamp(stamp), frame_id=f'{frame.scene}/{frame.frame}')
                 writer.write(M.FRAME_NAME_TOPIC, M.HEADER_TYPE, name, stamp)
                 count += 1
                 last = stamp

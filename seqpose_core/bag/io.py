@@ -12,12 +12,13 @@ can look like and says what it did in a `SkipLog`:
   damage, the rest is reported lost;
 - messages that cannot be deserialized are skipped, counted per topic.
 """
+
 import collections
 from dataclasses import dataclass
 from pathlib import Path
 
 from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from seqpose_core.bag.messages import typestore
 
@@ -35,7 +36,7 @@ class SkipLog:
     def __init__(self):
         self._counts = collections.OrderedDict()
         self._examples = {}
-        self.notes = []   # things done to the data that skipped nothing (e.g. reordered by stamp)
+        self.notes = []  # things done to the data that skipped nothing (e.g. reordered by stamp)
 
     def note(self, text: str):
         if text not in self.notes:
@@ -68,6 +69,7 @@ class SkipLog:
 
 
 # ------------------------------------------------------------------ writing
+
 
 class BagWriter:
     """A rosbag2 writer that takes message objects: `writer.write(topic, msgtype, msg, time_ns)`.
@@ -116,20 +118,21 @@ class BagWriter:
 
 # ------------------------------------------------------------------ reading
 
+
 @dataclass
 class BagMessage:
     topic: str
     msgtype: str
-    log_time_ns: int      # when the recorder received it (the bag's timestamp), not the header stamp
-    raw: bytes            # CDR bytes as stored
-    msg: object           # deserialized (rosbags dataclass)
+    log_time_ns: int  # when the recorder received it (the bag's timestamp), not the header stamp
+    raw: bytes  # CDR bytes as stored
+    msg: object  # deserialized (rosbags dataclass)
 
 
 @dataclass
 class TopicInfo:
     topic: str
     msgtype: str
-    count: int            # -1 when unknown (damaged recording streamed without an index)
+    count: int  # -1 when unknown (damaged recording streamed without an index)
     msgdef: tuple = None  # (definition text, rihs01) as stored in the bag, for copying the topic
 
 
@@ -146,6 +149,7 @@ class _Source:
 class _AnyReaderSource(_Source):
     def __init__(self, paths):
         from rosbags.highlevel import AnyReader
+
         self.paths = paths
         # default_typestore: a bag without stored definitions (old sqlite3 bags) is read with Kilted + ours.
         self.reader = AnyReader(paths, default_typestore=typestore())
@@ -183,14 +187,15 @@ class _StreamedMcapSource(_Source):
         self.path = Path(path)
         self.skipped = skipped
         self._store = get_typestore(Stores.EMPTY)
-        self._channels = {}       # channel id -> (topic, msgtype)
-        self._schemas = {}        # schema id -> (msgtype, definition text)
+        self._channels = {}  # channel id -> (topic, msgtype)
+        self._schemas = {}  # schema id -> (msgtype, definition text)
         self._topics = None
         self._reported = False
 
     def _records(self):
-        from mcap.stream_reader import StreamReader
         from mcap.records import Channel, Message, Schema
+        from mcap.stream_reader import StreamReader
+
         read_messages = 0
         with open(self.path, 'rb') as stream:
             reader = StreamReader(stream, skip_magic=False, emit_chunks=False)
@@ -212,11 +217,13 @@ class _StreamedMcapSource(_Source):
                 if not self._reported:
                     self._reported = True
                     detail = f'{type(error).__name__}: {error}' if str(error) else type(error).__name__
-                    self.skipped.add('unreadable tail of the recording',
-                                     f'{self.path.name} ({self.path.stat().st_size} bytes) has no mcap footer '
-                                     f'or is damaged ({detail}): a killed recording? {read_messages} messages '
-                                     f'read before the damage, the rest (at least the last unfinished chunk) '
-                                     f'is lost')
+                    self.skipped.add(
+                        'unreadable tail of the recording',
+                        f'{self.path.name} ({self.path.stat().st_size} bytes) has no mcap footer '
+                        f'or is damaged ({detail}): a killed recording? {read_messages} messages '
+                        f'read before the damage, the rest (at least the last unfinished chunk) '
+                        f'is lost',
+                    )
 
     def topics(self):
         if self._topics is None:
@@ -233,6 +240,7 @@ class _StreamedMcapSource(_Source):
     def messages(self, topics):
         def deserialize(raw, msgtype):
             return self._store.deserialize_cdr(raw, msgtype)
+
         for record in self._records():
             channel = self._channels.get(record.channel_id)
             if channel is None or (topics is not None and channel[0] not in topics):
@@ -263,14 +271,19 @@ class BagReader:
             try:
                 return [_AnyReaderSource([self.path])]
             except Exception as error:
-                self.skipped.add('metadata.yaml', f'the bag could not be opened through its metadata '
-                                 f'({type(error).__name__}: {error}); reading the storage files directly')
+                self.skipped.add(
+                    'metadata.yaml',
+                    f'the bag could not be opened through its metadata '
+                    f'({type(error).__name__}: {error}); reading the storage files directly',
+                )
         storage_files = sorted(p for p in self.path.iterdir() if p.suffix in STORAGE_SUFFIXES)
         if not storage_files:
             raise BagError(f'{self.path}: no metadata.yaml and no .mcap/.db3 storage files; not a rosbag2')
         if not (self.path / 'metadata.yaml').exists():
-            self.skipped.add('metadata.yaml', 'missing: the recording was not closed (killed?); read '
-                             f'{len(storage_files)} storage file(s) directly')
+            self.skipped.add(
+                'metadata.yaml',
+                f'missing: the recording was not closed (killed?); read {len(storage_files)} storage file(s) directly',
+            )
         return [self._open_storage_file(p) for p in storage_files]
 
     def _open_storage_file(self, path):
@@ -320,7 +333,10 @@ class BagReader:
                     try:
                         msg = deserializer(raw, msgtype)
                     except Exception as error:
-                        self.skipped.add(f'{topic} message', f'could not be deserialized as {msgtype} '
-                                         f'({type(error).__name__}: {error})', example=f't={log_time}')
+                        self.skipped.add(
+                            f'{topic} message',
+                            f'could not be deserialized as {msgtype} ({type(error).__name__}: {error})',
+                            example=f't={log_time}',
+                        )
                         continue
                 yield BagMessage(topic, msgtype, log_time, bytes(raw), msg)

@@ -9,6 +9,7 @@
    "nothing detected"; the report gives latency (receive time - header stamp), dropped frames and the mAP
    difference to the deterministic replay.
 """
+
 import json
 import os
 import time
@@ -31,8 +32,8 @@ class LiveReport:
     detections_received: int = 0
     dropped_frames: int = 0
     latency_ms: dict = field(default_factory=dict)
-    live_metrics: dict = None             # dropped frames scored as "nothing detected"
-    live_metrics_processed: dict = None   # only the frames the node answered
+    live_metrics: dict = None  # dropped frames scored as "nothing detected"
+    live_metrics_processed: dict = None  # only the frames the node answered
     deterministic_metrics: dict = None
     # deterministic - live in percentage points, 'row/metric' (rows: mean and classes; finite values only)
     map_loss: dict = field(default_factory=dict)
@@ -48,19 +49,26 @@ class LiveReport:
 
     def format(self):
         lat = self.latency_ms
-        lines = [f'bag live {self.bag} ({self.mode})',
-                 f'  published {self.images_published} images, received {self.detections_received} detection '
-                 f'messages, dropped {self.dropped_frames}',
-                 (f'  latency (receive - header stamp): mean {lat["mean"]:.1f} ms, median {lat["median"]:.1f}, '
-                  f'p95 {lat["p95"]:.1f}, max {lat["max"]:.1f}') if lat else '  latency: no detections received']
+        lines = [
+            f'bag live {self.bag} ({self.mode})',
+            f'  published {self.images_published} images, received {self.detections_received} detection '
+            f'messages, dropped {self.dropped_frames}',
+            (
+                f'  latency (receive - header stamp): mean {lat["mean"]:.1f} ms, median {lat["median"]:.1f}, '
+                f'p95 {lat["p95"]:.1f}, max {lat["max"]:.1f}'
+            )
+            if lat
+            else '  latency: no detections received',
+        ]
         if self.deterministic_metrics:
             lines.append('  deterministic ' + scoring.format_metrics_line(self.deterministic_metrics))
         if self.live_metrics:
             lines.append('  live          ' + scoring.format_metrics_line(self.live_metrics))
         if self.map_loss:
             shown = {k: v for k, v in self.map_loss.items() if k.startswith('mean/')} or self.map_loss
-            lines.append('  mAP loss (deterministic - live, points): ' +
-                         ', '.join(f'{k} {v:+.1f}' for k, v in shown.items()))
+            lines.append(
+                '  mAP loss (deterministic - live, points): ' + ', '.join(f'{k} {v:+.1f}' for k, v in shown.items())
+            )
         lines.extend(f'  note: {note}' for note in self.notes)
         if self.skipped:
             lines.append('  skipped:')
@@ -73,8 +81,13 @@ def _latency_summary(latencies_ns):
     if not latencies_ns:
         return {}
     values = np.asarray(sorted(latencies_ns), dtype=np.float64) * 1e-6
-    return {'mean': float(values.mean()), 'median': float(np.median(values)),
-            'p95': float(np.percentile(values, 95)), 'max': float(values.max()), 'count': int(len(values))}
+    return {
+        'mean': float(values.mean()),
+        'median': float(np.median(values)),
+        'p95': float(np.percentile(values, 95)),
+        'max': float(values.max()),
+        'count': int(len(values)),
+    }
 
 
 def _seqpose_node_command():
@@ -82,6 +95,7 @@ def _seqpose_node_command():
     LD_LIBRARY_PATH per venv), else `python -m seqpose_ros.node`. The library does not import the ROS package
     (test_layering): it starts it as a program."""
     import sys
+
     script = Path(sys.executable).with_name('seqpose_node')
     return [str(script)] if script.exists() else [sys.executable, '-m', 'seqpose_ros.node']
 
@@ -100,12 +114,24 @@ def _node_environment():
 
 def _node_arguments(runner, checkpoint_path, topics, image_type):
     cfg = runner.cfg
-    arguments = ['-p', f'checkpoint:={checkpoint_path}', '-p', f'mode:={cfg.mode}',
-                 '-p', f'score_threshold:={float(cfg.score_threshold)}',
-                 '-p', f'max_detections:={int(cfg.max_detections)}',
-                 '-p', f'max_frame_gap:={float(cfg.max_frame_gap)}',
-                 '-p', f'device:={runner.device.type}',
-                 '-r', f'camera_info:={topics.camera_info}', '-r', f'detections:={M.DETECTIONS_TOPIC}']
+    arguments = [
+        '-p',
+        f'checkpoint:={checkpoint_path}',
+        '-p',
+        f'mode:={cfg.mode}',
+        '-p',
+        f'score_threshold:={float(cfg.score_threshold)}',
+        '-p',
+        f'max_detections:={int(cfg.max_detections)}',
+        '-p',
+        f'max_frame_gap:={float(cfg.max_frame_gap)}',
+        '-p',
+        f'device:={runner.device.type}',
+        '-r',
+        f'camera_info:={topics.camera_info}',
+        '-r',
+        f'detections:={M.DETECTIONS_TOPIC}',
+    ]
     if image_type == M.COMPRESSED_IMAGE_TYPE:
         arguments += ['-p', 'image_transport:=compressed', '-r', f'image/compressed:={topics.image}']
     else:
@@ -113,24 +139,42 @@ def _node_arguments(runner, checkpoint_path, topics, image_type):
     return arguments
 
 
-def live_replay(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: ReplayTopics = None,
-                intrinsics=None, rate_scale=1.0, node_command=None, startup_timeout=60.0, settle_timeout=2.0,
-                max_idle=2.0) -> LiveReport:
+def live_replay(
+    bag,
+    out_dir,
+    checkpoint=None,
+    mode='mf',
+    device=None,
+    topics: ReplayTopics = None,
+    intrinsics=None,
+    rate_scale=1.0,
+    node_command=None,
+    startup_timeout=60.0,
+    settle_timeout=2.0,
+    max_idle=2.0,
+) -> LiveReport:
     import subprocess
 
     import rclpy
 
     from seqpose_core.bag.player import BagPlayer, DetectionRecorder
     from seqpose_core.bag.replay import evaluate_bag, progress_bar
-    from seqpose_core.runner import build_runner
     from seqpose_core.bag.score_recorded import score_bag
+    from seqpose_core.runner import build_runner
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     skipped = SkipLog()
     runner = build_runner(checkpoint, mode=mode, device=device)
-    deterministic = evaluate_bag(bag, out_dir / 'deterministic', runner=runner, topics=topics,
-                                 intrinsics=intrinsics, video=False, output_bag=False)
+    deterministic = evaluate_bag(
+        bag,
+        out_dir / 'deterministic',
+        runner=runner,
+        topics=topics,
+        intrinsics=intrinsics,
+        video=False,
+        output_bag=False,
+    )
     report = LiveReport(bag=str(bag), mode=mode, deterministic_metrics=deterministic.metrics)
     resolved = ReplayTopics(**deterministic.topics)
     image_type = M.COMPRESSED_IMAGE_TYPE if resolved.image.endswith('/compressed') else M.IMAGE_TYPE
@@ -139,10 +183,13 @@ def live_replay(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: R
     command = command + ['--ros-args'] + _node_arguments(runner, runner.checkpoint_path, resolved, image_type)
     log_path = out_dir / 'node.log'
     env = _node_environment()
-    rclpy_env = {k: env[k] for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'FASTDDS_DEFAULT_PROFILES_FILE',
-                                     'RMW_IMPLEMENTATION') if k in env}
+    rclpy_env = {
+        k: env[k]
+        for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'FASTDDS_DEFAULT_PROFILES_FILE', 'RMW_IMPLEMENTATION')
+        if k in env
+    }
     previous_env = {k: os.environ.get(k) for k in rclpy_env}
-    os.environ.update(rclpy_env)     # this process's participant must use the same transports as the node
+    os.environ.update(rclpy_env)  # this process's participant must use the same transports as the node
     with open(log_path, 'wb') as log:
         node = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     context = rclpy.Context()
@@ -151,8 +198,14 @@ def live_replay(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: R
     try:
         player_node = rclpy.create_node('seqpose_bag_player', context=context)
         recorder = DetectionRecorder(player_node, M.DETECTIONS_TOPIC, out_dir / 'live_bag')
-        player = BagPlayer(player_node, bag, [resolved.camera_info, resolved.image], rate_scale=rate_scale,
-                           max_idle=max_idle, skipped=skipped)
+        player = BagPlayer(
+            player_node,
+            bag,
+            [resolved.camera_info, resolved.image],
+            rate_scale=rate_scale,
+            max_idle=max_idle,
+            skipped=skipped,
+        )
         if resolved.image not in player.topics:
             raise BagError(f'{bag}: image topic {resolved.image} is not in the bag')
         executor = rclpy.executors.SingleThreadedExecutor(context=context)
@@ -162,20 +215,26 @@ def live_replay(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: R
             executor.spin_once(timeout_sec=timeout)
 
         deadline = time.monotonic() + startup_timeout
-        while (any(publisher.get_subscription_count() == 0 for publisher, _ in player.publishers.values())
-               or recorder.publisher_count() == 0):
+        while (
+            any(publisher.get_subscription_count() == 0 for publisher, _ in player.publishers.values())
+            or recorder.publisher_count() == 0
+        ):
             if node.poll() is not None:
-                raise RuntimeError(f'seqpose_node exited with code {node.returncode} before subscribing; its log '
-                                   f'({log_path}):\n{log_path.read_text(errors="replace")[-2000:]}')
+                raise RuntimeError(
+                    f'seqpose_node exited with code {node.returncode} before subscribing; its log '
+                    f'({log_path}):\n{log_path.read_text(errors="replace")[-2000:]}'
+                )
             if time.monotonic() > deadline:
-                raise TimeoutError(f'seqpose_node did not subscribe to {resolved.image} within '
-                                   f'{startup_timeout:.0f} s; log: {log_path}')
+                raise TimeoutError(
+                    f'seqpose_node did not subscribe to {resolved.image} within '
+                    f'{startup_timeout:.0f} s; log: {log_path}'
+                )
             spin(0.05)
-        settle_until = time.monotonic() + 0.5     # let discovery finish in both directions
+        settle_until = time.monotonic() + 0.5  # let discovery finish in both directions
         while time.monotonic() < settle_until:
             spin(0.05)
         if player.prime_camera_info(resolved.camera_info):
-            primed_until = time.monotonic() + 0.2   # the CameraInfo must be there before the first image
+            primed_until = time.monotonic() + 0.2  # the CameraInfo must be there before the first image
             while time.monotonic() < primed_until:
                 spin(0.05)
         bar = progress_bar(deterministic.images_in_bag, 'bag live')
@@ -194,7 +253,7 @@ def live_replay(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: R
         if recorder is not None:
             recorder.close()
         if node.poll() is None:
-            node.send_signal(2)   # SIGINT: the node shuts down cleanly
+            node.send_signal(2)  # SIGINT: the node shuts down cleanly
             try:
                 node.wait(10)
             except subprocess.TimeoutExpired:
@@ -211,23 +270,43 @@ def live_replay(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: R
     published_images = {player.stamp_map[s] for s in player.image_stamps}
     report.dropped_frames = len(published_images - answered)
     report.latency_ms = _latency_summary(list(recorder.latencies_ns.values()))
-    live = score_bag(out_dir / 'live_bag', gt_bag=bag, gt_topic=resolved.ground_truth,
-                     frame_name_topic=resolved.frame_name, missing='empty', out_dir=out_dir / 'live',
-                     stamp_map=player.stamp_map) if deterministic.metrics else None
+    live = (
+        score_bag(
+            out_dir / 'live_bag',
+            gt_bag=bag,
+            gt_topic=resolved.ground_truth,
+            frame_name_topic=resolved.frame_name,
+            missing='empty',
+            out_dir=out_dir / 'live',
+            stamp_map=player.stamp_map,
+        )
+        if deterministic.metrics
+        else None
+    )
     if live is not None:
         report.live_metrics = live.metrics
         report.skipped.extend(live.skipped)
-        processed = score_bag(out_dir / 'live_bag', gt_bag=bag, gt_topic=resolved.ground_truth,
-                              frame_name_topic=resolved.frame_name, missing='skip', out_dir=out_dir / 'answered',
-                              stamp_map=player.stamp_map)
+        processed = score_bag(
+            out_dir / 'live_bag',
+            gt_bag=bag,
+            gt_topic=resolved.ground_truth,
+            frame_name_topic=resolved.frame_name,
+            missing='skip',
+            out_dir=out_dir / 'answered',
+            stamp_map=player.stamp_map,
+        )
         report.live_metrics_processed = processed.metrics
         if live.metrics:
             report.map_loss = scoring.metric_differences(deterministic.metrics, live.metrics)
     report.skipped = skipped.entries() + report.skipped
     report.notes = list(skipped.notes)
     # answered/results holds the frames the node answered, deterministic/results every frame: the same names
-    report.outputs = {'node_log': str(log_path), 'recording': str(out_dir / 'live_bag'),
-                      'answered': str(out_dir / 'answered'),
-                      'deterministic': str(out_dir / 'deterministic'), 'report': str(out_dir / 'live_report.json')}
+    report.outputs = {
+        'node_log': str(log_path),
+        'recording': str(out_dir / 'live_bag'),
+        'answered': str(out_dir / 'answered'),
+        'deterministic': str(out_dir / 'deterministic'),
+        'report': str(out_dir / 'live_report.json'),
+    }
     (out_dir / 'live_report.json').write_text(json.dumps(report.to_dict(), indent=2, default=str))
     return report

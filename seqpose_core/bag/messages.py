@@ -21,13 +21,15 @@ How one object is stored in a vision_msgs/Detection3D (the same for ground truth
   `handle_visibility=<0|1>` (the NOCS mug-handle flag the evaluator needs for mug symmetry). Readers accept
   a bare integer as `track=<int>` too (what a plain ROS publisher would write).
 """
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from seqpose_core import CLASS_NAMES, class_id as class_id_from_name
+from seqpose_core import CLASS_NAMES
+from seqpose_core import class_id as class_id_from_name
 from seqpose_core.detection import Detection
 from seqpose_core.geometry import quaternion_to_rotation, rotation_to_quaternion
 
@@ -50,8 +52,7 @@ HEADER_TYPE = 'std_msgs/msg/Header'
 # vision_msgs is not in rosbags' shipped stores: register it from the project's copy of the .msg files.
 # Order matters: a type must be registered after the types it uses.
 VISION_MSGS_DIR = Path(__file__).resolve().parents[2] / 'ros_interfaces' / 'vision_msgs' / 'msg'
-VISION_MSGS_TYPES = ('ObjectHypothesis', 'ObjectHypothesisWithPose', 'BoundingBox3D', 'Detection3D',
-                     'Detection3DArray')
+VISION_MSGS_TYPES = ('ObjectHypothesis', 'ObjectHypothesisWithPose', 'BoundingBox3D', 'Detection3D', 'Detection3DArray')
 
 _TYPESTORE = None
 
@@ -65,8 +66,9 @@ def typestore():
         for name in VISION_MSGS_TYPES:
             path = VISION_MSGS_DIR / f'{name}.msg'
             if not path.exists():
-                raise FileNotFoundError(f'vision_msgs definition {path} is missing (the project ships '
-                                        f'ros_interfaces/vision_msgs/msg/*.msg)')
+                raise FileNotFoundError(
+                    f'vision_msgs definition {path} is missing (the project ships ros_interfaces/vision_msgs/msg/*.msg)'
+                )
             types.update(get_types_from_msg(path.read_text(encoding='utf-8'), f'vision_msgs/msg/{name}'))
         store.register(types)
         _TYPESTORE = store
@@ -78,6 +80,7 @@ def msg_class(msgtype):
 
 
 # ---------------------------------------------------------------- stamps
+
 
 def stamp_to_ns(stamp) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
@@ -94,20 +97,30 @@ def header(stamp_ns: int, frame_id: str = CAMERA_FRAME_ID):
 
 # ---------------------------------------------------------------- images and camera info
 
+
 def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = CAMERA_FRAME_ID):
     """sensor_msgs/Image, rgb8, from an (H, W, 3) uint8 RGB array."""
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f'expected an (H, W, 3) RGB image, got shape {rgb.shape}')
     height, width = rgb.shape[:2]
-    return msg_class(IMAGE_TYPE)(header=header(stamp_ns, frame_id), height=height, width=width,
-                                 encoding='rgb8', is_bigendian=0, step=width * 3, data=rgb.reshape(-1))
+    return msg_class(IMAGE_TYPE)(
+        header=header(stamp_ns, frame_id),
+        height=height,
+        width=width,
+        encoding='rgb8',
+        is_bigendian=0,
+        step=width * 3,
+        data=rgb.reshape(-1),
+    )
 
 
-def compressed_image_msg(rgb: np.ndarray, stamp_ns: int, image_format: str = 'jpeg',
-                         frame_id: str = CAMERA_FRAME_ID, jpeg_quality: int = 95):
+def compressed_image_msg(
+    rgb: np.ndarray, stamp_ns: int, image_format: str = 'jpeg', frame_id: str = CAMERA_FRAME_ID, jpeg_quality: int = 95
+):
     """sensor_msgs/CompressedImage (`jpeg` or `png`) from an (H, W, 3) uint8 RGB array."""
     import cv2
+
     if image_format not in ('jpeg', 'png'):
         raise ValueError(f'compressed image format must be jpeg or png, got {image_format!r}')
     bgr = cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.uint8), cv2.COLOR_RGB2BGR)
@@ -116,9 +129,11 @@ def compressed_image_msg(rgb: np.ndarray, stamp_ns: int, image_format: str = 'jp
     if not ok:
         raise RuntimeError(f'OpenCV could not encode the image as {image_format}')
     # image_transport's compressed format string: "<encoding>; <format> compressed <encoding>"
-    return msg_class(COMPRESSED_IMAGE_TYPE)(header=header(stamp_ns, frame_id),
-                                            format=f'rgb8; {image_format} compressed bgr8',
-                                            data=np.asarray(encoded, dtype=np.uint8).reshape(-1))
+    return msg_class(COMPRESSED_IMAGE_TYPE)(
+        header=header(stamp_ns, frame_id),
+        format=f'rgb8; {image_format} compressed bgr8',
+        data=np.asarray(encoded, dtype=np.uint8).reshape(-1),
+    )
 
 
 def camera_info_msg(K: np.ndarray, width: int, height: int, stamp_ns: int, frame_id: str = CAMERA_FRAME_ID):
@@ -126,12 +141,20 @@ def camera_info_msg(K: np.ndarray, width: int, height: int, stamp_ns: int, frame
     K = np.asarray(K, dtype=np.float64).reshape(3, 3)
     projection = np.zeros((3, 4))
     projection[:, :3] = K
-    roi = msg_class('sensor_msgs/msg/RegionOfInterest')(x_offset=0, y_offset=0, height=0, width=0,
-                                                        do_rectify=False)
+    roi = msg_class('sensor_msgs/msg/RegionOfInterest')(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
     return msg_class(CAMERA_INFO_TYPE)(
-        header=header(stamp_ns, frame_id), height=int(height), width=int(width), distortion_model='plumb_bob',
-        d=np.zeros(5), k=K.reshape(-1).copy(), r=np.eye(3).reshape(-1), p=projection.reshape(-1),
-        binning_x=0, binning_y=0, roi=roi)
+        header=header(stamp_ns, frame_id),
+        height=int(height),
+        width=int(width),
+        distortion_model='plumb_bob',
+        d=np.zeros(5),
+        k=K.reshape(-1).copy(),
+        r=np.eye(3).reshape(-1),
+        p=projection.reshape(-1),
+        binning_x=0,
+        binning_y=0,
+        roi=roi,
+    )
 
 
 def camera_info_to_K(msg) -> np.ndarray:
@@ -152,6 +175,7 @@ _RAW_ENCODINGS = {'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1}
 def decode_image(msg, msgtype: str) -> np.ndarray:
     """An Image / CompressedImage message -> (H, W, 3) uint8 RGB. Raises UnsupportedImage with the reason."""
     import cv2
+
     if msgtype == COMPRESSED_IMAGE_TYPE:
         data = np.asarray(msg.data, dtype=np.uint8)
         decoded = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
@@ -163,26 +187,33 @@ def decode_image(msg, msgtype: str) -> np.ndarray:
     encoding = msg.encoding.lower()
     channels = _RAW_ENCODINGS.get(encoding)
     if channels is None:
-        raise UnsupportedImage(f'unsupported image encoding {msg.encoding!r} (supported: '
-                               f'{", ".join(sorted(_RAW_ENCODINGS))}, or a CompressedImage)')
+        raise UnsupportedImage(
+            f'unsupported image encoding {msg.encoding!r} (supported: '
+            f'{", ".join(sorted(_RAW_ENCODINGS))}, or a CompressedImage)'
+        )
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     data = np.asarray(msg.data, dtype=np.uint8)
     if step < width * channels or data.size < step * height:
-        raise UnsupportedImage(f'{encoding} image {width}x{height}: {data.size} bytes with step {step} '
-                               f'is too short')
-    pixels = data[:step * height].reshape(height, step)[:, :width * channels].reshape(height, width, channels)
+        raise UnsupportedImage(f'{encoding} image {width}x{height}: {data.size} bytes with step {step} is too short')
+    pixels = data[: step * height].reshape(height, step)[:, : width * channels].reshape(height, width, channels)
     if encoding == 'rgb8':
-        return np.array(pixels, copy=True)   # the message's buffer is read-only; the runner wants its own array
-    conversion = {'bgr8': cv2.COLOR_BGR2RGB, 'rgba8': cv2.COLOR_RGBA2RGB, 'bgra8': cv2.COLOR_BGRA2RGB,
-                  'mono8': cv2.COLOR_GRAY2RGB}[encoding]
+        return np.array(pixels, copy=True)  # the message's buffer is read-only; the runner wants its own array
+    conversion = {
+        'bgr8': cv2.COLOR_BGR2RGB,
+        'rgba8': cv2.COLOR_RGBA2RGB,
+        'bgra8': cv2.COLOR_BGRA2RGB,
+        'mono8': cv2.COLOR_GRAY2RGB,
+    }[encoding]
     return cv2.cvtColor(np.ascontiguousarray(pixels), conversion)
 
 
 # ---------------------------------------------------------------- detections <-> Detection3DArray
 
+
 @dataclass
 class BagObject:
     """One object read from a Detection3DArray: a Detection plus the ground-truth-only handle flag."""
+
     detection: Detection
     handle_visibility: int = 1
     fields: dict = field(default_factory=dict)
@@ -192,8 +223,7 @@ def _pose_msg(rotation, translation):
     q = rotation_to_quaternion(rotation)
     t = np.asarray(translation, dtype=np.float64).reshape(3)
     point = msg_class('geometry_msgs/msg/Point')(x=float(t[0]), y=float(t[1]), z=float(t[2]))
-    quaternion = msg_class('geometry_msgs/msg/Quaternion')(x=float(q[0]), y=float(q[1]), z=float(q[2]),
-                                                           w=float(q[3]))
+    quaternion = msg_class('geometry_msgs/msg/Quaternion')(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))
     return msg_class('geometry_msgs/msg/Pose')(position=point, orientation=quaternion)
 
 
@@ -233,15 +263,21 @@ def detection_array_msg(detections, stamp_ns: int, frame_id: str = CAMERA_FRAME_
         hypothesis = types['vision_msgs/msg/ObjectHypothesis'](class_id=det.class_name, score=float(det.score))
         with_pose = types['vision_msgs/msg/ObjectHypothesisWithPose'](
             hypothesis=hypothesis,
-            pose=types['geometry_msgs/msg/PoseWithCovariance'](pose=pose, covariance=np.zeros(36)))
+            pose=types['geometry_msgs/msg/PoseWithCovariance'](pose=pose, covariance=np.zeros(36)),
+        )
         size = np.asarray(det.size, dtype=np.float64).reshape(3)
         bbox = types['vision_msgs/msg/BoundingBox3D'](
-            center=pose, size=types['geometry_msgs/msg/Vector3'](x=float(size[0]), y=float(size[1]),
-                                                                 z=float(size[2])))
+            center=pose, size=types['geometry_msgs/msg/Vector3'](x=float(size[0]), y=float(size[1]), z=float(size[2]))
+        )
         flag = None if handle_visibility is None else handle_visibility[index]
-        items.append(types['vision_msgs/msg/Detection3D'](
-            header=header(stamp_ns, frame_id), results=[with_pose], bbox=bbox,
-            id=format_object_id(det.track_id, flag)))
+        items.append(
+            types['vision_msgs/msg/Detection3D'](
+                header=header(stamp_ns, frame_id),
+                results=[with_pose],
+                bbox=bbox,
+                id=format_object_id(det.track_id, flag),
+            )
+        )
     return types[DETECTION_ARRAY_TYPE](header=header(stamp_ns, frame_id), detections=items)
 
 
@@ -277,10 +313,20 @@ def detection_array_to_objects(msg) -> tuple:
         size = np.array([item.bbox.size.x, item.bbox.size.y, item.bbox.size.z], dtype=np.float64)
         fields = parse_object_id(item.id)
         track = fields.get('track', -1)
-        detection = Detection(class_id=class_id, score=float(best.hypothesis.score), rotation=rotation,
-                              translation=np.array([position.x, position.y, position.z], dtype=np.float64),
-                              size=size, track_id=track if isinstance(track, int) else -1)
+        detection = Detection(
+            class_id=class_id,
+            score=float(best.hypothesis.score),
+            rotation=rotation,
+            translation=np.array([position.x, position.y, position.z], dtype=np.float64),
+            size=size,
+            track_id=track if isinstance(track, int) else -1,
+        )
         visibility = fields.get('handle_visibility', 1)
-        objects.append(BagObject(detection=detection, handle_visibility=int(visibility) if isinstance(
-            visibility, int) else 1, fields=fields))
+        objects.append(
+            BagObject(
+                detection=detection,
+                handle_visibility=int(visibility) if isinstance(visibility, int) else 1,
+                fields=fields,
+            )
+        )
     return objects, problems

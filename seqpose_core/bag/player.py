@@ -12,6 +12,7 @@
 Messages are not decoded into numpy here: the bag's CDR bytes become rclpy messages with
 `rclpy.serialization.deserialize_message` (the same wire format), only the header stamp is changed.
 """
+
 import time
 
 from seqpose_core.bag import messages as M
@@ -27,6 +28,7 @@ RCLPY_TYPES = {
 
 def rclpy_class(msgtype):
     import importlib
+
     if msgtype not in RCLPY_TYPES:
         raise ValueError(f'the player cannot publish {msgtype} (supported: {", ".join(RCLPY_TYPES)})')
     module, name = RCLPY_TYPES[msgtype]
@@ -35,6 +37,7 @@ def rclpy_class(msgtype):
 
 def _time_msg(ns):
     from builtin_interfaces.msg import Time
+
     return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
 
 
@@ -56,17 +59,20 @@ class BagPlayer:
         self.publishers = {}
         for topic in self.topics:
             msgtype = available[topic].msgtype
-            self.publishers[topic] = (node.create_publisher(rclpy_class(msgtype), topic, qos_depth),
-                                      rclpy_class(msgtype))
-        self.stamp_map = {}          # published header stamp (ns) -> stamp in the bag (ns)
-        self.publish_times = {}      # published header stamp (ns) -> wall time of publishing (ns)
+            self.publishers[topic] = (
+                node.create_publisher(rclpy_class(msgtype), topic, qos_depth),
+                rclpy_class(msgtype),
+            )
+        self.stamp_map = {}  # published header stamp (ns) -> stamp in the bag (ns)
+        self.publish_times = {}  # published header stamp (ns) -> wall time of publishing (ns)
         self.published = {topic: 0 for topic in self.topics}
-        self.image_stamps = []       # published header stamps of the last topic given (the images)
+        self.image_stamps = []  # published header stamps of the last topic given (the images)
 
     def prime_camera_info(self, topic):
         """Publish the bag's first CameraInfo once before playing: a node that keeps the latest CameraInfo
         can then use the very first image even when the bag records each image before its CameraInfo."""
         from rclpy.serialization import deserialize_message
+
         if topic not in self.publishers:
             return False
         publisher, cls = self.publishers[topic]
@@ -78,6 +84,7 @@ class BagPlayer:
     def wait_for_subscribers(self, topic, timeout):
         """Block until `topic` has a subscriber (the node is up), or raise TimeoutError."""
         import rclpy
+
         deadline = time.monotonic() + timeout
         publisher = self.publishers[topic][0]
         while publisher.get_subscription_count() == 0:
@@ -88,9 +95,10 @@ class BagPlayer:
     def play(self, spin=None, progress=None):
         """Publish everything; `spin()` is called while waiting so the caller's subscriptions are served."""
         from rclpy.serialization import deserialize_message
+
         clock = self.node.get_clock()
         start_wall = None
-        play_offset = 0              # bag time -> play time, shortened by long idle gaps
+        play_offset = 0  # bag time -> play time, shortened by long idle gaps
         previous_bag_time = None
         for message in self.reader.messages(self.topics, deserialize=False):
             bag_time = message.log_time_ns
@@ -130,17 +138,18 @@ class DetectionRecorder:
 
     def __init__(self, node, topic, bag_path, storage='mcap', qos_depth=1000):
         from vision_msgs.msg import Detection3DArray
+
         self.node = node
         self.topic = topic
         self.writer = BagWriter(bag_path, storage).__enter__()
         self.received = 0
-        self.latencies_ns = {}       # header stamp -> receive time - header stamp
-        self.subscription = node.create_subscription(Detection3DArray, topic, self._on_message, qos_depth,
-                                                     raw=True)
+        self.latencies_ns = {}  # header stamp -> receive time - header stamp
+        self.subscription = node.create_subscription(Detection3DArray, topic, self._on_message, qos_depth, raw=True)
 
     def _on_message(self, raw):
         from rclpy.serialization import deserialize_message
         from vision_msgs.msg import Detection3DArray
+
         received = self.node.get_clock().now().nanoseconds
         stamp = M.stamp_to_ns(deserialize_message(raw, Detection3DArray).header.stamp)
         self.latencies_ns[stamp] = received - stamp

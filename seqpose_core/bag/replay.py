@@ -13,21 +13,23 @@ motion, so there `seqpose eval` in either setting gives them). Scoring is the ev
 - bag/                                 rosbag2 with every input message plus predictions on /seqpose/detections
 - bag_report.json                      counts, timing, what was skipped and why
 """
+
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from seqpose_core.bag import messages as M
+from seqpose_core.bag import scoring
 from seqpose_core.bag.frames import BagFrames, ReplayTopics
 from seqpose_core.bag.io import BagWriter, SkipLog
-from seqpose_core.bag import scoring
 from seqpose_core.runner import Frame, build_runner
+
 
 def progress_bar(total, description):
     """tqdm on stderr, silent when stderr is not a terminal (tests, CI logs)."""
     from tqdm import tqdm
+
     return tqdm(total=total or None, desc=description, unit='frame', disable=None, leave=False)
 
 
@@ -39,6 +41,7 @@ class OverlayVideo:
 
     def __init__(self, path, fps, min_score=None, min_height=None):
         from seqpose_core.visualize import OVERLAY_MIN_HEIGHT, OVERLAY_MIN_SCORE
+
         self.path = Path(path)
         self.fps = fps
         self.min_score = OVERLAY_MIN_SCORE if min_score is None else min_score
@@ -49,20 +52,22 @@ class OverlayVideo:
 
     def add(self, frame, detections):
         import cv2
+
         from seqpose_core.geometry import scale_intrinsics
         from seqpose_core.visualize import draw_detections, overlay_predictions
+
         height, width = frame.rgb.shape[:2]
         factor = max(1, -(-self.min_height // height))
         if factor > 1:
             image = cv2.resize(frame.rgb, (width * factor, height * factor), interpolation=cv2.INTER_LINEAR)
             K = scale_intrinsics(frame.K, (height, width), (height * factor, width * factor))
         else:
-            image, K = frame.rgb.copy(), frame.K        # drawn in place: never on the replayed frame
+            image, K = frame.rgb.copy(), frame.K  # drawn in place: never on the replayed frame
         ground_truth = scoring.gt_detections(frame.gt)[0] if frame.gt else []
         if ground_truth:
             draw_detections(image, ground_truth, K, gt=True)
         draw_detections(image, overlay_predictions(detections, ground_truth, self.min_score), K)
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)   # BGR for the video writer
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)  # BGR for the video writer
         if self.writer is None:
             self.size = (image.shape[1], image.shape[0])
             self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*'mp4v'), self.fps, self.size)
@@ -90,11 +95,11 @@ class ReplayReport:
     frames_scored: int = 0
     segments: int = 0
     inference_seconds: float = 0.0
-    replay_seconds: float = 0.0     # the frame loop: read, decode, infer, write output bag and video
-    scoring_seconds: float = 0.0    # the evaluator and its report (metrics.json, ap_curves.png)
-    wall_seconds: float = 0.0       # everything, model loading excluded
-    metrics: dict = None            # the evaluator's metrics (percent, rows 'mean' + classes), as metrics.json
-    object_counts: dict = None      # per class: ground-truth and predicted objects scored
+    replay_seconds: float = 0.0  # the frame loop: read, decode, infer, write output bag and video
+    scoring_seconds: float = 0.0  # the evaluator and its report (metrics.json, ap_curves.png)
+    wall_seconds: float = 0.0  # everything, model loading excluded
+    metrics: dict = None  # the evaluator's metrics (percent, rows 'mean' + classes), as metrics.json
+    object_counts: dict = None  # per class: ground-truth and predicted objects scored
     skipped: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     outputs: dict = field(default_factory=dict)
@@ -115,12 +120,14 @@ class ReplayReport:
         return out
 
     def format(self):
-        lines = [f'bag eval {self.bag} ({self.mode}, {self.checkpoint})',
-                 f'  images in bag {self.images_in_bag}, replayed {self.frames_replayed} in {self.segments} '
-                 f'segment(s), scored {self.frames_scored}',
-                 f'  {self.inference_fps:.1f} frames/s through the runner, {self.replay_fps:.1f} frames/s '
-                 f'through the replay loop (read, decode, infer, write); scoring {self.scoring_seconds:.1f} s, '
-                 f'total {self.wall_seconds:.1f} s']
+        lines = [
+            f'bag eval {self.bag} ({self.mode}, {self.checkpoint})',
+            f'  images in bag {self.images_in_bag}, replayed {self.frames_replayed} in {self.segments} '
+            f'segment(s), scored {self.frames_scored}',
+            f'  {self.inference_fps:.1f} frames/s through the runner, {self.replay_fps:.1f} frames/s '
+            f'through the replay loop (read, decode, infer, write); scoring {self.scoring_seconds:.1f} s, '
+            f'total {self.wall_seconds:.1f} s',
+        ]
         if self.metrics:
             lines.append('  ' + scoring.format_metrics_line(self.metrics))
         else:
@@ -142,15 +149,29 @@ def _copy_message(writer, topic_infos, skipped):
         info = topic_infos.get(message.topic)
         msgdef = info.msgdef if info is not None else None
         if msgdef is None and message.msgtype not in store.types:
-            skipped.add('output bag copy', f'type {message.msgtype} of {message.topic} has no stored definition '
-                        'and is unknown here; not copied')
+            skipped.add(
+                'output bag copy',
+                f'type {message.msgtype} of {message.topic} has no stored definition and is unknown here; not copied',
+            )
             return
         writer.write_raw(message.topic, message.msgtype, message.raw, message.log_time_ns, msgdef=msgdef)
+
     return copy
 
 
-def evaluate_bag(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: ReplayTopics = None,
-                 intrinsics=None, video=True, output_bag=True, storage='mcap', runner=None) -> ReplayReport:
+def evaluate_bag(
+    bag,
+    out_dir,
+    checkpoint=None,
+    mode='mf',
+    device=None,
+    topics: ReplayTopics = None,
+    intrinsics=None,
+    video=True,
+    output_bag=True,
+    storage='mcap',
+    runner=None,
+) -> ReplayReport:
     """Replay `bag` through the runner, write the outputs listed in the module doc, return the report."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -159,9 +180,14 @@ def evaluate_bag(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: 
     skipped = SkipLog()
     frames = BagFrames(bag, topics, skipped, intrinsics=intrinsics)
     runner.reset()
-    report = ReplayReport(bag=str(bag), out_dir=str(out_dir), mode=mode,
-                          checkpoint=getattr(runner, 'checkpoint_path', 'given runner'),
-                          topics=dict(frames.topics.__dict__), images_in_bag=frames.image_count)
+    report = ReplayReport(
+        bag=str(bag),
+        out_dir=str(out_dir),
+        mode=mode,
+        checkpoint=getattr(runner, 'checkpoint_path', 'given runner'),
+        topics=dict(frames.topics.__dict__),
+        images_in_bag=frames.image_count,
+    )
     results_dir = out_dir / 'results'
     results = scoring.ResultsCollector(results_dir)
     writer = None
@@ -195,9 +221,12 @@ def evaluate_bag(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: 
                 results.add(scene, name, detections, frame.gt)
                 report.frames_scored += 1
             if writer is not None:
-                writer.write(M.DETECTIONS_TOPIC, M.DETECTION_ARRAY_TYPE,
-                             M.detection_array_msg(detections, frame.stamp_ns, frame.camera_frame_id),
-                             frame.log_time_ns)
+                writer.write(
+                    M.DETECTIONS_TOPIC,
+                    M.DETECTION_ARRAY_TYPE,
+                    M.detection_array_msg(detections, frame.stamp_ns, frame.camera_frame_id),
+                    frame.log_time_ns,
+                )
             if overlay is not None:
                 overlay.add(frame, detections)
     finally:
@@ -213,8 +242,9 @@ def evaluate_bag(bag, out_dir, checkpoint=None, mode='mf', device=None, topics: 
     if report.frames_scored:
         report.metrics, curves = results.score(out_dir)
         report.object_counts = scoring.object_counts(curves)
-        report.outputs.update(results=str(results_dir), metrics=str(out_dir / 'metrics.json'),
-                              ap_curves=str(out_dir / 'ap_curves.png'))
+        report.outputs.update(
+            results=str(results_dir), metrics=str(out_dir / 'metrics.json'), ap_curves=str(out_dir / 'ap_curves.png')
+        )
     report.scoring_seconds = time.perf_counter() - scoring_started
     report.wall_seconds = time.perf_counter() - started
     report.skipped = skipped.entries()

@@ -4,6 +4,7 @@ the ground truth, matched by header stamp. No images are decoded; no model runs.
 A ground-truth frame without a predictions message (a frame the node dropped) counts as "nothing detected"
 (`missing='empty'`, the default: it costs recall) or is left out (`missing='skip'`). Scoring is the
 evaluator's (`seqpose_core.bag.scoring`), results in ground-truth stamp order."""
+
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ class ScoreReport:
     prediction_messages: int = 0
     frames_scored: int = 0
     frames_without_predictions: int = 0
-    metrics: dict = None            # the evaluator's metrics (percent, rows 'mean' + classes), as metrics.json
+    metrics: dict = None  # the evaluator's metrics (percent, rows 'mean' + classes), as metrics.json
     object_counts: dict = None
     skipped: list = field(default_factory=list)
     notes: list = field(default_factory=list)
@@ -37,9 +38,11 @@ class ScoreReport:
         return out
 
     def format(self):
-        lines = [f'bag score {self.bag}: {self.predictions_topic} against {self.gt_topic}',
-                 f'  ground-truth frames {self.gt_frames}, prediction messages {self.prediction_messages}, '
-                 f'scored {self.frames_scored} ({self.frames_without_predictions} without predictions)']
+        lines = [
+            f'bag score {self.bag}: {self.predictions_topic} against {self.gt_topic}',
+            f'  ground-truth frames {self.gt_frames}, prediction messages {self.prediction_messages}, '
+            f'scored {self.frames_scored} ({self.frames_without_predictions} without predictions)',
+        ]
         lines.append('  ' + (scoring.format_metrics_line(self.metrics) if self.metrics else 'nothing scored'))
         lines.extend(f'  note: {note}' for note in self.notes)
         if self.skipped:
@@ -62,8 +65,11 @@ def _read_arrays(reader, topic, skipped, what, expect_type=M.DETECTION_ARRAY_TYP
     for message in reader.messages([topic]):
         stamp = M.stamp_to_ns(message.msg.header.stamp)
         if stamp in out:
-            skipped.add(f'{what} message', 'a second message with the same header stamp (the first is used)',
-                        example=f'stamp {stamp}')
+            skipped.add(
+                f'{what} message',
+                'a second message with the same header stamp (the first is used)',
+                example=f'stamp {stamp}',
+            )
             continue
         objects, problems = M.detection_array_to_objects(message.msg)
         out[stamp] = (objects, problems, message.log_time_ns)
@@ -80,9 +86,16 @@ def _frame_names(reader, topic):
     return names
 
 
-def score_bag(bag, predictions_topic=M.DETECTIONS_TOPIC, gt_topic=M.GT_TOPIC, gt_bag=None,
-              frame_name_topic=M.FRAME_NAME_TOPIC, missing='empty', out_dir=None,
-              stamp_map=None) -> ScoreReport:
+def score_bag(
+    bag,
+    predictions_topic=M.DETECTIONS_TOPIC,
+    gt_topic=M.GT_TOPIC,
+    gt_bag=None,
+    frame_name_topic=M.FRAME_NAME_TOPIC,
+    missing='empty',
+    out_dir=None,
+    stamp_map=None,
+) -> ScoreReport:
     """Score `predictions_topic` of `bag` against `gt_topic` (of `gt_bag`, default the same bag).
 
     `missing`: 'empty' scores ground-truth frames without a predictions message as "nothing detected",
@@ -110,40 +123,60 @@ def score_bag(bag, predictions_topic=M.DETECTIONS_TOPIC, gt_topic=M.GT_TOPIC, gt
 
     results_dir = Path(out_dir) / 'results' if out_dir else None
     results = scoring.ResultsCollector(results_dir)
-    for index, stamp in enumerate(sorted(ground_truth)):
+    for stamp in sorted(ground_truth):
         gt_objects, gt_problems, _ = ground_truth[stamp]
         scene, frame = names.get(stamp, ('stamp', str(stamp)))
         if gt_problems:
-            skipped.add('frame scoring', 'ground truth has unreadable objects: ' + '; '.join(gt_problems),
-                        example=f'stamp {stamp}')
+            skipped.add(
+                'frame scoring',
+                'ground truth has unreadable objects: ' + '; '.join(gt_problems),
+                example=f'stamp {stamp}',
+            )
             continue
         if stamp in predictions:
             pred_objects, pred_problems, _ = predictions[stamp]
             if pred_problems:
-                skipped.add('prediction object', 'unreadable, left out of the frame: ' + '; '.join(pred_problems),
-                            count=len(pred_problems), example=f'stamp {stamp}')
+                skipped.add(
+                    'prediction object',
+                    'unreadable, left out of the frame: ' + '; '.join(pred_problems),
+                    count=len(pred_problems),
+                    example=f'stamp {stamp}',
+                )
         else:
             report.frames_without_predictions += 1
             if missing == 'skip':
-                skipped.add('frame scoring', f'no predictions message on {predictions_topic} with this header '
-                            'stamp (dropped?); left out (--missing skip)', example=f'stamp {stamp}')
+                skipped.add(
+                    'frame scoring',
+                    f'no predictions message on {predictions_topic} with this header '
+                    'stamp (dropped?); left out (--missing skip)',
+                    example=f'stamp {stamp}',
+                )
                 continue
             pred_objects = []
         results.add(scene, frame, [o.detection for o in pred_objects], gt_objects)
         report.frames_scored += 1
     if report.frames_without_predictions and missing == 'empty':
-        report.notes.append(f'{report.frames_without_predictions} ground-truth frames have no predictions '
-                            f'message (dropped?): scored as "nothing detected"')
+        report.notes.append(
+            f'{report.frames_without_predictions} ground-truth frames have no predictions '
+            f'message (dropped?): scored as "nothing detected"'
+        )
     unmatched = [s for s in predictions if s not in ground_truth]
     if unmatched:
-        skipped.add('predictions message', f'no ground truth on {gt_topic} with this header stamp: not scored',
-                    count=len(unmatched), example=f'stamp {min(unmatched)}')
+        skipped.add(
+            'predictions message',
+            f'no ground truth on {gt_topic} with this header stamp: not scored',
+            count=len(unmatched),
+            example=f'stamp {min(unmatched)}',
+        )
     if report.frames_scored:
         report.metrics, curves = results.score(out_dir)
         report.object_counts = scoring.object_counts(curves)
         if out_dir:
-            report.outputs.update(results=str(results_dir), metrics=str(Path(out_dir) / 'metrics.json'),
-                                  ap_curves=str(Path(out_dir) / 'ap_curves.png'))
+            report.outputs.update(
+                results=str(results_dir),
+                metrics=str(Path(out_dir) / 'metrics.json'),
+                ap_curves=str(Path(out_dir) / 'ap_curves.png'),
+            )
     report.skipped = skipped.entries()
     report.notes.extend(skipped.notes)
     if out_dir:

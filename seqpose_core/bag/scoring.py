@@ -10,6 +10,7 @@ Metrics are the evaluator's dict: percent, one row per class plus 'mean' (`proto
 `protocol.METRIC_NAMES` (IoU25, IoU50, IoU75, 5deg2cm, ... 10cm, IoU25_exact ...). A class with predictions
 but no ground truth scores NaN, as in the reference, and so does the mean then (null in metrics.json).
 """
+
 import json
 import math
 import re
@@ -49,17 +50,19 @@ class ResultsCollector:
     def add(self, scene, frame, detections, gt_objects):
         """One frame: predictions (list[Detection], [] = nothing detected) against its bag ground truth."""
         from seqpose_core.eval.results_io import detections_to_eval_format, make_result, write_results_pickle
+
         gt, visibility = gt_detections(gt_objects)
         gt_arrays = detections_to_eval_format(gt)
         if self.dir is None:
             result = make_result(detections, *gt_arrays, gt_handle_visibility=visibility)
         else:
             name = f'results_{_safe_name(scene)}_{_safe_name(frame)}'
-            if name in self.names:          # the same "<scene>/<frame>" twice: keep both files
+            if name in self.names:  # the same "<scene>/<frame>" twice: keep both files
                 name = f'{name}_{self.count:06d}'
             self.names.add(name)
-            result = write_results_pickle(self.dir / f'{name}.pkl', detections, *gt_arrays,
-                                          gt_handle_visibility=visibility)
+            result = write_results_pickle(
+                self.dir / f'{name}.pkl', detections, *gt_arrays, gt_handle_visibility=visibility
+            )
         self.results.append(result)
         return result
 
@@ -67,9 +70,10 @@ class ResultsCollector:
         """(metrics, curves) of the collected results; with `out_dir`, metrics.json + ap_curves.png there."""
         from seqpose_core.eval.evaluator import metrics_from_curves, score_results
         from seqpose_core.eval.report import write_report
+
         if not self.results:
             raise ValueError('no frame with ground truth to score')
-        curves = score_results(self.results, validate=False)     # make_result validated each one
+        curves = score_results(self.results, validate=False)  # make_result validated each one
         metrics = metrics_from_curves(curves)
         if out_dir is not None:
             write_report(metrics, curves, out_dir)
@@ -79,12 +83,14 @@ class ResultsCollector:
 def json_metrics(metrics):
     """The metrics dict as metrics.json holds it (NaN -> None, rounded), for the JSON reports."""
     from seqpose_core.eval.report import metrics_json
+
     return json.loads(metrics_json(metrics)) if metrics else metrics
 
 
 def object_counts(curves):
     """{class: {'gt': n, 'pred': m}} from the evaluator's curves."""
     from seqpose_core.eval.protocol import CLASS_NAMES
+
     return {name: {'gt': int(g), 'pred': int(p)} for name, g, p in zip(CLASS_NAMES, curves.num_gt, curves.num_pred)}
 
 

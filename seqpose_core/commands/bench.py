@@ -11,6 +11,7 @@ is a ratio that survives a noisy, shared machine. `--memory-frames N` then runs 
 resident memory (psutil if installed, else /proc/self/statm; CUDA allocated/reserved on a GPU) to check that
 streaming does not grow memory once warm.
 """
+
 import json
 import math
 import os
@@ -20,11 +21,19 @@ import sys
 import time
 
 from seqpose_core.config import MODES
-from seqpose_core.measure import (configure_threads, device_name, measure_peak_gflops, percentile, stream_memory,
-                                  synchronize)
+from seqpose_core.measure import (
+    configure_threads,
+    device_name,
+    measure_peak_gflops,
+    percentile,
+    stream_memory,
+    synchronize,
+)
 
 HELP = 'latency, per-stage times, FLOP utilisation (vs a measured GEMM) and streaming memory of the runner'
-DESCRIPTION = HELP + """
+DESCRIPTION = (
+    HELP
+    + """
 
 Examples:
   seqpose bench --config tiny
@@ -36,39 +45,81 @@ Stages (ms per frame, medians): preprocess (resize + normalise + to device), enc
 fusion (eq. 3, + dense heads when on), stsq (decoder layers), pose_head, postprocess (threshold, NMS,
 Detection objects), refiner (the pose refiner's crops and CNN, models with one) and other (memory queue
 bookkeeping, Python overhead: step total minus the stages)."""
+)
 
 
-STAGE_ORDER = ('preprocess', 'encoder', 'decoder', 'fusion', 'dense', 'stsq', 'pose_head', 'postprocess', 'refiner',
-               'score_tracks', 'support_plane', 'other')
+STAGE_ORDER = (
+    'preprocess',
+    'encoder',
+    'decoder',
+    'fusion',
+    'dense',
+    'stsq',
+    'pose_head',
+    'postprocess',
+    'refiner',
+    'score_tracks',
+    'support_plane',
+    'other',
+)
 
 
 def add_arguments(parser):
-    parser.add_argument('--config', default='seqpose_vits',
-                        help='YAML path or shipped config name (default: %(default)s)')
-    parser.add_argument('--checkpoint', metavar='PATH', default=None,
-                        help='time a trained checkpoint instead of random weights (same speed; optional)')
+    parser.add_argument(
+        '--config', default='seqpose_vits', help='YAML path or shipped config name (default: %(default)s)'
+    )
+    parser.add_argument(
+        '--checkpoint',
+        metavar='PATH',
+        default=None,
+        help='time a trained checkpoint instead of random weights (same speed; optional)',
+    )
     parser.add_argument('--frames', type=int, default=30, help='timed frames after warm-up (default: %(default)s)')
     parser.add_argument('--warmup', type=int, default=5, help='untimed frames first (default: %(default)s)')
-    parser.add_argument('--mode', choices=sorted(MODES), default='mf',
-                        help='sf: single frame (memory off), mf: video (memory on; default)')
+    parser.add_argument(
+        '--mode',
+        choices=sorted(MODES),
+        default='mf',
+        help='sf: single frame (memory off), mf: video (memory on; default)',
+    )
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda[:N]' (default: %(default)s)")
-    parser.add_argument('--threads', type=int, default=0,
-                        help='CPU threads for torch (default: all cores this process may use)')
-    parser.add_argument('--image-size', metavar='HxW', default=None,
-                        help='size of the synthetic camera frames (default: the network input size)')
+    parser.add_argument(
+        '--threads', type=int, default=0, help='CPU threads for torch (default: all cores this process may use)'
+    )
+    parser.add_argument(
+        '--image-size',
+        metavar='HxW',
+        default=None,
+        help='size of the synthetic camera frames (default: the network input size)',
+    )
     parser.add_argument('--no-autocast', action='store_true', help='CUDA: run fp32 instead of bf16 autocast')
-    parser.add_argument('--compile', action='store_true',
-                        help='torch.compile the fixed-shape parts (encoder, DPT head, fusion, decoder layers)')
-    parser.add_argument('--compile-mode', default=None,
-                        help="torch.compile mode, e.g. 'reduce-overhead' (CUDA graphs) or 'max-autotune'")
-    parser.add_argument('--gemm-size', type=int, default=0,
-                        help='n of the n x n x n peak GEMM (default: 2048 on CPU, 8192 on CUDA)')
-    parser.add_argument('--gemm-repeats', type=int, default=5,
-                        help='best-of repeats of the GEMM (default: %(default)s)')
-    parser.add_argument('--no-interleave', action='store_true',
-                        help='skip the small GEMM after every timed frame (the contention-matched ratio)')
-    parser.add_argument('--memory-frames', type=int, default=0,
-                        help='after the timing, stream this many frames and report RSS start/end/slope')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='torch.compile the fixed-shape parts (encoder, DPT head, fusion, decoder layers)',
+    )
+    parser.add_argument(
+        '--compile-mode',
+        default=None,
+        help="torch.compile mode, e.g. 'reduce-overhead' (CUDA graphs) or 'max-autotune'",
+    )
+    parser.add_argument(
+        '--gemm-size', type=int, default=0, help='n of the n x n x n peak GEMM (default: 2048 on CPU, 8192 on CUDA)'
+    )
+    parser.add_argument(
+        '--gemm-repeats', type=int, default=5, help='best-of repeats of the GEMM (default: %(default)s)'
+    )
+    parser.add_argument(
+        '--no-interleave',
+        action='store_true',
+        help='skip the small GEMM after every timed frame (the contention-matched ratio)',
+    )
+    parser.add_argument(
+        '--memory-frames',
+        type=int,
+        default=0,
+        help='after the timing, stream this many frames and report RSS start/end/slope',
+    )
     parser.add_argument('--memory-samples', type=int, default=100, help='RSS samples over --memory-frames')
     parser.add_argument('--json', metavar='FILE', default=None, help='write the results as one JSON object')
     parser.add_argument('--seed', type=int, default=0)
@@ -83,11 +134,12 @@ def add_arguments(parser):
 def synthetic_stream(image_hw, input_hw, count=8, seed=0):
     """A few random frames (cycled), their K, and a small per-frame camera motion (T_cur_from_prev)."""
     import numpy as np
+
     rng = np.random.default_rng(seed)
     images = [rng.integers(0, 256, size=(image_hw[0], image_hw[1], 3), dtype=np.uint8) for _ in range(count)]
     focal = 0.9 * image_hw[1]
     K = np.array([[focal, 0.0, image_hw[1] / 2 - 0.5], [0.0, focal, image_hw[0] / 2 - 0.5], [0.0, 0.0, 1.0]])
-    angle = math.radians(0.5)                       # 0.5 degrees about y and 5 mm along x per frame
+    angle = math.radians(0.5)  # 0.5 degrees about y and 5 mm along x per frame
     motion = np.eye(4)
     motion[0, 0] = motion[2, 2] = math.cos(angle)
     motion[0, 2], motion[2, 0] = math.sin(angle), -math.sin(angle)
@@ -100,11 +152,13 @@ def runner_for_benchmark(args, config):
     import torch
 
     from seqpose_core.runner import build_runner
+
     device = str(torch.device(args.device))
     if args.checkpoint:
         runner = build_runner(args.checkpoint, mode=args.mode, device=device)
     else:
         from seqpose_core.model.seqpose import build_model
+
         torch.manual_seed(args.seed)
         model = build_model(config.model, load_pretrained=False)
         runner = build_runner(model=model, config=config, mode=args.mode, device=device)
@@ -116,6 +170,7 @@ def runner_for_benchmark(args, config):
 def compile_model(model, mode=None):
     """torch.compile the fixed-shape parts; the MemoryQueue bookkeeping stays eager (it is Python objects)."""
     import torch
+
     model.encoder = torch.compile(model.encoder, mode=mode, dynamic=False)
     model.depth_head = torch.compile(model.depth_head, mode=mode, dynamic=False)
     model.fusion = torch.compile(model.fusion, mode=mode, dynamic=False)
@@ -127,6 +182,7 @@ def autocast_context(device, enabled):
     import contextlib
 
     import torch
+
     if device.type == 'cuda' and enabled:
         return torch.autocast('cuda', dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -204,29 +260,56 @@ def run_benchmark(args):
     stages_ms = {n: round(statistics.median([s.get(n, 0.0) for s in stage_samples]), 4) for n in names}
     stage_gflops = {n: flops[n] / 1e9 for n in flops if n != 'total'}
     result = {
-        'config': args.config, 'device': str(device), 'device_name': device_name(device), 'mode': args.mode,
-        'input_hw': list(input_hw), 'image_hw': list(image_hw), 'frames': args.frames, 'warmup': args.warmup,
-        'threads': threads, 'dtype': 'bfloat16-autocast' if use_autocast else 'float32',
+        'config': args.config,
+        'device': str(device),
+        'device_name': device_name(device),
+        'mode': args.mode,
+        'input_hw': list(input_hw),
+        'image_hw': list(image_hw),
+        'frames': args.frames,
+        'warmup': args.warmup,
+        'threads': threads,
+        'dtype': 'bfloat16-autocast' if use_autocast else 'float32',
         'compiled': bool(args.compile),
-        'latency_ms_median': round(median, 4), 'latency_ms_p90': round(percentile(latencies, 90), 4),
-        'latency_ms_min': round(min(latencies), 4), 'latency_ms_mean': round(statistics.fmean(latencies), 4),
-        'fps': fps, 'gflops_per_frame': gflops, 'peak_gflops': peak,
+        'latency_ms_median': round(median, 4),
+        'latency_ms_p90': round(percentile(latencies, 90), 4),
+        'latency_ms_min': round(min(latencies), 4),
+        'latency_ms_mean': round(statistics.fmean(latencies), 4),
+        'fps': fps,
+        'gflops_per_frame': gflops,
+        'peak_gflops': peak,
         'utilization': gflops * fps / peak,
         'stages_ms': stages_ms,
         'stages_gflops': {n: round(v, 6) for n, v in stage_gflops.items()},
-        'stages_utilization': {n: round(stage_gflops[n] / (stages_ms[n] / 1000) / peak, 4)
-                               for n in stage_gflops if stages_ms.get(n, 0) > 0 and stage_gflops[n] > 0},
-        'gemm': {'size': peak_before['gemm_size'], 'dtype': peak_before['gemm_dtype'],
-                 'gflops_before': peak_before['peak_gflops'], 'gflops_after': peak_after['peak_gflops']},
-        'interleaved_gemm': ({'size': small_gemm, 'gflops_median': statistics.median(interleaved),
-                              'gflops_max': max(interleaved),
-                              'utilization': gflops * fps / statistics.median(interleaved),
-                              'utilization_best_frame': gflops * (1000.0 / min(latencies)) / max(interleaved)}
-                             if interleaved else None),
+        'stages_utilization': {
+            n: round(stage_gflops[n] / (stages_ms[n] / 1000) / peak, 4)
+            for n in stage_gflops
+            if stages_ms.get(n, 0) > 0 and stage_gflops[n] > 0
+        },
+        'gemm': {
+            'size': peak_before['gemm_size'],
+            'dtype': peak_before['gemm_dtype'],
+            'gflops_before': peak_before['peak_gflops'],
+            'gflops_after': peak_after['peak_gflops'],
+        },
+        'interleaved_gemm': (
+            {
+                'size': small_gemm,
+                'gflops_median': statistics.median(interleaved),
+                'gflops_max': max(interleaved),
+                'utilization': gflops * fps / statistics.median(interleaved),
+                'utilization_best_frame': gflops * (1000.0 / min(latencies)) / max(interleaved),
+            }
+            if interleaved
+            else None
+        ),
         'detections_per_frame': detections / args.frames,
         'load_average': list(os.getloadavg()) if hasattr(os, 'getloadavg') else None,
-        'cpu_count': os.cpu_count(), 'torch': torch.__version__, 'python': platform.python_version(),
-        'machine': platform.machine(), 'timestamp': time.strftime('%Y-%m-%dT%H:%M:%S'),
+        'cpu_count': os.cpu_count(),
+        'torch': torch.__version__,
+        'python': platform.python_version(),
+        'machine': platform.machine(),
+        'timestamp': time.strftime('%Y-%m-%dT%H:%M:%S'),
     }
     if args.memory_frames > 0:
         result['memory'] = stream_memory(step, args.memory_frames, args.memory_samples, device)
@@ -235,47 +318,57 @@ def run_benchmark(args):
 
 # --- report --------------------------------------------------------------------------------------------------------
 def format_table(result):
-    lines = [f"seqpose bench: config {result['config']}, mode {result['mode']}, device {result['device']} "
-             f"({result['device_name']}, {result['threads']} threads, {result['dtype']}"
-             f"{', compiled' if result['compiled'] else ''}), input {result['input_hw'][0]}x{result['input_hw'][1]}",
-             f"load average {' '.join(f'{v:.2f}' for v in result['load_average'] or ())}; "
-             f"{result['frames']} frames after {result['warmup']} warm-up", '',
-             f"  {'stage':<12}{'ms (median)':>12}{'share':>8}{'GFLOPs':>10}{'util':>8}"]
+    lines = [
+        f'seqpose bench: config {result["config"]}, mode {result["mode"]}, device {result["device"]} '
+        f'({result["device_name"]}, {result["threads"]} threads, {result["dtype"]}'
+        f'{", compiled" if result["compiled"] else ""}), input {result["input_hw"][0]}x{result["input_hw"][1]}',
+        f'load average {" ".join(f"{v:.2f}" for v in result["load_average"] or ())}; '
+        f'{result["frames"]} frames after {result["warmup"]} warm-up',
+        '',
+        f'  {"stage":<12}{"ms (median)":>12}{"share":>8}{"GFLOPs":>10}{"util":>8}',
+    ]
     total = result['latency_ms_median']
     for name, ms in result['stages_ms'].items():
         gf = result['stages_gflops'].get(name)
         util = result['stages_utilization'].get(name)
-        lines.append(f"  {name:<12}{ms:>12.3f}{100 * ms / total:>7.1f}%"
-                     f"{(f'{gf:10.3f}' if gf is not None else ' ' * 10)}"
-                     f"{(f'{100 * util:7.1f}%' if util is not None else '')}")
-    lines += ['',
-              f"  latency     median {total:.3f} ms, p90 {result['latency_ms_p90']:.3f} ms  ->  "
-              f"{result['fps']:.2f} FPS",
-              f"  work        {result['gflops_per_frame']:.3f} GFLOPs/frame (analytic) -> "
-              f"{result['gflops_per_frame'] * result['fps']:.1f} GFLOP/s achieved",
-              f"  machine     {result['peak_gflops']:.1f} GFLOP/s peak ({result['gemm']['dtype']} GEMM "
-              f"{result['gemm']['size']}^3, best of before {result['gemm']['gflops_before']:.1f} / after "
-              f"{result['gemm']['gflops_after']:.1f})",
-              f"  utilization {100 * result['utilization']:.1f}% of the measured GEMM throughput"]
+        lines.append(
+            f'  {name:<12}{ms:>12.3f}{100 * ms / total:>7.1f}%'
+            f'{(f"{gf:10.3f}" if gf is not None else " " * 10)}'
+            f'{(f"{100 * util:7.1f}%" if util is not None else "")}'
+        )
+    lines += [
+        '',
+        f'  latency     median {total:.3f} ms, p90 {result["latency_ms_p90"]:.3f} ms  ->  {result["fps"]:.2f} FPS',
+        f'  work        {result["gflops_per_frame"]:.3f} GFLOPs/frame (analytic) -> '
+        f'{result["gflops_per_frame"] * result["fps"]:.1f} GFLOP/s achieved',
+        f'  machine     {result["peak_gflops"]:.1f} GFLOP/s peak ({result["gemm"]["dtype"]} GEMM '
+        f'{result["gemm"]["size"]}^3, best of before {result["gemm"]["gflops_before"]:.1f} / after '
+        f'{result["gemm"]["gflops_after"]:.1f})',
+        f'  utilization {100 * result["utilization"]:.1f}% of the measured GEMM throughput',
+    ]
     inter = result.get('interleaved_gemm')
     if inter:
-        lines.append(f"              {100 * inter['utilization']:.1f}% against a {inter['size']}^3 GEMM run "
-                     f"after every "
-                     f"frame (median {inter['gflops_median']:.1f} GFLOP/s; best frame vs best GEMM "
-                     f"{100 * inter['utilization_best_frame']:.1f}%)")
+        lines.append(
+            f'              {100 * inter["utilization"]:.1f}% against a {inter["size"]}^3 GEMM run '
+            f'after every '
+            f'frame (median {inter["gflops_median"]:.1f} GFLOP/s; best frame vs best GEMM '
+            f'{100 * inter["utilization_best_frame"]:.1f}%)'
+        )
     memory = result.get('memory')
     if memory:
         for key in ('rss', 'cuda_allocated', 'cuda_reserved'):
             summary = memory.get(key)
             if not summary:
                 continue
-            lines.append(f"  memory      {key}: median {summary['first_quarter_median_mib']:.1f} -> "
-                         f"{summary['last_quarter_median_mib']:.1f} MiB (first/last quarter), "
-                         f"{summary['start_mib']:.1f} -> "
-                         f"{summary['end_mib']:.1f} MiB over frames "
-                         f"{summary['warm_from_frame']}..{summary['frames']} (max {summary['max_mib']:.1f}), slope "
-                         f"{summary['slope_mib_per_1000_frames']:+.3f} MiB/1000 frames: "
-                         f"{'FLAT' if summary['flat'] else 'GROWING'}")
+            lines.append(
+                f'  memory      {key}: median {summary["first_quarter_median_mib"]:.1f} -> '
+                f'{summary["last_quarter_median_mib"]:.1f} MiB (first/last quarter), '
+                f'{summary["start_mib"]:.1f} -> '
+                f'{summary["end_mib"]:.1f} MiB over frames '
+                f'{summary["warm_from_frame"]}..{summary["frames"]} (max {summary["max_mib"]:.1f}), slope '
+                f'{summary["slope_mib_per_1000_frames"]:+.3f} MiB/1000 frames: '
+                f'{"FLAT" if summary["flat"] else "GROWING"}'
+            )
     return '\n'.join(lines)
 
 

@@ -5,6 +5,7 @@ model over it in video mode (memory on) and in single-frame mode through `seqpos
 standard NOCS mAP table of each, beside the class-mean-size reference of the same frames
 (seqpose_core.eval.class_mean_reference).
 """
+
 import json
 from pathlib import Path
 
@@ -28,6 +29,7 @@ def add_arguments(parser):
 def run_command(module, argv):
     """One subcommand of this package, in process, with its own argument parser."""
     import argparse
+
     parser = argparse.ArgumentParser(prog=f'seqpose {module.__name__.rsplit(".", 1)[-1]}')
     module.add_arguments(parser)
     return int(module.run(parser.parse_args(argv)) or 0)
@@ -42,9 +44,25 @@ def run(args):
     out = Path(args.out)
     data = out / 'data'
     if not (data / 'Real' / 'test').is_dir():
-        code = run_command(synth, ['--out', str(data), '--scenes', str(args.scenes), '--frames', str(args.frames),
-                                   '--seed', str(args.seed), '--size', args.size, '--mode', 'video',
-                                   '--split', 'test'])
+        code = run_command(
+            synth,
+            [
+                '--out',
+                str(data),
+                '--scenes',
+                str(args.scenes),
+                '--frames',
+                str(args.frames),
+                '--seed',
+                str(args.seed),
+                '--size',
+                args.size,
+                '--mode',
+                'video',
+                '--split',
+                'test',
+            ],
+        )
         if code:
             return code
     summary = {}
@@ -61,12 +79,16 @@ def run(args):
     reference = class_mean_reference_results(load_results_dir(out / 'mf' / 'results'))
     summary[REFERENCE] = evaluate_results(reference)['mean']
     keys = ('IoU25', 'IoU50', 'IoU75', '10deg10cm', '10deg5cm', '5deg5cm', '10deg', '10cm', 'IoU50_exact')
-    print(f'\nmean AP (%) on held-out generated video (seed {args.seed}, {args.scenes} scenes x {args.frames} '
-          'frames); no ground truth at inference:')
+    print(
+        f'\nmean AP (%) on held-out generated video (seed {args.seed}, {args.scenes} scenes x {args.frames} '
+        'frames); no ground truth at inference:'
+    )
     print(f'{"":<{len(REFERENCE)}}' + ''.join(f'{k:>12}' for k in keys))
     for mode, values in summary.items():
         print(f'{mode:<{len(REFERENCE)}}' + ''.join(f'{values[k]:12.1f}' for k in keys))
-    print(f'{REFERENCE}: every object with its exact class, rotation and viewing ray and its class\'s mean size, so\n'
-          '  only the instance\'s metric scale is unknown (benchmarks/class_mean_reference.py); the model can pass it\n'
-          '  on 10cm, because a scene\'s context carries scale this reference is denied.')
+    print(
+        f"{REFERENCE}: every object with its exact class, rotation and viewing ray and its class's mean size, so\n"
+        "  only the instance's metric scale is unknown (benchmarks/class_mean_reference.py); the model can pass it\n"
+        "  on 10cm, because a scene's context carries scale this reference is denied."
+    )
     return 0

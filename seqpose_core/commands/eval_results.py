@@ -1,4 +1,5 @@
 """`seqpose eval-results DIR --out OUT`: score a directory of per-image result pickles."""
+
 import sys
 
 HELP = 'score a directory of results_*.pkl (NOCS / object-deformnet format): metrics.json + AP curves'

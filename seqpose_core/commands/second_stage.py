@@ -1,5 +1,6 @@
 """What the commands that train a second stage on a checkpoint share (train-refiner, train-crop-scorer): the run
 folder, the threads, the checkpoint with its config, and the model grown by the new part."""
+
 from pathlib import Path
 
 

@@ -1,9 +1,12 @@
 """`seqpose select-refiner-classes`: per class, serve the decoder's pose, the refiner's rotation, or its rotation
 and box, whichever scores best on selection sets (seqpose_core.eval.refiner_selection)."""
+
 import sys
 
 HELP = "choose per class whether the refiner's rotation (and box) replaces the decoder's, on selection sets"
-DESCRIPTION = HELP + """
+DESCRIPTION = (
+    HELP
+    + """
 
 Every class the refiner was trained on is evaluated three ways on each --data set (`seqpose eval`, no ground truth
 at inference): the decoder alone, the refiner's rotation, and the refiner's rotation and box (refiners with a box
@@ -13,6 +16,7 @@ OUT.selection.csv the table. Use sets you do not report on: the choice is fitted
 
 Examples:
   seqpose select-refiner-classes --checkpoint runs/box/model.pt --data data/s779 data/s780 --out runs/box/selected.pt"""
+)
 
 
 def add_arguments(parser):
@@ -31,8 +35,13 @@ def run(args):
     from pathlib import Path
 
     from seqpose_core.config_schema import to_dict
-    from seqpose_core.eval.refiner_selection import (SELECTION_METRICS, choose_arms, classes_for, current_arms,
-                                                     score_arms)
+    from seqpose_core.eval.refiner_selection import (
+        SELECTION_METRICS,
+        choose_arms,
+        classes_for,
+        current_arms,
+        score_arms,
+    )
     from seqpose_core.model.checkpoint import WeightsError, load_checkpoint, save_checkpoint_content
     from seqpose_core.runner import load_model_and_config
 
@@ -51,8 +60,14 @@ def run(args):
     chosen = choose_arms(scores, current_arms(config.inference.refiner))
     refiner_classes, box_classes = classes_for(chosen)
     metric_names = ' + '.join(SELECTION_METRICS)
-    rows = [{'class': name, **{arm: '' if scores[arm][name] is None else f'{scores[arm][name]:.2f}' for arm in scores},
-             'chosen': arm} for name, arm in chosen.items()]
+    rows = [
+        {
+            'class': name,
+            **{arm: '' if scores[arm][name] is None else f'{scores[arm][name]:.2f}' for arm in scores},
+            'chosen': arm,
+        }
+        for name, arm in chosen.items()
+    ]
     table = out.parent / f'{out.name}.selection.csv'
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(table, 'w', newline='', encoding='utf-8') as stream:
@@ -65,9 +80,12 @@ def run(args):
     refiner = dataclasses.replace(config.inference.refiner, classes=refiner_classes, box_classes=box_classes)
     config = dataclasses.replace(config, inference=dataclasses.replace(config.inference, refiner=refiner))
     content['config'], content['config_type'] = to_dict(config), type(config).__name__
-    content['refiner_selection'] = {'data': [str(path) for path in args.data], 'split': args.split,
-                                    'mode': args.mode, 'chosen': chosen}
+    content['refiner_selection'] = {
+        'data': [str(path) for path in args.data],
+        'split': args.split,
+        'mode': args.mode,
+        'chosen': chosen,
+    }
     save_checkpoint_content(out, content)
-    print(f'inference.refiner.classes {list(refiner_classes)}, box_classes {list(box_classes)} -> {out} '
-          f'({table.name})')
+    print(f'inference.refiner.classes {list(refiner_classes)}, box_classes {list(box_classes)} -> {out} ({table.name})')
     return 0

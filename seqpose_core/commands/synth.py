@@ -1,16 +1,20 @@
 """`seqpose synth`: synthetic training/test data in the NOCS layout (REAL-like videos or CAMERA-like frames)."""
+
 import time
 from pathlib import Path
 
 import numpy as np
 
 HELP = 'generate synthetic NOCS-format data (REAL-like videos or CAMERA-like single frames)'
-DESCRIPTION = HELP + '''
+DESCRIPTION = (
+    HELP
+    + """
 
 Video mode writes OUT/Real/{train,test}/scene_<N>/ with a smooth hand-held camera path around a table;
 single mode writes OUT/CAMERA/{train,val}/<5-digit>/ with independent random views. Object models go to
 OUT/obj_models/. --split auto holds out the last round(N/5) scenes (at least one when N >= 2) as test/val.
-The same --seed reproduces identical files.'''
+The same --seed reproduces identical files."""
+)
 
 
 def _size(text):
@@ -30,15 +34,20 @@ def add_arguments(parser):
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--size', default='640x480', help='image size WxH (default 640x480, as NOCS)')
     parser.add_argument('--mode', choices=('video', 'single'), default='video')
-    parser.add_argument('--split', default='auto',
-                        help='auto (last ~20%% of scenes held out), or train / test (video) / val (single)')
+    parser.add_argument(
+        '--split', default='auto', help='auto (last ~20%% of scenes held out), or train / test (video) / val (single)'
+    )
     parser.add_argument('--models', help='folder of own meshes: DIR/<category>/*.obj|ply, NOCS axes (y up)')
     parser.add_argument('--backgrounds', help='folder of background images (searched recursively)')
     parser.add_argument('--objects', default='3-6', help='objects per scene, MIN-MAX (default 3-6)')
     parser.add_argument('--overwrite', action='store_true', help='replace scene folders that already exist')
     parser.add_argument('--preview', action='store_true', help='also write OUT/preview.png (a contact sheet)')
-    parser.add_argument('--workers', type=int, default=1,
-                        help='processes rendering scenes side by side (default 1); the files do not depend on it')
+    parser.add_argument(
+        '--workers',
+        type=int,
+        default=1,
+        help='processes rendering scenes side by side (default 1); the files do not depend on it',
+    )
 
 
 def run(args):
@@ -51,17 +60,31 @@ def run(args):
         low, high = (int(v) for v in str(args.objects).split('-'))
     except ValueError:
         raise ValueError(f'--objects {args.objects!r}: expected MIN-MAX, e.g. 3-6') from None
-    options = SynthOptions(out=args.out, scenes=args.scenes, frames=args.frames, seed=args.seed, width=width,
-                           height=height, mode=args.mode, split=args.split, models=args.models,
-                           backgrounds=args.backgrounds, overwrite=args.overwrite, objects_min=low, objects_max=high,
-                           workers=args.workers)
+    options = SynthOptions(
+        out=args.out,
+        scenes=args.scenes,
+        frames=args.frames,
+        seed=args.seed,
+        width=width,
+        height=height,
+        mode=args.mode,
+        split=args.split,
+        models=args.models,
+        backgrounds=args.backgrounds,
+        overwrite=args.overwrite,
+        objects_min=low,
+        objects_max=high,
+        workers=args.workers,
+    )
     total = args.scenes * args.frames
     started = time.perf_counter()
     with tqdm(total=total, unit='frame', desc='synth') as bar:
         writer = generate(options, progress=bar.update)
     elapsed = time.perf_counter() - started
-    print(f'{total} frames ({width}x{height}, {args.mode}) in {elapsed:.1f} s = {total / elapsed:.1f} frames/s '
-          f'-> {writer.root}')
+    print(
+        f'{total} frames ({width}x{height}, {args.mode}) in {elapsed:.1f} s = {total / elapsed:.1f} frames/s '
+        f'-> {writer.root}'
+    )
     if args.preview:
         from seqpose_core.synth.preview import contact_sheet
 
@@ -76,4 +99,3 @@ def preview_frames(writer, rows=4):
     entries = [entry for split in sorted(writer.lists_all) for entry in writer.lists_all[split]]
     picks = sorted(set(int(round(i)) for i in np.linspace(0, len(entries) - 1, min(rows, len(entries)))))
     return [writer.root / entries[i] for i in picks]
-

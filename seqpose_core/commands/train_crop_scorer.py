@@ -1,9 +1,12 @@
 """`seqpose train-crop-scorer`: teach a model's refiner to score the crops around its own detections."""
+
 import dataclasses
 import sys
 
 HELP = "train the refiner's crop scorer on the detections a SeqPose checkpoint publishes on training video"
-DESCRIPTION = HELP + """
+DESCRIPTION = (
+    HELP
+    + """
 
 The scorer (model.refiner_scoring) is a small head on the refiner's crop features that says what the crop around a
 published box holds: background or one of the six classes. The runner then publishes sqrt(score x the crop's
@@ -24,33 +27,54 @@ Examples:
   seqpose train-crop-scorer --data data/train --val-data data/s779 --keep-detections --out runs/collected
   seqpose train-crop-scorer --detections runs/collected/detections.pt \\
       --val-detections runs/collected/val_detections.pt --max-scenes 250 --out runs/scorer_250"""
+)
 
 
 def add_arguments(parser):
     from seqpose_core.train.crop_scorer import ScorerSettings
+
     defaults = ScorerSettings()
-    parser.add_argument('--checkpoint', default=None,
-                        help='a SeqPose checkpoint with a pose refiner (default: the embedded model)')
-    parser.add_argument('--data', nargs='+', default=None,
-                        help='NOCS-layout root(s) with the training video (several: their scenes in that order)')
-    parser.add_argument('--detections', default=None,
-                        help='train on the detections kept by an earlier --keep-detections instead of --data')
+    parser.add_argument(
+        '--checkpoint', default=None, help='a SeqPose checkpoint with a pose refiner (default: the embedded model)'
+    )
+    parser.add_argument(
+        '--data',
+        nargs='+',
+        default=None,
+        help='NOCS-layout root(s) with the training video (several: their scenes in that order)',
+    )
+    parser.add_argument(
+        '--detections',
+        default=None,
+        help='train on the detections kept by an earlier --keep-detections instead of --data',
+    )
     parser.add_argument('--split', default='real_train', help='split of --data (default: real_train)')
     parser.add_argument('--val-data', default=None, help='NOCS-layout root to validate on after every epoch')
     parser.add_argument('--val-split', default='real_test')
     parser.add_argument('--val-detections', default=None, help='validate on kept detections instead of --val-data')
-    parser.add_argument('--keep-detections', action='store_true',
-                        help='keep the collected detections in RUN/detections.pt (and RUN/val_detections.pt)')
+    parser.add_argument(
+        '--keep-detections',
+        action='store_true',
+        help='keep the collected detections in RUN/detections.pt (and RUN/val_detections.pt)',
+    )
     parser.add_argument('--out', required=True, help='run folder (gets model.pt and scorer_log.csv)')
-    parser.add_argument('--max-scenes', type=int, default=defaults.max_scenes,
-                        help='learn from the first N scenes of --data (or of --detections) only (0: all)')
+    parser.add_argument(
+        '--max-scenes',
+        type=int,
+        default=defaults.max_scenes,
+        help='learn from the first N scenes of --data (or of --detections) only (0: all)',
+    )
     parser.add_argument('--epochs', type=int, default=defaults.epochs)
     parser.add_argument('--batch-size', type=int, default=defaults.batch_size)
     parser.add_argument('--lr', type=float, default=defaults.lr)
     parser.add_argument('--seed', type=int, default=defaults.seed)
-    parser.add_argument('--device', default=None, help='where the model runs over --data (default: the checkpoint\'s '
-                        'inference.device); the head itself trains on the CPU')
-    parser.add_argument('--threads', type=int, default=0, help='torch threads (0: torch\'s default)')
+    parser.add_argument(
+        '--device',
+        default=None,
+        help="where the model runs over --data (default: the checkpoint's "
+        'inference.device); the head itself trains on the CPU',
+    )
+    parser.add_argument('--threads', type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument('--force', action='store_true', help='write into an --out that already holds a model.pt')
     parser.add_argument('--no-progress', action='store_true')
 
@@ -61,8 +85,15 @@ def run(args):
     from seqpose_core.model import save_checkpoint
     from seqpose_core.runner import StreamRunner
     from seqpose_core.stages.config import with_settings
-    from seqpose_core.train.crop_scorer import (ScorerSettings, collect_detection_features, concatenate_detections,
-                                                first_scenes, load_detections, save_detections, train_scorer)
+    from seqpose_core.train.crop_scorer import (
+        ScorerSettings,
+        collect_detection_features,
+        concatenate_detections,
+        first_scenes,
+        load_detections,
+        save_detections,
+        train_scorer,
+    )
     from seqpose_core.train.errors import TrainingError
 
     for name in ('epochs', 'batch_size'):
@@ -79,18 +110,25 @@ def run(args):
         raise ValueError('--keep-detections: there is nothing to collect without --data or --val-data')
     out, checkpoint, content, config = open_checkpoint_run(args)
     if config.model.refiner_width <= 0:
-        print(f'seqpose train-crop-scorer: {checkpoint} has no pose refiner (model.refiner_width 0); '
-              'train one first (seqpose train-refiner)', file=sys.stderr)
+        print(
+            f'seqpose train-crop-scorer: {checkpoint} has no pose refiner (model.refiner_width 0); '
+            'train one first (seqpose train-refiner)',
+            file=sys.stderr,
+        )
         return 1
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_scoring=True))
     # the checkpoint's tensors fit; the scorer's are new (or, a scored model again, its own to continue)
     model = grown_model(config, content, checkpoint, 'model with a crop scorer', args.seed)
     # the detections to learn from are each frame's, published without a scorer's opinion or a track's memory
-    runner = StreamRunner(model, with_settings(config.inference, {'mode': 'video', 'crop_scoring.enabled': False,
-                                                                  'tracks.score_decay': 0.0}),
-                          input_size=(config.data.input_height, config.data.input_width), device=args.device)
-    settings = ScorerSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                              max_scenes=args.max_scenes, seed=args.seed)
+    runner = StreamRunner(
+        model,
+        with_settings(config.inference, {'mode': 'video', 'crop_scoring.enabled': False, 'tracks.score_decay': 0.0}),
+        input_size=(config.data.input_height, config.data.input_width),
+        device=args.device,
+    )
+    settings = ScorerSettings(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_scenes=args.max_scenes, seed=args.seed
+    )
     progress = not args.no_progress
 
     def detections(roots, split, kept, file_name, scene_settings):
@@ -100,8 +138,11 @@ def run(args):
         parts, counts = [], []
         for root in roots:
             left = scene_settings.max_scenes - sum(counts) if scene_settings.max_scenes else 0
-            parts.append(collect_detection_features(runner, root, split, dataclasses.replace(
-                scene_settings, max_scenes=left), progress=progress))
+            parts.append(
+                collect_detection_features(
+                    runner, root, split, dataclasses.replace(scene_settings, max_scenes=left), progress=progress
+                )
+            )
             scenes = len(list(enumerate_scenes(root, split)))
             counts.append(min(left, scenes) if left else scenes)
             if scene_settings.max_scenes and sum(counts) >= scene_settings.max_scenes:
@@ -109,27 +150,40 @@ def run(args):
         collected = concatenate_detections(parts, counts)
         if args.keep_detections:
             out.mkdir(parents=True, exist_ok=True)
-            save_detections(out / file_name, collected, model.pose_refiner,
-                            f'{" + ".join(map(str, roots))} ({split}), {scene_settings.max_scenes or "all"} scenes, '
-                            f'{checkpoint}')
+            save_detections(
+                out / file_name,
+                collected,
+                model.pose_refiner,
+                f'{" + ".join(map(str, roots))} ({split}), {scene_settings.max_scenes or "all"} scenes, {checkpoint}',
+            )
         return collected
 
     try:
         data = detections(args.data, args.split, args.detections, 'detections.pt', settings)
         val_data = None
         if args.val_data or args.val_detections:
-            val_data = detections([args.val_data], args.val_split, args.val_detections, 'val_detections.pt',
-                                  dataclasses.replace(settings, max_scenes=0))
-        print(f'{len(data["labels"])} training detections ({float((data["labels"] > 0).float().mean()):.2f} at an '
-              'object)' + (f', {len(val_data["labels"])} validation detections' if val_data else ''))
+            val_data = detections(
+                [args.val_data],
+                args.val_split,
+                args.val_detections,
+                'val_detections.pt',
+                dataclasses.replace(settings, max_scenes=0),
+            )
+        print(
+            f'{len(data["labels"])} training detections ({float((data["labels"] > 0).float().mean()):.2f} at an '
+            'object)' + (f', {len(val_data["labels"])} validation detections' if val_data else '')
+        )
         out.mkdir(parents=True, exist_ok=True)
         train_scorer(model.pose_refiner, data, settings, val_data, out / 'scorer_log.csv', progress)
     except TrainingError as error:
         print(f'seqpose train-crop-scorer: {error}', file=sys.stderr)
         return 1
     # what else the checkpoint carries (e.g. the refiner's class selection) stays with it
-    carried = {key: value for key, value in content.items()
-               if key not in ('format', 'version', 'model', 'config', 'config_type')}
+    carried = {
+        key: value
+        for key, value in content.items()
+        if key not in ('format', 'version', 'model', 'config', 'config_type')
+    }
     save_checkpoint(out / 'model.pt', model, config, **carried)
     print(f'-> {out / "model.pt"}')
     return 0

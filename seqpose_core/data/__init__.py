@@ -3,6 +3,7 @@
 Exports are resolved on first use, so that `seqpose_core.config` (which needs only `data.config`) does not
 import the readers and datasets (and torch) with it.
 """
+
 from seqpose_core import lazy_getattr
 
 _EXPORTS = {

@@ -2,6 +2,7 @@
 otherwise derived the way those repositories do: the coord map of each instance is aligned to its
 back-projected depth (Umeyama, `geometry.robust_umeyama`).
 """
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,15 +16,16 @@ from seqpose_core.safe_pickle import safe_load
 @dataclass
 class FrameAnnotation:
     """Per-object ground truth of one frame, in the object-deformnet label form (n objects)."""
-    class_ids: np.ndarray          # (n,) int64, 1..6
-    instance_ids: np.ndarray       # (n,) int64, mask values
-    model_names: list              # (n,) str: the physical instance (MetaEntry.model_key)
-    rotations: np.ndarray          # (n, 3, 3) float64, object -> camera
-    translations: np.ndarray       # (n, 3) float64, metres, OpenCV camera frame
-    scales: np.ndarray             # (n,) float64, s = box diagonal in metres
-    normalised_sizes: np.ndarray   # (n, 3) float64, extents of the unit-diagonal model (gt_scales)
+
+    class_ids: np.ndarray  # (n,) int64, 1..6
+    instance_ids: np.ndarray  # (n,) int64, mask values
+    model_names: list  # (n,) str: the physical instance (MetaEntry.model_key)
+    rotations: np.ndarray  # (n, 3, 3) float64, object -> camera
+    translations: np.ndarray  # (n, 3) float64, metres, OpenCV camera frame
+    scales: np.ndarray  # (n,) float64, s = box diagonal in metres
+    normalised_sizes: np.ndarray  # (n, 3) float64, extents of the unit-diagonal model (gt_scales)
     handle_visibility: np.ndarray  # (n,) int64
-    source: str = ''               # the label file, or 'derived' for the Umeyama path
+    source: str = ''  # the label file, or 'derived' for the Umeyama path
 
     def __len__(self):
         return len(self.class_ids)
@@ -46,8 +48,10 @@ def _as_array(label, key, path, dtype, shape):
     except (TypeError, ValueError) as error:
         raise NocsFormatError(f'{path}: "{key}" is not numeric: {error}') from None
     if value.ndim != len(shape) or any(want is not None and got != want for got, want in zip(value.shape, shape)):
-        raise NocsFormatError(f'{path}: "{key}" has shape {value.shape}, expected '
-                              f'{tuple("n" if s is None else s for s in shape)} with n = {shape[0]}')
+        raise NocsFormatError(
+            f'{path}: "{key}" has shape {value.shape}, expected '
+            f'{tuple("n" if s is None else s for s in shape)} with n = {shape[0]}'
+        )
     if not np.all(np.isfinite(value)):
         raise NocsFormatError(f'{path}: "{key}" holds NaN or infinite values')
     return value
@@ -73,19 +77,23 @@ def load_label(path, meta, kind, subset, model_sizes):
     # float32 storage: a rotation is orthonormal to ~1e-6; anything far off is not a rotation
     gram_error = np.abs(rotations @ np.swapaxes(rotations, 1, 2) - np.eye(3)).max(initial=0.0)
     if gram_error > 1e-3 or (count and np.any(np.linalg.det(rotations) < 0)):
-        raise NocsFormatError(f'{path}: "rotations" are not proper rotation matrices (|R R^T - I| = '
-                              f'{gram_error:.3g}); a scaled [sR] here would make the pose wrong')
+        raise NocsFormatError(
+            f'{path}: "rotations" are not proper rotation matrices (|R R^T - I| = '
+            f'{gram_error:.3g}); a scaled [sR] here would make the pose wrong'
+        )
 
     meta_by_id = {entry.instance_id: entry for entry in meta}
     entries = []
-    for index, (instance_id, class_id) in enumerate(zip(instance_ids, class_ids)):
+    for instance_id, class_id in zip(instance_ids, class_ids):
         entry = meta_by_id.get(int(instance_id))
         if entry is None:
-            raise NocsFormatError(f'{path}: instance id {instance_id} is not in the frame\'s _meta.txt '
-                                  f'(ids {sorted(meta_by_id)})')
+            raise NocsFormatError(
+                f"{path}: instance id {instance_id} is not in the frame's _meta.txt (ids {sorted(meta_by_id)})"
+            )
         if entry.class_id != class_id or not 1 <= class_id <= NUM_CLASSES:
-            raise NocsFormatError(f'{path}: instance {instance_id} has class {class_id} but _meta.txt says '
-                                  f'{entry.class_id}')
+            raise NocsFormatError(
+                f'{path}: instance {instance_id} has class {class_id} but _meta.txt says {entry.class_id}'
+            )
         entries.append(entry)
     if 'model_list' in label:
         model_list = list(label['model_list'])
@@ -96,16 +104,24 @@ def load_label(path, meta, kind, subset, model_sizes):
         normalised_sizes = _as_array(label, 'size', path, np.float64, (count, 3))
     else:
         # object-deformnet's train labels carry no size: the model files give it (as its own training does)
-        normalised_sizes = np.array([model_sizes.normalised_extents(kind, subset, entry)[0] for entry in entries],
-                                    np.float64).reshape(count, 3)
+        normalised_sizes = np.array(
+            [model_sizes.normalised_extents(kind, subset, entry)[0] for entry in entries], np.float64
+        ).reshape(count, 3)
     if 'handle_visibility' in label:
         handle_visibility = _as_array(label, 'handle_visibility', path, np.int64, (count,))
     else:
         handle_visibility = np.ones(count, np.int64)  # NOCS's default when the GT has none
-    return FrameAnnotation(class_ids=class_ids, instance_ids=instance_ids,
-                           model_names=[entry.model_key for entry in entries], rotations=rotations,
-                           translations=translations, scales=scales, normalised_sizes=normalised_sizes,
-                           handle_visibility=handle_visibility, source=str(path))
+    return FrameAnnotation(
+        class_ids=class_ids,
+        instance_ids=instance_ids,
+        model_names=[entry.model_key for entry in entries],
+        rotations=rotations,
+        translations=translations,
+        scales=scales,
+        normalised_sizes=normalised_sizes,
+        handle_visibility=handle_visibility,
+        source=str(path),
+    )
 
 
 def derive_annotation(mask, coord, depth, K, meta, kind, subset, model_sizes, min_pixels, prefix):
@@ -127,8 +143,10 @@ def derive_annotation(mask, coord, depth, K, meta, kind, subset, model_sizes, mi
         object_points = coord[v, u].astype(np.float64)
         scale, rotation, translation = robust_umeyama(object_points, camera_points, scale=known_scale)
         if not scale > 0:
-            raise NocsFormatError(f'{prefix}_coord.png: instance {entry.instance_id}: the coord map does not align '
-                                  'with the depth (degenerate or flat coordinates)')
+            raise NocsFormatError(
+                f'{prefix}_coord.png: instance {entry.instance_id}: the coord map does not align '
+                'with the depth (degenerate or flat coordinates)'
+            )
         rows.append((entry, rotation, translation, scale, normalised))
     return FrameAnnotation(
         class_ids=np.array([r[0].class_id for r in rows], np.int64),
@@ -138,4 +156,6 @@ def derive_annotation(mask, coord, depth, K, meta, kind, subset, model_sizes, mi
         translations=np.array([r[2] for r in rows], np.float64).reshape(-1, 3),
         scales=np.array([r[3] for r in rows], np.float64),
         normalised_sizes=np.array([r[4] for r in rows], np.float64).reshape(-1, 3),
-        handle_visibility=np.ones(len(rows), np.int64), source='derived')
+        handle_visibility=np.ones(len(rows), np.int64),
+        source='derived',
+    )

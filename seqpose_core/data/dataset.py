@@ -13,6 +13,7 @@ mean (SVD projection of the summed inlier rotations; the non-symmetric inliers o
 translation = mean of (c_cur - R c_prev) over the inlier centres. No common object -> identity with
 `has_camera_motion = False`; likewise at a sequence start.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +22,18 @@ from torch.utils.data import Dataset
 
 from seqpose_core import CLASS_NAMES, SYMMETRIC_CLASS_NAMES
 from seqpose_core.data.config import DataConfig
+from seqpose_core.data.labels import depth_normals, instance_index_map, object_targets, semantic_mask
 from seqpose_core.data.layout import enumerate_scenes
 from seqpose_core.data.reader import NocsFrameReader
-from seqpose_core.data.labels import depth_normals, instance_index_map, object_targets, semantic_mask
-from seqpose_core.data.transforms import (GEOMETRY_MODES, PhotometricJitter, apply_nearest, apply_to_image,
-                                          check_input_size, normalize_image, plan_geometry)
+from seqpose_core.data.transforms import (
+    GEOMETRY_MODES,
+    PhotometricJitter,
+    apply_nearest,
+    apply_to_image,
+    check_input_size,
+    normalize_image,
+    plan_geometry,
+)
 from seqpose_core.geometry import rotation_error_deg
 
 _SYMMETRIC_IDS = tuple(CLASS_NAMES.index(name) + 1 for name in SYMMETRIC_CLASS_NAMES)
@@ -81,8 +89,7 @@ def camera_motion_from_annotations(previous, current):
 
 
 class _NocsBase(Dataset):
-    def __init__(self, root, split, data_cfg=None, train=False, keep_raw=False, use_labels=True,
-                 input_size=None):
+    def __init__(self, root, split, data_cfg=None, train=False, keep_raw=False, use_labels=True, input_size=None):
         self.cfg = data_cfg if data_cfg is not None else DataConfig()
         self.root = Path(root if root is not None else self.cfg.root)
         if not str(self.root):
@@ -91,8 +98,7 @@ class _NocsBase(Dataset):
         self.train = train
         self.augment = train and self.cfg.augment
         self.keep_raw = keep_raw
-        self.input_hw = tuple(input_size) if input_size is not None else (self.cfg.input_height,
-                                                                          self.cfg.input_width)
+        self.input_hw = tuple(input_size) if input_size is not None else (self.cfg.input_height, self.cfg.input_width)
         check_input_size(*self.input_hw)
         if self.cfg.geometry not in GEOMETRY_MODES:
             raise ValueError(f'data.geometry {self.cfg.geometry!r}: expected one of {GEOMETRY_MODES}')
@@ -103,12 +109,16 @@ class _NocsBase(Dataset):
     def _rng(self):
         # drawn from the global numpy state so that the trainer's per-sample seeding makes augmentation
         # reproducible (train.sampling.SeededSamples)
-        return np.random.default_rng(np.random.randint(0, 2 ** 31 - 1)) if self.augment else None
+        return np.random.default_rng(np.random.randint(0, 2**31 - 1)) if self.augment else None
 
     def _sample(self, frame, geometry_rng, jitter_seed):
         """NocsFrame -> frame-sample dict (network input size)."""
-        plan = plan_geometry(frame.color.shape[:2], self.input_hw, self.cfg.geometry,
-                             rng=geometry_rng if self.cfg.geometry == 'crop' else None)
+        plan = plan_geometry(
+            frame.color.shape[:2],
+            self.input_hw,
+            self.cfg.geometry,
+            rng=geometry_rng if self.cfg.geometry == 'crop' else None,
+        )
         image = apply_to_image(frame.color, plan)  # (3, h, w) in [0, 1]
         if jitter_seed is not None:
             image = self.jitter(image, np.random.default_rng(jitter_seed))
@@ -154,7 +164,7 @@ class NocsFrameDataset(_NocsBase):
     def __getitem__(self, index):
         rng = self._rng()
         frame = self.reader.read(self.prefixes[index])
-        return self._sample(frame, rng, None if rng is None else int(rng.integers(2 ** 31)))
+        return self._sample(frame, rng, None if rng is None else int(rng.integers(2**31)))
 
     def clip(self, index):
         return [self[index]]
@@ -168,8 +178,19 @@ class NocsClipDataset(_NocsBase):
     memory there) and no camera motion, the others carry `camera_motion` = T_cur_from_prev from the previous
     frame of the clip (module docstring). The whole clip shares one crop and one photometric jitter."""
 
-    def __init__(self, root, split, clip_length=None, data_cfg=None, train=False, frame_stride=None,
-                 clip_stride=None, keep_raw=False, use_labels=True, input_size=None):
+    def __init__(
+        self,
+        root,
+        split,
+        clip_length=None,
+        data_cfg=None,
+        train=False,
+        frame_stride=None,
+        clip_stride=None,
+        keep_raw=False,
+        use_labels=True,
+        input_size=None,
+    ):
         super().__init__(root, split, data_cfg, train, keep_raw, use_labels, input_size)
         self.clip_length = int(clip_length if clip_length is not None else self.cfg.clip_length)
         self.frame_stride = int(frame_stride if frame_stride is not None else self.cfg.frame_stride)
@@ -193,7 +214,7 @@ class NocsClipDataset(_NocsBase):
 
     def __getitem__(self, index):
         rng = self._rng()
-        jitter_seed = None if rng is None else int(rng.integers(2 ** 31))
+        jitter_seed = None if rng is None else int(rng.integers(2**31))
         clip, previous = [], None
         for prefix in self.clip_prefixes(index):
             frame = self.reader.read(prefix)
@@ -226,8 +247,11 @@ def collate_clips(clips):
         batch = {}
         for key in frames[0]:
             values = [frame[key] for frame in frames]
-            if (not key.startswith('gt_') and all(isinstance(value, torch.Tensor) for value in values)
-                    and len({tuple(value.shape) for value in values}) == 1):
+            if (
+                not key.startswith('gt_')
+                and all(isinstance(value, torch.Tensor) for value in values)
+                and len({tuple(value.shape) for value in values}) == 1
+            ):
                 batch[key] = torch.stack(values, 0)
             else:
                 batch[key] = values

@@ -2,6 +2,7 @@
 (with the encodings of NOCS `dataset.py` / object-deformnet `lib/utils.py`), `_meta.txt`, `intrinsics.txt`
 and the model extents under `obj_models/`. Every failure names the file it came from.
 """
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,8 +63,10 @@ def read_depth(path):
     elif image.ndim == 2 and image.dtype == np.uint16:
         millimetres = image
     else:
-        raise NocsFormatError(f'{path}: depth must be 16-bit single channel or 8-bit 3-channel encoded, got '
-                              f'dtype {image.dtype} shape {image.shape}')
+        raise NocsFormatError(
+            f'{path}: depth must be 16-bit single channel or 8-bit 3-channel encoded, got '
+            f'dtype {image.dtype} shape {image.shape}'
+        )
     return millimetres.astype(np.float32) / 1000.0
 
 
@@ -91,9 +94,9 @@ def read_coord(path):
 @dataclass(frozen=True)
 class MetaEntry:
     instance_id: int
-    class_id: int           # 0 = background / distractor (skipped by every loader)
-    model_name: str         # REAL: the obj_models name; CAMERA: the model id
-    synset: str = ''        # CAMERA only
+    class_id: int  # 0 = background / distractor (skipped by every loader)
+    model_name: str  # REAL: the obj_models name; CAMERA: the model id
+    synset: str = ''  # CAMERA only
 
     @property
     def model_key(self):
@@ -117,13 +120,16 @@ def read_meta(path):
         if not tokens:
             continue
         if len(tokens) not in (3, 4):
-            raise NocsFormatError(f'{path}:{line_number}: expected "inst_id class_id model_name" or "inst_id '
-                                  f'class_id synset_id model_id", got {line.strip()!r}')
+            raise NocsFormatError(
+                f'{path}:{line_number}: expected "inst_id class_id model_name" or "inst_id '
+                f'class_id synset_id model_id", got {line.strip()!r}'
+            )
         try:
             instance_id, class_id = int(tokens[0]), int(tokens[1])
         except ValueError:
-            raise NocsFormatError(f'{path}:{line_number}: instance and class ids must be integers, got '
-                                  f'{line.strip()!r}') from None
+            raise NocsFormatError(
+                f'{path}:{line_number}: instance and class ids must be integers, got {line.strip()!r}'
+            ) from None
         if not 0 <= class_id <= NUM_CLASSES:
             raise NocsFormatError(f'{path}:{line_number}: class id {class_id} is not 0..{NUM_CLASSES}')
         if not 0 <= instance_id < MASK_BACKGROUND:
@@ -143,14 +149,21 @@ def read_intrinsics_file(path):
         K = np.loadtxt(path, dtype=np.float64)
     except (OSError, ValueError) as error:
         raise NocsFormatError(f'{path}: cannot read a 3x3 intrinsics matrix: {error}') from None
-    if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0 \
-            or not np.allclose(K[2], (0, 0, 1)):
-        raise NocsFormatError(f'{path}: expected a 3x3 intrinsics matrix [[fx 0 cx] [0 fy cy] [0 0 1]], got '
-                              f'{K.tolist()}')
+    if (
+        K.shape != (3, 3)
+        or not np.all(np.isfinite(K))
+        or K[0, 0] <= 0
+        or K[1, 1] <= 0
+        or not np.allclose(K[2], (0, 0, 1))
+    ):
+        raise NocsFormatError(
+            f'{path}: expected a 3x3 intrinsics matrix [[fx 0 cx] [0 fy cy] [0 0 1]], got {K.tolist()}'
+        )
     return K
 
 
 # --- object models ---------------------------------------------------------------------------------------
+
 
 class ObjectModelSizes:
     """Model extents from ROOT/obj_models, cached.
@@ -178,8 +191,10 @@ class ObjectModelSizes:
     @staticmethod
     def _load(kind, path):
         if not path.is_file():
-            raise NocsFormatError(f'{path}: missing object model size file (needed for the size of an instance '
-                                  'whose frame has no _label.pkl with a "size")')
+            raise NocsFormatError(
+                f'{path}: missing object model size file (needed for the size of an instance '
+                'whose frame has no _label.pkl with a "size")'
+            )
         try:
             values = np.loadtxt(path, dtype=np.float64)
         except ValueError as error:
@@ -191,8 +206,9 @@ class ObjectModelSizes:
             scale = float(np.linalg.norm(extents))
             return extents / scale, scale
         if values.shape != (2, 3) or not np.all(np.isfinite(values)):
-            raise NocsFormatError(f'{path}: expected two rows (max corner, min corner) of 3 numbers, got '
-                                  f'{np.shape(values)}')
+            raise NocsFormatError(
+                f'{path}: expected two rows (max corner, min corner) of 3 numbers, got {np.shape(values)}'
+            )
         extents = np.abs(values[0] - values[1])
         if np.any(extents <= 0):
             raise NocsFormatError(f'{path}: degenerate box extents {extents.tolist()}')

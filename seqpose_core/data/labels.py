@@ -1,5 +1,6 @@
 """Per-frame labels of a training / evaluation sample from a NOCS frame: per-object GT arrays, semantic mask,
 instance index map, surface normals from depth."""
+
 import numpy as np
 
 from seqpose_core.data.files import MASK_BACKGROUND
@@ -60,15 +61,15 @@ def depth_normals(depth, K, max_relative_jump=0.1):
     normals = np.zeros_like(points)
     valid = depth > 0
     inner = np.zeros_like(valid)
-    inner[1:-1, 1:-1] = (valid[1:-1, 1:-1] & valid[1:-1, :-2] & valid[1:-1, 2:] & valid[:-2, 1:-1]
-                         & valid[2:, 1:-1])
+    inner[1:-1, 1:-1] = valid[1:-1, 1:-1] & valid[1:-1, :-2] & valid[1:-1, 2:] & valid[:-2, 1:-1] & valid[2:, 1:-1]
     if max_relative_jump is not None:
         centre = depth[1:-1, 1:-1]
         limit = max_relative_jump * centre
-        smooth = ((np.abs(depth[1:-1, 2:] - depth[1:-1, :-2]) <= 2 * limit)
-                  & (np.abs(depth[2:, 1:-1] - depth[:-2, 1:-1]) <= 2 * limit))
+        smooth = (np.abs(depth[1:-1, 2:] - depth[1:-1, :-2]) <= 2 * limit) & (
+            np.abs(depth[2:, 1:-1] - depth[:-2, 1:-1]) <= 2 * limit
+        )
         inner[1:-1, 1:-1] &= smooth
-    d_u = points[1:-1, 2:] - points[1:-1, :-2]   # (H-2, W-2, 3)
+    d_u = points[1:-1, 2:] - points[1:-1, :-2]  # (H-2, W-2, 3)
     d_v = points[2:, 1:-1] - points[:-2, 1:-1]
     cross = np.cross(d_u, d_v)
     towards_camera = np.where((cross * points[1:-1, 1:-1]).sum(-1, keepdims=True) > 0, -cross, cross)

@@ -10,6 +10,7 @@ Layout (../shared/reference/nocs-data-format.md; NOCS `dataset.py`, object-defor
     optional per scene folder: intrinsics.txt (3x3, numpy.savetxt) for renders that are not 640x480
     optional ROOT/<Kind>/<subset>_list.txt: object-deformnet's filtered frame list
 """
+
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +32,9 @@ class NocsFormatError(ValueError):
 
 @dataclass(frozen=True)
 class SplitLocation:
-    kind: str      # 'real' or 'camera'
-    subset: str    # 'train', 'test', 'val'
-    folder: Path   # ROOT/Real/test ...
+    kind: str  # 'real' or 'camera'
+    subset: str  # 'train', 'test', 'val'
+    folder: Path  # ROOT/Real/test ...
 
     @property
     def kind_folder(self):
@@ -56,8 +57,10 @@ def resolve_split(root, split):
     elif '/' not in name and '_' not in name:
         candidates = [('real', name), ('camera', name)]
     else:
-        raise NocsFormatError(f'split {split!r}: expected real_<subset>, camera_<subset>, Real/<subset>, '
-                              f'CAMERA/<subset> or a bare subset name')
+        raise NocsFormatError(
+            f'split {split!r}: expected real_<subset>, camera_<subset>, Real/<subset>, '
+            f'CAMERA/<subset> or a bare subset name'
+        )
     for kind, subset in candidates:
         folder = root / KINDS[kind] / subset
         if folder.is_dir():
@@ -115,10 +118,14 @@ def enumerate_scenes(root, split, use_image_list=True):
         on_disk = {f'{location.subset}/{name}/{prefix.name}' for name, prefixes in scenes for prefix in prefixes}
         missing = sorted(wanted - on_disk, key=_natural_key)
         if missing:
-            raise NocsFormatError(f'{list_path}: {len(missing)} listed frame(s) have no _color.png under '
-                                  f'{location.kind_folder}, e.g. {missing[:3]}')
-        scenes = [(name, [prefix for prefix in prefixes if f'{location.subset}/{name}/{prefix.name}' in wanted])
-                  for name, prefixes in scenes]
+            raise NocsFormatError(
+                f'{list_path}: {len(missing)} listed frame(s) have no _color.png under '
+                f'{location.kind_folder}, e.g. {missing[:3]}'
+            )
+        scenes = [
+            (name, [prefix for prefix in prefixes if f'{location.subset}/{name}/{prefix.name}' in wanted])
+            for name, prefixes in scenes
+        ]
     return [(name, prefixes) for name, prefixes in scenes if prefixes]
 
 

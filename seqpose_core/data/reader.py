@@ -1,16 +1,24 @@
 """`NocsFrameReader`: everything of one frame of a split (images, intrinsics, meta, ground truth), checked
 against each other.
 """
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from seqpose_core.data.annotation import FrameAnnotation, derive_annotation, load_label
-from seqpose_core.data.files import (MASK_BACKGROUND, ObjectModelSizes, read_color, read_coord, read_depth,
-                                     read_intrinsics_file, read_mask, read_meta)
-from seqpose_core.data.layout import (CAMERA_INTRINSICS, NATIVE_HW, REAL_INTRINSICS, NocsFormatError,
-                                      resolve_split)
+from seqpose_core.data.files import (
+    MASK_BACKGROUND,
+    ObjectModelSizes,
+    read_color,
+    read_coord,
+    read_depth,
+    read_intrinsics_file,
+    read_mask,
+    read_meta,
+)
+from seqpose_core.data.layout import CAMERA_INTRINSICS, NATIVE_HW, REAL_INTRINSICS, NocsFormatError, resolve_split
 
 # object-deformnet drops instances with fewer valid-depth mask pixels than this at 640x480; we scale it with
 # the image area so that small renders keep proportionally small objects
@@ -20,14 +28,15 @@ MIN_PIXELS_AT_NATIVE = 64
 @dataclass
 class NocsFrame:
     """Everything read from one frame's files, at the native resolution."""
+
     scene: str
     frame: str
     prefix: Path
-    color: np.ndarray               # (H, W, 3) uint8 RGB
-    depth: np.ndarray               # (H, W) float32 metres, 0 = invalid
-    instance_mask: np.ndarray       # (H, W) uint8, 255 = background
-    K: np.ndarray                   # (3, 3) float64
-    meta: list                      # [MetaEntry]
+    color: np.ndarray  # (H, W, 3) uint8 RGB
+    depth: np.ndarray  # (H, W) float32 metres, 0 = invalid
+    instance_mask: np.ndarray  # (H, W) uint8, 255 = background
+    K: np.ndarray  # (3, 3) float64
+    meta: list  # [MetaEntry]
     annotation: FrameAnnotation
     coord: np.ndarray = field(default=None, repr=False)  # (H, W, 3) float32, only when read
 
@@ -76,14 +85,17 @@ class NocsFrameReader:
         meta = read_meta(f'{prefix}_meta.txt')
         for name, image in (('depth', depth), ('mask', mask)):
             if image.shape[:2] != color.shape[:2]:
-                raise NocsFormatError(f'{prefix}_{name}.png: size {image.shape[1]}x{image.shape[0]} differs from '
-                                      f'the color image ({color.shape[1]}x{color.shape[0]})')
+                raise NocsFormatError(
+                    f'{prefix}_{name}.png: size {image.shape[1]}x{image.shape[0]} differs from '
+                    f'the color image ({color.shape[1]}x{color.shape[0]})'
+                )
         meta_ids = {entry.instance_id for entry in meta}
         mask_ids = set(np.unique(mask).tolist()) - {MASK_BACKGROUND}
         unknown = sorted(mask_ids - meta_ids)
         if unknown:
-            raise NocsFormatError(f'{prefix}_mask.png: instance id(s) {unknown} are not in {prefix}_meta.txt '
-                                  f'(ids {sorted(meta_ids)})')
+            raise NocsFormatError(
+                f'{prefix}_mask.png: instance id(s) {unknown} are not in {prefix}_meta.txt (ids {sorted(meta_ids)})'
+            )
         K = self.intrinsics(prefix.parent)
         label_path = Path(f'{prefix}_label.pkl')
         coord = None
@@ -95,11 +107,33 @@ class NocsFrameReader:
         else:
             coord = read_coord(f'{prefix}_coord.png')
             if coord.shape[:2] != color.shape[:2]:
-                raise NocsFormatError(f'{prefix}_coord.png: size {coord.shape[1]}x{coord.shape[0]} differs from '
-                                      f'the color image ({color.shape[1]}x{color.shape[0]})')
-            annotation = derive_annotation(mask, coord, depth, K, meta, self.kind, self.location.subset,
-                                           self.model_sizes, self._min_pixels(mask.shape), prefix)
+                raise NocsFormatError(
+                    f'{prefix}_coord.png: size {coord.shape[1]}x{coord.shape[0]} differs from '
+                    f'the color image ({color.shape[1]}x{color.shape[0]})'
+                )
+            annotation = derive_annotation(
+                mask,
+                coord,
+                depth,
+                K,
+                meta,
+                self.kind,
+                self.location.subset,
+                self.model_sizes,
+                self._min_pixels(mask.shape),
+                prefix,
+            )
         if self.read_coord_map and coord is None:
             coord = read_coord(f'{prefix}_coord.png')
-        return NocsFrame(scene=prefix.parent.name, frame=prefix.name, prefix=prefix, color=color, depth=depth,
-                         instance_mask=mask, K=K, meta=meta, annotation=annotation, coord=coord)
+        return NocsFrame(
+            scene=prefix.parent.name,
+            frame=prefix.name,
+            prefix=prefix,
+            color=color,
+            depth=depth,
+            instance_mask=mask,
+            K=K,
+            meta=meta,
+            annotation=annotation,
+            coord=coord,
+        )

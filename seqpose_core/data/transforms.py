@@ -12,6 +12,7 @@ Two geometric modes:
 - 'crop': scale uniformly until the image covers the network size, then crop (centre, or random in
   training) - no aspect change, loses a border.
 """
+
 import math
 from dataclasses import dataclass
 
@@ -27,8 +28,10 @@ GEOMETRY_MODES = ('resize', 'crop')
 
 def check_input_size(height, width):
     if height <= 0 or width <= 0 or height % PATCH_SIZE or width % PATCH_SIZE:
-        raise ValueError(f'network input size {height}x{width} (HxW): both must be positive multiples of '
-                         f'{PATCH_SIZE} (the ViT patch size)')
+        raise ValueError(
+            f'network input size {height}x{width} (HxW): both must be positive multiples of '
+            f'{PATCH_SIZE} (the ViT patch size)'
+        )
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class GeometryPlan:
     """Scale the source (source_hw) by scale_hw = (sy, sx) to resized_hw, then keep rows top..top+out_h and
     columns left..left+out_w. In 'resize' mode scale = out / source per axis; in 'crop' mode one scale for both
     axes (resized_hw is then rounded down to whole pixels, the scale is kept exact)."""
+
     source_hw: tuple
     resized_hw: tuple
     scale_hw: tuple
@@ -82,12 +86,19 @@ def apply_to_image(image_rgb, plan):
         shrinking = plan.resized_hw[0] < plan.source_hw[0] or plan.resized_hw[1] < plan.source_hw[1]
         if plan.resized_hw == plan.out_hw and (plan.top, plan.left) == (0, 0):
             # the plain resize, exactly as the runner does it
-            image = F.interpolate(image, size=plan.resized_hw, mode='bilinear', align_corners=False,
-                                  antialias=shrinking)
+            image = F.interpolate(
+                image, size=plan.resized_hw, mode='bilinear', align_corners=False, antialias=shrinking
+            )
         else:
-            image = F.interpolate(image, scale_factor=plan.scale_hw, mode='bilinear', align_corners=False,
-                                  antialias=shrinking, recompute_scale_factor=False)
-    image = image[0, :, plan.top:plan.top + plan.out_hw[0], plan.left:plan.left + plan.out_hw[1]]
+            image = F.interpolate(
+                image,
+                scale_factor=plan.scale_hw,
+                mode='bilinear',
+                align_corners=False,
+                antialias=shrinking,
+                recompute_scale_factor=False,
+            )
+    image = image[0, :, plan.top : plan.top + plan.out_hw[0], plan.left : plan.left + plan.out_hw[1]]
     return image.clamp(0.0, 1.0).contiguous()
 
 
@@ -110,6 +121,7 @@ class PhotometricJitter:
     (hue: a shift in [-hue, hue] of a full turn), applied in a random order as the common ColorJitter.
     Hue is rotated in the YIQ chroma plane (a linear approximation of an HSV hue shift that needs no colour-space
     conversion)."""
+
     brightness: float = 0.3
     contrast: float = 0.3
     saturation: float = 0.3
@@ -136,8 +148,10 @@ class PhotometricJitter:
 
     def _hue(self, image, rng):
         angle = float(rng.uniform(-self.hue, self.hue)) * 2 * math.pi
-        rotation = torch.tensor([[1, 0, 0], [0, math.cos(angle), -math.sin(angle)],
-                                 [0, math.sin(angle), math.cos(angle)]], dtype=image.dtype)
+        rotation = torch.tensor(
+            [[1, 0, 0], [0, math.cos(angle), -math.sin(angle)], [0, math.sin(angle), math.cos(angle)]],
+            dtype=image.dtype,
+        )
         mix = _YIQ_TO_RGB @ rotation @ _RGB_TO_YIQ  # (3, 3): RGB -> rotated RGB
         return torch.einsum('ij,jhw->ihw', mix.to(image.dtype), image).clamp(0.0, 1.0)
 

@@ -1,4 +1,5 @@
 """VOC-style average precision as the reference computes it, for many thresholds at once."""
+
 import numpy as np
 
 

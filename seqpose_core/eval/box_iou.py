@@ -11,6 +11,7 @@ Boxes are given as the evaluation format: sRT (4x4, scale folded in) and normali
 sRT @ (±extents / 2), exactly the boxes the legacy IoU transforms; a non-orthonormal sR is handled as the
 parallelepiped it describes.
 """
+
 import numpy as np
 
 from .protocol import NUM_SYMMETRY_ROTATIONS, y_rotations
@@ -47,14 +48,14 @@ def _boxes(rts, scales):
     volumes (n,) and a validity mask (finite, non-degenerate)."""
     rts = np.asarray(rts, dtype=np.float64)
     scales = np.asarray(scales, dtype=np.float64)
-    edges = rts[:, :3, :3] * scales[:, None, :]               # columns: the box edge vectors
+    edges = rts[:, :3, :3] * scales[:, None, :]  # columns: the box edge vectors
     centres = rts[:, :3, 3]
     corners = centres[:, None, :] + _UNIT @ np.swapaxes(edges, 1, 2)
     with np.errstate(invalid='ignore', over='ignore'):
         volumes = np.abs(np.linalg.det(edges))
     valid = np.isfinite(edges).all(axis=(1, 2)) & np.isfinite(centres).all(axis=1) & (volumes > 0)
     safe_edges = np.where(valid[:, None, None], edges, np.eye(3))
-    inverse_rows = np.linalg.inv(safe_edges)                  # row i: the i-th box coordinate, in [-1/2, 1/2]
+    inverse_rows = np.linalg.inv(safe_edges)  # row i: the i-th box coordinate, in [-1/2, 1/2]
     row_norms = np.linalg.norm(inverse_rows, axis=2)
     normals = _FACE_SIDE[None, :, None] * (inverse_rows / row_norms[:, :, None])[:, _FACE_AXIS]
     offsets = np.einsum('nfd,nd->nf', normals, centres) + 0.5 / row_norms[:, _FACE_AXIS]
@@ -103,15 +104,17 @@ def _intersection_volumes(box_a, box_b):
     # inflate each clipping box by a hair so that faces lying in the other box's face planes are kept whole
     span = np.maximum(np.ptp(corners_a, axis=1).max(axis=1), np.ptp(corners_b, axis=1).max(axis=1))
     tolerance = 1e-9 * span
-    faces = np.concatenate([corners_a[:, _FACES], corners_b[:, _FACES]], axis=1)            # (n, 12, 4, 3)
-    face_normals = np.concatenate([normals_a, normals_b], axis=1)                          # (n, 12, 3)
+    faces = np.concatenate([corners_a[:, _FACES], corners_b[:, _FACES]], axis=1)  # (n, 12, 4, 3)
+    face_normals = np.concatenate([normals_a, normals_b], axis=1)  # (n, 12, 3)
     face_offsets = np.concatenate([offsets_a, offsets_b], axis=1)
     clip_normals = np.concatenate([np.repeat(normals_b[:, None], 6, 1), np.repeat(normals_a[:, None], 6, 1)], 1)
     clip_offsets = np.concatenate([np.repeat(offsets_b[:, None], 6, 1), np.repeat(offsets_a[:, None], 6, 1)], 1)
     clip_offsets = clip_offsets + tolerance[:, None, None]
     # a face of B in the plane of a face of A with the same outward normal bounds the intersection only once
-    same_plane = ((np.einsum('nbd,nad->nba', normals_b, normals_a) > 1 - 1e-9)
-                  & (np.abs(offsets_b[:, :, None] - offsets_a[:, None, :]) <= tolerance[:, None, None])).any(axis=2)
+    same_plane = (
+        (np.einsum('nbd,nad->nba', normals_b, normals_a) > 1 - 1e-9)
+        & (np.abs(offsets_b[:, :, None] - offsets_a[:, None, :]) <= tolerance[:, None, None])
+    ).any(axis=2)
     weights = np.concatenate([np.ones((num, 6)), 1.0 - same_plane], axis=1)
 
     points = faces.reshape(-1, 4, 3)
@@ -154,7 +157,7 @@ def box_iou_3d(rts_a, scales_a, rts_b, scales_b):
     low_b, high_b = box_b[0].min(axis=1), box_b[0].max(axis=1)
     candidates = np.flatnonzero(box_a[4] & box_b[4] & (low_a < high_b).all(axis=1) & (low_b < high_a).all(axis=1))
     for start in range(0, len(candidates), _CHUNK_PAIRS):
-        chunk = candidates[start:start + _CHUNK_PAIRS]
+        chunk = candidates[start : start + _CHUNK_PAIRS]
         part_a = tuple(item[chunk] for item in box_a)
         part_b = tuple(item[chunk] for item in box_b)
         intersection = np.minimum(_intersection_volumes(part_a, part_b), np.minimum(part_a[3], part_b[3]))
@@ -168,6 +171,10 @@ def symmetric_box_iou_3d(rts_a, scales_a, rts_b, scales_b):
     rts_a = np.asarray(rts_a, dtype=np.float64)
     num, turns = len(rts_a), len(_HALF_TURN_ROTATIONS)
     rotated = (rts_a[:, None] @ _HALF_TURN_ROTATIONS[None]).reshape(-1, 4, 4)
-    ious = box_iou_3d(rotated, np.repeat(scales_a, turns, axis=0),
-                      np.repeat(np.asarray(rts_b, np.float64), turns, axis=0), np.repeat(scales_b, turns, axis=0))
+    ious = box_iou_3d(
+        rotated,
+        np.repeat(scales_a, turns, axis=0),
+        np.repeat(np.asarray(rts_b, np.float64), turns, axis=0),
+        np.repeat(scales_b, turns, axis=0),
+    )
     return ious.reshape(num, turns).max(axis=1) if num else np.zeros(0)

@@ -9,6 +9,7 @@ a monocular model is read against. It is no ceiling: a model can pass it on the 
 because a scene's context (the table, the neighbours, the object's own look) carries scale that this predictor is
 denied. It moves a lot between scene sets, because each holds few instances per class.
 """
+
 import numpy as np
 
 
@@ -33,11 +34,14 @@ def class_mean_reference_result(result, mean_diagonals):
     class_ids = np.asarray(result['gt_class_ids'], dtype=np.int64).reshape(-1)
     factors = np.array([mean_diagonals[int(c)] for c in class_ids]) / np.maximum(_scale_of(gt_rts), 1e-12)
     pred_rts = gt_rts.copy()
-    pred_rts[:, :3, :] *= factors[:, None, None]        # sR and t scaled alike: the same image
+    pred_rts[:, :3, :] *= factors[:, None, None]  # sR and t scaled alike: the same image
     reference = dict(result)
-    reference.update(pred_class_ids=class_ids.copy(), pred_RTs=pred_rts,
-                   pred_scales=np.asarray(result['gt_scales'], dtype=np.float64).reshape(-1, 3).copy(),
-                   pred_scores=np.ones(len(class_ids)))
+    reference.update(
+        pred_class_ids=class_ids.copy(),
+        pred_RTs=pred_rts,
+        pred_scales=np.asarray(result['gt_scales'], dtype=np.float64).reshape(-1, 3).copy(),
+        pred_scores=np.ones(len(class_ids)),
+    )
     return reference
 
 

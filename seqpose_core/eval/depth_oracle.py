@@ -2,6 +2,7 @@
 viewing rays to the depth of the ground truth, which changes nothing a single RGB image shows (translation and
 metric size scaled by one factor project to the same pixels) and removes the one number per object such an image
 cannot determine."""
+
 import numpy as np
 
 

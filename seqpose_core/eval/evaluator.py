@@ -9,6 +9,7 @@ Order of work (each step numpy over all objects or all pairs; only the grouping 
 4. pose errors among the predictions and GT matched at legacy IoU 0.1, greedy matching on the 62 x 22 grid;
 5. per class, predictions of all images by descending score, VOC AP; mean = mean of the six classes.
 """
+
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -19,20 +20,34 @@ from .box_iou import box_iou_3d, symmetric_box_iou_3d
 from .legacy_iou import best_over_rotations, legacy_extents, legacy_extents_rotated, legacy_pair_iou
 from .matching import greedy_match, iou_acceptable, pose_acceptable
 from .pose_errors import pose_errors, unscaled_rotations
-from .protocol import (CLASS_IDS, CLASS_NAMES, DEGREE_THRESHOLDS, EXACT_IOU_METRICS, IOU_THRESHOLDS,
-                       LEGACY_IOU_METRICS, METRIC_NAMES, MUG_CLASS_ID, POSE_IOU_THRESHOLD, POSE_METRICS,
-                       REPORT_ROWS, SHIFT_THRESHOLDS_CM, SYMMETRIC_CLASS_IDS, is_symmetric)
+from .protocol import (
+    CLASS_IDS,
+    CLASS_NAMES,
+    DEGREE_THRESHOLDS,
+    EXACT_IOU_METRICS,
+    IOU_THRESHOLDS,
+    LEGACY_IOU_METRICS,
+    METRIC_NAMES,
+    MUG_CLASS_ID,
+    POSE_IOU_THRESHOLD,
+    POSE_METRICS,
+    REPORT_ROWS,
+    SHIFT_THRESHOLDS_CM,
+    SYMMETRIC_CLASS_IDS,
+    is_symmetric,
+)
 from .results_io import validate_result
 
 
 @dataclass
 class APCurves:
     """Average precision (fractions) against every threshold; row i = CLASS_NAMES[i], the last row the mean."""
-    iou: np.ndarray                  # (7, 101) legacy 3D IoU
-    iou_exact: np.ndarray            # (7, 101) true box 3D IoU
-    pose: np.ndarray                 # (7, 62, 22) degrees x centimetres
-    num_gt: np.ndarray               # (6,) GT per class
-    num_pred: np.ndarray             # (6,) predictions per class
+
+    iou: np.ndarray  # (7, 101) legacy 3D IoU
+    iou_exact: np.ndarray  # (7, 101) true box 3D IoU
+    pose: np.ndarray  # (7, 62, 22) degrees x centimetres
+    num_gt: np.ndarray  # (6,) GT per class
+    num_pred: np.ndarray  # (6,) predictions per class
     iou_thresholds: np.ndarray = field(default_factory=lambda: np.array(IOU_THRESHOLDS))
     degree_thresholds: np.ndarray = field(default_factory=lambda: np.array(DEGREE_THRESHOLDS, dtype=float))
     shift_thresholds: np.ndarray = field(default_factory=lambda: np.array(SHIFT_THRESHOLDS_CM))
@@ -76,7 +91,9 @@ class _ObjectTable:
         for use_32 in (False, True):
             part = np.flatnonzero(self.rt_32[indices] == use_32)
             if part.size:
-                rotations[part] = unscaled_rotations(self.rts[indices[part]].astype(np.float32 if use_32 else np.float64))
+                rotations[part] = unscaled_rotations(
+                    self.rts[indices[part]].astype(np.float32 if use_32 else np.float64)
+                )
         return rotations, self.rts[indices, :3, 3], self.rt_32[indices]
 
 
@@ -84,6 +101,7 @@ class _ObjectTable:
 class _Groups:
     """Per (image, class) group: predictions in the reference's order and GT in file order, as index lists
     into the object tables; `slots` enumerate the sorted predictions of all groups in order."""
+
     class_ids: list
     preds: list
     gts: list
@@ -115,8 +133,9 @@ def _buckets(groups_pred, groups_gt):
     return buckets
 
 
-def _pair_ious(pred_ids, gt_ids, preds, gts, gt_symmetric, pred_legacy, pred_rotated_row, pred_rotated, gt_legacy,
-               exact):
+def _pair_ious(
+    pred_ids, gt_ids, preds, gts, gt_symmetric, pred_legacy, pred_rotated_row, pred_rotated, gt_legacy, exact
+):
     """Legacy (float32) and exact (float64) IoU of paired objects (flat index arrays)."""
     legacy = np.zeros(len(pred_ids), dtype=np.float32)
     symmetric = gt_symmetric[gt_ids]
@@ -129,8 +148,9 @@ def _pair_ious(pred_ids, gt_ids, preds, gts, gt_symmetric, pred_legacy, pred_rot
             continue
         # a float32 side keeps its float32 volume even when the pair is computed in float64
         cast = (lambda a: a.astype(np.float32)) if use_32 else (lambda a: a)
-        legacy[plain[part]] = legacy_pair_iou(cast(pmax[part]), cast(pmin[part]), cast(pvol[part]),
-                                              cast(gmax[part]), cast(gmin[part]), cast(gvol[part]))
+        legacy[plain[part]] = legacy_pair_iou(
+            cast(pmax[part]), cast(pmin[part]), cast(pvol[part]), cast(gmax[part]), cast(gmin[part]), cast(gvol[part])
+        )
     sym = np.flatnonzero(symmetric)
     if sym.size:
         rows = pred_rotated_row[pred_ids[sym]]
@@ -143,8 +163,12 @@ def _pair_ious(pred_ids, gt_ids, preds, gts, gt_symmetric, pred_legacy, pred_rot
         for mask, function in ((~symmetric, box_iou_3d), (symmetric, symmetric_box_iou_3d)):
             part = np.flatnonzero(mask)
             if part.size:
-                exact_ious[part] = function(preds.rts[pred_ids[part]], preds.scales[pred_ids[part]],
-                                            gts.rts[gt_ids[part]], gts.scales[gt_ids[part]])
+                exact_ious[part] = function(
+                    preds.rts[pred_ids[part]],
+                    preds.scales[pred_ids[part]],
+                    gts.rts[gt_ids[part]],
+                    gts.scales[gt_ids[part]],
+                )
     return legacy, exact_ious
 
 
@@ -160,8 +184,12 @@ def _pair_pose_errors(pred_ids, gt_ids, pred_pose, gt_pose, gt_symmetric):
                 continue
             pdt, gdt = (np.float32 if pred_is_32 else np.float64), (np.float32 if gt_is_32 else np.float64)
             degrees[part], centimetres[part] = pose_errors(
-                p_rot[part].astype(pdt), p_t[part].astype(pdt), g_rot[part].astype(gdt), g_t[part].astype(gdt),
-                gt_symmetric[gt_ids[part]])
+                p_rot[part].astype(pdt),
+                p_t[part].astype(pdt),
+                g_rot[part].astype(gdt),
+                g_t[part].astype(gdt),
+                gt_symmetric[gt_ids[part]],
+            )
     return degrees, centimetres
 
 
@@ -194,7 +222,6 @@ def score_results(results, exact=True, validate=True):
     iou_hits = np.zeros((num_slots, len(IOU_THRESHOLDS)), dtype=bool)
     exact_hits = np.zeros((num_slots, len(IOU_THRESHOLDS)), dtype=bool)
     pose_hits = np.zeros((num_slots, len(DEGREE_THRESHOLDS) * len(SHIFT_THRESHOLDS_CM)), dtype=bool)
-    pose_pred_slots, pose_gt_ids = [], []
     pose_threshold_index = IOU_THRESHOLDS.index(POSE_IOU_THRESHOLD)
 
     # 2 + 3: IoU matching per bucket of same-shaped groups
@@ -202,22 +229,25 @@ def score_results(results, exact=True, validate=True):
     for (num_pred, num_gt), members in _buckets(groups.preds, groups.gts).items():
         if num_pred == 0 or num_gt == 0:
             continue  # nothing can match
-        pred_ids = np.stack([groups.preds[m] for m in members])                  # (B, P)
-        gt_ids = np.stack([groups.gts[m] for m in members])                      # (B, G)
-        slots = slot_of_group[members][:, None] + np.arange(num_pred)[None]      # (B, P)
+        pred_ids = np.stack([groups.preds[m] for m in members])  # (B, P)
+        gt_ids = np.stack([groups.gts[m] for m in members])  # (B, G)
+        slots = slot_of_group[members][:, None] + np.arange(num_pred)[None]  # (B, P)
         pair_pred = np.repeat(pred_ids[:, :, None], num_gt, axis=2).ravel()
         pair_gt = np.repeat(gt_ids[:, None, :], num_pred, axis=1).ravel()
-        legacy, exact_ious = _pair_ious(pair_pred, pair_gt, preds, gts, gt_symmetric, pred_legacy,
-                                        pred_rotated_row, pred_rotated, gt_legacy, exact)
+        legacy, exact_ious = _pair_ious(
+            pair_pred, pair_gt, preds, gts, gt_symmetric, pred_legacy, pred_rotated_row, pred_rotated, gt_legacy, exact
+        )
         shape = (len(members), num_pred, num_gt)
         legacy, exact_ious = legacy.reshape(shape), exact_ious.reshape(shape)
         # the reference tries GT by np.argsort(row)[::-1] of the float32 IoU row
-        matched_pred, matched_gt = greedy_match(np.argsort(legacy, axis=2)[:, :, ::-1],
-                                                iou_acceptable(legacy, IOU_THRESHOLDS))
+        matched_pred, matched_gt = greedy_match(
+            np.argsort(legacy, axis=2)[:, :, ::-1], iou_acceptable(legacy, IOU_THRESHOLDS)
+        )
         iou_hits[slots.ravel()] = matched_pred.reshape(-1, len(IOU_THRESHOLDS))
         if exact:
-            exact_matched, _ = greedy_match(np.argsort(exact_ious, axis=2)[:, :, ::-1],
-                                            iou_acceptable(exact_ious, IOU_THRESHOLDS))
+            exact_matched, _ = greedy_match(
+                np.argsort(exact_ious, axis=2)[:, :, ::-1], iou_acceptable(exact_ious, IOU_THRESHOLDS)
+            )
             exact_hits[slots.ravel()] = exact_matched.reshape(-1, len(IOU_THRESHOLDS))
         # 4: the pose candidates of each group, in the same orders (score for predictions, file for GT)
         keep_pred = matched_pred[:, :, pose_threshold_index]
@@ -238,14 +268,17 @@ def score_results(results, exact=True, validate=True):
         degrees, centimetres = _pair_pose_errors(pair_pred, pair_gt, pred_pose, gt_pose, gt_symmetric)
         degrees = degrees.reshape(len(slots), count, count)
         centimetres = centimetres.reshape(len(slots), count, count)
-        matched_pred, _ = greedy_match(np.argsort(degrees + centimetres, axis=2),
-                                       pose_acceptable(degrees, centimetres, DEGREE_THRESHOLDS, SHIFT_THRESHOLDS_CM))
+        matched_pred, _ = greedy_match(
+            np.argsort(degrees + centimetres, axis=2),
+            pose_acceptable(degrees, centimetres, DEGREE_THRESHOLDS, SHIFT_THRESHOLDS_CM),
+        )
         pose_hits[slots.ravel()] = matched_pred.reshape(-1, pose_hits.shape[1])
 
     # 5: AP per class over all images
     slot_class = preds.class_ids[slot_pred]
-    slot_scores = np.concatenate([r['pred_scores'] for r in results]).astype(np.float64)[slot_pred] if num_slots \
-        else np.zeros(0)
+    slot_scores = (
+        np.concatenate([r['pred_scores'] for r in results]).astype(np.float64)[slot_pred] if num_slots else np.zeros(0)
+    )
     pose_slot = iou_hits[:, pose_threshold_index]
     iou_ap = np.zeros((len(CLASS_IDS) + 1, len(IOU_THRESHOLDS)))
     exact_ap = np.full_like(iou_ap, np.nan)

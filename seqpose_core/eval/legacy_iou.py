@@ -8,20 +8,23 @@ dtype the reference uses (float32 inputs stay float32, batched matmuls give the 
 products run over the 8 corners in the same order), because the result is stored in float32 and compared
 against thresholds in float32, where a last-bit difference can move a match.
 """
+
 import numpy as np
 
 from .protocol import NUM_SYMMETRY_ROTATIONS, y_rotations
 
 # corner order of the reference's box (x, y, z signs); the per-corner spans are multiplied in this order
-_CORNER_SIGNS = np.array([[+1, +1, +1], [+1, +1, -1], [-1, +1, +1], [-1, +1, -1],
-                          [+1, -1, +1], [+1, -1, -1], [-1, -1, +1], [-1, -1, -1]], dtype=np.float64)
+_CORNER_SIGNS = np.array(
+    [[+1, +1, +1], [+1, +1, -1], [-1, +1, +1], [-1, +1, -1], [+1, -1, +1], [+1, -1, -1], [-1, -1, +1], [-1, -1, -1]],
+    dtype=np.float64,
+)
 _Y_ROTATIONS = y_rotations(NUM_SYMMETRY_ROTATIONS)
 
 
 def _homogeneous_corners(sizes):
     """(n, 3) sizes -> (n, 4, 8) homogeneous corner columns in the sizes' dtype (float32 stays float32)."""
     half = sizes / 2  # exact, like the reference's size[k] / 2
-    corners = _CORNER_SIGNS.astype(sizes.dtype)[None] * half[:, None, :]          # (n, 8, 3)
+    corners = _CORNER_SIGNS.astype(sizes.dtype)[None] * half[:, None, :]  # (n, 8, 3)
     ones = np.ones((len(sizes), 1, 8), dtype=np.result_type(sizes.dtype, np.float32))
     return np.concatenate([np.swapaxes(corners, 1, 2).astype(ones.dtype), ones], axis=1)
 
@@ -47,7 +50,7 @@ def legacy_extents_rotated(rts, sizes):
     """Like `legacy_extents` for the prediction of a symmetric object: (n, 20, 8) spans of sRT @ Ry_k, always
     float64 because the reference's rotation matrices are float64."""
     coords = _homogeneous_corners(sizes).astype(np.float64)
-    rotated = rts.astype(np.float64)[:, None] @ _Y_ROTATIONS[None]               # (n, 20, 4, 4)
+    rotated = rts.astype(np.float64)[:, None] @ _Y_ROTATIONS[None]  # (n, 20, 4, 4)
     return _spans(rotated @ coords[:, None])
 
 

@@ -6,6 +6,7 @@ acceptable at that threshold (for 3D IoU: order by descending IoU, acceptable = 
 for pose: order by ascending degrees + cm, acceptable = not above either threshold). Groups of the same shape
 (predictions x GT) are stacked, so the only Python loop is over the prediction rank.
 """
+
 import numpy as np
 
 
@@ -45,5 +46,7 @@ def pose_acceptable(degrees, centimetres, degree_thresholds, shift_thresholds):
     so that a NaN error is accepted exactly where the reference accepts it."""
     grid_degrees = np.repeat(np.asarray(degree_thresholds, dtype=np.float64), len(shift_thresholds))
     grid_shifts = np.tile(np.asarray(shift_thresholds, dtype=np.float64), len(degree_thresholds))
-    return lambda rank: (~(degrees[:, rank, None, :] > grid_degrees[None, :, None])
-                         & ~(centimetres[:, rank, None, :] > grid_shifts[None, :, None]))
+    return lambda rank: (
+        ~(degrees[:, rank, None, :] > grid_degrees[None, :, None])
+        & ~(centimetres[:, rank, None, :] > grid_shifts[None, :, None])
+    )

@@ -1,5 +1,6 @@
 """The overlay picture of one evaluated frame: ground-truth boxes green, predicted boxes red, object axes and
 labels (the paper's Fig. 4)."""
+
 from pathlib import Path
 
 import cv2
@@ -21,10 +22,12 @@ def spread_indices(total, count):
 def write_overlay(path, frame, detections):
     """`frame` (a data NocsFrame, with its annotation) with its GT and `detections` drawn, as a PNG at `path`."""
     annotation = frame.annotation
-    ground_truth = [Detection(class_id=int(class_id), score=1.0, rotation=rotation, translation=translation,
-                              size=size)
-                    for class_id, rotation, translation, size in zip(annotation.class_ids, annotation.rotations,
-                                                                     annotation.translations, annotation.sizes)]
+    ground_truth = [
+        Detection(class_id=int(class_id), score=1.0, rotation=rotation, translation=translation, size=size)
+        for class_id, rotation, translation, size in zip(
+            annotation.class_ids, annotation.rotations, annotation.translations, annotation.sizes
+        )
+    ]
     # small renders are upscaled so boxes and labels stay legible (K follows the resize)
     factor = max(1, -(-OVERLAY_MIN_HEIGHT // frame.color.shape[0]))
     height, width = frame.color.shape[0] * factor, frame.color.shape[1] * factor

@@ -5,6 +5,7 @@ GT) is compared by the angle between the y axes only. Batched matmuls and row-wi
 give the same bits as the reference's per-pair BLAS calls (checked in the tests), so thresholds at integer
 degrees and half centimetres see the same values.
 """
+
 import numpy as np
 
 

@@ -11,6 +11,7 @@ decoder had right. So each class gets the arm that scores best on held-out selec
 Score of an arm for a class: the mean over the sets of the sum of SELECTION_METRICS (mAP %, `seqpose eval`).
 The sets must not be the ones the result is reported on.
 """
+
 import math
 import tempfile
 from pathlib import Path
@@ -39,18 +40,26 @@ def score_arms(model, config, data_roots, split='test', mode='mf', progress=True
     serving = {'refiner.box_classes': classes if config.model.refiner_box else ()}
     sums = {arm: {name: [] for name in classes} for arm in arms_of(config.model)}
     with tempfile.TemporaryDirectory(prefix='refiner-selection-') as scratch:
-        root = Path(scratch)      # the eval outputs are not kept: the scores are all that is used
+        root = Path(scratch)  # the eval outputs are not kept: the scores are all that is used
         for arm in sums:
             runner = build_runner(model=model, config=config, mode=mode, overrides={**serving, **ARM_OVERRIDES[arm]})
             for index, data_root in enumerate(data_roots):
-                metrics = evaluate_runner(runner, data_root, split, root / arm / f'{index}_{Path(data_root).name}',
-                                          overlays=0, progress=progress)
+                metrics = evaluate_runner(
+                    runner,
+                    data_root,
+                    split,
+                    root / arm / f'{index}_{Path(data_root).name}',
+                    overlays=0,
+                    progress=progress,
+                )
                 for name in classes:
                     values = [metrics[name][key] for key in SELECTION_METRICS]
                     if not any(math.isnan(value) for value in values):
                         sums[arm][name].append(sum(values))
-    return {arm: {name: (sum(values) / len(values) if values else None) for name, values in per_class.items()}
-            for arm, per_class in sums.items()}
+    return {
+        arm: {name: (sum(values) / len(values) if values else None) for name, values in per_class.items()}
+        for arm, per_class in sums.items()
+    }
 
 
 def choose_arms(scores, current):
@@ -58,8 +67,9 @@ def choose_arms(scores, current):
     a class no set has objects of keeps `current[name]`."""
     chosen = {}
     for name in next(iter(scores.values())):
-        scored = [(scores[arm][name], -position, arm) for position, arm in enumerate(scores)
-                  if scores[arm][name] is not None]
+        scored = [
+            (scores[arm][name], -position, arm) for position, arm in enumerate(scores) if scores[arm][name] is not None
+        ]
         chosen[name] = max(scored)[2] if scored else current[name]
     return chosen
 
@@ -72,5 +82,7 @@ def current_arms(refiner_settings):
 def classes_for(chosen):
     """(inference.refiner.classes, .box_classes) serving `chosen` ({class: arm}), in CLASS_NAMES order."""
     ordered = [name for name in CLASS_NAMES if name in chosen]
-    return (tuple(name for name in ordered if chosen[name] != 'decoder'),
-            tuple(name for name in ordered if chosen[name] == 'box'))
+    return (
+        tuple(name for name in ordered if chosen[name] != 'decoder'),
+        tuple(name for name in ordered if chosen[name] == 'box'),
+    )

@@ -1,5 +1,6 @@
 """What an evaluation writes: metrics.json (percent), the printed table, and ap_curves.png (the NOCS paper's
 Figure 3: AP against 3D IoU, rotation and translation thresholds, per class and mean)."""
+
 import json
 import math
 import os
@@ -32,8 +33,10 @@ def format_table(metrics, counts=None):
         lines.append('  '.join(text.rjust(width) for text, width in zip(cells, widths)))
     if counts is not None:
         num_gt, num_pred = counts
-        lines.append('objects per class (GT / predictions): ' + ', '.join(
-            f'{name} {int(g)}/{int(p)}' for name, g, p in zip(CLASS_NAMES, num_gt, num_pred)))
+        lines.append(
+            'objects per class (GT / predictions): '
+            + ', '.join(f'{name} {int(g)}/{int(p)}' for name, g, p in zip(CLASS_NAMES, num_gt, num_pred))
+        )
     return '\n'.join(lines)
 
 
@@ -41,6 +44,7 @@ def plot_ap_curves(curves, path):
     """AP (percent) against legacy 3D IoU (solid) and exact 3D IoU (dotted), rotation (any translation) and
     translation (any rotation); one line per class and the mean (dashed)."""
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
@@ -51,14 +55,19 @@ def plot_ap_curves(curves, path):
     for row, label in enumerate(labels):
         style = dict(color=_COLOURS[row], linestyle='--' if label == 'mean' else '-', linewidth=1.5)
         ax_iou.plot(100 * curves.iou_thresholds, 100 * curves.iou[row], **style)
-        ax_iou.plot(100 * curves.iou_thresholds, 100 * curves.iou_exact[row], color=_COLOURS[row], linestyle=':',
-                    linewidth=1.0)
+        ax_iou.plot(
+            100 * curves.iou_thresholds, 100 * curves.iou_exact[row], color=_COLOURS[row], linestyle=':', linewidth=1.0
+        )
         # rotation at the "no translation limit" column, translation at the "no rotation limit" row
         ax_rot.plot(curves.degree_thresholds[:degree_count], 100 * curves.pose[row, :degree_count, -1], **style)
-        ax_shift.plot(curves.shift_thresholds[:shift_count], 100 * curves.pose[row, -1, :shift_count], label=label,
-                      **style)
-    for axis, title, xlabel, xlim in ((ax_iou, '3D IoU (dotted: exact box IoU)', 'IoU threshold (%)', 100),
-                                      (ax_rot, 'Rotation', 'degrees', 60), (ax_shift, 'Translation', 'cm', 10)):
+        ax_shift.plot(
+            curves.shift_thresholds[:shift_count], 100 * curves.pose[row, -1, :shift_count], label=label, **style
+        )
+    for axis, title, xlabel, xlim in (
+        (ax_iou, '3D IoU (dotted: exact box IoU)', 'IoU threshold (%)', 100),
+        (ax_rot, 'Rotation', 'degrees', 60),
+        (ax_shift, 'Translation', 'cm', 10),
+    ):
         axis.set_title(title, fontsize=10)
         axis.set_xlabel(xlabel)
         axis.set_xlim(0, xlim)

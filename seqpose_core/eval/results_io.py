@@ -6,6 +6,7 @@ pred_RTs (m, 4, 4), pred_scales (m, 3), pred_scores (m,); RTs are [sR | t] with 
 the normalised extents. pred_bboxes / gt_bboxes (2D boxes) may be present and are not used; pred_track_ids (m,)
 (SeqPose's own results: the runner's track ids) is checked when present and not used by the metrics.
 """
+
 import glob
 import os
 import pickle
@@ -57,8 +58,10 @@ def _class_ids(value, source, key):
 def _check_rt_rows(rts, source, key):
     bad = np.flatnonzero(~(rts[:, 3] == np.array([0, 0, 0, 1])).all(axis=1))
     if bad.size:
-        raise ResultFormatError(f'{source}: key {key!r} entry {bad[0]} has last row {rts[bad[0], 3].tolist()}, '
-                                f'expected [0, 0, 0, 1] (a 4x4 sRT)')
+        raise ResultFormatError(
+            f'{source}: key {key!r} entry {bad[0]} has last row {rts[bad[0], 3].tolist()}, '
+            f'expected [0, 0, 0, 1] (a 4x4 sRT)'
+        )
 
 
 def validate_result(result, source='<result>'):
@@ -112,8 +115,9 @@ def load_result_file(path):
     items = data if isinstance(data, list) else [data]
     if isinstance(data, list) and not data:
         raise ResultFormatError(f'{path}: holds an empty list, expected result dicts')
-    return [validate_result(item, f'{path}' if len(items) == 1 else f'{path}[{index}]')
-            for index, item in enumerate(items)]
+    return [
+        validate_result(item, f'{path}' if len(items) == 1 else f'{path}[{index}]') for index, item in enumerate(items)
+    ]
 
 
 def find_result_files(directory):
@@ -142,6 +146,7 @@ def load_results_dir(directory, progress=False):
     paths = find_result_files(directory)
     if progress:
         from tqdm import tqdm
+
         paths = tqdm(paths, desc='loading results', unit='file')
     results = []
     for path in paths:
@@ -159,8 +164,11 @@ def detections_to_eval_format(detections):
         rt, scale = detection.nocs_rt_and_scales()
         rts.append(rt)
         scales.append(scale)
-    return (np.array([d.class_id for d in detections], dtype=np.int64),
-            np.array(rts, dtype=np.float64).reshape(-1, 4, 4), np.array(scales, dtype=np.float64).reshape(-1, 3))
+    return (
+        np.array([d.class_id for d in detections], dtype=np.int64),
+        np.array(rts, dtype=np.float64).reshape(-1, 4, 4),
+        np.array(scales, dtype=np.float64).reshape(-1, 3),
+    )
 
 
 def make_result(detections, gt_class_ids, gt_RTs, gt_scales, gt_handle_visibility=None, gt_bboxes=None):
@@ -171,8 +179,11 @@ def make_result(detections, gt_class_ids, gt_RTs, gt_scales, gt_handle_visibilit
         'gt_class_ids': gt_class_ids,
         'gt_RTs': np.asarray(gt_RTs, dtype=np.float64).reshape(-1, 4, 4),
         'gt_scales': np.asarray(gt_scales, dtype=np.float64).reshape(-1, 3),
-        'gt_handle_visibility': (np.ones(len(gt_class_ids), dtype=np.int64) if gt_handle_visibility is None
-                                 else np.asarray(gt_handle_visibility, dtype=np.int64).reshape(-1)),
+        'gt_handle_visibility': (
+            np.ones(len(gt_class_ids), dtype=np.int64)
+            if gt_handle_visibility is None
+            else np.asarray(gt_handle_visibility, dtype=np.int64).reshape(-1)
+        ),
         'pred_class_ids': pred_class_ids,
         'pred_RTs': pred_rts,
         'pred_scales': pred_scales,
@@ -186,8 +197,7 @@ def make_result(detections, gt_class_ids, gt_RTs, gt_scales, gt_handle_visibilit
     return result
 
 
-def write_results_pickle(path, detections, gt_class_ids, gt_RTs, gt_scales, gt_handle_visibility=None,
-                         gt_bboxes=None):
+def write_results_pickle(path, detections, gt_class_ids, gt_RTs, gt_scales, gt_handle_visibility=None, gt_bboxes=None):
     """Write one image's `results_*.pkl` (plain containers and arrays only, so `safe_load` reads it back)."""
     result = make_result(detections, gt_class_ids, gt_RTs, gt_scales, gt_handle_visibility, gt_bboxes)
     directory = os.path.dirname(os.path.abspath(path))

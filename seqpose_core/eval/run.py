@@ -9,6 +9,7 @@ What the runner is given is what a deployed camera has: images, intrinsics, stam
 `camera_motion='gt'` is an ORACLE that derives the motion between frames from the ground-truth poses of the
 very frames being scored; it is for ablations only, never for a headline number.
 """
+
 from pathlib import Path
 
 from tqdm import tqdm
@@ -21,7 +22,7 @@ from seqpose_core.eval.report import format_table, write_report
 from seqpose_core.eval.results_io import write_results_pickle
 from seqpose_core.runner import Frame, build_runner
 
-FRAME_PERIOD = 1.0 / 30.0         # seconds between the stamps given to the runner (a 30 Hz video)
+FRAME_PERIOD = 1.0 / 30.0  # seconds between the stamps given to the runner (a 30 Hz video)
 
 
 def run_scenes(runner, reader, scenes, camera_motion='none'):
@@ -39,26 +40,51 @@ def run_scenes(runner, reader, scenes, camera_motion='none'):
             if oracle_motion and previous is not None:
                 # the same estimate the training clips carry (static scenes: from the GT object poses)
                 motion = camera_motion_from_annotations(previous.annotation, frame.annotation)
-            result = runner.step(Frame(frame.color, frame.K, position * FRAME_PERIOD, scene_name,
-                                       camera_motion=motion))
+            result = runner.step(Frame(frame.color, frame.K, position * FRAME_PERIOD, scene_name, camera_motion=motion))
             yield scene_name, frame, result.detections
             previous = frame
 
 
-def evaluate_model(model, cfg, data_root, split, mode, out_dir, *, max_scenes=None, overlays=4, progress=True,
-                   device=None, camera_motion='none', score_threshold=None, score_fusion=None):
+def evaluate_model(
+    model,
+    cfg,
+    data_root,
+    split,
+    mode,
+    out_dir,
+    *,
+    max_scenes=None,
+    overlays=4,
+    progress=True,
+    device=None,
+    camera_motion='none',
+    score_threshold=None,
+    score_fusion=None,
+):
     """Run `model` (+ its SeqPoseConfig) over the split (`evaluate_runner`); returns metrics.json's dict."""
     if mode not in MODES:
         raise ValueError(f'mode {mode!r}: expected one of {sorted(MODES)}')
-    overrides = {name: value for name, value in (('score_threshold', score_threshold),
-                                                  ('score_fusion', score_fusion)) if value is not None}
+    overrides = {
+        name: value
+        for name, value in (('score_threshold', score_threshold), ('score_fusion', score_fusion))
+        if value is not None
+    }
     runner = build_runner(model=model, config=cfg, mode=mode, device=device, overrides=overrides)
-    return evaluate_runner(runner, data_root, split, out_dir, max_scenes=max_scenes, overlays=overlays,
-                           progress=progress, camera_motion=camera_motion)
+    return evaluate_runner(
+        runner,
+        data_root,
+        split,
+        out_dir,
+        max_scenes=max_scenes,
+        overlays=overlays,
+        progress=progress,
+        camera_motion=camera_motion,
+    )
 
 
-def evaluate_runner(runner, data_root, split, out_dir, *, max_scenes=None, overlays=4, progress=True,
-                    camera_motion='none'):
+def evaluate_runner(
+    runner, data_root, split, out_dir, *, max_scenes=None, overlays=4, progress=True, camera_motion='none'
+):
     """Run `runner` over the split, write results pickles, metrics.json, AP curves and overlays into out_dir;
     returns the metrics dict of metrics.json (percent; 'mean' and one row per class)."""
     if camera_motion not in CAMERA_MOTION_CHOICES:
@@ -79,17 +105,24 @@ def evaluate_runner(runner, data_root, split, out_dir, *, max_scenes=None, overl
     subset_name = f'{reader.location.kind}_{reader.location.subset}'
     results = []
     with tqdm(total=total, desc=f'eval {mode}', unit='frame', disable=not progress) as bar:
-        for frame_index, (scene_name, frame, detections) in enumerate(run_scenes(runner, reader, scenes,
-                                                                                  camera_motion)):
+        for frame_index, (scene_name, frame, detections) in enumerate(
+            run_scenes(runner, reader, scenes, camera_motion)
+        ):
             annotation = frame.annotation
-            results.append(write_results_pickle(
-                results_dir / f'results_{subset_name}_{scene_name}_{frame.frame}.pkl', detections,
-                annotation.class_ids, annotation.scaled_poses, annotation.normalised_sizes,
-                annotation.handle_visibility))
+            results.append(
+                write_results_pickle(
+                    results_dir / f'results_{subset_name}_{scene_name}_{frame.frame}.pkl',
+                    detections,
+                    annotation.class_ids,
+                    annotation.scaled_poses,
+                    annotation.normalised_sizes,
+                    annotation.handle_visibility,
+                )
+            )
             if frame_index in overlay_indices:
                 write_overlay(out_dir / 'overlays' / f'{scene_name}_{frame.frame}.png', frame, detections)
             bar.update(1)
-    curves = score_results(results, validate=False)   # write_results_pickle validated each one
+    curves = score_results(results, validate=False)  # write_results_pickle validated each one
     metrics = metrics_from_curves(curves)
     if progress:
         print(f'{len(results)} images, {len(scenes)} scene(s), mode {mode}')

@@ -1,4 +1,5 @@
 """Synthetic result dicts (REAL275-like scenes with noisy predictions) for benchmarks and tests."""
+
 import numpy as np
 
 
@@ -7,10 +8,14 @@ def _random_rotations(rng, count):
     q = rng.normal(size=(count, 4))
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     w, x, y, z = q.T
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1)], 1)
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        1,
+    )
 
 
 def _srt(rotations, scales, translations):
@@ -20,8 +25,17 @@ def _srt(rotations, scales, translations):
     return rt
 
 
-def synthetic_results(num_images, seed=0, objects=(5, 10), rotation_noise_deg=8.0, translation_noise_m=0.02,
-                      size_noise=0.1, miss_rate=0.1, false_positives=1.5, score_decimals=None):
+def synthetic_results(
+    num_images,
+    seed=0,
+    objects=(5, 10),
+    rotation_noise_deg=8.0,
+    translation_noise_m=0.02,
+    size_noise=0.1,
+    miss_rate=0.1,
+    false_positives=1.5,
+    score_decimals=None,
+):
     """`num_images` result dicts: GT objects on a table in front of the camera, predictions = GT with Gaussian
     pose/size noise (some missed, some class-confused) plus random false positives; scores favour good ones."""
     rng = np.random.default_rng(seed)
@@ -58,18 +72,24 @@ def synthetic_results(num_images, seed=0, objects=(5, 10), rotation_noise_deg=8.
         num_fp = int(rng.poisson(false_positives))
         fp_size = rng.uniform(0.3, 1.0, (num_fp, 3))
         fp_size /= np.linalg.norm(fp_size, axis=1, keepdims=True)
-        fp_rts = _srt(_random_rotations(rng, num_fp), rng.uniform(0.08, 0.35, num_fp),
-                      np.c_[rng.uniform(-0.4, 0.4, (num_fp, 2)), rng.uniform(0.6, 1.4, num_fp)])
+        fp_rts = _srt(
+            _random_rotations(rng, num_fp),
+            rng.uniform(0.08, 0.35, num_fp),
+            np.c_[rng.uniform(-0.4, 0.4, (num_fp, 2)), rng.uniform(0.6, 1.4, num_fp)],
+        )
         scores = np.concatenate([pred_scores, rng.uniform(0.05, 0.8, num_fp)])
         if score_decimals is not None:
             scores = np.round(scores, score_decimals)
-        results.append({
-            'gt_class_ids': gt_class_ids.astype(np.int32),
-            'gt_RTs': gt_rts, 'gt_scales': gt_size,
-            'gt_handle_visibility': (rng.random(num_gt) > 0.3).astype(np.int64),
-            'pred_class_ids': np.concatenate([pred_classes, rng.integers(1, 7, num_fp)]).astype(np.int32),
-            'pred_RTs': np.concatenate([_srt(pred_rot, pred_scale, pred_t), fp_rts]),
-            'pred_scales': np.concatenate([pred_size, fp_size]),
-            'pred_scores': scores,
-        })
+        results.append(
+            {
+                'gt_class_ids': gt_class_ids.astype(np.int32),
+                'gt_RTs': gt_rts,
+                'gt_scales': gt_size,
+                'gt_handle_visibility': (rng.random(num_gt) > 0.3).astype(np.int64),
+                'pred_class_ids': np.concatenate([pred_classes, rng.integers(1, 7, num_fp)]).astype(np.int32),
+                'pred_RTs': np.concatenate([_srt(pred_rot, pred_scale, pred_t), fp_rts]),
+                'pred_scales': np.concatenate([pred_size, fp_size]),
+                'pred_scores': scores,
+            }
+        )
     return results

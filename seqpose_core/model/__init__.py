@@ -2,6 +2,7 @@
 
 Imports are lazy so that `seqpose_core.config` (which needs only `model.config`) does not pull in torch.
 """
+
 from seqpose_core import lazy_getattr
 
 _EXPORTS = {

@@ -14,6 +14,7 @@
 All loads are strict and raise `WeightsError` naming the file and listing missing, unexpected and mis-shaped
 keys. Pickled files are read with `torch.load(..., weights_only=True)` (no code execution).
 """
+
 import dataclasses
 import json
 import os
@@ -26,7 +27,7 @@ from seqpose_core.model.config import MOVED_TO_INFERENCE, ModelConfig
 
 CHECKPOINT_FORMAT = 'seqpose-checkpoint'
 CHECKPOINT_VERSION = 1
-_LIST_LIMIT = 12     # keys listed per category in error messages
+_LIST_LIMIT = 12  # keys listed per category in error messages
 
 
 class WeightsError(RuntimeError):
@@ -46,6 +47,7 @@ def read_weights_file(path):
     try:
         if _is_safetensors(path):
             from safetensors import safe_open
+
             with safe_open(str(path), framework='pt', device='cpu') as handle:
                 tensors = {key: handle.get_tensor(key) for key in handle.keys()}
                 metadata = handle.metadata() or {}
@@ -95,8 +97,11 @@ def _state_problems(expected, state, prefix='', allow_missing=False, names=('fil
     shapes of a mis-shaped tensor."""
     missing = [] if allow_missing else [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    mis_shaped = [f'{prefix}{k} ({names[0]} {tuple(state[k].shape)}, {names[1]} {tuple(expected[k].shape)})'
-                  for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    mis_shaped = [
+        f'{prefix}{k} ({names[0]} {tuple(state[k].shape)}, {names[1]} {tuple(expected[k].shape)})'
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
     problems = ''
     if missing:
         problems += _listing('missing', [prefix + k for k in missing])
@@ -132,24 +137,27 @@ def load_dinov2_weights(model, path):
     encoder = getattr(model, 'encoder', model)
     state = _state_dict_of(read_weights_file(path), path)
     if any(k.startswith('pretrained.') for k in state):
-        raise WeightsError(f'{path}: this looks like a Depth-Anything-V2 checkpoint (keys under `pretrained.`); '
-                           'pass it as the Depth-Anything-V2 weights')
+        raise WeightsError(
+            f'{path}: this looks like a Depth-Anything-V2 checkpoint (keys under `pretrained.`); '
+            'pass it as the Depth-Anything-V2 weights'
+        )
     load_state_strict(encoder, state, path, f'DINOv2 encoder ({_encoder_name(model)})')
 
 
 def load_depth_anything_weights(model, path):
     """Official Depth-Anything-V2 (`pretrained.*` + `depth_head.*`) into model.encoder + model.depth_head."""
     state = _state_dict_of(read_weights_file(path), path)
-    encoder_state = {k[len('pretrained.'):]: v for k, v in state.items() if k.startswith('pretrained.')}
-    head_state = {k[len('depth_head.'):]: v for k, v in state.items() if k.startswith('depth_head.')}
+    encoder_state = {k[len('pretrained.') :]: v for k, v in state.items() if k.startswith('pretrained.')}
+    head_state = {k[len('depth_head.') :]: v for k, v in state.items() if k.startswith('depth_head.')}
     other = [k for k in state if not k.startswith(('pretrained.', 'depth_head.'))]
     problems = check_state_dict(model.encoder, encoder_state, 'pretrained.')
     problems += check_state_dict(model.depth_head, head_state, 'depth_head.')
     if other:
         problems += _listing('unexpected', other)
     if problems:
-        raise WeightsError(f'{path}: does not fit the Depth-Anything-V2 layout of this model '
-                           f'({_encoder_name(model)}):{problems}')
+        raise WeightsError(
+            f'{path}: does not fit the Depth-Anything-V2 layout of this model ({_encoder_name(model)}):{problems}'
+        )
     model.encoder.load_state_dict(encoder_state, strict=True)
     model.depth_head.load_state_dict(head_state, strict=True)
 
@@ -192,11 +200,11 @@ def _write_checkpoint(path, state, header):
     try:
         if _is_safetensors(path):
             from safetensors.torch import save_file
+
             metadata = {'format': CHECKPOINT_FORMAT, 'seqpose': json.dumps({'version': CHECKPOINT_VERSION, **header})}
             save_file(state, str(tmp), metadata=metadata)
         else:
-            torch.save({'format': CHECKPOINT_FORMAT, 'version': CHECKPOINT_VERSION, **header, 'model': state},
-                       str(tmp))
+            torch.save({'format': CHECKPOINT_FORMAT, 'version': CHECKPOINT_VERSION, **header, 'model': state}, str(tmp))
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -214,7 +222,7 @@ def renamed_legacy_tensors(state):
     for name, value in state.items():
         for old, new in LEGACY_PREFIXES.items():
             if name.startswith(old):
-                name = new + name[len(old):]
+                name = new + name[len(old) :]
         renamed[name] = value
     return renamed
 
@@ -224,8 +232,10 @@ def load_checkpoint(path):
     them (an older file's renamed: LEGACY_PREFIXES). Raises WeightsError otherwise."""
     content = read_weights_file(path)
     if content.get('format') != CHECKPOINT_FORMAT:
-        raise WeightsError(f'{path}: not a SeqPose checkpoint (no config inside); official DINOv2 / '
-                           'Depth-Anything-V2 files load with load_dinov2_weights / load_depth_anything_weights')
+        raise WeightsError(
+            f'{path}: not a SeqPose checkpoint (no config inside); official DINOv2 / '
+            'Depth-Anything-V2 files load with load_dinov2_weights / load_depth_anything_weights'
+        )
     content['model'] = renamed_legacy_tensors(content['model'])
     average = (content.get('training') or {}).get('weight_average')
     if isinstance(average, dict) and isinstance(average.get('state'), dict):
@@ -256,8 +266,9 @@ def average_checkpoints(paths, weights=None):
     first, first_config = contents[0], model_config_from_checkpoint(contents[0], paths[0])
     for path, content in zip(paths[1:], contents[1:]):
         if model_config_from_checkpoint(content, path) != first_config:
-            raise WeightsError(f'{path}: its model config differs from that of {paths[0]}; only checkpoints of '
-                               'one model average')
+            raise WeightsError(
+                f'{path}: its model config differs from that of {paths[0]}; only checkpoints of one model average'
+            )
         problems = _state_problems(first['model'], content['model'], names=(path.name, paths[0].name))
         if problems:
             raise WeightsError(f'{path}: its tensors differ from those of {paths[0]}:{problems}')

@@ -4,6 +4,7 @@ Parameter names follow the official checkpoints (`dinov2_vit{s,b,l}14_pretrain.p
 part of `depth_anything_v2_vit{s,b,l}.pth`) so they load strictly: patch_embed.proj, cls_token, pos_embed,
 mask_token, blocks.N.{norm1, attn.qkv, attn.proj, ls1.gamma, norm2, mlp.fc1, mlp.fc2, ls2.gamma}, norm.
 """
+
 import math
 
 import torch
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 PATCH_SIZE = 14
-PRETRAIN_GRID = 37            # 518 / 14: the pretrain position-embedding grid
+PRETRAIN_GRID = 37  # 518 / 14: the pretrain position-embedding grid
 # Position-embedding interpolation: DINOv2 (and Depth-Anything-V2) pass scale_factor=(grid + 0.1) / 37 to a
 # bicubic resize rather than the target size; the offset keeps floor(37 * scale) == grid despite rounding.
 # The scale factor (not the size) decides where bicubic samples, so we reproduce it exactly.
@@ -39,9 +40,14 @@ def convolutional_stem(embed_dim):
     which a ViT trained from scratch on little data needs; DINOv2's own stem is one linear 14x14 projection."""
     quarter, half = stem_widths(embed_dim)
     return nn.Sequential(
-        nn.Conv2d(3, quarter, 3, stride=2, padding=1), nn.BatchNorm2d(quarter), nn.ReLU(inplace=True),
-        nn.Conv2d(quarter, half, 3, stride=1, padding=1), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
-        nn.Conv2d(half, embed_dim, 7, stride=7))
+        nn.Conv2d(3, quarter, 3, stride=2, padding=1),
+        nn.BatchNorm2d(quarter),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(quarter, half, 3, stride=1, padding=1),
+        nn.BatchNorm2d(half),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(half, embed_dim, 7, stride=7),
+    )
 
 
 class PatchEmbed(nn.Module):
@@ -64,7 +70,7 @@ class PatchEmbed(nn.Module):
         height, width = images.shape[-2:]
         if height % self.patch_size or width % self.patch_size:
             raise ValueError(f'image size {height}x{width} is not a multiple of the patch size {self.patch_size}')
-        return self.proj(images).flatten(2).transpose(1, 2)   # (B, h*w, C)
+        return self.proj(images).flatten(2).transpose(1, 2)  # (B, h*w, C)
 
 
 class Attention(nn.Module):
@@ -76,10 +82,10 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x):                                                   # (B, N, C)
+    def forward(self, x):  # (B, N, C)
         batch, tokens, dim = x.shape
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, dim // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)                      # each (B, heads, N, C/heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, C/heads)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
 
@@ -124,8 +130,9 @@ class Block(nn.Module):
 class DinoVisionTransformer(nn.Module):
     """DINOv2 ViT (no register tokens). `get_intermediate_layers` is what the DPT head consumes."""
 
-    def __init__(self, embed_dim=384, depth=12, num_heads=6, layer_indices=(2, 5, 8, 11), mlp_ratio=4.0,
-                 patch_stem='linear'):
+    def __init__(
+        self, embed_dim=384, depth=12, num_heads=6, layer_indices=(2, 5, 8, 11), mlp_ratio=4.0, patch_stem='linear'
+    ):
         super().__init__()
         if len(layer_indices) != 4 or not all(0 <= i < depth for i in layer_indices):
             raise ValueError(f'need 4 intermediate block indices in [0, {depth}), got {tuple(layer_indices)}')
@@ -135,7 +142,7 @@ class DinoVisionTransformer(nn.Module):
         self.patch_embed = PatchEmbed(embed_dim, stem=patch_stem)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, PRETRAIN_GRID * PRETRAIN_GRID + 1, embed_dim))
-        self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))   # unused here; kept so checkpoints load strictly
+        self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))  # unused here; kept so checkpoints load strictly
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self._init_weights()
@@ -155,12 +162,13 @@ class DinoVisionTransformer(nn.Module):
             return self.pos_embed
         pos = self.pos_embed.float()
         cls_pos, patch_pos = pos[:, :1], pos[:, 1:]
-        patch_pos = patch_pos.reshape(1, pretrain, pretrain, -1).permute(0, 3, 1, 2)   # (1, C, 37, 37)
+        patch_pos = patch_pos.reshape(1, pretrain, pretrain, -1).permute(0, 3, 1, 2)  # (1, C, 37, 37)
         scale = ((grid_h + INTERPOLATE_OFFSET) / pretrain, (grid_w + INTERPOLATE_OFFSET) / pretrain)
         patch_pos = F.interpolate(patch_pos, scale_factor=scale, mode='bicubic', antialias=False)
         if patch_pos.shape[-2:] != (grid_h, grid_w):
-            raise RuntimeError(f'position embedding resized to {tuple(patch_pos.shape[-2:])}, '
-                               f'expected {(grid_h, grid_w)}')
+            raise RuntimeError(
+                f'position embedding resized to {tuple(patch_pos.shape[-2:])}, expected {(grid_h, grid_w)}'
+            )
         patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, -1)
         return torch.cat([cls_pos, patch_pos], dim=1).to(self.pos_embed.dtype)
 
@@ -171,8 +179,7 @@ class DinoVisionTransformer(nn.Module):
         tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
         return tokens + self.interpolate_pos_encoding(grid_h, grid_w).to(tokens.dtype)
 
-    def get_intermediate_layers(self, images, layer_indices=None, reshape=True, return_class_token=True,
-                                norm=True):
+    def get_intermediate_layers(self, images, layer_indices=None, reshape=True, return_class_token=True, norm=True):
         """Outputs of the chosen blocks (after the final norm, as Depth-Anything-V2 takes them).
 
         Returns a tuple of 4 (patch_tokens, cls_token): patch tokens (B, C, h, w) if `reshape` else
@@ -188,7 +195,7 @@ class DinoVisionTransformer(nn.Module):
             if index in layer_indices:
                 taken.append(x)
             if index == last:
-                break   # later blocks feed nothing
+                break  # later blocks feed nothing
         outputs = []
         for tokens in taken:
             if norm:
@@ -231,6 +238,8 @@ def encoder_dimensions(cfg):
 def build_encoder(cfg):
     embed_dim, depth, heads, layers = encoder_dimensions(cfg)
     if cfg.patch_stem != 'linear' and cfg.encoder != 'custom':
-        raise ValueError(f"model.patch_stem {cfg.patch_stem!r} is for encoder 'custom' only: the official "
-                         f'{cfg.encoder} weights have the linear patch embedding')
+        raise ValueError(
+            f"model.patch_stem {cfg.patch_stem!r} is for encoder 'custom' only: the official "
+            f'{cfg.encoder} weights have the linear patch embedding'
+        )
     return DinoVisionTransformer(embed_dim, depth, heads, layers, patch_stem=cfg.patch_stem)

@@ -9,6 +9,7 @@ Level order of the returned lists: index 0 is the finest. With a patch grid h x 
   g_i (geometry features, eq. 2):                            8h x 8w, 4h x 4w, 2h x 2w, h x w
 g_3 = FUSE_3(s_3), g_i = FUSE_i(ADD(g_{i+1}, s_i)); each FUSE ends by upsampling to the next finer level.
 """
+
 import torch.nn.functional as F
 from torch import nn
 
@@ -37,7 +38,7 @@ class ResidualConvUnit(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(features, features, 3, padding=1)
         self.conv2 = nn.Conv2d(features, features, 3, padding=1)
-        self.activation = nn.ReLU(inplace=False)   # the input is also the skip: no in-place
+        self.activation = nn.ReLU(inplace=False)  # the input is also the skip: no in-place
 
     def forward(self, x):
         return x + self.conv2(self.activation(self.conv1(self.activation(x))))
@@ -74,8 +75,8 @@ class Scratch(nn.Module):
             setattr(self, f'refinenet{i}', FeatureFusionBlock(features))
         self.output_conv1 = nn.Conv2d(features, features // 2, 3, padding=1)
         self.output_conv2 = nn.Sequential(
-            nn.Conv2d(features // 2, 32, 3, padding=1), nn.ReLU(True),
-            nn.Conv2d(32, 1, 1), nn.ReLU(True), nn.Identity())
+            nn.Conv2d(features // 2, 32, 3, padding=1), nn.ReLU(True), nn.Conv2d(32, 1, 1), nn.ReLU(True), nn.Identity()
+        )
 
 
 class DPTHead(nn.Module):
@@ -83,12 +84,14 @@ class DPTHead(nn.Module):
         super().__init__()
         self.features = features
         self.projects = nn.ModuleList(nn.Conv2d(in_channels, c, 1) for c in out_channels)
-        self.resize_layers = nn.ModuleList([
-            nn.ConvTranspose2d(out_channels[0], out_channels[0], kernel_size=4, stride=4),   # x4
-            nn.ConvTranspose2d(out_channels[1], out_channels[1], kernel_size=2, stride=2),   # x2
-            nn.Identity(),                                                                   # x1
-            nn.Conv2d(out_channels[3], out_channels[3], 3, stride=2, padding=1),             # x1/2
-        ])
+        self.resize_layers = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(out_channels[0], out_channels[0], kernel_size=4, stride=4),  # x4
+                nn.ConvTranspose2d(out_channels[1], out_channels[1], kernel_size=2, stride=2),  # x2
+                nn.Identity(),  # x1
+                nn.Conv2d(out_channels[3], out_channels[3], 3, stride=2, padding=1),  # x1/2
+            ]
+        )
         self.scratch = Scratch(out_channels, features)
 
     def reassemble(self, levels):

@@ -6,6 +6,7 @@ activations and other element-wise work are left out (a few per cent at most).
 
     count_flops(model_cfg, (238, 322), dense=False, memory_full=True) -> {'encoder': ..., ..., 'total': ...}
 """
+
 import math
 
 from seqpose_core.model.dinov2 import PATCH_SIZE, encoder_dimensions, stem_widths
@@ -24,9 +25,9 @@ def encoder_flops(cfg, input_hw):
     dim, _depth, _heads, layers = encoder_dimensions(cfg)
     grid = (input_hw[0] // PATCH_SIZE) * (input_hw[1] // PATCH_SIZE)
     tokens = grid + 1
-    blocks_run = max(layers) + 1          # blocks after the last taken level are not run
+    blocks_run = max(layers) + 1  # blocks after the last taken level are not run
     patch_embed = _conv(grid, 3, dim, PATCH_SIZE)
-    if cfg.patch_stem == 'conv':                     # dinov2.convolutional_stem: 3x3 s2, 3x3, 7x7 s7
+    if cfg.patch_stem == 'conv':  # dinov2.convolutional_stem: 3x3 s2, 3x3, 7x7 s7
         quarter, half = stem_widths(dim)
         half_res = math.ceil(input_hw[0] / 2) * math.ceil(input_hw[1] / 2)
         patch_embed = _conv(half_res, 3, quarter, 3) + _conv(half_res, quarter, half, 3) + _conv(grid, half, dim, 7)
@@ -48,15 +49,15 @@ def dpt_flops(cfg, input_hw, with_depth):
     h, w = input_hw[0] // PATCH_SIZE, input_hw[1] // PATCH_SIZE
     semantic, geometry = level_sizes(input_hw)
     area = [a * b for a, b in semantic]
-    flops = sum(_conv(h * w, dim, c) for c in channels)                       # projects
-    flops += 2 * (h * w) * channels[0] ** 2 * 16                               # ConvTranspose k4 s4
-    flops += 2 * (h * w) * channels[1] ** 2 * 4                                # ConvTranspose k2 s2
-    flops += _conv(area[3], channels[3], channels[3], 3)                       # Conv k3 s2
-    flops += sum(_conv(a, c, features, 3) for a, c in zip(area, channels))     # layerN_rn
+    flops = sum(_conv(h * w, dim, c) for c in channels)  # projects
+    flops += 2 * (h * w) * channels[0] ** 2 * 16  # ConvTranspose k4 s4
+    flops += 2 * (h * w) * channels[1] ** 2 * 4  # ConvTranspose k2 s2
+    flops += _conv(area[3], channels[3], channels[3], 3)  # Conv k3 s2
+    flops += sum(_conv(a, c, features, 3) for a, c in zip(area, channels))  # layerN_rn
     residual_unit = [2 * _conv(a, features, features, 3) for a in area]
     out_area = [a * b for a, b in geometry]
-    flops += residual_unit[3] + _conv(out_area[3], features, features)        # refinenet4 (no skip)
-    for i in range(3):                                                         # refinenet3..1: skip + unit
+    flops += residual_unit[3] + _conv(out_area[3], features, features)  # refinenet4 (no skip)
+    for i in range(3):  # refinenet3..1: skip + unit
         flops += 2 * residual_unit[i] + _conv(out_area[i], features, features)
     if with_depth:
         pixels = input_hw[0] * input_hw[1]
@@ -76,8 +77,10 @@ def dense_flops(cfg, input_hw):
     hidden = max(16, features // 2)
     _, geometry = level_sizes(input_hw)
     pixels = geometry[0][0] * geometry[0][1]
-    return sum(_conv(pixels, cfg.hidden_dim + features, hidden, 3) + _conv(pixels, hidden, out)
-               for out in (1, 3, NUM_CLASSES_WITH_BACKGROUND))
+    return sum(
+        _conv(pixels, cfg.hidden_dim + features, hidden, 3) + _conv(pixels, hidden, out)
+        for out in (1, 3, NUM_CLASSES_WITH_BACKGROUND)
+    )
 
 
 def guidance_depth_flops(cfg, input_hw):
@@ -95,20 +98,23 @@ def stsq_flops(cfg, queries, memory_keys):
     """Decoder layers without the pose heads. queries: current set (incl. propagated); memory_keys: older."""
     c, heads, points, ffn = cfg.hidden_dim, cfg.decoder_heads, cfg.decoder_points, cfg.decoder_ffn_dim
     keys = queries + memory_keys
-    position = 2 * queries * (3 * (c // 2) * c + c * c)                             # sine(reference) MLP
+    position = 2 * queries * (3 * (c // 2) * c + c * c)  # sine(reference) MLP
     temporal = 2 * queries * c * c * 2 + 2 * keys * c * c * 2 + 4 * queries * keys * c
     samples = NUM_LEVELS * points
-    geometry = (2 * queries * c * 3 * points + 2 * queries * c * heads * samples      # offsets, weights
-                + 8 * queries * samples * c                                          # bilinear sampling
-                + 2 * queries * heads * samples * c                                  # weighted sum per head
-                + 2 * queries * c * c * 2)                                           # value + output proj
+    geometry = (
+        2 * queries * c * 3 * points
+        + 2 * queries * c * heads * samples  # offsets, weights
+        + 8 * queries * samples * c  # bilinear sampling
+        + 2 * queries * heads * samples * c  # weighted sum per head
+        + 2 * queries * c * c * 2
+    )  # value + output proj
     if cfg.depth_guidance:
-        geometry += 2 * queries * points * c                                         # residuals into the query
+        geometry += 2 * queries * points * c  # residuals into the query
     ffn_flops = 2 * queries * c * ffn * 2
     per_layer = position + temporal + geometry + ffn_flops
-    once = 2 * queries * (MOTION_DIM * c + 2 * c * c)                                # content alignment
-    once += 2 * queries * (MOTION_DIM * c + 2 * c * c)     # position alignment's scale/shift (same every layer)
-    once += 2 * queries * 2 * c * c                                                  # time embedding MLP
+    once = 2 * queries * (MOTION_DIM * c + 2 * c * c)  # content alignment
+    once += 2 * queries * (MOTION_DIM * c + 2 * c * c)  # position alignment's scale/shift (same every layer)
+    once += 2 * queries * 2 * c * c  # time embedding MLP
     if memory_keys:
         # content and position pose-aware LNs, sine(reference) MLP and time MLP of the older memory keys
         once += 2 * memory_keys * (2 * (MOTION_DIM * c + 2 * c * c) + 3 * (c // 2) * c + c * c + 2 * c * c)
@@ -141,7 +147,7 @@ def proposal_flops(cfg, input_hw):
 def pose_head_flops(cfg, queries):
     c = cfg.hidden_dim
     per_layer = 2 * queries * (2 * c * c + c * 6) + 2 * queries * (2 * c * c + c * 12)
-    per_layer += 2 * queries * c * 2 * cfg.azimuth_bins        # the azimuth classifier (model.viewpoint)
+    per_layer += 2 * queries * c * 2 * cfg.azimuth_bins  # the azimuth classifier (model.viewpoint)
     return cfg.decoder_layers * per_layer
 
 

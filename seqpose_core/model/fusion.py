@@ -7,6 +7,7 @@ g_i's grid before the concatenation. z_i has `hidden_dim` channels: it is the ke
 Dense heads P(z_0, g_0) predict at the finest level and are upsampled to the input size:
 depth (metres, positive via softplus), surface normal (unit vectors), segmentation (7 logits: background + 6).
 """
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,8 +31,10 @@ class FeatureFusion(nn.Module):
             resized.append(s)
         if torch.is_grad_enabled() or geometry[0].device.type != 'cpu':
             # training (autograd cannot flow through out=), and GPUs (autocast; grid_sample is fast there)
-            return [conv1x1(conv, torch.cat([s, g], dim=1))                     # (B, hidden, h_i, w_i)
-                    for conv, s, g in zip(self.convs, resized, geometry)]
+            return [
+                conv1x1(conv, torch.cat([s, g], dim=1))  # (B, hidden, h_i, w_i)
+                for conv, s, g in zip(self.convs, resized, geometry)
+            ]
         return self._fuse_into_table(resized, geometry)
 
     def _fuse_into_table(self, semantic, geometry):
@@ -42,8 +45,9 @@ class FeatureFusion(nn.Module):
         batch = geometry[0].shape[0]
         sizes = [tuple(g.shape[-2:]) for g in geometry]
         dtype = torch.result_type(geometry[0], self.convs[0].weight)
-        table = torch.empty(batch, sum(h * w for h, w in sizes), self.convs[0].out_channels,
-                            device=geometry[0].device, dtype=dtype)
+        table = torch.empty(
+            batch, sum(h * w for h, w in sizes), self.convs[0].out_channels, device=geometry[0].device, dtype=dtype
+        )
         levels, offset = FusedLevels(), 0
         for conv, s, g, (h, w) in zip(self.convs, semantic, geometry, sizes):
             weight = conv.weight.flatten(1).to(dtype)
@@ -51,10 +55,10 @@ class FeatureFusion(nn.Module):
             s_rows = s.permute(0, 2, 3, 1).reshape(batch, h * w, split).to(dtype)
             g_rows = g.permute(0, 2, 3, 1).reshape(batch, h * w, -1).to(dtype)
             for b in range(batch):
-                rows = table[b, offset:offset + h * w]
+                rows = table[b, offset : offset + h * w]
                 torch.addmm(conv.bias.to(dtype), g_rows[b], weight[:, split:].t(), out=rows)
                 rows.addmm_(s_rows[b], weight[:, :split].t())
-            levels.append(table[:, offset:offset + h * w].view(batch, h, w, -1).permute(0, 3, 1, 2))
+            levels.append(table[:, offset : offset + h * w].view(batch, h, w, -1).permute(0, 3, 1, 2))
             offset += h * w
         levels.table = table
         return levels
@@ -63,12 +67,14 @@ class FeatureFusion(nn.Module):
 class FusedLevels(list):
     """The fused levels z_i (a plain list of (B, hidden, h_i, w_i) tensors) plus, at inference, `table`: the
     (B, sum h_i w_i, hidden) tensor they are views of (finest level first, rows in raster order)."""
+
     table = None
 
 
 def _conv_head(in_channels, hidden, out_channels):
-    return nn.Sequential(nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(inplace=True),
-                         nn.Conv2d(hidden, out_channels, 1))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(hidden, out_channels, 1)
+    )
 
 
 def metric_depth(logits):
@@ -102,9 +108,8 @@ class DenseHeads(nn.Module):
         def upsample(t):
             return F.interpolate(t, size=tuple(image_hw), mode='bilinear', align_corners=False)
 
-        depth_logits = self.depth(x)                                        # (B, 1, h_0, w_0)
-        depth = metric_depth(upsample(depth_logits))                        # (B, 1, H, W) metres, > 0
-        normal = F.normalize(upsample(self.normal(x)), dim=1, eps=1e-6)    # (B, 3, H, W) unit
-        seg_logits = upsample(self.segmentation(x))                        # (B, 7, H, W)
-        return {'depth': depth, 'normal': normal, 'seg_logits': seg_logits,
-                'coarse_depth': metric_depth(depth_logits)}
+        depth_logits = self.depth(x)  # (B, 1, h_0, w_0)
+        depth = metric_depth(upsample(depth_logits))  # (B, 1, H, W) metres, > 0
+        normal = F.normalize(upsample(self.normal(x)), dim=1, eps=1e-6)  # (B, 3, H, W) unit
+        seg_logits = upsample(self.segmentation(x))  # (B, 7, H, W)
+        return {'depth': depth, 'normal': normal, 'seg_logits': seg_logits, 'coarse_depth': metric_depth(depth_logits)}

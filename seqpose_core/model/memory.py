@@ -7,6 +7,7 @@ Per stored frame (newest first): query features (B, K, C), reference points (B, 
 frame of the frame being processed, confidence scores (B, K), the accumulated camera motion from the frame
 where the entries were produced to the current one (B, 4, 4), and the age in frames.
 """
+
 from dataclasses import dataclass, replace
 
 import torch
@@ -16,11 +17,11 @@ from seqpose_core.geometry import transform_points
 
 @dataclass(frozen=True)
 class MemoryFrame:
-    features: torch.Tensor           # (B, K, C) decoder output queries of that frame
-    reference_points: torch.Tensor   # (B, K, 3) metres, in the CURRENT camera frame (carried by camera motion)
-    scores: torch.Tensor             # (B, K) max class probability
-    motion: torch.Tensor             # (B, 4, 4) T_current_from_that_frame (identity when unknown)
-    age: int                         # frames since it was stored (0 right after the push, 1 at the next frame)
+    features: torch.Tensor  # (B, K, C) decoder output queries of that frame
+    reference_points: torch.Tensor  # (B, K, 3) metres, in the CURRENT camera frame (carried by camera motion)
+    scores: torch.Tensor  # (B, K) max class probability
+    motion: torch.Tensor  # (B, 4, 4) T_current_from_that_frame (identity when unknown)
+    age: int  # frames since it was stored (0 right after the push, 1 at the next frame)
 
 
 class MemoryQueue:
@@ -32,7 +33,7 @@ class MemoryQueue:
         self.num_frames = int(num_frames)
         self.top_k = int(top_k)
         self.batch_size = batch_size
-        self.frames = tuple(frames)[:self.num_frames]   # newest first
+        self.frames = tuple(frames)[: self.num_frames]  # newest first
 
     # --- inspection ---------------------------------------------------------------------------------------
     def __len__(self):
@@ -43,8 +44,10 @@ class MemoryQueue:
         return not self.frames
 
     def __repr__(self):
-        return (f'MemoryQueue(frames={len(self.frames)}/{self.num_frames}, top_k={self.top_k}, '
-                f'entries={len(self)}, batch_size={self.batch_size})')
+        return (
+            f'MemoryQueue(frames={len(self.frames)}/{self.num_frames}, top_k={self.top_k}, '
+            f'entries={len(self)}, batch_size={self.batch_size})'
+        )
 
     def _cat(self, frames, attribute):
         return torch.cat([getattr(f, attribute) for f in frames], dim=1) if frames else None
@@ -96,8 +99,11 @@ class MemoryQueue:
         for frame in self.frames:
             if camera_motion is not None:
                 motion = camera_motion.to(frame.reference_points)
-                frame = replace(frame, reference_points=transform_points(motion, frame.reference_points),
-                                motion=motion @ frame.motion)
+                frame = replace(
+                    frame,
+                    reference_points=transform_points(motion, frame.reference_points),
+                    motion=motion @ frame.motion,
+                )
             frames.append(replace(frame, age=frame.age + 1))
         return MemoryQueue(self.num_frames, self.top_k, self.batch_size, frames)
 
@@ -111,21 +117,28 @@ class MemoryQueue:
         if self.batch_size is not None and batch != self.batch_size:
             raise ValueError(f'memory was made for batch size {self.batch_size}, got {batch}')
         k = min(self.top_k, num_queries)
-        index = scores.detach().topk(k, dim=1).indices                          # (B, K)
+        index = scores.detach().topk(k, dim=1).indices  # (B, K)
         frame = MemoryFrame(
             features=features.detach().gather(1, index[..., None].expand(-1, -1, features.shape[-1])),
             reference_points=reference_points.detach().gather(1, index[..., None].expand(-1, -1, 3)),
             scores=scores.detach().gather(1, index),
             motion=torch.eye(4, dtype=reference_points.dtype, device=reference_points.device).expand(batch, 4, 4),
-            age=0)
+            age=0,
+        )
         return MemoryQueue(self.num_frames, self.top_k, batch, (frame,) + self.frames)
 
     def to(self, device):
-        frames = [MemoryFrame(f.features.to(device), f.reference_points.to(device), f.scores.to(device),
-                              f.motion.to(device), f.age) for f in self.frames]
+        frames = [
+            MemoryFrame(
+                f.features.to(device), f.reference_points.to(device), f.scores.to(device), f.motion.to(device), f.age
+            )
+            for f in self.frames
+        ]
         return MemoryQueue(self.num_frames, self.top_k, self.batch_size, frames)
 
     def check_batch(self, batch):
         if self.frames and self.frames[0].features.shape[0] != batch:
-            raise ValueError(f'memory holds batch size {self.frames[0].features.shape[0]}, images have {batch}; '
-                             'start a new memory (model.init_memory(batch)) at a sequence start')
+            raise ValueError(
+                f'memory holds batch size {self.frames[0].features.shape[0]}, images have {batch}; '
+                'start a new memory (model.init_memory(batch)) at a sequence start'
+            )

@@ -10,6 +10,7 @@ the regressed 6D: the regressor's y column is kept (the up axis, which L1 learns
 best bin's azimuth about it, measured from the viewing ray to the predicted centre. The regressor still has its
 x outputs, unused then, so a checkpoint of either kind warm-starts the other.
 """
+
 import math
 
 import torch
@@ -18,7 +19,7 @@ from torch import nn
 from seqpose_core import NUM_CLASSES
 from seqpose_core.model.viewpoint import AzimuthBins, x_column_of
 
-IDENTITY_ROTATION_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)   # first two columns of I
+IDENTITY_ROTATION_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # first two columns of I
 CLASS_PRIOR = 0.01
 
 
@@ -50,15 +51,24 @@ class PoseHead(nn.Module):
         super().__init__()
         self.azimuth_bins = AzimuthBins(hidden_dim, azimuth_bins) if azimuth_bins else None
         self.classifier = nn.Sequential(
-            nn.Linear(hidden_dim, hidden_dim), nn.LayerNorm(hidden_dim), nn.ReLU(inplace=True),
-            nn.Linear(hidden_dim, hidden_dim), nn.LayerNorm(hidden_dim), nn.ReLU(inplace=True),
-            nn.Linear(hidden_dim, num_classes))
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.LayerNorm(hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.LayerNorm(hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, num_classes),
+        )
         self.regressor = nn.Sequential(
-            nn.Linear(hidden_dim, hidden_dim), nn.ReLU(inplace=True),
-            nn.Linear(hidden_dim, hidden_dim), nn.ReLU(inplace=True),
-            nn.Linear(hidden_dim, 3 + 6 + 3))   # [reference delta, rotation 6D, log size residual]
-        self.register_buffer('log_size_prior', torch.log(torch.as_tensor(size_prior, dtype=torch.float32)),
-                             persistent=False)
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, 3 + 6 + 3),
+        )  # [reference delta, rotation 6D, log size residual]
+        self.register_buffer(
+            'log_size_prior', torch.log(torch.as_tensor(size_prior, dtype=torch.float32)), persistent=False
+        )
         nn.init.constant_(self.classifier[-1].bias, -math.log((1 - CLASS_PRIOR) / CLASS_PRIOR))
         # Start from "no move, identity rotation, prior size" so early training is well conditioned.
         last = self.regressor[-1]
@@ -68,22 +78,23 @@ class PoseHead(nn.Module):
             last.bias[3:9] = torch.tensor(IDENTITY_ROTATION_6D)
 
     def forward(self, queries, reference_normalized, position_range: PositionRange):
-        regression = self.regressor(queries)                                        # (B, Q, 12)
-        refined = torch.sigmoid(inverse_sigmoid(reference_normalized) + regression[..., 0:3])   # (B, Q, 3)
-        translation = position_range.denormalize(refined)                           # (B, Q, 3) metres
+        regression = self.regressor(queries)  # (B, Q, 12)
+        refined = torch.sigmoid(inverse_sigmoid(reference_normalized) + regression[..., 0:3])  # (B, Q, 3)
+        translation = position_range.denormalize(refined)  # (B, Q, 3) metres
         outputs = {
-            'pred_logits': self.classifier(queries),                                # (B, Q, 6)
+            'pred_logits': self.classifier(queries),  # (B, Q, 6)
             'pred_translation': translation,
-            'pred_rotation6d': regression[..., 3:9],                                # (B, Q, 6)
+            'pred_rotation6d': regression[..., 3:9],  # (B, Q, 6)
             'pred_size': torch.exp(self.log_size_prior + regression[..., 9:12].clamp(max=5.0)),  # (B, Q, 3) m
             'reference_normalized': refined,
         }
         if self.azimuth_bins is not None:
-            logits, residual = self.azimuth_bins(queries)                            # (B, Q, n) each
+            logits, residual = self.azimuth_bins(queries)  # (B, Q, n) each
             up = regression[..., 6:9]
             # the basis only places the angle: the up axis and the centre are trained by their own terms
-            x_column = x_column_of(self.azimuth_bins.azimuth(logits.detach(), residual), up.detach(),
-                                   translation.detach())                            # (B, Q, 3)
+            x_column = x_column_of(
+                self.azimuth_bins.azimuth(logits.detach(), residual), up.detach(), translation.detach()
+            )  # (B, Q, 3)
             outputs['pred_rotation6d'] = torch.cat([x_column, up], dim=-1)
             outputs['pred_azimuth_logits'] = logits
             outputs['pred_azimuth_residual'] = residual

@@ -15,7 +15,8 @@ hidden, has several likely azimuths and a regression would average them (Mousavi
 
 The crop is a square of side `crop_margin` x the box diagonal projected at the centre's depth, resampled to
 `crop_size`. The runner applies the refiner to the detections of inference.refiner.classes after duplicate
-suppression (seqpose_core.stages.refiner); training (train.pose_refiner) uses ground-truth boxes jittered by the errors of predicted ones.
+suppression (seqpose_core.stages.refiner); training (train.pose_refiner) uses ground-truth boxes jittered by the
+errors of predicted ones.
 
 With `box` (model.refiner_box) it also re-estimates the box from the crop, as the scale-invariant translation of
 CDPN (Li et al., ICCV 2019): where the true centre projects relative to the crop's centre and how large the object
@@ -28,6 +29,7 @@ With `scoring` (model.refiner_scoring) a head on the same pooled features, witho
 what the crop around a published box holds: background or one of the classes (`crop_class_probabilities`); the
 runner fuses it into the detection's score. It trains on the model's own detections (train.crop_scorer).
 """
+
 import math
 
 import torch
@@ -41,9 +43,9 @@ from seqpose_core.model.viewpoint import azimuth_bin_terms, azimuth_of, bin_cent
 _MEAN = (123.675, 116.28, 103.53)
 _STD = (58.395, 57.12, 57.375)
 _OPTICAL_AXIS = (0.0, 0.0, 1.0)
-_IMAGE_UP = (0.0, -1.0, 0.0)       # OpenCV camera frame: y points down the image
-_BOX_OUTPUTS = 6                   # centre offset (2), log scale (1), log size (3)
-_TYPICAL_SIZE = 0.15               # metres: where the log size starts (model.size_prior's value)
+_IMAGE_UP = (0.0, -1.0, 0.0)  # OpenCV camera frame: y points down the image
+_BOX_OUTPUTS = 6  # centre offset (2), log scale (1), log size (3)
+_TYPICAL_SIZE = 0.15  # metres: where the log size starts (model.size_prior's value)
 
 
 def ray_rotation(centres):
@@ -58,7 +60,7 @@ def ray_rotation(centres):
     zero = torch.zeros_like(k[:, 0])
     cross = torch.stack([zero, -k[:, 2], k[:, 1], k[:, 2], zero, -k[:, 0], -k[:, 1], k[:, 0], zero], -1).view(-1, 3, 3)
     eye = torch.eye(3, dtype=ray.dtype, device=ray.device)
-    return eye + sine * cross + (1 - cosine) * cross @ cross           # Rodrigues
+    return eye + sine * cross + (1 - cosine) * cross @ cross  # Rodrigues
 
 
 def object_crops(image, K, centres, sizes, crop_size, margin, shift=None, zoom=None):
@@ -69,17 +71,17 @@ def object_crops(image, K, centres, sizes, crop_size, margin, shift=None, zoom=N
     move and scale each crop (training: the errors of predicted boxes)."""
     _, height, width = image.shape
     centres, sizes, K = centres.float(), sizes.float(), K.float().to(image.device)
-    uv = project_points(centres, K)                                                       # (n, 2) pixels
-    side = _crop_side(K, centres, sizes, margin)                                          # (n,) pixels
+    uv = project_points(centres, K)  # (n, 2) pixels
+    side = _crop_side(K, centres, sizes, margin)  # (n,) pixels
     if shift is not None:
         uv = uv + shift * side[:, None]
     if zoom is not None:
         side = side * zoom
     steps = (torch.arange(crop_size, dtype=image.dtype, device=image.device) + 0.5) / crop_size - 0.5
-    grid_y, grid_x = torch.meshgrid(steps, steps, indexing='ij')                          # (S, S)
-    u = uv[:, 0, None, None] + grid_x * side[:, None, None]                               # (n, S, S)
+    grid_y, grid_x = torch.meshgrid(steps, steps, indexing='ij')  # (S, S)
+    u = uv[:, 0, None, None] + grid_x * side[:, None, None]  # (n, S, S)
     v = uv[:, 1, None, None] + grid_y * side[:, None, None]
-    grid = torch.stack([(u + 0.5) / width * 2 - 1, (v + 0.5) / height * 2 - 1], dim=-1)   # (n, S, S, 2)
+    grid = torch.stack([(u + 0.5) / width * 2 - 1, (v + 0.5) / height * 2 - 1], dim=-1)  # (n, S, S, 2)
     images = image[None].expand(len(centres), -1, -1, -1)
     return F.grid_sample(images, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
 
@@ -98,8 +100,9 @@ class _ResidualBlock(nn.Module):
         self.norm1 = nn.BatchNorm2d(out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
         self.norm2 = nn.BatchNorm2d(out_channels)
-        self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, 2, bias=False),
-                                      nn.BatchNorm2d(out_channels))
+        self.shortcut = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 1, 2, bias=False), nn.BatchNorm2d(out_channels)
+        )
 
     def forward(self, x):
         y = F.relu(self.norm1(self.conv1(x)))
@@ -116,14 +119,19 @@ class PoseRefiner(nn.Module):
         self.num_bins = num_bins
         self.box = box
         self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
-        self.stages = nn.Sequential(_ResidualBlock(width, 2 * width), _ResidualBlock(2 * width, 4 * width),
-                                    _ResidualBlock(4 * width, 8 * width))
-        self.class_embedding = nn.Embedding(num_classes + 1, 8 * width)     # index 0 unused (ids start at 1)
-        self.head = nn.Sequential(nn.Linear(8 * width, 256), nn.ReLU(),
-                                  nn.Linear(256, 3 + 2 * num_bins + (_BOX_OUTPUTS if box else 0)))
+        self.stages = nn.Sequential(
+            _ResidualBlock(width, 2 * width), _ResidualBlock(2 * width, 4 * width), _ResidualBlock(4 * width, 8 * width)
+        )
+        self.class_embedding = nn.Embedding(num_classes + 1, 8 * width)  # index 0 unused (ids start at 1)
+        self.head = nn.Sequential(
+            nn.Linear(8 * width, 256), nn.ReLU(), nn.Linear(256, 3 + 2 * num_bins + (_BOX_OUTPUTS if box else 0))
+        )
         # background + the classes, from the crop alone (no class embedding: an opinion of its own)
-        self.scorer = (nn.Sequential(nn.Linear(8 * width, 256), nn.ReLU(), nn.Dropout(0.2),
-                                     nn.Linear(256, num_classes + 1)) if scoring else None)
+        self.scorer = (
+            nn.Sequential(nn.Linear(8 * width, 256), nn.ReLU(), nn.Dropout(0.2), nn.Linear(256, num_classes + 1))
+            if scoring
+            else None
+        )
         self.register_buffer('mean', torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -138,24 +146,25 @@ class PoseRefiner(nn.Module):
         return self.scorer(features)
 
     def forward(self, crops, class_ids):
-        features = self.crop_features(crops) + self.class_embedding(class_ids)                  # (n, 8w)
+        features = self.crop_features(crops) + self.class_embedding(class_ids)  # (n, 8w)
         out = self.head(features)
         # the up axis as an offset from image-up, where an object on a table seen from above-front points
         outputs = {'up': F.normalize(out[:, :3] + out.new_tensor(_IMAGE_UP), dim=-1)}
-        logits, residual = out[:, 3:3 + 2 * self.num_bins].split(self.num_bins, dim=-1)
+        logits, residual = out[:, 3 : 3 + 2 * self.num_bins].split(self.num_bins, dim=-1)
         outputs.update(logits=logits, residual=torch.tanh(residual))
         if self.box:
-            box = out[:, 3 + 2 * self.num_bins:]                                           # (n, 6)
-            outputs.update(centre_offset=box[:, :2], log_scale=box[:, 2],
-                           log_size=box[:, 3:] + math.log(_TYPICAL_SIZE))
+            box = out[:, 3 + 2 * self.num_bins :]  # (n, 6)
+            outputs.update(centre_offset=box[:, :2], log_scale=box[:, 2], log_size=box[:, 3:] + math.log(_TYPICAL_SIZE))
         return outputs
 
     def rotations(self, outputs):
         """Allocentric rotations (n, 3, 3): columns x, y = up, z; x from the best bin and its residual."""
         up, logits, residual = outputs['up'], outputs['logits'], outputs['residual']
-        best = logits.argmax(-1, keepdim=True)                                             # (n, 1)
-        azimuth = (bin_centres(self.num_bins, logits.device, logits.dtype)[best[:, 0]]
-                   + residual.gather(-1, best)[:, 0] * bin_width(self.num_bins) / 2)
+        best = logits.argmax(-1, keepdim=True)  # (n, 1)
+        azimuth = (
+            bin_centres(self.num_bins, logits.device, logits.dtype)[best[:, 0]]
+            + residual.gather(-1, best)[:, 0] * bin_width(self.num_bins) / 2
+        )
         ray = up.new_tensor(_OPTICAL_AXIS).expand_as(up)
         x = x_column_of(azimuth, up, ray)
         return torch.stack([x, up, torch.cross(x, up, dim=-1)], dim=-1)
@@ -174,15 +183,16 @@ def decode_boxes(outputs, K, centres, sizes, margin, depth_weight=1.0):
     depth is the crop's (where the predicted metric size has that diagonal) and the decoder's, averaged in log
     space with `depth_weight` on the crop's, and the size is scaled to keep the diagonal the crop measured."""
     centres, K = centres.float(), K.float()
-    side = _crop_side(K, centres, sizes.float(), margin)                                  # (n,) pixels
-    uv = project_points(centres, K) + outputs['centre_offset'] * side[:, None]            # (n, 2)
-    diagonal = side * torch.exp(outputs['log_scale']) / margin                            # (n,) pixels
+    side = _crop_side(K, centres, sizes.float(), margin)  # (n,) pixels
+    uv = project_points(centres, K) + outputs['centre_offset'] * side[:, None]  # (n, 2)
+    diagonal = side * torch.exp(outputs['log_scale']) / margin  # (n,) pixels
     refined_sizes = torch.exp(outputs['log_size'])
     crop_depth = K[0, 0] * refined_sizes.norm(dim=-1) / diagonal
     # two cues with independent errors (the object's own look, and its place among the others): a weighted
     # geometric mean; sizes follow the depth, so the box still projects to what the crop saw
-    depth = torch.exp(depth_weight * torch.log(crop_depth)
-                      + (1 - depth_weight) * torch.log(centres[:, 2].clamp_min(1e-6)))
+    depth = torch.exp(
+        depth_weight * torch.log(crop_depth) + (1 - depth_weight) * torch.log(centres[:, 2].clamp_min(1e-6))
+    )
     return backproject(uv, depth, K), refined_sizes * (depth / crop_depth)[:, None]
 
 
@@ -208,8 +218,9 @@ def refiner_losses(outputs, allocentric, symmetric, boxes=None):
     return losses
 
 
-def refine_poses(refiner, image, K, class_ids, centres, sizes, crop_size, margin, boxes=None, depth_weight=1.0,
-                 passes=1):
+def refine_poses(
+    refiner, image, K, class_ids, centres, sizes, crop_size, margin, boxes=None, depth_weight=1.0, passes=1
+):
     """The refiner's view of detections: image (3, H, W) float 0..255 with its K, class ids (n,) 1..6, centres
     and sizes (n, 3) in that camera's frame -> (rotations (n, 3, 3), translations (n, 3), sizes (n, 3)) in the
     camera frame. `boxes` (n,) bool: the detections whose box the refiner replaces (None: none; needs a refiner

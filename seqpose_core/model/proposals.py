@@ -12,6 +12,7 @@ and the `proposal_queries` highest-scoring cells (local maxima first) become ext
 back-projected with the level's intrinsics is the reference point (detached: selection is not differentiable),
 the cell's feature (projected) is the content. The decoder then refines them like any other query.
 """
+
 import math
 
 import torch
@@ -22,20 +23,21 @@ from seqpose_core import NUM_CLASSES
 from seqpose_core.geometry import backproject, project_points, scale_intrinsics
 from seqpose_core.model.pose_head import CLASS_PRIOR
 
-INITIAL_DEPTH = 0.9   # metres: table-top scenes; the head's depth starts here
+INITIAL_DEPTH = 0.9  # metres: table-top scenes; the head's depth starts here
 
 
 def cell_grid(level_hw, device, dtype=torch.float32):
     """(h*w, 2) (u, v) pixel coordinates of a level's cells in raster order."""
     height, width = level_hw
-    v, u = torch.meshgrid(torch.arange(height, device=device, dtype=dtype),
-                          torch.arange(width, device=device, dtype=dtype), indexing='ij')
+    v, u = torch.meshgrid(
+        torch.arange(height, device=device, dtype=dtype), torch.arange(width, device=device, dtype=dtype), indexing='ij'
+    )
     return torch.stack([u.flatten(), v.flatten()], dim=-1)
 
 
 def centre_points(centre, K_level, level_hw):
     """(B, h*w, 3) per-cell predictions (du, dv, log z) -> (B, h*w, 3) metric centres in the camera frame."""
-    uv = cell_grid(level_hw, centre.device, centre.dtype)[None] + centre[..., 0:2]       # (B, h*w, 2)
+    uv = cell_grid(level_hw, centre.device, centre.dtype)[None] + centre[..., 0:2]  # (B, h*w, 2)
     return backproject(uv, centre[..., 2].clamp(max=5.0).exp(), K_level)
 
 
@@ -45,7 +47,7 @@ def select_cells(scores, level_hw, count):
     batch = scores.shape[0]
     grid = scores.view(batch, 1, *level_hw)
     peaks = (grid == F.max_pool2d(grid, 3, stride=1, padding=1)).view(batch, -1)
-    rank = scores + peaks.to(scores.dtype)          # scores are in [0, 1]: +1 puts every peak first
+    rank = scores + peaks.to(scores.dtype)  # scores are in [0, 1]: +1 puts every peak first
     return rank.topk(min(count, scores.shape[1]), dim=1).indices
 
 
@@ -64,8 +66,8 @@ class ObjectCentreHead(nn.Module):
 
     def forward(self, level):
         x = self.tower(level)
-        logits = self.classifier(x).flatten(2).transpose(1, 2)       # (B, h*w, 6)
-        centre = self.centre(x).flatten(2).transpose(1, 2)           # (B, h*w, 3)
+        logits = self.classifier(x).flatten(2).transpose(1, 2)  # (B, h*w, 6)
+        centre = self.centre(x).flatten(2).transpose(1, 2)  # (B, h*w, 3)
         return logits, centre
 
 
@@ -82,16 +84,16 @@ class ProposalQueries(nn.Module):
     def forward(self, levels, K, image_hw):
         """Returns content (B, k, C), reference points (B, k, 3) metres (detached) and a dict for the loss:
         proposal_logits (B, h*w, 6), proposal_centre (B, h*w, 3), proposal_level_hw (h, w)."""
-        level = levels[self.level_index]                                    # (B, C, h, w)
+        level = levels[self.level_index]  # (B, C, h, w)
         level_hw = tuple(level.shape[-2:])
         logits, centre = self.head(level)
         K_level = scale_intrinsics(K, image_hw, level_hw)
         with torch.no_grad():
-            scores = logits.detach().sigmoid().amax(-1)                     # (B, h*w)
-            cells = select_cells(scores, level_hw, self.num_proposals)      # (B, k)
-            points = centre_points(centre.detach(), K_level, level_hw)      # (B, h*w, 3)
+            scores = logits.detach().sigmoid().amax(-1)  # (B, h*w)
+            cells = select_cells(scores, level_hw, self.num_proposals)  # (B, k)
+            points = centre_points(centre.detach(), K_level, level_hw)  # (B, h*w, 3)
             reference = points.gather(1, cells[..., None].expand(-1, -1, 3))
-        features = level.flatten(2).transpose(1, 2)                         # (B, h*w, C)
+        features = level.flatten(2).transpose(1, 2)  # (B, h*w, C)
         features = features.gather(1, cells[..., None].expand(-1, -1, features.shape[-1]))
         dense = {'proposal_logits': logits, 'proposal_centre': centre, 'proposal_level_hw': level_hw}
         return self.content(features), reference, dense
@@ -107,11 +109,11 @@ def centre_evidence(outputs, K, image_hw):
     does not, where a decoder trained briefly from scratch scores both alike."""
     level_hw = outputs['proposal_level_hw']
     height, width = level_hw
-    probabilities = outputs['proposal_logits'].float().sigmoid()                         # (B, h*w, 6)
-    maps = probabilities.transpose(1, 2).reshape(probabilities.shape[0], -1, height, width)   # (B, 6, h, w)
+    probabilities = outputs['proposal_logits'].float().sigmoid()  # (B, h*w, 6)
+    maps = probabilities.transpose(1, 2).reshape(probabilities.shape[0], -1, height, width)  # (B, 6, h, w)
     centres = outputs['pred_translation'].float()
-    uv = project_points(centres, scale_intrinsics(K.float(), image_hw, level_hw))        # (B, Q, 2) level pixels
+    uv = project_points(centres, scale_intrinsics(K.float(), image_hw, level_hw))  # (B, Q, 2) level pixels
     grid = torch.stack([(uv[..., 0] + 0.5) / width, (uv[..., 1] + 0.5) / height], dim=-1) * 2 - 1
     sampled = F.grid_sample(maps, grid[:, :, None], mode='bilinear', padding_mode='zeros', align_corners=False)
-    evidence = sampled[..., 0].transpose(1, 2)                                           # (B, Q, 6)
+    evidence = sampled[..., 0].transpose(1, 2)  # (B, Q, 6)
     return evidence * (centres[..., 2:3] > 1e-3).to(evidence.dtype)

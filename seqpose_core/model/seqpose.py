@@ -13,37 +13,43 @@ forward's `score_fusion`, the ones the memory ranks by. Qt = num_queries, plus m
 Each stage is a method (encode, decode_geometry, fuse, predict_dense, decode_queries) so benchmarks can time
 them one by one; or set `model.stage_timer = StageTimer()` to accumulate per-stage seconds during forward.
 """
+
 import torch
 from torch import nn
 
-from seqpose_core.model.checkpoint import (load_checkpoint, load_depth_anything_weights, load_dinov2_weights,
-                                            load_state_strict, model_config_from_checkpoint)
+from seqpose_core.model.checkpoint import (
+    load_checkpoint,
+    load_depth_anything_weights,
+    load_dinov2_weights,
+    load_state_strict,
+    model_config_from_checkpoint,
+)
 from seqpose_core.model.config import ModelConfig
 from seqpose_core.model.dinov2 import PATCH_SIZE, build_encoder
 from seqpose_core.model.dpt import build_dpt_head
 from seqpose_core.model.fusion import DenseHeads, FeatureFusion
 from seqpose_core.model.memory import MemoryQueue
-from seqpose_core.model.proposals import centre_evidence
 from seqpose_core.model.pose_refiner import build_pose_refiner
+from seqpose_core.model.proposals import centre_evidence
 from seqpose_core.model.stsq import SpatialTemporalQueryDecoder
 from seqpose_core.timing import timed_stage
 
 STAGES = ('encoder', 'decoder', 'fusion', 'dense', 'stsq', 'pose_head')
 PREDICTION_KEYS = ('pred_logits', 'pred_translation', 'pred_rotation6d', 'pred_size')
-SCORE_FUSIONS = ('query', 'proposal')   # how detections are scored: the query's own, or fused with the proposal head
+SCORE_FUSIONS = ('query', 'proposal')  # how detections are scored: the query's own, or fused with the proposal head
 
 
 class SeqPose(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = build_encoder(cfg)                                # DINOv2 (official: `pretrained.`)
-        self.depth_head = build_dpt_head(cfg, self.encoder.embed_dim)    # DPT (official: `depth_head.`)
+        self.encoder = build_encoder(cfg)  # DINOv2 (official: `pretrained.`)
+        self.depth_head = build_dpt_head(cfg, self.encoder.embed_dim)  # DPT (official: `depth_head.`)
         features = self.depth_head.features
         self.fusion = FeatureFusion(features, cfg.hidden_dim)
         self.dense_heads = DenseHeads(cfg.hidden_dim, features)
         self.decoder = SpatialTemporalQueryDecoder(cfg)
-        self.pose_refiner = build_pose_refiner(cfg)                       # None unless model.refiner_width
+        self.pose_refiner = build_pose_refiner(cfg)  # None unless model.refiner_width
         self.stage_timer = None
 
     @property
@@ -89,8 +95,10 @@ class SeqPose(nn.Module):
         if score_fusion not in SCORE_FUSIONS:
             raise ValueError(f'score_fusion {score_fusion!r}: expected one of {SCORE_FUSIONS}')
         if score_fusion == 'proposal' and not self.has_proposals:
-            raise ValueError("score_fusion 'proposal' needs a model with proposal queries "
-                             '(model.proposal_queries > 0); this one has none')
+            raise ValueError(
+                "score_fusion 'proposal' needs a model with proposal queries "
+                '(model.proposal_queries > 0); this one has none'
+            )
 
     # --- forward --------------------------------------------------------------------------------------------
     def forward(self, images, K, memory=None, camera_motion=None, dense=True, score_fusion='query'):
@@ -129,15 +137,17 @@ class SeqPose(nn.Module):
         outputs['aux_outputs'] = layer_outputs[:-1]
         outputs.update(dense_outputs)
         # the published scores: the memory keeps its top-K by them and the runner thresholds the same tensor
-        probabilities = self.detection_probabilities(final, K, image_hw, score_fusion)     # (B, Qt, 6)
+        probabilities = self.detection_probabilities(final, K, image_hw, score_fusion)  # (B, Qt, 6)
         outputs['detection_probabilities'] = probabilities
         new_memory = memory.pushed(queries, final['pred_translation'], probabilities.amax(-1))
         return outputs, new_memory
 
     def _check_inputs(self, images, K, camera_motion):
         if not torch.is_tensor(images) or images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f'images: expected a (B, 3, H, W) tensor, got '
-                             f'{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}')
+            raise ValueError(
+                f'images: expected a (B, 3, H, W) tensor, got '
+                f'{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}'
+            )
         if images.shape[-2] % PATCH_SIZE or images.shape[-1] % PATCH_SIZE:
             raise ValueError(f'images: size {tuple(images.shape[-2:])} is not a multiple of {PATCH_SIZE}')
         batch = images.shape[0]
@@ -146,8 +156,10 @@ class SeqPose(nn.Module):
         K = K.to(images)
         if camera_motion is not None:
             if not torch.is_tensor(camera_motion) or tuple(camera_motion.shape) != (batch, 4, 4):
-                raise ValueError(f'camera_motion: expected ({batch}, 4, 4) T_cur_from_prev, got '
-                                 f'{tuple(getattr(camera_motion, "shape", ()))}')
+                raise ValueError(
+                    f'camera_motion: expected ({batch}, 4, 4) T_cur_from_prev, got '
+                    f'{tuple(getattr(camera_motion, "shape", ()))}'
+                )
             camera_motion = camera_motion.to(images)
         return images, K, camera_motion
 
@@ -157,7 +169,7 @@ def build_model(model_cfg: ModelConfig = None, load_pretrained=True) -> SeqPose:
     the config (dinov2_weights, depth_anything_weights) are loaded strictly."""
     if model_cfg is None:
         model_cfg = ModelConfig()
-    model_cfg = getattr(model_cfg, 'model', model_cfg)   # accept SeqPoseConfig too
+    model_cfg = getattr(model_cfg, 'model', model_cfg)  # accept SeqPoseConfig too
     model = SeqPose(model_cfg)
     if load_pretrained:
         if model_cfg.dinov2_weights:

@@ -10,6 +10,7 @@ anchors, so the decoder then runs on Q_total = K + num_queries queries (propagat
 are extra keys/values of the temporal attention. With an empty memory (single frame) Q_total = num_queries and
 the temporal attention reduces to self-attention over the current queries, as the paper states for SF.
 """
+
 import math
 
 import torch
@@ -19,7 +20,7 @@ from seqpose_core.model.geometry_attention import GeometryDeformableCrossAttenti
 from seqpose_core.model.pose_head import PoseHead, PositionRange
 from seqpose_core.model.proposals import ProposalQueries
 
-MOTION_DIM = 13      # pose-aware LN input: rotation (9) + translation (3) of T_current_from_origin, age (1)
+MOTION_DIM = 13  # pose-aware LN input: rotation (9) + translation (3) of T_current_from_origin, age (1)
 
 
 # --- embeddings ------------------------------------------------------------------------------------------------
@@ -27,7 +28,7 @@ def sine_embedding(values, num_feats, temperature=10000.0):
     """(..., D) -> (..., D * num_feats) sin/cos features (DETR/PETR positional encoding; inputs ~[0, 1])."""
     dim_t = torch.arange(num_feats, dtype=torch.float32, device=values.device)
     dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode='floor') / num_feats)
-    angles = values[..., None].float() * (2 * math.pi) / dim_t                     # (..., D, F)
+    angles = values[..., None].float() * (2 * math.pi) / dim_t  # (..., D, F)
     embedding = torch.stack([angles[..., 0::2].sin(), angles[..., 1::2].cos()], dim=-1).flatten(-2)
     return embedding.flatten(-2).to(values.dtype)
 
@@ -61,8 +62,8 @@ class QueryAnchors(nn.Module):
         self.content = nn.Embedding(num_queries, hidden_dim)
         bounds = torch.as_tensor(anchor_range, dtype=torch.float32).reshape(2, 3)
         if anchor_fov:
-            tan_half = torch.as_tensor(anchor_fov, dtype=torch.float32)                 # (2,) x, y
-            directions = (stratified_unit_square(num_queries) * 2 - 1) * tan_half      # (Q, 2)
+            tan_half = torch.as_tensor(anchor_fov, dtype=torch.float32)  # (2,) x, y
+            directions = (stratified_unit_square(num_queries) * 2 - 1) * tan_half  # (Q, 2)
             depth = bounds[0, 2] + torch.rand(num_queries) * (bounds[1, 2] - bounds[0, 2])
             metric = torch.cat([directions * depth[:, None], depth[:, None]], dim=-1)  # (Q, 3)
         else:
@@ -70,8 +71,8 @@ class QueryAnchors(nn.Module):
         self.reference_points = nn.Parameter(position_range.normalize(metric).clamp(1e-3, 1 - 1e-3))
 
     def forward(self, batch):
-        content = self.content.weight[None].expand(batch, -1, -1)                # (B, Q, C)
-        reference = self.reference_points[None].expand(batch, -1, -1)            # (B, Q, 3) in [0, 1]
+        content = self.content.weight[None].expand(batch, -1, -1)  # (B, Q, C)
+        reference = self.reference_points[None].expand(batch, -1, -1)  # (B, Q, 3) in [0, 1]
         return content, reference
 
 
@@ -106,37 +107,49 @@ class PoseAwareLayerNorm(nn.Module):
         condition = self.reduce(motion)
         return self.gamma(condition), self.beta(condition)
 
-    def forward(self, x, motion, modulation=None):               # x (B, n, C), motion (B, n, 13)
+    def forward(self, x, motion, modulation=None):  # x (B, n, C), motion (B, n, 13)
         gamma, beta = self.modulation(motion) if modulation is None else modulation
-        return torch.addcmul(beta, gamma, self.norm(x))          # gamma * LN(x) + beta
+        return torch.addcmul(beta, gamma, self.norm(x))  # gamma * LN(x) + beta
 
 
 # --- decoder --------------------------------------------------------------------------------------------------
 class DecoderLayer(nn.Module):
     """Temporal cross-attention over [current; memory] (eq. 7) -> deformable CA (eq. 8) -> FFN, post-norm."""
 
-    def __init__(self, hidden_dim, num_heads, ffn_dim, num_levels, num_points, dropout, sampling_radius,
-                 max_sampling_offset, depth_guidance=False):
+    def __init__(
+        self,
+        hidden_dim,
+        num_heads,
+        ffn_dim,
+        num_levels,
+        num_points,
+        dropout,
+        sampling_radius,
+        max_sampling_offset,
+        depth_guidance=False,
+    ):
         super().__init__()
         self.temporal_attention = nn.MultiheadAttention(hidden_dim, num_heads, dropout=dropout, batch_first=True)
         self.norm1 = nn.LayerNorm(hidden_dim)
-        self.geometry_attention = GeometryDeformableCrossAttention(hidden_dim, num_heads, num_levels, num_points,
-                                                                   sampling_radius, max_sampling_offset,
-                                                                   depth_guidance)
+        self.geometry_attention = GeometryDeformableCrossAttention(
+            hidden_dim, num_heads, num_levels, num_points, sampling_radius, max_sampling_offset, depth_guidance
+        )
         self.norm2 = nn.LayerNorm(hidden_dim)
-        self.ffn = nn.Sequential(nn.Linear(hidden_dim, ffn_dim), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                                 nn.Linear(ffn_dim, hidden_dim))
+        self.ffn = nn.Sequential(
+            nn.Linear(hidden_dim, ffn_dim), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(ffn_dim, hidden_dim)
+        )
         self.norm3 = nn.LayerNorm(hidden_dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, query, query_pos, reference_points, levels, K, image_hw, memory=None, memory_pos=None,
-                depth_map=None):
+    def forward(
+        self, query, query_pos, reference_points, levels, K, image_hw, memory=None, memory_pos=None, depth_map=None
+    ):
         """query/query_pos (B, Q, C); reference_points (B, Q, 3) metres; memory/memory_pos (B, M, C) or None;
         depth_map (B, 1, h, w) metres or None (depth-guided attention only)."""
         q = query + query_pos
         keys, values = q, query
         if memory is not None:
-            keys = torch.cat([q, memory + memory_pos], dim=1)                   # (B, Q + M, C)
+            keys = torch.cat([q, memory + memory_pos], dim=1)  # (B, Q + M, C)
             values = torch.cat([query, memory], dim=1)
         attended = self.temporal_attention(q, keys, values, need_weights=False)[0]
         query = self.norm1(query + self.dropout(attended))
@@ -159,16 +172,27 @@ class SpatialTemporalQueryDecoder(nn.Module):
             if not 0 <= cfg.proposal_level < num_levels:
                 raise ValueError(f'proposal_level {cfg.proposal_level}: expected 0..{num_levels - 1}')
             self.proposals = ProposalQueries(dim, cfg.proposal_queries, cfg.proposal_level)
-        self.query_position = mlp(3 * (dim // 2), dim, dim)     # sine(reference point) -> positional embedding
-        self.time_embedding = mlp(dim, dim, dim)                # sine(age in frames) -> added to the position
+        self.query_position = mlp(3 * (dim // 2), dim, dim)  # sine(reference point) -> positional embedding
+        self.time_embedding = mlp(dim, dim, dim)  # sine(age in frames) -> added to the position
         self.content_alignment = PoseAwareLayerNorm(MOTION_DIM, dim)
         self.position_alignment = PoseAwareLayerNorm(MOTION_DIM, dim)
         self.layers = nn.ModuleList(
-            DecoderLayer(dim, cfg.decoder_heads, cfg.decoder_ffn_dim, num_levels, cfg.decoder_points, cfg.dropout,
-                         cfg.sampling_radius, cfg.max_sampling_offset, cfg.depth_guidance)
-            for _ in range(cfg.decoder_layers))
-        self.pose_heads = nn.ModuleList(PoseHead(dim, cfg.size_prior, azimuth_bins=cfg.azimuth_bins)
-                                        for _ in range(cfg.decoder_layers))
+            DecoderLayer(
+                dim,
+                cfg.decoder_heads,
+                cfg.decoder_ffn_dim,
+                num_levels,
+                cfg.decoder_points,
+                cfg.dropout,
+                cfg.sampling_radius,
+                cfg.max_sampling_offset,
+                cfg.depth_guidance,
+            )
+            for _ in range(cfg.decoder_layers)
+        )
+        self.pose_heads = nn.ModuleList(
+            PoseHead(dim, cfg.size_prior, azimuth_bins=cfg.azimuth_bins) for _ in range(cfg.decoder_layers)
+        )
 
     def embed_time(self, ages):
         """(B, n) ages in frames -> (B, n, C); constant over the decoder layers, so computed once."""
@@ -230,14 +254,15 @@ class SpatialTemporalQueryDecoder(nn.Module):
             with _stage(timer, 'stsq'):
                 query_pos = self.embed_positions(reference, time_embedding, motion, position_modulation)
                 metric_reference = self.position_range.denormalize(reference)
-                content = layer(content, query_pos, metric_reference, levels, K, image_hw,
-                                memory_content, memory_pos, depth_map)
+                content = layer(
+                    content, query_pos, metric_reference, levels, K, image_hw, memory_content, memory_pos, depth_map
+                )
             with _stage(timer, 'pose_head'):
                 prediction = head(content, reference, self.position_range)
             # Each layer refines the reference; gradients stop here as in DETR3D's box refinement.
             reference = prediction.pop('reference_normalized').detach()
             outputs.append(prediction)
-        outputs[-1].update(proposal_outputs)     # the proposal head's dense outputs ride with the final layer
+        outputs[-1].update(proposal_outputs)  # the proposal head's dense outputs ride with the final layer
         return outputs, content
 
 

@@ -15,6 +15,7 @@ image then has the same label, while the egocentric x column differs by the angl
     x column      = cos(a) e1 + sin(a) e2,   a = centre of the best bin + its residual
 Where the ray runs along y (looking straight down the up axis) the camera's x axis replaces it.
 """
+
 import math
 
 import torch
@@ -94,6 +95,6 @@ class AzimuthBins(nn.Module):
 
     def azimuth(self, logits, residual):
         """The best bin's centre plus its residual, (B, Q) radians."""
-        best = logits.argmax(-1, keepdim=True)                                            # (B, Q, 1)
+        best = logits.argmax(-1, keepdim=True)  # (B, Q, 1)
         centre = bin_centres(self.num_bins, logits.device, logits.dtype)[best[..., 0]]
         return centre + residual.gather(-1, best)[..., 0] * (bin_width(self.num_bins) / 2)

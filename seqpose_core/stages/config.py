@@ -10,6 +10,7 @@ Architecture (what the checkpoint's tensors are) stays in `model.config.ModelCon
 training (which classes the refiner serves, how much its depth counts) lives here. Checkpoints written before
 the sections existed keep loading: `migrate_inference_values` maps their flat names.
 """
+
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,8 +55,8 @@ def check_fields(values, where):
             raise ConfigError(f'{where}.{item.name} {value!r}: expected one of {list(choices)}')
         if bounds is not None:
             low, high, *open_ends = bounds
-            low_open, high_open = (open_ends[0] if open_ends else (False, False))
-            if (value < low or value > high or (low_open and value == low) or (high_open and value == high)):
+            low_open, high_open = open_ends[0] if open_ends else (False, False)
+            if value < low or value > high or (low_open and value == low) or (high_open and value == high):
                 left, right = '(' if low_open else '[', ')' if high_open else ']'
                 raise ConfigError(f'{where}.{item.name} {value}: expected a value in {left}{low}, {high}{right}')
 
@@ -73,11 +74,15 @@ def _class_names(names, where):
 class SuppressionSettings:
     """One detection per object (seqpose_core.suppression), after the decoder and again after the refiner
     moved boxes."""
-    method: str = setting('projected_iou', "'projected_iou' (same class, projected boxes overlapping by more than "
-                          "iou, or centres closer than distance), 'centre_distance' or 'none'", choices=SUPPRESSIONS)
+
+    method: str = setting(
+        'projected_iou',
+        "'projected_iou' (same class, projected boxes overlapping by more than "
+        "iou, or centres closer than distance), 'centre_distance' or 'none'",
+        choices=SUPPRESSIONS,
+    )
     iou: float = setting(0.5, 'projected-box IoU above which two same-class detections are one', range=(0.0, 1.0))
-    distance: float = setting(0.05, 'metres: same-class detections whose centres are closer are one',
-                              range=(0.0, 10.0))
+    distance: float = setting(0.05, 'metres: same-class detections whose centres are closer are one', range=(0.0, 10.0))
 
     def __post_init__(self):
         check_fields(self, 'inference.suppression')
@@ -87,18 +92,32 @@ class SuppressionSettings:
 class RefinerSettings:
     """Models with a pose refiner (model.refiner_width > 0): a second look at each detection in a crop of the
     full-resolution image (seqpose_core.stages.refiner)."""
-    rotation: bool = setting(True, "the refiner replaces the decoder's rotation of the detections of `classes` "
-                             "(false: the decoder's pose, e.g. for an ablation)")
-    box: bool = setting(True, "where the model's refiner re-estimates boxes (model.refiner_box): it replaces the "
-                        "translation and size of the detections of `box_classes` too (needs rotation)")
-    passes: int = setting(2, 'how many times the refiner looks; each pass after the first reads the crop around '
-                          'the box the one before gave', range=(1, 16))
+
+    rotation: bool = setting(
+        True,
+        "the refiner replaces the decoder's rotation of the detections of `classes` "
+        "(false: the decoder's pose, e.g. for an ablation)",
+    )
+    box: bool = setting(
+        True,
+        "where the model's refiner re-estimates boxes (model.refiner_box): it replaces the "
+        'translation and size of the detections of `box_classes` too (needs rotation)',
+    )
+    passes: int = setting(
+        2,
+        'how many times the refiner looks; each pass after the first reads the crop around the box the one before gave',
+        range=(1, 16),
+    )
     # the refined depth in log space: this weight on the crop's (its metric size over its projected diagonal),
     # the rest on the decoder's (which also sees the table and the neighbours)
-    depth_weight: float = setting(0.5, "weight of the crop's depth against the decoder's (1: the crop's alone)",
-                                  range=(0.0, 1.0))
-    classes: tuple[str, ...] = setting(('camera', 'laptop', 'mug'), 'the classes whose rotation the refiner serves '
-                                       '(`seqpose train-refiner --classes`, `seqpose select-refiner-classes`)')
+    depth_weight: float = setting(
+        0.5, "weight of the crop's depth against the decoder's (1: the crop's alone)", range=(0.0, 1.0)
+    )
+    classes: tuple[str, ...] = setting(
+        ('camera', 'laptop', 'mug'),
+        'the classes whose rotation the refiner serves '
+        '(`seqpose train-refiner --classes`, `seqpose select-refiner-classes`)',
+    )
     box_classes: tuple[str, ...] = setting((), 'of `classes`, those whose box the refiner serves too')
 
     def __post_init__(self):
@@ -107,14 +126,16 @@ class RefinerSettings:
         self.box_classes = _class_names(self.box_classes, 'inference.refiner.box_classes')
         outside = [name for name in self.box_classes if name not in self.classes]
         if outside:
-            raise ConfigError(f'inference.refiner.box_classes: {outside} not in inference.refiner.classes '
-                              f'{list(self.classes)}')
+            raise ConfigError(
+                f'inference.refiner.box_classes: {outside} not in inference.refiner.classes {list(self.classes)}'
+            )
 
 
 @dataclass
 class CropScoringSettings:
     """Models whose refiner scores crops (model.refiner_scoring): a detection's score s becomes s^(1 - w) p^w, p
     the crop's probability of its class (seqpose_core.stages.crop_scoring)."""
+
     enabled: bool = setting(True, "fuse the crop scorer's opinion into the score (false: the decoder's score)")
     weight: float = setting(0.5, "w: the crop scorer's weight in the published score", range=(0.0, 1.0))
 
@@ -125,12 +146,21 @@ class CropScoringSettings:
 @dataclass
 class TrackSettings:
     """The one tracker (seqpose_core.stages.tracks): track ids, and in video mode scores that remember."""
-    score_decay: float = setting(0.8, "video mode: a detection publishes the mean of its track's scores, the past "
-                                 "weighted by this per frame (0: each frame's own score)", range=(0.0, 1.0, (False, True)))
-    distance: float = setting(0.1, 'metres: a detection continues the nearest track of its class within this',
-                              range=(0.0, 10.0, (True, False)))
-    confirm_hits: int = setting(2, 'frames a track must be seen in before it is confirmed (gets a TF frame)',
-                                range=(1, 1000))
+
+    score_decay: float = setting(
+        0.8,
+        "video mode: a detection publishes the mean of its track's scores, the past "
+        "weighted by this per frame (0: each frame's own score)",
+        range=(0.0, 1.0, (False, True)),
+    )
+    distance: float = setting(
+        0.1,
+        'metres: a detection continues the nearest track of its class within this',
+        range=(0.0, 10.0, (True, False)),
+    )
+    confirm_hits: int = setting(
+        2, 'frames a track must be seen in before it is confirmed (gets a TF frame)', range=(1, 1000)
+    )
     max_misses: int = setting(5, 'frames a track lives on unseen before it ends', range=(0, 1000))
 
     def __post_init__(self):
@@ -140,12 +170,22 @@ class TrackSettings:
 @dataclass
 class SupportPlaneSettings:
     """Objects standing on one surface share its up (seqpose_core.stages.support_plane)."""
-    enabled: bool = setting(True, "detections whose up axis lies within gate_deg of the score-weighted consensus "
-                            "take it (false: each keeps its own rotation: objects held in a hand, on a slope)")
-    gate_deg: float = setting(20.0, 'degrees: the widest an up axis may be from the consensus and vote or take it',
-                              range=(0.0, 90.0, (True, True)))
-    decay: float = setting(0.97, "video mode: the past frames' votes weigh this per frame (0: each frame alone)",
-                           range=(0.0, 1.0, (False, True)))
+
+    enabled: bool = setting(
+        True,
+        'detections whose up axis lies within gate_deg of the score-weighted consensus '
+        'take it (false: each keeps its own rotation: objects held in a hand, on a slope)',
+    )
+    gate_deg: float = setting(
+        20.0,
+        'degrees: the widest an up axis may be from the consensus and vote or take it',
+        range=(0.0, 90.0, (True, True)),
+    )
+    decay: float = setting(
+        0.97,
+        "video mode: the past frames' votes weigh this per frame (0: each frame alone)",
+        range=(0.0, 1.0, (False, True)),
+    )
 
     def __post_init__(self):
         check_fields(self, 'inference.support_plane')
@@ -155,16 +195,27 @@ class SupportPlaneSettings:
 @dataclass
 class InferenceConfig:
     """How the stateful runner turns network outputs into detections."""
-    mode: str = setting('video', "'video' (memory on, the paper's MF) or 'single' (memory off, SF); a change resets",
-                        choices=tuple(MODES.values()))
+
+    mode: str = setting(
+        'video',
+        "'video' (memory on, the paper's MF) or 'single' (memory off, SF); a change resets",
+        choices=tuple(MODES.values()),
+    )
     score_threshold: float = setting(0.3, 'detections scoring below this are not published', range=(0.0, 1.0))
     max_detections: int = setting(20, 'at most this many detections a frame, best first', range=(1, 1000))
-    max_frame_gap: float = setting(1.0, 'seconds between the stamps of consecutive received frames above which '
-                                   'the memory and tracks reset (0: never on a gap)', range=(0.0, 3600.0))
+    max_frame_gap: float = setting(
+        1.0,
+        'seconds between the stamps of consecutive received frames above which '
+        'the memory and tracks reset (0: never on a gap)',
+        range=(0.0, 3600.0),
+    )
     # 'proposal' (models with proposal_queries only): sqrt(query probability x the proposal head's probability
     # at the cell under the predicted centre), per class (model.proposals.centre_evidence)
-    score_fusion: str = setting('query', "'query': the queries' own scores (the paper); 'proposal': fused with the "
-                                "proposal head's evidence", choices=SCORE_FUSIONS)
+    score_fusion: str = setting(
+        'query',
+        "'query': the queries' own scores (the paper); 'proposal': fused with the proposal head's evidence",
+        choices=SCORE_FUSIONS,
+    )
     device: str = setting('cpu', "torch device: 'cpu', 'cuda', 'cuda:N'")
     suppression: SuppressionSettings = section(SuppressionSettings, SuppressionSettings.__doc__)
     refiner: RefinerSettings = section(RefinerSettings, RefinerSettings.__doc__)
@@ -181,6 +232,7 @@ class InferenceConfig:
 @dataclass(frozen=True)
 class SettingSpec:
     """One run-time setting by its dotted name under `inference.` (e.g. 'support_plane.enabled')."""
+
     name: str
     default: Any
     help: str
@@ -197,8 +249,15 @@ def settings_table(config: InferenceConfig = None, prefix=''):
         if dataclasses.is_dataclass(value):
             specs.extend(settings_table(value, f'{prefix}{item.name}.'))
         else:
-            specs.append(SettingSpec(f'{prefix}{item.name}', value, item.metadata.get('help', ''),
-                                     item.metadata.get('range'), item.metadata.get('choices')))
+            specs.append(
+                SettingSpec(
+                    f'{prefix}{item.name}',
+                    value,
+                    item.metadata.get('help', ''),
+                    item.metadata.get('range'),
+                    item.metadata.get('choices'),
+                )
+            )
     return specs
 
 
@@ -220,6 +279,7 @@ def with_settings(config: InferenceConfig, changes) -> InferenceConfig:
     """`config` with `changes` ({dotted name: value}, or a nested dict) applied; validated as a whole, unknown
     names refused with the known ones."""
     from seqpose_core.config_schema import from_dict, merge_dicts, to_dict
+
     tree = nested(changes) if any('.' in name for name in changes) else dict(changes)
     tree = nested({name: value for name, value in _flatten(tree).items()})
     if 'mode' in tree:
@@ -240,17 +300,26 @@ def _flatten(tree, prefix=''):
 # --------------------------------------------------------------------------------------------- old names
 # Flat names of the inference section before it had stage sections -> today's dotted names.
 LEGACY_INFERENCE_NAMES = {
-    'duplicate_suppression': 'suppression.method', 'nms_iou': 'suppression.iou',
-    'nms_distance': 'suppression.distance', 'rotation_refinement': 'refiner.rotation',
-    'box_refinement': 'refiner.box', 'refiner_passes': 'refiner.passes', 'crop_score_weight': 'crop_scoring.weight',
-    'score_track_decay': 'tracks.score_decay', 'score_track_distance': 'tracks.distance',
-    'support_plane_gate_deg': 'support_plane.gate_deg', 'support_plane_decay': 'support_plane.decay',
+    'duplicate_suppression': 'suppression.method',
+    'nms_iou': 'suppression.iou',
+    'nms_distance': 'suppression.distance',
+    'rotation_refinement': 'refiner.rotation',
+    'box_refinement': 'refiner.box',
+    'refiner_passes': 'refiner.passes',
+    'crop_score_weight': 'crop_scoring.weight',
+    'score_track_decay': 'tracks.score_decay',
+    'score_track_distance': 'tracks.distance',
+    'support_plane_gate_deg': 'support_plane.gate_deg',
+    'support_plane_decay': 'support_plane.decay',
 }
 # switches that were booleans and are now a section's `enabled`
 LEGACY_SWITCHES = ('crop_scoring', 'support_plane')
 # run-time choices that older checkpoints kept in the model section -> their dotted inference names
-LEGACY_MODEL_NAMES = {'refiner_classes': 'refiner.classes', 'refiner_box_classes': 'refiner.box_classes',
-                      'refiner_depth_weight': 'refiner.depth_weight'}
+LEGACY_MODEL_NAMES = {
+    'refiner_classes': 'refiner.classes',
+    'refiner_box_classes': 'refiner.box_classes',
+    'refiner_depth_weight': 'refiner.depth_weight',
+}
 
 
 def migrate_inference_values(values, model_values=None):
@@ -271,4 +340,5 @@ def migrate_inference_values(values, model_values=None):
     if not moved:
         return values
     from seqpose_core.config_schema import merge_dicts
+
     return merge_dicts(values, nested(moved))

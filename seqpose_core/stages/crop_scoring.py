@@ -6,6 +6,7 @@ stage of a two-stage detector). The score before stays in extras['decoder_score'
 It sees only the detections the decoder scored at or above the threshold: it can lower or raise a kept box,
 not bring back one the decoder dropped (its cost grows with the boxes it reads; measured that way).
 """
+
 import numpy as np
 import torch
 
@@ -33,10 +34,19 @@ class CropScoringStage:
         if self.refiner is None or not self.settings.enabled or not detections:
             return detections, state
         as_tensor = lambda values: torch.as_tensor(values, dtype=torch.float32, device=context.device)  # noqa: E731
-        probabilities = crop_class_probabilities(
-            self.refiner, context.image_float, as_tensor(context.K),
-            as_tensor(np.stack([d.translation for d in detections])), as_tensor(np.stack([d.size for d in detections])),
-            self.crop_size, self.crop_margin).cpu().numpy()                                    # (n, 1 + classes)
+        probabilities = (
+            crop_class_probabilities(
+                self.refiner,
+                context.image_float,
+                as_tensor(context.K),
+                as_tensor(np.stack([d.translation for d in detections])),
+                as_tensor(np.stack([d.size for d in detections])),
+                self.crop_size,
+                self.crop_margin,
+            )
+            .cpu()
+            .numpy()
+        )  # (n, 1 + classes)
         weight = self.settings.weight
         for detection, row in zip(detections, probabilities):
             detection.extras['decoder_score'] = detection.score

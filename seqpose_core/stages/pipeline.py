@@ -1,5 +1,6 @@
 """The stages in the order the runner applies them, and what each may read of the frame (the contract:
 seqpose_core.stages)."""
+
 import functools
 from dataclasses import dataclass
 from typing import Optional
@@ -14,22 +15,23 @@ from seqpose_core.stages.tracks import TrackStage
 
 # in the order the runner applies them
 STAGES = (
-    RefinerStage,           # a second look at each detection's rotation (and box) in a full-resolution crop
-    CropScoringStage,       # a second opinion on what each box holds, fused into its score
-    TrackStage,             # track ids; in video mode scores that remember
-    SupportPlaneStage,      # objects standing on one surface share its up
+    RefinerStage,  # a second look at each detection's rotation (and box) in a full-resolution crop
+    CropScoringStage,  # a second opinion on what each box holds, fused into its score
+    TrackStage,  # track ids; in video mode scores that remember
+    SupportPlaneStage,  # objects standing on one surface share its up
 )
 
 
 @dataclass
 class FrameContext:
     """What a stage may read of the frame being processed."""
-    image_rgb: np.ndarray                    # (H, W, 3) uint8, the camera's full-resolution image
-    K: np.ndarray                            # (3, 3) intrinsics of image_rgb
+
+    image_rgb: np.ndarray  # (H, W, 3) uint8, the camera's full-resolution image
+    K: np.ndarray  # (3, 3) intrinsics of image_rgb
     # (4, 4) T_current_from_previous since the previous processed frame of this sequence (odometry); None:
     # unknown, or the first frame of a sequence
     camera_motion: Optional[np.ndarray]
-    mode: str                                # 'video' or 'single'
+    mode: str  # 'video' or 'single'
     device: torch.device
 
     @functools.cached_property

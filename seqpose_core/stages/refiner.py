@@ -6,6 +6,7 @@ decoder's values stay in extras['decoder_rotation'] / ['decoder_translation'] / 
 Boxes that moved may now coincide on one object where the decoder had them apart: the stage then suppresses
 duplicates again (inference.suppression), as the runner did after the decoder.
 """
+
 import numpy as np
 import torch
 
@@ -27,8 +28,10 @@ class RefinerStage:
         if self.refiner is not None:
             self.crop_size, self.crop_margin = model_cfg.refiner_crop_size, model_cfg.refiner_crop_margin
             if self.settings.box_classes and not model_cfg.refiner_box:
-                raise ConfigError(f'inference.refiner.box_classes {list(self.settings.box_classes)}: this model\'s '
-                                  'refiner does not re-estimate boxes (model.refiner_box false)')
+                raise ConfigError(
+                    f"inference.refiner.box_classes {list(self.settings.box_classes)}: this model's "
+                    'refiner does not re-estimate boxes (model.refiner_box false)'
+                )
 
     def initial_state(self):
         return None
@@ -46,12 +49,21 @@ class RefinerStage:
         boxes = [self.settings.box and d.class_name in self.settings.box_classes for d in chosen]
         as_tensor = lambda values: torch.as_tensor(values, dtype=torch.float32, device=device)  # noqa: E731
         rotations, translations, sizes = (
-            tensor.cpu().numpy().astype(np.float64) for tensor in refine_poses(
-                self.refiner, context.image_float, as_tensor(context.K),
+            tensor.cpu().numpy().astype(np.float64)
+            for tensor in refine_poses(
+                self.refiner,
+                context.image_float,
+                as_tensor(context.K),
                 torch.as_tensor([d.class_id for d in chosen], device=device),
-                as_tensor(np.stack([d.translation for d in chosen])), as_tensor(np.stack([d.size for d in chosen])),
-                self.crop_size, self.crop_margin, boxes=torch.as_tensor(boxes, device=device),
-                depth_weight=self.settings.depth_weight, passes=self.settings.passes))
+                as_tensor(np.stack([d.translation for d in chosen])),
+                as_tensor(np.stack([d.size for d in chosen])),
+                self.crop_size,
+                self.crop_margin,
+                boxes=torch.as_tensor(boxes, device=device),
+                depth_weight=self.settings.depth_weight,
+                passes=self.settings.passes,
+            )
+        )
         for index, detection in enumerate(chosen):
             detection.extras['decoder_rotation'] = detection.rotation
             detection.rotation = rotations[index]
@@ -60,6 +72,12 @@ class RefinerStage:
                 detection.extras['decoder_size'] = detection.size
                 detection.translation, detection.size = translations[index], sizes[index]
         if any(boxes):
-            detections = suppress_duplicates(detections, context.K, self.suppression.method, self.suppression.iou,
-                                             self.suppression.distance, self.max_detections)
+            detections = suppress_duplicates(
+                detections,
+                context.K,
+                self.suppression.method,
+                self.suppression.iou,
+                self.suppression.distance,
+                self.max_detections,
+            )
         return detections, state

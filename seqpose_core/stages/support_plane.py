@@ -13,19 +13,21 @@ frames carry over with weight `decay` per frame, turned by the camera motion whe
 own up is within the gate then takes the shared up and keeps its azimuth (its x axis, re-orthogonalised); one
 beyond the gate keeps its rotation.
 """
+
 import math
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
-ITERATIONS = 3      # re-weighting rounds of the consensus: inliers of the previous round vote in the next
+ITERATIONS = 3  # re-weighting rounds of the consensus: inliers of the previous round vote in the next
 
 
 @dataclass(frozen=True)
 class SupportPlane:
     """The up direction (3,) of the supporting surface in the current camera frame, and the score-weight of
     the votes behind it."""
+
     up: np.ndarray
     weight: float
 
@@ -50,7 +52,7 @@ def consensus_up(ups, weights, gate_deg, prior: Optional[SupportPlane] = None, p
     if prior is not None and prior_weight > 0:
         up = prior.up
     elif len(ups):
-        support = ((ups @ ups.T) >= cos_gate) @ weights                                   # (n,)
+        support = ((ups @ ups.T) >= cos_gate) @ weights  # (n,)
         up = ups[int(np.argmax(support))]
     else:
         return None
@@ -108,11 +110,16 @@ class SupportPlaneStage:
     def apply(self, detections, context, state):
         """state: the SupportPlane of the video so far (video mode), or None."""
         if not self.settings.enabled:
-            return detections, None          # switched back on later, it starts afresh
+            return detections, None  # switched back on later, it starts afresh
         video = context.mode == 'video'
         previous = state.moved(context.camera_motion) if video and state is not None else None
-        plane = updated_plane(previous, [d.rotation[:, 1] for d in detections], [d.score for d in detections],
-                              self.settings.gate_deg, self.settings.decay)
+        plane = updated_plane(
+            previous,
+            [d.rotation[:, 1] for d in detections],
+            [d.score for d in detections],
+            self.settings.gate_deg,
+            self.settings.decay,
+        )
         if plane is not None:
             level_detections(detections, plane, self.settings.gate_deg)
         return detections, plane if video else None

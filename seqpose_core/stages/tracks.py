@@ -17,6 +17,7 @@ A track is confirmed once seen in `confirm_hits` frames (a one-frame false posit
 Ids count up over the runner's life, across resets, so an id is never given to two objects in one run.
 `Tracks` is an immutable value the runner owns, as it owns the query memory.
 """
+
 from dataclasses import dataclass, replace
 from typing import Optional
 
@@ -30,6 +31,7 @@ class Tracks:
     """The live tracks after a frame, one row each: ids (n,), class ids (n,), centres (n, 3) metres in that
     frame's camera frame, the decayed sums of their scores and of their weights (n,), frames seen (n,),
     consecutive frames unseen (n,: 0 for those seen in that frame), confirmed (n,) bool; and the next new id."""
+
     ids: np.ndarray
     class_ids: np.ndarray
     centres: np.ndarray
@@ -42,8 +44,17 @@ class Tracks:
 
     @staticmethod
     def empty(next_id=1) -> 'Tracks':
-        return Tracks(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros(0), np.zeros(0),
-                      np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool), next_id)
+        return Tracks(
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros((0, 3)),
+            np.zeros(0),
+            np.zeros(0),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros(0, bool),
+            next_id,
+        )
 
     def moved(self, camera_motion: Optional[np.ndarray]) -> 'Tracks':
         """The same tracks in the next camera's frame (camera_motion (4, 4) T_current_from_previous; None: the
@@ -62,7 +73,7 @@ def _nearest(order, centres, class_ids, tracks, candidates, distance, assigned):
     (bool (m,)) of its class within `distance`; fills assigned[detection] = track row."""
     if not candidates.any():
         return
-    distances = np.linalg.norm(centres[:, None] - tracks.centres[None], axis=-1)                     # (n, m)
+    distances = np.linalg.norm(centres[:, None] - tracks.centres[None], axis=-1)  # (n, m)
     distances[(class_ids[:, None] != tracks.class_ids[None]) | ~candidates[None]] = np.inf
     taken = np.zeros(len(tracks.ids), dtype=bool)
     taken[[row for row in assigned.values()]] = True
@@ -85,7 +96,7 @@ def update_tracks(tracks: Tracks, detections, settings, smooth_scores):
     class_ids = np.array([d.class_id for d in detections], dtype=np.int64)
     scores = np.array([d.score for d in detections], dtype=np.float64)
     order = np.argsort(-scores, kind='stable')
-    assigned = {}                                                  # detection index -> row of `tracks`
+    assigned = {}  # detection index -> row of `tracks`
     if len(tracks.ids) and count:
         _nearest(order, centres, class_ids, tracks, tracks.misses == 0, settings.distance, assigned)
         _nearest(order, centres, class_ids, tracks, tracks.misses > 0, settings.distance, assigned)
@@ -118,13 +129,16 @@ def update_tracks(tracks: Tracks, detections, settings, smooth_scores):
     unseen[list(assigned.values())] = False
     unseen &= tracks.misses + 1 <= settings.max_misses
     return Tracks(
-        ids=np.concatenate([ids, tracks.ids[unseen]]), class_ids=np.concatenate([class_ids, tracks.class_ids[unseen]]),
+        ids=np.concatenate([ids, tracks.ids[unseen]]),
+        class_ids=np.concatenate([class_ids, tracks.class_ids[unseen]]),
         centres=np.concatenate([centres, tracks.centres[unseen]]),
         score_sums=np.concatenate([score_sums, tracks.score_sums[unseen]]),
         weight_sums=np.concatenate([weight_sums, tracks.weight_sums[unseen]]),
-        hits=np.concatenate([hits, tracks.hits[unseen]]), misses=np.concatenate([np.zeros(count, np.int64),
-                                                                                 tracks.misses[unseen] + 1]),
-        confirmed=np.concatenate([confirmed, tracks.confirmed[unseen]]), next_id=next_id)
+        hits=np.concatenate([hits, tracks.hits[unseen]]),
+        misses=np.concatenate([np.zeros(count, np.int64), tracks.misses[unseen] + 1]),
+        confirmed=np.concatenate([confirmed, tracks.confirmed[unseen]]),
+        next_id=next_id,
+    )
 
 
 class TrackStage:

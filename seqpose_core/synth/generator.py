@@ -6,6 +6,7 @@ Splits (`split='auto'`): with N >= 2 scenes the last max(1, round(N / 5)) scenes
 single: `val`), the others are `train`; N = 1 gives `train`. Any other value puts every scene in that split.
 Scene numbers restart per split: REAL folders scene_1, scene_2, ...; CAMERA folders 00000, 00001, ...
 """
+
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ class SynthOptions:
     overwrite: bool = False
     objects_min: int = 3
     objects_max: int = 6
-    workers: int = 1            # processes rendering scenes side by side (each its own renderer)
+    workers: int = 1  # processes rendering scenes side by side (each its own renderer)
 
 
 def split_assignment(mode, scenes, split='auto'):
@@ -92,8 +93,9 @@ def video_views(rng, options, model_source, background_source, writer, split, nu
 def single_views(rng, options, model_source, background_source, writer, split, number):
     """A CAMERA-style folder: every frame a new scene drawn from the folder's pool of instances, seen from a
     random view. Yields (scene, camera_from_world, noise seed) per frame."""
-    pool = _named_models(rng, model_source, writer, split, number,
-                         [c for c in CLASS_NAMES for _ in range(POOL_PER_CATEGORY)])
+    pool = _named_models(
+        rng, model_source, writer, split, number, [c for c in CLASS_NAMES for _ in range(POOL_PER_CATEGORY)]
+    )
     writer.write_models(split, pool)
     for _ in range(options.frames):
         count = int(rng.integers(options.objects_min, options.objects_max + 1))
@@ -119,8 +121,9 @@ def _check_options(options):
     if options.frames > 10000:
         raise ValueError(f'--frames {options.frames}: frame ids have 4 digits (at most 10000 frames per scene)')
     if not 1 <= options.objects_min <= options.objects_max <= 8:
-        raise ValueError(f'objects per scene must satisfy 1 <= min <= max <= 8, got {options.objects_min}..'
-                         f'{options.objects_max}')
+        raise ValueError(
+            f'objects per scene must satisfy 1 <= min <= max <= 8, got {options.objects_min}..{options.objects_max}'
+        )
     if options.workers < 1:
         raise ValueError(f'--workers {options.workers}: expected at least 1 process')
 
@@ -133,23 +136,27 @@ def generate(options, progress=None, on_frame=None):
     With `options.workers` > 1 the scenes are shared among that many processes, each with its own renderer;
     the files are the same as with one, since every scene draws from its own generator."""
     _check_options(options)
-    scenes = [(index, split, number)
-              for index, (split, number) in enumerate(split_assignment(options.mode, options.scenes, options.split))]
+    scenes = [
+        (index, split, number)
+        for index, (split, number) in enumerate(split_assignment(options.mode, options.scenes, options.split))
+    ]
     if options.workers == 1 or len(scenes) == 1:
         return render_scenes(options, scenes, progress, on_frame)
     if on_frame is not None:
         raise ValueError('generate: on_frame needs workers=1 (it is called in the rendering process)')
-    writer = NocsWriter(options.out, options.mode, options.width, options.height, overwrite=options.overwrite,
-                        workers=0)
+    writer = NocsWriter(
+        options.out, options.mode, options.width, options.height, overwrite=options.overwrite, workers=0
+    )
     workers = min(options.workers, len(scenes))
     # several interleaved shares per process: early and late scenes (the held-out split) spread over every
     # process, and a failure stops the run after the shares in flight rather than after whole halves
     shares = min(len(scenes), 4 * workers)
-    context = multiprocessing.get_context('spawn')      # a forked EGL context is not usable in the child
+    context = multiprocessing.get_context('spawn')  # a forked EGL context is not usable in the child
     with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
         frames_written = manager.Queue()
-        futures = [pool.submit(_render_share, options, scenes[share::shares], frames_written)
-                   for share in range(shares)]
+        futures = [
+            pool.submit(_render_share, options, scenes[share::shares], frames_written) for share in range(shares)
+        ]
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.2)
@@ -158,7 +165,7 @@ def generate(options, progress=None, on_frame=None):
             if failed:
                 for future in pending:
                     future.cancel()
-                raise failed[0].exception()   # a worker's exception, as it was raised there
+                raise failed[0].exception()  # a worker's exception, as it was raised there
         _report_frames(frames_written, progress)
         for future in futures:
             writer.add_lists(*future.result())
@@ -196,13 +203,23 @@ def render_scenes(options, scenes, progress=None, on_frame=None, write_lists=Tru
             views = VIEWS[options.mode](rng, options, model_source, background_source, writer, split, number)
             loaded = None
             for frame_index, (scene, camera_from_world, noise_seed) in enumerate(views):
-                if scene is not loaded:     # a video renders one scene from every view; single, a scene per view
-                    renderer.load_scene([(o.model, o.appearance, o.instance_id) for o in scene.objects],
-                                        scene.table_half_size, scene.table_texture, scene.background, scene.light,
-                                        table_tiles=scene.table_tiles)
+                if scene is not loaded:  # a video renders one scene from every view; single, a scene per view
+                    renderer.load_scene(
+                        [(o.model, o.appearance, o.instance_id) for o in scene.objects],
+                        scene.table_half_size,
+                        scene.table_texture,
+                        scene.background,
+                        scene.light,
+                        table_tiles=scene.table_tiles,
+                    )
                     loaded = scene
-                rendered = renderer.render(writer.K, camera_from_world, [o.world_from_object for o in scene.objects],
-                                           scene.shadow_blobs(), noise_seed=noise_seed)
+                rendered = renderer.render(
+                    writer.K,
+                    camera_from_world,
+                    [o.world_from_object for o in scene.objects],
+                    scene.shadow_blobs(),
+                    noise_seed=noise_seed,
+                )
                 label = writer.write_frame(folder, frame_index, rendered, scene.objects, camera_from_world)
                 if on_frame:
                     on_frame(folder, frame_index, rendered, scene, camera_from_world, label)

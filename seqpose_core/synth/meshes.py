@@ -13,6 +13,7 @@ Every mesh is built from parts. A part carries a `material` index per vertex (0 
 1 = a secondary surface such as a laptop screen or a camera lens) so the renderer can colour it, and parts keep
 their own vertex normals, so box edges stay sharp while surfaces of revolution are shaded smoothly.
 """
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +22,14 @@ import numpy as np
 from seqpose_core import CLASS_NAMES
 
 # NOCS ShapeNet synset of each category (nocs-data-format.md §5), used for the CAMERA-style model folders.
-SYNSET_IDS = {'bottle': '02876657', 'bowl': '02880940', 'camera': '02942699', 'can': '02946921',
-              'laptop': '03642806', 'mug': '03797390'}
+SYNSET_IDS = {
+    'bottle': '02876657',
+    'bowl': '02880940',
+    'camera': '02942699',
+    'can': '02946921',
+    'laptop': '03642806',
+    'mug': '03797390',
+}
 
 MATERIAL_MAIN, MATERIAL_SECONDARY = 0.0, 1.0
 # Material marking a mug handle: shaded like the main surface, counted for handle visibility.
@@ -34,6 +41,7 @@ MESH_SUFFIXES = ('.obj', '.ply')
 @dataclass
 class ObjectModel:
     """One object instance: a triangle mesh in the normalised NOCS frame plus its metric scale."""
+
     category: str
     name: str
     vertices: np.ndarray  # (V, 3) float32, NOCS frame, box diagonal 1
@@ -61,6 +69,7 @@ class ObjectModel:
 
 # ---------------------------------------------------------------------------------------------------------
 # Parts
+
 
 @dataclass
 class _Part:
@@ -95,10 +104,12 @@ def _revolve(radius, height, sections, material=MATERIAL_MAIN, smooth=True):
         normal_2d = np.repeat(np.stack([tangent[:, 1], -tangent[:, 0]], 1), 2, axis=0)
         rows = [(2 * i, 2 * i + 1) for i in range(len(radius) - 1)]
     normal_2d /= np.maximum(np.linalg.norm(normal_2d, axis=1, keepdims=True), 1e-12)
-    vertices = np.stack([segment_r[:, None] * cos[None], np.repeat(segment_h[:, None], sections, 1),
-                         segment_r[:, None] * sin[None]], -1).reshape(-1, 3)
-    normals = np.stack([normal_2d[:, 0:1] * cos[None], np.repeat(normal_2d[:, 1:2], sections, 1),
-                        normal_2d[:, 0:1] * sin[None]], -1).reshape(-1, 3)
+    vertices = np.stack(
+        [segment_r[:, None] * cos[None], np.repeat(segment_h[:, None], sections, 1), segment_r[:, None] * sin[None]], -1
+    ).reshape(-1, 3)
+    normals = np.stack(
+        [normal_2d[:, 0:1] * cos[None], np.repeat(normal_2d[:, 1:2], sections, 1), normal_2d[:, 0:1] * sin[None]], -1
+    ).reshape(-1, 3)
     faces = []
     column = np.arange(sections)
     following = (column + 1) % sections
@@ -143,8 +154,9 @@ def _box(extents, center=(0.0, 0.0, 0.0), rotation=None, material=MATERIAL_MAIN)
 
 def _cylinder_z(radius, length, center, sections, material):
     """Closed cylinder along z (a camera lens), sharp rims."""
-    part = _revolve([0.0, radius, radius, 0.0], [-length / 2, -length / 2, length / 2, length / 2], sections,
-                    material, smooth=False)
+    part = _revolve(
+        [0.0, radius, radius, 0.0], [-length / 2, -length / 2, length / 2, length / 2], sections, material, smooth=False
+    )
     # revolve builds about y: turn y into z (x stays) with a proper rotation (y -> z, z -> -y)
     turn = np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])
     return _Part(part.vertices @ turn.T + center, part.faces, part.normals @ turn.T, material)
@@ -156,8 +168,10 @@ def _torus_segment(major, minor, center, start, stop, sections_major=16, section
     phi = np.linspace(0, 2 * np.pi, sections_minor, endpoint=False)
     ring = np.stack([np.cos(theta), np.sin(theta), np.zeros_like(theta)], 1)  # direction of each ring centre
     # tube cross-section spanned by the ring direction and z
-    normals = (np.cos(phi)[None, :, None] * ring[:, None, :]
-               + np.sin(phi)[None, :, None] * np.array([0, 0, 1.0])[None, None, :])
+    normals = (
+        np.cos(phi)[None, :, None] * ring[:, None, :]
+        + np.sin(phi)[None, :, None] * np.array([0, 0, 1.0])[None, None, :]
+    )
     vertices = center + major * ring[:, None, :] + minor * normals
     faces = []
     column = np.arange(sections_minor)
@@ -184,13 +198,21 @@ def _model_from_parts(category, name, parts, handle_x_min_metric=None):
     handle_x_min = float('inf')
     if handle_x_min_metric is not None:
         handle_x_min = (handle_x_min_metric - center[0]) / scale
-    return ObjectModel(category=category, name=name, vertices=((vertices - center) / scale).astype(np.float32),
-                       faces=faces.astype(np.int32), normals=normals.astype(np.float32),
-                       materials=materials.astype(np.float32), scale=scale, handle_x_min=handle_x_min)
+    return ObjectModel(
+        category=category,
+        name=name,
+        vertices=((vertices - center) / scale).astype(np.float32),
+        faces=faces.astype(np.int32),
+        normals=normals.astype(np.float32),
+        materials=materials.astype(np.float32),
+        scale=scale,
+        handle_x_min=handle_x_min,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Categories. Dimensions in metres, ranges chosen around the REAL275 instances and common household objects.
+
 
 def _bottle(rng, sections):
     height = rng.uniform(0.16, 0.30)
@@ -201,8 +223,19 @@ def _bottle(rng, sections):
     waist = rng.uniform(0.85, 1.0)  # a slight waist in the body for some bottles
     cap = neck * rng.uniform(1.05, 1.25)
     r = [0, radius * 0.92, radius, radius * waist, radius, radius * 0.75, neck, neck, cap, cap, 0]
-    h = [0, 0, 0.01, shoulder * 0.5, shoulder, (shoulder + neck_start) / 2, neck_start,
-         height - 0.025, height - 0.025, height, height]
+    h = [
+        0,
+        0,
+        0.01,
+        shoulder * 0.5,
+        shoulder,
+        (shoulder + neck_start) / 2,
+        neck_start,
+        height - 0.025,
+        height - 0.025,
+        height,
+        height,
+    ]
     return [_revolve(r, h, sections)]
 
 
@@ -268,12 +301,22 @@ def _laptop(rng, sections):
     c, s = np.cos(hinge), np.sin(hinge)
     tilt = np.array([[1.0, 0, 0], [0, c, s], [0, -s, c]])
     hinge_point = np.array([0, base_thickness, -depth / 2])
-    screen = _box([width, screen_thickness, depth], center=hinge_point + tilt @ [0, screen_thickness / 2, depth / 2],
-                  rotation=tilt)
-    panel = _box([width * 0.92, 0.0012, depth * 0.88], center=hinge_point + tilt @ [0, -0.0006, depth / 2],
-                 rotation=tilt, material=MATERIAL_SECONDARY)
-    keyboard = _box([width * 0.85, 0.0012, depth * 0.45], center=[0, base_thickness + 0.0005, -depth * 0.12],
-                    material=MATERIAL_SECONDARY)
+    screen = _box(
+        [width, screen_thickness, depth],
+        center=hinge_point + tilt @ [0, screen_thickness / 2, depth / 2],
+        rotation=tilt,
+    )
+    panel = _box(
+        [width * 0.92, 0.0012, depth * 0.88],
+        center=hinge_point + tilt @ [0, -0.0006, depth / 2],
+        rotation=tilt,
+        material=MATERIAL_SECONDARY,
+    )
+    keyboard = _box(
+        [width * 0.85, 0.0012, depth * 0.45],
+        center=[0, base_thickness + 0.0005, -depth * 0.12],
+        material=MATERIAL_SECONDARY,
+    )
     return [base, screen, panel, keyboard]
 
 
@@ -286,8 +329,9 @@ def _camera(rng, sections):
     body = _box([width, height, depth], center=[0, height / 2, 0])
     lens_x = rng.uniform(-0.1, 0.1) * width
     lens_y = height * rng.uniform(0.42, 0.5)
-    lens = _cylinder_z(lens_radius, lens_length, np.array([lens_x, lens_y, depth / 2 + lens_length / 2]),
-                       sections, MATERIAL_SECONDARY)
+    lens = _cylinder_z(
+        lens_radius, lens_length, np.array([lens_x, lens_y, depth / 2 + lens_length / 2]), sections, MATERIAL_SECONDARY
+    )
     parts = [body, lens]
     if rng.random() < 0.7:  # viewfinder hump / flash housing on top
         hump = [width * rng.uniform(0.25, 0.4), height * rng.uniform(0.15, 0.25), depth * rng.uniform(0.6, 0.9)]
@@ -316,8 +360,14 @@ def procedural_model(category, rng, name=None, sections=40):
 # Users' meshes
 
 # Metric diagonal ranges used to scale users' meshes (their files carry no reliable unit).
-SCALE_RANGES = {'bottle': (0.17, 0.32), 'bowl': (0.14, 0.26), 'camera': (0.13, 0.2), 'can': (0.1, 0.18),
-                'laptop': (0.4, 0.55), 'mug': (0.12, 0.17)}
+SCALE_RANGES = {
+    'bottle': (0.17, 0.32),
+    'bowl': (0.14, 0.26),
+    'camera': (0.13, 0.2),
+    'can': (0.1, 0.18),
+    'laptop': (0.4, 0.55),
+    'mug': (0.12, 0.17),
+}
 
 
 def load_mesh_file(path, category):
@@ -341,17 +391,29 @@ def load_mesh_file(path, category):
     if not np.isfinite(diagonal) or diagonal <= 0:
         raise ValueError(f'{path}: degenerate mesh (zero-size bounding box)')
     normals = np.asarray(loaded.vertex_normals, np.float32)
-    return ObjectModel(category=category, name=path.stem,
-                       vertices=((vertices - (lower + upper) / 2) / diagonal).astype(np.float32),
-                       faces=np.asarray(loaded.faces, np.int32), normals=normals,
-                       materials=np.zeros(len(vertices), np.float32), scale=1.0)
+    return ObjectModel(
+        category=category,
+        name=path.stem,
+        vertices=((vertices - (lower + upper) / 2) / diagonal).astype(np.float32),
+        faces=np.asarray(loaded.faces, np.int32),
+        normals=normals,
+        materials=np.zeros(len(vertices), np.float32),
+        scale=1.0,
+    )
 
 
 def with_scale(model, scale, name):
     """A copy of `model` with another metric scale and name (the mesh arrays are shared, not copied)."""
-    return ObjectModel(category=model.category, name=name, vertices=model.vertices, faces=model.faces,
-                       normals=model.normals, materials=model.materials, scale=float(scale),
-                       handle_x_min=model.handle_x_min)
+    return ObjectModel(
+        category=model.category,
+        name=name,
+        vertices=model.vertices,
+        faces=model.faces,
+        normals=model.normals,
+        materials=model.materials,
+        scale=float(scale),
+        handle_x_min=model.handle_x_min,
+    )
 
 
 class ModelSource:
@@ -371,8 +433,9 @@ class ModelSource:
             if files:
                 self.user_files[category] = files
         if not self.user_files:
-            raise ValueError(f'--models {models_dir}: no <category>/*.obj or *.ply files '
-                             f'(categories: {", ".join(CLASS_NAMES)})')
+            raise ValueError(
+                f'--models {models_dir}: no <category>/*.obj or *.ply files (categories: {", ".join(CLASS_NAMES)})'
+            )
 
     def draw(self, category, rng, name):
         files = self.user_files.get(category)

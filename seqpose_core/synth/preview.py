@@ -1,5 +1,6 @@
 """Contact sheet of generated frames, read back from the written files with the official decodings:
 colour with the GT boxes and axes, depth, instance mask and the NOCS map, one row per frame."""
+
 from pathlib import Path
 
 import cv2
@@ -9,8 +10,19 @@ from seqpose_core import CLASS_NAMES
 from seqpose_core.safe_pickle import safe_load
 from seqpose_core.synth.writer import decode_coord
 
-_PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
-                     [70, 240, 240], [240, 50, 230]], np.uint8)
+_PALETTE = np.array(
+    [
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+    ],
+    np.uint8,
+)
 
 
 def _project(points, K):
@@ -33,8 +45,14 @@ def draw_label(image_bgr, label, K):
         uv = _project(corners, K)
         color = tuple(int(c) for c in _PALETTE[(int(label['class_ids'][i]) - 1) % len(_PALETTE)][::-1])
         for a, b in BOX_EDGES:
-            cv2.line(image_bgr, tuple(np.round(uv[a]).astype(int)), tuple(np.round(uv[b]).astype(int)), color,
-                     thickness, cv2.LINE_AA)
+            cv2.line(
+                image_bgr,
+                tuple(np.round(uv[a]).astype(int)),
+                tuple(np.round(uv[b]).astype(int)),
+                color,
+                thickness,
+                cv2.LINE_AA,
+            )
         axes = np.vstack([np.zeros(3), np.eye(3) * metric_size.max() * 0.4]) @ rotation.T + translation
         axes_uv = np.round(_project(axes, K)).astype(int)
         for axis, axis_color in enumerate([(0, 0, 255), (0, 255, 0), (255, 0, 0)]):
@@ -42,8 +60,16 @@ def draw_label(image_bgr, label, K):
         name = CLASS_NAMES[int(label['class_ids'][i]) - 1]
         if name == 'mug':
             name += ' h' if int(label['handle_visibility'][i]) else ' noh'
-        cv2.putText(image_bgr, name, tuple(axes_uv[0] + [3, -3]), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.35 * thickness, color, thickness, cv2.LINE_AA)
+        cv2.putText(
+            image_bgr,
+            name,
+            tuple(axes_uv[0] + [3, -3]),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.35 * thickness,
+            color,
+            thickness,
+            cv2.LINE_AA,
+        )
     return image_bgr
 
 
@@ -83,8 +109,7 @@ def contact_sheet(prefixes, K, path, tile_width=320):
         height = int(round(tiles[0].shape[0] * tile_width / tiles[0].shape[1]))
         tiles = [cv2.resize(t, (tile_width, height), interpolation=cv2.INTER_AREA) for t in tiles]
         name = '/'.join(Path(prefix).parts[-3:])  # split/scene/frame
-        cv2.putText(tiles[0], name, (4, 14), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.4, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(tiles[0], name, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
         rows.append(np.hstack(tiles))
     sheet = np.vstack(rows)
     if not cv2.imwrite(str(path), sheet):

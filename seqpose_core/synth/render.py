@@ -17,6 +17,7 @@ camera looks along +z), NDC y grows with the image row v, and since glReadPixels
 row first, that row is image row 0 — the read-back arrays are already in image order. `opencv_projection`
 is checked against `geometry.project_points` in the tests.
 """
+
 from dataclasses import dataclass
 from importlib import resources
 
@@ -32,6 +33,7 @@ PATTERNS = ('plain', 'bands', 'label', 'checker', 'blotches', 'vertical_stripes'
 @dataclass
 class Appearance:
     """Per-object surface colours and procedural pattern (in NOCS coordinates, so it sticks to the object)."""
+
     color_main: np.ndarray  # RGB in [0, 1]
     color_pattern: np.ndarray
     color_secondary: np.ndarray  # MATERIAL_SECONDARY surfaces: laptop screen/keyboard, camera lens
@@ -81,17 +83,20 @@ def opencv_projection(K, width, height, near=NEAR, far=FAR):
     """
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     skew = K[0, 1]
-    return np.array([
-        [2 * fx / width, 2 * skew / width, (2 * cx + 1) / width - 1, 0],
-        [0, 2 * fy / height, (2 * cy + 1) / height - 1, 0],
-        [0, 0, (far + near) / (far - near), -2 * far * near / (far - near)],
-        [0, 0, 1, 0],
-    ], dtype=np.float64)
+    return np.array(
+        [
+            [2 * fx / width, 2 * skew / width, (2 * cx + 1) / width - 1, 0],
+            [0, 2 * fy / height, (2 * cy + 1) / height - 1, 0],
+            [0, 0, (far + near) / (far - near), -2 * far * near / (far - near)],
+            [0, 0, 1, 0],
+        ],
+        dtype=np.float64,
+    )
 
 
 # Python-side constants the shaders use, #defined after their #version line (GLSL has no other way in)
 SHADER_DEFINES = {'MAX_SHADOW_BLOBS': MAX_SHADOW_BLOBS}
-SHADER_INCLUDES = ('shading.glsl',)      # `#include "<name>"` in a shader; moderngl resolves them
+SHADER_INCLUDES = ('shading.glsl',)  # `#include "<name>"` in a shader; moderngl resolves them
 
 
 def shader_source(name):
@@ -122,7 +127,8 @@ def create_context():
     except Exception as error:  # moderngl raises plain Exception for a missing EGL/driver
         raise RuntimeError(
             f'cannot create an OpenGL 3.3 context on EGL ({error}); install libegl1 and Mesa '
-            '(libegl-mesa0, libgl1-mesa-dri) or a GPU driver with EGL') from None
+            '(libegl-mesa0, libgl1-mesa-dri) or a GPU driver with EGL'
+        ) from None
 
 
 class Renderer:
@@ -146,9 +152,13 @@ class Renderer:
         self.background_vao = ctx.vertex_array(self.background_program, [(self.quad_buffer, '2f', 'in_corner')])
         size = (self.width, self.height)
         self.fbo = ctx.framebuffer(
-            color_attachments=[ctx.renderbuffer(size, 4), ctx.renderbuffer(size, 4),
-                               ctx.renderbuffer(size, 1, dtype='u2')],
-            depth_attachment=ctx.depth_renderbuffer(size))
+            color_attachments=[
+                ctx.renderbuffer(size, 4),
+                ctx.renderbuffer(size, 4),
+                ctx.renderbuffer(size, 1, dtype='u2'),
+            ],
+            depth_attachment=ctx.depth_renderbuffer(size),
+        )
         self._moderngl = moderngl
         self._object_buffer = None
         self._object_vao = None
@@ -156,12 +166,14 @@ class Renderer:
         self.objects = []
 
     def _program(self, name):
-        return self.ctx.program(vertex_shader=shader_source(f'{name}.vert.glsl'),
-                                fragment_shader=shader_source(f'{name}.frag.glsl'))
+        return self.ctx.program(
+            vertex_shader=shader_source(f'{name}.vert.glsl'), fragment_shader=shader_source(f'{name}.frag.glsl')
+        )
 
     # ---------------------------------------------------------------------------------------------------
-    def load_scene(self, objects, table_half_size, table_texture, background_image, light, table_tiles=2.0,
-                   shadow_strength=0.45):
+    def load_scene(
+        self, objects, table_half_size, table_texture, background_image, light, table_tiles=2.0, shadow_strength=0.45
+    ):
         """Upload a scene. `objects`: list of (ObjectModel, Appearance, instance_id); textures RGB uint8."""
         ctx = self.ctx
         self._release_scene()
@@ -171,15 +183,17 @@ class Renderer:
             if not 1 <= int(instance_id) <= 254:
                 raise ValueError(f'instance id {instance_id} must be in 1..254 (255 is the mask background)')
             triangles = model.faces.reshape(-1)
-            interleaved = np.concatenate([model.vertices[triangles], model.normals[triangles],
-                                          model.materials[triangles, None]], axis=1).astype(np.float32)
+            interleaved = np.concatenate(
+                [model.vertices[triangles], model.normals[triangles], model.materials[triangles, None]], axis=1
+            ).astype(np.float32)
             chunks.append(interleaved)
             self.objects.append((model, appearance, int(instance_id), first, len(triangles)))
             first += len(triangles)
         if chunks:
             self._object_buffer = ctx.buffer(np.concatenate(chunks).tobytes())
-            self._object_vao = ctx.vertex_array(self.object_program, [
-                (self._object_buffer, '3f 3f 1f', 'in_position', 'in_normal', 'in_material')])
+            self._object_vao = ctx.vertex_array(
+                self.object_program, [(self._object_buffer, '3f 3f 1f', 'in_position', 'in_normal', 'in_material')]
+            )
         self.table_texture = self._texture(table_texture, repeat=True)
         self.background_texture = self._texture(background_image, repeat=False)
         self._background_aspect = background_image.shape[1] / background_image.shape[0]
@@ -208,15 +222,30 @@ class Renderer:
 
     def release(self):
         self._release_scene()
-        for resource in (self.fbo, self.table_vao, self.background_vao, self.quad_buffer, self.object_program,
-                         self.table_program, self.background_program):
+        for resource in (
+            self.fbo,
+            self.table_vao,
+            self.background_vao,
+            self.quad_buffer,
+            self.object_program,
+            self.table_program,
+            self.background_program,
+        ):
             resource.release()
         if self._owns_context:
             self.ctx.release()
 
     # ---------------------------------------------------------------------------------------------------
-    def render(self, K, camera_from_world, world_from_objects, shadow_blobs=(), noise_seed=0.0,
-               noise_amplitude=0.02, background_brightness=1.0):
+    def render(
+        self,
+        K,
+        camera_from_world,
+        world_from_objects,
+        shadow_blobs=(),
+        noise_seed=0.0,
+        noise_amplitude=0.02,
+        background_brightness=1.0,
+    ):
         """Render one frame. `world_from_objects`: rigid 4x4 poses (metres) of the scene's objects, in the
         order given to load_scene; `shadow_blobs`: (world x, world z, radius) per object footprint."""
         ctx = self.ctx
@@ -259,12 +288,15 @@ class Renderer:
         program['texture_tiles'].value = self.table_tiles
         program['table_normal'].value = tuple(camera_from_world[:3, 1])
         blobs = np.zeros((MAX_SHADOW_BLOBS, 3), np.float32)
-        blobs[:min(len(shadow_blobs), MAX_SHADOW_BLOBS)] = np.asarray(shadow_blobs, np.float32).reshape(-1, 3)[
-            :MAX_SHADOW_BLOBS]
+        blobs[: min(len(shadow_blobs), MAX_SHADOW_BLOBS)] = np.asarray(shadow_blobs, np.float32).reshape(-1, 3)[
+            :MAX_SHADOW_BLOBS
+        ]
         program['shadow_blobs'].write(blobs.tobytes())
         light = self.light.direction_world
-        program['shadow_offset'].value = (float(-light[0] / max(light[1], 0.2)) * 0.5,
-                                          float(-light[2] / max(light[1], 0.2)) * 0.5)
+        program['shadow_offset'].value = (
+            float(-light[0] / max(light[1], 0.2)) * 0.5,
+            float(-light[2] / max(light[1], 0.2)) * 0.5,
+        )
         program['shadow_strength'].value = self.shadow_strength
         self.table_texture.use(0)
         program['table_texture'].value = 0
@@ -273,8 +305,7 @@ class Renderer:
         program = self.object_program
         if len(world_from_objects) != len(self.objects):
             raise ValueError(f'{len(world_from_objects)} object poses for {len(self.objects)} loaded objects')
-        for (model, appearance, instance_id, first, count), world_from_object in zip(self.objects,
-                                                                                      world_from_objects):
+        for (model, appearance, instance_id, first, count), world_from_object in zip(self.objects, world_from_objects):
             camera_from_object = camera_from_world @ np.asarray(world_from_object, np.float64)
             model_view = camera_from_object.copy()
             model_view[:3, :3] *= model.scale
@@ -298,5 +329,6 @@ class Renderer:
         self.fbo.read_into(color, components=4, attachment=0, dtype='f1')
         self.fbo.read_into(coord, components=4, attachment=1, dtype='f1')
         self.fbo.read_into(depth_mm, components=1, attachment=2, dtype='u2')
-        return RenderOutput(color_bgr=color[..., :3], instance=color[..., 3], coord_bgr=coord[..., :3],
-                            depth_mm=depth_mm)
+        return RenderOutput(
+            color_bgr=color[..., :3], instance=color[..., 3], coord_bgr=coord[..., :3], depth_mm=depth_mm
+        )

@@ -5,6 +5,7 @@ World frame: y up, the table top is the plane y = 0 centred at the origin. Objec
 `world_from_object` with the translation of the object's box centre in metres. Cameras are OpenCV
 `camera_from_world` (x right, y down, z forward).
 """
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,8 +42,7 @@ class Scene:
     table_tiles: float  # texture repeats per metre
 
     def shadow_blobs(self):
-        return [(o.world_from_object[0, 3], o.world_from_object[2, 3], o.footprint_radius * 0.8)
-                for o in self.objects]
+        return [(o.world_from_object[0, 3], o.world_from_object[2, 3], o.footprint_radius * 0.8) for o in self.objects]
 
 
 def rotation_y(angle):
@@ -68,9 +68,16 @@ def random_appearance(rng, category):
         main = random_color(rng, saturation=(0.0, 0.25), value=(0.2, 0.9))  # laptops are mostly grey/silver
     else:
         pattern = int(rng.integers(len(PATTERNS)))
-    return Appearance(color_main=main, color_pattern=pattern_color, color_secondary=secondary, pattern=pattern,
-                      pattern_frequency=float(rng.uniform(3, 12)), pattern_offset=float(rng.uniform(0.3, 0.7)),
-                      specular=float(rng.uniform(0.0, 0.6)), shininess=float(rng.uniform(8, 80)))
+    return Appearance(
+        color_main=main,
+        color_pattern=pattern_color,
+        color_secondary=secondary,
+        pattern=pattern,
+        pattern_frequency=float(rng.uniform(3, 12)),
+        pattern_offset=float(rng.uniform(0.3, 0.7)),
+        specular=float(rng.uniform(0.0, 0.6)),
+        shininess=float(rng.uniform(8, 80)),
+    )
 
 
 def random_light(rng):
@@ -130,15 +137,15 @@ def place_objects(rng, models, region_radius, gap=0.01, attempts=300):
     return positions, radii
 
 
-def make_scene(rng, model_source, background_source, object_count_range=(3, 6), name_prefix='obj',
-               models=None):
+def make_scene(rng, model_source, background_source, object_count_range=(3, 6), name_prefix='obj', models=None):
     """A random table-top scene. `models`: optional list of ObjectModel to use instead of drawing new ones
     (CAMERA-style folders reuse a pool)."""
     if models is None:
         count = int(rng.integers(object_count_range[0], object_count_range[1] + 1))
         categories = choose_categories(rng, count)
-        models = [model_source.draw(category, rng, name=f'{name_prefix}{i + 1}')
-                  for i, category in enumerate(categories)]
+        models = [
+            model_source.draw(category, rng, name=f'{name_prefix}{i + 1}') for i, category in enumerate(categories)
+        ]
     total_area = sum(np.pi * (0.5 * np.hypot(m.size[0], m.size[2])) ** 2 for m in models)
     # clutter like REAL: objects within a few tens of centimetres of the table centre
     region_radius = max(rng.uniform(0.22, 0.38), np.sqrt(total_area / np.pi / 0.35))
@@ -146,22 +153,36 @@ def make_scene(rng, model_source, background_source, object_count_range=(3, 6), 
     objects = []
     for i, (model, position, radius) in enumerate(zip(models, positions, radii)):
         pose = _resting_pose(model, rng, position, allow_tilt=model.category != 'laptop')
-        objects.append(PlacedObject(model=model, appearance=random_appearance(rng, model.category), instance_id=i + 1,
-                                    world_from_object=pose, footprint_radius=radius))
+        objects.append(
+            PlacedObject(
+                model=model,
+                appearance=random_appearance(rng, model.category),
+                instance_id=i + 1,
+                world_from_object=pose,
+                footprint_radius=radius,
+            )
+        )
     reach = max(np.linalg.norm(p) + r for p, r in zip(positions, radii))
     table_half = np.maximum(reach + 0.1, rng.uniform(0.45, 1.2, 2))
-    table = procedural_texture(rng, 128, kind=str(rng.choice(['wood', 'wood', 'noise', 'checker', 'stripes',
-                                                               'gradient'])))
+    table = procedural_texture(
+        rng, 128, kind=str(rng.choice(['wood', 'wood', 'noise', 'checker', 'stripes', 'gradient']))
+    )
     # mirror-tile so the repeated texture has no seams
     table = np.concatenate([table, table[:, ::-1]], 1)
     table = np.ascontiguousarray(np.concatenate([table, table[::-1]], 0))
-    return Scene(objects=objects, table_half_size=table_half, table_texture=table,
-                 background=background_source.draw(rng), light=random_light(rng),
-                 table_tiles=float(rng.uniform(0.6, 2.5)))
+    return Scene(
+        objects=objects,
+        table_half_size=table_half,
+        table_texture=table,
+        background=background_source.draw(rng),
+        light=random_light(rng),
+        table_tiles=float(rng.uniform(0.6, 2.5)),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Cameras
+
 
 def look_at(eye, target, roll=0.0, up=(0.0, 1.0, 0.0)):
     """OpenCV camera_from_world looking from `eye` at `target`, world `up` towards the image top, then rolled."""
@@ -182,8 +203,9 @@ def look_at(eye, target, roll=0.0, up=(0.0, 1.0, 0.0)):
 
 
 def _spherical_eye(target, azimuth, elevation, distance):
-    return target + np.asarray(distance)[..., None] * np.stack([np.cos(elevation) * np.cos(azimuth), np.sin(elevation),
-                                         np.cos(elevation) * np.sin(azimuth)], -1)
+    return target + np.asarray(distance)[..., None] * np.stack(
+        [np.cos(elevation) * np.cos(azimuth), np.sin(elevation), np.cos(elevation) * np.sin(azimuth)], -1
+    )
 
 
 def _smooth_wave(rng, times, frequency_range, components=2):
@@ -213,18 +235,23 @@ def video_trajectory(rng, frames, fps=FPS):
         target_amp=rng.uniform(0.02, 0.06),
         target_height=rng.uniform(0.02, 0.08),
     )
-    wave_seeds = rng.integers(0, 2 ** 31, size=6)
+    wave_seeds = rng.integers(0, 2**31, size=6)
 
     def path(parameter):
         # frequencies per radian of orbit: at the usual rates (~0.1-0.25 rad/s) that is 0.05-0.3 Hz
         waves = [_smooth_wave(np.random.default_rng(s), parameter, (0.3, 1.2)) for s in wave_seeds]
         # orbit mostly one way with varying pace (sometimes lingering)
         azimuth = base['azimuth0'] + direction * (parameter + 0.15 * waves[0])
-        elevation = np.clip(base['elevation0'] + base['elevation_amp'] * waves[1],
-                            *np.radians(ELEVATION_RANGE_DEG))
+        elevation = np.clip(base['elevation0'] + base['elevation_amp'] * waves[1], *np.radians(ELEVATION_RANGE_DEG))
         distance = np.clip(base['distance0'] + base['distance_amp'] * waves[2], *DISTANCE_RANGE)
-        target = np.stack([base['target_amp'] * waves[3], base['target_height'] + 0.3 * base['target_amp'] * waves[4],
-                           base['target_amp'] * waves[5]], -1)
+        target = np.stack(
+            [
+                base['target_amp'] * waves[3],
+                base['target_height'] + 0.3 * base['target_amp'] * waves[4],
+                base['target_amp'] * waves[5],
+            ],
+            -1,
+        )
         return _spherical_eye(target, azimuth, elevation, distance), target
 
     # speed is proportional to the parameter rate: measure it at rate 1 on a fine grid, then rescale
@@ -236,13 +263,15 @@ def video_trajectory(rng, frames, fps=FPS):
 
     tremor = np.stack([_smooth_wave(rng, times, (0.5, 2.0)) for _ in range(3)], -1) * rng.uniform(0.001, 0.004)
     roll = np.radians(rng.uniform(0.3, 1.5)) * _smooth_wave(rng, times, (0.1, 0.5)) + np.radians(rng.uniform(-3, 3))
-    return np.stack([look_at(eye + shake, target, roll=r) for eye, shake, target, r in
-                     zip(eyes, tremor, targets, roll)])
+    return np.stack(
+        [look_at(eye + shake, target, roll=r) for eye, shake, target, r in zip(eyes, tremor, targets, roll)]
+    )
 
 
 def random_view(rng):
     """One independent camera_from_world looking at the table, like a CAMERA frame."""
     target = np.array([rng.uniform(-0.08, 0.08), rng.uniform(0.0, 0.08), rng.uniform(-0.08, 0.08)])
-    eye = _spherical_eye(target, rng.uniform(0, 2 * np.pi), np.radians(rng.uniform(*ELEVATION_RANGE_DEG)),
-                         rng.uniform(*DISTANCE_RANGE))
+    eye = _spherical_eye(
+        target, rng.uniform(0, 2 * np.pi), np.radians(rng.uniform(*ELEVATION_RANGE_DEG)), rng.uniform(*DISTANCE_RANGE)
+    )
     return look_at(eye, target, roll=np.radians(rng.uniform(-5, 5)))

@@ -3,6 +3,7 @@
 Everything is drawn from a numpy Generator so a seed reproduces the same images. The procedural kinds are
 value noise, stripes, checker, gradients and wood-like grain, each with noise on top so no surface is flat.
 """
+
 from pathlib import Path
 
 import cv2
@@ -45,8 +46,11 @@ def procedural_texture(rng, size=256, kind=None):
     color_a, color_b = random_color(rng), random_color(rng)
     v, u = np.mgrid[0:size, 0:size].astype(np.float32) / size
     if kind == 'noise':
-        image = _blend(value_noise(rng, size, octaves=int(rng.integers(3, 6)), base_cells=int(rng.integers(2, 8))),
-                       color_a, color_b)
+        image = _blend(
+            value_noise(rng, size, octaves=int(rng.integers(3, 6)), base_cells=int(rng.integers(2, 8))),
+            color_a,
+            color_b,
+        )
     elif kind == 'stripes':
         angle = rng.uniform(0, np.pi)
         frequency = rng.uniform(3, 20)

@@ -21,6 +21,7 @@ Encodings (what the official loaders decode):
   The pose is of the object's bounding-box centre, NOCS convention; mugs are NOT re-centred on the handle-free
   axis as SPD's mug_meta does.
 """
+
 import pickle
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -43,14 +44,19 @@ HANDLE_VISIBLE_FRACTION = 0.015
 # each image (measured at 640x480: 28 ms -> ~12 ms per frame for the four images, files about as small).
 _FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1]
 PNG_PARAMS = {
-    'color': _FAST + [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB,
-                      cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY],
-    'depth': _FAST + [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB,
-                      cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE],
-    'mask': _FAST + [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB,
-                     cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE],
-    'coord': _FAST + [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
-                      cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE],
+    'color': _FAST
+    + [
+        cv2.IMWRITE_PNG_FILTER,
+        cv2.IMWRITE_PNG_FILTER_SUB,
+        cv2.IMWRITE_PNG_STRATEGY,
+        cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
+    ],
+    'depth': _FAST
+    + [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE],
+    'mask': _FAST
+    + [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE],
+    'coord': _FAST
+    + [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE],
 }
 
 
@@ -166,8 +172,21 @@ class NocsWriter:
         relative = f'{split}/{folder.name}/{frame_index:04d}'
 
         meta_lines = []
-        labels = {key: [] for key in ('class_ids', 'instance_ids', 'model_list', 'bboxes', 'scales', 'rotations',
-                                      'translations', 'size', 'poses', 'handle_visibility')}
+        labels = {
+            key: []
+            for key in (
+                'class_ids',
+                'instance_ids',
+                'model_list',
+                'bboxes',
+                'scales',
+                'rotations',
+                'translations',
+                'size',
+                'poses',
+                'handle_visibility',
+            )
+        }
         valid_depth = rendered.depth_mm > 0
         # NOCS x of every pixel (coord PNG red = BGR channel 2), for the mug handles
         nocs_x = None
@@ -220,8 +239,12 @@ class NocsWriter:
             pickle.dump(label, handle, protocol=4)
 
         # the renderer's targets hold the file encodings already (render.py), only the mask is mapped here
-        images = {'color': rendered.color_bgr, 'depth': rendered.depth_mm, 'mask': encode_mask(rendered.instance),
-                  'coord': rendered.coord_bgr}
+        images = {
+            'color': rendered.color_bgr,
+            'depth': rendered.depth_mm,
+            'mask': encode_mask(rendered.instance),
+            'coord': rendered.coord_bgr,
+        }
         for kind, image in images.items():
             self._submit(f'{prefix}_{kind}.png', image, PNG_PARAMS[kind])
 
@@ -268,7 +291,8 @@ class NocsWriter:
         for split in self.lists_all:
             entries = self.lists_labelled.get(split, [])
             (self.root / f'{split}_list.txt').write_text(
-                ''.join(entry + '\n' for entry in sorted(entries, key=_list_key)))
+                ''.join(entry + '\n' for entry in sorted(entries, key=_list_key))
+            )
 
 
 def _list_key(entry):

@@ -9,11 +9,12 @@ The model takes one (B, 4, 4) motion for the whole batch, or None. A batch where
 None; in a batch with some, the others get the identity, which the memory treats exactly as "no motion"
 (`MemoryQueue.advanced`: reference points and accumulated motions left as they are).
 """
+
 import numpy as np
 import torch
 
 # Mixed into the draw's seed so that it never coincides with another draw from the same (seed, epoch, batch)
-_DROPOUT_STREAM = 0x6d6f74
+_DROPOUT_STREAM = 0x6D6F74
 
 
 def withheld_sequences(seed, epoch, position, batch_size, fraction):
@@ -32,8 +33,9 @@ def withhold_camera_motion(frames, withheld):
         return frames
     for frame in frames:
         frame['has_camera_motion'] = frame['has_camera_motion'] & ~withheld
-        frame['camera_motion'] = torch.where(withheld[:, None, None], torch.eye(4).expand_as(frame['camera_motion']),
-                                             frame['camera_motion'])
+        frame['camera_motion'] = torch.where(
+            withheld[:, None, None], torch.eye(4).expand_as(frame['camera_motion']), frame['camera_motion']
+        )
     return frames
 
 

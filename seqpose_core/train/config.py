@@ -3,6 +3,7 @@
 Defaults follow the paper (sec. 4.2): AdamW, lr 4e-4 with cosine annealing, 24 epochs, batch 16, all loss
 weights 1 except lambda_rot = 10 (eq. 10). Matching costs and the focal-loss parameters follow DETR3D.
 """
+
 from dataclasses import dataclass
 
 
@@ -10,23 +11,23 @@ from dataclasses import dataclass
 class TrainConfig:
     # --- schedule -----------------------------------------------------------------------------------
     epochs: int = 24
-    batch_size: int = 16              # per process (per GPU under torchrun)
-    max_steps: int = 0                # >0: the schedule length in optimiser steps (overrides epochs)
+    batch_size: int = 16  # per process (per GPU under torchrun)
+    max_steps: int = 0  # >0: the schedule length in optimiser steps (overrides epochs)
     lr: float = 4e-4
-    backbone_lr_mult: float = 0.1     # the (pre-trained) image encoder learns this much slower
-    sampling_lr_mult: float = 0.1     # 3D sampling offsets and anchor positions (Deformable DETR: 0.1)
+    backbone_lr_mult: float = 0.1  # the (pre-trained) image encoder learns this much slower
+    sampling_lr_mult: float = 0.1  # 3D sampling offsets and anchor positions (Deformable DETR: 0.1)
     weight_decay: float = 0.01
-    warmup_steps: int = 500           # linear warm-up from warmup_start_factor * lr
+    warmup_steps: int = 500  # linear warm-up from warmup_start_factor * lr
     warmup_start_factor: float = 0.001
-    min_lr_ratio: float = 0.001       # cosine decay ends at lr * min_lr_ratio
-    grad_clip_norm: float = 35.0      # 0 disables clipping (DETR3D: 35)
-    amp: str = 'bf16'                 # 'bf16' | 'fp16' | 'none'; autocast is used on CUDA only
+    min_lr_ratio: float = 0.001  # cosine decay ends at lr * min_lr_ratio
+    grad_clip_norm: float = 35.0  # 0 disables clipping (DETR3D: 35)
+    amp: str = 'bf16'  # 'bf16' | 'fp16' | 'none'; autocast is used on CUDA only
     seed: int = 0
 
     # --- data ---------------------------------------------------------------------------------------
-    mode: str = 'video'               # 'video' (clips, memory carried) | 'single' (frames) | 'mixed'
-    single_frame_ratio: float = 0.5   # 'mixed': fraction of steps that are single-frame batches
-    video_split: str = 'real_train'   # dataset split of the clips (data readers' split names)
+    mode: str = 'video'  # 'video' (clips, memory carried) | 'single' (frames) | 'mixed'
+    single_frame_ratio: float = 0.5  # 'mixed': fraction of steps that are single-frame batches
+    video_split: str = 'real_train'  # dataset split of the clips (data readers' split names)
     single_split: str = 'camera_train'  # dataset split of the single-frame batches
     # Streaming video training (StreamPETR): a video step is one frame of each of B sequences of `stream_length`
     # consecutive frames, the memory carried (detached) from step to step as at inference, instead of a clip
@@ -49,23 +50,23 @@ class TrainConfig:
     # average, checkpoint.pt holds it beside the weights, model_last.pt keeps the last weights themselves.
     # 0 = off; 0.999 averages over roughly the last thousand steps.
     ema_decay: float = 0.0
-    num_workers: int = 0              # DataLoader workers (0: load in the training process)
-    num_threads: int = 0              # torch intra-op threads of the training process (0: torch's default).
-                                      # On a shared CPU, 1 avoids OpenMP threads spinning on each other.
+    num_workers: int = 0  # DataLoader workers (0: load in the training process)
+    num_threads: int = 0  # torch intra-op threads of the training process (0: torch's default).
+    # On a shared CPU, 1 avoids OpenMP threads spinning on each other.
 
     # --- losses (eq. 10) ----------------------------------------------------------------------------
-    weight_class: float = 1.0         # lambda_1, focal loss
-    weight_translation: float = 1.0   # lambda_2, L1 on the translation (metres)
-    weight_rotation: float = 10.0     # lambda_3, L1 on the 6D rotation
-    weight_size: float = 1.0          # lambda_4, L1 on the metric size (metres)
-    weight_azimuth: float = 1.0       # azimuth bins (model.azimuth_bins > 0): cross-entropy + residual L1
-    weight_depth: float = 1.0         # lambda_5, smooth L1 on valid depth pixels (metres)
-    weight_normal: float = 1.0        # lambda_6, smooth L1 on valid normal pixels
+    weight_class: float = 1.0  # lambda_1, focal loss
+    weight_translation: float = 1.0  # lambda_2, L1 on the translation (metres)
+    weight_rotation: float = 10.0  # lambda_3, L1 on the 6D rotation
+    weight_size: float = 1.0  # lambda_4, L1 on the metric size (metres)
+    weight_azimuth: float = 1.0  # azimuth bins (model.azimuth_bins > 0): cross-entropy + residual L1
+    weight_depth: float = 1.0  # lambda_5, smooth L1 on valid depth pixels (metres)
+    weight_normal: float = 1.0  # lambda_6, smooth L1 on valid normal pixels
     weight_segmentation: float = 1.0  # lambda_7, cross-entropy (255 = ignore)
-    segmentation_background_weight: float = 1.0   # < 1: background pixels count less in the cross-entropy
-    weight_proposal_class: float = 1.0   # object-centre proposals (model.proposal_queries > 0): focal loss
+    segmentation_background_weight: float = 1.0  # < 1: background pixels count less in the cross-entropy
+    weight_proposal_class: float = 1.0  # object-centre proposals (model.proposal_queries > 0): focal loss
     weight_proposal_centre: float = 1.0  # ... and L1 of the centre offset (cells) and log depth
-    aux_loss: bool = True             # the query losses on every earlier decoder layer as well
+    aux_loss: bool = True  # the query losses on every earlier decoder layer as well
     # Extra one-to-many matching (H-DETR style): the query terms once more, each GT object repeated this many
     # times in the Hungarian matching, so the few queries around an object all learn it (suffix `_o2m`).
     # 0 = off (the paper's one-to-one set loss only). Several positives per object make a query decoder
@@ -80,7 +81,7 @@ class TrainConfig:
     # --- Hungarian matching costs ---------------------------------------------------------------------
     match_cost_class: float = 2.0
     match_cost_translation: float = 5.0  # 'metric': per metre (10 cm costs 0.5); 'ray': per unit of the
-                                         # viewing-direction (x/z, y/z) + log-depth distance
+    # viewing-direction (x/z, y/z) + log-depth distance
     # Where the translation cost is measured. 'ray' matches an object to the queries that look at it (the same
     # viewing direction, then the nearest depth): a query's sampling points only see what lies along its
     # ray, so matching by metric distance would make positives of queries that do not see their object
@@ -91,11 +92,11 @@ class TrainConfig:
     match_cost_size: float = 2.0
 
     # --- bookkeeping ----------------------------------------------------------------------------------
-    checkpoint_every: int = 200       # optimiser steps between checkpoints (and always at the end)
-    log_every: int = 10               # optimiser steps between CSV / TensorBoard rows
-    val_every: int = 0                # optimiser steps between validations with the NOCS metrics (0: off)
-    val_split: str = 'test'           # `seqpose eval` split used for validation
+    checkpoint_every: int = 200  # optimiser steps between checkpoints (and always at the end)
+    log_every: int = 10  # optimiser steps between CSV / TensorBoard rows
+    val_every: int = 0  # optimiser steps between validations with the NOCS metrics (0: off)
+    val_split: str = 'test'  # `seqpose eval` split used for validation
     # Validation runs as a deployed camera without odometry does (no camera motion). True gives the runner the
     # motion derived from the ground-truth poses of the frames being scored: an ORACLE, never a headline number.
     val_oracle_camera_motion: bool = False
-    val_max_scenes: int = 0           # >0: validate on the first N scenes only
+    val_max_scenes: int = 0  # >0: validate on the first N scenes only

@@ -17,6 +17,7 @@ collected detections can be kept (`save_detections`) and trained on again (`load
 a learning curve over the number of scenes, or another head, without running the model again. The file names the
 refiner whose frozen features it holds, and a refiner with other features refuses it.
 """
+
 import hashlib
 import time
 from dataclasses import dataclass
@@ -43,8 +44,8 @@ class ScorerSettings:
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    match_distance: float = 0.1   # metres between a detection's centre and a ground-truth centre for its label
-    max_scenes: int = 0           # 0: every scene of the split
+    match_distance: float = 0.1  # metres between a detection's centre and a ground-truth centre for its label
+    max_scenes: int = 0  # 0: every scene of the split
     seed: int = 0
 
 
@@ -54,11 +55,12 @@ def collect_detection_features(runner, root, split, settings, progress=True):
     match_distance, 'classes' (n,) the detections' class ids, 'scores' (n,) their scores}."""
     refiner = getattr(runner.model, 'pose_refiner', None)
     if refiner is None:
-        raise TrainingError('the model has no pose refiner (model.refiner_width 0): train one first '
-                            '(seqpose train-refiner)')
+        raise TrainingError(
+            'the model has no pose refiner (model.refiner_width 0): train one first (seqpose train-refiner)'
+        )
     scenes = list(enumerate_scenes(root, split))
     if settings.max_scenes > 0:
-        scenes = scenes[:settings.max_scenes]
+        scenes = scenes[: settings.max_scenes]
     if not scenes:
         raise TrainingError(f'{root} ({split}): no scenes to run the model on')
     reader = NocsFrameReader(root, split)
@@ -67,19 +69,24 @@ def collect_detection_features(runner, root, split, settings, progress=True):
     scene_index = {name: index for index, (name, _) in enumerate(scenes)}
     if progress:
         from tqdm import tqdm
+
         scenes = tqdm(scenes, desc=f'detections {split}', unit='scene', mininterval=5)
     # the evaluation's loop: each scene a video from its first frame, no camera motion
     for scene_name, frame, detections in run_scenes(runner, reader, scenes):
         if not detections:
             continue
-        centres = np.stack([d.translation for d in detections])                             # (n, 3)
+        centres = np.stack([d.translation for d in detections])  # (n, 3)
         sizes = np.stack([d.size for d in detections])
         image = torch.from_numpy(frame.color).permute(2, 0, 1).float().to(runner.device)
         with torch.no_grad():
-            crops = object_crops(image, torch.as_tensor(frame.K, dtype=torch.float32, device=runner.device),
-                                 torch.as_tensor(centres, dtype=torch.float32, device=runner.device),
-                                 torch.as_tensor(sizes, dtype=torch.float32, device=runner.device),
-                                 model_cfg.refiner_crop_size, model_cfg.refiner_crop_margin)
+            crops = object_crops(
+                image,
+                torch.as_tensor(frame.K, dtype=torch.float32, device=runner.device),
+                torch.as_tensor(centres, dtype=torch.float32, device=runner.device),
+                torch.as_tensor(sizes, dtype=torch.float32, device=runner.device),
+                model_cfg.refiner_crop_size,
+                model_cfg.refiner_crop_margin,
+            )
             parts['features'].append(refiner.crop_features(crops).cpu())
         parts['labels'].append(_labels(centres, frame.annotation, settings.match_distance))
         parts['classes'].append([d.class_id for d in detections])
@@ -87,11 +94,13 @@ def collect_detection_features(runner, root, split, settings, progress=True):
         parts['scene_index'].append([scene_index[scene_name]] * len(detections))
     if not parts['features']:
         raise TrainingError(f'{root} ({split}): the model published no detections to learn from')
-    return {'features': torch.cat(parts['features']),
-            'labels': torch.as_tensor(np.concatenate(parts['labels']), dtype=torch.long),
-            'classes': torch.as_tensor(np.concatenate(parts['classes']), dtype=torch.long),
-            'scores': torch.as_tensor(np.concatenate(parts['scores']), dtype=torch.float32),
-            'scene_index': torch.as_tensor(np.concatenate(parts['scene_index']), dtype=torch.long)}
+    return {
+        'features': torch.cat(parts['features']),
+        'labels': torch.as_tensor(np.concatenate(parts['labels']), dtype=torch.long),
+        'classes': torch.as_tensor(np.concatenate(parts['classes']), dtype=torch.long),
+        'scores': torch.as_tensor(np.concatenate(parts['scores']), dtype=torch.float32),
+        'scene_index': torch.as_tensor(np.concatenate(parts['scene_index']), dtype=torch.long),
+    }
 
 
 def feature_fingerprint(refiner):
@@ -108,9 +117,16 @@ def feature_fingerprint(refiner):
 def save_detections(path, data, refiner, source):
     """Keep collect_detection_features' data at `path` with the refiner's feature fingerprint and `source` (a
     short description: data root, split, scenes)."""
-    torch.save({'format': 'seqpose-crop-scorer-detections', 'version': 1,
-                'feature_fingerprint': feature_fingerprint(refiner), 'source': str(source),
-                **{key: data[key] for key in DETECTION_KEYS}}, Path(path))
+    torch.save(
+        {
+            'format': 'seqpose-crop-scorer-detections',
+            'version': 1,
+            'feature_fingerprint': feature_fingerprint(refiner),
+            'source': str(source),
+            **{key: data[key] for key in DETECTION_KEYS},
+        },
+        Path(path),
+    )
 
 
 def load_detections(path, refiner):
@@ -129,8 +145,10 @@ def load_detections(path, refiner):
     if missing:
         raise TrainingError(f'{path}: detections file without {", ".join(missing)}')
     if content['feature_fingerprint'] != feature_fingerprint(refiner):
-        raise TrainingError(f'{path}: holds the crop features of another refiner ({content["source"]}); '
-                            'collect them again with this checkpoint')
+        raise TrainingError(
+            f'{path}: holds the crop features of another refiner ({content["source"]}); '
+            'collect them again with this checkpoint'
+        )
     return {key: content[key] for key in DETECTION_KEYS}
 
 
@@ -138,8 +156,12 @@ def concatenate_detections(parts, scene_counts):
     """One data set of several (in order) from scene_counts[i] scenes each: the scenes of each numbered after
     those before it."""
     offsets = np.cumsum([0] + list(scene_counts[:-1]))
-    return {key: torch.cat([part[key] + int(offset) if key == 'scene_index' else part[key]
-                            for part, offset in zip(parts, offsets)]) for key in DETECTION_KEYS}
+    return {
+        key: torch.cat(
+            [part[key] + int(offset) if key == 'scene_index' else part[key] for part, offset in zip(parts, offsets)]
+        )
+        for key in DETECTION_KEYS
+    }
 
 
 def first_scenes(data, count):
@@ -155,7 +177,7 @@ def _labels(centres, annotation, match_distance):
     truth = np.asarray(annotation.translations, dtype=np.float64).reshape(-1, 3)
     if not len(truth):
         return np.zeros(len(centres), dtype=np.int64)
-    distances = np.linalg.norm(centres[:, None] - truth[None], axis=-1)                    # (n, m)
+    distances = np.linalg.norm(centres[:, None] - truth[None], axis=-1)  # (n, m)
     nearest = distances.argmin(1)
     near = distances[np.arange(len(centres)), nearest] < match_distance
     return np.where(near, np.asarray(annotation.class_ids)[nearest], 0).astype(np.int64)
@@ -185,10 +207,12 @@ def validate(refiner, data):
         probabilities = torch.softmax(refiner.class_logits(data['features']), dim=-1)
     of_class = probabilities.gather(1, data['classes'][:, None])[:, 0]
     correct = (data['labels'] == data['classes']).numpy()
-    return {'accuracy': float((probabilities.argmax(-1) == data['labels']).float().mean()),
-            'auc_score': ranking_auc(data['scores'].numpy(), correct),
-            'auc_crop': ranking_auc(of_class.numpy(), correct),
-            'auc_fused': ranking_auc(torch.sqrt(data['scores'] * of_class).numpy(), correct)}
+    return {
+        'accuracy': float((probabilities.argmax(-1) == data['labels']).float().mean()),
+        'auc_score': ranking_auc(data['scores'].numpy(), correct),
+        'auc_crop': ranking_auc(of_class.numpy(), correct),
+        'auc_fused': ranking_auc(torch.sqrt(data['scores'] * of_class).numpy(), correct),
+    }
 
 
 def train_scorer(refiner, data, settings, val_data=None, log_path=None, progress=True):
@@ -205,15 +229,16 @@ def train_scorer(refiner, data, settings, val_data=None, log_path=None, progress
     # detections were just collected or loaded from a kept file
     torch.manual_seed(settings.seed)
     optimizer = torch.optim.AdamW(refiner.scorer.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr,
-                                                   total_steps=settings.epochs * steps_per_epoch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch
+    )
     rows, started = [], time.perf_counter()
     for epoch in range(settings.epochs):
         refiner.scorer.train()
         order = torch.randperm(count, generator=generator)
         total = 0.0
         for step in range(steps_per_epoch):
-            batch = order[step * settings.batch_size:(step + 1) * settings.batch_size]
+            batch = order[step * settings.batch_size : (step + 1) * settings.batch_size]
             loss = F.cross_entropy(refiner.class_logits(data['features'][batch]), data['labels'][batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -225,8 +250,11 @@ def train_scorer(refiner, data, settings, val_data=None, log_path=None, progress
             row.update(validate(refiner, val_data))
         rows.append(row)
         if progress:
-            print(f'scorer epoch {epoch + 1}: ' + '  '.join(f'{key} {value:.3f}' for key, value in row.items()
-                                                          if key != 'epoch'), flush=True)
+            print(
+                f'scorer epoch {epoch + 1}: '
+                + '  '.join(f'{key} {value:.3f}' for key, value in row.items() if key != 'epoch'),
+                flush=True,
+            )
         if log_path is not None:
             write_rows(log_path, rows)
     refiner.eval()

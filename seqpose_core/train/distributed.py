@@ -1,4 +1,5 @@
 """The processes of a run: torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK) or a single process."""
+
 import os
 
 import torch

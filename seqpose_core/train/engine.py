@@ -20,6 +20,7 @@ Reproducibility: the data order is a per-epoch shuffle seeded by (seed, epoch) (
 augmentation is seeded by (seed, epoch, index), and checkpoints hold every RNG state and the data position, so
 `--resume` continues bit-for-bit (on CPU; GPU kernels may be non-deterministic).
 """
+
 import contextlib
 import dataclasses
 import time
@@ -31,8 +32,12 @@ import torch
 
 from seqpose_core.config import SeqPoseConfig, from_dict, save_config
 from seqpose_core.model import build_model, save_checkpoint
-from seqpose_core.model.checkpoint import (WeightsError, load_checkpoint, load_state_growing,
-                                           model_config_from_checkpoint)
+from seqpose_core.model.checkpoint import (
+    WeightsError,
+    load_checkpoint,
+    load_state_growing,
+    model_config_from_checkpoint,
+)
 from seqpose_core.train.camera_motion import model_camera_motion
 from seqpose_core.train.distributed import ProcessGroup, wrap_model
 from seqpose_core.train.errors import TrainingError
@@ -40,15 +45,22 @@ from seqpose_core.train.frozen import freeze_modules, set_training_mode
 from seqpose_core.train.logs import VAL_KEYS, RunLogs
 from seqpose_core.train.losses import build_criterion
 from seqpose_core.train.optim import build_optimizer, build_scheduler
-from seqpose_core.train.resume import (CHECKPOINT_NAME, capture_rng_state, load_run_checkpoint, memory_from_state,
-                                       memory_state, restore_rng_state, save_training_checkpoint)
+from seqpose_core.train.resume import (
+    CHECKPOINT_NAME,
+    capture_rng_state,
+    load_run_checkpoint,
+    memory_from_state,
+    memory_state,
+    restore_rng_state,
+    save_training_checkpoint,
+)
 from seqpose_core.train.streams import MODES, build_streams, schedule_length, step_kind
 from seqpose_core.train.targets import batch_targets
 from seqpose_core.train.validation import check_validation_data, validate
 from seqpose_core.train.weight_average import WeightAverage
 
-MODEL_NAME = 'model.pt'               # model + config only, written at the end (what `seqpose eval` ships)
-LAST_WEIGHTS_NAME = 'model_last.pt'   # with train.ema_decay: the last weights, model.pt being their average
+MODEL_NAME = 'model.pt'  # model + config only, written at the end (what `seqpose eval` ships)
+LAST_WEIGHTS_NAME = 'model_last.pt'  # with train.ema_decay: the last weights, model.pt being their average
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
@@ -70,8 +82,9 @@ def check_train_config(train_cfg):
 @dataclass
 class Precision:
     """Autocast on CUDA when train.amp asks for it, and the gradient scaler fp16 needs."""
+
     scaler: torch.amp.GradScaler
-    dtype: Optional[torch.dtype] = None      # None: full precision
+    dtype: Optional[torch.dtype] = None  # None: full precision
 
     def autocast(self):
         if self.dtype is None:
@@ -88,8 +101,23 @@ def build_precision(train_cfg, device):
 class Trainer:
     """Runs the optimiser steps of a run from built parts (see `build_trainer`)."""
 
-    def __init__(self, cfg: SeqPoseConfig, group, model, criterion, streams, optimizer, scheduler, precision,
-                 total_steps, run_dir, *, val_data=None, stop_step=None, progress=True):
+    def __init__(
+        self,
+        cfg: SeqPoseConfig,
+        group,
+        model,
+        criterion,
+        streams,
+        optimizer,
+        scheduler,
+        precision,
+        total_steps,
+        run_dir,
+        *,
+        val_data=None,
+        stop_step=None,
+        progress=True,
+    ):
         self.cfg = cfg
         self.group = group
         self.device = group.device
@@ -105,8 +133,8 @@ class Trainer:
         self.val_data = val_data
         self.stop_step = stop_step
         self.progress = progress
-        self.logs = None            # RunLogs, main process only (open_logs)
-        self.stream_memory = None   # streaming: the memory the last video step returned (MemoryQueue)
+        self.logs = None  # RunLogs, main process only (open_logs)
+        self.stream_memory = None  # streaming: the memory the last video step returned (MemoryQueue)
         self.step = 0
         # the weights validation and model.pt use: their moving average (train.ema_decay), or the weights
         self.weight_average = WeightAverage(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
@@ -128,8 +156,10 @@ class Trainer:
                 self.streams[kind].load_state_dict(state)
         rng_states = training['rng']
         if len(rng_states) != self.group.world_size:
-            raise TrainingError(f'the checkpoint was written by {len(rng_states)} process(es); resuming with '
-                                f'{self.group.world_size} would not continue the same run')
+            raise TrainingError(
+                f'the checkpoint was written by {len(rng_states)} process(es); resuming with '
+                f'{self.group.world_size} would not continue the same run'
+            )
         restore_rng_state(rng_states[self.group.rank])
         memories = training.get('stream_memory')
         if memories is not None and memories[self.group.rank] is not None:
@@ -147,18 +177,24 @@ class Trainer:
         if self.cfg.train.streaming:
             # where each process stands in its sequences: the memory is part of the run's state
             optional_state['stream_memory'] = self.group.gather(
-                None if self.stream_memory is None else memory_state(self.stream_memory))
+                None if self.stream_memory is None else memory_state(self.stream_memory)
+            )
         if self.group.is_main:
-            save_training_checkpoint(self.run_dir / CHECKPOINT_NAME, self.model, self.cfg, {
-                'optimizer': self.optimizer.state_dict(),
-                'scheduler': self.scheduler.state_dict(),
-                'scaler': self.precision.scaler.state_dict(),
-                'step': self.step,
-                'total_steps': self.total_steps,
-                'data_position': {kind: stream.state_dict() for kind, stream in self.streams.items()},
-                'rng': rng_states,
-                **optional_state,
-            })
+            save_training_checkpoint(
+                self.run_dir / CHECKPOINT_NAME,
+                self.model,
+                self.cfg,
+                {
+                    'optimizer': self.optimizer.state_dict(),
+                    'scheduler': self.scheduler.state_dict(),
+                    'scaler': self.precision.scaler.state_dict(),
+                    'step': self.step,
+                    'total_steps': self.total_steps,
+                    'data_position': {kind: stream.state_dict() for kind, stream in self.streams.items()},
+                    'rng': rng_states,
+                    **optional_state,
+                },
+            )
         self.group.barrier()
 
     def save_model(self):
@@ -192,8 +228,7 @@ class Trainer:
         starts = frame['is_sequence_start']
         if bool(starts.any()) or self.stream_memory is None:
             if not bool(starts.all()):
-                raise TrainingError('streamed sequences must start together (the memory resets for the whole '
-                                    'batch)')
+                raise TrainingError('streamed sequences must start together (the memory resets for the whole batch)')
             return self.model.init_memory(len(starts))
         return self.stream_memory
 
@@ -219,14 +254,21 @@ class Trainer:
             with sync:
                 with self.precision.autocast():
                     # the memory keeps its top-K by the scores inference publishes, as the runner's memory does
-                    outputs, memory = self.ddp_model(images, intrinsics, memory=memory, camera_motion=camera_motion,
-                                                     dense=True, score_fusion=self.score_fusion)
+                    outputs, memory = self.ddp_model(
+                        images,
+                        intrinsics,
+                        memory=memory,
+                        camera_motion=camera_motion,
+                        dense=True,
+                        score_fusion=self.score_fusion,
+                    )
                 losses = self.criterion(outputs, batch_targets(frame, self.device), frame)
                 total = self.criterion.weighted_total(losses)
                 if not torch.isfinite(total):
                     bad = sorted(name for name, value in losses.items() if not torch.isfinite(value))
-                    raise TrainingError(f'step {self.step}: non-finite loss ({", ".join(bad)}); lower train.lr '
-                                        'or check the data')
+                    raise TrainingError(
+                        f'step {self.step}: non-finite loss ({", ".join(bad)}); lower train.lr or check the data'
+                    )
                 self.precision.scaler.scale(total / len(frames)).backward()
             for name, value in losses.items():
                 totals[name] = totals.get(name, 0.0) + float(value.detach()) / len(frames)
@@ -236,8 +278,9 @@ class Trainer:
         totals['grad_norm'] = self._optimizer_step()
         if self.weight_average is not None:
             self.weight_average.update(self.model)
-        totals['loss_aux'] = sum(self.criterion.weight_dict[name] * value for name, value in totals.items()
-                                 if '_aux' in name)
+        totals['loss_aux'] = sum(
+            self.criterion.weight_dict[name] * value for name, value in totals.items() if '_aux' in name
+        )
         return totals
 
     def _optimizer_step(self):
@@ -267,8 +310,14 @@ class Trainer:
         """NOCS metrics of the current model on the validation data, logged."""
         out = self.run_dir / 'val' / f'step_{self.step:07d}'
         with self.evaluated_weights():
-            metrics = validate(self.model, self.cfg, self.val_data, out, self.device,
-                               oracle_camera_motion=self.cfg.train.val_oracle_camera_motion)
+            metrics = validate(
+                self.model,
+                self.cfg,
+                self.val_data,
+                out,
+                self.device,
+                oracle_camera_motion=self.cfg.train.val_oracle_camera_motion,
+            )
         self.logs.write_val(self.step, metrics)
         return metrics
 
@@ -278,6 +327,7 @@ class Trainer:
         bar = None
         if self.group.is_main and self.progress:
             from tqdm import tqdm
+
             bar = tqdm(total=end, initial=self.step, desc='train', unit='step', dynamic_ncols=True)
         window, window_steps, window_start = {}, 0, time.perf_counter()
         try:
@@ -296,8 +346,13 @@ class Trainer:
                 if self.group.is_main and (self.step % train_cfg.log_every == 0 or self.step == end):
                     elapsed = time.perf_counter() - window_start
                     row = {name: value / window_steps for name, value in window.items()}
-                    row.update(step=self.step, kind=kind, lr=lr, seconds_per_step=elapsed / window_steps,
-                               epoch=self.streams['single' if train_cfg.mode == 'single' else 'video'].epoch)
+                    row.update(
+                        step=self.step,
+                        kind=kind,
+                        lr=lr,
+                        seconds_per_step=elapsed / window_steps,
+                        epoch=self.streams['single' if train_cfg.mode == 'single' else 'video'].epoch,
+                    )
                     self.logs.write_train(row)
                     window, window_steps, window_start = {}, 0, time.perf_counter()
                 if self.step % train_cfg.checkpoint_every == 0 or self.step == end:
@@ -306,8 +361,10 @@ class Trainer:
                     if self.group.is_main:
                         metrics = self.validate()
                         if bar is not None:
-                            bar.write(f'step {self.step}: ' + '  '.join(
-                                f'{key} {metrics[key]:.1f}' for key in VAL_KEYS if key in metrics))
+                            bar.write(
+                                f'step {self.step}: '
+                                + '  '.join(f'{key} {metrics[key]:.1f}' for key in VAL_KEYS if key in metrics)
+                            )
                     self.group.barrier()
         finally:
             if bar is not None:
@@ -326,17 +383,23 @@ def keep_pose_refiner(cfg, init_model_cfg, init_path, announce=True):
     tensors get no gradient here), and the continued model.pt keeps it."""
     if init_model_cfg.refiner_width <= 0 or cfg.model.refiner_width > 0:
         return cfg
-    settings = {f.name: getattr(init_model_cfg, f.name) for f in dataclasses.fields(init_model_cfg)
-                if f.name.startswith('refiner_')}
+    settings = {
+        f.name: getattr(init_model_cfg, f.name)
+        for f in dataclasses.fields(init_model_cfg)
+        if f.name.startswith('refiner_')
+    }
     if announce:
-        print(f'train.init_weights: {init_path} has a pose refiner (width {init_model_cfg.refiner_width}); '
-              'the continued model keeps it unchanged (retrain it with seqpose train-refiner, its crop scorer '
-              'with seqpose train-crop-scorer)')
+        print(
+            f'train.init_weights: {init_path} has a pose refiner (width {init_model_cfg.refiner_width}); '
+            'the continued model keeps it unchanged (retrain it with seqpose train-refiner, its crop scorer '
+            'with seqpose train-crop-scorer)'
+        )
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **settings))
 
 
-def build_trainer(cfg: SeqPoseConfig, data_root, run_dir, *, resume=False, stop_step=None, device=None,
-                  val_data=None, progress=True):
+def build_trainer(
+    cfg: SeqPoseConfig, data_root, run_dir, *, resume=False, stop_step=None, device=None, val_data=None, progress=True
+):
     """A Trainer for `cfg` on `data_root` writing into `run_dir`; with `resume`, the run in `run_dir` continued
     with its own config (`cfg` is then ignored) from its checkpoint."""
     group = ProcessGroup(device)
@@ -354,23 +417,30 @@ def build_trainer(cfg: SeqPoseConfig, data_root, run_dir, *, resume=False, stop_
     if train_cfg.init_weights and checkpoint is None:
         try:
             init_content = load_checkpoint(train_cfg.init_weights)
-            cfg = keep_pose_refiner(cfg, model_config_from_checkpoint(init_content, train_cfg.init_weights),
-                                        train_cfg.init_weights, announce=group.is_main)
+            cfg = keep_pose_refiner(
+                cfg,
+                model_config_from_checkpoint(init_content, train_cfg.init_weights),
+                train_cfg.init_weights,
+                announce=group.is_main,
+            )
         except WeightsError as error:
             raise TrainingError(f'train.init_weights: {error}') from None
 
     seed = train_cfg.seed + group.rank
-    torch.manual_seed(seed)      # model initialisation (identical across ranks: DDP broadcasts rank 0's)
+    torch.manual_seed(seed)  # model initialisation (identical across ranks: DDP broadcasts rank 0's)
     model = build_model(cfg.model)
     if init_content is not None:
         try:
-            new_tensors = load_state_growing(model, init_content['model'], train_cfg.init_weights,
-                                             'model (train.init_weights)')
+            new_tensors = load_state_growing(
+                model, init_content['model'], train_cfg.init_weights, 'model (train.init_weights)'
+            )
         except WeightsError as error:
             raise TrainingError(f'train.init_weights: {error}') from None
         if new_tensors and group.is_main:
-            print(f'train.init_weights: {len(new_tensors)} tensor(s) not in {train_cfg.init_weights} start from '
-                  f'their initialisation: {", ".join(new_tensors[:8])}{" ..." if len(new_tensors) > 8 else ""}')
+            print(
+                f'train.init_weights: {len(new_tensors)} tensor(s) not in {train_cfg.init_weights} start from '
+                f'their initialisation: {", ".join(new_tensors[:8])}{" ..." if len(new_tensors) > 8 else ""}'
+            )
     freeze_modules(model, train_cfg.frozen_modules)
     model = model.to(group.device)
     set_training_mode(model, train_cfg.frozen_modules)
@@ -379,9 +449,21 @@ def build_trainer(cfg: SeqPoseConfig, data_root, run_dir, *, resume=False, stop_
     if total_steps <= 0:
         raise TrainingError('the schedule has no steps: check train.epochs / train.max_steps and the data')
     optimizer = build_optimizer(model, train_cfg)
-    trainer = Trainer(cfg, group, model, build_criterion(cfg), streams, optimizer,
-                      build_scheduler(optimizer, train_cfg, total_steps), build_precision(train_cfg, group.device),
-                      total_steps, run_dir, val_data=val_data, stop_step=stop_step, progress=progress)
+    trainer = Trainer(
+        cfg,
+        group,
+        model,
+        build_criterion(cfg),
+        streams,
+        optimizer,
+        build_scheduler(optimizer, train_cfg, total_steps),
+        build_precision(train_cfg, group.device),
+        total_steps,
+        run_dir,
+        val_data=val_data,
+        stop_step=stop_step,
+        progress=progress,
+    )
     if checkpoint is not None:
         trainer.restore(checkpoint)
     else:

@@ -5,6 +5,7 @@ image encoder and the dense heads to move: frozen, they cost a forward pass and 
 refiner and its crop scorer learned from their outputs stays true. A frozen part also stays in eval mode, so its
 BatchNorm statistics (the encoder's convolutional stem) do not drift with the training batches.
 """
+
 from seqpose_core.train.errors import TrainingError
 
 

@@ -1,5 +1,6 @@
 """What a run writes as it goes: train_log.csv (losses, lr per logging window), val_log.csv (NOCS metrics) and,
 when TensorBoard is installed, the same numbers under tensorboard/; the per-epoch tables of the second stages."""
+
 import csv
 import os
 from pathlib import Path
@@ -38,7 +39,8 @@ class CsvLog:
     def write(self, row):
         with open(self.path, 'a', newline='', encoding='utf-8') as stream:
             csv.DictWriter(stream, fieldnames=self.columns, extrasaction='ignore').writerow(
-                {key: (f'{value:.6g}' if isinstance(value, float) else value) for key, value in row.items()})
+                {key: (f'{value:.6g}' if isinstance(value, float) else value) for key, value in row.items()}
+            )
 
 
 def write_rows(path, rows):
@@ -53,7 +55,7 @@ def write_rows(path, rows):
 def open_tensorboard(run_dir):
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except ImportError:        # optional: TensorBoard is not a dependency
+    except ImportError:  # optional: TensorBoard is not a dependency
         return None
     return SummaryWriter(log_dir=str(Path(run_dir) / 'tensorboard'))
 

@@ -24,6 +24,7 @@ Proposal terms (models with proposal_queries > 0; model.proposals), per cell of 
 To add a term: a `loss_<name>(outputs, targets, matches)` method, its entry in `loss_map` and in one of the
 term tuples below, and its `weight_<name>` in `train.config.TrainConfig` (read in `base_weights`).
 """
+
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
@@ -39,7 +40,7 @@ from seqpose_core.train.targets import closest_symmetric_rotation6d, proposal_ta
 
 IGNORE_LABEL = 255
 QUERY_TERMS = ('class', 'translation', 'rotation', 'size')
-AZIMUTH_TERM = 'azimuth'     # a query term of models with azimuth bins
+AZIMUTH_TERM = 'azimuth'  # a query term of models with azimuth bins
 DENSE_TERMS = ('depth', 'normal', 'segmentation')
 PROPOSAL_TERMS = ('proposal_class', 'proposal_centre')
 # dense term -> (model output key, frame batch key): a term is computed when both are present
@@ -59,8 +60,10 @@ def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0):
 
 def repeat_targets(frame_targets, times):
     """A frame's target dict with every object listed `times` times (one-to-many matching)."""
-    return {key: value.repeat(times, *([1] * (value.dim() - 1))) if torch.is_tensor(value) and value.dim() else value
-            for key, value in frame_targets.items()}
+    return {
+        key: value.repeat(times, *([1] * (value.dim() - 1))) if torch.is_tensor(value) and value.dim() else value
+        for key, value in frame_targets.items()
+    }
 
 
 def _zero_like_graph(tensor):
@@ -71,9 +74,10 @@ def _zero_like_graph(tensor):
 @dataclass
 class LossTargets:
     """What the terms of one frame batch compare against."""
-    objects: list                       # B per-frame dicts (targets.frame_targets)
-    num_objects: torch.Tensor           # normaliser of the query terms: GT objects in the batch, >= 1
-    batch: Optional[dict] = None        # the collated frame batch (depth, normal, semantic, instance_index, ...)
+
+    objects: list  # B per-frame dicts (targets.frame_targets)
+    num_objects: torch.Tensor  # normaliser of the query terms: GT objects in the batch, >= 1
+    batch: Optional[dict] = None  # the collated frame batch (depth, normal, semantic, instance_index, ...)
     # proposal-level cell targets, class (B, h*w) and centre (B, h*w, 3): computed once for both proposal terms
     cells: Optional[tuple] = field(default=None, repr=False)
 
@@ -133,8 +137,9 @@ class SetCriterion(nn.Module):
                 self.weight_dict.update({f'{name}_aux{layer}': weight for name, weight in query.items()})
         if self.one_to_many > 1:
             for layer in range(num_decoder_layers if self.aux_loss else 1):
-                self.weight_dict.update({f'{name}_o2m{layer}': weight * train_cfg.weight_one_to_many
-                                         for name, weight in query.items()})
+                self.weight_dict.update(
+                    {f'{name}_o2m{layer}': weight * train_cfg.weight_one_to_many for name, weight in query.items()}
+                )
 
     # --- query terms: the matched predictions of one decoder layer -----------------------------------------
 
@@ -158,8 +163,9 @@ class SetCriterion(nn.Module):
     @staticmethod
     def _matched_targets(targets, matches, target_key):
         """A target field of the matched objects concatenated over the batch, in `_matched`'s order."""
-        return torch.cat([targets.objects[frame][target_key][target_indices]
-                          for frame, (_, target_indices) in enumerate(matches)])
+        return torch.cat(
+            [targets.objects[frame][target_key][target_indices] for frame, (_, target_indices) in enumerate(matches)]
+        )
 
     def loss_translation(self, outputs, targets, matches):
         pred, goal = self._matched(outputs, 'pred_translation', targets, matches, 'translation')
@@ -227,15 +233,23 @@ class SetCriterion(nn.Module):
         batch = targets.batch
         image_hw = tuple(batch['image'].shape[-2:])
         K_level = scale_intrinsics(batch['K'].to(logits.device).float(), image_hw, level_hw)
-        classes, centres = zip(*(proposal_targets(batch['instance_index'][frame].to(logits.device),
-                                                  frame_targets['labels'], frame_targets['translation'].float(),
-                                                  K_level[frame], level_hw)
-                                 for frame, frame_targets in enumerate(targets.objects)))
+        classes, centres = zip(
+            *(
+                proposal_targets(
+                    batch['instance_index'][frame].to(logits.device),
+                    frame_targets['labels'],
+                    frame_targets['translation'].float(),
+                    K_level[frame],
+                    level_hw,
+                )
+                for frame, frame_targets in enumerate(targets.objects)
+            )
+        )
         return torch.stack(classes), torch.stack(centres)
 
     def loss_proposal_class(self, outputs, targets, matches=None):
         cell_class, _ = targets.cells
-        logits = outputs['proposal_logits'].float()                      # (B, h*w, 6)
+        logits = outputs['proposal_logits'].float()  # (B, h*w, 6)
         foreground = cell_class >= 0
         one_hot = torch.zeros_like(logits)
         one_hot[foreground] = F.one_hot(cell_class[foreground], logits.shape[-1]).to(logits.dtype)
@@ -247,7 +261,7 @@ class SetCriterion(nn.Module):
         foreground = cell_class >= 0
         if not foreground.any():
             return _zero_like_graph(outputs['proposal_centre'])
-        pred = outputs['proposal_centre'].float()[foreground]              # (m, 3)
+        pred = outputs['proposal_centre'].float()[foreground]  # (m, 3)
         return F.l1_loss(pred, cell_centre[foreground], reduction='sum') / foreground.sum()
 
     # --- the whole set -----------------------------------------------------------------------------------------
@@ -277,16 +291,21 @@ class SetCriterion(nn.Module):
             for layer, aux_outputs in enumerate(layers[1:]):
                 losses.update(self.layer_losses(aux_outputs, targets, suffix=f'_aux{layer}'))
         if self.one_to_many > 1:
-            repeated = replace(targets, objects=[repeat_targets(frame, self.one_to_many) for frame in objects],
-                               num_objects=targets.num_objects * self.one_to_many)
+            repeated = replace(
+                targets,
+                objects=[repeat_targets(frame, self.one_to_many) for frame in objects],
+                num_objects=targets.num_objects * self.one_to_many,
+            )
             for layer, layer_outputs in enumerate(layers if self.aux_loss else layers[:1]):
                 losses.update(self.layer_losses(layer_outputs, repeated, suffix=f'_o2m{layer}'))
         if batch is None:
             return losses
         if outputs.get('proposal_logits') is not None:
             if batch.get('instance_index') is None:
-                raise KeyError('the model predicts proposals (proposal_queries > 0) but the batch has no '
-                               '`instance_index` map to supervise them')
+                raise KeyError(
+                    'the model predicts proposals (proposal_queries > 0) but the batch has no '
+                    '`instance_index` map to supervise them'
+                )
             targets.cells = self.proposal_cells(outputs, targets)
             losses.update({f'loss_{term}': self.loss_map[term](outputs, targets, None) for term in PROPOSAL_TERMS})
         for term, (output_key, batch_key) in DENSE_KEYS.items():
@@ -300,5 +319,6 @@ class SetCriterion(nn.Module):
 
 def build_criterion(cfg):
     """SetCriterion of a SeqPoseConfig: the matcher and weights of cfg.train, aux keys for cfg.model's layers."""
-    return SetCriterion(HungarianMatcher.from_config(cfg.train), cfg.train, cfg.model.decoder_layers,
-                        cfg.model.azimuth_bins)
+    return SetCriterion(
+        HungarianMatcher.from_config(cfg.train), cfg.train, cfg.model.decoder_layers, cfg.model.azimuth_bins
+    )

@@ -7,6 +7,7 @@ The cost of assigning query q to object g is
   + match_cost_size        * |s_q - s_g|_1        (metres)
 and scipy's linear_sum_assignment gives the minimum-cost one-to-one assignment per frame.
 """
+
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
@@ -41,8 +42,16 @@ def translation_cost(predicted, target, space):
 
 
 class HungarianMatcher(nn.Module):
-    def __init__(self, cost_class=2.0, cost_translation=5.0, cost_rotation=1.0, cost_size=2.0,
-                 focal_alpha=0.25, focal_gamma=2.0, translation_space='ray'):
+    def __init__(
+        self,
+        cost_class=2.0,
+        cost_translation=5.0,
+        cost_rotation=1.0,
+        cost_size=2.0,
+        focal_alpha=0.25,
+        focal_gamma=2.0,
+        translation_space='ray',
+    ):
         super().__init__()
         if translation_space not in TRANSLATION_SPACES:
             raise ValueError(f'match_translation_space {translation_space!r}: expected one of {TRANSLATION_SPACES}')
@@ -60,9 +69,15 @@ class HungarianMatcher(nn.Module):
 
     @classmethod
     def from_config(cls, train_cfg):
-        return cls(train_cfg.match_cost_class, train_cfg.match_cost_translation, train_cfg.match_cost_rotation,
-                   train_cfg.match_cost_size, train_cfg.focal_alpha, train_cfg.focal_gamma,
-                   train_cfg.match_translation_space)
+        return cls(
+            train_cfg.match_cost_class,
+            train_cfg.match_cost_translation,
+            train_cfg.match_cost_rotation,
+            train_cfg.match_cost_size,
+            train_cfg.focal_alpha,
+            train_cfg.focal_gamma,
+            train_cfg.match_translation_space,
+        )
 
     def cost_matrix(self, outputs, index, targets):
         """(Q, n) assignment costs of frame `index` of `outputs` to its `targets` dict."""
@@ -71,12 +86,14 @@ class HungarianMatcher(nn.Module):
         rotation6d = outputs['pred_rotation6d'][index].float()
         size = outputs['pred_size'][index].float()
         cost = self.cost_class * focal_class_cost(logits, targets['labels'], self.focal_alpha, self.focal_gamma)
-        cost = cost + self.cost_translation * translation_cost(translation, targets['translation'].float(),
-                                                                self.translation_space)
+        cost = cost + self.cost_translation * translation_cost(
+            translation, targets['translation'].float(), self.translation_space
+        )
         cost = cost + self.cost_size * torch.cdist(size, targets['size'].float(), p=1)
         # (Q, 1, 6) against (1, n, 6): each pair gets its own symmetric target
-        rotation_target = closest_symmetric_rotation6d(rotation6d[:, None], targets['rotation6d'][None].float(),
-                                                       targets['symmetric'][None])
+        rotation_target = closest_symmetric_rotation6d(
+            rotation6d[:, None], targets['rotation6d'][None].float(), targets['symmetric'][None]
+        )
         cost = cost + self.cost_rotation * (rotation6d[:, None] - rotation_target).abs().sum(-1)
         return cost
 
@@ -94,6 +111,10 @@ class HungarianMatcher(nn.Module):
             if not torch.isfinite(cost).all():
                 raise FloatingPointError('non-finite matching cost: the model produced NaN/inf predictions')
             query_indices, target_indices = linear_sum_assignment(cost.numpy())
-            matches.append((torch.as_tensor(query_indices, dtype=torch.int64),
-                            torch.as_tensor(np.asarray(target_indices), dtype=torch.int64)))
+            matches.append(
+                (
+                    torch.as_tensor(query_indices, dtype=torch.int64),
+                    torch.as_tensor(np.asarray(target_indices), dtype=torch.int64),
+                )
+            )
         return matches

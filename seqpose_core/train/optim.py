@@ -1,4 +1,5 @@
 """AdamW with a slower backbone, and the linear warm-up + cosine decay schedule (paper sec. 4.2)."""
+
 import math
 
 import torch
@@ -39,18 +40,21 @@ def parameter_groups(model, train_cfg):
         key = (kind, 'no_decay' if no_decay else 'decay')
         if key not in groups:
             groups[key] = {
-                'name': '/'.join(key), 'params': [], 'lr': lr,
+                'name': '/'.join(key),
+                'params': [],
+                'lr': lr,
                 'weight_decay': 0.0 if no_decay else train_cfg.weight_decay,
             }
         groups[key]['params'].append(parameter)
     if not groups:
         raise ValueError('the model has no trainable parameters')
-    return [groups[key] for key in sorted(groups)]   # a fixed order, so optimiser state_dicts line up on resume
+    return [groups[key] for key in sorted(groups)]  # a fixed order, so optimiser state_dicts line up on resume
 
 
 def build_optimizer(model, train_cfg):
-    return torch.optim.AdamW(parameter_groups(model, train_cfg), lr=train_cfg.lr, betas=(0.9, 0.999),
-                             weight_decay=train_cfg.weight_decay)
+    return torch.optim.AdamW(
+        parameter_groups(model, train_cfg), lr=train_cfg.lr, betas=(0.9, 0.999), weight_decay=train_cfg.weight_decay
+    )
 
 
 def lr_factor(step, total_steps, warmup_steps, warmup_start_factor=0.001, min_lr_ratio=0.001):
@@ -66,6 +70,8 @@ def lr_factor(step, total_steps, warmup_steps, warmup_start_factor=0.001, min_lr
 
 def build_scheduler(optimizer, train_cfg, total_steps):
     def factor(step):
-        return lr_factor(step, total_steps, train_cfg.warmup_steps, train_cfg.warmup_start_factor,
-                         train_cfg.min_lr_ratio)
+        return lr_factor(
+            step, total_steps, train_cfg.warmup_steps, train_cfg.warmup_start_factor, train_cfg.min_lr_ratio
+        )
+
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -10,6 +10,7 @@ box part (model.refiner_box), the inverse of each crop's jitter and the object's
     crops = collect_crops(root, 'real_train', model_cfg, classes, settings)          # tensors, uint8 images
     history = train_refiner(model.pose_refiner, crops, settings, val_crops=..., log=...)
 """
+
 import time
 from dataclasses import dataclass
 
@@ -32,9 +33,9 @@ class RefinerTrainingSettings:
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    frame_stride: int = 3            # every n-th frame of each scene
-    copies: int = 2                  # crops per object, each with its own shift and zoom
-    shift: float = 0.1               # crop sides, uniform in [-shift, shift] per axis
+    frame_stride: int = 3  # every n-th frame of each scene
+    copies: int = 2  # crops per object, each with its own shift and zoom
+    shift: float = 0.1  # crop sides, uniform in [-shift, shift] per axis
     zoom: tuple = (0.85, 1.2)
     seed: int = 0
 
@@ -49,7 +50,7 @@ def collect_crops(root, split, model_cfg, classes, settings, jitter=True, progre
         raise TrainingError(f'refiner classes {list(classes)}: expected one or more of {list(CLASS_NAMES)}')
     class_ids = [CLASS_NAMES.index(name) + 1 for name in classes]
     reader = NocsFrameReader(root, split)
-    prefixes = [prefix for _, frames in enumerate_scenes(root, split) for prefix in frames[::settings.frame_stride]]
+    prefixes = [prefix for _, frames in enumerate_scenes(root, split) for prefix in frames[:: settings.frame_stride]]
     if not prefixes:
         raise TrainingError(f'{root} ({split}): no frames to crop')
     rng = np.random.default_rng(settings.seed)
@@ -57,6 +58,7 @@ def collect_crops(root, split, model_cfg, classes, settings, jitter=True, progre
     parts = {'crops': [], 'allocentric': [], 'class_ids': [], 'symmetric': [], 'sizes': [], 'shift': [], 'zoom': []}
     if progress:
         from tqdm import tqdm
+
         prefixes = tqdm(prefixes, desc=f'crops {split}', unit='frame', mininterval=5)
     for prefix in prefixes:
         frame = reader.read(prefix)
@@ -70,15 +72,17 @@ def collect_crops(root, split, model_cfg, classes, settings, jitter=True, progre
         image = torch.from_numpy(frame.color).permute(2, 0, 1).float()
         K = torch.as_tensor(frame.K, dtype=torch.float32)
         allocentric = ray_rotation(centres).transpose(1, 2) @ rotations
-        symmetric = symmetric_mask(torch.as_tensor(annotation.class_ids[keep]),
-                                   torch.as_tensor(annotation.handle_visibility[keep]))
+        symmetric = symmetric_mask(
+            torch.as_tensor(annotation.class_ids[keep]), torch.as_tensor(annotation.handle_visibility[keep])
+        )
         for _ in range(copies):
             shift, zoom = torch.zeros(len(centres), 2), torch.ones(len(centres))
             if jitter:
                 shift = torch.from_numpy(rng.uniform(-settings.shift, settings.shift, (len(centres), 2))).float()
                 zoom = torch.from_numpy(rng.uniform(*settings.zoom, len(centres))).float()
-            crops = object_crops(image, K, centres, sizes, model_cfg.refiner_crop_size, model_cfg.refiner_crop_margin,
-                                 shift, zoom)
+            crops = object_crops(
+                image, K, centres, sizes, model_cfg.refiner_crop_size, model_cfg.refiner_crop_margin, shift, zoom
+            )
             parts['crops'].append(crops.round().clamp(0, 255).to(torch.uint8))
             parts['allocentric'].append(allocentric)
             parts['class_ids'].append(torch.as_tensor(annotation.class_ids[keep], dtype=torch.long))
@@ -108,8 +112,11 @@ def validate(refiner, crops, batch_size=256):
     for start in range(0, len(crops['class_ids']), batch_size):
         part = slice(start, start + batch_size)
         outputs = refiner(crops['crops'][part], crops['class_ids'][part])
-        errors.append(rotation_error_deg(refiner.rotations(outputs), crops['allocentric'][part],
-                                         symmetric=crops['symmetric'][part]))
+        errors.append(
+            rotation_error_deg(
+                refiner.rotations(outputs), crops['allocentric'][part], symmetric=crops['symmetric'][part]
+            )
+        )
         targets = _box_targets(refiner, crops, part)
         if targets is not None:
             # relative depth error: the depth scales as size / projected diagonal (model.pose_refiner.decode_boxes)
@@ -141,22 +148,25 @@ def train_refiner(refiner, crops, settings, val_crops=None, log_path=None, progr
         raise TrainingError(f'{count} crops: fewer than one batch of {settings.batch_size}')
     generator = torch.Generator().manual_seed(settings.seed)
     optimizer = torch.optim.AdamW(refiner.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr, pct_start=0.05,
-                                                   total_steps=settings.epochs * steps_per_epoch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=settings.lr, pct_start=0.05, total_steps=settings.epochs * steps_per_epoch
+    )
     refiner.train()
     rows, started = [], time.perf_counter()
     bar = None
     if progress:
         from tqdm import tqdm
+
         bar = tqdm(total=settings.epochs * steps_per_epoch, desc='refiner', unit='step', dynamic_ncols=True)
     for epoch in range(settings.epochs):
         order = torch.randperm(count, generator=generator)
         totals = {}
         for step in range(steps_per_epoch):
-            batch = order[step * settings.batch_size:(step + 1) * settings.batch_size]
+            batch = order[step * settings.batch_size : (step + 1) * settings.batch_size]
             outputs = refiner(crops['crops'][batch], crops['class_ids'][batch])
-            losses = refiner_losses(outputs, crops['allocentric'][batch], crops['symmetric'][batch],
-                                    _box_targets(refiner, crops, batch))
+            losses = refiner_losses(
+                outputs, crops['allocentric'][batch], crops['symmetric'][batch], _box_targets(refiner, crops, batch)
+            )
             loss = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -173,8 +183,10 @@ def train_refiner(refiner, crops, settings, val_crops=None, log_path=None, progr
                 row.update({f'{name}_{key}': value for key, value in figures.items()})
         rows.append(row)
         if bar is not None:
-            bar.write('epoch {epoch}: '.format(**row) + '  '.join(
-                f'{key} {value:.3f}' for key, value in row.items() if key != 'epoch'))
+            bar.write(
+                'epoch {epoch}: '.format(**row)
+                + '  '.join(f'{key} {value:.3f}' for key, value in row.items() if key != 'epoch')
+            )
         if log_path is not None:
             write_rows(log_path, rows)
     if bar is not None:

@@ -7,6 +7,7 @@ the same sample gets the same augmentation whether loaded in the training proces
 uninterrupted run or after a resume. In the training process the global RNG states are put back afterwards,
 so loading data never perturbs the model's random stream (dropout).
 """
+
 import random
 
 import numpy as np
@@ -16,8 +17,7 @@ from torch.utils.data import Dataset, DistributedSampler
 
 class ResumableDistributedSampler(DistributedSampler):
     def __init__(self, dataset, num_replicas=1, rank=0, shuffle=True, seed=0, drop_last=True):
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
-                         drop_last=drop_last)
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
         self.start_index = 0
 
     def set_position(self, epoch, start_index):
@@ -26,7 +26,7 @@ class ResumableDistributedSampler(DistributedSampler):
         self.start_index = int(start_index)
 
     def __iter__(self):
-        indices = list(super().__iter__())[self.start_index:]
+        indices = list(super().__iter__())[self.start_index :]
         return iter([(self.epoch, index) for index in indices])
 
     def __len__(self):
@@ -51,7 +51,7 @@ class SeededSamples(Dataset):
         saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
         random.seed(sample_seed)
         np.random.seed(sample_seed)
-        torch.random.default_generator.manual_seed(sample_seed)   # CPU only: CUDA dropout stays untouched
+        torch.random.default_generator.manual_seed(sample_seed)  # CPU only: CUDA dropout stays untouched
         try:
             return self.dataset[index]
         finally:

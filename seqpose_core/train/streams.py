@@ -5,6 +5,7 @@ the two kinds in 'mixed' mode (`step_kind`).
   train.streaming a `SequenceStream` (each step one frame of B sequences, the memory carried across steps);
 - 'single': a `BatchStream` of frames.
 """
+
 import math
 
 import torch
@@ -30,11 +31,13 @@ def build_datasets(cfg, data_root, mode):
         if mode in ('video', 'mixed') and cfg.train.streaming:
             # consecutive, non-overlapping sequences: each frame of a scene is streamed once per epoch
             length = cfg.train.stream_length
-            datasets['video'] = NocsClipDataset(data_root, cfg.train.video_split, clip_length=length,
-                                                clip_stride=length, data_cfg=cfg.data, train=True)
+            datasets['video'] = NocsClipDataset(
+                data_root, cfg.train.video_split, clip_length=length, clip_stride=length, data_cfg=cfg.data, train=True
+            )
         elif mode in ('video', 'mixed'):
-            datasets['video'] = NocsClipDataset(data_root, cfg.train.video_split, clip_length=cfg.data.clip_length,
-                                                data_cfg=cfg.data, train=True)
+            datasets['video'] = NocsClipDataset(
+                data_root, cfg.train.video_split, clip_length=cfg.data.clip_length, data_cfg=cfg.data, train=True
+            )
         if mode in ('single', 'mixed'):
             datasets['single'] = NocsFrameDataset(data_root, cfg.train.single_split, data_cfg=cfg.data, train=True)
     except NocsFormatError as error:
@@ -42,9 +45,15 @@ def build_datasets(cfg, data_root, mode):
     for kind, dataset in datasets.items():
         if len(dataset) == 0:
             split = cfg.train.video_split if kind == 'video' else cfg.train.single_split
-            what = 'frames' if kind == 'single' else (
-                f'sequences of train.stream_length={cfg.train.stream_length} frames' if cfg.train.streaming
-                else 'clips')
+            what = (
+                'frames'
+                if kind == 'single'
+                else (
+                    f'sequences of train.stream_length={cfg.train.stream_length} frames'
+                    if cfg.train.streaming
+                    else 'clips'
+                )
+            )
             raise TrainingError(f'no {what} in split {split!r} under {data_root} (train.mode={mode})')
     return datasets
 
@@ -55,11 +64,14 @@ class BatchStream:
 
     def __init__(self, dataset, collate_fn, batch_size, seed, group, num_workers=0, camera_motion_dropout=0.0):
         if len(dataset) < batch_size * group.world_size:
-            raise TrainingError(f'{len(dataset)} samples cannot fill one batch of {batch_size} per process '
-                                f'x {group.world_size} processes: lower train.batch_size')
+            raise TrainingError(
+                f'{len(dataset)} samples cannot fill one batch of {batch_size} per process '
+                f'x {group.world_size} processes: lower train.batch_size'
+            )
         self.dataset = SeededSamples(dataset, seed)
-        self.sampler = ResumableDistributedSampler(self.dataset, num_replicas=group.world_size, rank=group.rank,
-                                                   shuffle=True, seed=seed, drop_last=True)
+        self.sampler = ResumableDistributedSampler(
+            self.dataset, num_replicas=group.world_size, rank=group.rank, shuffle=True, seed=seed, drop_last=True
+        )
         self.collate_fn = collate_fn
         self.batch_size = batch_size
         self.seed = seed
@@ -69,7 +81,7 @@ class BatchStream:
         self.dropout_seed = seed * 1000 + group.rank
         self.batches_per_epoch = self.sampler.num_samples // batch_size
         self.epoch = 0
-        self.position = 0            # batches consumed in the current epoch
+        self.position = 0  # batches consumed in the current epoch
         self._iterator = None
 
     def state_dict(self):
@@ -83,8 +95,15 @@ class BatchStream:
         self.sampler.set_position(self.epoch, self.position * self.batch_size)
         # Its own generator: creating an iterator then never draws from the global torch RNG.
         generator = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
-        loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler, drop_last=True,
-                            collate_fn=self.collate_fn, num_workers=self.num_workers, generator=generator)
+        loader = DataLoader(
+            self.dataset,
+            batch_size=self.batch_size,
+            sampler=self.sampler,
+            drop_last=True,
+            collate_fn=self.collate_fn,
+            num_workers=self.num_workers,
+            generator=generator,
+        )
         self._iterator = iter(loader)
 
     def next(self):
@@ -95,8 +114,9 @@ class BatchStream:
         batch = next(self._iterator)
         self.position += 1
         if self.camera_motion_dropout > 0:
-            withheld = withheld_sequences(self.dropout_seed, self.epoch, self.position, self.batch_size,
-                                          self.camera_motion_dropout)
+            withheld = withheld_sequences(
+                self.dropout_seed, self.epoch, self.position, self.batch_size, self.camera_motion_dropout
+            )
             batch = withhold_camera_motion(batch, withheld)
         return batch
 
@@ -113,8 +133,8 @@ class SequenceStream:
     def __init__(self, sequences, length):
         self.sequences = sequences
         self.length = length
-        self.time = length              # frames of the current sequence batch consumed (length: none left)
-        self._current = None            # list over time of collated frame batches
+        self.time = length  # frames of the current sequence batch consumed (length: none left)
+        self._current = None  # list over time of collated frame batches
 
     @property
     def epoch(self):
@@ -150,11 +170,19 @@ def build_streams(cfg, data_root, group):
     streams = {}
     for kind, dataset in build_datasets(cfg, data_root, train_cfg.mode).items():
         if kind == 'single':
-            streams[kind] = BatchStream(dataset, collate_frames, train_cfg.batch_size, train_cfg.seed + 1, group,
-                                        train_cfg.num_workers)
+            streams[kind] = BatchStream(
+                dataset, collate_frames, train_cfg.batch_size, train_cfg.seed + 1, group, train_cfg.num_workers
+            )
             continue
-        clips = BatchStream(dataset, collate_clips, train_cfg.batch_size, train_cfg.seed, group, train_cfg.num_workers,
-                            camera_motion_dropout=train_cfg.camera_motion_dropout)
+        clips = BatchStream(
+            dataset,
+            collate_clips,
+            train_cfg.batch_size,
+            train_cfg.seed,
+            group,
+            train_cfg.num_workers,
+            camera_motion_dropout=train_cfg.camera_motion_dropout,
+        )
         streams[kind] = SequenceStream(clips, train_cfg.stream_length) if train_cfg.streaming else clips
     return streams
 

@@ -9,6 +9,7 @@ cos(a) x + sin(a) z (R @ Ry(-a)), and the one nearest to a predicted column p is
 x-z plane, normalised. The target therefore never penalises a rotation about y; it falls back to the GT x
 column when p is (nearly) parallel to y, where every member is equally far.
 """
+
 import torch
 import torch.nn.functional as F
 
@@ -96,7 +97,7 @@ def proposal_targets(instance_index, labels, translations, K_level, level_hw):
     (anything >= n: none); labels (n,) 0..5; translations (n, 3) metres; K_level (3, 3) of the proposal level
     (h, w). Each cell takes the object under its centre pixel (nearest resize, labels never mix). Returns
     class (h*w,) long (-1: background) and centre (h*w, 3) targets (du, dv, log z); background rows are 0."""
-    cells = resize_labels_nearest(instance_index[None], tuple(level_hw))[0].flatten()   # (h*w,)
+    cells = resize_labels_nearest(instance_index[None], tuple(level_hw))[0].flatten()  # (h*w,)
     foreground = cells < len(labels)
     target_class = torch.full_like(cells, -1)
     centre = torch.zeros(cells.shape[0], 3, device=translations.device, dtype=translations.dtype)
@@ -104,8 +105,8 @@ def proposal_targets(instance_index, labels, translations, K_level, level_hw):
         return target_class, centre
     index = cells[foreground]
     target_class[foreground] = labels[index]
-    t = translations[index]                                                           # (m, 3)
-    uv = project_points(t[None], K_level)[0]                                          # (m, 2)
+    t = translations[index]  # (m, 3)
+    uv = project_points(t[None], K_level)[0]  # (m, 2)
     grid = cell_grid(level_hw, t.device, t.dtype)[foreground]
     centre[foreground] = torch.cat([uv - grid, t[:, 2:3].clamp_min(1e-3).log()], dim=-1)
     return target_class, centre

@@ -1,4 +1,5 @@
 """Validation during training: the NOCS metrics of the current model on the validation split."""
+
 from pathlib import Path
 
 from seqpose_core.data import NocsFormatError, resolve_split
@@ -15,8 +16,9 @@ def check_validation_data(val_data, train_cfg):
     try:
         resolve_split(val_data, train_cfg.val_split)
     except NocsFormatError as error:
-        raise TrainingError(f'validation every {train_cfg.val_every} steps: {error}; pass --val-data DIR '
-                            'or set train.val_every=0') from None
+        raise TrainingError(
+            f'validation every {train_cfg.val_every} steps: {error}; pass --val-data DIR or set train.val_every=0'
+        ) from None
 
 
 def validate(model, cfg, val_data, out_dir, device, oracle_camera_motion=False):
@@ -27,9 +29,19 @@ def validate(model, cfg, val_data, out_dir, device, oracle_camera_motion=False):
     rng_state = capture_rng_state()
     model.eval()
     try:
-        metrics = evaluate_model(model, cfg, val_data, cfg.train.val_split, 'mf', Path(out_dir),
-                                 max_scenes=cfg.train.val_max_scenes or None, overlays=0, progress=False,
-                                 device=str(device), camera_motion='gt' if oracle_camera_motion else 'none')
+        metrics = evaluate_model(
+            model,
+            cfg,
+            val_data,
+            cfg.train.val_split,
+            'mf',
+            Path(out_dir),
+            max_scenes=cfg.train.val_max_scenes or None,
+            overlays=0,
+            progress=False,
+            device=str(device),
+            camera_motion='gt' if oracle_camera_motion else 'none',
+        )
     finally:
         set_training_mode(model, cfg.train.frozen_modules)
         restore_rng_state(rng_state)

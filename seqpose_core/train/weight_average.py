@@ -9,6 +9,7 @@ nearer the middle of the basin the optimiser circles in, as in DETR-family and Y
 The ramp keeps the first updates from leaning on the initialisation. Floating-point parameters and buffers
 are averaged (BatchNorm statistics included); integer buffers follow the model.
 """
+
 import contextlib
 
 import torch
@@ -53,7 +54,7 @@ class WeightAverage:
 
     def load_state_dict(self, saved):
         if set(saved['state']) != set(self.state):
-            raise ValueError('the checkpoint\'s weight average does not fit the model')
+            raise ValueError("the checkpoint's weight average does not fit the model")
         self.decay = float(saved['decay'])
         self.updates = int(saved['updates'])
         self.state = {name: value.to(self.state[name].device).clone() for name, value in saved['state'].items()}

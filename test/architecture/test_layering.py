@@ -6,6 +6,7 @@ A module may import its own package (`seqpose_core.bag.*` from `seqpose_core.bag
 lower layer; `seqpose_core.model` is narrower still (the model, geometry and its own config only), so that the
 network can be read, tested and exported on its own.
 """
+
 import ast
 from pathlib import Path
 
@@ -17,15 +18,25 @@ PACKAGES = ('seqpose_core', 'seqpose_ros')
 # module prefix -> layer (the longest matching prefix wins); bottom first
 LAYERS = {
     # 0: foundations with no knowledge of the rest
-    'seqpose_core': 0, 'seqpose_core.geometry': 0, 'seqpose_core.config_schema': 0, 'seqpose_core.safe_pickle': 0,
-    'seqpose_core.timing': 0, 'seqpose_core.measure': 0,
+    'seqpose_core': 0,
+    'seqpose_core.geometry': 0,
+    'seqpose_core.config_schema': 0,
+    'seqpose_core.safe_pickle': 0,
+    'seqpose_core.timing': 0,
+    'seqpose_core.measure': 0,
     # 1: plain values and each package's own configuration section
-    'seqpose_core.detection': 1, 'seqpose_core.model.config': 1, 'seqpose_core.data.config': 1,
-    'seqpose_core.train.config': 1, 'seqpose_core.stages.config': 1,
+    'seqpose_core.detection': 1,
+    'seqpose_core.model.config': 1,
+    'seqpose_core.data.config': 1,
+    'seqpose_core.train.config': 1,
+    'seqpose_core.stages.config': 1,
     # 2: the whole configuration
     'seqpose_core.config': 2,
     # 3: the network, data reading and generation, geometry on detections, drawing
-    'seqpose_core.model': 3, 'seqpose_core.data': 3, 'seqpose_core.synth': 3, 'seqpose_core.suppression': 3,
+    'seqpose_core.model': 3,
+    'seqpose_core.data': 3,
+    'seqpose_core.synth': 3,
+    'seqpose_core.suppression': 3,
     'seqpose_core.visualize': 3,
     # 4: the runner's stages after the network (one contract: seqpose_core.stages)
     'seqpose_core.stages': 4,
@@ -34,16 +45,23 @@ LAYERS = {
     # 6: evaluation (metrics, the evaluation loop over a runner)
     'seqpose_core.eval': 6,
     # 7: training and the rosbag tools
-    'seqpose_core.train': 7, 'seqpose_core.bag': 7,
+    'seqpose_core.train': 7,
+    'seqpose_core.bag': 7,
     # 8: every subcommand; 9: the entry point that maps names to them
-    'seqpose_core.commands': 8, 'seqpose_core.cli': 9,
+    'seqpose_core.commands': 8,
+    'seqpose_core.cli': 9,
     # 10: the ROS 2 package, above the whole library
     'seqpose_ros': 10,
 }
 # packages whose modules may import only these (besides their own package)
 NARROW = {
-    'seqpose_core.model': ('seqpose_core', 'seqpose_core.geometry', 'seqpose_core.config_schema',
-                           'seqpose_core.timing', 'seqpose_core.model'),
+    'seqpose_core.model': (
+        'seqpose_core',
+        'seqpose_core.geometry',
+        'seqpose_core.config_schema',
+        'seqpose_core.timing',
+        'seqpose_core.model',
+    ),
 }
 
 
@@ -78,12 +96,14 @@ def imported_modules(path, name, modules):
             base = node.module or ''
             if node.level:
                 anchor = name.split('.') if is_package else name.split('.')[:-1]
-                anchor = anchor[:len(anchor) - node.level + 1]
+                anchor = anchor[: len(anchor) - node.level + 1]
                 base = '.'.join(anchor + ([base] if base else []))
             # `from package import submodule` imports the submodule; a lazily exported name, its module
             exports = lazy_exports(modules[base]) if base in modules else {}
-            targets = [f'{base}.{alias.name}' if f'{base}.{alias.name}' in modules
-                       else exports.get(alias.name, base) for alias in node.names]
+            targets = [
+                f'{base}.{alias.name}' if f'{base}.{alias.name}' in modules else exports.get(alias.name, base)
+                for alias in node.names
+            ]
         else:
             continue
         for target in targets:
@@ -127,8 +147,10 @@ def violations(graph):
             if package_of(target) == package_of(name) and name != 'seqpose_core':
                 continue
             target_prefix, target_layer = layer_of(target)
-            narrow = next((allowed for package, allowed in NARROW.items()
-                           if name == package or name.startswith(package + '.')), None)
+            narrow = next(
+                (allowed for package, allowed in NARROW.items() if name == package or name.startswith(package + '.')),
+                None,
+            )
             if narrow is not None and target_prefix not in narrow and layer_of(target)[0] not in narrow:
                 found.append(f'{name} -> {target}: {package_of(name)} may import only {narrow}')
             elif target_layer >= layer and package_of(target) != package_of(name):
@@ -145,7 +167,7 @@ def cycles(graph):
         stack.append(node)
         for target in sorted(graph.get(node, ())):
             if state.get(target) == 'active':
-                found.append(stack[stack.index(target):] + [target])
+                found.append(stack[stack.index(target) :] + [target])
             elif target not in state:
                 visit(target)
         stack.pop()
@@ -169,12 +191,15 @@ def test_no_import_cycles():
     assert cycles(import_graph()) == []
 
 
-@pytest.mark.parametrize('source, target', [
-    ('seqpose_core.model.stsq', 'seqpose_core.runner'),          # the model reaching up to the runner
-    ('seqpose_core.train.engine', 'seqpose_core.commands.evaluate'),   # library code depending on a CLI module
-    ('seqpose_core.model.memory', 'seqpose_core.config'),        # the model past its own config
-    ('seqpose_core.runner', 'seqpose_ros.node'),                 # the library depending on the ROS package
-])
+@pytest.mark.parametrize(
+    'source, target',
+    [
+        ('seqpose_core.model.stsq', 'seqpose_core.runner'),  # the model reaching up to the runner
+        ('seqpose_core.train.engine', 'seqpose_core.commands.evaluate'),  # library code depending on a CLI module
+        ('seqpose_core.model.memory', 'seqpose_core.config'),  # the model past its own config
+        ('seqpose_core.runner', 'seqpose_ros.node'),  # the library depending on the ROS package
+    ],
+)
 def test_an_upward_import_is_caught(source, target):
     graph = import_graph()
     graph[source] = set(graph[source]) | {target}
@@ -191,6 +216,11 @@ def test_a_cycle_is_caught():
 def test_every_layer_prefix_is_in_the_architecture_document():
     """docs/architecture.md draws these layers: each module prefix of the table is named there."""
     text = (ROOT / 'docs' / 'architecture.md').read_text(encoding='utf-8')
-    missing = [prefix for prefix in LAYERS if prefix != 'seqpose_core'
-               and f'`{prefix.removeprefix("seqpose_core.")}' not in text and f'`{prefix}' not in text]
+    missing = [
+        prefix
+        for prefix in LAYERS
+        if prefix != 'seqpose_core'
+        and f'`{prefix.removeprefix("seqpose_core.")}' not in text
+        and f'`{prefix}' not in text
+    ]
     assert missing == [], f'docs/architecture.md does not name {missing}'

@@ -1,15 +1,15 @@
 """Bag writing and reading: message conventions, from-nocs read back by an independent reader (mcap +
 mcap-ros2-support), and every damaged-bag case read as far as it is usable with the reason reported."""
+
 import numpy as np
 import pytest
 
+from helpers.bags import FRAMES, SCENES, generate_scenes, synthetic_frame_bag, truncate_recording
 from seqpose_core.bag import messages as M
 from seqpose_core.bag.frames import REORDER_WINDOW, BagFrames, ReplayTopics
 from seqpose_core.bag.from_nocs import write_nocs_bag
 from seqpose_core.bag.io import BagError, BagReader
 from seqpose_core.detection import Detection
-
-from helpers.bags import FRAMES, SCENES, generate_scenes, synthetic_frame_bag, truncate_recording
 
 
 @pytest.fixture(scope='module')
@@ -35,10 +35,24 @@ def _rotation(axis, angle):
 @pytest.mark.parametrize('angle', [0.0, 0.7, 3.1, np.pi])
 def test_detection_array_round_trip_keeps_class_pose_size_and_handle_flag(angle):
     rotation = _rotation([0.3, -1.0, 0.2], angle)
-    detections = [Detection(class_id=6, score=0.75, rotation=rotation, translation=np.array([0.1, -0.2, 0.9]),
-                            size=np.array([0.12, 0.09, 0.1]), track_id=4),
-                  Detection(class_id=1, score=0.5, rotation=np.eye(3), translation=np.array([0, 0, 1.0]),
-                            size=np.array([0.05, 0.2, 0.05]), track_id=-1)]
+    detections = [
+        Detection(
+            class_id=6,
+            score=0.75,
+            rotation=rotation,
+            translation=np.array([0.1, -0.2, 0.9]),
+            size=np.array([0.12, 0.09, 0.1]),
+            track_id=4,
+        ),
+        Detection(
+            class_id=1,
+            score=0.5,
+            rotation=np.eye(3),
+            translation=np.array([0, 0, 1.0]),
+            size=np.array([0.05, 0.2, 0.05]),
+            track_id=-1,
+        ),
+    ]
     msg = M.detection_array_msg(detections, 1_234_000_000_567, handle_visibility=[0, 1])
     store = M.typestore()
     decoded = store.deserialize_cdr(store.serialize_cdr(msg, M.DETECTION_ARRAY_TYPE), M.DETECTION_ARRAY_TYPE)
@@ -57,25 +71,28 @@ def test_detection_array_round_trip_keeps_class_pose_size_and_handle_flag(angle)
 
 
 def test_detection_array_with_unknown_class_is_reported_not_guessed():
-    msg = M.detection_array_msg([Detection(class_id=2, score=1, rotation=np.eye(3), translation=np.ones(3),
-                                           size=np.ones(3))], 5)
+    msg = M.detection_array_msg(
+        [Detection(class_id=2, score=1, rotation=np.eye(3), translation=np.ones(3), size=np.ones(3))], 5
+    )
     msg.detections[0].results[0].hypothesis.class_id = 'teapot'
     objects, problems = M.detection_array_to_objects(msg)
     assert objects == [] and 'teapot' in problems[0]
-    assert M.parse_object_id('7') == {'track': 7}      # what a plain publisher (the node) writes
+    assert M.parse_object_id('7') == {'track': 7}  # what a plain publisher (the node) writes
 
 
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
 def test_from_nocs_writes_what_the_data_reader_reads(scenes_root, tmp_path, storage):
     from seqpose_core.data import NocsFrameReader, iter_scenes
+
     bag = tmp_path / 'scenes_bag'
     summary = write_nocs_bag([scenes_root / 'Real' / 'test'], bag, storage=storage, progress=False)
     assert [s[1] for s in summary.scenes] == [FRAMES] * SCENES
     source, frames = _frames(bag)
     assert not source.skipped, _reasons(source.skipped)
     reader = NocsFrameReader(scenes_root, 'Real/test')
-    expected = [(scene, reader.read(prefix)) for scene, prefixes in iter_scenes(scenes_root, 'Real/test')
-                for prefix in prefixes]
+    expected = [
+        (scene, reader.read(prefix)) for scene, prefixes in iter_scenes(scenes_root, 'Real/test') for prefix in prefixes
+    ]
     assert [(f.scene, f.frame) for f in frames] == [(s, e.frame) for s, e in expected]
     # scenes are separated by stamp jumps larger than the runner's max_frame_gap (the runner resets there)
     gaps = np.diff([f.stamp_s for f in frames])
@@ -94,6 +111,7 @@ def test_from_nocs_writes_what_the_data_reader_reads(scenes_root, tmp_path, stor
 
 def test_from_nocs_bag_is_read_by_mcap_ros2_independent_reader(scenes_root, tmp_path):
     from mcap_ros2.reader import read_ros2_messages
+
     bag = tmp_path / 'independent'
     write_nocs_bag([scenes_root / 'Real' / 'test' / 'scene_1'], bag, progress=False)
     counts, first_gt, first_image, stamps = {}, None, None, []
@@ -104,8 +122,12 @@ def test_from_nocs_bag_is_read_by_mcap_ros2_independent_reader(scenes_root, tmp_
         if item.channel.topic == M.IMAGE_TOPIC:
             first_image = first_image or item.ros_msg
             stamps.append(item.ros_msg.header.stamp.sec * 10**9 + item.ros_msg.header.stamp.nanosec)
-    assert counts == {M.IMAGE_TOPIC: FRAMES, M.CAMERA_INFO_TOPIC: FRAMES, M.GT_TOPIC: FRAMES,
-                      M.FRAME_NAME_TOPIC: FRAMES}
+    assert counts == {
+        M.IMAGE_TOPIC: FRAMES,
+        M.CAMERA_INFO_TOPIC: FRAMES,
+        M.GT_TOPIC: FRAMES,
+        M.FRAME_NAME_TOPIC: FRAMES,
+    }
     assert first_image.encoding == 'rgb8' and (first_image.width, first_image.height) == (160, 120)
     assert np.all(np.diff(stamps) == 33_333_333)
     det = first_gt.detections[0]
@@ -129,6 +151,7 @@ def test_compressed_png_is_lossless_and_jpeg_close(scenes_root, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- damaged bags
+
 
 def test_missing_image_topic_names_the_topic_and_lists_what_is_there(tmp_path):
     bag = synthetic_frame_bag(tmp_path / 'b', frames=2)
@@ -157,9 +180,9 @@ def test_unknown_encoding_is_skipped_with_its_name(tmp_path):
 def test_out_of_order_stamps_are_reordered_duplicates_and_very_late_frames_skipped(tmp_path):
     period = 33_333_333
     stamps = [1_000_000_000 + i * period for i in range(REORDER_WINDOW + 6)]
-    stamps[3], stamps[4] = stamps[4], stamps[3]          # swapped: reordered
-    stamps.append(stamps[10])                            # duplicate of a frame long replayed
-    stamps.append(stamps[0] - period)                    # far too late to reorder
+    stamps[3], stamps[4] = stamps[4], stamps[3]  # swapped: reordered
+    stamps.append(stamps[10])  # duplicate of a frame long replayed
+    stamps.append(stamps[0] - period)  # far too late to reorder
     bag = synthetic_frame_bag(tmp_path / 'b', stamps_ns=stamps)
     source, frames = _frames(bag)
     replayed = [f.stamp_ns for f in frames]
@@ -170,7 +193,7 @@ def test_out_of_order_stamps_are_reordered_duplicates_and_very_late_frames_skipp
 
 
 def test_killed_mcap_recording_is_read_up_to_the_damage(tmp_path):
-    bag = synthetic_frame_bag(tmp_path / 'b', frames=40)     # ~57 kB images: several 1 MiB chunks
+    bag = synthetic_frame_bag(tmp_path / 'b', frames=40)  # ~57 kB images: several 1 MiB chunks
     killed = truncate_recording(bag, tmp_path / 'killed', keep_fraction=0.6)
     source, frames = _frames(killed)
     assert 0 < len(frames) < 40
@@ -185,7 +208,7 @@ def test_sqlite3_recording_without_metadata_is_read_completely(tmp_path):
     source, frames = _frames(killed)
     assert len(frames) == 6 and all(f.gt is not None for f in frames)
     assert 'metadata.yaml: missing' in _reasons(source.skipped)
-    with BagReader(killed / 'b.db3') as reader:                   # the bare storage file too
+    with BagReader(killed / 'b.db3') as reader:  # the bare storage file too
         assert reader.topics()[M.IMAGE_TOPIC].count == 6
 
 

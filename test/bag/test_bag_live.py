@@ -1,16 +1,16 @@
 """Live replay: a from-nocs bag played at its recorded rate into a real `seqpose_node` subprocess, the node's
 output recorded and scored. Runs only inside a private network namespace (the Makefile's `unshare -n`)."""
+
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers.bags import FRAMES, SCENES, generate_scenes, tiny_checkpoint
 from seqpose_core.bag.from_nocs import write_nocs_bag
 from seqpose_core.bag.live import live_replay
 from seqpose_core.eval.results_io import load_result_file
-
-from helpers.bags import FRAMES, SCENES, generate_scenes, tiny_checkpoint
 
 
 def _isolation_problem():

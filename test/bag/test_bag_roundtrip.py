@@ -1,19 +1,19 @@
 """Round trip on generated REAL-format scenes: scenes -> bag -> `bag eval` scores exactly what `seqpose eval`
 scores on the same scenes with the same checkpoint; `bag score` of the output bag agrees; damaged bags are
 scored on what is usable with the reasons in the report."""
+
 import json
 
 import numpy as np
 import pytest
 
+from helpers.bags import FRAMES, SCENES, generate_scenes, synthetic_frame_bag, tiny_checkpoint
 from seqpose_core.bag import messages as M
 from seqpose_core.bag.from_nocs import write_nocs_bag
 from seqpose_core.bag.replay import evaluate_bag
-from seqpose_core.runner import build_runner
 from seqpose_core.bag.score_recorded import score_bag
 from seqpose_core.cli import main as seqpose_main
-
-from helpers.bags import FRAMES, SCENES, generate_scenes, synthetic_frame_bag, tiny_checkpoint
+from seqpose_core.runner import build_runner
 
 
 @pytest.fixture(scope='module')
@@ -39,6 +39,7 @@ def _numbers(metrics):
                 walk(f'{prefix}[{index}]', item)
         elif isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
             out[prefix] = float(value)
+
     walk('', metrics)
     return out
 
@@ -47,11 +48,12 @@ def _assert_same_per_image_results(eval_results, bag_results):
     """`seqpose eval` writes results_<subset>_<scene>_<frame>.pkl, `bag eval` results_<scene>_<frame>.pkl: the
     same frames, bit-identical predictions, and the same ground truth up to the quaternion round trip."""
     from seqpose_core.eval.results_io import load_result_file
+
     theirs = sorted(eval_results.glob('results_*.pkl'))
     ours = sorted(bag_results.glob('results_*.pkl'))
     assert len(ours) == len(theirs) == FRAMES * SCENES
     for path in ours:
-        matches = [p for p in theirs if p.name.endswith('_' + path.name[len('results_'):])]
+        matches = [p for p in theirs if p.name.endswith('_' + path.name[len('results_') :])]
         assert len(matches) == 1, (path.name, [p.name for p in theirs])
         [a], [b] = load_result_file(path), load_result_file(matches[0])
         assert a.keys() == b.keys(), path.name
@@ -67,10 +69,30 @@ def test_bag_eval_gives_the_metrics_of_seqpose_eval(setup, mode):
     base, root, checkpoint, bag = setup
     eval_out, bag_out = base / f'seqpose_eval_{mode}', base / f'bag_eval_{mode}'
     # neither gives the model ground truth: seqpose eval's default (no camera motion) is what a bag replay has
-    assert seqpose_main(['eval', '--checkpoint', str(checkpoint), '--data', str(root), '--split', 'test',
-                         '--mode', mode, '--overlays', '0', '--out', str(eval_out)]) == 0
-    assert seqpose_main(['bag', 'eval', str(bag), '--checkpoint', str(checkpoint), '--mode', mode,
-                         '--out', str(bag_out)]) == 0
+    assert (
+        seqpose_main(
+            [
+                'eval',
+                '--checkpoint',
+                str(checkpoint),
+                '--data',
+                str(root),
+                '--split',
+                'test',
+                '--mode',
+                mode,
+                '--overlays',
+                '0',
+                '--out',
+                str(eval_out),
+            ]
+        )
+        == 0
+    )
+    assert (
+        seqpose_main(['bag', 'eval', str(bag), '--checkpoint', str(checkpoint), '--mode', mode, '--out', str(bag_out)])
+        == 0
+    )
     expected = _numbers(json.loads((eval_out / 'metrics.json').read_text()))
     got = _numbers(json.loads((bag_out / 'metrics.json').read_text()))
     assert expected and got.keys() == expected.keys()
@@ -84,6 +106,7 @@ def test_bag_eval_gives_the_metrics_of_seqpose_eval(setup, mode):
     assert (bag_out / 'ap_curves.png').stat().st_size > 0
     assert len(list((bag_out / 'results').glob('results_*.pkl'))) == FRAMES * SCENES
     import cv2
+
     video = cv2.VideoCapture(str(bag_out / 'overlay.mp4'))
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES * SCENES
 
@@ -95,15 +118,20 @@ def test_output_bag_holds_inputs_and_predictions_and_scores_the_same(setup):
         evaluate_bag(bag, out, checkpoint=checkpoint, mode='mf')
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
+
     counts = {}
     with open(next((out / 'bag').glob('*.mcap')), 'rb') as stream:
-        for _, channel, _, decoded in make_reader(stream, decoder_factories=[DecoderFactory()]) \
-                .iter_decoded_messages():
+        for _, channel, _, decoded in make_reader(stream, decoder_factories=[DecoderFactory()]).iter_decoded_messages():
             counts[channel.topic] = counts.get(channel.topic, 0) + 1
             if channel.topic == M.DETECTIONS_TOPIC:
                 assert decoded.header.frame_id == M.CAMERA_FRAME_ID
-    assert counts == {M.IMAGE_TOPIC: 10, M.CAMERA_INFO_TOPIC: 10, M.GT_TOPIC: 10, M.FRAME_NAME_TOPIC: 10,
-                      M.DETECTIONS_TOPIC: 10}
+    assert counts == {
+        M.IMAGE_TOPIC: 10,
+        M.CAMERA_INFO_TOPIC: 10,
+        M.GT_TOPIC: 10,
+        M.FRAME_NAME_TOPIC: 10,
+        M.DETECTIONS_TOPIC: 10,
+    }
     scored = score_bag(out / 'bag', out_dir=base / 'score')
     assert scored.frames_scored == FRAMES * SCENES and scored.frames_without_predictions == 0
     replayed = json.loads((out / 'metrics.json').read_text())
@@ -115,7 +143,7 @@ def test_output_bag_holds_inputs_and_predictions_and_scores_the_same(setup):
 def test_damaged_bag_is_scored_on_what_is_usable(tmp_path, setup):
     _, _, checkpoint, _ = setup
     stamps = [1_000_000_000 + i * 33_333_333 for i in range(8)]
-    stamps.append(stamps[2])                                     # a duplicate
+    stamps.append(stamps[2])  # a duplicate
     bag = synthetic_frame_bag(tmp_path / 'b', stamps_ns=stamps, gt_every=2)
     runner = build_runner(checkpoint, mode='mf')
     report = evaluate_bag(bag, tmp_path / 'out', runner=runner, video=False)
@@ -130,7 +158,7 @@ def test_damaged_bag_is_scored_on_what_is_usable(tmp_path, setup):
 def test_bag_score_names_a_missing_predictions_topic_and_scores_an_output_bag(tmp_path, setup, capsys):
     _, _, checkpoint, _ = setup
     bag = synthetic_frame_bag(tmp_path / 'b', frames=6)
-    assert seqpose_main(['bag', 'score', str(bag)]) == 2       # no predictions topic in this bag
+    assert seqpose_main(['bag', 'score', str(bag)]) == 2  # no predictions topic in this bag
     assert '/seqpose/detections is not in the bag' in capsys.readouterr().err
     out = tmp_path / 'eval'
     evaluate_bag(bag, out, runner=build_runner(checkpoint, mode='sf'), video=False)

@@ -1,20 +1,20 @@
 """`bag score` when the predictions topic lacks some frames (a live node that dropped them): the dropped frames
 count as "nothing detected" (recall lost), or are left out with --missing skip. No model runs here: the bag's
 predictions are the ground truth itself on the frames that have them, so the expected APs are known exactly."""
+
 import json
 
 import numpy as np
 import pytest
 
+from helpers.bags import synthetic_frame_bag
 from seqpose_core.bag.score_recorded import score_bag
 from seqpose_core.cli import main as seqpose_main
 from seqpose_core.eval.evaluator import evaluate_results
 from seqpose_core.eval.results_io import load_results_dir
 
-from helpers.bags import synthetic_frame_bag
-
 FRAMES = 6
-ANSWERED = (0, 1, 3, 4)          # frames 2 and 5 have no predictions message
+ANSWERED = (0, 1, 3, 4)  # frames 2 and 5 have no predictions message
 IOU_KEYS = ('IoU25', 'IoU50', 'IoU75', 'IoU25_exact', 'IoU50_exact', 'IoU75_exact')
 
 
@@ -61,5 +61,6 @@ def test_bag_score_cli_prints_the_metrics(tmp_path, bag, capsys):
     assert seqpose_main(['bag', 'score', str(bag), '--out', str(tmp_path / 'cli')]) == 0
     printed = capsys.readouterr().out
     assert 'scored 6 (2 without predictions)' in printed and 'IoU50' in printed
-    assert np.isclose(json.loads((tmp_path / 'cli' / 'metrics.json').read_text())['mug']['IoU25'], 100 * 4 / 6,
-                      atol=1e-4)
+    assert np.isclose(
+        json.loads((tmp_path / 'cli' / 'metrics.json').read_text())['mug']['IoU25'], 100 * 4 / 6, atol=1e-4
+    )

@@ -1,12 +1,13 @@
 """benchmarks/crop_scorer_curve.py: points over kept detections, each from a fresh head."""
+
 import csv
 import runpy
 
 import pytest
 
-from seqpose_core.cli import main as seqpose
 from helpers.generated_scenes import generate_scenes
 from helpers.tiny_runner import tiny_refiner_checkpoint
+from seqpose_core.cli import main as seqpose
 
 pytest.importorskip('matplotlib')
 
@@ -16,15 +17,57 @@ def test_points_grow_with_the_scenes_and_ignore_the_checkpoints_own_scorer(tmp_p
     generate_scenes(root, scenes=2, frames=3, size='160x120', split='test', seed=9, objects='3-4')
     start = tiny_refiner_checkpoint(tmp_path / 'refined.pt')
     collected = tmp_path / 'collected'
-    assert seqpose(['train-crop-scorer', '--checkpoint', str(start), '--data', str(root), '--split', 'real_test',
-                    '--val-data', str(root), '--keep-detections', '--epochs', '3', '--batch-size', '8',
-                    '--out', str(collected), '--no-progress']) == 0
+    assert (
+        seqpose(
+            [
+                'train-crop-scorer',
+                '--checkpoint',
+                str(start),
+                '--data',
+                str(root),
+                '--split',
+                'real_test',
+                '--val-data',
+                str(root),
+                '--keep-detections',
+                '--epochs',
+                '3',
+                '--batch-size',
+                '8',
+                '--out',
+                str(collected),
+                '--no-progress',
+            ]
+        )
+        == 0
+    )
     main = runpy.run_path('benchmarks/crop_scorer_curve.py')['main']
 
     def points(checkpoint, out):
-        assert main(['--checkpoint', str(checkpoint), '--detections', str(collected / 'detections.pt'),
-                     '--val-detections', str(collected / 'val_detections.pt'), '--scenes', '1', '2', '5',
-                     '--epochs', '1', '2', '--batch-size', '8', '--out', str(out)]) == 0
+        assert (
+            main(
+                [
+                    '--checkpoint',
+                    str(checkpoint),
+                    '--detections',
+                    str(collected / 'detections.pt'),
+                    '--val-detections',
+                    str(collected / 'val_detections.pt'),
+                    '--scenes',
+                    '1',
+                    '2',
+                    '5',
+                    '--epochs',
+                    '1',
+                    '2',
+                    '--batch-size',
+                    '8',
+                    '--out',
+                    str(out),
+                ]
+            )
+            == 0
+        )
         with open(out / 'curve.csv', encoding='utf-8') as stream:
             return list(csv.DictReader(stream))
 

@@ -1,4 +1,5 @@
 """benchmarks/score_threshold.py: detections per object, precision and recall per threshold, and the ceiling's."""
+
 import json
 import pickle
 import runpy
@@ -18,21 +19,29 @@ def pose(translation, diagonal=0.3):
 
 def image(gt_classes, gt_poses, predictions):
     """predictions: (class id, score, 4x4 pose)."""
-    return {'gt_class_ids': np.asarray(gt_classes), 'gt_RTs': np.stack(gt_poses),
-            'gt_scales': np.full((len(gt_classes), 3), 0.5), 'gt_handle_visibility': np.ones(len(gt_classes)),
-            'pred_class_ids': np.array([p[0] for p in predictions], dtype=np.int64),
-            'pred_scores': np.array([p[1] for p in predictions]),
-            'pred_RTs': np.stack([p[2] for p in predictions]) if predictions else np.zeros((0, 4, 4)),
-            'pred_scales': np.full((len(predictions), 3), 0.5)}
+    return {
+        'gt_class_ids': np.asarray(gt_classes),
+        'gt_RTs': np.stack(gt_poses),
+        'gt_scales': np.full((len(gt_classes), 3), 0.5),
+        'gt_handle_visibility': np.ones(len(gt_classes)),
+        'pred_class_ids': np.array([p[0] for p in predictions], dtype=np.int64),
+        'pred_scores': np.array([p[1] for p in predictions]),
+        'pred_RTs': np.stack([p[2] for p in predictions]) if predictions else np.zeros((0, 4, 4)),
+        'pred_scales': np.full((len(predictions), 3), 0.5),
+    }
 
 
 def laptop_and_camera():
-    return image([5, 3], [pose([0.0, 0.0, 0.8]), pose([0.3, 0.0, 0.9])], [
-        (5, 0.9, pose([0.02, 0.0, 0.8])),      # the laptop
-        (5, 0.8, pose([0.0, 0.03, 0.8])),      # its duplicate: the laptop is taken already
-        (2, 0.4, pose([0.3, 0.0, 0.9])),       # a bowl on the camera: wrong class
-        (3, 0.2, pose([0.3, 0.0, 1.05])),      # the camera, 15 cm too far
-    ])
+    return image(
+        [5, 3],
+        [pose([0.0, 0.0, 0.8]), pose([0.3, 0.0, 0.9])],
+        [
+            (5, 0.9, pose([0.02, 0.0, 0.8])),  # the laptop
+            (5, 0.8, pose([0.0, 0.03, 0.8])),  # its duplicate: the laptop is taken already
+            (2, 0.4, pose([0.3, 0.0, 0.9])),  # a bowl on the camera: wrong class
+            (3, 0.2, pose([0.3, 0.0, 1.05])),  # the camera, 15 cm too far
+        ],
+    )
 
 
 def test_each_object_is_found_once_by_class_and_distance():
@@ -70,5 +79,10 @@ def test_breakdown_says_what_each_detection_is():
     lost = image([5], [pose([0.0, 0.0, 0.8])], [(5, 0.9, pose([0.0, 0.0, 1.2]))])
     assert MODULE['detection_kinds'](lost, 0.1) == ['far']
     shares = MODULE['kind_shares']([laptop_and_camera(), lost], 0.5)
-    assert shares == {'correct': pytest.approx(1 / 3), 'duplicate': pytest.approx(1 / 3), 'wrong_class': 0.0,
-                      'off_10_25cm': 0.0, 'far': pytest.approx(1 / 3)}
+    assert shares == {
+        'correct': pytest.approx(1 / 3),
+        'duplicate': pytest.approx(1 / 3),
+        'wrong_class': 0.0,
+        'off_10_25cm': 0.0,
+        'far': pytest.approx(1 / 3),
+    }

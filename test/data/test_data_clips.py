@@ -1,12 +1,13 @@
 """Frame / clip datasets on the hand-made miniature: clip sampling, start flags, camera motion, collation."""
+
 import numpy as np
 import pytest
 import torch
+from test_data_reader import REAL_CAMERAS, rigid, rotation, write_miniature
 
 from seqpose_core.data import NocsClipDataset, NocsFrameDataset, camera_motion_from_annotations, collate_clips
-from seqpose_core.data.config import DataConfig
 from seqpose_core.data.annotation import FrameAnnotation
-from test_data_reader import REAL_CAMERAS, rigid, rotation, write_miniature
+from seqpose_core.data.config import DataConfig
 
 SMALL = DataConfig(input_height=56, input_width=70)
 
@@ -37,7 +38,11 @@ def test_clip_strides(mini):
     assert [spaced.clip_prefixes(i)[-1].name for i in range(len(spaced))] == ['0002']
     sparse = NocsClipDataset(mini, 'real_test', clip_length=1, clip_stride=2, data_cfg=SMALL)
     assert [(p[0].parent.name, p[0].name) for p in map(sparse.clip_prefixes, range(len(sparse)))] == [
-        ('scene_1', '0000'), ('scene_1', '0002'), ('scene_2', '0000'), ('scene_10', '0000')]
+        ('scene_1', '0000'),
+        ('scene_1', '0002'),
+        ('scene_2', '0000'),
+        ('scene_10', '0000'),
+    ]
     assert len(NocsClipDataset(mini, 'real_test', clip_length=4, data_cfg=SMALL)) == 0
     with pytest.raises(ValueError, match='frame_stride'):
         NocsClipDataset(mini, 'real_test', clip_length=2, frame_stride=0, data_cfg=SMALL)
@@ -58,9 +63,14 @@ def _annotation(names, poses, class_ids=None):
     poses = np.asarray(poses, float).reshape(count, 4, 4)
     return FrameAnnotation(
         class_ids=np.asarray(class_ids if class_ids is not None else [5] * count, np.int64),
-        instance_ids=np.arange(1, count + 1), model_names=list(names), rotations=poses[:, :3, :3],
-        translations=poses[:, :3, 3], scales=np.ones(count), normalised_sizes=np.full((count, 3), 0.5),
-        handle_visibility=np.ones(count, np.int64))
+        instance_ids=np.arange(1, count + 1),
+        model_names=list(names),
+        rotations=poses[:, :3, :3],
+        translations=poses[:, :3, 3],
+        scales=np.ones(count),
+        normalised_sizes=np.full((count, 3), 0.5),
+        handle_visibility=np.ones(count, np.int64),
+    )
 
 
 def test_camera_motion_is_robust_to_one_wrong_object_and_matches_by_name():
@@ -68,7 +78,7 @@ def test_camera_motion_is_robust_to_one_wrong_object_and_matches_by_name():
     objects = [rigid(rotation([1, 0, 0], 10 * i), [0.1 * i - 0.1, 0.05, 0.8]) for i in range(3)]
     previous = _annotation(['a', 'b', 'c', 'gone'], objects + [np.eye(4)])
     moved = [motion @ pose for pose in objects]
-    moved[2] = rigid(rotation([0, 0, 1], 40), [0.3, 0.3, 1.0]) @ moved[2]   # someone moved object c
+    moved[2] = rigid(rotation([0, 0, 1], 40), [0.3, 0.3, 1.0]) @ moved[2]  # someone moved object c
     # the current frame lists the objects in another order (mask ids are per frame) and has a newcomer
     current = _annotation(['new', 'c', 'b', 'a'], [np.eye(4), moved[2], moved[1], moved[0]])
     np.testing.assert_allclose(camera_motion_from_annotations(previous, current), motion, atol=1e-9)
@@ -78,7 +88,7 @@ def test_camera_motion_is_robust_to_one_wrong_object_and_matches_by_name():
 def test_camera_motion_ignores_rotation_about_the_axis_of_symmetric_objects():
     motion = rigid(rotation([0, 1, 0.2], 8), [0.02, 0.0, -0.01])
     bottle, laptop = rigid(np.eye(3), [0.0, 0.0, 0.7]), rigid(rotation([0, 1, 0], 30), [0.2, 0.0, 0.9])
-    spun_bottle = motion @ bottle @ rigid(rotation([0, 1, 0], 90), [0, 0, 0])   # arbitrary spin about its y
+    spun_bottle = motion @ bottle @ rigid(rotation([0, 1, 0], 90), [0, 0, 0])  # arbitrary spin about its y
     previous = _annotation(['bottle', 'laptop'], [bottle, laptop], class_ids=[1, 5])
     current = _annotation(['bottle', 'laptop'], [spun_bottle, motion @ laptop], class_ids=[1, 5])
     np.testing.assert_allclose(camera_motion_from_annotations(previous, current), motion, atol=1e-9)
@@ -92,7 +102,7 @@ def test_frame_sample_contract_and_collation(mini):
     assert sample['K'].shape == (3, 3) and sample['depth'].shape == (1, 56, 70)
     assert sample['normal'].shape == (3, 56, 70) and sample['semantic'].shape == (56, 70)
     assert sample['semantic'].dtype == torch.int64
-    assert set(sample['semantic'].unique().tolist()) <= {0, 2, 4}   # the class-0 distractor is background
+    assert set(sample['semantic'].unique().tolist()) <= {0, 2, 4}  # the class-0 distractor is background
     assert sample['gt_class_ids'].tolist() == [4, 2]
     assert sample['gt_rotations'].shape == (2, 3, 3) and sample['gt_sizes'].shape == (2, 3)
     assert sample['gt_RTs'].shape == (2, 4, 4) and sample['gt_scales'].shape == (2, 3)
@@ -113,14 +123,19 @@ def test_frame_sample_contract_and_collation(mini):
 
 
 def test_training_augmentation_is_reproducible_and_shared_across_a_clip(mini):
-    dataset = NocsClipDataset(mini, 'real_test', clip_length=2, data_cfg=DataConfig(
-        input_height=56, input_width=70, geometry='crop'), train=True)
+    dataset = NocsClipDataset(
+        mini,
+        'real_test',
+        clip_length=2,
+        data_cfg=DataConfig(input_height=56, input_width=70, geometry='crop'),
+        train=True,
+    )
     np.random.seed(3)
     first = dataset[0]
     np.random.seed(3)
     again = dataset[0]
     torch.testing.assert_close(first[0]['image'], again[0]['image'])
-    torch.testing.assert_close(first[0]['K'], first[1]['K'])      # one crop for the whole clip
+    torch.testing.assert_close(first[0]['K'], first[1]['K'])  # one crop for the whole clip
     np.random.seed(4)
     assert not torch.equal(dataset[0][0]['image'], first[0]['image'])
     plain = NocsClipDataset(mini, 'real_test', clip_length=2, data_cfg=SMALL)[0]

@@ -3,6 +3,7 @@
 
 Other test_data_* modules import `write_miniature` and `MINI_*` from here.
 """
+
 import pickle
 import shutil
 
@@ -10,8 +11,15 @@ import cv2
 import numpy as np
 import pytest
 
-from seqpose_core.data import (CAMERA_INTRINSICS, REAL_INTRINSICS, NocsFormatError, NocsFrameReader, enumerate_scenes,
-                               iter_scenes, resolve_split)
+from seqpose_core.data import (
+    CAMERA_INTRINSICS,
+    REAL_INTRINSICS,
+    NocsFormatError,
+    NocsFrameReader,
+    enumerate_scenes,
+    iter_scenes,
+    resolve_split,
+)
 from seqpose_core.data.files import read_depth
 from seqpose_core.geometry import rotation_error_deg
 
@@ -40,12 +48,33 @@ REAL_OBJECTS = [
 REAL_CAMERAS = [rigid(rotation([0.2, 1, 0.1], 4 * i), [0.02 * i, -0.01 * i, 0.9 + 0.01 * i]) for i in range(3)]
 # CAMERA objects: (instance id, class id, synset, model id, normalised extents, scale s, camera_from_object)
 CAMERA_OBJECTS = [
-    (1, 4, '02946921', 'can0001', np.array([0.5, 0.8, 0.5]) / np.linalg.norm([0.5, 0.8, 0.5]), 0.15,
-     rigid(rotation([1, 0, 0], -20), [-0.1, 0.03, 0.7])),
-    (2, 0, '02954340', 'cap0007', np.array([0.6, 0.3, 0.7]) / np.linalg.norm([0.6, 0.3, 0.7]), 0.2,
-     rigid(rotation([0, 1, 0], 50), [0.12, 0.0, 0.8])),   # distractor: class 0
-    (3, 2, '02880940', 'bowl0003', np.array([0.65, 0.35, 0.65]) / np.linalg.norm([0.65, 0.35, 0.65]), 0.18,
-     rigid(rotation([0, 1, 0.3], 70), [0.05, 0.08, 0.9])),
+    (
+        1,
+        4,
+        '02946921',
+        'can0001',
+        np.array([0.5, 0.8, 0.5]) / np.linalg.norm([0.5, 0.8, 0.5]),
+        0.15,
+        rigid(rotation([1, 0, 0], -20), [-0.1, 0.03, 0.7]),
+    ),
+    (
+        2,
+        0,
+        '02954340',
+        'cap0007',
+        np.array([0.6, 0.3, 0.7]) / np.linalg.norm([0.6, 0.3, 0.7]),
+        0.2,
+        rigid(rotation([0, 1, 0], 50), [0.12, 0.0, 0.8]),
+    ),  # distractor: class 0
+    (
+        3,
+        2,
+        '02880940',
+        'bowl0003',
+        np.array([0.65, 0.35, 0.65]) / np.linalg.norm([0.65, 0.35, 0.65]),
+        0.18,
+        rigid(rotation([0, 1, 0.3], 70), [0.05, 0.08, 0.9]),
+    ),
 ]
 
 
@@ -60,8 +89,8 @@ def render_boxes(K, boxes, background_depth=1.5, hw=(H, W)):
     coord = np.zeros((height, width, 3))
     for instance_id, pose, scale, extents in boxes:
         R, t = pose[:3, :3], pose[:3, 3]
-        origin = -R.T @ t / scale                      # camera centre in object (NOCS) units
-        direction = rays @ R / scale                    # (H, W, 3): R^T d / s
+        origin = -R.T @ t / scale  # camera centre in object (NOCS) units
+        direction = rays @ R / scale  # (H, W, 3): R^T d / s
         with np.errstate(divide='ignore', invalid='ignore'):
             low = (-extents / 2 - origin) / direction
             high = (extents / 2 - origin) / direction
@@ -90,7 +119,7 @@ def write_frame(prefix, K, boxes, meta_lines, label=None, hw=(H, W)):
     for instance_id in np.unique(ids[ids > 0]):
         color[ids == instance_id] = (30 * instance_id, 200, 255 - 40 * instance_id)
     mask = np.zeros(hw + (3,), np.uint8)
-    mask[..., 0] = 7          # only channel 2 carries the ids (the loaders read [:, :, 2])
+    mask[..., 0] = 7  # only channel 2 carries the ids (the loaders read [:, :, 2])
     mask[..., 2] = np.where(ids > 0, ids, 255)
     assert cv2.imwrite(f'{prefix}_color.png', color)
     assert cv2.imwrite(f'{prefix}_depth.png', np.round(depth * 1000).astype(np.uint16))
@@ -127,8 +156,10 @@ def write_miniature(root):
         label = None
         if frame_index < 2:
             label = {
-                'class_ids': np.array([r[1] for r in rows]), 'instance_ids': [r[0] for r in rows],
-                'model_list': [r[2] for r in rows], 'bboxes': np.zeros((2, 4), np.int32),
+                'class_ids': np.array([r[1] for r in rows]),
+                'instance_ids': [r[0] for r in rows],
+                'model_list': [r[2] for r in rows],
+                'bboxes': np.zeros((2, 4), np.int32),
                 'scales': np.array([r[3] for r in rows], np.float32),
                 'rotations': np.array([r[4][:3, :3] for r in rows], np.float32),
                 'translations': np.array([r[4][:3, 3] for r in rows], np.float32),
@@ -136,8 +167,9 @@ def write_miniature(root):
                 'poses': np.array([r[4] @ np.diag([r[3]] * 3 + [1]) for r in rows], np.float32),
                 'handle_visibility': np.array([1, 1]),
             }
-        write_frame(scene / f'{frame_index:04d}', REAL_INTRINSICS, boxes,
-                    [f'{r[0]} {r[1]} {r[2]}' for r in rows], label)
+        write_frame(
+            scene / f'{frame_index:04d}', REAL_INTRINSICS, boxes, [f'{r[0]} {r[1]} {r[2]}' for r in rows], label
+        )
     for name, count in (('scene_2', 2), ('scene_10', 1)):
         (scene.parent / name).mkdir()
         for frame_index in range(count):
@@ -150,10 +182,10 @@ def write_miniature(root):
     for obj in CAMERA_OBJECTS:
         model = root / 'obj_models' / 'val' / obj[2] / obj[3]
         model.mkdir(parents=True)
-        half = obj[4] / 2 * np.array([1, 1, -1])   # released CAMERA models are stored with z negated
+        half = obj[4] / 2 * np.array([1, 1, -1])  # released CAMERA models are stored with z negated
         np.savetxt(model / 'bbox.txt', np.stack([half, -half]))
     meta = [f'{obj[0]} {obj[1]} {obj[2]} {obj[3]}' for obj in CAMERA_OBJECTS]
-    for frame_index in (0, 2):   # frame 0001 is missing, as some are in the release
+    for frame_index in (0, 2):  # frame 0001 is missing, as some are in the release
         write_frame(folder / f'{frame_index:04d}', CAMERA_INTRINSICS, boxes, meta)
     (root / 'CAMERA' / 'val' / 'not_a_frame_folder').mkdir()
     return root
@@ -190,8 +222,10 @@ def test_image_list_restricts_frames_and_reports_unknown_entries(mini, tmp_path)
     (root / 'Real' / 'test_list.txt').write_text('test/scene_1/0000\ntest/scene_1/0002\ntest/scene_10/0000\n')
     scenes = enumerate_scenes(root, 'real_test')
     assert [(name, [p.name for p in prefixes]) for name, prefixes in scenes] == [
-        ('scene_1', ['0000', '0002']), ('scene_10', ['0000'])]
-    assert len(list(iter_scenes(root, 'real_test'))) == 3   # iter_scenes ignores lists
+        ('scene_1', ['0000', '0002']),
+        ('scene_10', ['0000']),
+    ]
+    assert len(list(iter_scenes(root, 'real_test'))) == 3  # iter_scenes ignores lists
     (root / 'Real' / 'test_list.txt').write_text('test/scene_1/0007\n')
     with pytest.raises(NocsFormatError, match=r'test_list\.txt.*scene_1/0007'):
         enumerate_scenes(root, 'real_test')
@@ -231,8 +265,10 @@ def test_derived_path_recovers_real_poses_by_umeyama(mini):
             assert_pose_close(annotation, index, real_pose(frame_index, obj), rotation_deg=1.5, translation_m=0.004)
             np.testing.assert_allclose(annotation.sizes[index], obj[3], rtol=1e-6)  # scale from the model file
     # frame 2 has no label file: the reader derives its GT without being asked
-    assert NocsFrameReader(mini, 'real_test').read(mini / 'Real' / 'test' / 'scene_1' / '0002').annotation.source \
+    assert (
+        NocsFrameReader(mini, 'real_test').read(mini / 'Real' / 'test' / 'scene_1' / '0002').annotation.source
         == 'derived'
+    )
 
 
 def test_camera_frames_derive_scale_and_skip_distractors(mini):
@@ -240,7 +276,7 @@ def test_camera_frames_derive_scale_and_skip_distractors(mini):
     frame = reader.read(mini / 'CAMERA' / 'val' / '00000' / '0002')
     np.testing.assert_allclose(frame.K, CAMERA_INTRINSICS)
     annotation = frame.annotation
-    assert annotation.class_ids.tolist() == [4, 2]          # the class-0 cap is skipped
+    assert annotation.class_ids.tolist() == [4, 2]  # the class-0 cap is skipped
     assert annotation.model_names == ['02946921/can0001', '02880940/bowl0003']
     for index, obj in zip(range(2), (CAMERA_OBJECTS[0], CAMERA_OBJECTS[2])):
         assert_pose_close(annotation, index, obj[6], rotation_deg=1.5, translation_m=0.004)
@@ -261,13 +297,14 @@ def test_intrinsics_file_overrides_the_official_constants(mini, tmp_path):
 def test_three_channel_depth_encoding(tmp_path):
     millimetres = np.array([[0, 1234], [32001, 65000 // 3]], np.int64)
     encoded = np.zeros((2, 2, 3), np.uint8)
-    encoded[..., 1], encoded[..., 2] = millimetres // 256, millimetres % 256   # green * 256 + red
+    encoded[..., 1], encoded[..., 2] = millimetres // 256, millimetres % 256  # green * 256 + red
     encoded[..., 0] = 99
     cv2.imwrite(str(tmp_path / 'd.png'), encoded)
     np.testing.assert_allclose(read_depth(tmp_path / 'd.png'), [[0, 1.234], [0, (65000 // 3) / 1000]], rtol=1e-6)
 
 
 # --- errors name the file ----------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def broken(mini, tmp_path):

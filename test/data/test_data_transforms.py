@@ -1,4 +1,5 @@
 """Resize / crop with the intrinsics update, photometric jitter, normalisation, and the dense targets."""
+
 import numpy as np
 import pytest
 import torch
@@ -6,8 +7,16 @@ import torch
 from seqpose_core.data import REAL_INTRINSICS
 from seqpose_core.data.files import MetaEntry
 from seqpose_core.data.labels import depth_normals, semantic_mask
-from seqpose_core.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, PhotometricJitter, apply_nearest,
-                                          apply_to_image, check_input_size, normalize_image, plan_geometry)
+from seqpose_core.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PhotometricJitter,
+    apply_nearest,
+    apply_to_image,
+    check_input_size,
+    normalize_image,
+    plan_geometry,
+)
 from seqpose_core.geometry import project_points
 
 POINTS = np.array([[0.1, -0.05, 0.8], [-0.2, 0.12, 1.1], [0.0, 0.0, 0.5], [0.31, 0.22, 0.9]])
@@ -25,12 +34,12 @@ def test_points_keep_their_place_in_the_image(mode, out_hw):
     expected_u = (before[:, 0] + 0.5) * plan.scale_hw[1] - 0.5 - plan.left
     expected_v = (before[:, 1] + 0.5) * plan.scale_hw[0] - 0.5 - plan.top
     np.testing.assert_allclose(after, np.stack([expected_u, expected_v], 1), atol=1e-9)
-    if mode == 'resize':   # the same relative location in the whole frame
+    if mode == 'resize':  # the same relative location in the whole frame
         np.testing.assert_allclose((after + 0.5) / out_hw[::-1], (before + 0.5) / source_hw[::-1], atol=1e-12)
     # and the resampled label maps agree: a marker drawn around each projected point lands at its new projection
     marker = np.zeros(source_hw, np.uint8)
     for index, (u, v) in enumerate(before, 1):
-        marker[int(round(v)) - 6:int(round(v)) + 7, int(round(u)) - 6:int(round(u)) + 7] = index
+        marker[int(round(v)) - 6 : int(round(v)) + 7, int(round(u)) - 6 : int(round(u)) + 7] = index
     resampled = apply_nearest(marker, plan)
     for index, (u, v) in enumerate(after, 1):
         rows, cols = np.nonzero(resampled == index)
@@ -79,8 +88,9 @@ def test_photometric_jitter_and_normalisation():
     hue_only = PhotometricJitter(0.0, 0.0, 0.0, 0.25)(image, np.random.default_rng(3))
     assert not torch.allclose(hue_only, image, atol=1e-3)
     grey_image = torch.full((3, 4, 4), 0.5)
-    torch.testing.assert_close(PhotometricJitter(0, 0, 0, 0.25)(grey_image, np.random.default_rng(3)), grey_image,
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        PhotometricJitter(0, 0, 0, 0.25)(grey_image, np.random.default_rng(3)), grey_image, atol=1e-5, rtol=0
+    )
     normalised = normalize_image(torch.ones(3, 2, 2))
     torch.testing.assert_close(normalised[:, 0, 0], (1 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD))
 
@@ -90,11 +100,11 @@ def test_normals_of_a_known_plane():
     height, width = 60, 80
     normal = np.array([0.3, -0.4, -1.0])
     normal /= np.linalg.norm(normal)
-    offset = 1.0   # plane n . X = -offset: in front of the camera, facing it
+    offset = 1.0  # plane n . X = -offset: in front of the camera, facing it
     v, u = np.mgrid[0:height, 0:width].astype(float)
     rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
     depth = -offset / (rays @ normal)
-    depth[40:50, 10:20] = 0.0   # a hole without readings
+    depth[40:50, 10:20] = 0.0  # a hole without readings
     normals = depth_normals(depth, K)
     valid = np.linalg.norm(normals, axis=-1) > 0
     np.testing.assert_allclose(normals[valid], np.broadcast_to(normal, normals[valid].shape), atol=1e-6)

@@ -1,4 +1,5 @@
 """Procedural meshes, users' meshes, scene layout and camera paths of the synthetic data generator."""
+
 import numpy as np
 import pytest
 
@@ -52,8 +53,20 @@ def test_user_meshes_are_loaded_and_normalised(tmp_path):
     folder.mkdir(parents=True)
     # a 2 x 4 x 2 box far from the origin, in arbitrary units
     corners = np.array([[x, y, z] for x in (10, 12) for y in (0, 4) for z in (5, 7)], float)
-    faces = [(1, 2, 4), (1, 4, 3), (5, 7, 8), (5, 8, 6), (1, 5, 6), (1, 6, 2), (3, 4, 8), (3, 8, 7), (1, 3, 7),
-             (1, 7, 5), (2, 6, 8), (2, 8, 4)]
+    faces = [
+        (1, 2, 4),
+        (1, 4, 3),
+        (5, 7, 8),
+        (5, 8, 6),
+        (1, 5, 6),
+        (1, 6, 2),
+        (3, 4, 8),
+        (3, 8, 7),
+        (1, 3, 7),
+        (1, 7, 5),
+        (2, 6, 8),
+        (2, 8, 4),
+    ]
     with open(folder / 'tin.obj', 'w') as handle:
         handle.writelines(f'v {x} {y} {z}\n' for x, y, z in corners)
         handle.writelines(f'f {a} {b} {c}\n' for a, b, c in faces)
@@ -88,12 +101,14 @@ def test_scene_objects_rest_on_the_table_without_overlap():
         models = [source.draw(c, rng, f'{c}{i}') for i, c in enumerate(categories)]
         built = scene.make_scene(rng, source, BackgroundSource(), models=models)
         for obj in built.objects:
-            world = obj.model.vertices.astype(float) * obj.model.scale @ obj.world_from_object[:3, :3].T \
+            world = (
+                obj.model.vertices.astype(float) * obj.model.scale @ obj.world_from_object[:3, :3].T
                 + obj.world_from_object[:3, 3]
+            )
             assert world[:, 1].min() == pytest.approx(0.0, abs=1e-6)  # touches the table
             assert obj.world_from_object[1, 1] > np.cos(np.radians(scene.TILT_MAX_DEG + 0.1))  # upright
         for i, a in enumerate(built.objects):
-            for b in built.objects[i + 1:]:
+            for b in built.objects[i + 1 :]:
                 gap = np.linalg.norm(a.world_from_object[[0, 2], 3] - b.world_from_object[[0, 2], 3])
                 assert gap >= a.footprint_radius + b.footprint_radius - 1e-9
 

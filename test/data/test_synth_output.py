@@ -1,5 +1,6 @@
 """Files written by `seqpose synth`: the NOCS layout, determinism, and round trips from the files alone using
 the official decodings (nocs-data-format.md), so a wrong axis, flip or unit shows up here."""
+
 import filecmp
 import pickle
 from pathlib import Path
@@ -17,13 +18,33 @@ from seqpose_core.synth.render import opencv_projection
 from seqpose_core.synth.writer import CAMERA_INTRINSICS, REAL_INTRINSICS, decode_coord, scaled_intrinsics
 
 WIDTH, HEIGHT = 160, 120
-LABEL_KEYS = {'class_ids', 'instance_ids', 'model_list', 'bboxes', 'scales', 'rotations', 'translations', 'size',
-              'poses', 'handle_visibility'}
+LABEL_KEYS = {
+    'class_ids',
+    'instance_ids',
+    'model_list',
+    'bboxes',
+    'scales',
+    'rotations',
+    'translations',
+    'size',
+    'poses',
+    'handle_visibility',
+}
 
 
 def _generate(out, mode, seed=5, scenes=2, frames=3, workers=1):
-    generate(SynthOptions(out=str(out), scenes=scenes, frames=frames, seed=seed, width=WIDTH, height=HEIGHT,
-                          mode=mode, workers=workers))
+    generate(
+        SynthOptions(
+            out=str(out),
+            scenes=scenes,
+            frames=frames,
+            seed=seed,
+            width=WIDTH,
+            height=HEIGHT,
+            mode=mode,
+            workers=workers,
+        )
+    )
     return Path(out)
 
 
@@ -38,7 +59,7 @@ def single_root(tmp_path_factory):
 
 
 def _frames(root):
-    prefixes = sorted(p.with_name(p.name[:-len('_color.png')]) for p in root.glob('*/*/*/*_color.png'))
+    prefixes = sorted(p.with_name(p.name[: -len('_color.png')]) for p in root.glob('*/*/*/*_color.png'))
     assert prefixes, f'no frames under {root}'
     return prefixes
 
@@ -90,10 +111,14 @@ def test_video_layout(video_root):
         for frame in ('0000', '0001', '0002'):
             for kind in ('color.png', 'depth.png', 'mask.png', 'coord.png', 'meta.txt', 'label.pkl'):
                 assert f'{frame}_{kind}' in names
-        np.testing.assert_allclose(np.loadtxt(scene / 'intrinsics.txt'),
-                                   scaled_intrinsics(REAL_INTRINSICS, WIDTH, HEIGHT), atol=1e-6)
-    assert (real / 'test_list_all.txt').read_text().split() == ['test/scene_1/0000', 'test/scene_1/0001',
-                                                                'test/scene_1/0002']
+        np.testing.assert_allclose(
+            np.loadtxt(scene / 'intrinsics.txt'), scaled_intrinsics(REAL_INTRINSICS, WIDTH, HEIGHT), atol=1e-6
+        )
+    assert (real / 'test_list_all.txt').read_text().split() == [
+        'test/scene_1/0000',
+        'test/scene_1/0001',
+        'test/scene_1/0002',
+    ]
     assert (real / 'train_list_all.txt').read_text().split()[0] == 'train/scene_1/0000'
     for prefix in _frames(video_root):
         color = cv2.imread(str(prefix) + '_color.png')
@@ -106,17 +131,16 @@ def test_video_layout(video_root):
             assert int(inst_id) == number and 1 <= int(class_id) <= 6 and model_name.endswith('_norm')
             model = video_root / 'obj_models' / f'real_{split}' / model_name
             extents = np.loadtxt(str(model) + '.txt')
-            vertices = np.array([l.split()[1:] for l in open(str(model) + '.obj') if l.startswith('v ')], float)
+            vertices = np.array([row.split()[1:] for row in open(str(model) + '.obj') if row.startswith('v ')], float)
             # metric model and its metric extents agree
             np.testing.assert_allclose(vertices.max(0) - vertices.min(0), extents, atol=2e-5)
-        assert len({l.split()[1] for l in lines}) >= 3  # several categories per scene
+        assert len({row.split()[1] for row in lines}) >= 3  # several categories per scene
 
 
 def test_single_layout(single_root):
     camera = single_root / 'CAMERA'
     folder = camera / 'train/00000'
-    assert sorted(p.name for p in folder.glob('*_color.png')) == ['0000_color.png', '0001_color.png',
-                                                                  '0002_color.png']
+    assert sorted(p.name for p in folder.glob('*_color.png')) == ['0000_color.png', '0001_color.png', '0002_color.png']
     assert (camera / 'train_list_all.txt').read_text().split()[0] == 'train/00000/0000'
     for prefix in _frames(single_root):
         for line in Path(str(prefix) + '_meta.txt').read_text().splitlines():
@@ -137,7 +161,7 @@ def test_labels_match_masks(video_root, single_root):
         assert label['bboxes'].shape == (count, 4) and label['poses'].shape == (count, 4, 4)
         ids = set(np.unique(mask)) - {255}
         assert mask.max() == 255  # background present, as the loaders assert
-        meta_ids = [int(l.split()[0]) for l in Path(str(prefix) + '_meta.txt').read_text().splitlines()]
+        meta_ids = [int(row.split()[0]) for row in Path(str(prefix) + '_meta.txt').read_text().splitlines()]
         assert ids <= set(meta_ids)
         for i, inst_id in enumerate(label['instance_ids']):
             y1, x1, y2, x2 = label['bboxes'][i]
@@ -189,8 +213,10 @@ def test_table_depth_is_the_plane_under_the_objects(video_root):
         up = rotations[:, :, 1].mean(0)
         up /= np.linalg.norm(up)
         # the lowest point of each object's box along the up direction: the table height
-        offsets = [up @ label['translations'][i] - 0.5 * np.abs(rotations[i].T @ up) @ (label['size'][i] *
-                   label['scales'][i]) for i in range(len(rotations))]
+        offsets = [
+            up @ label['translations'][i] - 0.5 * np.abs(rotations[i].T @ up) @ (label['size'][i] * label['scales'][i])
+            for i in range(len(rotations))
+        ]
         table = (mask == 255) & (depth > 0)
         v, u = np.nonzero(table)
         points = backproject(np.stack([u, v], 1).astype(np.float64), depth[v, u], K)
@@ -206,8 +232,9 @@ def test_same_seed_gives_identical_files(tmp_path, video_root):
     match, mismatch, errors = filecmp.cmpfiles(video_root, again, [str(p) for p in first], shallow=False)
     assert not mismatch and not errors
     other = _generate(tmp_path / 'other', 'video', seed=6, scenes=1, frames=1)
-    assert (other / 'Real/train/scene_1/0000_color.png').read_bytes() != \
-        (video_root / 'Real/train/scene_1/0000_color.png').read_bytes()
+    assert (other / 'Real/train/scene_1/0000_color.png').read_bytes() != (
+        video_root / 'Real/train/scene_1/0000_color.png'
+    ).read_bytes()
 
 
 def test_existing_output_is_not_silently_overwritten(video_root):
@@ -219,8 +246,19 @@ def test_worker_processes_write_the_same_files(tmp_path, video_root):
     """--workers shares the scenes among processes; every scene draws from its own generator, so the files,
     the image lists included, are byte for byte those of one process."""
     progress = []
-    generate(SynthOptions(out=str(tmp_path / 'parallel'), scenes=2, frames=3, seed=5, width=WIDTH, height=HEIGHT,
-                          mode='video', workers=2), progress=progress.append)
+    generate(
+        SynthOptions(
+            out=str(tmp_path / 'parallel'),
+            scenes=2,
+            frames=3,
+            seed=5,
+            width=WIDTH,
+            height=HEIGHT,
+            mode='video',
+            workers=2,
+        ),
+        progress=progress.append,
+    )
     parallel = tmp_path / 'parallel'
     first = sorted(p.relative_to(video_root) for p in video_root.rglob('*') if p.is_file())
     second = sorted(p.relative_to(parallel) for p in parallel.rglob('*') if p.is_file())
@@ -252,8 +290,9 @@ def test_render_targets_hold_the_documented_encodings():
     renderer = Renderer(WIDTH, HEIGHT)
     appearance = Appearance(np.ones(3) * 0.5, np.ones(3), np.zeros(3), 0, 4.0, 0.5, 0.1, 10.0)
     light = Light(np.array([0, 1.0, 0]), np.ones(3) * 0.7, np.ones(3) * 0.3)
-    renderer.load_scene([(model, appearance, 7)], (0.5, 0.5), procedural_texture(rng, 32),
-                        procedural_texture(rng, 32), light)
+    renderer.load_scene(
+        [(model, appearance, 7)], (0.5, 0.5), procedural_texture(rng, 32), procedural_texture(rng, 32), light
+    )
     pose = np.eye(4)
     pose[:3, 3] = [0.1, model.size[1] / 2, 0.0]  # off-centre, so a flipped image would miss it
     K = scaled_intrinsics(REAL_INTRINSICS, WIDTH, HEIGHT)
@@ -279,8 +318,27 @@ def test_cli_writes_preview(tmp_path, capsys):
     from seqpose_core.cli import main
 
     out = tmp_path / 'cli'
-    assert main(['synth', '--out', str(out), '--scenes', '1', '--frames', '2', '--size', '96x72', '--mode', 'single',
-                 '--preview', '--seed', '1']) == 0
+    assert (
+        main(
+            [
+                'synth',
+                '--out',
+                str(out),
+                '--scenes',
+                '1',
+                '--frames',
+                '2',
+                '--size',
+                '96x72',
+                '--mode',
+                'single',
+                '--preview',
+                '--seed',
+                '1',
+            ]
+        )
+        == 0
+    )
     preview = cv2.imread(str(out / 'preview.png'))
     assert preview is not None and preview.shape[1] == 4 * 320  # colour, depth, mask, coord side by side
     assert (out / 'CAMERA/train/00000/0001_coord.png').is_file()
@@ -299,8 +357,13 @@ def _render_one(model, world_from_object, camera_from_world, background=None, in
     renderer = Renderer(WIDTH, HEIGHT)
     appearance = Appearance(np.ones(3) * 0.5, np.ones(3), np.zeros(3), 0, 4.0, 0.5, 0.1, 10.0)
     light = Light(np.array([0, 1.0, 0]), np.ones(3) * 0.7, np.ones(3) * 0.3)
-    renderer.load_scene([(model, appearance, instance_id)], (0.3, 0.3), procedural_texture(rng, 32),
-                        procedural_texture(rng, 32) if background is None else background, light)
+    renderer.load_scene(
+        [(model, appearance, instance_id)],
+        (0.3, 0.3),
+        procedural_texture(rng, 32),
+        procedural_texture(rng, 32) if background is None else background,
+        light,
+    )
     K = scaled_intrinsics(REAL_INTRINSICS, WIDTH, HEIGHT)
     rendered = renderer.render(K, camera_from_world, [world_from_object], noise_amplitude=0.0)
     renderer.release()
@@ -323,8 +386,7 @@ def test_mug_handle_visibility_follows_the_view(tmp_path):
     for side in (1.0, -1.0):
         camera = look_at([side * 0.4, 0.25, 0.05], [0.0, mug.size[1] / 2, 0.0])
         rendered = _render_one(mug, pose, camera)
-        placed = PlacedObject(model=mug, appearance=None, instance_id=1, world_from_object=pose,
-                              footprint_radius=0.1)
+        placed = PlacedObject(model=mug, appearance=None, instance_id=1, world_from_object=pose, footprint_radius=0.1)
         label = writer.write_frame(folder, 0, rendered, [placed], camera)
         visibility[side] = int(label['handle_visibility'][0])
     writer.close()

@@ -1,4 +1,5 @@
 """Hand-computed cases for the evaluator: values follow from the protocol by hand, not from running it."""
+
 import math
 
 import numpy as np
@@ -99,8 +100,11 @@ def test_higher_scoring_false_positive_lowers_ap_by_hand_computed_amount():
     IoU 0.1 (use_matches_for_pose), so the far false positive leaves them at 100."""
     scales = [0.5, 0.7, 0.5]
     gt = [(CAMERA, _rt(translation=(-0.3, 0, 1)), scales), (CAMERA, _rt(translation=(0.3, 0, 1)), scales)]
-    preds = [(CAMERA, gt[0][1], scales, 0.9), (CAMERA, gt[1][1], scales, 0.8),
-             (CAMERA, _rt(translation=(0, 0.5, 2)), scales, 0.95)]
+    preds = [
+        (CAMERA, gt[0][1], scales, 0.9),
+        (CAMERA, gt[1][1], scales, 0.8),
+        (CAMERA, _rt(translation=(0, 0.5, 2)), scales, 0.95),
+    ]
     metrics = evaluate_results([_image(gt, preds)])
     for metric in METRIC_NAMES:
         expected = 200.0 / 3 if metric.startswith('IoU') else 100.0
@@ -134,34 +138,47 @@ def test_legacy_and_exact_iou_differ_on_a_known_shift():
 
 def test_depth_oracle_slides_predictions_along_their_rays_onto_the_ground_truth():
     from seqpose_core.eval.depth_oracle import slide_to_ground_truth_depth
+
     gt = np.eye(4)
     gt[:3, :3] *= 0.2
     gt[:3, 3] = (0.1, -0.05, 0.8)
     twice = gt.copy()
-    twice[:3, :] *= 2.0                       # twice as large and twice as far: the same image
-    result = {'gt_class_ids': np.array([6]), 'gt_RTs': gt[None], 'gt_scales': np.full((1, 3), 0.5),
-              'gt_handle_visibility': np.ones(1), 'pred_class_ids': np.array([6, 2]),
-              'pred_RTs': np.stack([twice, twice]), 'pred_scales': np.full((2, 3), 0.5),
-              'pred_scores': np.array([0.9, 0.8])}
+    twice[:3, :] *= 2.0  # twice as large and twice as far: the same image
+    result = {
+        'gt_class_ids': np.array([6]),
+        'gt_RTs': gt[None],
+        'gt_scales': np.full((1, 3), 0.5),
+        'gt_handle_visibility': np.ones(1),
+        'pred_class_ids': np.array([6, 2]),
+        'pred_RTs': np.stack([twice, twice]),
+        'pred_scales': np.full((2, 3), 0.5),
+        'pred_scores': np.array([0.9, 0.8]),
+    }
     slid = slide_to_ground_truth_depth(result)
     np.testing.assert_allclose(slid['pred_RTs'][0], gt, atol=1e-12)
-    np.testing.assert_array_equal(slid['pred_RTs'][1], twice)     # a class without GT stays where it was
-    np.testing.assert_array_equal(result['pred_RTs'][0], twice)   # the input is not modified
+    np.testing.assert_array_equal(slid['pred_RTs'][1], twice)  # a class without GT stays where it was
+    np.testing.assert_array_equal(result['pred_RTs'][0], twice)  # the input is not modified
     assert evaluate_results([result])['mug']['IoU50'] == 0.0
     assert evaluate_results([slid])['mug']['IoU50'] == 100.0
 
 
 def test_overlays_draw_one_box_per_object_and_the_false_positives():
-    from seqpose_core.visualize import overlay_predictions
     from seqpose_core.detection import Detection
+    from seqpose_core.visualize import overlay_predictions
 
     def detection(class_id, score, x):
-        return Detection(class_id=class_id, score=score, rotation=np.eye(3), translation=np.array([x, 0.0, 1.0]),
-                         size=np.full(3, 0.1))
+        return Detection(
+            class_id=class_id,
+            score=score,
+            rotation=np.eye(3),
+            translation=np.array([x, 0.0, 1.0]),
+            size=np.full(3, 0.1),
+        )
+
     mug, can = detection(6, 1.0, 0.0), detection(4, 1.0, 0.3)
     duplicates = [detection(6, 0.9, 0.02), detection(6, 0.8, 0.05), detection(6, 0.2, -0.03)]
-    weak_can = detection(4, 0.1, 0.32)                   # right, but below the threshold: still drawn
+    weak_can = detection(4, 0.1, 0.32)  # right, but below the threshold: still drawn
     false_positive, faint_false = detection(2, 0.5, -0.4), detection(2, 0.1, -0.6)
     drawn = overlay_predictions(duplicates + [weak_can, false_positive, faint_false], [mug, can], min_score=0.3)
     assert drawn == [duplicates[0], false_positive, weak_can]
-    assert overlay_predictions(duplicates, []) == duplicates[:2]          # no ground truth: the confident ones
+    assert overlay_predictions(duplicates, []) == duplicates[:2]  # no ground truth: the confident ones

@@ -1,4 +1,5 @@
 """The class-mean-size reference (seqpose_core.eval.class_mean_reference, benchmarks/class_mean_reference.py)."""
+
 import json
 
 import numpy as np
@@ -14,9 +15,16 @@ def result(diagonals, translations):
     rts[:, :3, :3] *= np.asarray(diagonals)[:, None, None]
     rts[:, :3, 3] = translations
     scales = np.tile([0.5, 0.7, 0.5], (n, 1))
-    return {'gt_class_ids': np.full(n, 4), 'gt_RTs': rts, 'gt_scales': scales,
-            'gt_handle_visibility': np.ones(n, dtype=np.int64), 'pred_class_ids': np.zeros(0, dtype=np.int64),
-            'pred_RTs': np.zeros((0, 4, 4)), 'pred_scales': np.zeros((0, 3)), 'pred_scores': np.zeros(0)}
+    return {
+        'gt_class_ids': np.full(n, 4),
+        'gt_RTs': rts,
+        'gt_scales': scales,
+        'gt_handle_visibility': np.ones(n, dtype=np.int64),
+        'pred_class_ids': np.zeros(0, dtype=np.int64),
+        'pred_RTs': np.zeros((0, 4, 4)),
+        'pred_scales': np.zeros((0, 3)),
+        'pred_scores': np.zeros(0),
+    }
 
 
 def test_ceiling_keeps_the_image_and_lacks_only_the_scale():
@@ -27,8 +35,9 @@ def test_ceiling_keeps_the_image_and_lacks_only_the_scale():
     ceiling = class_mean_reference_results(varied)[0]
     K = np.array([[600.0, 0, 320], [0, 600, 240], [0, 0, 1]])
     # every centre is moved along its own ray: it projects where the true one does
-    np.testing.assert_allclose(project_points(ceiling['pred_RTs'][:, :3, 3], K),
-                               project_points(varied[0]['gt_RTs'][:, :3, 3], K))
+    np.testing.assert_allclose(
+        project_points(ceiling['pred_RTs'][:, :3, 3], K), project_points(varied[0]['gt_RTs'][:, :3, 3], K)
+    )
     np.testing.assert_allclose(ceiling['pred_RTs'][:, 2, 3], [0.8 * 0.2 / 0.15, 1.0 * 0.2 / 0.25])
     metrics = evaluate_results([ceiling])['can']
     assert metrics['10deg'] == 100.0 and metrics['IoU75'] < 100.0
@@ -37,12 +46,15 @@ def test_ceiling_keeps_the_image_and_lacks_only_the_scale():
 def test_benchmark_prints_the_ceiling_beside_the_model(tmp_path, capsys):
     import pickle
     import runpy
+
     results = tmp_path / 'results'
     results.mkdir()
     with open(results / 'results_test_scene_1_0000.pkl', 'wb') as stream:
         pickle.dump(result([0.15, 0.25], [[0.1, 0.0, 0.8], [-0.2, 0.1, 1.0]]), stream)
-    means = {key: 1.0 for key in ('IoU25', 'IoU50', 'IoU75', '10deg10cm', '10deg5cm', '5deg5cm', '10deg', '10cm',
-                                  'IoU50_exact')}
+    means = {
+        key: 1.0
+        for key in ('IoU25', 'IoU50', 'IoU75', '10deg10cm', '10deg5cm', '5deg5cm', '10deg', '10cm', 'IoU50_exact')
+    }
     (tmp_path / 'metrics.json').write_text(json.dumps({'mean': means}))
     module = runpy.run_path('benchmarks/class_mean_reference.py')
     assert module['main']([str(tmp_path), '--json', str(tmp_path / 'c.json')]) == 0

@@ -1,6 +1,7 @@
 """The vectorised evaluator against a slow, literal loop version of object-deformnet's compute_mAP
 (test/eval_slow_reference.py), on random prediction sets: every legacy AP curve must agree to 1e-4 percent,
 and the per-pair legacy IoU and pose errors bit for bit."""
+
 import numpy as np
 import pytest
 
@@ -29,12 +30,16 @@ def _random_sets():
         # scores rounded to one decimal: many ties, decided by the reference's argsort calls
         'tied_scores': synthetic_results(30, seed=2, score_decimals=1),
         # large errors: matches spread over the whole threshold range, many false positives
-        'rough': synthetic_results(30, seed=3, rotation_noise_deg=30, translation_noise_m=0.08, size_noise=0.4,
-                                   false_positives=4),
+        'rough': synthetic_results(
+            30, seed=3, rotation_noise_deg=30, translation_noise_m=0.08, size_noise=0.4, false_positives=4
+        ),
         # float32 GT as SPD's label files store it; float32 everything
         'float32_gt': _as_dtype(synthetic_results(25, seed=4), ('gt_RTs', 'gt_scales'), np.float32),
-        'float32_all': _as_dtype(synthetic_results(25, seed=5, score_decimals=2),
-                                 ('gt_RTs', 'gt_scales', 'pred_RTs', 'pred_scales', 'pred_scores'), np.float32),
+        'float32_all': _as_dtype(
+            synthetic_results(25, seed=5, score_decimals=2),
+            ('gt_RTs', 'gt_scales', 'pred_RTs', 'pred_scales', 'pred_scores'),
+            np.float32,
+        ),
     }
     # images without GT, without predictions, without either; a class that has predictions but no GT (NaN AP)
     sparse = synthetic_results(20, seed=6, objects=(0, 3), false_positives=2.0)
@@ -103,16 +108,39 @@ def test_pairwise_legacy_iou_and_pose_errors_are_bit_identical(name):
     gt_ids = np.array([p[4] for p in pairs])
     all_preds = np.arange(len(preds.class_ids))
     rotated = legacy_extents_rotated(preds.rts, preds.scales)
-    fast_iou, _ = _pair_ious(pred_ids, gt_ids, preds, gts, symmetric, preds.legacy_extents(all_preds), all_preds,
-                             rotated, gts.legacy_extents(np.arange(len(gts.class_ids))), exact=False)
-    degrees, centimetres = _pair_pose_errors(pred_ids, gt_ids, preds.rotations_translations(all_preds),
-                                             gts.rotations_translations(np.arange(len(gts.class_ids))), symmetric)
+    fast_iou, _ = _pair_ious(
+        pred_ids,
+        gt_ids,
+        preds,
+        gts,
+        symmetric,
+        preds.legacy_extents(all_preds),
+        all_preds,
+        rotated,
+        gts.legacy_extents(np.arange(len(gts.class_ids))),
+        exact=False,
+    )
+    degrees, centimetres = _pair_pose_errors(
+        pred_ids,
+        gt_ids,
+        preds.rotations_translations(all_preds),
+        gts.rotations_translations(np.arange(len(gts.class_ids))),
+        symmetric,
+    )
     for k, (image, i, j, _, g) in enumerate(pairs):
         r = results[image]
         class_id = int(r['gt_class_ids'][j])
         handle = visibility[g]
-        expected = np.float32(legacy_iou(np.array(r['pred_RTs'])[i], np.array(r['gt_RTs'])[j], r['pred_scales'][i],
-                                         r['gt_scales'][j], class_id, handle))
+        expected = np.float32(
+            legacy_iou(
+                np.array(r['pred_RTs'])[i],
+                np.array(r['gt_RTs'])[j],
+                r['pred_scales'][i],
+                r['gt_scales'][j],
+                class_id,
+                handle,
+            )
+        )
         assert fast_iou[k] == expected, f'pair {k}: legacy IoU {fast_iou[k]!r} != {expected!r}'
         errors = pose_error(np.array(r['pred_RTs'])[i], np.array(r['gt_RTs'])[j], class_id, handle)
         assert degrees[k] == errors[0] and centimetres[k] == errors[1], f'pair {k}: pose errors differ'

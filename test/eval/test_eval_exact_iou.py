@@ -1,4 +1,5 @@
 """The exact oriented-box IoU against hand-computed overlaps and Monte-Carlo estimates."""
+
 import math
 
 import numpy as np
@@ -18,19 +19,26 @@ def _random_rotation(rng):
     q = rng.normal(size=4)
     q /= np.linalg.norm(q)
     w, x, y, z = q
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
-@pytest.mark.parametrize('size_a, size_b, shift, intersection', [
-    ((1, 1, 1), (1, 1, 1), (0.5, 0, 0), 0.5),              # half overlap along x
-    ((1, 2, 3), (1, 1, 1), (0.5, 0, 0), 0.5),              # small cube half inside a larger box
-    ((2, 2, 2), (1, 1, 1), (0, 0, 0), 1.0),                # nested
-    ((1, 1, 1), (1, 1, 1), (0.25, 0.5, 0.75), 0.75 * 0.5 * 0.25),
-    ((1, 1, 1), (1, 1, 1), (1.0, 0, 0), 0.0),              # touching faces
-    ((1, 1, 1), (1, 1, 1), (0, 0, 0), 1.0),                # identical (coplanar faces on every side)
-])
+@pytest.mark.parametrize(
+    'size_a, size_b, shift, intersection',
+    [
+        ((1, 1, 1), (1, 1, 1), (0.5, 0, 0), 0.5),  # half overlap along x
+        ((1, 2, 3), (1, 1, 1), (0.5, 0, 0), 0.5),  # small cube half inside a larger box
+        ((2, 2, 2), (1, 1, 1), (0, 0, 0), 1.0),  # nested
+        ((1, 1, 1), (1, 1, 1), (0.25, 0.5, 0.75), 0.75 * 0.5 * 0.25),
+        ((1, 1, 1), (1, 1, 1), (1.0, 0, 0), 0.0),  # touching faces
+        ((1, 1, 1), (1, 1, 1), (0, 0, 0), 1.0),  # identical (coplanar faces on every side)
+    ],
+)
 def test_axis_aligned_known_overlap(size_a, size_b, shift, intersection):
     vol_a, vol_b = np.prod(size_a), np.prod(size_b)
     expected = intersection / (vol_a + vol_b - intersection)

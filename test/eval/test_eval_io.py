@@ -1,4 +1,5 @@
 """Result pickles: safe loading with errors that name the file and key, the writer, and the CLI."""
+
 import json
 import os
 import pickle
@@ -8,8 +9,7 @@ import pytest
 
 from seqpose_core.cli import main as seqpose_main
 from seqpose_core.detection import Detection
-from seqpose_core.eval import (ResultFormatError, evaluate_results, load_results_dir, make_result,
-                               write_results_pickle)
+from seqpose_core.eval import ResultFormatError, evaluate_results, load_results_dir, make_result, write_results_pickle
 from seqpose_core.eval.protocol import METRIC_NAMES, REPORT_ROWS
 from seqpose_core.eval.synthetic import synthetic_results
 

@@ -1,6 +1,7 @@
 """No ground truth reaches the model at inference: `seqpose eval --mode mf` (the default, no camera motion)
 gives the same predictions when every frame's annotations are replaced by a randomly moved copy. The
 ground-truth camera motion (`--camera-motion gt`) is an oracle, named as such, and does change them."""
+
 import pickle
 import shutil
 
@@ -8,11 +9,11 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
+from helpers.generated_scenes import generate_scenes
 from seqpose_core.cli import main as seqpose
 from seqpose_core.config import load_config
 from seqpose_core.eval.results_io import load_results_dir
 from seqpose_core.model import build_model, save_checkpoint
-from helpers.generated_scenes import generate_scenes
 
 PREDICTION_KEYS = ('pred_class_ids', 'pred_RTs', 'pred_scales', 'pred_scores')
 
@@ -55,13 +56,31 @@ def test_video_eval_predictions_do_not_depend_on_annotations(tmp_path):
 
     def evaluate(root, name, *extra):
         out = tmp_path / name
-        assert seqpose(['eval', '--checkpoint', str(checkpoint), '--data', str(root), '--mode', 'mf',
-                        '--out', str(out), '--overlays', '0', *extra]) == 0
+        assert (
+            seqpose(
+                [
+                    'eval',
+                    '--checkpoint',
+                    str(checkpoint),
+                    '--data',
+                    str(root),
+                    '--mode',
+                    'mf',
+                    '--out',
+                    str(out),
+                    '--overlays',
+                    '0',
+                    *extra,
+                ]
+            )
+            == 0
+        )
         return predictions(out)
 
     original = evaluate(data, 'original')
     assert sum(len(p['pred_scores']) for p in original) > 0
     assert same(original, evaluate(moved, 'moved'))
     # the oracle reads the annotations: there the moved copy changes what the model is given
-    assert not same(evaluate(data, 'oracle', '--camera-motion', 'gt'),
-                    evaluate(moved, 'oracle_moved', '--camera-motion', 'gt'))
+    assert not same(
+        evaluate(data, 'oracle', '--camera-motion', 'gt'), evaluate(moved, 'oracle_moved', '--camera-motion', 'gt')
+    )

@@ -1,12 +1,13 @@
 """`eval.run`: the loop `seqpose eval` and training validation share. A scene starts with an empty memory, and
 the runner is given no camera motion unless the ground-truth oracle is asked for by name."""
+
 from types import SimpleNamespace
 
 import pytest
 
+from helpers.generated_scenes import generate_scenes
 from seqpose_core.data import NocsFrameReader, iter_scenes
 from seqpose_core.eval.run import run_scenes
-from helpers.generated_scenes import generate_scenes
 
 
 class RecordingRunner:
@@ -40,7 +41,7 @@ def test_no_camera_motion_unless_the_oracle_is_named(two_scenes):
 
     oracle = RecordingRunner()
     list(run_scenes(oracle, reader, scenes, camera_motion='gt'))
-    assert oracle.calls == ['reset', 'none', 'motion', 'motion'] * 2     # none at each scene's first frame
+    assert oracle.calls == ['reset', 'none', 'motion', 'motion'] * 2  # none at each scene's first frame
     single = RecordingRunner(mode='single')
     list(run_scenes(single, reader, scenes, camera_motion='gt'))
     assert 'motion' not in single.calls

@@ -1,4 +1,5 @@
 """benchmarks/rotation_errors.py: the rotation error split into the up-axis tilt and the azimuth about it."""
+
 import json
 import pickle
 import runpy
@@ -30,8 +31,8 @@ def pose(rotation, translation, scale=0.2):
 
 @pytest.mark.parametrize('tilt, azimuth', [(0, 30), (0, -120), (0, 180), (15, 40), (25, -170), (20, 0)])
 def test_tilt_and_azimuth_recover_a_swing_after_a_twist(tilt, azimuth):
-    gt = rotation_y(35) @ rotation_x(-50)                      # any object orientation
-    pred = gt @ rotation_x(tilt) @ rotation_y(azimuth)          # in the object's frame: twist, then swing
+    gt = rotation_y(35) @ rotation_x(-50)  # any object orientation
+    pred = gt @ rotation_x(tilt) @ rotation_y(azimuth)  # in the object's frame: twist, then swing
     got_tilt, got_azimuth = MODULE['tilt_and_azimuth'](pred[None], gt[None])
     np.testing.assert_allclose(got_tilt, [tilt], atol=1e-6)
     assert abs((got_azimuth[0] - azimuth + 180) % 360 - 180) < 1e-6
@@ -44,21 +45,30 @@ def test_tilt_and_azimuth_recover_a_swing_after_a_twist(tilt, azimuth):
 def one_image():
     gt_rotation = rotation_y(10)
     # GT: a laptop, a camera, a bottle (symmetric) and a mug nobody found
-    gt = [pose(gt_rotation, [0.0, 0.0, 0.8]), pose(gt_rotation, [0.3, 0.0, 0.9]),
-          pose(gt_rotation, [-0.3, 0.0, 0.9]), pose(gt_rotation, [0.0, 0.2, 1.0])]
-    predictions = [
-        (5, 0.9, pose(gt_rotation @ rotation_y(180), [0.02, 0.0, 0.8])),    # laptop flipped front to back
-        (5, 0.8, pose(gt_rotation @ rotation_y(20), [0.0, 0.0, 0.95])),     # further one 15 cm away: not taken
-        (3, 0.7, pose(gt_rotation @ rotation_y(-60), [0.3, 0.0, 0.92])),    # camera turned sideways
-        (1, 0.6, pose(gt_rotation @ rotation_x(12) @ rotation_y(90), [-0.3, 0.0, 0.88])),  # bottle: twist is free
-        (6, 0.01, pose(gt_rotation, [0.0, 0.2, 1.0])),                      # the mug, but under the threshold
-        (2, 0.9, pose(gt_rotation, [0.0, 0.2, 1.0])),                       # a bowl on the mug: wrong class
+    gt = [
+        pose(gt_rotation, [0.0, 0.0, 0.8]),
+        pose(gt_rotation, [0.3, 0.0, 0.9]),
+        pose(gt_rotation, [-0.3, 0.0, 0.9]),
+        pose(gt_rotation, [0.0, 0.2, 1.0]),
     ]
-    return {'gt_class_ids': np.array([5, 3, 1, 6]), 'gt_RTs': np.stack(gt), 'gt_scales': np.full((4, 3), 0.5),
-            'gt_handle_visibility': np.ones(4, dtype=np.int64),
-            'pred_class_ids': np.array([p[0] for p in predictions]),
-            'pred_scores': np.array([p[1] for p in predictions]),
-            'pred_RTs': np.stack([p[2] for p in predictions]), 'pred_scales': np.full((len(predictions), 3), 0.5)}
+    predictions = [
+        (5, 0.9, pose(gt_rotation @ rotation_y(180), [0.02, 0.0, 0.8])),  # laptop flipped front to back
+        (5, 0.8, pose(gt_rotation @ rotation_y(20), [0.0, 0.0, 0.95])),  # further one 15 cm away: not taken
+        (3, 0.7, pose(gt_rotation @ rotation_y(-60), [0.3, 0.0, 0.92])),  # camera turned sideways
+        (1, 0.6, pose(gt_rotation @ rotation_x(12) @ rotation_y(90), [-0.3, 0.0, 0.88])),  # bottle: twist is free
+        (6, 0.01, pose(gt_rotation, [0.0, 0.2, 1.0])),  # the mug, but under the threshold
+        (2, 0.9, pose(gt_rotation, [0.0, 0.2, 1.0])),  # a bowl on the mug: wrong class
+    ]
+    return {
+        'gt_class_ids': np.array([5, 3, 1, 6]),
+        'gt_RTs': np.stack(gt),
+        'gt_scales': np.full((4, 3), 0.5),
+        'gt_handle_visibility': np.ones(4, dtype=np.int64),
+        'pred_class_ids': np.array([p[0] for p in predictions]),
+        'pred_scores': np.array([p[1] for p in predictions]),
+        'pred_RTs': np.stack([p[2] for p in predictions]),
+        'pred_scales': np.full((len(predictions), 3), 0.5),
+    }
 
 
 def test_table_takes_the_nearest_detection_of_the_class_and_splits_its_error():

@@ -1,4 +1,5 @@
 """Geometry helpers against scipy's Rotation and hand-computed cases, in numpy and torch."""
+
 import numpy as np
 import pytest
 import torch
@@ -73,8 +74,9 @@ def test_project_hand_case_and_backproject_inverse():
     points = np.random.default_rng(1).uniform([-1, -1, 0.5], [1, 1, 3], size=(50, 3))
     back = g.backproject(g.project_points(points, K), points[:, 2], K)
     np.testing.assert_allclose(back, points, atol=1e-12)
-    back_t = g.backproject(g.project_points(torch.tensor(points), torch.tensor(K)), torch.tensor(points[:, 2]),
-                           torch.tensor(K))
+    back_t = g.backproject(
+        g.project_points(torch.tensor(points), torch.tensor(K)), torch.tensor(points[:, 2]), torch.tensor(K)
+    )
     np.testing.assert_allclose(back_t.numpy(), points, atol=1e-12)
 
 
@@ -83,7 +85,7 @@ def test_backproject_depth_map_pixel_centres():
     depth = np.full((3, 5), 2.0)
     points = g.backproject_depth_map(depth, K)
     assert points.shape == (3, 5, 3)
-    np.testing.assert_allclose(points[1, 2], [0, 0, 2])          # principal point
+    np.testing.assert_allclose(points[1, 2], [0, 0, 2])  # principal point
     np.testing.assert_allclose(points[0, 4], [2 * 2 / 100, -1 * 2 / 100, 2])
 
 
@@ -127,7 +129,7 @@ def test_relative_camera_motion_from_static_object(rotations):
 def test_quaternion_round_trip_against_scipy(rotations):
     for rot in rotations[:16]:
         q = g.rotation_to_quaternion(rot)
-        expected = Rotation.from_matrix(rot).as_quat()           # scipy: (x, y, z, w)
+        expected = Rotation.from_matrix(rot).as_quat()  # scipy: (x, y, z, w)
         assert np.allclose(q, expected, atol=1e-10) or np.allclose(q, -expected, atol=1e-10)
         np.testing.assert_allclose(g.quaternion_to_rotation(*q), rot, atol=1e-10)
     with pytest.raises(ValueError, match='quaternion'):

@@ -1,5 +1,6 @@
 """Overlays: boxes and axes land where the projection says, in the right colours, and nothing behind the
 camera is drawn."""
+
 import numpy as np
 
 from seqpose_core.detection import Detection

@@ -10,15 +10,14 @@ Prints one JSON line: {"sent", "answered", "answered_stamps", "tf_children", "tf
 Used by test/test_launch.py (as a subprocess) and benchmarks/bench_node_soak.py. Run it only inside a private
 network namespace (see the Makefile's test target).
 """
+
 import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # test/: the helpers package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # test/: the helpers package
 
 
 def parse_args(argv=None):
@@ -33,13 +32,18 @@ def parse_args(argv=None):
     parser.add_argument('--reliability', choices=('reliable', 'best_effort'), default='reliable')
     parser.add_argument('--frame-id', default='camera_color_optical_frame')
     parser.add_argument('--start-stamp', type=float, default=1000.0)
-    parser.add_argument('--loop', type=int, default=0,
-                        help='restart the stamps every N frames (a looping bag); 0: never')
+    parser.add_argument(
+        '--loop', type=int, default=0, help='restart the stamps every N frames (a looping bag); 0: never'
+    )
     parser.add_argument('--match-timeout', type=float, default=60.0)
     parser.add_argument('--settle', type=float, default=3.0, help='seconds to wait for the last answers')
     parser.add_argument('--distortion', type=float, default=0.0, help='k1 of a plumb_bob D (0: none)')
-    parser.add_argument('--report-every', type=float, default=0.0,
-                        help='also print {"t", "messages", "tf_names"} every this many seconds (0: never)')
+    parser.add_argument(
+        '--report-every',
+        type=float,
+        default=0.0,
+        help='also print {"t", "messages", "tf_names"} every this many seconds (0: never)',
+    )
     return parser.parse_args(argv)
 
 
@@ -82,15 +86,24 @@ def main(argv=None):
                 return
 
     start = time.monotonic()
-    while (image_pub.get_subscription_count() == 0 or info_pub.get_subscription_count() == 0
-           or node.count_publishers(args.detections_topic) == 0):
+    while (
+        image_pub.get_subscription_count() == 0
+        or info_pub.get_subscription_count() == 0
+        or node.count_publishers(args.detections_topic) == 0
+    ):
         if time.monotonic() - start > args.match_timeout:
-            print(json.dumps({'error': f'the node did not match {args.image_topic} / {args.info_topic} / '
-                                       f'{args.detections_topic} within {args.match_timeout:.0f} s'}))
+            print(
+                json.dumps(
+                    {
+                        'error': f'the node did not match {args.image_topic} / {args.info_topic} / '
+                        f'{args.detections_topic} within {args.match_timeout:.0f} s'
+                    }
+                )
+            )
             return 2
         spin(0.05)
     matched_after = time.monotonic() - start
-    spin(3.0)      # discovery finishes in both directions (a reliable writer resends at its next heartbeat)
+    spin(3.0)  # discovery finishes in both directions (a reliable writer resends at its next heartbeat)
 
     images, K = T.make_sequence(frames=8, width=args.width, height=args.height)
     info_template = T.camera_info_msg(K, args.width, args.height, 0.0, args.frame_id)
@@ -102,8 +115,12 @@ def main(argv=None):
     for index in range(args.frames):
         if args.report_every and time.monotonic() >= next_report:
             next_report += args.report_every
-            print(json.dumps({'t': round(time.monotonic() - started, 1), 'messages': messages[0],
-                              'tf_names': len(tf_children)}), flush=True)
+            print(
+                json.dumps(
+                    {'t': round(time.monotonic() - started, 1), 'messages': messages[0], 'tf_names': len(tf_children)}
+                ),
+                flush=True,
+            )
         step = index % args.loop if args.loop else index
         stamp = round(args.start_stamp + step * period, 6)
         info_template.header.stamp = T.to_stamp(stamp)
@@ -117,11 +134,19 @@ def main(argv=None):
         spin(0.05)
     spin(0.3)
     got = [s for s in sent if s in answered]
-    result = {'sent': len(sent), 'answered': len(got) if not args.loop else len(answered),
-              'answered_stamps': got, 'messages': messages[0], 'nonempty': sum(1 for s in got if answered[s] > 0),
-              'tf_children': sorted(tf_children), 'tf_parents': sorted(tf_parents),
-              'matched_after_s': round(matched_after, 2), 'reliability': args.reliability,
-              'size': f'{args.width}x{args.height}', 'rate_hz': args.rate}
+    result = {
+        'sent': len(sent),
+        'answered': len(got) if not args.loop else len(answered),
+        'answered_stamps': got,
+        'messages': messages[0],
+        'nonempty': sum(1 for s in got if answered[s] > 0),
+        'tf_children': sorted(tf_children),
+        'tf_parents': sorted(tf_parents),
+        'matched_after_s': round(matched_after, 2),
+        'reliability': args.reliability,
+        'size': f'{args.width}x{args.height}',
+        'rate_hz': args.rate,
+    }
     print(json.dumps(result), flush=True)
     node.destroy_node()
     rclpy.try_shutdown()

@@ -6,6 +6,7 @@ dtypes, as the reference's functions (get_3d_bbox, transform_coordinates_3d, com
 compute_IoU_matches, compute_RT_errors, compute_RT_matches, compute_ap_and_acc, compute_mAP). Written
 independently from the reference's description; nothing here is imported from the code under test.
 """
+
 import math
 
 import numpy as np
@@ -48,8 +49,9 @@ def buggy_iou(srt_1, srt_2, size_1, size_2):
 
 
 def y_turn(theta):
-    return np.array([[np.cos(theta), 0, np.sin(theta), 0], [0, 1, 0, 0],
-                     [-np.sin(theta), 0, np.cos(theta), 0], [0, 0, 0, 1]])
+    return np.array(
+        [[np.cos(theta), 0, np.sin(theta), 0], [0, 1, 0, 0], [-np.sin(theta), 0, np.cos(theta), 0], [0, 0, 0, 1]]
+    )
 
 
 def legacy_iou(srt_pred, srt_gt, size_pred, size_gt, class_id, handle_visible):
@@ -71,8 +73,7 @@ def iou_matching(gt_ids, gt_srt, gt_size, gt_handle, pred_ids, pred_srt, pred_si
     ious = np.zeros((n_pred, n_gt), dtype=np.float32)
     for i in range(n_pred):
         for j in range(n_gt):
-            ious[i, j] = legacy_iou(pred_srt[i], gt_srt[j], pred_size[i, :], gt_size[j], int(pred_ids[i]),
-                                    gt_handle[j])
+            ious[i, j] = legacy_iou(pred_srt[i], gt_srt[j], pred_size[i, :], gt_size[j], int(pred_ids[i]), gt_handle[j])
     pred_match = -1 * np.ones([len(thresholds), n_pred])
     gt_match = -1 * np.ones([len(thresholds), n_gt])
     for t, threshold in enumerate(thresholds):
@@ -142,7 +143,7 @@ def voc_ap(pred_match, scores, gt_match):
 
 def slow_compute_map(results):
     """-> (iou_aps (8, 101), pose_aps (8, 62, 22)); row 0 background, rows 1..6 classes, row 7 the mean."""
-    iou_store = {c: ([], [], []) for c in range(1, 7)}    # pred matches, scores, gt matches
+    iou_store = {c: ([], [], []) for c in range(1, 7)}  # pred matches, scores, gt matches
     pose_store = {c: ([], [], []) for c in range(1, 7)}
     for result in results:
         gt_ids = result['gt_class_ids'].astype(np.int32)
@@ -163,8 +164,9 @@ def slow_compute_map(results):
             c_pred_srt = pred_srt[p] if len(pred_ids) else np.zeros((0, 4, 4))
             c_pred_size = pred_size[p] if len(pred_ids) else np.zeros((0, 3))
             c_scores = pred_scores[p] if len(pred_ids) else np.zeros(0)
-            gt_match, pred_match, _, order = iou_matching(c_gt_ids, c_gt_srt, c_gt_size, c_handle, c_pred_ids,
-                                                          c_pred_srt, c_pred_size, c_scores, IOU_LIST)
+            gt_match, pred_match, _, order = iou_matching(
+                c_gt_ids, c_gt_srt, c_gt_size, c_handle, c_pred_ids, c_pred_srt, c_pred_size, c_scores, IOU_LIST
+            )
             if len(order):
                 c_pred_ids, c_pred_srt, c_scores = c_pred_ids[order], c_pred_srt[order], c_scores[order]
             iou_store[c][0].append(pred_match)

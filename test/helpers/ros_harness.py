@@ -4,6 +4,7 @@ What the shipped `seqpose bag live` needs to start a node is in seqpose_ros/proc
 
 Nothing here starts DDS on import; `ros_isolation_problem()` says why DDS must not be started here.
 """
+
 import os
 import signal
 import subprocess
@@ -13,12 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from seqpose_ros.processes import (SHM_PROFILE_NAME, config_path, loopback_isolation_problem, network_interfaces,
-                                   node_command, node_environment)
+from seqpose_ros.processes import (
+    SHM_PROFILE_NAME,
+    config_path,
+    loopback_isolation_problem,
+    node_command,
+    node_environment,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SHM_PROFILE = config_path(SHM_PROFILE_NAME)
-DEFAULT_K = np.array([[300.0, 0.0, 159.5], [0.0, 300.0, 119.5], [0.0, 0.0, 1.0]])   # for 320x240
+DEFAULT_K = np.array([[300.0, 0.0, 159.5], [0.0, 300.0, 119.5], [0.0, 0.0, 1.0]])  # for 320x240
 
 
 # --------------------------------------------------------------------------------------------- isolation
@@ -42,9 +48,11 @@ def ros_environment(fastdds_profile='shm'):
 def write_tiny_checkpoint(path, seed=0):
     """A randomly initialised model of the `tiny` config (a few MB, ~10 ms a frame on one CPU core)."""
     import torch
+
     from seqpose_core.config import load_config
     from seqpose_core.model.checkpoint import save_checkpoint
     from seqpose_core.model.seqpose import build_model
+
     torch.manual_seed(seed)
     config = load_config('tiny')
     model = build_model(config.model, load_pretrained=False)
@@ -56,6 +64,7 @@ def make_sequence(frames=10, width=320, height=240, seed=0):
     """A generated video: textured table, a few coloured boxes and cylinders, the camera panning slowly.
     Returns (list of (H, W, 3) uint8 RGB, K (3, 3))."""
     import cv2
+
     rng = np.random.default_rng(seed)
     margin = 4 * frames + 8
     canvas_w, canvas_h = width + margin, height
@@ -68,7 +77,7 @@ def make_sequence(frames=10, width=320, height=240, seed=0):
             cv2.rectangle(canvas, (x, y), (x + int(rng.integers(20, 50)), y + int(rng.integers(20, 50))), color, -1)
         else:
             cv2.ellipse(canvas, (x, y), (int(rng.integers(10, 25)), int(rng.integers(15, 35))), 0, 0, 360, color, -1)
-    images = [np.ascontiguousarray(canvas[:, 4 * i:4 * i + width]) for i in range(frames)]
+    images = [np.ascontiguousarray(canvas[:, 4 * i : 4 * i + width]) for i in range(frames)]
     K = DEFAULT_K.copy()
     K[0, 2], K[1, 2] = (width - 1) / 2, (height - 1) / 2
     return images, K
@@ -77,14 +86,16 @@ def make_sequence(frames=10, width=320, height=240, seed=0):
 # --------------------------------------------------------------------------------------------- node process
 class LoggedProcess:
     """A child process whose output goes to a log file that tests read for log lines."""
-    LOG_TIMEOUT = 30.0          # seconds wait_for_log waits by default
+
+    LOG_TIMEOUT = 30.0  # seconds wait_for_log waits by default
     LOG_POLL = 0.05
 
     def __init__(self, log_path, command, env, cwd, **popen):
         self.log_path = Path(log_path)
         self._log = open(self.log_path, 'wb')
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                        start_new_session=True, **popen)
+        self.process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True, **popen
+        )
 
     def log(self):
         return self.log_path.read_text(encoding='utf-8', errors='replace')
@@ -124,8 +135,9 @@ class NodeProcess(LoggedProcess):
 # --------------------------------------------------------------------------------------------- rclpy client
 def image_msg(rgb, stamp_seconds, frame_id='camera_optical', encoding='rgb8', pad=0):
     """sensor_msgs/Image from RGB, converted to `encoding`, rows padded by `pad` bytes."""
-    from sensor_msgs.msg import Image
     import cv2
+    from sensor_msgs.msg import Image
+
     if encoding == 'rgb8':
         data = rgb
     elif encoding == 'bgr8':
@@ -136,7 +148,7 @@ def image_msg(rgb, stamp_seconds, frame_id='camera_optical', encoding='rgb8', pa
         data = np.dstack([rgb[:, :, ::-1], np.full(rgb.shape[:2], 255, np.uint8)])
     elif encoding == 'mono8':
         data = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[:, :, None]
-    else:   # an encoding the node does not support: send 16-bit data of the right size
+    else:  # an encoding the node does not support: send 16-bit data of the right size
         data = np.zeros(rgb.shape[:2] + (2,), np.uint8)
     height, width = data.shape[:2]
     rows = np.ascontiguousarray(data).reshape(height, -1)
@@ -151,6 +163,7 @@ def image_msg(rgb, stamp_seconds, frame_id='camera_optical', encoding='rgb8', pa
 
 def camera_info_msg(K, width, height, stamp_seconds=0.0, frame_id='camera_optical'):
     from sensor_msgs.msg import CameraInfo
+
     msg = CameraInfo(width=int(width), height=int(height), distortion_model='plumb_bob')
     msg.k = [float(v) for v in np.asarray(K, dtype=np.float64).reshape(-1)]
     msg.d = [0.0] * 5
@@ -165,6 +178,7 @@ def camera_info_msg(K, width, height, stamp_seconds=0.0, frame_id='camera_optica
 
 def to_stamp(seconds):
     from builtin_interfaces.msg import Time
+
     sec = int(np.floor(seconds))
     return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
 
@@ -183,13 +197,13 @@ class RosClient:
         import threading
 
         import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile
         from sensor_msgs.msg import CameraInfo, Image
         from tf2_msgs.msg import TFMessage
         from vision_msgs.msg import Detection3DArray
         from visualization_msgs.msg import MarkerArray
-        from diagnostic_msgs.msg import DiagnosticArray
 
         # this process's participant uses the same shared-memory profile as the node (read at creation)
         os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(SHM_PROFILE))
@@ -226,13 +240,16 @@ class RosClient:
         def callback(msg):
             with self._lock:
                 target.append((time.monotonic(), msg))
+
         return callback
 
     def subscribe_debug_image(self):
-        from sensor_msgs.msg import Image
         from rclpy.qos import QoSProfile
-        self._debug_sub = self.node.create_subscription(Image, f'{self.ns}/debug_image',
-                                                        self._store(self.debug_images), QoSProfile(depth=2))
+        from sensor_msgs.msg import Image
+
+        self._debug_sub = self.node.create_subscription(
+            Image, f'{self.ns}/debug_image', self._store(self.debug_images), QoSProfile(depth=2)
+        )
 
     def wait_for(self, predicate, timeout=10.0):
         deadline = time.monotonic() + timeout
@@ -246,16 +263,19 @@ class RosClient:
 
     def wait_for_subscribers(self, timeout=20.0):
         """True once the node's image and camera_info subscriptions are matched."""
-        return self.wait_for(lambda: self.image_pub.get_subscription_count() > 0
-                             and self.info_pub.get_subscription_count() > 0, timeout)
+        return self.wait_for(
+            lambda: self.image_pub.get_subscription_count() > 0 and self.info_pub.get_subscription_count() > 0, timeout
+        )
 
     def detection_for(self, stamp, timeout=5.0):
         """The Detection3DArray whose header stamp equals `stamp` (seconds), or None."""
+
         def find():
             for _, msg in self.detections:
                 if abs(stamp_seconds(msg.header.stamp) - stamp) < 1e-6:
                     return msg
             return None
+
         self.wait_for(lambda: find() is not None, timeout)
         with self._lock:
             return find()
@@ -263,16 +283,18 @@ class RosClient:
     def send(self, rgb, stamp, K=None, frame_id='camera_optical', encoding='rgb8', info=True, pad=0):
         if info:
             self.info_pub.publish(camera_info_msg(K, rgb.shape[1], rgb.shape[0], stamp, frame_id))
-            time.sleep(0.02)   # CameraInfo first, so the image finds it
+            time.sleep(0.02)  # CameraInfo first, so the image finds it
         self.image_pub.publish(image_msg(rgb, stamp, frame_id, encoding, pad))
 
     def send_compressed(self, rgb, stamp, frame_id='camera_optical', image_format='jpeg'):
         import cv2
-        from sensor_msgs.msg import CompressedImage
         from rclpy.qos import QoSProfile
+        from sensor_msgs.msg import CompressedImage
+
         if getattr(self, 'compressed_pub', None) is None:
-            self.compressed_pub = self.node.create_publisher(CompressedImage, f'{self.ns}/image/compressed',
-                                                             QoSProfile(depth=10))
+            self.compressed_pub = self.node.create_publisher(
+                CompressedImage, f'{self.ns}/image/compressed', QoSProfile(depth=10)
+            )
         ok, data = cv2.imencode('.jpg' if image_format == 'jpeg' else '.png', rgb[:, :, ::-1])
         assert ok
         msg = CompressedImage(format=image_format, data=data.tobytes())
@@ -297,12 +319,14 @@ class RosClient:
 
     def reset(self):
         from std_srvs.srv import Trigger
+
         return self.call(Trigger, f'{self.ns}/{self.node_name}/reset', Trigger.Request())
 
     def set_parameters(self, **values):
         """The `ros2 param set` path: rcl_interfaces/SetParameters on the node's parameter service."""
         from rcl_interfaces.srv import SetParameters
         from rclpy.parameter import Parameter
+
         request = SetParameters.Request()
         request.parameters = [Parameter(name, value=value).to_parameter_msg() for name, value in values.items()]
         return self.call(SetParameters, f'{self.ns}/{self.node_name}/set_parameters', request).results
@@ -310,6 +334,7 @@ class RosClient:
     def get_parameters(self, *names):
         from rcl_interfaces.srv import GetParameters
         from rclpy.parameter import parameter_value_to_python
+
         request = GetParameters.Request(names=list(names))
         values = self.call(GetParameters, f'{self.ns}/{self.node_name}/get_parameters', request).values
         return [parameter_value_to_python(v) for v in values]
@@ -334,12 +359,15 @@ def ros2_executable():
 def launch_problem():
     """'' when `ros2 launch seqpose_ros seqpose.launch.py` can run here, else why not (tests skip with it)."""
     if not ros2_executable().exists():
-        return ('the ros2 command line (ros2cli, ros2launch) is not installed in this venv: `make test` installs '
-                'it from ROS2_PYTHON_SRC (../shared/ros2-python), which was not found')
+        return (
+            'the ros2 command line (ros2cli, ros2launch) is not installed in this venv: `make test` installs '
+            'it from ROS2_PYTHON_SRC (../shared/ros2-python), which was not found'
+        )
     try:
-        import launch  # noqa: F401
-        import launch_ros  # noqa: F401
         import composition_interfaces.srv  # noqa: F401
+        import launch_ros  # noqa: F401
+
+        import launch  # noqa: F401
     except ImportError as error:
         return f'launch / launch_ros / composition_interfaces not importable ({error}); run make test'
     share = ament_prefix() / 'seqpose_ros' / 'share' / 'seqpose_ros' / 'launch' / 'seqpose.launch.py'
@@ -358,9 +386,16 @@ def ros2_environment(fastdds_profile=''):
 
 def ros2(*args, timeout=60.0, env=None):
     """Run the `ros2` command line; a CompletedProcess (stdout + stderr in .stdout)."""
-    return subprocess.run([str(ros2_executable()), *args], env=env or ros2_environment(), cwd=str(REPO),
-                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [str(ros2_executable()), *args],
+        env=env or ros2_environment(),
+        cwd=str(REPO),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
 
 
 class LaunchProcess(LoggedProcess):
@@ -392,11 +427,20 @@ class LaunchProcess(LoggedProcess):
 def run_camera_client(*args, timeout=180.0, fastdds_profile=''):
     """test/camera_client.py in its own process (its own DDS participant); its JSON result."""
     import json
-    result = subprocess.run([sys.executable, str(REPO / 'test' / 'helpers' / 'camera_client.py'), *args],
-                            env=ros2_environment(fastdds_profile), cwd=str(REPO), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
+
+    result = subprocess.run(
+        [sys.executable, str(REPO / 'test' / 'helpers' / 'camera_client.py'), *args],
+        env=ros2_environment(fastdds_profile),
+        cwd=str(REPO),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+    )
     lines = [line for line in result.stdout.splitlines() if line.startswith('{')]
     if result.returncode != 0 or not lines:
-        raise RuntimeError(f'camera client failed ({result.returncode}):\n{result.stdout[-2000:]}\n'
-                           f'{result.stderr[-3000:]}')
+        raise RuntimeError(
+            f'camera client failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}'
+        )
     return json.loads(lines[-1])

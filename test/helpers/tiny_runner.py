@@ -1,9 +1,10 @@
 """A tiny random SeqPose and runners around it: what the runner-level tests share.
 
-    tiny = tiny_model()                                  # (config, model); conftest's `tiny` fixture: once per module
-    runner = make_runner(tiny, mode='single', score_threshold=0.0)
-    start = tiny_refiner_checkpoint(tmp_path / 'refined.pt')             # for train-crop-scorer
+tiny = tiny_model()                                  # (config, model); conftest's `tiny` fixture: once per module
+runner = make_runner(tiny, mode='single', score_threshold=0.0)
+start = tiny_refiner_checkpoint(tmp_path / 'refined.pt')             # for train-crop-scorer
 """
+
 import dataclasses
 
 import torch
@@ -33,8 +34,11 @@ def tiny_refiner_checkpoint(path, seed=6, **extras):
     """A `tiny` checkpoint with a width-4 pose refiner (no scorer) and score threshold 0, its weights seeded with
     `seed`, saved at `path` with `extras`; returns the path. What train-crop-scorer starts from in the tests."""
     config = load_config('tiny')
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_width=4),
-                                 inference=dataclasses.replace(config.inference, score_threshold=0.0))
+    config = dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, refiner_width=4),
+        inference=dataclasses.replace(config.inference, score_threshold=0.0),
+    )
     torch.manual_seed(seed)
     return save_checkpoint(path, build_model(config.model), config, **extras)
 
@@ -45,6 +49,7 @@ def apply_stage(runner, name, detections, camera_motion=None, image_rgb=None, K=
     import numpy as np
 
     from seqpose_core.stages.pipeline import FrameContext
+
     stage = next(stage for stage in runner.stages if stage.name == name)
     image_rgb = image_rgb if image_rgb is not None else np.zeros((4, 4, 3), np.uint8)
     context = FrameContext(image_rgb, np.eye(3) if K is None else K, camera_motion, runner.cfg.mode, runner.device)

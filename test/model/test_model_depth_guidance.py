@@ -1,5 +1,6 @@
 """Depth-guided cross-attention (the paper's 3.3 c): the decoder compares its 3D sampling points with the
 predicted depth, so two queries on the same viewing ray no longer see the same thing."""
+
 import math
 
 import pytest
@@ -15,9 +16,10 @@ K = torch.tensor([[[60.0, 0.0, 34.5], [0.0, 60.0, 27.5], [0.0, 0.0, 1.0]]])
 
 def test_residual_is_the_log_depth_ratio_at_the_projected_pixel():
     depth_map = torch.full((1, 1, 28, 35), 0.8)
-    depth_map[0, 0, 14:, :] = 1.6                      # lower half of the image twice as far
-    points = torch.tensor([[[[0.0, -0.2, 0.8], [0.0, -0.2, 1.6], [0.0, 0.3, 1.6], [0.0, 0.1, 0.4],
-                             [0.0, 0.0, -1.0]]]])      # (B=1, Q=1, P=5, 3); the last is behind the camera
+    depth_map[0, 0, 14:, :] = 1.6  # lower half of the image twice as far
+    points = torch.tensor(
+        [[[[0.0, -0.2, 0.8], [0.0, -0.2, 1.6], [0.0, 0.3, 1.6], [0.0, 0.1, 0.4], [0.0, 0.0, -1.0]]]]
+    )  # (B=1, Q=1, P=5, 3); the last is behind the camera
     residual = depth_residual(points, depth_map, *project_to_image(points, K, IMAGE_HW))[0, 0]
     expected = torch.tensor([0.0, math.log(2.0), 0.0, math.log(0.25), 0.0])
     assert torch.allclose(residual, expected, atol=1e-5)
@@ -34,7 +36,7 @@ def test_queries_on_one_ray_differ_only_with_guidance():
     guided = GeometryDeformableCrossAttention(32, 4, 2, 4, depth_guidance=True)
     guided.load_state_dict(plain.state_dict(), strict=False)
     for module in (plain, guided):
-        torch.nn.init.zeros_(module.sampling_offsets.bias)      # all points at the reference
+        torch.nn.init.zeros_(module.sampling_offsets.bias)  # all points at the reference
     with torch.no_grad():
         out_plain = plain(query, references, levels, K, IMAGE_HW)
         out_guided = guided(query, references, levels, K, IMAGE_HW, depth_map)
@@ -68,6 +70,7 @@ def test_memory_ranks_queries_by_the_published_score_and_clamps_moved_references
     """The memory keeps the top-K by the score the runner publishes (proposal-fused when so configured), and a
     camera motion that carries a remembered point outside the position range cannot push it out of [0, 1]."""
     import dataclasses
+
     config = load_config('tiny')
     model_cfg = dataclasses.replace(config.model, proposal_queries=4, proposal_level=2)
     torch.manual_seed(0)
@@ -81,7 +84,7 @@ def test_memory_ranks_queries_by_the_published_score_and_clamps_moved_references
     assert torch.allclose(by_fused.latest().scores.sort(descending=True).values, top)
     assert not torch.equal(by_query.latest().scores, by_fused.latest().scores)
     far = torch.eye(4)[None].clone()
-    far[0, 0, 3] = 50.0                                         # 50 m sideways: far outside position_range
+    far[0, 0, 3] = 50.0  # 50 m sideways: far outside position_range
     with torch.no_grad():
         moved, memory = model(images, Ks, memory=by_fused, camera_motion=far, dense=False)
     assert torch.isfinite(moved['pred_translation']).all()

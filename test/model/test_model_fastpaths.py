@@ -1,6 +1,6 @@
 """The CPU inference fast paths (issue 8) give the same numbers as the plain paths they replace."""
+
 import torch
-import torch.nn.functional as F
 
 from seqpose_core.config import load_config
 from seqpose_core.model import build_model
@@ -28,7 +28,7 @@ def test_table_sampling_equals_grid_sample_including_borders_and_masked_points()
     with torch.no_grad():
         fused = fusion(semantic, geometry)
     assert isinstance(fused, FusedLevels) and fused.table is not None
-    plain = [level.contiguous() for level in fused]     # a plain list: the grid_sample path
+    plain = [level.contiguous() for level in fused]  # a plain list: the grid_sample path
     with torch.enable_grad():
         reference = fusion(semantic, geometry)
     for a, b in zip(plain, reference):
@@ -61,8 +61,7 @@ def test_inference_outputs_match_the_training_paths():
         memory, outputs = None, []
         with torch.set_grad_enabled(grad):
             for t in range(3):
-                out, memory = model(images[t], K, memory=memory, camera_motion=motion if memory else None,
-                                    dense=False)
+                out, memory = model(images[t], K, memory=memory, camera_motion=motion if memory else None, dense=False)
                 outputs.append({k: out[k].detach() for k in ('pred_logits', 'pred_translation', 'pred_size')})
         results.append(outputs)
     for fast, slow in zip(*results):

@@ -1,4 +1,5 @@
 """The analytic FLOP counter against torch's own counter on the tiny model, stage by stage."""
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode

@@ -1,4 +1,5 @@
 """The SeqPose network with the tiny config: stage shapes, single vs multi frame, the memory queue, gradients."""
+
 import pytest
 import torch
 
@@ -6,7 +7,7 @@ from seqpose_core.config import load_config
 from seqpose_core.model import MemoryQueue, build_model
 from seqpose_core.model.dinov2 import PRETRAIN_GRID, evenly_spaced_layers
 
-H, W = 56, 70            # tiny input: a 4 x 5 patch grid
+H, W = 56, 70  # tiny input: a 4 x 5 patch grid
 
 
 @pytest.fixture(scope='module')
@@ -34,10 +35,18 @@ def test_stage_shapes(model, config):
     assert [tuple(x.shape) for x in levels] == [(2, cfg.embed_dim, 4, 5)] * 4
     semantic, geometry, depth = model.decode_geometry(levels, (H, W))
     features = cfg.dpt_features
-    assert [tuple(s.shape) for s in semantic] == [(2, features, 16, 20), (2, features, 8, 10),
-                                                  (2, features, 4, 5), (2, features, 2, 3)]
-    assert [tuple(g.shape) for g in geometry] == [(2, features, 32, 40), (2, features, 16, 20),
-                                                  (2, features, 8, 10), (2, features, 4, 5)]
+    assert [tuple(s.shape) for s in semantic] == [
+        (2, features, 16, 20),
+        (2, features, 8, 10),
+        (2, features, 4, 5),
+        (2, features, 2, 3),
+    ]
+    assert [tuple(g.shape) for g in geometry] == [
+        (2, features, 32, 40),
+        (2, features, 16, 20),
+        (2, features, 8, 10),
+        (2, features, 4, 5),
+    ]
     assert tuple(depth.shape) == (2, 1, H, W) and bool((depth >= 0).all())
     fused = model.fuse(semantic, geometry)
     assert [tuple(z.shape) for z in fused] == [(2, cfg.hidden_dim) + tuple(g.shape[-2:]) for g in geometry]
@@ -56,8 +65,11 @@ def test_stage_shapes(model, config):
     assert len(outputs['aux_outputs']) == cfg.decoder_layers - 1
     for aux in outputs['aux_outputs']:
         assert {k: tuple(v.shape) for k, v in aux.items()} == {
-            'pred_logits': (2, q, 6), 'pred_translation': (2, q, 3), 'pred_rotation6d': (2, q, 6),
-            'pred_size': (2, q, 3)}
+            'pred_logits': (2, q, 6),
+            'pred_translation': (2, q, 3),
+            'pred_rotation6d': (2, q, 6),
+            'pred_size': (2, q, 3),
+        }
     assert tuple(outputs['depth'].shape) == (2, 1, H, W)
     # Inference skips the dense heads.
     outputs, _ = model(images, K, dense=False)
@@ -81,9 +93,9 @@ def test_encoder_levels_are_normed_block_outputs(model):
 def test_position_embedding_interpolation(model):
     encoder = model.encoder
     assert encoder.interpolate_pos_encoding(PRETRAIN_GRID, PRETRAIN_GRID) is encoder.pos_embed
-    pos = encoder.interpolate_pos_encoding(17, 23)                     # the paper's 238 x 322 input
+    pos = encoder.interpolate_pos_encoding(17, 23)  # the paper's 238 x 322 input
     assert pos.shape == (1, 1 + 17 * 23, encoder.embed_dim)
-    assert torch.equal(pos[:, 0], encoder.pos_embed[:, 0])            # the cls position is not resized
+    assert torch.equal(pos[:, 0], encoder.pos_embed[:, 0])  # the cls position is not resized
 
 
 def test_official_intermediate_layer_choice():
@@ -114,7 +126,7 @@ def test_memory_holds_n_times_k_and_forgets_the_oldest(model, config):
             first_features = memory.frames[0].features.clone()
         assert [f.age for f in memory.frames] == list(range(min(frame + 1, n)))
     assert len(memory) == n * k and len(memory.frames) == n
-    assert not any(torch.equal(f.features, first_features) for f in memory.frames)   # oldest forgotten
+    assert not any(torch.equal(f.features, first_features) for f in memory.frames)  # oldest forgotten
     assert memory.cleared().is_empty() and len(memory.cleared()) == 0
 
 
@@ -125,11 +137,11 @@ def test_memory_keeps_the_top_scoring_queries_and_follows_camera_motion():
     memory = memory.pushed(features, points, torch.tensor([[0.1, 0.9, 0.5, 0.2]]))
     assert memory.frames[0].features[0, :, 0].tolist() == [1.0, 2.0]
     motion = torch.eye(4)[None].clone()
-    motion[0, :3, 3] = torch.tensor([0.0, 0.0, 0.5])        # the camera moved 0.5 m backwards
+    motion[0, :3, 3] = torch.tensor([0.0, 0.0, 0.5])  # the camera moved 0.5 m backwards
     moved = memory.advanced(motion)
     assert torch.allclose(moved.reference_points, torch.tensor([[[0.1, 0.0, 1.5], [0.2, 0.0, 1.5]]]))
     assert torch.allclose(moved.motions[0, 0], motion[0]) and moved.frames[0].age == 1
-    assert torch.equal(memory.advanced(None).reference_points, memory.reference_points)   # unknown: as is
+    assert torch.equal(memory.advanced(None).reference_points, memory.reference_points)  # unknown: as is
 
 
 def test_reset_clears_the_memory(model):
@@ -155,7 +167,7 @@ def test_gradients_reach_every_learned_parameter_and_not_the_memory(config):
         model.depth_head.scratch.output_conv2[2].bias.fill_(1.0)
     memory = model.init_memory(2)
     total = 0.0
-    for frame in range(3):                      # frame 2 sees propagated queries and older memory keys
+    for frame in range(3):  # frame 2 sees propagated queries and older memory keys
         images, K = inputs(seed=frame)
         outputs, memory = model(images, K, memory=memory, camera_motion=torch.eye(4).expand(2, 4, 4))
         for key in ('depth', 'normal', 'seg_logits', 'relative_depth'):
@@ -168,10 +180,16 @@ def test_gradients_reach_every_learned_parameter_and_not_the_memory(config):
     total.backward()
     # In the official layouts but unused in the forward pass (kept so the checkpoints load strictly):
     # DINOv2's mask token and the skip unit of the coarsest fusion block, which has no skip input.
-    unused = {'encoder.mask_token'} | {f'depth_head.scratch.refinenet4.resConfUnit1.{conv}.{kind}'
-                                       for conv in ('conv1', 'conv2') for kind in ('weight', 'bias')}
-    missing = [name for name, p in model.named_parameters()
-               if name not in unused and (p.grad is None or not torch.any(p.grad != 0))]
+    unused = {'encoder.mask_token'} | {
+        f'depth_head.scratch.refinenet4.resConfUnit1.{conv}.{kind}'
+        for conv in ('conv1', 'conv2')
+        for kind in ('weight', 'bias')
+    }
+    missing = [
+        name
+        for name, p in model.named_parameters()
+        if name not in unused and (p.grad is None or not torch.any(p.grad != 0))
+    ]
     assert missing == []
     assert all(model.get_parameter(name).grad is None for name in unused)
 
@@ -191,6 +209,7 @@ def test_bad_inputs_are_named(model):
 
 def test_convolutional_stem_keeps_the_patch_grid_and_is_custom_only(config):
     import dataclasses
+
     torch.manual_seed(0)
     stem_cfg = dataclasses.replace(config.model, patch_stem='conv')
     model = build_model(stem_cfg).eval()
@@ -199,8 +218,10 @@ def test_convolutional_stem_keeps_the_patch_grid_and_is_custom_only(config):
         levels = model.encode(images)
         linear_levels = build_model(config.model).eval().encode(images)
     assert [level.shape for level in levels] == [level.shape for level in linear_levels]
-    assert any(isinstance(module, torch.nn.Conv2d) and module.kernel_size == (3, 3)
-               for module in model.encoder.patch_embed.modules())
+    assert any(
+        isinstance(module, torch.nn.Conv2d) and module.kernel_size == (3, 3)
+        for module in model.encoder.patch_embed.modules()
+    )
     with pytest.raises(ValueError, match="patch_stem 'conv' is for encoder 'custom' only"):
         build_model(dataclasses.replace(load_config('seqpose_vits').model, patch_stem='conv'), load_pretrained=False)
     with pytest.raises(ValueError, match='patch_stem'):

@@ -1,5 +1,6 @@
 """The pose refiner: its geometry (ray rotation, crops), its network and losses, the runner applying it,
 its training on crops of generated frames and `seqpose train-refiner`."""
+
 import dataclasses
 import functools
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.generated_scenes import generate_scenes
 from seqpose_core import CLASS_NAMES
 from seqpose_core.cli import main as seqpose
 from seqpose_core.config import load_config
@@ -15,30 +17,48 @@ from seqpose_core.data.reader import NocsFrameReader
 from seqpose_core.geometry import rotation_error_deg
 from seqpose_core.model import build_model, save_checkpoint
 from seqpose_core.model.checkpoint import load_checkpoint, save_checkpoint_content
-from seqpose_core.model.pose_refiner import (PoseRefiner, box_targets, decode_boxes, object_crops,
-                                                 ray_rotation, refine_poses, refiner_losses)
+from seqpose_core.model.pose_refiner import (
+    PoseRefiner,
+    box_targets,
+    decode_boxes,
+    object_crops,
+    ray_rotation,
+    refine_poses,
+    refiner_losses,
+)
 from seqpose_core.model.viewpoint import azimuth_of, azimuth_targets
 from seqpose_core.runner import Frame, StreamRunner, load_model_and_config
 from seqpose_core.stages.config import with_settings
 from seqpose_core.train.errors import TrainingError
 from seqpose_core.train.pose_refiner import RefinerTrainingSettings, collect_crops, train_refiner
-from helpers.generated_scenes import generate_scenes
 
 
 def random_rotations(count, seed=0):
     q = torch.nn.functional.normalize(torch.randn(count, 4, generator=torch.Generator().manual_seed(seed)), dim=-1)
     w, x, y, z = q.unbind(-1)
-    return torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
-                        2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
-                        2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1).view(-1, 3, 3)
+    return torch.stack(
+        [
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - z * w),
+            2 * (x * z + y * w),
+            2 * (x * y + z * w),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - x * w),
+            2 * (x * z - y * w),
+            2 * (y * z + x * w),
+            1 - 2 * (x * x + y * y),
+        ],
+        -1,
+    ).view(-1, 3, 3)
 
 
 # --- geometry -------------------------------------------------------------------------------------------------
 def test_ray_rotation_turns_the_optical_axis_onto_the_ray():
     centres = torch.tensor([[0.3, -0.2, 0.8], [0.0, 0.0, 2.0], [-1.0, 0.5, 0.3]])
     rotations = ray_rotation(centres)
-    torch.testing.assert_close(rotations @ torch.tensor([0.0, 0.0, 1.0]),
-                               torch.nn.functional.normalize(centres, dim=-1))
+    torch.testing.assert_close(
+        rotations @ torch.tensor([0.0, 0.0, 1.0]), torch.nn.functional.normalize(centres, dim=-1)
+    )
     torch.testing.assert_close(rotations[1], torch.eye(3))
     torch.testing.assert_close(rotations @ rotations.transpose(1, 2), torch.eye(3).expand(3, 3, 3), atol=1e-6, rtol=0)
     assert torch.allclose(torch.linalg.det(rotations), torch.ones(3))
@@ -47,15 +67,15 @@ def test_ray_rotation_turns_the_optical_axis_onto_the_ray():
 def test_crops_are_centred_on_the_projected_object_and_follow_shift_and_zoom():
     K = torch.tensor([[100.0, 0.0, 80.0], [0.0, 100.0, 60.0], [0.0, 0.0, 1.0]])
     image = torch.zeros(3, 120, 160)
-    image[:, 50:60, 100:110] = 255.0                      # a bright square centred at pixel (104.5, 54.5)
+    image[:, 50:60, 100:110] = 255.0  # a bright square centred at pixel (104.5, 54.5)
     centre = torch.tensor([[(104.5 - 80.0) / 100.0, (54.5 - 60.0) / 100.0, 1.0]])
-    size = torch.tensor([[0.1, 0.0, 0.0]]) / 1.0          # side = margin x 100 px x 0.1 m / 1 m = 20 px
+    size = torch.tensor([[0.1, 0.0, 0.0]]) / 1.0  # side = margin x 100 px x 0.1 m / 1 m = 20 px
     crop = object_crops(image, K, centre, size, crop_size=20, margin=2.0)[0, 0]
     assert crop[8:12, 8:12].min() > 250 and crop[:3].max() < 1 and crop[:, -3:].max() < 1
     moved = object_crops(image, K, centre, size, 20, 2.0, shift=torch.tensor([[0.25, 0.0]]))[0, 0]
-    assert moved[8:12, 3:7].min() > 250 and moved[8:12, 13:17].max() < 1          # object 5 px left in the crop
+    assert moved[8:12, 3:7].min() > 250 and moved[8:12, 13:17].max() < 1  # object 5 px left in the crop
     zoomed = object_crops(image, K, centre, size, 20, 2.0, zoom=torch.tensor([0.5]))[0, 0]
-    assert zoomed.mean() > 200                              # half the side: mostly the square
+    assert zoomed.mean() > 200  # half the side: mostly the square
 
 
 # --- network and losses ---------------------------------------------------------------------------------------
@@ -85,7 +105,7 @@ def test_decoding_inverts_the_azimuth_target():
     logits = torch.nn.functional.one_hot(index, 12).float() * 10
     residual = residual_target[:, None].expand(-1, 12)
     decoded = refiner.rotations({'up': up, 'logits': logits, 'residual': residual})
-    assert rotation_error_deg(decoded, allocentric).max() < 0.1          # float32 acos near 0
+    assert rotation_error_deg(decoded, allocentric).max() < 0.1  # float32 acos near 0
 
 
 def test_box_targets_decode_back_to_the_ground_truth_box():
@@ -107,16 +127,22 @@ def test_box_targets_decode_back_to_the_ground_truth_box():
     predicted_centres = torch.cat([(uv - K[:2, 2]) / K.diagonal()[:2], torch.ones(6, 1)], -1) * depth[:, None]
     predicted_sizes = sizes * zoom[:, None] * depth[:, None] / centres[:, 2:]
     image = torch.rand(3, 480, 640, generator=generator) * 255
-    torch.testing.assert_close(object_crops(image, K, predicted_centres, predicted_sizes, 16, margin),
-                               object_crops(image, K, centres, sizes, 16, margin, shift, zoom), atol=0.05, rtol=0)
-    translations, decoded_sizes = decode_boxes(box_targets(sizes, shift, zoom), K, predicted_centres, predicted_sizes,
-                                               margin)
+    torch.testing.assert_close(
+        object_crops(image, K, predicted_centres, predicted_sizes, 16, margin),
+        object_crops(image, K, centres, sizes, 16, margin, shift, zoom),
+        atol=0.05,
+        rtol=0,
+    )
+    translations, decoded_sizes = decode_boxes(
+        box_targets(sizes, shift, zoom), K, predicted_centres, predicted_sizes, margin
+    )
     torch.testing.assert_close(translations, centres, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(decoded_sizes, sizes)
     # weighting the decoder's depth in: the geometric mean along the same ray, the size scaled with the depth
     for weight in (0.0, 0.5):
-        moved, moved_sizes = decode_boxes(box_targets(sizes, shift, zoom), K, predicted_centres, predicted_sizes,
-                                          margin, depth_weight=weight)
+        moved, moved_sizes = decode_boxes(
+            box_targets(sizes, shift, zoom), K, predicted_centres, predicted_sizes, margin, depth_weight=weight
+        )
         expected_depth = centres[:, 2] ** weight * predicted_centres[:, 2] ** (1 - weight)
         torch.testing.assert_close(moved[:, 2], expected_depth, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(moved, centres * (expected_depth / centres[:, 2])[:, None], atol=1e-5, rtol=1e-5)
@@ -164,11 +190,15 @@ def tiny_with_refiner():
 def test_runner_replaces_the_rotation_of_the_refiner_classes_only(tiny_with_refiner):
     config, model = tiny_with_refiner
     # the refiner's rotations as it gives them (the support plane levels them after it: test_support_plane)
-    inference = with_settings(config.inference, {'score_threshold': 0.0, 'max_detections': 50,
-                                                 'support_plane.enabled': False})
+    inference = with_settings(
+        config.inference, {'score_threshold': 0.0, 'max_detections': 50, 'support_plane.enabled': False}
+    )
     runner = StreamRunner(model, inference, (config.data.input_height, config.data.input_width))
-    plain = StreamRunner(model, with_settings(inference, {'refiner.rotation': False}),
-                         (config.data.input_height, config.data.input_width))
+    plain = StreamRunner(
+        model,
+        with_settings(inference, {'refiner.rotation': False}),
+        (config.data.input_height, config.data.input_width),
+    )
     frame = random_frame(0)
     image, K = frame.image_rgb, frame.K
     refined = runner.step(frame).detections
@@ -176,14 +206,19 @@ def test_runner_replaces_the_rotation_of_the_refiner_classes_only(tiny_with_refi
     assert len(refined) == len(original) and {d.class_name for d in refined} & set(config.inference.refiner.classes)
     chosen = [d for d in refined if d.class_name in config.inference.refiner.classes]
     with torch.no_grad():
-        expected, _, _ = refine_poses(model.pose_refiner, torch.as_tensor(image).permute(2, 0, 1).float(),
-                                      torch.as_tensor(K, dtype=torch.float32),
-                                      torch.tensor([d.class_id for d in chosen]),
-                                      torch.tensor(np.stack([d.translation for d in chosen]), dtype=torch.float32),
-                                      torch.tensor(np.stack([d.size for d in chosen]), dtype=torch.float32),
-                                      config.model.refiner_crop_size, config.model.refiner_crop_margin)
-    for detection, before, rotation in zip(chosen, [d for d in original if d.class_name in config.inference.refiner.classes],
-                                           expected):
+        expected, _, _ = refine_poses(
+            model.pose_refiner,
+            torch.as_tensor(image).permute(2, 0, 1).float(),
+            torch.as_tensor(K, dtype=torch.float32),
+            torch.tensor([d.class_id for d in chosen]),
+            torch.tensor(np.stack([d.translation for d in chosen]), dtype=torch.float32),
+            torch.tensor(np.stack([d.size for d in chosen]), dtype=torch.float32),
+            config.model.refiner_crop_size,
+            config.model.refiner_crop_margin,
+        )
+    for detection, before, rotation in zip(
+        chosen, [d for d in original if d.class_name in config.inference.refiner.classes], expected
+    ):
         np.testing.assert_allclose(detection.rotation, rotation.numpy(), atol=1e-5)
         np.testing.assert_allclose(detection.extras['decoder_rotation'], before.rotation)
         assert not np.allclose(detection.rotation, before.rotation, atol=1e-3)
@@ -194,32 +229,42 @@ def test_runner_replaces_the_rotation_of_the_refiner_classes_only(tiny_with_refi
 
 def test_runner_replaces_the_box_of_the_box_classes_only():
     config = load_config('tiny')
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_width=4, refiner_box=True),
-                                 inference=with_settings(config.inference, {
-                                     'refiner.classes': ('bottle', 'laptop', 'mug'),
-                                     'refiner.box_classes': ('laptop', 'mug')}))
+    config = dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, refiner_width=4, refiner_box=True),
+        inference=with_settings(
+            config.inference, {'refiner.classes': ('bottle', 'laptop', 'mug'), 'refiner.box_classes': ('laptop', 'mug')}
+        ),
+    )
     torch.manual_seed(2)
     model = build_model(config.model).eval()
-    inference = with_settings(config.inference, {'score_threshold': 0.0, 'max_detections': 50,
-                                                 'support_plane.enabled': False})
+    inference = with_settings(
+        config.inference, {'score_threshold': 0.0, 'max_detections': 50, 'support_plane.enabled': False}
+    )
     size = (config.data.input_height, config.data.input_width)
     frame = random_frame(1)
     image, K = frame.image_rgb, frame.K
     boxed = StreamRunner(model, inference, size).step(frame).detections
-    rotation_only = StreamRunner(model, with_settings(inference, {'refiner.box': False}), size).step(
-        frame).detections
+    rotation_only = StreamRunner(model, with_settings(inference, {'refiner.box': False}), size).step(frame).detections
     chosen = [d for d in boxed if d.class_name in config.inference.refiner.classes]
     box_mask = [d.class_name in ('laptop', 'mug') for d in chosen]
     assert chosen and any(box_mask) and not all(box_mask) and len(boxed) == len(rotation_only)
     with torch.no_grad():
         rotations, translations, sizes = refine_poses(
-            model.pose_refiner, torch.as_tensor(image).permute(2, 0, 1).float(), torch.as_tensor(K).float(),
+            model.pose_refiner,
+            torch.as_tensor(image).permute(2, 0, 1).float(),
+            torch.as_tensor(K).float(),
             torch.tensor([d.class_id for d in chosen]),
-            torch.tensor(np.stack([d.extras.get('decoder_translation', d.translation) for d in chosen]),
-                         dtype=torch.float32),
+            torch.tensor(
+                np.stack([d.extras.get('decoder_translation', d.translation) for d in chosen]), dtype=torch.float32
+            ),
             torch.tensor(np.stack([d.extras.get('decoder_size', d.size) for d in chosen]), dtype=torch.float32),
-            config.model.refiner_crop_size, config.model.refiner_crop_margin, boxes=torch.tensor(box_mask),
-            depth_weight=inference.refiner.depth_weight, passes=inference.refiner.passes)
+            config.model.refiner_crop_size,
+            config.model.refiner_crop_margin,
+            boxes=torch.tensor(box_mask),
+            depth_weight=inference.refiner.depth_weight,
+            passes=inference.refiner.passes,
+        )
     for index, detection in enumerate(chosen):
         np.testing.assert_allclose(detection.translation, translations[index].numpy(), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(detection.size, sizes[index].numpy(), rtol=1e-5)
@@ -228,8 +273,9 @@ def test_runner_replaces_the_box_of_the_box_classes_only():
         if box_mask[index]:
             assert not np.allclose(detection.translation, detection.extras['decoder_translation'], atol=1e-4)
     for detection, plain in zip(boxed, rotation_only):
-        np.testing.assert_array_equal(plain.translation, detection.extras.get('decoder_translation',
-                                                                              detection.translation))
+        np.testing.assert_array_equal(
+            plain.translation, detection.extras.get('decoder_translation', detection.translation)
+        )
         assert 'decoder_translation' not in plain.extras
 
 
@@ -242,16 +288,17 @@ def test_a_second_pass_reads_the_crop_around_the_first_passes_box():
     centres = torch.tensor([[0.05, -0.02, 0.7], [-0.1, 0.04, 0.9]])
     sizes = torch.tensor([[0.1, 0.15, 0.1], [0.3, 0.2, 0.25]])
     ids, boxes = torch.tensor([6, 5]), torch.tensor([True, False])
-    look = functools.partial(refine_poses, refiner, image, K, ids, crop_size=32, margin=1.3, boxes=boxes,
-                             depth_weight=0.5)
+    look = functools.partial(
+        refine_poses, refiner, image, K, ids, crop_size=32, margin=1.3, boxes=boxes, depth_weight=0.5
+    )
     with torch.no_grad():
         _, once_centres, once_sizes = look(centres, sizes)
         again = look(once_centres, once_sizes)
         twice = look(centres, sizes, passes=2)
     for expected, got in zip(again, twice):
         torch.testing.assert_close(got, expected)
-    assert not torch.allclose(twice[1][0], once_centres[0])           # the boxed one moved again
-    torch.testing.assert_close(twice[1][1], centres[1])                # the other keeps its box
+    assert not torch.allclose(twice[1][0], once_centres[0])  # the boxed one moved again
+    torch.testing.assert_close(twice[1][1], centres[1])  # the other keeps its box
     with pytest.raises(ValueError, match='passes 0'):
         look(centres, sizes, passes=0)
 
@@ -260,8 +307,11 @@ def test_a_second_pass_reads_the_crop_around_the_first_passes_box():
 def test_bad_refiner_passes_are_named(tiny_with_refiner, passes):
     config, model = tiny_with_refiner
     with pytest.raises(ValueError, match='inference.refiner.passes'):
-        StreamRunner(model, with_settings(config.inference, {'refiner.passes': passes}),
-                     (config.data.input_height, config.data.input_width))
+        StreamRunner(
+            model,
+            with_settings(config.inference, {'refiner.passes': passes}),
+            (config.data.input_height, config.data.input_width),
+        )
 
 
 def test_boxes_that_coincide_after_refinement_are_suppressed_again(monkeypatch):
@@ -278,21 +328,29 @@ def test_boxes_that_coincide_after_refinement_are_suppressed_again(monkeypatch):
     monkeypatch.setattr('seqpose_core.stages.refiner.refine_poses', refine_onto_one_spot)
     counts = {}
     for moved in (False, True):
-        inference = with_settings(config.inference, {
-            'score_threshold': 0.0, 'max_detections': 50, 'refiner.box': moved, 'refiner.classes': CLASS_NAMES,
-            'refiner.box_classes': CLASS_NAMES})
+        inference = with_settings(
+            config.inference,
+            {
+                'score_threshold': 0.0,
+                'max_detections': 50,
+                'refiner.box': moved,
+                'refiner.classes': CLASS_NAMES,
+                'refiner.box_classes': CLASS_NAMES,
+            },
+        )
         runner = StreamRunner(model, inference, (config.data.input_height, config.data.input_width))
         counts[moved] = [d.class_id for d in runner.step(random_frame(0)).detections]
-    assert len(counts[False]) > len(set(counts[False]))          # several of a class before
-    assert sorted(counts[True]) == sorted(set(counts[False]))     # one per class once the boxes coincide
+    assert len(counts[False]) > len(set(counts[False]))  # several of a class before
+    assert sorted(counts[True]) == sorted(set(counts[False]))  # one per class once the boxes coincide
 
 
 def test_box_classes_must_be_refined_classes_of_a_box_refiner(tiny_with_refiner):
-    config, model = tiny_with_refiner             # its refiner has no box part
+    config, model = tiny_with_refiner  # its refiner has no box part
     size = (config.data.input_height, config.data.input_width)
     with pytest.raises(ValueError, match=r"box_classes \['mug'\]: this model's refiner does not re-estimate boxes"):
-        StreamRunner(model, with_settings(config.inference, {'refiner.classes': ('mug',),
-                                                             'refiner.box_classes': ('mug',)}), size)
+        StreamRunner(
+            model, with_settings(config.inference, {'refiner.classes': ('mug',), 'refiner.box_classes': ('mug',)}), size
+        )
     with pytest.raises(ValueError, match=r"\['can'\] not in inference.refiner.classes \['mug'\]"):
         with_settings(config.inference, {'refiner.classes': ('mug',), 'refiner.box_classes': ('mug', 'can')})
     with pytest.raises(ValueError, match=r'refiner.depth_weight 1.5: expected a value in \[0.0, 1.0\]'):
@@ -319,46 +377,84 @@ def test_crops_carry_the_allocentric_rotation_of_their_object(scene_root, tiny_w
             rotations.append(annotation.rotations[keep])
             centres.append(annotation.translations[keep])
             every_second += int(keep.sum()) if index % 2 == 0 else 0
-    crops = collect_crops(scene_root, 'real_train', config.model, config.inference.refiner.classes,
-                          RefinerTrainingSettings(frame_stride=1), jitter=False,
-                          progress=False)
+    crops = collect_crops(
+        scene_root,
+        'real_train',
+        config.model,
+        config.inference.refiner.classes,
+        RefinerTrainingSettings(frame_stride=1),
+        jitter=False,
+        progress=False,
+    )
     assert len(crops['class_ids']) == sum(len(r) for r in rotations) > 0
     assert crops['crops'].dtype == torch.uint8 and crops['crops'].shape[1:] == (3, 64, 64)
     camera_frame = ray_rotation(torch.tensor(np.concatenate(centres), dtype=torch.float32)) @ crops['allocentric']
-    torch.testing.assert_close(camera_frame, torch.tensor(np.concatenate(rotations), dtype=torch.float32),
-                               atol=1e-5, rtol=0)
-    jittered = collect_crops(scene_root, 'real_train', config.model, config.inference.refiner.classes,
-                          RefinerTrainingSettings(frame_stride=2, copies=3),
-                             progress=False)
+    torch.testing.assert_close(
+        camera_frame, torch.tensor(np.concatenate(rotations), dtype=torch.float32), atol=1e-5, rtol=0
+    )
+    jittered = collect_crops(
+        scene_root,
+        'real_train',
+        config.model,
+        config.inference.refiner.classes,
+        RefinerTrainingSettings(frame_stride=2, copies=3),
+        progress=False,
+    )
     assert len(jittered['class_ids']) == 3 * every_second
 
 
 def test_training_fits_a_small_set_of_crops(scene_root, tiny_with_refiner):
     config, _ = tiny_with_refiner
-    crops = collect_crops(scene_root, 'real_train', config.model, config.inference.refiner.classes,
-                          RefinerTrainingSettings(frame_stride=1), jitter=False,
-                          progress=False)
+    crops = collect_crops(
+        scene_root,
+        'real_train',
+        config.model,
+        config.inference.refiner.classes,
+        RefinerTrainingSettings(frame_stride=1),
+        jitter=False,
+        progress=False,
+    )
     torch.manual_seed(0)
     refiner = PoseRefiner(width=8, num_bins=12)
     settings = RefinerTrainingSettings(epochs=40, batch_size=8, lr=3e-3)
     rows = train_refiner(refiner, crops, settings, val_crops=crops, progress=False)
     assert rows[-1]['loss_up'] < 0.5 * rows[0]['loss_up']
     assert rows[-1]['loss_azimuth'] < 0.5 * rows[0]['loss_azimuth']
-    fitted = [rows[-1][f'{name}_median_deg'] for name in ('camera', 'laptop', 'mug') if f'{name}_median_deg' in rows[-1]]
-    assert fitted and np.mean(fitted) < np.mean([rows[0][f'{name}_median_deg'] for name in ('camera', 'laptop', 'mug')
-                                                 if f'{name}_median_deg' in rows[0]])
+    fitted = [
+        rows[-1][f'{name}_median_deg'] for name in ('camera', 'laptop', 'mug') if f'{name}_median_deg' in rows[-1]
+    ]
+    assert fitted and np.mean(fitted) < np.mean(
+        [rows[0][f'{name}_median_deg'] for name in ('camera', 'laptop', 'mug') if f'{name}_median_deg' in rows[0]]
+    )
 
 
 def test_train_refiner_command_writes_a_checkpoint_the_runner_uses(scene_root, tmp_path, capsys):
     base, config = save_tiny_base(tmp_path / 'base.pt')
     run = tmp_path / 'run'
-    args = ['train-refiner', '--checkpoint', str(base), '--data', str(scene_root), '--val-data', str(scene_root),
-            '--out', str(run), '--epochs', '1', '--batch-size', '4', '--width', '4', '--frame-stride', '2',
-            '--no-progress']
+    args = [
+        'train-refiner',
+        '--checkpoint',
+        str(base),
+        '--data',
+        str(scene_root),
+        '--val-data',
+        str(scene_root),
+        '--out',
+        str(run),
+        '--epochs',
+        '1',
+        '--batch-size',
+        '4',
+        '--width',
+        '4',
+        '--frame-stride',
+        '2',
+        '--no-progress',
+    ]
     assert seqpose(args) == 0
     model, restored = load_model_and_config(run / 'model.pt')
     assert restored.model.refiner_width == 4 and model.pose_refiner is not None
-    for name, tensor in load_checkpoint(base)['model'].items():       # the rest of the model is the base's
+    for name, tensor in load_checkpoint(base)['model'].items():  # the rest of the model is the base's
         assert torch.equal(model.state_dict()[name], tensor), name
     rows = (run / 'refiner_log.csv').read_text().splitlines()
     assert len(rows) == 2 and any(f'{name}_within_10deg' in rows[0] for name in config.inference.refiner.classes)
@@ -368,10 +464,40 @@ def test_train_refiner_command_writes_a_checkpoint_the_runner_uses(scene_root, t
 
 def test_train_refiner_command_takes_its_classes_and_jitter(scene_root, tmp_path, capsys):
     base, config = save_tiny_base(tmp_path / 'base.pt')
-    common = ['train-refiner', '--checkpoint', str(base), '--data', str(scene_root), '--epochs', '1',
-              '--batch-size', '4', '--width', '4', '--no-progress']
-    assert seqpose(common + ['--out', str(tmp_path / 'run'), '--classes', 'bowl, mug', '--shift', '0.25',
-                             '--zoom', '0.8', '1.3', '--box', '--val-data', str(scene_root)]) == 0
+    common = [
+        'train-refiner',
+        '--checkpoint',
+        str(base),
+        '--data',
+        str(scene_root),
+        '--epochs',
+        '1',
+        '--batch-size',
+        '4',
+        '--width',
+        '4',
+        '--no-progress',
+    ]
+    assert (
+        seqpose(
+            common
+            + [
+                '--out',
+                str(tmp_path / 'run'),
+                '--classes',
+                'bowl, mug',
+                '--shift',
+                '0.25',
+                '--zoom',
+                '0.8',
+                '1.3',
+                '--box',
+                '--val-data',
+                str(scene_root),
+            ]
+        )
+        == 0
+    )
     assert 'training crops of bowl, mug' in capsys.readouterr().out
     _, restored = load_model_and_config(tmp_path / 'run' / 'model.pt')
     assert restored.inference.refiner.classes == ('bowl', 'mug') and restored.model.refiner_box
@@ -389,18 +515,44 @@ def test_continuing_a_model_with_a_refiner_keeps_the_refiner(scene_root, tiny_wi
     config, model = tiny_with_refiner
     init = save_checkpoint(tmp_path / 'refined.pt', model, config)
     run = tmp_path / 'continued'
-    assert seqpose(['train', '--config', 'tiny', '--data', str(scene_root), '--out', str(run), '--no-progress',
-                    '--set', 'train.mode=single', '--set', 'train.single_split=real_train',
-                    '--set', 'train.batch_size=2', '--set', 'train.max_steps=2', '--set', 'train.num_threads=1',
-                    '--set', f'train.init_weights={init}']) == 0
+    assert (
+        seqpose(
+            [
+                'train',
+                '--config',
+                'tiny',
+                '--data',
+                str(scene_root),
+                '--out',
+                str(run),
+                '--no-progress',
+                '--set',
+                'train.mode=single',
+                '--set',
+                'train.single_split=real_train',
+                '--set',
+                'train.batch_size=2',
+                '--set',
+                'train.max_steps=2',
+                '--set',
+                'train.num_threads=1',
+                '--set',
+                f'train.init_weights={init}',
+            ]
+        )
+        == 0
+    )
     assert 'has a pose refiner' in capsys.readouterr().out
     continued, continued_config = load_model_and_config(run / 'model.pt')
     assert continued_config.model.refiner_width == config.model.refiner_width
     for name, tensor in model.pose_refiner.state_dict().items():
         assert torch.equal(continued.pose_refiner.state_dict()[name], tensor), name
-    moved = [name for name, tensor in model.decoder.state_dict().items()
-             if not torch.equal(continued.decoder.state_dict()[name], tensor)]
-    assert moved                                   # the model itself trained
+    moved = [
+        name
+        for name, tensor in model.decoder.state_dict().items()
+        if not torch.equal(continued.decoder.state_dict()[name], tensor)
+    ]
+    assert moved  # the model itself trained
 
 
 def test_checkpoints_of_the_rotation_refiner_load_under_the_new_names(tiny_with_refiner, tmp_path):
@@ -408,8 +560,9 @@ def test_checkpoints_of_the_rotation_refiner_load_under_the_new_names(tiny_with_
     config, model = tiny_with_refiner
     path = save_checkpoint(tmp_path / 'old.pt', model, config)
     content = load_checkpoint(path)
-    content['model'] = {name.replace('pose_refiner.', 'rotation_refiner.', 1): tensor
-                        for name, tensor in content['model'].items()}
+    content['model'] = {
+        name.replace('pose_refiner.', 'rotation_refiner.', 1): tensor for name, tensor in content['model'].items()
+    }
     content['training'] = {'weight_average': {'state': dict(content['model'])}}
     assert any(name.startswith('rotation_refiner.') for name in content['model'])
     save_checkpoint_content(tmp_path / 'legacy.pt', content)
@@ -422,6 +575,7 @@ def test_checkpoints_of_the_rotation_refiner_load_under_the_new_names(tiny_with_
 
 def test_eval_without_refinement_gives_the_base_models_rotations(scene_root, tiny_with_refiner, tmp_path):
     import pickle
+
     config, model = tiny_with_refiner
     refined = save_checkpoint(tmp_path / 'refined.pt', model, config)
     base_config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_width=0))
@@ -429,13 +583,39 @@ def test_eval_without_refinement_gives_the_base_models_rotations(scene_root, tin
     base_model.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith('pose_refiner.')})
     base = save_checkpoint(tmp_path / 'base.pt', base_model, base_config)
     outputs = {}
-    for name, checkpoint, extra in (('base', base, []), ('off', refined, ['--set', 'inference.refiner.rotation=false']),
-                                    ('on', refined, [])):
-        assert seqpose(['eval', '--checkpoint', str(checkpoint), '--data', str(scene_root), '--split', 'test',
-                        '--mode', 'mf', '--out', str(tmp_path / name), '--overlays', '0', '--set',
-                        'inference.score_threshold=0', '--set', 'inference.support_plane.enabled=false', *extra]) == 0
-        outputs[name] = [pickle.loads(path.read_bytes())
-                         for path in sorted((tmp_path / name / 'results').glob('*.pkl'))]
+    for name, checkpoint, extra in (
+        ('base', base, []),
+        ('off', refined, ['--set', 'inference.refiner.rotation=false']),
+        ('on', refined, []),
+    ):
+        assert (
+            seqpose(
+                [
+                    'eval',
+                    '--checkpoint',
+                    str(checkpoint),
+                    '--data',
+                    str(scene_root),
+                    '--split',
+                    'test',
+                    '--mode',
+                    'mf',
+                    '--out',
+                    str(tmp_path / name),
+                    '--overlays',
+                    '0',
+                    '--set',
+                    'inference.score_threshold=0',
+                    '--set',
+                    'inference.support_plane.enabled=false',
+                    *extra,
+                ]
+            )
+            == 0
+        )
+        outputs[name] = [
+            pickle.loads(path.read_bytes()) for path in sorted((tmp_path / name / 'results').glob('*.pkl'))
+        ]
     assert outputs['base'] and len(outputs['base']) == len(outputs['off']) == len(outputs['on'])
     refined_ids = [CLASS_NAMES.index(name) + 1 for name in config.inference.refiner.classes]
     changed = 0
@@ -444,25 +624,54 @@ def test_eval_without_refinement_gives_the_base_models_rotations(scene_root, tin
         np.testing.assert_array_equal(base_frame['pred_class_ids'], on_frame['pred_class_ids'])
         chosen = np.isin(on_frame['pred_class_ids'], refined_ids)
         np.testing.assert_array_equal(base_frame['pred_RTs'][~chosen], on_frame['pred_RTs'][~chosen])
-        changed += int((np.abs(base_frame['pred_RTs'][chosen] - on_frame['pred_RTs'][chosen]) > 1e-4).any(axis=(1, 2)).sum())
+        changed += int(
+            (np.abs(base_frame['pred_RTs'][chosen] - on_frame['pred_RTs'][chosen]) > 1e-4).any(axis=(1, 2)).sum()
+        )
     assert changed > 0
 
 
 def test_eval_without_box_refinement_keeps_the_decoders_boxes(scene_root, tmp_path):
     import pickle
+
     config = load_config('tiny')
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_width=4, refiner_box=True),
-                                 inference=with_settings(config.inference, {
-                                     'refiner.box_classes': config.inference.refiner.classes}))
+    config = dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, refiner_width=4, refiner_box=True),
+        inference=with_settings(config.inference, {'refiner.box_classes': config.inference.refiner.classes}),
+    )
     torch.manual_seed(3)
     checkpoint = save_checkpoint(tmp_path / 'boxed.pt', build_model(config.model).eval(), config)
     outputs = {}
-    for name, extra in (('decoder', ['--set', 'inference.refiner.rotation=false']),
-                        ('rotation', ['--set', 'inference.refiner.box=false']),
-                        ('box', [])):
-        assert seqpose(['eval', '--checkpoint', str(checkpoint), '--data', str(scene_root), '--split', 'test',
-                        '--mode', 'sf', '--out', str(tmp_path / name), '--overlays', '0', '--set',
-                        'inference.score_threshold=0', '--set', 'inference.support_plane.enabled=false', *extra]) == 0
+    for name, extra in (
+        ('decoder', ['--set', 'inference.refiner.rotation=false']),
+        ('rotation', ['--set', 'inference.refiner.box=false']),
+        ('box', []),
+    ):
+        assert (
+            seqpose(
+                [
+                    'eval',
+                    '--checkpoint',
+                    str(checkpoint),
+                    '--data',
+                    str(scene_root),
+                    '--split',
+                    'test',
+                    '--mode',
+                    'sf',
+                    '--out',
+                    str(tmp_path / name),
+                    '--overlays',
+                    '0',
+                    '--set',
+                    'inference.score_threshold=0',
+                    '--set',
+                    'inference.support_plane.enabled=false',
+                    *extra,
+                ]
+            )
+            == 0
+        )
         results = sorted((tmp_path / name / 'results').glob('*.pkl'))
         outputs[name] = [pickle.loads(path.read_bytes()) for path in results]
     refined_ids = [CLASS_NAMES.index(name) + 1 for name in config.inference.refiner.classes]

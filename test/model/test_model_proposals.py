@@ -1,9 +1,11 @@
 """Object-centre proposals (model.proposals): targets and decoding invert each other, selection spreads over
 objects, the model's query set grows by the proposals, and their loss terms train the head."""
+
 import numpy as np
 import pytest
 import torch
 
+from helpers.generated_scenes import generate_scenes
 from seqpose_core.config import load_config
 from seqpose_core.data.labels import instance_index_map
 from seqpose_core.geometry import scale_intrinsics
@@ -12,7 +14,6 @@ from seqpose_core.model.proposals import centre_points, select_cells
 from seqpose_core.train.losses import SetCriterion
 from seqpose_core.train.matcher import HungarianMatcher
 from seqpose_core.train.targets import proposal_targets
-from helpers.generated_scenes import generate_scenes
 
 IMAGE_HW = (56, 70)
 LEVEL_HW = (8, 10)
@@ -30,7 +31,7 @@ def two_object_frame():
 
 
 def test_instance_index_map_follows_the_gt_order():
-    mask = np.array([[255, 7, 3], [3, 9, 255]], np.uint8)         # 9: an instance without a pose label
+    mask = np.array([[255, 7, 3], [3, 9, 255]], np.uint8)  # 9: an instance without a pose label
     index = instance_index_map(mask, np.array([3, 7]))
     assert index.tolist() == [[255, 1, 0], [0, 255, 255]]
 
@@ -42,20 +43,19 @@ def test_targets_decode_back_to_the_object_centres():
     assert cell_class.shape == (LEVEL_HW[0] * LEVEL_HW[1],)
     assert set(cell_class.unique().tolist()) == {-1, 2, 5}
     assert (centre[cell_class == -1] == 0).all()
-    decoded = centre_points(centre[None], K_level[None], LEVEL_HW)[0]     # (h*w, 3)
+    decoded = centre_points(centre[None], K_level[None], LEVEL_HW)[0]  # (h*w, 3)
     for obj, label in enumerate(labels.tolist()):
         cells = cell_class == label
         assert cells.sum() >= 2
-        torch.testing.assert_close(decoded[cells], translations[obj].expand(int(cells.sum()), 3),
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(decoded[cells], translations[obj].expand(int(cells.sum()), 3), atol=1e-5, rtol=1e-5)
     # the offsets point at the projected centre from each cell, so they differ between cells of one object
     assert centre[cell_class == 2, 0].std() > 0.1
 
 
 def test_selection_gives_every_object_a_proposal_before_a_second():
     scores = torch.zeros(1, *LEVEL_HW)
-    scores[0, 1:4, 1:4] = torch.tensor([[0.8, 0.9, 0.8], [0.85, 0.95, 0.85], [0.8, 0.9, 0.8]])   # strong object
-    scores[0, 6, 8] = 0.3                                                                           # weak object
+    scores[0, 1:4, 1:4] = torch.tensor([[0.8, 0.9, 0.8], [0.85, 0.95, 0.85], [0.8, 0.9, 0.8]])  # strong object
+    scores[0, 6, 8] = 0.3  # weak object
     cells = select_cells(scores.view(1, -1), LEVEL_HW, 2)[0].tolist()
     assert sorted(cells) == sorted([2 * LEVEL_HW[1] + 2, 6 * LEVEL_HW[1] + 8])
     more = select_cells(scores.view(1, -1), LEVEL_HW, 4)[0].tolist()
@@ -86,9 +86,15 @@ def test_proposal_losses_train_the_head():
     model, cfg = proposal_model(6)
     index, labels, translations = two_object_frame()
     batch = {'image': torch.randn(1, 3, *IMAGE_HW), 'K': K[None].clone(), 'instance_index': index[None]}
-    targets = [{'labels': labels, 'translation': translations,
-                'rotation6d': torch.tensor([[1.0, 0, 0, 0, 1, 0]]).repeat(2, 1),
-                'size': torch.full((2, 3), 0.1), 'symmetric': torch.tensor([False, False])}]
+    targets = [
+        {
+            'labels': labels,
+            'translation': translations,
+            'rotation6d': torch.tensor([[1.0, 0, 0, 0, 1, 0]]).repeat(2, 1),
+            'size': torch.full((2, 3), 0.1),
+            'symmetric': torch.tensor([False, False]),
+        }
+    ]
     criterion = SetCriterion(HungarianMatcher.from_config(cfg.train), cfg.train, cfg.model.decoder_layers)
     optimizer = torch.optim.Adam(model.decoder.proposals.parameters(), lr=1e-2)
     history = []
@@ -111,8 +117,15 @@ def test_proposal_model_without_instance_maps_is_refused():
     model, cfg = proposal_model(4)
     criterion = SetCriterion(HungarianMatcher.from_config(cfg.train), cfg.train, cfg.model.decoder_layers)
     outputs, _ = model(torch.randn(1, 3, *IMAGE_HW), K[None].clone(), dense=False)
-    targets = [{'labels': torch.zeros(0, dtype=torch.int64), 'translation': torch.zeros(0, 3),
-                'rotation6d': torch.zeros(0, 6), 'size': torch.zeros(0, 3), 'symmetric': torch.zeros(0, dtype=bool)}]
+    targets = [
+        {
+            'labels': torch.zeros(0, dtype=torch.int64),
+            'translation': torch.zeros(0, 3),
+            'rotation6d': torch.zeros(0, 6),
+            'size': torch.zeros(0, 3),
+            'symmetric': torch.zeros(0, dtype=bool),
+        }
+    ]
     with pytest.raises(KeyError, match='instance_index'):
         criterion(outputs, targets, {'image': torch.zeros(1, 3, *IMAGE_HW), 'K': K[None]})
 
@@ -127,14 +140,21 @@ def test_bad_proposal_level_is_named():
 
 def test_centre_evidence_reads_the_class_map_under_each_predicted_centre():
     from seqpose_core.model.proposals import centre_evidence
+
     level_hw = (4, 5)
-    logits = torch.full((1, 20, 6), -20.0)                      # nothing anywhere ...
-    logits[0, 2 * 5 + 3, 4] = 20.0                              # ... but a laptop (class 4) in cell (u=3, v=2)
+    logits = torch.full((1, 20, 6), -20.0)  # nothing anywhere ...
+    logits[0, 2 * 5 + 3, 4] = 20.0  # ... but a laptop (class 4) in cell (u=3, v=2)
     K_level = torch.tensor([[10.0, 0.0, 2.0], [0.0, 10.0, 1.5], [0.0, 0.0, 1.0]])
     K_input = scale_intrinsics(K_level, level_hw, IMAGE_HW)[None]
-    centres = torch.tensor([[[0.1, 0.05, 1.0],                  # projects to cell (3, 2)
-                             [-0.2, -0.15, 1.0],                # projects to cell (0, 0)
-                             [0.1, 0.05, -1.0]]])               # behind the camera
+    centres = torch.tensor(
+        [
+            [
+                [0.1, 0.05, 1.0],  # projects to cell (3, 2)
+                [-0.2, -0.15, 1.0],  # projects to cell (0, 0)
+                [0.1, 0.05, -1.0],
+            ]
+        ]
+    )  # behind the camera
     outputs = {'proposal_logits': logits, 'proposal_level_hw': level_hw, 'pred_translation': centres}
     evidence = centre_evidence(outputs, K_input, IMAGE_HW)
     assert evidence.shape == (1, 3, 6)
@@ -147,6 +167,7 @@ def test_runner_fuses_scores_only_for_models_with_proposals():
     import dataclasses
 
     from seqpose_core.runner import Frame, StreamRunner
+
     model, cfg = proposal_model(4)
     fused_cfg = dataclasses.replace(cfg.inference, score_fusion='proposal', score_threshold=0.0)
     runner = StreamRunner(model, fused_cfg, IMAGE_HW)
@@ -165,13 +186,28 @@ def test_eval_score_fusion_switch_on_the_embedded_model(tmp_path, capsys):
 
     from seqpose_core.cli import main as seqpose
     from seqpose_core.eval.results_io import load_results_dir
+
     data = tmp_path / 'data'
     generate_scenes(data, scenes=1, frames=3, size='160x120', split='test', seed=5)
     scores = {}
     for fusion in ('query', 'proposal'):
         out = tmp_path / fusion
-        assert seqpose(['eval', '--data', str(data), '--out', str(out), '--overlays', '0',
-                        '--set', f'inference.score_fusion={fusion}']) == 0
+        assert (
+            seqpose(
+                [
+                    'eval',
+                    '--data',
+                    str(data),
+                    '--out',
+                    str(out),
+                    '--overlays',
+                    '0',
+                    '--set',
+                    f'inference.score_fusion={fusion}',
+                ]
+            )
+            == 0
+        )
         assert json.loads((out / 'metrics.json').read_text())['mean'].keys()
         scores[fusion] = np.concatenate([r['pred_scores'] for r in load_results_dir(out / 'results')])
     assert len(scores['query']) and len(scores['proposal'])
@@ -179,8 +215,23 @@ def test_eval_score_fusion_switch_on_the_embedded_model(tmp_path, capsys):
     # a model without proposals cannot fuse: a clear error, not a crash
     model, cfg = proposal_model(0)
     from seqpose_core.model import save_checkpoint
+
     save_checkpoint(tmp_path / 'plain.pt', model, cfg)
     capsys.readouterr()
-    assert seqpose(['eval', '--checkpoint', str(tmp_path / 'plain.pt'), '--data', str(data), '--out',
-                    str(tmp_path / 'plain'), '--set', 'inference.score_fusion=proposal']) == 1
+    assert (
+        seqpose(
+            [
+                'eval',
+                '--checkpoint',
+                str(tmp_path / 'plain.pt'),
+                '--data',
+                str(data),
+                '--out',
+                str(tmp_path / 'plain'),
+                '--set',
+                'inference.score_fusion=proposal',
+            ]
+        )
+        == 1
+    )
     assert 'needs a model with proposal queries' in capsys.readouterr().err

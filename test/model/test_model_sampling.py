@@ -1,17 +1,22 @@
 """The geometry-aware deformable cross-attention's projection and sampling, checked against hand computation."""
+
 import pytest
 import torch
 
 from seqpose_core.geometry import project_points, scale_intrinsics
-from seqpose_core.model.geometry_attention import (GeometryDeformableCrossAttention, level_pixels, project_to_image,
-                                                   sample_levels)
+from seqpose_core.model.geometry_attention import (
+    GeometryDeformableCrossAttention,
+    level_pixels,
+    project_to_image,
+    sample_levels,
+)
 
 IMAGE_HW = (56, 70)
 K = torch.tensor([[[60.0, 0.0, 34.5], [0.0, 60.0, 27.5], [0.0, 0.0, 1.0]]])
 
 
 def points(*xyz):
-    return torch.tensor(xyz, dtype=torch.float32).view(1, 1, -1, 3)     # (B=1, Q=1, P, 3)
+    return torch.tensor(xyz, dtype=torch.float32).view(1, 1, -1, 3)  # (B=1, Q=1, P, 3)
 
 
 def project_to_level(pts, level_hw):
@@ -85,7 +90,7 @@ def test_value_projection_after_aggregation_equals_projecting_every_sample():
 
     pts = attention.sampling_points(query, reference)
     samples, valid = sample_levels([level], *project_to_image(pts, K, IMAGE_HW))  # (1, 3, 4, 8)
-    projected = attention.value_proj(samples).view(1, 3, 4, 2, 4)                 # (.., points, heads, d)
+    projected = attention.value_proj(samples).view(1, 3, 4, 2, 4)  # (.., points, heads, d)
     weights = attention.attention_weights(query).view(1, 3, 2, 4).softmax(-1) * valid[:, :, None]
     per_head = torch.einsum('bqhn,bqnhd->bqhd', weights, projected).reshape(1, 3, 8)
     assert torch.allclose(got, attention.output_proj(per_head), atol=1e-5)
@@ -93,8 +98,9 @@ def test_value_projection_after_aggregation_equals_projecting_every_sample():
 
 def test_sampling_offsets_stay_within_their_bound():
     torch.manual_seed(0)
-    attention = GeometryDeformableCrossAttention(hidden_dim=8, num_heads=2, num_levels=2, num_points=6,
-                                                 sampling_radius=0.05, max_offset=0.3)
+    attention = GeometryDeformableCrossAttention(
+        hidden_dim=8, num_heads=2, num_levels=2, num_points=6, sampling_radius=0.05, max_offset=0.3
+    )
     reference = torch.tensor([0.1, -0.1, 0.9]).expand(1, 4, 3)
     # at the start: the points lie on the sphere of sampling_radius around the reference
     start = attention.sampling_points(torch.zeros(1, 4, 8), reference)
@@ -109,5 +115,6 @@ def test_sampling_offsets_stay_within_their_bound():
 
 def test_sampling_radius_must_be_inside_the_bound():
     with pytest.raises(ValueError, match='sampling_radius'):
-        GeometryDeformableCrossAttention(hidden_dim=8, num_heads=2, num_levels=2, num_points=3,
-                                         sampling_radius=0.5, max_offset=0.3)
+        GeometryDeformableCrossAttention(
+            hidden_dim=8, num_heads=2, num_levels=2, num_points=3, sampling_radius=0.5, max_offset=0.3
+        )

@@ -1,6 +1,7 @@
 """The azimuth-bin rotation (model.viewpoint): the angle round-trips, is measured from the viewing ray, the pose
 head composes a proper rotation whose up axis is the regressed one, the loss learns the bin of an ambiguous
 object as a classifier does (where L1 on the 6D averages), and a 6D checkpoint warm-starts a model with bins."""
+
 import math
 
 import pytest
@@ -23,8 +24,9 @@ BINS = 12
 def random_poses(count, seed=0):
     rotations = torch.as_tensor(Rotation.random(count, random_state=seed).as_matrix(), dtype=torch.float32)
     generator = torch.Generator().manual_seed(seed)
-    translations = torch.rand(count, 3, generator=generator) * torch.tensor([1.0, 0.8, 1.0]) + \
-        torch.tensor([-0.5, -0.4, 0.5])
+    translations = torch.rand(count, 3, generator=generator) * torch.tensor([1.0, 0.8, 1.0]) + torch.tensor(
+        [-0.5, -0.4, 0.5]
+    )
     return rotations, translations
 
 
@@ -45,8 +47,9 @@ def test_azimuth_is_the_same_for_the_same_view_anywhere_in_the_image():
     rotation, _ = random_poses(1, seed=3)
     centre = torch.tensor([0.0, 0.0, 0.8])
     elsewhere = torch.tensor([0.3, -0.2, 0.8])
-    turn = torch.as_tensor(Rotation.align_vectors([elsewhere.numpy()], [centre.numpy()])[0].as_matrix(),
-                           dtype=torch.float32)
+    turn = torch.as_tensor(
+        Rotation.align_vectors([elsewhere.numpy()], [centre.numpy()])[0].as_matrix(), dtype=torch.float32
+    )
     moved = turn @ rotation[0]
     before = azimuth_of(rotation[0, :, 0], rotation[0, :, 1], centre)
     after = azimuth_of(moved[:, 0], moved[:, 1], elsewhere)
@@ -79,14 +82,21 @@ def test_pose_head_composes_a_rotation_around_the_regressed_up_axis():
     # the x column is the best bin's angle about that axis, from the ray to the predicted centre
     expected = head.azimuth_bins.azimuth(outputs['pred_azimuth_logits'], outputs['pred_azimuth_residual'])
     measured = azimuth_of(rotation[..., 0], rotation[..., 1], outputs['pred_translation'])
-    assert torch.allclose(torch.remainder(measured - expected + math.pi, 2 * math.pi) - math.pi,
-                          torch.zeros(2, 5), atol=1e-4)
+    assert torch.allclose(
+        torch.remainder(measured - expected + math.pi, 2 * math.pi) - math.pi, torch.zeros(2, 5), atol=1e-4
+    )
 
 
 def one_object_batch(rotation, symmetric=False):
-    return [{'labels': torch.tensor([2]), 'translation': torch.tensor([[0.1, 0.0, 0.8]]),
-             'rotation6d': matrix_to_rotation_6d(rotation[None]).reshape(1, 6), 'size': torch.tensor([[0.1] * 3]),
-             'symmetric': torch.tensor([symmetric])}]
+    return [
+        {
+            'labels': torch.tensor([2]),
+            'translation': torch.tensor([[0.1, 0.0, 0.8]]),
+            'rotation6d': matrix_to_rotation_6d(rotation[None]).reshape(1, 6),
+            'size': torch.tensor([[0.1] * 3]),
+            'symmetric': torch.tensor([symmetric]),
+        }
+    ]
 
 
 def fit_rotation(azimuth_bins, ambiguous_rotations, steps=150):
@@ -106,8 +116,9 @@ def fit_rotation(azimuth_bins, ambiguous_rotations, steps=150):
         optimizer.step()
     with torch.no_grad():
         fitted = rotation_6d_to_matrix(head(queries, reference, position_range)['pred_rotation6d'])[0, 0]
-    angles = [Rotation.from_matrix((fitted.T @ rotation).double().numpy()).magnitude() for rotation in
-              ambiguous_rotations]
+    angles = [
+        Rotation.from_matrix((fitted.T @ rotation).double().numpy()).magnitude() for rotation in ambiguous_rotations
+    ]
     return math.degrees(min(angles))
 
 
@@ -128,9 +139,14 @@ def test_azimuth_loss_skips_symmetric_objects_and_is_small_when_right():
     logits[0, 0, index] = 20.0
     residuals = torch.zeros(1, 1, BINS)
     residuals[0, 0, index] = residual
-    outputs = {'pred_logits': torch.full((1, 1, 6), -5.0), 'pred_translation': translation,
-               'pred_rotation6d': matrix_to_rotation_6d(rotation)[None, None], 'pred_size': torch.full((1, 1, 3), 0.1),
-               'pred_azimuth_logits': logits, 'pred_azimuth_residual': residuals}
+    outputs = {
+        'pred_logits': torch.full((1, 1, 6), -5.0),
+        'pred_translation': translation,
+        'pred_rotation6d': matrix_to_rotation_6d(rotation)[None, None],
+        'pred_size': torch.full((1, 1, 3), 0.1),
+        'pred_azimuth_logits': logits,
+        'pred_azimuth_residual': residuals,
+    }
     assert criterion(outputs, one_object_batch(rotation))['loss_azimuth'] < 1e-4
     wrong = dict(outputs, pred_azimuth_logits=logits.roll(3, dims=-1))
     assert criterion(wrong, one_object_batch(rotation))['loss_azimuth'] > 10.0
@@ -145,8 +161,9 @@ def test_a_6d_checkpoint_warm_starts_a_model_with_azimuth_bins():
     with_bins = build_model(cfg)
     new = load_state_growing(with_bins, plain.state_dict(), 'plain.pt', 'model with azimuth bins')
     assert new and all('azimuth_bins' in name for name in new)
-    assert torch.equal(with_bins.decoder.pose_heads[0].regressor[-1].weight,
-                       plain.decoder.pose_heads[0].regressor[-1].weight)
+    assert torch.equal(
+        with_bins.decoder.pose_heads[0].regressor[-1].weight, plain.decoder.pose_heads[0].regressor[-1].weight
+    )
     assert isinstance(with_bins.decoder.pose_heads[0].azimuth_bins, AzimuthBins)
 
 

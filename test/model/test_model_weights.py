@@ -1,5 +1,6 @@
 """Weights: official DINOv2 / Depth-Anything-V2 layouts (files the test writes itself from the published key
 names and shapes), our own checkpoints, their error messages, and `seqpose info`."""
+
 import dataclasses
 
 import pytest
@@ -9,27 +10,49 @@ from safetensors.torch import save_file
 from seqpose_core import cli
 from seqpose_core.config import load_config
 from seqpose_core.model import build_model
-from seqpose_core.model.checkpoint import (WeightsError, average_checkpoints, load_checkpoint,
-                                           load_depth_anything_weights, load_dinov2_weights, save_checkpoint)
+from seqpose_core.model.checkpoint import (
+    WeightsError,
+    average_checkpoints,
+    load_checkpoint,
+    load_depth_anything_weights,
+    load_dinov2_weights,
+    save_checkpoint,
+)
+from seqpose_core.model.config import ModelConfig
 from seqpose_core.model.seqpose import load_model_from_checkpoint
 from seqpose_core.runner import load_model_and_config
-from seqpose_core.model.config import ModelConfig
 
 
 # --- the official layouts, written out independently of our modules --------------------------------------------
 def official_dinov2_shapes(dim, depth):
     """Keys and shapes of dinov2_vit*14_pretrain.pth (no registers, 37 x 37 pretrain grid, MLP ratio 4)."""
-    shapes = {'cls_token': (1, 1, dim), 'pos_embed': (1, 37 * 37 + 1, dim), 'mask_token': (1, dim),
-              'patch_embed.proj.weight': (dim, 3, 14, 14), 'patch_embed.proj.bias': (dim,),
-              'norm.weight': (dim,), 'norm.bias': (dim,)}
+    shapes = {
+        'cls_token': (1, 1, dim),
+        'pos_embed': (1, 37 * 37 + 1, dim),
+        'mask_token': (1, dim),
+        'patch_embed.proj.weight': (dim, 3, 14, 14),
+        'patch_embed.proj.bias': (dim,),
+        'norm.weight': (dim,),
+        'norm.bias': (dim,),
+    }
     for i in range(depth):
         block = f'blocks.{i}.'
-        for name, shape in (('norm1.weight', (dim,)), ('norm1.bias', (dim,)),
-                            ('attn.qkv.weight', (3 * dim, dim)), ('attn.qkv.bias', (3 * dim,)),
-                            ('attn.proj.weight', (dim, dim)), ('attn.proj.bias', (dim,)), ('ls1.gamma', (dim,)),
-                            ('norm2.weight', (dim,)), ('norm2.bias', (dim,)),
-                            ('mlp.fc1.weight', (4 * dim, dim)), ('mlp.fc1.bias', (4 * dim,)),
-                            ('mlp.fc2.weight', (dim, 4 * dim)), ('mlp.fc2.bias', (dim,)), ('ls2.gamma', (dim,))):
+        for name, shape in (
+            ('norm1.weight', (dim,)),
+            ('norm1.bias', (dim,)),
+            ('attn.qkv.weight', (3 * dim, dim)),
+            ('attn.qkv.bias', (3 * dim,)),
+            ('attn.proj.weight', (dim, dim)),
+            ('attn.proj.bias', (dim,)),
+            ('ls1.gamma', (dim,)),
+            ('norm2.weight', (dim,)),
+            ('norm2.bias', (dim,)),
+            ('mlp.fc1.weight', (4 * dim, dim)),
+            ('mlp.fc1.bias', (4 * dim,)),
+            ('mlp.fc2.weight', (dim, 4 * dim)),
+            ('mlp.fc2.bias', (dim,)),
+            ('ls2.gamma', (dim,)),
+        ):
             shapes[block + name] = shape
     return shapes
 
@@ -41,7 +64,7 @@ def official_dpt_shapes(dim, features, channels):
         shapes[f'projects.{i}.weight'] = (c, dim, 1, 1)
         shapes[f'projects.{i}.bias'] = (c,)
         shapes[f'scratch.layer{i + 1}_rn.weight'] = (features, c, 3, 3)
-    for index, kernel in ((0, 4), (1, 2), (3, 3)):       # ConvTranspose weights are (in, out, k, k)
+    for index, kernel in ((0, 4), (1, 2), (3, 3)):  # ConvTranspose weights are (in, out, k, k)
         shapes[f'resize_layers.{index}.weight'] = (channels[index], channels[index], kernel, kernel)
         shapes[f'resize_layers.{index}.bias'] = (channels[index],)
     for i in range(1, 5):
@@ -52,10 +75,16 @@ def official_dpt_shapes(dim, features, channels):
             for conv in ('conv1', 'conv2'):
                 shapes[f'{prefix}{unit}.{conv}.weight'] = (features, features, 3, 3)
                 shapes[f'{prefix}{unit}.{conv}.bias'] = (features,)
-    shapes.update({'scratch.output_conv1.weight': (features // 2, features, 3, 3),
-                   'scratch.output_conv1.bias': (features // 2,),
-                   'scratch.output_conv2.0.weight': (32, features // 2, 3, 3), 'scratch.output_conv2.0.bias': (32,),
-                   'scratch.output_conv2.2.weight': (1, 32, 1, 1), 'scratch.output_conv2.2.bias': (1,)})
+    shapes.update(
+        {
+            'scratch.output_conv1.weight': (features // 2, features, 3, 3),
+            'scratch.output_conv1.bias': (features // 2,),
+            'scratch.output_conv2.0.weight': (32, features // 2, 3, 3),
+            'scratch.output_conv2.0.bias': (32,),
+            'scratch.output_conv2.2.weight': (1, 32, 1, 1),
+            'scratch.output_conv2.2.bias': (1,),
+        }
+    )
     return shapes
 
 
@@ -64,13 +93,14 @@ def random_state(shapes, prefix='', seed=0):
     return {prefix + k: torch.randn(shape, generator=generator) * 0.02 for k, shape in shapes.items()}
 
 
-TINY = dict(dim=48, depth=4, features=16, channels=(12, 24, 48, 48))   # configs/tiny.yaml
+TINY = dict(dim=48, depth=4, features=16, channels=(12, 24, 48, 48))  # configs/tiny.yaml
 
 
 def tiny_depth_anything_state():
     state = random_state(official_dinov2_shapes(TINY['dim'], TINY['depth']), 'pretrained.', seed=1)
-    state.update(random_state(official_dpt_shapes(TINY['dim'], TINY['features'], TINY['channels']),
-                              'depth_head.', seed=2))
+    state.update(
+        random_state(official_dpt_shapes(TINY['dim'], TINY['features'], TINY['channels']), 'depth_head.', seed=2)
+    )
     return state
 
 
@@ -96,8 +126,10 @@ def test_official_depth_anything_layout_loads_strictly(tiny_model, tmp_path, suf
     save_file(state, str(path)) if suffix == '.safetensors' else torch.save(state, path)
     load_depth_anything_weights(tiny_model, path)
     assert torch.equal(tiny_model.encoder.blocks[0].attn.qkv.weight, state['pretrained.blocks.0.attn.qkv.weight'])
-    assert torch.equal(tiny_model.depth_head.scratch.refinenet2.resConfUnit1.conv2.weight,
-                       state['depth_head.scratch.refinenet2.resConfUnit1.conv2.weight'])
+    assert torch.equal(
+        tiny_model.depth_head.scratch.refinenet2.resConfUnit1.conv2.weight,
+        state['depth_head.scratch.refinenet2.resConfUnit1.conv2.weight'],
+    )
     assert torch.equal(tiny_model.depth_head.resize_layers[0].weight, state['depth_head.resize_layers.0.weight'])
 
 
@@ -105,13 +137,14 @@ def test_full_size_vits_depth_anything_layout_loads_strictly(tmp_path):
     """Depth-Anything-V2-Small: ViT-S/14 (384 wide, 12 blocks) + DPT head (64 features, 48/96/192/384)."""
     state = random_state(official_dinov2_shapes(384, 12), 'pretrained.')
     state.update(random_state(official_dpt_shapes(384, 64, (48, 96, 192, 384)), 'depth_head.'))
-    assert 24.7e6 < sum(t.numel() for t in state.values()) < 24.9e6      # the published 24.8M parameters
+    assert 24.7e6 < sum(t.numel() for t in state.values()) < 24.9e6  # the published 24.8M parameters
     path = tmp_path / 'depth_anything_v2_vits.pth'
     torch.save(state, path)
-    model = build_model(ModelConfig())                                    # the default = the paper's S config
+    model = build_model(ModelConfig())  # the default = the paper's S config
     load_depth_anything_weights(model, path)
-    assert torch.equal(model.depth_head.scratch.output_conv2[2].weight,
-                       state['depth_head.scratch.output_conv2.2.weight'])
+    assert torch.equal(
+        model.depth_head.scratch.output_conv2[2].weight, state['depth_head.scratch.output_conv2.2.weight']
+    )
 
 
 def test_layout_errors_list_missing_unexpected_and_mis_shaped_keys(tiny_model, tmp_path):
@@ -162,7 +195,7 @@ def test_checkpoint_carries_its_config_and_reproduces_outputs(tmp_path, suffix):
     torch.manual_seed(3)
     model = build_model(config.model).eval()
     path = save_checkpoint(tmp_path / f'run/best{suffix}', model, config, epoch=7)
-    assert sorted(p.name for p in path.parent.iterdir()) == [f'best{suffix}']      # no temp file left behind
+    assert sorted(p.name for p in path.parent.iterdir()) == [f'best{suffix}']  # no temp file left behind
     restored, restored_config = load_model_and_config(path, 'cpu')
     assert restored_config == config and load_checkpoint(path)['epoch'] == 7
     images, K = torch.randn(1, 3, 56, 70), torch.tensor([[[60.0, 0, 35], [0, 60, 28], [0, 0, 1]]])
@@ -213,8 +246,10 @@ def test_average_is_the_weighted_mean_of_the_weights(tmp_path, suffix):
     for key in set(a) - set(floating):
         assert torch.equal(averaged['model'][key], a[key])
     assert averaged['step'] == 1 and [s['weight'] for s in averaged['averaged_from']] == [0.75, 0.25]
-    assert cli.main(['average', '--out', str(tmp_path / f'soup{suffix}'), str(first), str(second),
-                     '--weights', '3', '1']) == 0
+    assert (
+        cli.main(['average', '--out', str(tmp_path / f'soup{suffix}'), str(first), str(second), '--weights', '3', '1'])
+        == 0
+    )
     model, restored_config = load_model_and_config(tmp_path / f'soup{suffix}', 'cpu')
     assert restored_config == config
     for key, tensor in model.state_dict().items():
@@ -235,7 +270,9 @@ def test_average_of_a_checkpoint_with_itself_gives_the_same_outputs(tmp_path):
 
 def test_average_refuses_checkpoints_of_different_models_naming_the_file(tmp_path):
     config, (first, _) = two_tiny_checkpoints(tmp_path)
-    other = dataclasses.replace(config, model=dataclasses.replace(config.model, num_queries=config.model.num_queries + 4))
+    other = dataclasses.replace(
+        config, model=dataclasses.replace(config.model, num_queries=config.model.num_queries + 4)
+    )
     path = save_checkpoint(tmp_path / 'other.pt', build_model(other.model), other)
     with pytest.raises(WeightsError, match=r'other\.pt: its model config differs from that of .*run1\.pt'):
         average_checkpoints([first, path])

@@ -6,6 +6,7 @@ Runs only inside a private network namespace (the Makefile's `unshare -n`), and 
 install launch / launch_ros / ros2cli from ../shared/ros2-python (ROS2_PYTHON_SRC); otherwise skipped with the
 reason. Plain pytest (launch_testing's plugin does not load under pytest 9).
 """
+
 import subprocess
 from types import SimpleNamespace
 
@@ -14,8 +15,7 @@ import pytest
 from helpers import ros_harness as T
 
 _PROBLEM = T.ros_isolation_problem() or T.launch_problem()
-pytestmark = [pytest.mark.ros, pytest.mark.slow,
-              pytest.mark.skipif(bool(_PROBLEM), reason=_PROBLEM or 'runs')]
+pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.skipif(bool(_PROBLEM), reason=_PROBLEM or 'runs')]
 
 NS = 'robot1'
 IMAGE = f'/{NS}/camera/color/image_raw'
@@ -41,9 +41,14 @@ def launched(tmp_path_factory):
         subscription:
           depth: 7
 """)
-    launch = T.LaunchProcess(folder / 'launch.log', f'namespace:={NS}', 'image_topic:=camera/color/image_raw',
-                             'camera_info_topic:=camera/color/camera_info', f'params_file:={params}',
-                             'launch_rviz:=true')
+    launch = T.LaunchProcess(
+        folder / 'launch.log',
+        f'namespace:={NS}',
+        'image_topic:=camera/color/image_raw',
+        'camera_info_topic:=camera/color/camera_info',
+        f'params_file:={params}',
+        'launch_rviz:=true',
+    )
     try:
         assert launch.wait_for_log('listening on', 180), launch.log()
         yield SimpleNamespace(launch=launch, folder=folder)
@@ -53,8 +58,19 @@ def launched(tmp_path_factory):
 
 
 def camera(*extra, start):
-    return T.run_camera_client('--image-topic', IMAGE, '--info-topic', INFO, '--detections-topic',
-                               f'/{NS}/detections', '--frame-id', FRAME, '--start-stamp', str(start), *extra)
+    return T.run_camera_client(
+        '--image-topic',
+        IMAGE,
+        '--info-topic',
+        INFO,
+        '--detections-topic',
+        f'/{NS}/detections',
+        '--frame-id',
+        FRAME,
+        '--start-stamp',
+        str(start),
+        *extra,
+    )
 
 
 def param_get(name):
@@ -77,8 +93,9 @@ def test_params_file_is_honoured_and_qos_overrides_are_enabled(launched):
 def test_reliable_640x480_camera_gets_detections_for_nine_frames_in_ten(launched):
     """Issue 13 item 1: stock DDS, default QoS, a reliable 640x480 camera at 2 Hz got 0-13 of 20 frames
     through. Also: remapped relative topics in the namespace, and TF frames under <namespace>/seqpose/."""
-    result = camera('--frames', '30', '--rate', '2', '--width', '640', '--height', '480',
-                    '--reliability', 'reliable', start=1000)
+    result = camera(
+        '--frames', '30', '--rate', '2', '--width', '640', '--height', '480', '--reliability', 'reliable', start=1000
+    )
     assert result['answered'] >= 0.9 * result['sent'], (result, launched.launch.log()[-3000:])
     assert result['tf_children'] and all(c.startswith(f'{NS}/seqpose/') for c in result['tf_children'])
     assert result['tf_parents'] == [FRAME]
@@ -89,8 +106,9 @@ def test_best_effort_camera_is_matched_too(launched):
     resolves best_available only once, when the node starts, before any camera). 320x240: small enough for
     stock Fast DDS's shared-memory segment (a 640x480 best-effort image over stock DDS mostly does not arrive:
     README)."""
-    result = camera('--frames', '20', '--rate', '2', '--width', '320', '--height', '240',
-                    '--reliability', 'best_effort', start=2000)
+    result = camera(
+        '--frames', '20', '--rate', '2', '--width', '320', '--height', '240', '--reliability', 'best_effort', start=2000
+    )
     assert result['answered'] >= 0.9 * result['sent'], (result, launched.launch.log()[-3000:])
     assert f'{IMAGE}: publisher(s) offer best_effort; subscribed best_effort' in launched.launch.log()
 
@@ -98,8 +116,9 @@ def test_best_effort_camera_is_matched_too(launched):
 def test_ros2_service_topic_and_enable_switch(launched):
     called = T.ros2('service', 'call', f'{NODE}/reset', 'std_srvs/srv/Trigger', timeout=90)
     assert called.returncode == 0 and 'success=True' in called.stdout, called.stdout
-    echo = T.ros2('topic', 'echo', '--once', '--no-daemon', '/diagnostics', 'diagnostic_msgs/msg/DiagnosticArray',
-                  timeout=90)
+    echo = T.ros2(
+        'topic', 'echo', '--once', '--no-daemon', '/diagnostics', 'diagnostic_msgs/msg/DiagnosticArray', timeout=90
+    )
     assert echo.returncode == 0 and f'{NODE}: pipeline' in echo.stdout, echo.stdout[-2000:]
 
     def subscriptions(expected):
@@ -107,7 +126,7 @@ def test_ros2_service_topic_and_enable_switch(launched):
         for _ in range(5):
             info = T.ros2('topic', 'info', '--no-daemon', '--spin-time', '3', IMAGE, timeout=90).stdout
             counts = [int(line.split(':')[1]) for line in info.splitlines() if line.startswith('Subscription count')]
-            assert counts or 'Unknown topic' in info, info    # no publisher and no subscriber left: unknown
+            assert counts or 'Unknown topic' in info, info  # no publisher and no subscriber left: unknown
             count = counts[0] if counts else 0
             if count == expected:
                 break
@@ -116,7 +135,7 @@ def test_ros2_service_topic_and_enable_switch(launched):
     assert subscriptions(1) == 1
     disabled = T.ros2('param', 'set', '--no-daemon', '--timeout', '20', NODE, 'enabled', 'false', timeout=90)
     assert 'Set parameter successful' in disabled.stdout, disabled.stdout
-    assert subscriptions(0) == 0            # no image traffic while disabled
+    assert subscriptions(0) == 0  # no image traffic while disabled
     enabled = T.ros2('param', 'set', '--no-daemon', '--timeout', '20', NODE, 'enabled', 'true', timeout=90)
     assert 'Set parameter successful' in enabled.stdout, enabled.stdout
     assert subscriptions(1) == 1
@@ -160,15 +179,35 @@ def test_fastdds_profile_argument_carries_best_effort_640x480(tmp_path):
     the node the shipped profile; a best-effort 640x480 camera with the same profile gets its frames through
     (with stock DDS: 2-3 of 20, README)."""
     checkpoint = T.write_tiny_checkpoint(tmp_path / 'tiny.pt')
-    launch = T.LaunchProcess(tmp_path / 'shm.log', 'namespace:=shm', 'image_topic:=camera/image_raw',
-                             'camera_info_topic:=camera/camera_info', f'checkpoint:={checkpoint}',
-                             'fastdds_profile:=shm')
+    launch = T.LaunchProcess(
+        tmp_path / 'shm.log',
+        'namespace:=shm',
+        'image_topic:=camera/image_raw',
+        'camera_info_topic:=camera/camera_info',
+        f'checkpoint:={checkpoint}',
+        'fastdds_profile:=shm',
+    )
     try:
         assert launch.wait_for_log('listening on', 180), launch.log()
-        result = T.run_camera_client('--image-topic', '/shm/camera/image_raw', '--info-topic', '/shm/camera/camera_info',
-                                     '--detections-topic', '/shm/detections', '--frames', '20', '--rate', '2',
-                                     '--width', '640', '--height', '480', '--reliability', 'best_effort',
-                                     fastdds_profile='shm')
+        result = T.run_camera_client(
+            '--image-topic',
+            '/shm/camera/image_raw',
+            '--info-topic',
+            '/shm/camera/camera_info',
+            '--detections-topic',
+            '/shm/detections',
+            '--frames',
+            '20',
+            '--rate',
+            '2',
+            '--width',
+            '640',
+            '--height',
+            '480',
+            '--reliability',
+            'best_effort',
+            fastdds_profile='shm',
+        )
     finally:
         status = launch.interrupt()
     assert result['answered'] >= 0.9 * result['sent'], (result, launch.log()[-3000:])

@@ -1,5 +1,6 @@
 """seqpose_ros.conversions without DDS: image encodings and row padding, CompressedImage, CameraInfo validation,
 Detection -> Detection3D / TF / markers. Message classes are built but nothing is published."""
+
 import numpy as np
 import pytest
 
@@ -30,7 +31,7 @@ def _encode(rgb, encoding):
 def test_colour_encodings_with_row_padding(encoding, pad):
     data = _encode(RGB, encoding)
     rows = data.reshape(5, -1)
-    rows = np.hstack([rows, np.full((5, pad), 99, np.uint8)])   # padding bytes must never leak into pixels
+    rows = np.hstack([rows, np.full((5, pad), 99, np.uint8)])  # padding bytes must never leak into pixels
     out = images.image_to_rgb(5, 7, encoding, rows.shape[1], rows.tobytes())
     assert out.dtype == np.uint8 and out.shape == (5, 7, 3)
     np.testing.assert_array_equal(out, RGB)
@@ -39,7 +40,7 @@ def test_colour_encodings_with_row_padding(encoding, pad):
 
 def test_mono8_becomes_grey_rgb_and_last_row_may_omit_padding():
     grey = RGB[:, :, 0]
-    rows = np.hstack([grey, np.zeros((5, 1), np.uint8)]).tobytes()[:-1]   # no padding after the last row
+    rows = np.hstack([grey, np.zeros((5, 1), np.uint8)]).tobytes()[:-1]  # no padding after the last row
     out = images.image_to_rgb(5, 7, 'mono8', 8, rows)
     for channel in range(3):
         np.testing.assert_array_equal(out[:, :, channel], grey)
@@ -47,17 +48,21 @@ def test_mono8_becomes_grey_rgb_and_last_row_may_omit_padding():
 
 def test_accepts_array_array_data_as_rclpy_delivers_it():
     import array
+
     data = array.array('B', RGB.tobytes())
     np.testing.assert_array_equal(images.image_to_rgb(5, 7, 'rgb8', 21, data), RGB)
 
 
-@pytest.mark.parametrize('kwargs, words', [
-    (dict(height=5, width=7, encoding='16UC1', step=14, data=bytes(70)), "unsupported encoding '16UC1'"),
-    (dict(height=0, width=0, encoding='rgb8', step=0, data=b''), 'empty image'),
-    (dict(height=5, width=7, encoding='rgb8', step=21, data=b''), 'empty image'),
-    (dict(height=5, width=7, encoding='rgb8', step=20, data=bytes(105)), 'step 20 is smaller'),
-    (dict(height=5, width=7, encoding='rgb8', step=21, data=bytes(100)), 'needs 105'),
-])
+@pytest.mark.parametrize(
+    'kwargs, words',
+    [
+        (dict(height=5, width=7, encoding='16UC1', step=14, data=bytes(70)), "unsupported encoding '16UC1'"),
+        (dict(height=0, width=0, encoding='rgb8', step=0, data=b''), 'empty image'),
+        (dict(height=5, width=7, encoding='rgb8', step=21, data=b''), 'empty image'),
+        (dict(height=5, width=7, encoding='rgb8', step=20, data=bytes(105)), 'step 20 is smaller'),
+        (dict(height=5, width=7, encoding='rgb8', step=21, data=bytes(100)), 'needs 105'),
+    ],
+)
 def test_bad_images_raise_a_clear_input_error(kwargs, words):
     with pytest.raises(InputError, match='^image: .*') as info:
         images.image_to_rgb(topic='image', **kwargs)
@@ -66,8 +71,9 @@ def test_bad_images_raise_a_clear_input_error(kwargs, words):
 
 def test_compressed_jpeg_and_png_and_garbage():
     import cv2
+
     rgb = np.zeros((24, 32, 3), np.uint8)
-    rgb[:, :16] = (200, 30, 10)                # a red left half survives jpeg within a few levels
+    rgb[:, :16] = (200, 30, 10)  # a red left half survives jpeg within a few levels
     ok, png = cv2.imencode('.png', rgb[:, :, ::-1])
     assert ok
     np.testing.assert_array_equal(images.compressed_to_rgb('png', png.tobytes()), rgb)
@@ -87,14 +93,17 @@ def test_camera_info_K():
     np.testing.assert_array_equal(camera_model.camera_info_to_K(K, 320, 240), np.array(K).reshape(3, 3))
 
 
-@pytest.mark.parametrize('k, words', [
-    ([0.0] * 9, 'all zeros'),
-    (K[:8] + [float('nan')], 'NaN'),
-    ([float('nan')] * 9, 'NaN'),
-    (K[:4], 'has 4 values'),
-    ([-300.0] + K[1:], 'focal lengths must be positive'),
-    (K[:6] + [0.0, 0.0, 0.0], 'last row'),
-])
+@pytest.mark.parametrize(
+    'k, words',
+    [
+        ([0.0] * 9, 'all zeros'),
+        (K[:8] + [float('nan')], 'NaN'),
+        ([float('nan')] * 9, 'NaN'),
+        (K[:4], 'has 4 values'),
+        ([-300.0] + K[1:], 'focal lengths must be positive'),
+        (K[:6] + [0.0, 0.0, 0.0], 'last row'),
+    ],
+)
 def test_camera_info_invalid(k, words):
     with pytest.raises(InputError, match='camera_info') as info:
         camera_model.camera_info_to_K(k, 320, 240)
@@ -103,7 +112,7 @@ def test_camera_info_invalid(k, words):
 
 def test_image_size_must_match_camera_info():
     camera_model.check_image_matches_camera_info((240, 320), (240, 320))
-    camera_model.check_image_matches_camera_info((240, 320), (0, 0))     # size not given in CameraInfo: accepted
+    camera_model.check_image_matches_camera_info((240, 320), (0, 0))  # size not given in CameraInfo: accepted
     with pytest.raises(InputError, match=r'image is 320x240 but camera_info says 640x480'):
         camera_model.check_image_matches_camera_info((240, 320), (480, 640))
 
@@ -127,8 +136,14 @@ def test_quaternion_of_180_degree_turns():
 
 
 def _detection(class_id=6, track_id=4, confirmed=True, score=0.8):
-    det = Detection(class_id=class_id, score=score, rotation=_rotation(1), translation=np.array([0.1, -0.05, 0.7]),
-                    size=np.array([0.12, 0.09, 0.10]), track_id=track_id)
+    det = Detection(
+        class_id=class_id,
+        score=score,
+        rotation=_rotation(1),
+        translation=np.array([0.1, -0.05, 0.7]),
+        size=np.array([0.12, 0.09, 0.10]),
+        track_id=track_id,
+    )
     det.extras['confirmed'] = confirmed
     return det
 
@@ -136,6 +151,7 @@ def _detection(class_id=6, track_id=4, confirmed=True, score=0.8):
 def _header():
     pytest.importorskip('std_msgs.msg', reason='std_msgs (ROS 2) is not importable')
     from std_msgs.msg import Header
+
     header = Header(frame_id='camera_optical')
     header.stamp.sec, header.stamp.nanosec = 12, 500
     return header
@@ -151,7 +167,7 @@ def test_detection_to_detection3d():
     assert first.id == '4' and first.header.stamp.nanosec == 500
     hyp = first.results[0]
     assert hyp.hypothesis.class_id == 'mug' and hyp.hypothesis.score == pytest.approx(0.8)
-    assert msg.detections[1].results[0].hypothesis.score == 1.0          # clipped into [0, 1]
+    assert msg.detections[1].results[0].hypothesis.score == 1.0  # clipped into [0, 1]
     for pose in (hyp.pose.pose, first.bbox.center):
         assert (pose.position.x, pose.position.y, pose.position.z) == pytest.approx((0.1, -0.05, 0.7))
         o = pose.orientation
@@ -174,6 +190,7 @@ def test_transforms_only_for_confirmed_tracks_and_frame_names():
 def test_markers_deleteall_then_box_axes_label_in_class_colour():
     pytest.importorskip('visualization_msgs.msg', reason='visualization_msgs is not importable')
     from visualization_msgs.msg import Marker
+
     header = _header()
     array = C.detections_to_markers([_detection(), _detection(4, 5)], header, lifetime=0.25)
     markers = array.markers
@@ -197,13 +214,14 @@ def test_markers_deleteall_then_box_axes_label_in_class_colour():
 
 def test_debug_overlay_draws_in_the_box():
     from seqpose_ros.overlay import draw_detections
+
     rgb = np.zeros((240, 320, 3), np.uint8)
     det = _detection()
     det.rotation = np.eye(3)
     det.translation = np.array([0.0, 0.0, 0.6])
     K = np.array([[300.0, 0, 159.5], [0, 300.0, 119.5], [0, 0, 1]])
     out = draw_detections(rgb, [det], K)
-    assert out.shape == rgb.shape and not rgb.any()      # input untouched
+    assert out.shape == rgb.shape and not rgb.any()  # input untouched
     assert out[90:150, 120:200].any() and not out[:40, :40].any()
     behind = _detection()
     behind.translation = np.array([0.0, 0.0, -1.0])
@@ -215,6 +233,7 @@ def _png_header(width, height):
     """The first bytes of a PNG (signature + IHDR) declaring width x height, then garbage."""
     import struct
     import zlib
+
     ihdr = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
     chunk = struct.pack('>I', len(ihdr)) + b'IHDR' + ihdr + struct.pack('>I', zlib.crc32(b'IHDR' + ihdr))
     return b'\x89PNG\r\n\x1a\n' + chunk + bytes(160_000)
@@ -224,11 +243,13 @@ def test_compressed_header_declaring_a_huge_image_is_refused_before_decoding(mon
     """Issue 13 item 6: a 157 KiB PNG declaring 12000x12000 was decoded in full (357 -> 1173 MB) before the
     size check."""
     import cv2
+
     data = _png_header(12000, 12000)
     assert images.compressed_image_size(data) == (12000, 12000, 'png')
 
     def no_decoding(*_args, **_kwargs):
         raise AssertionError('decoded although the header was refused')
+
     monkeypatch.setattr(cv2, 'imdecode', no_decoding)
     with pytest.raises(InputError, match=r'png header declares 12000x12000.*\(not decoded\)'):
         images.compressed_to_rgb('png', data, 'cam/image/compressed')
@@ -238,6 +259,7 @@ def test_compressed_header_declaring_a_huge_image_is_refused_before_decoding(mon
 
 def test_jpeg_header_size_is_read_without_decoding():
     import cv2
+
     ok, jpg = cv2.imencode('.jpg', np.zeros((48, 64, 3), np.uint8))
     assert ok and images.compressed_image_size(jpg.tobytes()) == (64, 48, 'jpeg')
     ok, progressive = cv2.imencode('.jpg', np.zeros((30, 50, 3), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
@@ -274,12 +296,14 @@ def test_other_encodings_go_through_cv_bridge_when_installed():
     """Issue 13 item 9: cv_bridge was declared but unused. Where it is installed, encodings the node does not
     convert itself go through it; without it (the pip set-up) they are refused with the supported list."""
     from types import SimpleNamespace
+
     msg = SimpleNamespace(height=20, width=30, encoding='yuv422', step=60, data=bytes(1200))
 
     class FakeBridge:
         def imgmsg_to_cv2(self, message, desired_encoding):
             assert desired_encoding == 'rgb8' and message is msg
             return np.full((20, 30, 3), 7, np.uint8)
+
     assert images.image_msg_to_rgb(msg, 'image', FakeBridge()).shape == (20, 30, 3)
     with pytest.raises(InputError, match="unsupported encoding 'yuv422'"):
         images.image_msg_to_rgb(msg, 'image', None)
@@ -287,10 +311,11 @@ def test_other_encodings_go_through_cv_bridge_when_installed():
     class BrokenBridge:
         def imgmsg_to_cv2(self, message, desired_encoding):
             raise ValueError('bad data')
+
     with pytest.raises(InputError, match="cv_bridge cannot convert encoding 'yuv422'"):
         images.image_msg_to_rgb(msg, 'image', BrokenBridge())
     ok_msg = SimpleNamespace(height=20, width=30, encoding='rgb8', step=90, data=bytes(1800))
-    assert images.image_msg_to_rgb(ok_msg, 'image', BrokenBridge()).shape == (20, 30, 3)   # own path first
+    assert images.image_msg_to_rgb(ok_msg, 'image', BrokenBridge()).shape == (20, 30, 3)  # own path first
 
 
 P_OF_K = [300.0, 0.0, 160.0, 0.0, 0.0, 310.0, 120.0, 0.0, 0.0, 0.0, 1.0, 0.0]
@@ -336,8 +361,16 @@ def test_camera_model_binning_and_roi_change_intrinsics_and_expected_size():
     roi = camera_model.CameraModel(640, 480, [600.0, 0, 320.0, 0, 620.0, 240.0, 0, 0, 1], roi=(100, 50, 200, 300))
     assert roi.expected_hw == (200, 300)
     np.testing.assert_allclose(roi.K[:2, 2], (220.0, 190.0))
-    refused = camera_model.CameraModel(640, 480, [600.0, 0, 320.0, 0, 620.0, 240.0, 0, 0, 1], D5, 'plumb_bob', binning_x=2,
-                            binning_y=2, topic='cam/camera_info')
+    refused = camera_model.CameraModel(
+        640,
+        480,
+        [600.0, 0, 320.0, 0, 620.0, 240.0, 0, 0, 1],
+        D5,
+        'plumb_bob',
+        binning_x=2,
+        binning_y=2,
+        topic='cam/camera_info',
+    )
     assert refused.K is None and 'binned (2x2) or ROI-cropped raw image is not supported' in refused.error
     unknown = camera_model.CameraModel(320, 240, K, D5, 'kannala_brandt_9')
     assert "distortion_model 'kannala_brandt_9' with non-zero D is not supported" in unknown.error
@@ -349,7 +382,7 @@ def test_tf_prefix_follows_the_namespace():
     assert C.effective_tf_prefix('/', 'seqpose') == 'seqpose'
     assert C.effective_tf_prefix('/robot1', 'seqpose') == 'robot1/seqpose'
     assert C.effective_tf_prefix('/robot1/front', 'seqpose/') == 'robot1/front/seqpose'
-    assert C.effective_tf_prefix('/robot1', '/objects') == 'objects'          # absolute: as given
+    assert C.effective_tf_prefix('/robot1', '/objects') == 'objects'  # absolute: as given
     assert C.effective_tf_prefix('/robot1', '') == 'robot1'
 
 
@@ -377,7 +410,7 @@ def test_z_up_publishes_rep103_object_frames():
     det = _detection()
     rotation, translation, size = C.object_pose(det, z_up=True)
     assert np.allclose(rotation.T @ rotation, np.eye(3)) and np.linalg.det(rotation) == pytest.approx(1.0)
-    np.testing.assert_allclose(rotation[:, 2], det.rotation[:, 1])      # new z = the object's up (NOCS y)
+    np.testing.assert_allclose(rotation[:, 2], det.rotation[:, 1])  # new z = the object's up (NOCS y)
     np.testing.assert_allclose(rotation[:, 0], det.rotation[:, 0])
     np.testing.assert_allclose(size, (0.12, 0.10, 0.09))
     corners_nocs = box_corners(det.size) @ det.rotation.T

@@ -1,11 +1,11 @@
-"""The node's logic without DDS: reusable object ids over the runner's track ids, CameraInfo pairing, one-slot buffer, throttled
-problem log, parameters, the processing pipeline (with a stand-in runner that applies the real runner's
-sequence rules), start-up failures, the launch file / YAML / RViz config against the declared parameters,
-package.xml against the imports, and setup.py's build output."""
+"""The node's logic without DDS: reusable object ids over the runner's track ids, CameraInfo pairing, one-slot
+buffer, throttled problem log, parameters, the processing pipeline (over the real runner of a tiny model),
+start-up failures, the launch file / YAML / RViz config against the declared parameters, package.xml against
+the imports, and setup.py's build output."""
+
 import ast
 import threading
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,8 +23,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def det(class_id, x, y=0.0, z=1.0):
-    return Detection(class_id=class_id, score=0.9, rotation=np.eye(3), translation=np.array([x, y, z]),
-                     size=np.array([0.1, 0.1, 0.1]))
+    return Detection(
+        class_id=class_id,
+        score=0.9,
+        rotation=np.eye(3),
+        translation=np.array([x, y, z]),
+        size=np.array([0.1, 0.1, 0.1]),
+    )
 
 
 # --------------------------------------------------------------------------------------------- object ids
@@ -34,8 +39,8 @@ def test_reusable_ids_bound_the_tf_frame_names_of_a_looping_scene():
     the set of `<class>_<id>` names stays at the most objects seen at once."""
     settings, ids = TrackSettings(max_misses=2), ReusableIds()
     names, track_ids, tracks = set(), set(), Tracks.empty()
-    for loop in range(30):
-        tracks = Tracks.empty(tracks.next_id)                      # the bag looped: the runner reset
+    for _loop in range(30):
+        tracks = Tracks.empty(tracks.next_id)  # the bag looped: the runner reset
         for step in range(10):
             objects = [det(6, 0.0), det(1, 0.5)] if step % 5 != 4 else [det(6, 0.0)]
             tracks = update_tracks(tracks, objects, settings, smooth_scores=False)
@@ -43,17 +48,17 @@ def test_reusable_ids_bound_the_tf_frame_names_of_a_looping_scene():
             for d in objects:
                 track_ids.add(d.track_id)
                 names.add(f'{d.class_name}_{mapping[d.track_id]}')
-    assert len(track_ids) >= 60                                    # the tracker's ids never repeat ...
-    assert names == {'mug_1', 'bottle_2'} or len(names) <= 4, names   # ... the published names do
+    assert len(track_ids) >= 60  # the tracker's ids never repeat ...
+    assert names == {'mug_1', 'bottle_2'} or len(names) <= 4, names  # ... the published names do
     assert ids.in_use <= 2
 
 
 def test_reusable_ids_keep_an_id_while_the_track_lives_and_free_it_after():
     ids = ReusableIds()
     assert ids.update({10, 11}, [10, 11]) == {10: 1, 11: 2}
-    assert ids.update({10, 11}, [11]) == {10: 1, 11: 2}           # 10 missed a frame but still tracked
-    assert ids.update({11}, [11]) == {11: 2}                       # 10 forgotten: id 1 free
-    assert ids.update({11, 12}, [11, 12]) == {11: 2, 12: 1}        # the next new track takes it
+    assert ids.update({10, 11}, [11]) == {10: 1, 11: 2}  # 10 missed a frame but still tracked
+    assert ids.update({11}, [11]) == {11: 2}  # 10 forgotten: id 1 free
+    assert ids.update({11, 12}, [11, 12]) == {11: 2, 12: 1}  # the next new track takes it
     ids.reset()
     assert ids.update({13}, [13]) == {13: 1}
 
@@ -72,7 +77,7 @@ def test_latest_slot_keeps_newest_and_counts_drops():
     waiter.join(2.0)
     assert result == ['late']
     slot.close()
-    assert slot.take(5.0) is None               # returns at once once closed
+    assert slot.take(5.0) is None  # returns at once once closed
 
 
 def test_camera_info_cache_pairs_by_stamp_else_latest():
@@ -81,8 +86,8 @@ def test_camera_info_cache_pairs_by_stamp_else_latest():
     for stamp in (1.0, 2.0, 3.0, 4.0):
         cache.add(stamp, f'info@{stamp}')
     assert cache.get(3.0) == 'info@3.0'
-    assert cache.get(5.0) == 'info@4.0'          # no CameraInfo with that stamp (yet): the latest
-    assert cache.get(1.0) == 'info@4.0'          # fell out of the cache
+    assert cache.get(5.0) == 'info@4.0'  # no CameraInfo with that stamp (yet): the latest
+    assert cache.get(1.0) == 'info@4.0'  # fell out of the cache
     assert cache.latest() == 'info@4.0'
 
 
@@ -92,9 +97,9 @@ def test_camera_info_pairing_is_approximate_within_a_tolerance_and_says_when_it_
     cache = CameraInfoCache()
     for stamp in (1.000, 1.033, 1.066):
         cache.add(stamp, f'info@{stamp}')
-    assert cache.pair(1.0351, tolerance=0.005) == ('info@1.033', None)       # 2.1 ms apart: paired
+    assert cache.pair(1.0351, tolerance=0.005) == ('info@1.033', None)  # 2.1 ms apart: paired
     assert cache.pair(1.0, tolerance=0.0) == ('info@1.0', None)
-    value, distance = cache.pair(1.050, tolerance=0.005)                      # between two: none close enough
+    value, distance = cache.pair(1.050, tolerance=0.005)  # between two: none close enough
     assert value == 'info@1.066' and distance == pytest.approx(0.016)
 
 
@@ -106,7 +111,7 @@ def test_camera_info_pairing_waits_for_a_late_camera_info():
     assert cache.pair(1.1, tolerance=0.001, wait=2.0) == ('late', None)
     timer.join()
     start = __import__('time').monotonic()
-    cache.add(1.3, 'newer')                     # a CameraInfo newer than the image: its own will not come
+    cache.add(1.3, 'newer')  # a CameraInfo newer than the image: its own will not come
     assert cache.pair(1.2, tolerance=0.001, wait=2.0)[0] == 'newer'
     assert __import__('time').monotonic() - start < 1.0
 
@@ -115,7 +120,7 @@ def test_problem_log_throttles_per_kind():
     now = [0.0]
     log = ProblemLog(period=5.0, clock=lambda: now[0])
     assert log.report('a', 'bad encoding') == 'bad encoding'
-    assert log.report('b', 'no CameraInfo') == 'no CameraInfo'      # another kind: logged at once
+    assert log.report('b', 'no CameraInfo') == 'no CameraInfo'  # another kind: logged at once
     now[0] = 1.0
     assert log.report('a', 'bad encoding') is None
     now[0] = 6.0
@@ -126,9 +131,9 @@ def test_problem_log_throttles_per_kind():
 def test_sequence_gaps_count_frames_lost_per_publisher():
     gaps = SequenceGaps()
     assert gaps.update('a', 1) == 0 and gaps.update('a', 2) == 0
-    assert gaps.update('a', 5) == 2                 # 3 and 4 never arrived
-    assert gaps.update('b', 10) == 0                # another publisher: its own numbering
-    assert gaps.update('a', 1) == 0                 # publisher restarted
+    assert gaps.update('a', 5) == 2  # 3 and 4 never arrived
+    assert gaps.update('b', 10) == 0  # another publisher: its own numbering
+    assert gaps.update('a', 1) == 0  # publisher restarted
     assert gaps.update('a', None) == 0 and gaps.lost == 2
 
 
@@ -145,30 +150,52 @@ def test_stats_rates():
 
 # --------------------------------------------------------------------------------------------- params
 def test_params_table_and_validation():
-    node_own = {'checkpoint', 'device', 'history_frames', 'top_k', 'image_qos', 'camera_model', 'stamp_tolerance',
-                'enabled', 'z_up', 'publish_tf', 'tf_prefix', 'publish_markers', 'marker_lifetime', 'max_image_age',
-                'odom_frame', 'image_transport'}
+    node_own = {
+        'checkpoint',
+        'device',
+        'history_frames',
+        'top_k',
+        'image_qos',
+        'camera_model',
+        'stamp_tolerance',
+        'enabled',
+        'z_up',
+        'publish_tf',
+        'tf_prefix',
+        'publish_markers',
+        'marker_lifetime',
+        'max_image_age',
+        'odom_frame',
+        'image_transport',
+    }
     assert {spec.name for spec in P.NODE_PARAMS} == node_own
     # every scalar inference setting is a node parameter under its dotted name, generated from the one table
     settings = {spec.name for spec in settings_table()} - set(P.NOT_PARAMETERS)
     assert set(P.RUNNER_SETTINGS) == settings and set(P.SPECS) == node_own | settings
-    assert {'score_threshold', 'mode', 'max_frame_gap', 'support_plane.enabled', 'refiner.passes',
-            'tracks.score_decay', 'suppression.method'} <= settings
+    assert {
+        'score_threshold',
+        'mode',
+        'max_frame_gap',
+        'support_plane.enabled',
+        'refiner.passes',
+        'tracks.score_decay',
+        'suppression.method',
+    } <= settings
     # issue 13 item 1: the default image QoS matches reliable and best-effort publishers alike
     assert P.DEFAULTS['checkpoint'] == '' and P.DEFAULTS['image_qos'] == 'best_available'
-    assert P.DEFAULTS['score_threshold'] == 0.20                   # the node's own, not the checkpoint's mAP one
+    assert P.DEFAULTS['score_threshold'] == 0.20  # the node's own, not the checkpoint's mAP one
     assert all(spec.description for spec in P.PARAMS)
     for spec in P.PARAMS:
         assert P.validate(spec.name, spec.default) == '', spec.name
     assert 'score_threshold: 1.5 is outside' in P.validate('score_threshold', 1.5)
-    assert P.validate('score_threshold', 1) == ''                  # an int where a float is expected is fine
+    assert P.validate('score_threshold', 1) == ''  # an int where a float is expected is fine
     assert 'expected float' in P.validate('score_threshold', 'high')
     assert 'expected int' in P.validate('max_detections', True)
     assert 'not one of' in P.validate('mode', 'batch')
     assert 'support_plane.gate_deg' in P.validate('support_plane.gate_deg', 95.0)
-    assert 'inference.tracks.distance 0.0' in P.validate('tracks.distance', 0.0)         # an open bound
+    assert 'inference.tracks.distance 0.0' in P.validate('tracks.distance', 0.0)  # an open bound
     assert 'cuda:N' in P.validate('device', 'gpu')
-    assert P.validate('use_sim_time', True) == ''                  # not ours: left to rclpy
+    assert P.validate('use_sim_time', True) == ''  # not ours: left to rclpy
     dynamic = {spec.name for spec in P.PARAMS if spec.dynamic}
     assert set(P.RUNNER_SETTINGS) <= dynamic
     assert 'checkpoint' not in dynamic and 'image_qos' not in dynamic
@@ -182,12 +209,14 @@ def test_params_table_and_validation():
 def _launch_module():
     """The launch file as a module, where `launch` / `launch_ros` are installed (make test installs them from
     ../shared/ros2-python); skipped with the reason otherwise."""
-    launch = pytest.importorskip('launch', reason='launch is not importable (not on PyPI; make test installs it '
-                                                  'from ../shared/ros2-python)')
+    launch = pytest.importorskip(
+        'launch', reason='launch is not importable (not on PyPI; make test installs it from ../shared/ros2-python)'
+    )
     if not hasattr(launch, 'LaunchDescription'):
         pytest.skip('the `launch` package (ROS 2) is not installed; only the repository folder launch/ is seen')
     pytest.importorskip('launch_ros', reason='launch_ros is not importable')
     import importlib.util
+
     spec = importlib.util.spec_from_file_location('seqpose_launch', REPO / 'launch' / 'seqpose.launch.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -210,7 +239,7 @@ def flatten(tree, prefix=''):
 
 
 def test_yaml_passes_only_declared_parameters():
-    rclpy_own = {'use_sim_time'}                 # declared by every rclpy node
+    rclpy_own = {'use_sim_time'}  # declared by every rclpy node
     config = yaml.safe_load((REPO / 'config' / 'seqpose.yaml').read_text(encoding='utf-8'))
     assert list(config) == ['/**'] and list(config['/**']) == ['ros__parameters']
     # nested keys are dotted parameter names, as rclpy reads them (support_plane: {enabled: ...})
@@ -228,11 +257,31 @@ def test_launch_arguments_are_the_documented_ones_and_never_override_the_params_
     cuda:0 in a params file ended as cpu). Every parameter-setting argument now defaults to '' (= the params
     file decides); QoS and the DDS profile are arguments (item 1)."""
     arguments = _launch_arguments()
-    assert set(arguments) == {'image_topic', 'camera_info_topic', 'namespace', 'params_file', 'checkpoint',
-                              'device', 'image_qos', 'image_transport', 'camera_model', 'use_sim_time',
-                              'fastdds_profile', 'launch_rviz', 'rviz_config', 'log_level'}
-    for name in ('checkpoint', 'device', 'image_qos', 'image_transport', 'camera_model', 'use_sim_time',
-                 'fastdds_profile'):
+    assert set(arguments) == {
+        'image_topic',
+        'camera_info_topic',
+        'namespace',
+        'params_file',
+        'checkpoint',
+        'device',
+        'image_qos',
+        'image_transport',
+        'camera_model',
+        'use_sim_time',
+        'fastdds_profile',
+        'launch_rviz',
+        'rviz_config',
+        'log_level',
+    }
+    for name in (
+        'checkpoint',
+        'device',
+        'image_qos',
+        'image_transport',
+        'camera_model',
+        'use_sim_time',
+        'fastdds_profile',
+    ):
         assert isinstance(arguments[name], ast.Constant) and arguments[name].value == '', name
     source = (REPO / 'launch' / 'seqpose.launch.py').read_text(encoding='utf-8')
     assert "('launch_rviz', 'false'" in source
@@ -263,16 +312,29 @@ def test_launch_file_starts_the_node():
     module = _launch_module()
     description = module.generate_launch_description()
     from launch.actions import OpaqueFunction
+
     assert any(isinstance(e, OpaqueFunction) for e in description.entities)
 
 
 # ROS package of each top-level module the node and the launch file import (python module -> package.xml key)
-ROS_MODULES = {'rclpy': 'rclpy', 'sensor_msgs': 'sensor_msgs', 'geometry_msgs': 'geometry_msgs',
-               'std_msgs': 'std_msgs', 'builtin_interfaces': 'builtin_interfaces', 'rcl_interfaces': 'rcl_interfaces',
-               'vision_msgs': 'vision_msgs', 'tf2_ros': 'tf2_ros_py', 'tf2_msgs': 'tf2_msgs',
-               'visualization_msgs': 'visualization_msgs', 'diagnostic_msgs': 'diagnostic_msgs',
-               'std_srvs': 'std_srvs', 'cv_bridge': 'cv_bridge', 'launch': 'launch', 'launch_ros': 'launch_ros',
-               'ament_index_python': 'ament_index_python'}
+ROS_MODULES = {
+    'rclpy': 'rclpy',
+    'sensor_msgs': 'sensor_msgs',
+    'geometry_msgs': 'geometry_msgs',
+    'std_msgs': 'std_msgs',
+    'builtin_interfaces': 'builtin_interfaces',
+    'rcl_interfaces': 'rcl_interfaces',
+    'vision_msgs': 'vision_msgs',
+    'tf2_ros': 'tf2_ros_py',
+    'tf2_msgs': 'tf2_msgs',
+    'visualization_msgs': 'visualization_msgs',
+    'diagnostic_msgs': 'diagnostic_msgs',
+    'std_srvs': 'std_srvs',
+    'cv_bridge': 'cv_bridge',
+    'launch': 'launch',
+    'launch_ros': 'launch_ros',
+    'ament_index_python': 'ament_index_python',
+}
 
 
 def _imported_top_modules(path):
@@ -289,6 +351,7 @@ def test_package_xml_declares_every_ros_package_imported_and_rviz2():
     """Issue 13 item 9: std_msgs, builtin_interfaces, rcl_interfaces imported but not declared; rviz2 started
     by the launch file but not declared; cv_bridge declared but unused."""
     import xml.etree.ElementTree as ET
+
     root = ET.parse(REPO / 'package.xml').getroot()
     declared = {e.text for e in root if e.tag in ('exec_depend', 'depend')}
     imported = set()
@@ -306,9 +369,23 @@ def test_setup_py_builds_without_warnings(tmp_path):
     `packages`) and the unknown `tests_require`; the data files must still be in the build."""
     import subprocess
     import sys
-    result = subprocess.run([sys.executable, 'setup.py', 'build', '--build-base', str(tmp_path / 'b'),
-                             'egg_info', '--egg-base', str(tmp_path)], cwd=REPO, capture_output=True, text=True,
-                            timeout=300)
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            'setup.py',
+            'build',
+            '--build-base',
+            str(tmp_path / 'b'),
+            'egg_info',
+            '--egg-base',
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
     for warning in ('Package would be ignored', 'Unknown distribution option', 'is absent from the `packages`'):
@@ -321,6 +398,7 @@ def test_config_files_are_found_from_the_source_tree_and_an_ament_prefix(tmp_pat
     """Issue 14 item 4: what `seqpose bag live` needs to start a node finds config/ through the ament index
     (colcon build) when the package is there, else beside the sources (pip install -e .)."""
     from seqpose_ros import processes
+
     monkeypatch.setattr(processes, 'share_directory', lambda: None)
     assert processes.config_path('seqpose.yaml') == REPO / 'config' / 'seqpose.yaml'
     share = tmp_path / 'share' / 'seqpose_ros'
@@ -332,13 +410,15 @@ def test_config_files_are_found_from_the_source_tree_and_an_ament_prefix(tmp_pat
         processes.config_path('no_such.xml')
     env = processes.node_environment('shm', base={'FASTDDS_DEFAULT_PROFILES_FILE': '/x.xml'})
     assert env['FASTDDS_DEFAULT_PROFILES_FILE'].endswith('fastdds_shm_profile.xml')
-    assert 'FASTDDS_DEFAULT_PROFILES_FILE' not in processes.node_environment('', base={
-        'FASTDDS_DEFAULT_PROFILES_FILE': '/x.xml'})
+    assert 'FASTDDS_DEFAULT_PROFILES_FILE' not in processes.node_environment(
+        '', base={'FASTDDS_DEFAULT_PROFILES_FILE': '/x.xml'}
+    )
 
 
 def test_share_directory_from_an_ament_prefix(tmp_path, monkeypatch):
     pytest.importorskip('ament_index_python')
     from seqpose_ros import processes
+
     prefix = tmp_path / 'install'
     (prefix / 'share' / 'ament_index' / 'resource_index' / 'packages').mkdir(parents=True)
     (prefix / 'share' / 'ament_index' / 'resource_index' / 'packages' / 'seqpose_ros').write_text('')
@@ -353,6 +433,7 @@ def test_share_directory_from_an_ament_prefix(tmp_path, monkeypatch):
 @pytest.fixture(scope='module')
 def tiny_model():
     from helpers.tiny_runner import tiny_model
+
     return tiny_model()
 
 
@@ -360,6 +441,7 @@ def real_runner(tiny_model, **settings):
     """The real StreamRunner over a tiny random model: single mode, one detection a frame (the same image
     gives the same detection, so its track continues), steps recorded."""
     from helpers.tiny_runner import make_runner
+
     runner = make_runner(tiny_model, **{'mode': 'single', 'score_threshold': 0.0, 'max_detections': 1, **settings})
     runner.steps, step = [], runner.step
     runner.step = lambda frame: runner.steps.append(frame) or step(frame)
@@ -367,8 +449,14 @@ def real_runner(tiny_model, **settings):
 
 
 def frame(stamp, frame_id='cam', motion=None, previous=None):
-    return Frame(np.zeros((32, 32, 3), np.uint8), np.diag([30.0, 30.0, 1.0]) + np.array([[0, 0, 16], [0, 0, 16], [0, 0, 0]]),
-                 stamp, frame_id, camera_motion=motion, previous_stamp=previous)
+    return Frame(
+        np.zeros((32, 32, 3), np.uint8),
+        np.diag([30.0, 30.0, 1.0]) + np.array([[0, 0, 16], [0, 0, 16], [0, 0, 0]]),
+        stamp,
+        frame_id,
+        camera_motion=motion,
+        previous_stamp=previous,
+    )
 
 
 def test_pipeline_ids_come_from_the_runners_tracker_and_reset_with_it(tiny_model):
@@ -376,11 +464,11 @@ def test_pipeline_ids_come_from_the_runners_tracker_and_reset_with_it(tiny_model
     pipeline = Pipeline(runner)
     ids = [pipeline.process(frame(t)).detections[0].track_id for t in (1.0, 1.1, 1.2)]
     assert ids == [1, 1, 1]
-    result = pipeline.process(frame(0.5))                       # bag looped
+    result = pipeline.process(frame(0.5))  # bag looped
     assert 'backwards' in result.reset_reason
-    assert result.detections[0].track_id == 2                  # the runner's tracks were reset ...
-    assert result.detections[0].extras['object_id'] == 1        # ... and the published id is reused
-    assert pipeline.process(frame(0.5)).skip_reason            # duplicate: the runner skips it
+    assert result.detections[0].track_id == 2  # the runner's tracks were reset ...
+    assert result.detections[0].extras['object_id'] == 1  # ... and the published id is reused
+    assert pipeline.process(frame(0.5)).skip_reason  # duplicate: the runner skips it
     assert len(runner.steps) == 5
 
 
@@ -393,7 +481,7 @@ def test_gap_is_measured_on_received_frames_not_processed_ones(tiny_model):
     stamps = [i / 30.0 for i in range(200)]
     results = [pipeline.process(frame(stamps[i], previous=stamps[i - 1] if i else None)) for i in range(0, 200, 40)]
     assert [r.reset_reason for r in results] == [''] * 5
-    gap = pipeline.process(frame(20.0, previous=18.5))          # the camera itself stopped for 1.5 s
+    gap = pipeline.process(frame(20.0, previous=18.5))  # the camera itself stopped for 1.5 s
     assert 'max_frame_gap' in gap.reset_reason
 
 
@@ -402,16 +490,17 @@ def test_pipeline_requested_reset_and_configure(tiny_model):
     pipeline = Pipeline(runner)
     first = pipeline.process(frame(1.0)).detections[0].track_id
     pipeline.request_reset('~/reset service called')
-    assert runner.tracks.live_ids == {first}                   # applied by the worker, between frames
+    assert runner.tracks.live_ids == {first}  # applied by the worker, between frames
     result = pipeline.process(frame(1.1))
     assert result.reset_reason == '~/reset service called' and result.detections[0].track_id != first
-    pipeline.configure(score_threshold=0.7, max_detections=3, max_frame_gap=0.0, mode='single',
-                       **{'support_plane.enabled': False})
-    assert runner.cfg.score_threshold == 0.0                   # applied before the next frame, on the worker
+    pipeline.configure(
+        score_threshold=0.7, max_detections=3, max_frame_gap=0.0, mode='single', **{'support_plane.enabled': False}
+    )
+    assert runner.cfg.score_threshold == 0.0  # applied before the next frame, on the worker
     assert 'mode changed' in pipeline.process(frame(100.0)).reset_reason
     assert runner.cfg.score_threshold == 0.7 and runner.cfg.max_detections == 3 and runner.cfg.max_frame_gap == 0.0
     assert runner.cfg.support_plane.enabled is False
-    with pytest.raises(ValueError, match="unknown key"):
+    with pytest.raises(ValueError, match='unknown key'):
         pipeline.configure(nms_iou_typo=0.1)
     with pytest.raises(ValueError, match='inference.score_threshold 2'):
         pipeline.configure(score_threshold=2.0)
@@ -429,6 +518,7 @@ def test_bad_checkpoints_fail_with_the_reason(tmp_path):
 
 def test_embedded_default_or_clear_message():
     from seqpose_ros.loading import DEFAULT_CHECKPOINT
+
     if DEFAULT_CHECKPOINT.is_file():
         runner, path, device = load_runner('')
         assert path == DEFAULT_CHECKPOINT and device == 'cpu'
@@ -439,16 +529,18 @@ def test_embedded_default_or_clear_message():
 
 def test_tiny_checkpoint_loads_with_memory_overrides(tmp_path):
     from helpers.ros_harness import write_tiny_checkpoint
+
     path = write_tiny_checkpoint(tmp_path / 'tiny.pt')
     runner, _, device = load_runner(str(path), 'cpu', history_frames=2, top_k=3)
     assert runner.model.cfg.memory_frames == 2 and runner.model.cfg.memory_top_k == 3
-    stored = load_runner(str(path), 'cpu')[0].model.cfg        # the checkpoint's own config is unchanged
+    stored = load_runner(str(path), 'cpu')[0].model.cfg  # the checkpoint's own config is unchanged
     assert (stored.memory_frames, stored.memory_top_k) != (2, 3)
     images_k = np.eye(3) * 50
     images_k[2, 2] = 1
     images_k[:2, 2] = 30
     image = np.zeros((60, 60, 3), np.uint8)
     from seqpose_core.runner import Frame
+
     runner.step(Frame(image, images_k, 0.0, 'cam'))
     runner.step(Frame(image, images_k, 0.1, 'cam'))
     assert len(runner.memory.frames) == 2 and runner.memory.frames[0].features.shape[1] == 3
@@ -456,6 +548,7 @@ def test_tiny_checkpoint_loads_with_memory_overrides(tmp_path):
 
 def test_cuda_device_falls_back_to_cpu_with_a_warning():
     import torch
+
     warnings = []
     device = resolve_device('cuda:0', warnings.append)
     if torch.cuda.is_available():
@@ -471,11 +564,13 @@ def test_best_available_subscriptions_follow_their_publishers():
     pytest.importorskip('rclpy', reason='rclpy is not importable (make setup)')
     pytest.importorskip('vision_msgs.msg', reason='vision_msgs is not importable (make ros-interfaces)')
     from rclpy.qos import ReliabilityPolicy as R
+
     from seqpose_ros.qos import best_available_reliability, image_qos_profile
+
     assert best_available_reliability([]) is None
     assert best_available_reliability([R.RELIABLE, R.RELIABLE]) == R.RELIABLE
     assert best_available_reliability([R.RELIABLE, R.BEST_EFFORT]) == R.BEST_EFFORT
-    assert best_available_reliability([2]) == R.BEST_EFFORT            # as rmw reports it, an int
+    assert best_available_reliability([2]) == R.BEST_EFFORT  # as rmw reports it, an int
     profile = image_qos_profile('best_available')
     assert profile.reliability == R.BEST_AVAILABLE and profile.depth == 2
     assert image_qos_profile('sensor_data').reliability == R.BEST_EFFORT

@@ -6,6 +6,7 @@ Every test here refuses to run unless DDS traffic cannot leave loopback (private
     unshare -n bash -c 'ip link set lo up && ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST \\
         .venv/bin/python -m pytest -q test/test_ros_node.py'
 """
+
 import itertools
 import math
 import time
@@ -17,8 +18,7 @@ import pytest
 from helpers.ros_harness import ros_isolation_problem
 
 _PROBLEM = ros_isolation_problem()
-pytestmark = [pytest.mark.ros,
-              pytest.mark.skipif(bool(_PROBLEM), reason=_PROBLEM or 'isolated')]
+pytestmark = [pytest.mark.ros, pytest.mark.skipif(bool(_PROBLEM), reason=_PROBLEM or 'isolated')]
 
 NS = '/seqpose_test'
 NS_COMPRESSED = '/seqpose_compressed'
@@ -37,14 +37,16 @@ def stack(tmp_path_factory):
     pytest.importorskip('vision_msgs.msg', reason='vision_msgs is not importable (make ros-interfaces)')
     pytest.importorskip('tf2_msgs.msg', reason='tf2_msgs is not importable (make ros-interfaces)')
     from helpers import ros_harness as T
+
     folder = tmp_path_factory.mktemp('ros_node')
     checkpoint = T.write_tiny_checkpoint(folder / 'tiny.pt')
     # Two nodes: raw images (most tests), and compressed input, which also serves the "no CameraInfo yet"
     # case (that needs a node that has never seen one). Started together so their start-up overlaps.
     common = ['-p', f'checkpoint:={checkpoint}', '-p', 'score_threshold:=0.0', '-p', 'max_detections:=100']
     node = T.NodeProcess(folder / 'node.log', '-r', f'__ns:={NS}', *common)
-    compressed_node = T.NodeProcess(folder / 'node_compressed.log', '-r', f'__ns:={NS_COMPRESSED}', *common,
-                                    '-p', 'image_transport:=compressed')
+    compressed_node = T.NodeProcess(
+        folder / 'node_compressed.log', '-r', f'__ns:={NS_COMPRESSED}', *common, '-p', 'image_transport:=compressed'
+    )
     client = compressed_client = None
     try:
         client = T.RosClient(NS)
@@ -61,8 +63,15 @@ def stack(tmp_path_factory):
                 break
         else:
             pytest.fail('no detections from the node after 50 frames:\n' + node.log())
-        yield SimpleNamespace(node=node, compressed_node=compressed_node, client=client,
-                                compressed_client=compressed_client, images=images, K=K, T=T)
+        yield SimpleNamespace(
+            node=node,
+            compressed_node=compressed_node,
+            client=client,
+            compressed_client=compressed_client,
+            images=images,
+            K=K,
+            T=T,
+        )
     finally:
         for c in (client, compressed_client):
             if c is not None:
@@ -85,26 +94,34 @@ def send_and_receive(stack, rgb, stamp=None, retries=3, **kwargs):
 
 def transforms_at(stack, stamp):
     from helpers.ros_harness import stamp_seconds
+
     with stack.client._lock:
-        return [t for _, m in stack.client.tf for t in m.transforms
-                if abs(stamp_seconds(t.header.stamp) - stamp) < 1e-6]
+        return [
+            t for _, m in stack.client.tf for t in m.transforms if abs(stamp_seconds(t.header.stamp) - stamp) < 1e-6
+        ]
 
 
 def markers_at(stack, stamp):
     from helpers.ros_harness import stamp_seconds
+
     with stack.client._lock:
-        return [array for _, array in stack.client.markers
-                if abs(stamp_seconds(array.markers[0].header.stamp) - stamp) < 1e-6]
+        return [
+            array
+            for _, array in stack.client.markers
+            if abs(stamp_seconds(array.markers[0].header.stamp) - stamp) < 1e-6
+        ]
 
 
 def test_video_sequence_detections_tf_markers(stack):
-    from seqpose_core import CLASS_NAMES
     from visualization_msgs.msg import Marker
+
+    from seqpose_core import CLASS_NAMES
+
     assert stack.client.reset().success
     frames = []
     for rgb in stack.images[:8]:
         frames.append(send_and_receive(stack, rgb))
-    time.sleep(0.3)   # TF and markers are published right after the detections
+    time.sleep(0.3)  # TF and markers are published right after the detections
     track_sets = []
     for index, (stamp, msg) in enumerate(frames):
         assert msg.header.frame_id == FRAME
@@ -118,7 +135,7 @@ def test_video_sequence_detections_tf_markers(stack):
             assert all(math.isfinite(v) and 0 < v < 10 for v in size)
             assert d.bbox.center == hyp.pose.pose
             q = d.bbox.center.orientation
-            assert abs(q.x ** 2 + q.y ** 2 + q.z ** 2 + q.w ** 2 - 1) < 1e-6
+            assert abs(q.x**2 + q.y**2 + q.z**2 + q.w**2 - 1) < 1e-6
             ids.append(int(d.id))
         assert len(set(ids)) == len(ids)
         track_sets.append(set(ids))
@@ -131,8 +148,11 @@ def test_video_sequence_detections_tf_markers(stack):
         if index == 0:
             assert names == set(), 'tracks are confirmed only from their second frame'
         else:
-            continued = {f'seqpose_test/seqpose/{d.results[0].hypothesis.class_id}_{d.id}' for d in msg.detections
-                         if int(d.id) in track_sets[index - 1]}
+            continued = {
+                f'seqpose_test/seqpose/{d.results[0].hypothesis.class_id}_{d.id}'
+                for d in msg.detections
+                if int(d.id) in track_sets[index - 1]
+            }
             assert continued <= names <= expected
 
         (array,) = markers_at(stack, stamp)
@@ -159,7 +179,7 @@ def test_reset_service_starts_new_tracks(stack):
     # the tracks ended: their ids are free again (bounded TF frame names, issue 13 item 5)
     assert new_ids == set(range(1, len(new_ids) + 1))
     time.sleep(0.2)
-    assert transforms_at(stack, stamp) == []            # new tracks are not confirmed yet
+    assert transforms_at(stack, stamp) == []  # new tracks are not confirmed yet
     assert stack.node.wait_for_log('reset requested through ~/reset', 2)
 
 
@@ -168,7 +188,7 @@ def test_parameter_changes_take_effect(stack):
     assert results[0].successful, results[0].reason
     assert stack.client.get_parameters('score_threshold') == [pytest.approx(0.99)]
     _, msg = send_and_receive(stack, stack.images[0])
-    assert msg.detections == []                          # the empty array is still published
+    assert msg.detections == []  # the empty array is still published
     bad = stack.client.set_parameters(score_threshold=1.5)
     assert not bad[0].successful
     read_only = stack.client.set_parameters(checkpoint='/elsewhere.pt')
@@ -195,6 +215,7 @@ BAD_INPUTS = {
 @pytest.mark.parametrize('case', list(BAD_INPUTS))
 def test_bad_input_is_skipped_with_a_log_line_and_the_node_goes_on(stack, case):
     from sensor_msgs.msg import Image
+
     T, client = stack.T, stack.client
     rgb = stack.images[0]
     stamp = next_stamp()
@@ -210,24 +231,25 @@ def test_bad_input_is_skipped_with_a_log_line_and_the_node_goes_on(stack, case):
     elif case == 'empty_frame_id':
         client.send(rgb, stamp, stack.K, '')
     elif case == 'tiny_image':
-        client.send(np.zeros((1, 4000, 3), np.uint8), stamp, np.array([[300.0, 0, 2000], [0, 300, 0.5], [0, 0, 1]]),
-                    FRAME)
+        client.send(
+            np.zeros((1, 4000, 3), np.uint8), stamp, np.array([[300.0, 0, 2000], [0, 300, 0.5], [0, 0, 1]]), FRAME
+        )
     elif case == 'empty_image':
         msg = Image(height=0, width=0, encoding='rgb8', step=0)
         msg.header.frame_id = FRAME
         msg.header.stamp = T.to_stamp(stamp)
         client.image_pub.publish(msg)
     assert stack.node.wait_for_log(BAD_INPUTS[case], 5), stack.node.log()[-3000:]
-    assert client.detection_for(stamp, timeout=0.2) is None      # the bad frame produced nothing
-    assert '[ERROR]' not in stack.node.log()                      # a warning: input problems are not errors
+    assert client.detection_for(stamp, timeout=0.2) is None  # the bad frame produced nothing
+    assert '[ERROR]' not in stack.node.log()  # a warning: input problems are not errors
     assert stack.node.alive()
-    send_and_receive(stack, rgb)                                  # and the node still answers
+    send_and_receive(stack, rgb)  # and the node still answers
 
 
 def test_stamp_going_backwards_resets_memory_and_tracks(stack):
     _, msg = send_and_receive(stack, stack.images[0])
     old_ids = {int(d.id) for d in msg.detections}
-    back = next_stamp() - 0.4876   # off the 1/30 s grid: no earlier frame had this stamp
+    back = next_stamp() - 0.4876  # off the 1/30 s grid: no earlier frame had this stamp
     _, after = send_and_receive(stack, stack.images[0], stamp=back)
     assert old_ids and {int(d.id) for d in after.detections} == set(range(1, len(after.detections) + 1))
     assert stack.node.wait_for_log('stamp went backwards', 3)
@@ -245,20 +267,25 @@ def test_newest_frame_wins_under_a_burst(stack):
 
 def test_debug_image_and_diagnostics(stack):
     from helpers.ros_harness import stamp_seconds
+
     stack.client.subscribe_debug_image()
     assert stack.client.wait_for(lambda: stack.client.node.count_publishers(f'{NS}/debug_image') > 0, 5)
-    time.sleep(0.5)   # let the node's publisher match the new subscription
+    time.sleep(0.5)  # let the node's publisher match the new subscription
     found = None
     for _ in range(5):
         stamp, _ = send_and_receive(stack, stack.images[2])
-        if stack.client.wait_for(lambda: any(abs(stamp_seconds(m.header.stamp) - stamp) < 1e-6
-                                             for _, m in stack.client.debug_images), 2.0):
+        if stack.client.wait_for(
+            lambda stamp=stamp: any(
+                abs(stamp_seconds(m.header.stamp) - stamp) < 1e-6 for _, m in stack.client.debug_images
+            ),
+            2.0,
+        ):
             found = [m for _, m in stack.client.debug_images if abs(stamp_seconds(m.header.stamp) - stamp) < 1e-6][0]
             break
     assert found is not None, 'no debug_image while subscribed'
     assert (found.height, found.width, found.encoding, found.header.frame_id) == (240, 320, 'rgb8', FRAME)
     overlay = np.frombuffer(found.data, np.uint8).reshape(240, 320, 3)
-    assert (overlay != stack.images[2]).any()            # boxes were drawn
+    assert (overlay != stack.images[2]).any()  # boxes were drawn
     name = f'{NS}/seqpose_node: pipeline'
     ours = lambda: [m.status[0] for _, m in stack.client.diagnostics if m.status[0].name == name]  # noqa: E731
     assert stack.client.wait_for(lambda: len(ours()) > 0, 3), [m.status[0].name for _, m in stack.client.diagnostics]
@@ -273,7 +300,7 @@ def test_compressed_input_and_missing_camera_info(stack):
     client, node = stack.compressed_client, stack.compressed_node
     assert client.wait_for(lambda: client.node.count_subscribers(f'{NS_COMPRESSED}/image/compressed') > 0, 20)
     rgb = stack.images[3]
-    for _ in range(20):                           # no CameraInfo has ever been sent to this node
+    for _ in range(20):  # no CameraInfo has ever been sent to this node
         client.send_compressed(rgb, next_stamp())
         if node.wait_for_log('no CameraInfo received yet on /seqpose_compressed/camera_info', 0.3):
             break
@@ -293,10 +320,18 @@ def test_compressed_input_and_missing_camera_info(stack):
     # issue 13 item 6: a small PNG declaring 12000x12000 is refused from its header, not decoded
     import struct
     import zlib
+
     from sensor_msgs.msg import CompressedImage
+
     ihdr = struct.pack('>IIBBBBB', 12000, 12000, 8, 2, 0, 0, 0)
-    png = (b'\x89PNG\r\n\x1a\n' + struct.pack('>I', 13) + b'IHDR' + ihdr + struct.pack('>I', zlib.crc32(b'IHDR' + ihdr))
-           + bytes(150_000))
+    png = (
+        b'\x89PNG\r\n\x1a\n'
+        + struct.pack('>I', 13)
+        + b'IHDR'
+        + ihdr
+        + struct.pack('>I', zlib.crc32(b'IHDR' + ihdr))
+        + bytes(150_000)
+    )
     stamp = next_stamp()
     client.info_pub.publish(stack.T.camera_info_msg(stack.K, 320, 240, stamp, FRAME))
     bomb = CompressedImage(format='png', data=png)
@@ -309,6 +344,7 @@ def test_compressed_input_and_missing_camera_info(stack):
 
 def test_checkpoint_that_does_not_load_stops_the_node_with_the_reason(tmp_path):
     from helpers import ros_harness as T
+
     bad = tmp_path / 'broken.pt'
     bad.write_bytes(b'this is not a checkpoint')
     node = T.NodeProcess(tmp_path / 'bad.log', '-p', f'checkpoint:={bad}')
@@ -325,9 +361,16 @@ def test_repeated_signals_still_end_with_status_zero(tmp_path):
     KeyboardInterrupt inside destroy_node / the worker join: a traceback and exit code -2. Three in a row
     now end cleanly with status 0."""
     import signal
+
     from helpers import ros_harness as T
-    node = T.NodeProcess(tmp_path / 'signals.log', '-r', '__ns:=/seqpose_signals', '-p',
-                         f'checkpoint:={T.write_tiny_checkpoint(tmp_path / "tiny.pt")}')
+
+    node = T.NodeProcess(
+        tmp_path / 'signals.log',
+        '-r',
+        '__ns:=/seqpose_signals',
+        '-p',
+        f'checkpoint:={T.write_tiny_checkpoint(tmp_path / "tiny.pt")}',
+    )
     try:
         assert node.wait_for_log('listening on', 60), node.log()
         for _ in range(3):

@@ -4,16 +4,14 @@ mode, input validation, the one factory."""
 import numpy as np
 import pytest
 
+from helpers.tiny_runner import make_runner
 from seqpose_core.config import InferenceConfig
 from seqpose_core.detection import Detection
-from seqpose_core.model import save_checkpoint
 from seqpose_core.geometry import scale_intrinsics
+from seqpose_core.model import save_checkpoint
 from seqpose_core.runner import Frame, StreamRunner, build_runner
-from helpers.tiny_runner import make_runner
 
 K_VGA = np.array([[591.0, 0.0, 322.0], [0.0, 590.0, 244.0], [0.0, 0.0, 1.0]])
-
-
 
 
 def step(runner, image_rgb, K, stamp, **frame):
@@ -52,11 +50,11 @@ def test_memory_grows_and_resets_on_backwards_stamp_gap_and_request(tiny):
     for i in range(4):
         step(runner, image(i), K_VGA, 0.1 * i, camera_motion=np.eye(4))
     assert len(runner.memory) == config.model.memory_frames * k
-    step(runner, image(), K_VGA, 0.2)                       # time went backwards: a new sequence
+    step(runner, image(), K_VGA, 0.2)  # time went backwards: a new sequence
     assert len(runner.memory) == k and runner.frames_since_reset == 1
     step(runner, image(), K_VGA, 0.3)
     assert len(runner.memory) == 2 * k
-    step(runner, image(), K_VGA, 5.0)                       # gap larger than max_frame_gap
+    step(runner, image(), K_VGA, 5.0)  # gap larger than max_frame_gap
     assert len(runner.memory) == k
     runner.reset()
     assert runner.memory is None and runner.sequence is None
@@ -66,7 +64,7 @@ def test_first_frame_after_reset_matches_a_fresh_runner(tiny):
     runner = make_runner(tiny)
     for i in range(3):
         step(runner, image(i), K_VGA, float(i) * 0.1)
-    after_reset = step(runner, image(9), K_VGA, 0.0)        # backwards: memory dropped
+    after_reset = step(runner, image(9), K_VGA, 0.0)  # backwards: memory dropped
     fresh = step(make_runner(tiny), image(9), K_VGA, 0.0)
     assert [(d.class_id, d.score) for d in after_reset] == [(d.class_id, d.score) for d in fresh]
 
@@ -80,21 +78,27 @@ def test_single_mode_never_uses_memory(tiny):
     assert [(d.class_id, d.score) for d in first] == [(d.class_id, d.score) for d in again]
 
 
-@pytest.mark.parametrize('bad_image, message', [
-    (np.zeros((120, 160, 3), dtype=np.float32), 'dtype uint8'),
-    (np.zeros((120, 160), dtype=np.uint8), r'shape \(H, W, 3\)'),
-    ([[0, 0, 0]], 'numpy array'),
-])
+@pytest.mark.parametrize(
+    'bad_image, message',
+    [
+        (np.zeros((120, 160, 3), dtype=np.float32), 'dtype uint8'),
+        (np.zeros((120, 160), dtype=np.uint8), r'shape \(H, W, 3\)'),
+        ([[0, 0, 0]], 'numpy array'),
+    ],
+)
 def test_bad_images_are_named(tiny, bad_image, message):
     with pytest.raises((TypeError, ValueError), match=f'image_rgb: .*{message}'):
         step(make_runner(tiny), bad_image, K_VGA, 0.0)
 
 
-@pytest.mark.parametrize('bad_K, message', [
-    (np.full((3, 3), np.nan), 'NaN'),
-    (np.zeros((3, 3)), 'focal lengths'),
-    (np.eye(4), 'shape'),
-])
+@pytest.mark.parametrize(
+    'bad_K, message',
+    [
+        (np.full((3, 3), np.nan), 'NaN'),
+        (np.zeros((3, 3)), 'focal lengths'),
+        (np.eye(4), 'shape'),
+    ],
+)
 def test_bad_intrinsics_are_named(tiny, bad_K, message):
     with pytest.raises(ValueError, match=f'K: .*{message}'):
         step(make_runner(tiny), image(), bad_K, 0.0)
@@ -130,7 +134,7 @@ def test_from_checkpoint_uses_the_stored_config(tiny, tmp_path):
     assert isinstance(step(runner, image(), K_VGA, 0.0), list)
     overridden = build_runner(path, mode='sf', device='cpu', overrides={'score_threshold': 0.7})
     assert overridden.cfg.mode == 'single' and overridden.cfg.score_threshold == 0.7
-    assert config.inference.score_threshold != 0.7            # the stored config is not changed in place
+    assert config.inference.score_threshold != 0.7  # the stored config is not changed in place
     with pytest.raises(ValueError, match='unknown key'):
         build_runner(path, overrides={'score_treshold': 0.7})
     with pytest.raises(FileNotFoundError, match='no such file'):
@@ -192,13 +196,22 @@ def test_an_old_checkpoint_with_flat_inference_names_still_loads(tiny, tmp_path)
     """Checkpoints from before the stage sections: flat inference names, and the refiner's classes in the model
     section. They load with every value where it lives now."""
     from seqpose_core.model.checkpoint import load_checkpoint, save_checkpoint_content
+
     config, model = tiny
     path = save_checkpoint(tmp_path / 'old.pt', model, config)
     content = load_checkpoint(path)
-    content['config']['inference'] = {'mode': 'video', 'score_threshold': 0.25, 'duplicate_suppression': 'none',
-                                      'nms_distance': 0.07, 'refiner_passes': 3, 'crop_scoring': False,
-                                      'crop_score_weight': 0.3, 'score_track_decay': 0.6, 'support_plane': False,
-                                      'support_plane_gate_deg': 15.0}
+    content['config']['inference'] = {
+        'mode': 'video',
+        'score_threshold': 0.25,
+        'duplicate_suppression': 'none',
+        'nms_distance': 0.07,
+        'refiner_passes': 3,
+        'crop_scoring': False,
+        'crop_score_weight': 0.3,
+        'score_track_decay': 0.6,
+        'support_plane': False,
+        'support_plane_gate_deg': 15.0,
+    }
     content['config']['model'].update(refiner_classes=['mug'], refiner_depth_weight=0.7)
     save_checkpoint_content(path, content)
     runner = build_runner(path, device='cpu')
@@ -217,8 +230,9 @@ def test_the_stages_see_no_camera_motion_across_a_sequence_break(tiny):
     seen = []
     stage = runner.stages[-1]
     apply = stage.apply
-    stage.apply = lambda detections, context, state: seen.append(context.camera_motion) or apply(
-        detections, context, state)
+    stage.apply = lambda detections, context, state: (
+        seen.append(context.camera_motion) or apply(detections, context, state)
+    )
     motion = np.eye(4)
     for stamp, frame_id in ((0.0, 'cam'), (0.1, 'cam'), (0.2, 'other')):
         runner.step(Frame(image(), K_VGA, stamp, frame_id, camera_motion=motion))

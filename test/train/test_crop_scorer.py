@@ -1,4 +1,5 @@
 """The refiner's crop scorer: its labels and ranking figure, the runner's fused score, and train-crop-scorer."""
+
 import csv
 import dataclasses
 import math
@@ -8,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.generated_scenes import generate_scenes
+from helpers.tiny_runner import tiny_refiner_checkpoint
 from seqpose_core.cli import main as seqpose
 from seqpose_core.config import load_config
 from seqpose_core.model import build_model, save_checkpoint
@@ -16,8 +19,6 @@ from seqpose_core.model.pose_refiner import PoseRefiner, crop_class_probabilitie
 from seqpose_core.runner import Frame, StreamRunner, load_model_and_config
 from seqpose_core.stages.config import with_settings
 from seqpose_core.train.crop_scorer import _labels, first_scenes, ranking_auc
-from helpers.generated_scenes import generate_scenes
-from helpers.tiny_runner import tiny_refiner_checkpoint
 
 
 def test_ranking_auc():
@@ -45,8 +46,10 @@ def test_a_refiner_without_a_scorer_says_so():
 def scored_config(threshold=0.0):
     config = load_config('tiny')
     return dataclasses.replace(
-        config, model=dataclasses.replace(config.model, refiner_width=4, refiner_scoring=True),
-        inference=dataclasses.replace(config.inference, score_threshold=threshold, max_detections=50))
+        config,
+        model=dataclasses.replace(config.model, refiner_width=4, refiner_scoring=True),
+        inference=dataclasses.replace(config.inference, score_threshold=threshold, max_detections=50),
+    )
 
 
 def test_runner_publishes_the_fused_score_above_the_threshold():
@@ -56,27 +59,39 @@ def test_runner_publishes_the_fused_score_above_the_threshold():
     size = (config.data.input_height, config.data.input_width)
     image = np.random.default_rng(3).integers(0, 256, (120, 160, 3), dtype=np.uint8)
     K = np.array([[150.0, 0, 80], [0, 150.0, 60], [0, 0, 1]])
-    plain = StreamRunner(model, with_settings(config.inference, {'crop_scoring.enabled': False}), size).step(
-        Frame(image, K, 0.0, 'camera')).detections
+    plain = (
+        StreamRunner(model, with_settings(config.inference, {'crop_scoring.enabled': False}), size)
+        .step(Frame(image, K, 0.0, 'camera'))
+        .detections
+    )
     scored = StreamRunner(model, config.inference, size).step(Frame(image, K, 0.0, 'camera')).detections
-    assert plain and len(scored) == len(plain)                        # threshold 0: nobody goes
+    assert plain and len(scored) == len(plain)  # threshold 0: nobody goes
     with torch.no_grad():
         probabilities = crop_class_probabilities(
-            model.pose_refiner, torch.as_tensor(image).permute(2, 0, 1).float(), torch.as_tensor(K).float(),
-            torch.tensor(np.stack([d.translation for d in scored])), torch.tensor(np.stack([d.size for d in scored])),
-            config.model.refiner_crop_size, config.model.refiner_crop_margin).numpy()
+            model.pose_refiner,
+            torch.as_tensor(image).permute(2, 0, 1).float(),
+            torch.as_tensor(K).float(),
+            torch.tensor(np.stack([d.translation for d in scored])),
+            torch.tensor(np.stack([d.size for d in scored])),
+            config.model.refiner_crop_size,
+            config.model.refiner_crop_margin,
+        ).numpy()
     before = {d.extras['query']: d.score for d in plain}
     for detection, row in zip(scored, probabilities):
         assert detection.extras['decoder_score'] == pytest.approx(before[detection.extras['query']])
         weight = config.inference.crop_scoring.weight
-        assert detection.score == pytest.approx(detection.extras['decoder_score'] ** (1 - weight)
-                                                * row[detection.class_id] ** weight)
+        assert detection.score == pytest.approx(
+            detection.extras['decoder_score'] ** (1 - weight) * row[detection.class_id] ** weight
+        )
     assert [d.score for d in scored] == sorted((d.score for d in scored), reverse=True)
     # the threshold holds the decoder's score (before the refiner looks) and the fused one (published)
     lower = [min(d.score, d.extras['decoder_score']) for d in scored]
     middle = float(np.median(lower))
-    kept = StreamRunner(model, dataclasses.replace(config.inference, score_threshold=middle), size).step(
-        Frame(image, K, 0.0, 'camera')).detections
+    kept = (
+        StreamRunner(model, dataclasses.replace(config.inference, score_threshold=middle), size)
+        .step(Frame(image, K, 0.0, 'camera'))
+        .detections
+    )
     expected = [d.extras['query'] for d, low in zip(scored, lower) if low >= middle]
     assert expected and [d.extras['query'] for d in kept] == expected and len(expected) < len(scored)
 
@@ -86,13 +101,33 @@ def test_train_crop_scorer_learns_the_head_only(tmp_path):
     generate_scenes(root, scenes=2, frames=3, size='160x120', split='test', seed=9, objects='3-4')
     start = tiny_refiner_checkpoint(tmp_path / 'refined.pt', refiner_selection={'data': ['selection-set']})
     out = tmp_path / 'run'
-    assert seqpose(['train-crop-scorer', '--checkpoint', str(start), '--data', str(root), '--split', 'real_test',
-                    '--val-data', str(root), '--out', str(out), '--epochs', '2', '--batch-size', '8',
-                    '--no-progress']) == 0
+    assert (
+        seqpose(
+            [
+                'train-crop-scorer',
+                '--checkpoint',
+                str(start),
+                '--data',
+                str(root),
+                '--split',
+                'real_test',
+                '--val-data',
+                str(root),
+                '--out',
+                str(out),
+                '--epochs',
+                '2',
+                '--batch-size',
+                '8',
+                '--no-progress',
+            ]
+        )
+        == 0
+    )
     before, after = load_checkpoint(start)['model'], load_checkpoint(out / 'model.pt')['model']
     scorer = [name for name in after if name.startswith('pose_refiner.scorer.')]
     assert scorer and not any(name in before for name in scorer)
-    for name, tensor in before.items():                                # the rest is copied unchanged
+    for name, tensor in before.items():  # the rest is copied unchanged
         assert torch.equal(tensor, after[name]), name
     assert load_checkpoint(out / 'model.pt')['refiner_selection'] == {'data': ['selection-set']}
     model, loaded = load_model_and_config(out / 'model.pt')
@@ -108,16 +143,32 @@ def test_bad_crop_score_weights_are_named(weight):
     config = scored_config()
     model = build_model(config.model)
     with pytest.raises(ValueError, match=f'inference.crop_scoring.weight {weight}'):
-        StreamRunner(model, with_settings(config.inference, {'crop_scoring.weight': weight}),
-                     (config.data.input_height, config.data.input_width))
+        StreamRunner(
+            model,
+            with_settings(config.inference, {'crop_scoring.weight': weight}),
+            (config.data.input_height, config.data.input_width),
+        )
 
 
 def test_train_crop_scorer_needs_a_refiner(tmp_path, capsys):
     config = load_config('tiny')
     torch.manual_seed(7)
     base = save_checkpoint(tmp_path / 'base.pt', build_model(config.model), config)
-    assert seqpose(['train-crop-scorer', '--checkpoint', str(base), '--data', str(tmp_path), '--out',
-                    str(tmp_path / 'run'), '--no-progress']) == 1
+    assert (
+        seqpose(
+            [
+                'train-crop-scorer',
+                '--checkpoint',
+                str(base),
+                '--data',
+                str(tmp_path),
+                '--out',
+                str(tmp_path / 'run'),
+                '--no-progress',
+            ]
+        )
+        == 1
+    )
     assert 'no pose refiner' in capsys.readouterr().err
 
 
@@ -127,30 +178,85 @@ def test_kept_detections_train_the_same_head_without_running_the_model(tmp_path,
     start = tiny_refiner_checkpoint(tmp_path / 'refined.pt')
     common = ['--checkpoint', str(start), '--epochs', '2', '--batch-size', '8', '--no-progress']
     collected = tmp_path / 'collected'
-    assert seqpose(['train-crop-scorer', *common, '--data', str(root), '--split', 'real_test', '--val-data',
-                    str(root), '--keep-detections', '--out', str(collected)]) == 0
+    assert (
+        seqpose(
+            [
+                'train-crop-scorer',
+                *common,
+                '--data',
+                str(root),
+                '--split',
+                'real_test',
+                '--val-data',
+                str(root),
+                '--keep-detections',
+                '--out',
+                str(collected),
+            ]
+        )
+        == 0
+    )
     kept = torch.load(collected / 'detections.pt', weights_only=True)
     assert set(kept['scene_index'].tolist()) == {0, 1} and len(kept['labels']) == len(kept['features'])
     again = tmp_path / 'again'
-    assert seqpose(['train-crop-scorer', *common, '--detections', str(collected / 'detections.pt'),
-                    '--val-detections', str(collected / 'val_detections.pt'), '--out', str(again)]) == 0
+    assert (
+        seqpose(
+            [
+                'train-crop-scorer',
+                *common,
+                '--detections',
+                str(collected / 'detections.pt'),
+                '--val-detections',
+                str(collected / 'val_detections.pt'),
+                '--out',
+                str(again),
+            ]
+        )
+        == 0
+    )
     first, second = load_checkpoint(collected / 'model.pt')['model'], load_checkpoint(again / 'model.pt')['model']
     scorer = [name for name in first if name.startswith('pose_refiner.scorer.')]
     assert scorer and all(torch.equal(first[name], second[name]) for name in scorer)
-    assert (collected / 'scorer_log.csv').read_text().splitlines()[1].split(',')[2:] == \
-        (again / 'scorer_log.csv').read_text().splitlines()[1].split(',')[2:]      # the same loss and figures
+    assert (collected / 'scorer_log.csv').read_text().splitlines()[1].split(',')[2:] == (
+        again / 'scorer_log.csv'
+    ).read_text().splitlines()[1].split(',')[2:]  # the same loss and figures
     one_scene = first_scenes(kept, 1)
     assert 0 < len(one_scene['labels']) < len(kept['labels']) and set(one_scene['scene_index'].tolist()) == {0}
 
     # another refiner's features are refused by name
     other = tiny_refiner_checkpoint(tmp_path / 'other.pt', seed=7)
     capsys.readouterr()
-    assert seqpose(['train-crop-scorer', '--checkpoint', str(other), '--detections',
-                    str(collected / 'detections.pt'), '--out', str(tmp_path / 'refused'), '--no-progress']) == 1
+    assert (
+        seqpose(
+            [
+                'train-crop-scorer',
+                '--checkpoint',
+                str(other),
+                '--detections',
+                str(collected / 'detections.pt'),
+                '--out',
+                str(tmp_path / 'refused'),
+                '--no-progress',
+            ]
+        )
+        == 1
+    )
     assert 'detections.pt: holds the crop features of another refiner' in capsys.readouterr().err
     assert not (tmp_path / 'refused' / 'model.pt').exists()
-    assert seqpose(['train-crop-scorer', '--data', str(root), '--detections', str(collected / 'detections.pt'),
-                    '--out', str(tmp_path / 'both')]) == 2
+    assert (
+        seqpose(
+            [
+                'train-crop-scorer',
+                '--data',
+                str(root),
+                '--detections',
+                str(collected / 'detections.pt'),
+                '--out',
+                str(tmp_path / 'both'),
+            ]
+        )
+        == 2
+    )
     assert '--data and --detections: give one of them' in capsys.readouterr().err
     assert seqpose(['train-crop-scorer', '--out', str(tmp_path / 'neither')]) == 2
     assert '--data or --detections' in capsys.readouterr().err
@@ -164,9 +270,30 @@ def test_several_training_roots_number_their_scenes_in_order(tmp_path):
     kept = {}
     for max_scenes in (0, 3):
         out = tmp_path / f'run{max_scenes}'
-        assert seqpose(['train-crop-scorer', '--checkpoint', str(start), '--data', *map(str, roots), '--split',
-                        'real_test', '--max-scenes', str(max_scenes), '--keep-detections', '--epochs', '1',
-                        '--batch-size', '8', '--out', str(out), '--no-progress']) == 0
+        assert (
+            seqpose(
+                [
+                    'train-crop-scorer',
+                    '--checkpoint',
+                    str(start),
+                    '--data',
+                    *map(str, roots),
+                    '--split',
+                    'real_test',
+                    '--max-scenes',
+                    str(max_scenes),
+                    '--keep-detections',
+                    '--epochs',
+                    '1',
+                    '--batch-size',
+                    '8',
+                    '--out',
+                    str(out),
+                    '--no-progress',
+                ]
+            )
+            == 0
+        )
         kept[max_scenes] = torch.load(out / 'detections.pt', weights_only=True)
     assert sorted(set(kept[0]['scene_index'].tolist())) == [0, 1, 2, 3]
     assert sorted(set(kept[3]['scene_index'].tolist())) == [0, 1, 2]
@@ -177,6 +304,7 @@ def test_several_training_roots_number_their_scenes_in_order(tmp_path):
 def test_a_file_that_is_not_kept_detections_is_refused_by_name(tmp_path):
     from seqpose_core.train.crop_scorer import load_detections
     from seqpose_core.train.errors import TrainingError
+
     refiner = PoseRefiner(4, 12, box=True, scoring=True)
     garbage = tmp_path / 'garbage.pt'
     garbage.write_bytes(b'not a torch file')

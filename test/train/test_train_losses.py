@@ -1,4 +1,5 @@
 """Hungarian matcher on hand cases; every loss term is ~0 at a perfect prediction and > 0 otherwise."""
+
 import math
 
 import numpy as np
@@ -12,8 +13,8 @@ from seqpose_core.train.losses import LossTargets, SetCriterion
 from seqpose_core.train.matcher import HungarianMatcher
 from seqpose_core.train.targets import closest_symmetric_rotation6d, symmetric_mask
 
-LAYERS = 2           # decoder layers: the final one + one aux layer, as the test outputs have
-BIG_LOGIT = 30.0   # sigmoid(30) = 1 - 1e-13: a confident, correct classification
+LAYERS = 2  # decoder layers: the final one + one aux layer, as the test outputs have
+BIG_LOGIT = 30.0  # sigmoid(30) = 1 - 1e-13: a confident, correct classification
 
 
 def make_targets(labels, translations, rotations, sizes, symmetric=None):
@@ -39,17 +40,18 @@ def perfect_outputs(targets, num_queries, assignment):
         translation[0, query] = targets['translation'][gt_index]
         rotation6d[0, query] = targets['rotation6d'][gt_index]
         size[0, query] = targets['size'][gt_index]
-    return {'pred_logits': logits, 'pred_translation': translation, 'pred_rotation6d': rotation6d,
-            'pred_size': size}
+    return {'pred_logits': logits, 'pred_translation': translation, 'pred_rotation6d': rotation6d, 'pred_size': size}
 
 
 @pytest.fixture
 def scene():
     rotations = Rotation.random(3, random_state=7).as_matrix()
-    return make_targets(labels=[0, 4, 2],   # bottle, laptop, camera (0-based)
-                        translations=[[0.1, 0.0, 0.8], [-0.2, 0.1, 1.0], [0.0, -0.1, 0.6]],
-                        rotations=rotations,
-                        sizes=[[0.08, 0.2, 0.08], [0.3, 0.2, 0.25], [0.1, 0.08, 0.07]])
+    return make_targets(
+        labels=[0, 4, 2],  # bottle, laptop, camera (0-based)
+        translations=[[0.1, 0.0, 0.8], [-0.2, 0.1, 1.0], [0.0, -0.1, 0.6]],
+        rotations=rotations,
+        sizes=[[0.08, 0.2, 0.08], [0.3, 0.2, 0.25], [0.1, 0.08, 0.07]],
+    )
 
 
 def test_matcher_finds_the_queries_that_predict_each_object(scene):
@@ -61,12 +63,13 @@ def test_matcher_finds_the_queries_that_predict_each_object(scene):
 def test_matcher_hand_case_trades_class_against_position():
     """Two objects, three queries. Query 0 sits exactly on object 0 but says the wrong class; query 1 has the
     right class and is 1 cm off; query 2 is right on object 1. The optimum is {1: 0, 2: 1}."""
-    targets = make_targets([1, 3], [[0.0, 0.0, 1.0], [0.3, 0.0, 1.0]], [torch.eye(3).numpy()] * 2,
-                           [[0.1, 0.1, 0.1]] * 2)
+    targets = make_targets(
+        [1, 3], [[0.0, 0.0, 1.0], [0.3, 0.0, 1.0]], [torch.eye(3).numpy()] * 2, [[0.1, 0.1, 0.1]] * 2
+    )
     outputs = perfect_outputs(targets, 3, assignment=[0, 2])
     outputs['pred_logits'][0, 0] = -BIG_LOGIT
-    outputs['pred_logits'][0, 0, 5] = BIG_LOGIT                      # confidently a mug
-    outputs['pred_logits'][0, 1, 1] = BIG_LOGIT                      # the right class ...
+    outputs['pred_logits'][0, 0, 5] = BIG_LOGIT  # confidently a mug
+    outputs['pred_logits'][0, 1, 1] = BIG_LOGIT  # the right class ...
     outputs['pred_translation'][0, 1] = torch.tensor([0.01, 0.0, 1.0])  # ... 1 cm off
     outputs['pred_rotation6d'][0, 1] = targets['rotation6d'][0]
     outputs['pred_size'][0, 1] = targets['size'][0]
@@ -92,9 +95,9 @@ def test_symmetric_target_ignores_rotation_about_y():
     spun = gt @ torch.as_tensor(Rotation.from_euler('y', 73, degrees=True).as_matrix(), dtype=torch.float32)
     pred6d, gt6d = matrix_to_rotation_6d(spun), matrix_to_rotation_6d(gt)
     target = closest_symmetric_rotation6d(pred6d, gt6d, torch.tensor(True))
-    torch.testing.assert_close(target, pred6d, atol=1e-5, rtol=0)       # no penalty for the spin ...
+    torch.testing.assert_close(target, pred6d, atol=1e-5, rtol=0)  # no penalty for the spin ...
     unchanged = closest_symmetric_rotation6d(pred6d, gt6d, torch.tensor(False))
-    torch.testing.assert_close(unchanged, gt6d)                          # ... unless not symmetric
+    torch.testing.assert_close(unchanged, gt6d)  # ... unless not symmetric
     tilted = gt @ torch.as_tensor(Rotation.from_euler('x', 20, degrees=True).as_matrix(), dtype=torch.float32)
     target = closest_symmetric_rotation6d(matrix_to_rotation_6d(tilted), gt6d, torch.tensor(True))
     # a tilt of the y axis is still penalised: the target keeps the GT y axis
@@ -111,7 +114,7 @@ def test_symmetric_mask_covers_bottle_bowl_can_and_handleless_mugs():
 def dense_batch(height=8, width=10):
     generator = torch.Generator().manual_seed(0)
     depth = torch.rand(1, 1, height, width, generator=generator) + 0.5
-    depth[..., :2, :] = 0.0                                                 # invalid rows
+    depth[..., :2, :] = 0.0  # invalid rows
     normal = torch.nn.functional.normalize(torch.randn(1, 3, height, width, generator=generator), dim=1)
     normal[..., -1, :] = 0.0
     semantic = torch.randint(0, 7, (1, height, width), generator=generator)
@@ -127,8 +130,15 @@ def perfect_dense(batch):
     return {'depth': batch['depth'].clone(), 'normal': batch['normal'].clone(), 'seg_logits': seg_logits}
 
 
-ALL_TERMS = ('loss_class', 'loss_translation', 'loss_rotation', 'loss_size', 'loss_depth', 'loss_normal',
-             'loss_segmentation')
+ALL_TERMS = (
+    'loss_class',
+    'loss_translation',
+    'loss_rotation',
+    'loss_size',
+    'loss_depth',
+    'loss_normal',
+    'loss_segmentation',
+)
 
 
 def test_every_term_is_zero_at_a_perfect_prediction(scene):
@@ -148,7 +158,7 @@ def perturb(outputs, term):
     """The smallest change that must make exactly the named term positive."""
     changed = {key: (value.clone() if torch.is_tensor(value) else value) for key, value in outputs.items()}
     if term == 'loss_class':
-        changed['pred_logits'][0, 3, 0] = 0.0                 # unsure about a real bottle
+        changed['pred_logits'][0, 3, 0] = 0.0  # unsure about a real bottle
     elif term == 'loss_translation':
         changed['pred_translation'][0, 3, 2] += 0.02
     elif term == 'loss_rotation':
@@ -177,7 +187,7 @@ def test_each_term_is_positive_when_its_prediction_is_wrong(scene, term):
 
 
 def test_symmetric_object_spun_about_y_costs_nothing(scene):
-    scene['symmetric'][:] = torch.tensor([True, False, False])   # the bottle
+    scene['symmetric'][:] = torch.tensor([True, False, False])  # the bottle
     outputs = perfect_outputs(scene, 12, [3, 9, 0])
     spin = torch.as_tensor(Rotation.from_euler('y', 120, degrees=True).as_matrix(), dtype=torch.float32)
     bottle = rotation_6d_to_matrix(scene['rotation6d'][0])
@@ -211,7 +221,7 @@ def test_weight_dict_names_every_term_the_criterion_returns(scene):
     assert {'loss_size_aux1', 'loss_size_o2m2', 'loss_depth'} <= set(losses) <= set(criterion.weight_dict)
     assert criterion.weight_dict['loss_rotation_aux1'] == cfg.weight_rotation
     assert criterion.weight_dict['loss_rotation_o2m2'] == pytest.approx(cfg.weight_rotation * 0.5)
-    assert 'loss_size_aux2' not in criterion.weight_dict          # the final layer has no aux copy
+    assert 'loss_size_aux2' not in criterion.weight_dict  # the final layer has no aux copy
     with pytest.raises(KeyError):
         criterion.weighted_total({'loss_size_aux7': torch.tensor(1.0)})
 
@@ -221,7 +231,7 @@ def test_losses_backpropagate_to_every_prediction(scene):
     outputs = perfect_outputs(scene, 12, [3, 9, 0])
     outputs.update(perfect_dense(batch))
     outputs = {key: value + 0.1 * torch.randn_like(value) for key, value in outputs.items()}
-    outputs['pred_logits'] = torch.randn(1, 12, 6)   # unsaturated: a saturated sigmoid has no gradient
+    outputs['pred_logits'] = torch.randn(1, 12, 6)  # unsaturated: a saturated sigmoid has no gradient
     outputs['seg_logits'] = torch.randn_like(outputs['seg_logits'])
     leaves = {key: value.requires_grad_() for key, value in outputs.items()}
     criterion = SetCriterion(HungarianMatcher(), TrainConfig(), LAYERS)
@@ -237,7 +247,7 @@ def test_one_to_many_rewards_every_copy_and_weights_by_config(scene):
     criterion = SetCriterion(HungarianMatcher.from_config(cfg), cfg, LAYERS)
     doubled = perfect_outputs(scene, num_queries=10, assignment=[7, 2, 5])
     single_copy = perfect_outputs(scene, num_queries=10, assignment=[7, 2, 5])
-    for gt_index, query in enumerate([1, 3, 8]):       # a second exact copy of every object
+    for gt_index, query in enumerate([1, 3, 8]):  # a second exact copy of every object
         for key in ('pred_translation', 'pred_rotation6d', 'pred_size'):
             doubled[key][0, query] = doubled[key][0, 7 if gt_index == 0 else (2 if gt_index == 1 else 5)]
         doubled['pred_logits'][0, query, scene['labels'][gt_index]] = BIG_LOGIT
@@ -248,18 +258,22 @@ def test_one_to_many_rewards_every_copy_and_weights_by_config(scene):
         assert bad[f'loss_{term}_o2m0'] > 1e-3
     assert criterion.weight_dict['loss_class_o2m0'] == pytest.approx(cfg.weight_class * 0.5)
     assert criterion.weight_dict['loss_rotation_o2m0'] == pytest.approx(cfg.weight_rotation * 0.5)
-    assert not any('_o2m' in name for name in SetCriterion(HungarianMatcher(), TrainConfig(), LAYERS) (doubled, [scene]))
+    assert not any('_o2m' in name for name in SetCriterion(HungarianMatcher(), TrainConfig(), LAYERS)(doubled, [scene]))
 
 
 def test_background_weight_shifts_the_segmentation_loss_to_objects():
     logits = torch.zeros(1, 7, 4, 4)
-    logits[:, 0] = 5.0                      # everything called background
+    logits[:, 0] = 5.0  # everything called background
     goal = torch.zeros(1, 4, 4, dtype=torch.long)
-    goal[0, :2, :2] = 3                     # a quarter of the pixels show a camera
+    goal[0, :2, :2] = 3  # a quarter of the pixels show a camera
     values = {}
     for weight in (1.0, 0.1):
         criterion = SetCriterion(HungarianMatcher(), TrainConfig(segmentation_background_weight=weight), LAYERS)
-        values[weight] = float(criterion.loss_segmentation({'seg_logits': logits}, LossTargets([], torch.tensor(1.0), {'semantic': goal}), None))
+        values[weight] = float(
+            criterion.loss_segmentation(
+                {'seg_logits': logits}, LossTargets([], torch.tensor(1.0), {'semantic': goal}), None
+            )
+        )
     per_object_pixel = float(torch.nn.functional.cross_entropy(logits[:, :, 0, 0], torch.tensor([3])))
     per_background_pixel = float(torch.nn.functional.cross_entropy(logits[:, :, 3, 3], torch.tensor([0])))
     assert values[1.0] == pytest.approx(0.25 * per_object_pixel + 0.75 * per_background_pixel, rel=1e-5)

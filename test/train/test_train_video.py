@@ -6,19 +6,28 @@
 - Camera motion: the model is given a frame's motion only where `has_camera_motion` says there is one, and
   `train.camera_motion_dropout` withholds it on that fraction of the sequences.
 """
+
 import pytest
 import torch
 
+from helpers.generated_scenes import generate_scenes
 from seqpose_core.cli import main as seqpose
 from seqpose_core.config import load_config
 from seqpose_core.train.camera_motion import model_camera_motion, withheld_sequences, withhold_camera_motion
 from seqpose_core.train.engine import build_trainer
-from helpers.generated_scenes import generate_scenes
 
 FRAMES = 4
-TINY = {'model': {'dropout': 0.1},
-        'train': {'batch_size': 2, 'warmup_steps': 2, 'log_every': 1, 'checkpoint_every': 2, 'num_threads': 1,
-                  'video_split': 'real_train'}}
+TINY = {
+    'model': {'dropout': 0.1},
+    'train': {
+        'batch_size': 2,
+        'warmup_steps': 2,
+        'log_every': 1,
+        'checkpoint_every': 2,
+        'num_threads': 1,
+        'video_split': 'real_train',
+    },
+}
 
 
 @pytest.fixture(scope='module')
@@ -40,8 +49,9 @@ def record(trainer):
     model, stream = trainer.ddp_model, trainer.streams['video']
 
     def forward(images, K, memory=None, camera_motion=None, dense=True, score_fusion='query'):
-        outputs, new_memory = model(images, K, memory=memory, camera_motion=camera_motion, dense=dense,
-                                    score_fusion=score_fusion)
+        outputs, new_memory = model(
+            images, K, memory=memory, camera_motion=camera_motion, dense=dense, score_fusion=score_fusion
+        )
         calls.append({'memory': memory, 'returned': new_memory, 'camera_motion': camera_motion})
         return outputs, new_memory
 
@@ -68,13 +78,13 @@ def test_streaming_carries_the_memory_across_steps_and_resets_it_at_scene_starts
     trainer = build_trainer(cfg, two_scenes, tmp_path / 'run', progress=False)
     calls, batches = record(trainer)
     assert run(trainer) == 2 * FRAMES
-    assert len(calls) == len(batches) == 2 * FRAMES                       # one frame batch per step
+    assert len(calls) == len(batches) == 2 * FRAMES  # one frame batch per step
     for step, call in enumerate(calls):
         slots = batches[step][0]
-        assert [frame for _, frame in slots] == [f'{step % FRAMES:04d}'] * 2     # every slot walks its scene
-        if step % FRAMES == 0:                                             # a scene starts: empty memory
+        assert [frame for _, frame in slots] == [f'{step % FRAMES:04d}'] * 2  # every slot walks its scene
+        if step % FRAMES == 0:  # a scene starts: empty memory
             assert call['memory'].is_empty() and call['camera_motion'] is None
-        else:                                                              # the last step's memory, carried
+        else:  # the last step's memory, carried
             assert call['memory'] is calls[step - 1]['returned'] and not call['memory'].is_empty()
             assert [scene for scene, _ in slots] == [scene for scene, _ in batches[step - 1][0]]
             assert call['camera_motion'] is not None
@@ -86,11 +96,19 @@ def test_streaming_run_resumes_bit_for_bit_in_mid_sequence(two_scenes, tmp_path)
     args = ['--config', 'tiny', '--no-progress', '--data', str(two_scenes)]
     for section, values in TINY.items():
         args += [item for key, value in values.items() for item in ('--set', f'{section}.{key}={value}')]
-    args += ['--set', 'train.streaming=true', '--set', f'train.stream_length={FRAMES}', '--set', 'train.max_steps=6',
-             '--set', 'train.camera_motion_dropout=0.5']
+    args += [
+        '--set',
+        'train.streaming=true',
+        '--set',
+        f'train.stream_length={FRAMES}',
+        '--set',
+        'train.max_steps=6',
+        '--set',
+        'train.camera_motion_dropout=0.5',
+    ]
     whole, interrupted = tmp_path / 'whole', tmp_path / 'interrupted'
     assert seqpose(['train', *args, '--out', str(whole)]) == 0
-    assert seqpose(['train', *args, '--out', str(interrupted), '--max-steps', '2']) == 0     # step 2 of 4
+    assert seqpose(['train', *args, '--out', str(interrupted), '--max-steps', '2']) == 0  # step 2 of 4
     stopped = torch.load(interrupted / 'checkpoint.pt', map_location='cpu', weights_only=True)['training']
     assert stopped['data_position']['video']['time'] == 2 and len(stopped['stream_memory'][0]['frames']) == 2
     assert seqpose(['train', '--resume', '--data', str(two_scenes), '--out', str(interrupted), '--no-progress']) == 0
@@ -99,8 +117,9 @@ def test_streaming_run_resumes_bit_for_bit_in_mid_sequence(two_scenes, tmp_path)
     assert resumed['training']['step'] == expected['training']['step'] == 6
     for name, value in expected['model'].items():
         assert torch.equal(value, resumed['model'][name]), name
-    for frame, resumed_frame in zip(expected['training']['stream_memory'][0]['frames'],
-                                    resumed['training']['stream_memory'][0]['frames']):
+    for frame, resumed_frame in zip(
+        expected['training']['stream_memory'][0]['frames'], resumed['training']['stream_memory'][0]['frames']
+    ):
         assert all(torch.equal(frame[key], resumed_frame[key]) for key in ('features', 'reference_points'))
 
 
@@ -108,7 +127,7 @@ def test_camera_motion_reaches_the_model_only_where_the_frame_has_one():
     motion = torch.eye(4).repeat(3, 1, 1)
     motion[:, 0, 3] = torch.tensor([0.1, 0.2, 0.3])
     frame = {'camera_motion': motion, 'has_camera_motion': torch.tensor([False, False, False])}
-    assert model_camera_motion(frame, 'cpu') is None                     # a motion in the batch, but not known
+    assert model_camera_motion(frame, 'cpu') is None  # a motion in the batch, but not known
     frame['has_camera_motion'] = torch.tensor([True, False, True])
     given = model_camera_motion(frame, 'cpu')
     assert given[:, 0, 3].tolist() == pytest.approx([0.1, 0.0, 0.3])
@@ -121,10 +140,11 @@ def test_camera_motion_dropout_withholds_whole_sequences_reproducibly():
     assert torch.equal(draws, withheld_sequences(3, 1, 7, 4000, 0.3))
     assert not torch.equal(draws, withheld_sequences(3, 1, 8, 4000, 0.3))
     assert not withheld_sequences(3, 1, 7, 10, 0.0).any() and withheld_sequences(3, 1, 7, 10, 1.0).all()
-    clip = [{'camera_motion': torch.full((2, 4, 4), 2.0), 'has_camera_motion': torch.tensor([True, True])}
-            for _ in range(3)]
+    clip = [
+        {'camera_motion': torch.full((2, 4, 4), 2.0), 'has_camera_motion': torch.tensor([True, True])} for _ in range(3)
+    ]
     clip = withhold_camera_motion(clip, torch.tensor([False, True]))
-    for frame in clip:                                                   # every frame of the withheld sequence
+    for frame in clip:  # every frame of the withheld sequence
         assert frame['has_camera_motion'].tolist() == [True, False]
         assert torch.equal(frame['camera_motion'][1], torch.eye(4)) and frame['camera_motion'][0].eq(2).all()
 
@@ -137,5 +157,5 @@ def test_clip_training_withholds_camera_motion_at_the_configured_rate(two_scenes
     calls, _ = record(trainer)
     run(trainer)
     given = [call['camera_motion'] is not None for call in calls]
-    assert len(given) == 2 * 3 and not any(given[0::3])                  # never at a clip's first frame
+    assert len(given) == 2 * 3 and not any(given[0::3])  # never at a clip's first frame
     assert all(given[1::3] + given[2::3]) if dropout == 0.0 else not any(given)

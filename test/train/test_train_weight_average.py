@@ -1,12 +1,13 @@
 """The moving average of the weights (train.ema_decay): its arithmetic, and a run that validates, ships and
 resumes with it."""
+
 import pytest
 import torch
 from torch import nn
 
+from helpers.generated_scenes import generate_scenes
 from seqpose_core.cli import main as seqpose
 from seqpose_core.train.weight_average import WeightAverage
-from helpers.generated_scenes import generate_scenes
 
 
 def small_model():
@@ -30,7 +31,7 @@ def test_average_follows_the_ramped_decay_and_leaves_integer_buffers_to_the_mode
     # the ramp ends after 80 updates; then the average lags the weights by decay / (1 - decay) = 9 steps of +1
     lag = (model[0].weight - average.state['0.weight']).mean().item()
     assert 8.0 < lag < 10.0
-    assert int(average.state["1.num_batches_tracked"]) == 300
+    assert int(average.state['1.num_batches_tracked']) == 300
 
 
 def test_applied_swaps_the_average_in_and_the_weights_back():
@@ -61,9 +62,27 @@ def test_state_round_trips_and_bad_values_are_refused():
         WeightAverage(nn.Linear(3, 4), decay=0.5).load_state_dict(average.state_dict())
 
 
-TINY = ['--config', 'tiny', '--no-progress', '--set', 'train.batch_size=2', '--set', 'train.max_steps=6',
-        '--set', 'train.warmup_steps=2', '--set', 'train.checkpoint_every=2', '--set', 'train.num_threads=1',
-        '--set', 'train.mode=single', '--set', 'train.single_split=real_train', '--set', 'train.ema_decay=0.8']
+TINY = [
+    '--config',
+    'tiny',
+    '--no-progress',
+    '--set',
+    'train.batch_size=2',
+    '--set',
+    'train.max_steps=6',
+    '--set',
+    'train.warmup_steps=2',
+    '--set',
+    'train.checkpoint_every=2',
+    '--set',
+    'train.num_threads=1',
+    '--set',
+    'train.mode=single',
+    '--set',
+    'train.single_split=real_train',
+    '--set',
+    'train.ema_decay=0.8',
+]
 
 
 @pytest.fixture(scope='module')
@@ -97,6 +116,10 @@ def test_a_run_ships_the_average_and_resumes_it_bit_for_bit(scene_root, tmp_path
 
 
 def test_a_bad_decay_is_reported(scene_root, tmp_path, capsys):
-    assert seqpose(['train', *TINY, '--data', str(scene_root), '--out', str(tmp_path / 'bad'),
-                    '--set', 'train.ema_decay=1.5']) != 0
+    assert (
+        seqpose(
+            ['train', *TINY, '--data', str(scene_root), '--out', str(tmp_path / 'bad'), '--set', 'train.ema_decay=1.5']
+        )
+        != 0
+    )
     assert 'train.ema_decay must be in [0, 1)' in capsys.readouterr().err
