@@ -51,14 +51,15 @@ bookkeeping, Python overhead: step total minus the stages)."""
 STAGE_ORDER = (
     'preprocess',
     'encoder',
-    'decoder',
+    'depth_head',
     'fusion',
     'dense',
     'stsq',
     'pose_head',
     'postprocess',
     'refiner',
-    'score_tracks',
+    'crop_scoring',
+    'tracks',
     'support_plane',
     'other',
 )

@@ -85,7 +85,7 @@ def describe(model, config, name):
     )
     lines += ['', 'GFLOPs per frame (2 x MACs, analytic):']
     header = f'  {"":<48}' + ''.join(
-        f'{k:>10}' for k in ('encoder', 'decoder', 'fusion', 'dense', 'stsq', 'pose_head', 'total')
+        f'{k:>10}' for k in ('encoder', 'depth_head', 'fusion', 'dense', 'stsq', 'pose_head', 'total')
     )
     lines.append(header)
     for label, dense, memory_full in runs:

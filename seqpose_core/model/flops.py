@@ -160,7 +160,7 @@ def count_flops(cfg, input_hw, dense=False, memory_full=False):
         memory_keys = (cfg.memory_frames - 1) * cfg.memory_top_k
     stages = {
         'encoder': encoder_flops(cfg, input_hw),
-        'decoder': dpt_flops(cfg, input_hw, with_depth=dense),
+        'depth_head': dpt_flops(cfg, input_hw, with_depth=dense),
         'fusion': fusion_flops(cfg, input_hw),
         # with the dense maps, the guidance reuses their depth logits (DenseHeads.forward's coarse_depth)
         'dense': dense_flops(cfg, input_hw) if dense else guidance_depth_flops(cfg, input_hw),

@@ -34,7 +34,7 @@ from seqpose_core.model.proposals import centre_evidence
 from seqpose_core.model.stsq import SpatialTemporalQueryDecoder
 from seqpose_core.timing import timed_stage
 
-STAGES = ('encoder', 'decoder', 'fusion', 'dense', 'stsq', 'pose_head')
+STAGES = ('encoder', 'depth_head', 'fusion', 'dense', 'stsq', 'pose_head')
 PREDICTION_KEYS = ('pred_logits', 'pred_translation', 'pred_rotation6d', 'pred_size')
 SCORE_FUSIONS = ('query', 'proposal')  # how detections are scored: the query's own, or fused with the proposal head
 
@@ -114,7 +114,7 @@ class SeqPose(nn.Module):
 
         with timed_stage(timer, 'encoder'):
             levels = self.encode(images)
-        with timed_stage(timer, 'decoder'):
+        with timed_stage(timer, 'depth_head'):
             semantic, geometry, relative_depth = self.decode_geometry(levels, image_hw if dense else None)
         with timed_stage(timer, 'fusion'):
             fused = self.fuse(semantic, geometry)

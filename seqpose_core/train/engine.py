@@ -54,7 +54,7 @@ from seqpose_core.train.resume import (
     restore_rng_state,
     save_training_checkpoint,
 )
-from seqpose_core.train.streams import MODES, build_streams, schedule_length, step_kind
+from seqpose_core.train.streams import TRAINING_MODES, build_streams, schedule_length, step_kind
 from seqpose_core.train.targets import batch_targets
 from seqpose_core.train.validation import check_validation_data, validate
 from seqpose_core.train.weight_average import WeightAverage
@@ -65,8 +65,8 @@ AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 def check_train_config(train_cfg):
-    if train_cfg.mode not in MODES:
-        raise TrainingError(f'train.mode must be one of {MODES}, got {train_cfg.mode!r}')
+    if train_cfg.mode not in TRAINING_MODES:
+        raise TrainingError(f'train.mode must be one of {TRAINING_MODES}, got {train_cfg.mode!r}')
     if train_cfg.mode == 'mixed' and not 0.0 < train_cfg.single_frame_ratio < 1.0:
         raise TrainingError('train.mode=mixed needs 0 < train.single_frame_ratio < 1')
     if train_cfg.amp not in ('none', *AMP_DTYPES):

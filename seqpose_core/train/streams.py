@@ -16,7 +16,7 @@ from seqpose_core.train.camera_motion import withheld_sequences, withhold_camera
 from seqpose_core.train.errors import TrainingError
 from seqpose_core.train.sampling import ResumableDistributedSampler, SeededSamples
 
-MODES = ('video', 'single', 'mixed')
+TRAINING_MODES = ('video', 'single', 'mixed')
 
 
 def collate_frames(samples):

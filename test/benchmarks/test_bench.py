@@ -20,7 +20,7 @@ KEYS = (
     'utilization',
     'stages_ms',
 )
-STAGES = ('preprocess', 'encoder', 'decoder', 'fusion', 'stsq', 'pose_head', 'postprocess')
+STAGES = ('preprocess', 'encoder', 'depth_head', 'fusion', 'stsq', 'pose_head', 'postprocess')
 
 
 @pytest.mark.parametrize('mode', ['sf', 'mf'])

@@ -43,7 +43,7 @@ def test_analytic_flops_match_torch_flop_counter(proposal_queries, patch_stem, a
     tokens = (H // 14) * (W // 14) + 1
     attention = (max(layers) + 1) * 4 * tokens * tokens * dim
     assert analytic['encoder'] == encoder + attention
-    assert analytic['decoder'] == decoder
+    assert analytic['depth_head'] == decoder
     assert analytic['fusion'] == fusion
     assert cfg.depth_guidance and analytic['dense'] == dense
     assert count_flops(cfg, (H, W), dense=False)['dense'] == guidance > 0
