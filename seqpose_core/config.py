@@ -33,9 +33,11 @@ __all__ = [
 CONFIG_DIR = Path(__file__).resolve().parent / 'configs'
 
 
-# Where the video mode's camera motion comes from in evaluation: none (what a camera without odometry has) or
-# gt, an ORACLE derived from the ground-truth poses of the frames being scored (never a headline number)
-CAMERA_MOTION_CHOICES = ('none', 'gt')
+# Where the video mode's camera motion comes from in evaluation: none (what a camera without odometry has),
+# odometry (the scene's odometry.txt: what a robot's odometry reports, drift and jitter included; generated
+# videos have it, REAL275 has not), or gt, an ORACLE derived from the ground-truth poses of the frames being
+# scored (never a headline number)
+CAMERA_MOTION_CHOICES = ('none', 'odometry', 'gt')
 
 
 @dataclass

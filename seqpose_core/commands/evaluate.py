@@ -31,9 +31,10 @@ def add_arguments(parser):
         '--camera-motion',
         choices=CAMERA_MOTION_CHOICES,
         default='none',
-        help='mf only: none (default: what a deployed camera without odometry has), or gt: an '
-        'ORACLE that derives the camera motion from the ground-truth poses of the frames '
-        'being scored (never use it for a headline number)',
+        help='mf only: none (default: what a deployed camera without odometry has); odometry: the '
+        "scene's odometry.txt, what a robot's odometry reports (generated videos have it, REAL275 has not); or gt: "
+        'an ORACLE that derives the camera motion from the ground-truth poses of the frames being scored (never '
+        'use it for a headline number)',
     )
     parser.add_argument('--overlays', type=int, default=4, help='overlay images to write (default: %(default)s)')
     parser.add_argument('--max-scenes', type=int, default=None, help='evaluate the first N scenes only')

@@ -1,6 +1,7 @@
 """The files of one NOCS frame and of the object models, one reader each: colour, depth, mask and coord PNGs
 (with the encodings of NOCS `dataset.py` / object-deformnet `lib/utils.py`), `_meta.txt`, `intrinsics.txt`
-and the model extents under `obj_models/`. Every failure names the file it came from.
+and the model extents under `obj_models/`, and a generated video's `odometry.txt` (the camera's trajectory as a
+robot's odometry reports it, seqpose_core.synth.odometry). Every failure names the file it came from.
 """
 
 from dataclasses import dataclass
@@ -160,6 +161,28 @@ def read_intrinsics_file(path):
             f'{path}: expected a 3x3 intrinsics matrix [[fx 0 cx] [0 fy cy] [0 0 1]], got {K.tolist()}'
         )
     return K
+
+
+ODOMETRY_FILE = 'odometry.txt'
+
+
+def read_odometry_file(path):
+    """{frame number: (4, 4) odom_from_camera} of a scene's odometry.txt: one line per frame, the frame number
+    and the 16 values of the pose, row by row ('#' lines are comments)."""
+    try:
+        rows = np.loadtxt(path, dtype=np.float64, comments='#', ndmin=2)
+    except (OSError, ValueError) as error:
+        raise NocsFormatError(f'{path}: cannot read odometry: {error}') from None
+    if rows.shape[1] != 17 or not np.all(np.isfinite(rows)):
+        raise NocsFormatError(
+            f'{path}: expected lines of a frame number and 16 finite pose values, got {rows.shape[1]} columns'
+        )
+    poses = rows[:, 1:].reshape(-1, 4, 4)
+    if not np.allclose(poses[:, 3], (0, 0, 0, 1)) or not np.allclose(
+        poses[:, :3, :3] @ poses[:, :3, :3].transpose(0, 2, 1), np.eye(3), atol=1e-6
+    ):
+        raise NocsFormatError(f'{path}: a pose is not rigid (rotation not orthonormal, or last row not 0 0 0 1)')
+    return {int(number): pose for number, pose in zip(rows[:, 0], poses)}
 
 
 # --- object models ---------------------------------------------------------------------------------------

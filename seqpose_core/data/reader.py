@@ -10,11 +10,13 @@ import numpy as np
 from seqpose_core.data.annotation import FrameAnnotation, derive_annotation, load_label
 from seqpose_core.data.files import (
     MASK_BACKGROUND,
+    ODOMETRY_FILE,
     ObjectModelSizes,
     read_color,
     read_coord,
     read_depth,
     read_intrinsics_file,
+    read_odometry_file,
     read_mask,
     read_meta,
 )
@@ -71,6 +73,12 @@ class NocsFrameReader:
                 K = REAL_INTRINSICS if self.kind == 'real' else CAMERA_INTRINSICS
             self._intrinsics[scene_folder] = np.array(K, np.float64)
         return self._intrinsics[scene_folder]
+
+    def odometry(self, scene_folder):
+        """{frame number: odom_from_camera (4, 4)} from the scene's odometry.txt, or None when the scene has none
+        (REAL275, CAMERA25: no odometry was recorded)."""
+        path = Path(scene_folder) / ODOMETRY_FILE
+        return read_odometry_file(path) if path.is_file() else None
 
     def _min_pixels(self, hw):
         if self.min_pixels is not None:

@@ -5,13 +5,15 @@ turn (mode 'mf': memory on, the paper's video setting; 'sf': single frame). Each
 pickle in the common NOCS / object-deformnet form (`results/results_<split>_<scene>_<frame>.pkl`); the
 evaluator then writes metrics.json and the AP curves PNG; a few frames get an overlay.
 
-What the runner is given is what a deployed camera has: images, intrinsics, stamps and no camera motion.
-`camera_motion='gt'` is an ORACLE that derives the motion between frames from the ground-truth poses of the
+What the runner is given is what a deployed camera has: images, intrinsics, stamps and no camera motion, or
+with `camera_motion='odometry'` what a robot has too: the motion between frames from the scene's odometry
+(drift and jitter included; a dataset without it is refused by name). `camera_motion='gt'` is an ORACLE that derives the motion between frames from the ground-truth poses of the
 very frames being scored; it is for ablations only, never for a headline number.
 """
 
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from seqpose_core.config import CAMERA_MOTION_CHOICES, MODES
@@ -34,15 +36,35 @@ def run_scenes(runner, reader, scenes, camera_motion='none'):
     for scene_name, prefixes in scenes:
         runner.reset()
         previous = None
+        odometry = scene_odometry(reader, prefixes) if camera_motion == 'odometry' else None
         for position, prefix in enumerate(prefixes):
             frame = reader.read(prefix)
             motion = None
             if oracle_motion and previous is not None:
                 # the same estimate the training clips carry (static scenes: from the GT object poses)
                 motion = camera_motion_from_annotations(previous.annotation, frame.annotation)
+            elif odometry is not None and position:
+                # T_current_from_previous = current_from_odom @ odom_from_previous
+                motion = np.linalg.inv(odometry[position]) @ odometry[position - 1]
             result = runner.step(Frame(frame.color, frame.K, position * FRAME_PERIOD, scene_name, camera_motion=motion))
             yield scene_name, frame, result.detections
             previous = frame
+
+
+def scene_odometry(reader, prefixes):
+    """(frames, 4, 4) odom_from_camera of the frames `prefixes` of one scene, from its odometry.txt; ValueError
+    naming the scene when it has none, or none for a frame."""
+    scene_folder = Path(prefixes[0]).parent
+    readings = reader.odometry(scene_folder)
+    if readings is None:
+        raise ValueError(
+            f'--camera-motion odometry: {scene_folder} has no odometry.txt (REAL275 and CAMERA25 record none; '
+            'generated videos have it): use --camera-motion none'
+        )
+    missing = [Path(prefix).name for prefix in prefixes if int(Path(prefix).name) not in readings]
+    if missing:
+        raise ValueError(f'{scene_folder / "odometry.txt"}: no reading for frame(s) {missing[:5]}')
+    return np.stack([readings[int(Path(prefix).name)] for prefix in prefixes])
 
 
 def evaluate_model(

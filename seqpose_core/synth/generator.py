@@ -18,12 +18,14 @@ import numpy as np
 from seqpose_core import CLASS_NAMES
 from seqpose_core.synth.meshes import ModelSource
 from seqpose_core.synth.render import Renderer
-from seqpose_core.synth.scene import choose_categories, make_scene, random_view, video_trajectory
+from seqpose_core.synth.odometry import OdometryNoise, simulate_odometry
+from seqpose_core.synth.scene import FPS, choose_categories, make_scene, random_view, video_trajectory
 from seqpose_core.synth.textures import BackgroundSource
 from seqpose_core.synth.writer import NocsWriter
 
 SPLITS = {'video': ('train', 'test'), 'single': ('train', 'val')}
 _MODE_SEED = {'video': 1, 'single': 2}
+SPLIT_CODES = {'train': 0, 'test': 1, 'val': 2}
 # CAMERA-style folders draw their frames' objects from a pool of this many instances per category
 POOL_PER_CATEGORY = 2
 
@@ -86,6 +88,9 @@ def video_views(rng, options, model_source, background_source, writer, split, nu
     scene = make_scene(rng, model_source, background_source, models=models)
     trajectory = video_trajectory(rng, options.frames)
     noise_seeds = rng.uniform(0, 100, options.frames)
+    # the odometry draws from its own stream: the images of a seed do not change with its noise model
+    odometry_rng = np.random.default_rng([int(options.seed), _MODE_SEED['video'], SPLIT_CODES[split], number, 7])
+    writer.write_odometry(split, number, simulate_odometry(odometry_rng, trajectory, FPS), OdometryNoise())
     for camera_from_world, noise_seed in zip(trajectory, noise_seeds):
         yield scene, camera_from_world, noise_seed
 

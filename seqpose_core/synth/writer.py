@@ -1,7 +1,8 @@
 """Writes rendered frames in exactly the NOCS CAMERA / REAL layout (../shared/reference/nocs-data-format.md).
 
 Video (REAL-like):   OUT/Real/{train,test}/scene_<N>/<4-digit>_{color,depth,mask,coord}.png, _meta.txt
-                     (`inst_id class_id model_name`), _label.pkl; intrinsics.txt per scene;
+                     (`inst_id class_id model_name`), _label.pkl; intrinsics.txt and odometry.txt (simulated odometry,
+                     synth.odometry) per scene;
                      OUT/obj_models/real_{train,test}/<model_name>.obj (metric) + <model_name>.txt (metric extents);
                      OUT/Real/{train,test}_list_all.txt and {train,test}_list.txt.
 Single (CAMERA-like): OUT/CAMERA/{train,val}/<5-digit>/<4-digit>_*, _meta.txt (`inst_id class_id synset_id
@@ -141,6 +142,18 @@ class NocsWriter:
         folder.mkdir(parents=True, exist_ok=True)
         np.savetxt(folder / 'intrinsics.txt', self.K)
         return folder
+
+    def write_odometry(self, split, number, readings, noise):
+        """The video's odometry.txt: per frame its number and odom_from_camera (16 values, row by row), the noise
+        model in the header (seqpose_core.synth.odometry; read by data.files.read_odometry_file)."""
+        rows = np.concatenate([np.arange(len(readings))[:, None], np.asarray(readings).reshape(-1, 16)], axis=1)
+        header = (
+            'odom_from_camera per frame: frame number, then the 4x4 pose row by row. Simulated odometry, NOT the '
+            f'true trajectory: {noise}'
+        )
+        np.savetxt(
+            self.root / split / f'scene_{number}' / 'odometry.txt', rows, fmt=['%d'] + ['%.9f'] * 16, header=header
+        )
 
     def model_name(self, split, scene_number, category, index):
         if self.mode == 'video':
