@@ -16,9 +16,9 @@ from seqpose_core.data.files import (
     read_coord,
     read_depth,
     read_intrinsics_file,
-    read_odometry_file,
     read_mask,
     read_meta,
+    read_odometry_file,
 )
 from seqpose_core.data.layout import CAMERA_INTRINSICS, NATIVE_HW, REAL_INTRINSICS, NocsFormatError, resolve_split
 

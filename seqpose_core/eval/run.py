@@ -7,8 +7,9 @@ evaluator then writes metrics.json and the AP curves PNG; a few frames get an ov
 
 What the runner is given is what a deployed camera has: images, intrinsics, stamps and no camera motion, or
 with `camera_motion='odometry'` what a robot has too: the motion between frames from the scene's odometry
-(drift and jitter included; a dataset without it is refused by name). `camera_motion='gt'` is an ORACLE that derives the motion between frames from the ground-truth poses of the
-very frames being scored; it is for ablations only, never for a headline number.
+(drift and jitter included; a dataset without it is refused by name). `camera_motion='gt'` is an ORACLE that
+derives the motion between frames from the ground-truth poses of the very frames being scored; it is for
+ablations only, never for a headline number.
 """
 
 from pathlib import Path

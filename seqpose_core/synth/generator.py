@@ -17,8 +17,8 @@ import numpy as np
 
 from seqpose_core import CLASS_NAMES
 from seqpose_core.synth.meshes import ModelSource
-from seqpose_core.synth.render import Renderer
 from seqpose_core.synth.odometry import OdometryNoise, simulate_odometry
+from seqpose_core.synth.render import Renderer
 from seqpose_core.synth.scene import FPS, choose_categories, make_scene, random_view, video_trajectory
 from seqpose_core.synth.textures import BackgroundSource
 from seqpose_core.synth.writer import NocsWriter
