@@ -191,6 +191,44 @@ class SupportPlaneSettings:
         check_fields(self, 'inference.support_plane')
 
 
+@dataclass
+class WorldFusionSettings:
+    """Video mode with camera motion (odometry): each track's centre fused in the world from its rays across
+    frames, the model's depth the prior (seqpose_core.stages.world_fusion)."""
+
+    enabled: bool = setting(
+        True, "fuse each track's rays in the world when the camera motion is known (false: each frame's own centre)"
+    )
+    bearing_sigma: float = setting(
+        0.01,
+        "radians: how far off the model's viewing ray of an object's centre is, frame by frame",
+        range=(0.0, 1.0, (True, False)),
+    )
+    bearing_correlation: float = setting(
+        0.05,
+        "how much of that error one object's frames share (N rays count as N / (1 + (N - 1) x this))",
+        range=(0.0, 1.0),
+    )
+    depth_sigma: float = setting(
+        0.15,
+        "the model's depth error as a fraction of the range: the prior, counted once per track",
+        range=(0.0, 10.0, (True, False)),
+    )
+    move_gate: float = setting(
+        0.05,
+        "metres across its ray beyond which an observation is off its track's estimate (not fused)",
+        range=(0.0, 10.0, (True, False)),
+    )
+    restart_after: int = setting(
+        3,
+        'observations off the estimate in a row after which the object has moved: its fusion starts again',
+        range=(1, 1000),
+    )
+
+    def __post_init__(self):
+        check_fields(self, 'inference.world_fusion')
+
+
 # --------------------------------------------------------------------------------------------- the section
 @dataclass
 class InferenceConfig:
@@ -221,6 +259,7 @@ class InferenceConfig:
     refiner: RefinerSettings = section(RefinerSettings, RefinerSettings.__doc__)
     crop_scoring: CropScoringSettings = section(CropScoringSettings, CropScoringSettings.__doc__)
     tracks: TrackSettings = section(TrackSettings, TrackSettings.__doc__)
+    world_fusion: WorldFusionSettings = section(WorldFusionSettings, WorldFusionSettings.__doc__)
     support_plane: SupportPlaneSettings = section(SupportPlaneSettings, SupportPlaneSettings.__doc__)
 
     def __post_init__(self):

@@ -12,12 +12,14 @@ from seqpose_core.stages.crop_scoring import CropScoringStage
 from seqpose_core.stages.refiner import RefinerStage
 from seqpose_core.stages.support_plane import SupportPlaneStage
 from seqpose_core.stages.tracks import TrackStage
+from seqpose_core.stages.world_fusion import WorldFusionStage
 
 # in the order the runner applies them
 STAGES = (
     RefinerStage,  # a second look at each detection's rotation (and box) in a full-resolution crop
     CropScoringStage,  # a second opinion on what each box holds, fused into its score
     TrackStage,  # track ids; in video mode scores that remember
+    WorldFusionStage,  # video with camera motion: each track's centre from its rays across frames
     SupportPlaneStage,  # objects standing on one surface share its up
 )
 

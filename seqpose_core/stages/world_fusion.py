@@ -1,0 +1,160 @@
+"""Object tracks fused in the world (inference.world_fusion): what a video gives that one frame cannot.
+
+One RGB frame pins an object's viewing ray well and its depth poorly: the depth error of a monocular model is
+mostly one scale per instance that stays for the whole video (the instance's metric size is not in the image).
+A camera that moves sees the object along rays that cross: with the camera's motion as the robot's odometry
+reports it, the rays of a track meet at the object's centre, and that is metric, whatever the model thought
+of the object's size (parallax; the same the naive triangulation of the issue that asked for this measured:
+80 % of centres within 10 cm against the model's 60 % on 300-frame videos).
+
+Per track (the tracker's ids, `seqpose_core.stages.tracks`), in the world frame of the sequence's first camera
+(chained from the per-frame camera motion), the estimate is a product of Gaussians:
+
+- each frame's ray from the camera centre o_i through the model's centre c_i (range r_i, direction d_i)
+  constrains the centre across the ray: information (I - d_i d_i^T) / (bearing_sigma r_i)^2. The model's
+  bearing errors of one object are correlated from frame to frame, so N rays count as N / (1 + (N - 1) rho)
+  independent ones (rho: `bearing_correlation`);
+- the model's own depth is the prior, counted once (its error is one bias per instance, not noise that
+  averages out): along the mean ray, at the mean of the model's centres, sigma = depth_sigma x the range.
+
+With one view the estimate is the model's centre; as the baseline grows the rays take over. The published
+centre is the estimate in the current camera; the size follows the depth (the model's size and depth are one
+guess: at k times the depth the object is k times as large); extras['position_covariance'] (3, 3, camera frame)
+shrinks as evidence grows. An observation off the estimate by more than `move_gate` metres across its ray is
+not fused: the model's own centre is published, and after `restart_after` such frames in a row the object has
+moved (picked up, slid) and its fusion starts again from its new place.
+
+Without camera motion (no odometry) there is no world to fuse in: the stage passes detections through, and a
+frame without motion starts the world afresh. Single mode: each frame stands alone, no fusion.
+"""
+
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+import numpy as np
+
+# tracks unseen for this many frames are forgotten (the tracker never gives their ids again)
+FORGET_AFTER_FRAMES = 300
+
+
+@dataclass(frozen=True)
+class FusedTrack:
+    """Sums over one track's fused observations, all in the world frame."""
+
+    ray_information: np.ndarray  # (3, 3) sum of (I - d d^T) / (bearing_sigma r)^2
+    ray_weighted: np.ndarray  # (3,) the same matrices times each observation's centre
+    centre_sum: np.ndarray  # (3,) sum of the model's centres
+    direction_sum: np.ndarray  # (3,) sum of the viewing directions
+    range_sum: float
+    views: int
+    outliers: int = 0  # consecutive observations off the estimate
+    last_frame: int = 0
+
+
+@dataclass(frozen=True)
+class WorldState:
+    """world_from_camera (4, 4) of the current frame (the world: the sequence's first camera with motion),
+    the frame count, and the fused tracks by track id."""
+
+    world_from_camera: np.ndarray
+    frame: int = 0
+    tracks: dict = field(default_factory=dict)
+
+
+def _observation(settings, world_from_camera, centre_camera):
+    """(FusedTrack of one observation, its centre in the world, camera centre, direction, range)."""
+    origin = world_from_camera[:3, 3]
+    centre = world_from_camera[:3, :3] @ centre_camera + origin
+    offset = centre - origin
+    distance = max(float(np.linalg.norm(offset)), 1e-6)
+    direction = offset / distance
+    information = (np.eye(3) - np.outer(direction, direction)) / (settings.bearing_sigma * distance) ** 2
+    single = FusedTrack(information, information @ centre, centre, direction, distance, 1)
+    return single, centre, origin, direction, distance
+
+
+def _merged(track: FusedTrack, new: FusedTrack, frame):
+    return FusedTrack(
+        track.ray_information + new.ray_information,
+        track.ray_weighted + new.ray_weighted,
+        track.centre_sum + new.centre_sum,
+        track.direction_sum + new.direction_sum,
+        track.range_sum + new.range_sum,
+        track.views + 1,
+        0,
+        frame,
+    )
+
+
+def estimate(track: FusedTrack, settings):
+    """(centre (3,), covariance (3, 3)) of a track in the world frame."""
+    views = track.views
+    independent = 1.0 / (1.0 + (views - 1) * settings.bearing_correlation)
+    prior_centre = track.centre_sum / views
+    direction = track.direction_sum / max(float(np.linalg.norm(track.direction_sum)), 1e-12)
+    prior_sigma = settings.depth_sigma * track.range_sum / views
+    prior = np.outer(direction, direction) / prior_sigma**2
+    information = independent * track.ray_information + prior
+    covariance = np.linalg.inv(information)
+    centre = covariance @ (independent * track.ray_weighted + prior @ prior_centre)
+    return centre, covariance
+
+
+class WorldFusionStage:
+    name = 'world_fusion'
+    changes_scores = False
+
+    def __init__(self, model, inference):
+        self.settings = inference.world_fusion
+
+    def initial_state(self):
+        return None
+
+    def reset(self, state):
+        return None
+
+    def apply(self, detections, context, state: Optional[WorldState]):
+        settings = self.settings
+        if not settings.enabled or context.mode != 'video':
+            return detections, None
+        if state is None or context.camera_motion is None:
+            # the first frame of a sequence, or no odometry: the world starts at this camera
+            state = WorldState(np.eye(4))
+        else:
+            previous_from_current = np.linalg.inv(np.asarray(context.camera_motion, dtype=np.float64))
+            state = WorldState(state.world_from_camera @ previous_from_current, state.frame + 1, state.tracks)
+        world_from_camera, frame = state.world_from_camera, state.frame
+        camera_from_world = np.linalg.inv(world_from_camera)
+        tracks = {
+            track_id: track
+            for track_id, track in state.tracks.items()
+            if frame - track.last_frame <= FORGET_AFTER_FRAMES
+        }
+        for detection in detections:
+            if detection.track_id < 0:
+                continue
+            new, centre, origin, direction, distance = _observation(settings, world_from_camera, detection.translation)
+            track = tracks.get(detection.track_id)
+            if track is None:
+                tracks[detection.track_id] = replace(new, last_frame=frame)
+                continue
+            fused, _ = estimate(track, settings)
+            across = (np.eye(3) - np.outer(direction, direction)) @ (fused - origin)
+            if np.linalg.norm(across) > settings.move_gate:
+                if track.outliers + 1 >= settings.restart_after:  # it moved: fuse again from its new place
+                    tracks[detection.track_id] = replace(new, last_frame=frame)
+                else:
+                    tracks[detection.track_id] = replace(track, outliers=track.outliers + 1, last_frame=frame)
+                continue  # the model's own centre this frame
+            track = _merged(track, new, frame)
+            tracks[detection.track_id] = track
+            fused, covariance = estimate(track, settings)
+            centre_camera = camera_from_world[:3, :3] @ fused + camera_from_world[:3, 3]
+            model_range = max(float(np.linalg.norm(detection.translation)), 1e-6)
+            detection.extras['model_translation'] = detection.translation
+            detection.extras['model_size'] = detection.size
+            detection.translation = centre_camera
+            detection.size = detection.size * (float(np.linalg.norm(centre_camera)) / model_range)
+            detection.extras['fused_views'] = track.views
+            detection.extras['position_covariance'] = camera_from_world[:3, :3] @ covariance @ world_from_camera[:3, :3]
+        return detections, WorldState(world_from_camera, frame, tracks)
