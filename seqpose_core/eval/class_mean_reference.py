@@ -41,6 +41,7 @@ def class_mean_reference_result(result, mean_diagonals):
         pred_RTs=pred_rts,
         pred_scales=np.asarray(result['gt_scales'], dtype=np.float64).reshape(-1, 3).copy(),
         pred_scores=np.ones(len(class_ids)),
+        pred_track_ids=np.full(len(class_ids), -1, dtype=np.int64),  # one per object, none tracked
     )
     return reference
 

@@ -43,6 +43,22 @@ def test_ceiling_keeps_the_image_and_lacks_only_the_scale():
     assert metrics['10deg'] == 100.0 and metrics['IoU75'] < 100.0
 
 
+def test_the_reference_of_a_tracked_output_scores():
+    """SeqPose's own outputs carry pred_track_ids (one per prediction); the reference has its own predictions
+    (what `seqpose demo` scores beside the model)."""
+    tracked = result([0.2, 0.2], [[0.1, 0.0, 0.8], [-0.2, 0.1, 1.0]])
+    tracked.update(
+        pred_class_ids=np.array([4, 4, 4]),
+        pred_RTs=np.repeat(np.eye(4)[None], 3, axis=0),
+        pred_scales=np.full((3, 3), 0.5),
+        pred_scores=np.ones(3),
+        pred_track_ids=np.array([1, 2, 3]),
+    )
+    reference = class_mean_reference_results([tracked])
+    assert list(reference[0]['pred_track_ids']) == [-1, -1]
+    assert evaluate_results(reference)['can']['IoU75'] == 100.0
+
+
 def test_benchmark_prints_the_ceiling_beside_the_model(tmp_path, capsys):
     import pickle
     import runpy

@@ -1,0 +1,94 @@
+"""World fusion (seqpose_core.stages.world_fusion): with the camera's motion, a track's rays across frames give its
+metric centre, which one frame cannot; without motion nothing changes; an object that moves starts again."""
+
+import numpy as np
+import pytest
+
+from helpers.tiny_runner import apply_stage, make_runner
+from seqpose_core.config_schema import ConfigError
+from seqpose_core.detection import Detection
+from seqpose_core.synth.scene import look_at
+
+OBJECT = np.array([0.05, 0.02, 0.0])  # world, metres
+
+
+def orbit(frames, degrees_per_frame=0.5, distance=0.8):
+    """camera_from_world (frames, 4, 4) circling the object at 35 deg elevation."""
+    poses = []
+    for index in range(frames):
+        azimuth = np.radians(degrees_per_frame * index)
+        eye = distance * np.array([np.cos(azimuth) * 0.82, 0.57, np.sin(azimuth) * 0.82])
+        poses.append(look_at(eye, np.zeros(3)))
+    return np.stack(poses)
+
+
+def observed(camera_from_world, centre, depth_bias=1.2, size=0.1):
+    """What a monocular model reports: the right viewing ray, the depth (and so the size) off by depth_bias."""
+    in_camera = camera_from_world[:3, :3] @ centre + camera_from_world[:3, 3]
+    return Detection(
+        class_id=6,
+        score=0.9,
+        rotation=np.eye(3),
+        translation=in_camera * depth_bias,
+        size=np.full(3, size * depth_bias),
+        track_id=7,
+    )
+
+
+def run(runner, cameras, centres, with_motion=True):
+    published = []
+    for index, camera in enumerate(cameras):
+        motion = camera @ np.linalg.inv(cameras[index - 1]) if index and with_motion else None
+        (detection,) = apply_stage(runner, 'world_fusion', [observed(camera, centres[index])], camera_motion=motion)
+        published.append(detection)
+    return published
+
+
+def error(detection, camera, centre):
+    return float(np.linalg.norm(detection.translation - (camera[:3, :3] @ centre + camera[:3, 3])))
+
+
+def test_rays_across_frames_give_the_metric_centre_and_the_size_follows(tiny):
+    runner = make_runner(tiny, mode='video')
+    cameras = orbit(150)  # 75 deg of orbit: 5 s at 30 Hz
+    published = run(runner, cameras, [OBJECT] * len(cameras))
+    first, last = published[0], published[-1]
+    assert error(first, cameras[0], OBJECT) > 0.12  # one frame: the model's depth, 20 % off
+    assert error(last, cameras[-1], OBJECT) < 0.02  # the video: the rays meet at the object
+    np.testing.assert_allclose(last.size, np.full(3, 0.1), rtol=0.05)  # metric size from the metric depth
+    assert last.extras['fused_views'] == 150
+    np.testing.assert_allclose(last.extras['model_translation'], observed(cameras[-1], OBJECT).translation)
+    spread = [np.trace(d.extras['position_covariance']) for d in published[1:]]
+    assert spread[-1] < 0.2 * spread[0]  # the uncertainty shrinks as evidence grows
+    assert np.all(np.linalg.eigvalsh(last.extras['position_covariance']) > 0)
+
+
+def test_without_camera_motion_or_in_single_mode_nothing_changes(tiny):
+    cameras = orbit(20)
+    for runner, with_motion in ((make_runner(tiny, mode='video'), False), (make_runner(tiny, mode='single'), True)):
+        for camera, detection in zip(cameras, run(runner, cameras, [OBJECT] * 20, with_motion)):
+            np.testing.assert_array_equal(detection.translation, observed(camera, OBJECT).translation)
+            assert 'fused_views' not in detection.extras
+    off = make_runner(tiny, mode='video', **{'world_fusion.enabled': False})
+    (last,) = [run(off, cameras, [OBJECT] * 20)[-1]]
+    np.testing.assert_array_equal(last.translation, observed(cameras[-1], OBJECT).translation)
+
+
+def test_an_object_that_moves_restarts_its_track_within_half_a_second(tiny):
+    runner = make_runner(tiny, mode='video')
+    cameras = orbit(240)
+    moved = OBJECT + np.array([0.25, 0.0, -0.1])  # picked up and put down 27 cm away
+    centres = [OBJECT] * 150 + [moved] * 90
+    published = run(runner, cameras, centres)
+    assert error(published[149], cameras[149], OBJECT) < 0.02
+    # never the stale place: the frames right after the move publish the model's own centre, then the new fusion
+    after = [error(d, c, moved) for d, c in zip(published[150:], cameras[150:])]
+    assert all(e < 0.2 for e in after)  # the model's 20 % depth error at most, never 27 cm
+    assert max(after[15:]) < max(after[:3])  # within 0.5 s it fuses again from the new place
+    assert published[150 + 15].extras.get('fused_views', 0) >= 2
+
+
+@pytest.mark.parametrize('name, value', [('bearing_sigma', 0.0), ('bearing_correlation', 1.5), ('restart_after', 0)])
+def test_bad_settings_are_named(tiny, name, value):
+    with pytest.raises(ConfigError, match=f'inference.world_fusion.{name}'):
+        make_runner(tiny, **{f'world_fusion.{name}': value})
