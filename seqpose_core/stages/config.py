@@ -200,7 +200,7 @@ class WorldFusionSettings:
         True, "fuse each track's rays in the world when the camera motion is known (false: each frame's own centre)"
     )
     bearing_sigma: float = setting(
-        0.01,
+        0.02,
         "radians: how far off the model's viewing ray of an object's centre is, frame by frame",
         range=(0.0, 1.0, (True, False)),
     )
@@ -215,7 +215,7 @@ class WorldFusionSettings:
         range=(0.0, 10.0, (True, False)),
     )
     move_gate: float = setting(
-        0.05,
+        0.1,
         "metres across its ray beyond which an observation is off its track's estimate (not fused)",
         range=(0.0, 10.0, (True, False)),
     )

@@ -22,7 +22,9 @@ centre is the estimate in the current camera; the size follows the depth (the mo
 guess: at k times the depth the object is k times as large); extras['position_covariance'] (3, 3, camera frame)
 shrinks as evidence grows. An observation off the estimate by more than `move_gate` metres across its ray is
 not fused: the model's own centre is published, and after `restart_after` such frames in a row the object has
-moved (picked up, slid) and its fusion starts again from its new place.
+moved (picked up, slid) and its fusion starts again from its new place. A new track id whose ray passes within
+`move_gate` of a fused track of its class that was not seen this frame takes that track's fusion over (the
+tracker loses objects that flicker out for more than a few frames; the world keeps them).
 
 Without camera motion (no odometry) there is no world to fuse in: the stage passes detections through, and a
 frame without motion starts the world afresh. Single mode: each frame stands alone, no fusion.
@@ -49,6 +51,7 @@ class FusedTrack:
     views: int
     outliers: int = 0  # consecutive observations off the estimate
     last_frame: int = 0
+    class_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class WorldState:
     tracks: dict = field(default_factory=dict)
 
 
-def _observation(settings, world_from_camera, centre_camera):
+def _observation(settings, world_from_camera, centre_camera, class_id=0):
     """(FusedTrack of one observation, its centre in the world, camera centre, direction, range)."""
     origin = world_from_camera[:3, 3]
     centre = world_from_camera[:3, :3] @ centre_camera + origin
@@ -69,7 +72,7 @@ def _observation(settings, world_from_camera, centre_camera):
     distance = max(float(np.linalg.norm(offset)), 1e-6)
     direction = offset / distance
     information = (np.eye(3) - np.outer(direction, direction)) / (settings.bearing_sigma * distance) ** 2
-    single = FusedTrack(information, information @ centre, centre, direction, distance, 1)
+    single = FusedTrack(information, information @ centre, centre, direction, distance, 1, class_id=class_id)
     return single, centre, origin, direction, distance
 
 
@@ -83,7 +86,26 @@ def _merged(track: FusedTrack, new: FusedTrack, frame):
         track.views + 1,
         0,
         frame,
+        track.class_id,
     )
+
+
+def _across(centre, origin, direction):
+    """Distance of `centre` from the ray (origin, unit direction)."""
+    return float(np.linalg.norm((np.eye(3) - np.outer(direction, direction)) @ (centre - origin)))
+
+
+def _lost_track(tracks, seen, class_id, origin, direction, settings):
+    """The id of the fused track of `class_id` not seen this frame whose estimate lies nearest the ray, within
+    move_gate of it: a new track id there is the same object, which the tracker lost for a while."""
+    best, best_distance = None, settings.move_gate
+    for track_id, track in tracks.items():
+        if track_id in seen or track.class_id != class_id or track.views < 2:
+            continue
+        distance = _across(estimate(track, settings)[0], origin, direction)
+        if distance < best_distance:
+            best, best_distance = track_id, distance
+    return best
 
 
 def estimate(track: FusedTrack, settings):
@@ -130,17 +152,23 @@ class WorldFusionStage:
             for track_id, track in state.tracks.items()
             if frame - track.last_frame <= FORGET_AFTER_FRAMES
         }
+        seen = {detection.track_id for detection in detections}
         for detection in detections:
             if detection.track_id < 0:
                 continue
-            new, centre, origin, direction, distance = _observation(settings, world_from_camera, detection.translation)
+            new, centre, origin, direction, distance = _observation(
+                settings, world_from_camera, detection.translation, detection.class_id
+            )
             track = tracks.get(detection.track_id)
             if track is None:
-                tracks[detection.track_id] = replace(new, last_frame=frame)
-                continue
+                lost = _lost_track(tracks, seen, detection.class_id, origin, direction, settings)
+                if lost is None:
+                    tracks[detection.track_id] = replace(new, last_frame=frame)
+                    continue
+                track = tracks.pop(lost)  # the same object under a new track id: its fusion carries over
+                detection.extras['fused_from_track'] = lost
             fused, _ = estimate(track, settings)
-            across = (np.eye(3) - np.outer(direction, direction)) @ (fused - origin)
-            if np.linalg.norm(across) > settings.move_gate:
+            if _across(fused, origin, direction) > settings.move_gate:
                 if track.outliers + 1 >= settings.restart_after:  # it moved: fuse again from its new place
                     tracks[detection.track_id] = replace(new, last_frame=frame)
                 else:
