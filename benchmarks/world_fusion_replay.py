@@ -141,7 +141,9 @@ def main(argv=None):
         (name, [value for value in values.split(',')]) for name, values in (item.split('=', 1) for item in args.grid)
     ]
     for combination in itertools.product(*[[(name, value) for value in values] for name, values in grid]):
-        changes = parse_dotted_settings([f'inference.{name}={value}' for name, value in combination])['inference']
+        changes = parse_dotted_settings([f'inference.{name}={value}' for name, value in combination]).get(
+            'inference', {}
+        )
         settings = with_settings(InferenceConfig(), changes)
         timings = []
         rows[' '.join(f'{name.split(".")[-1]}={value}' for name, value in combination) or 'defaults'] = summary(

@@ -225,6 +225,14 @@ class WorldFusionSettings:
         range=(1, 1000),
     )
 
+    rotation: bool = setting(
+        True, "asymmetric classes: publish the score-weighted mode of the track's recent rotations in the world"
+    )
+    rotation_gate_deg: float = setting(
+        30.0, 'degrees: rotations within this of each other agree (the mode and its inliers)', range=(0.0, 180.0)
+    )
+    rotation_history: int = setting(300, 'the latest rotations of a track that vote (10 s at 30 Hz)', range=(1, 10000))
+
     def __post_init__(self):
         check_fields(self, 'inference.world_fusion')
 

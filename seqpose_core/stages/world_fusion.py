@@ -26,6 +26,10 @@ moved (picked up, slid) and its fusion starts again from its new place. A new tr
 `move_gate` of a fused track of its class that was not seen this frame takes that track's fusion over (the
 tracker loses objects that flicker out for more than a few frames; the world keeps them).
 
+The rotation of an asymmetric object (camera, laptop, mug; `rotation`) is the score-weighted mode of its recent
+world rotations (`fused_rotation`): one view may hide a mug's handle or a laptop's hinge, the views that show it
+agree. Bottles, bowls and cans have only an up axis, which the support plane stage already shares.
+
 Without camera motion (no odometry) there is no world to fuse in: the stage passes detections through, and a
 frame without motion starts the world afresh. Single mode: each frame stands alone, no fusion.
 """
@@ -34,6 +38,8 @@ from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
+
+from seqpose_core import SYMMETRIC_CLASS_NAMES
 
 # tracks unseen for this many frames are forgotten (the tracker never gives their ids again)
 FORGET_AFTER_FRAMES = 300
@@ -52,6 +58,10 @@ class FusedTrack:
     outliers: int = 0  # consecutive observations off the estimate
     last_frame: int = 0
     class_id: int = 0
+    # the latest `rotation_history` world rotations (k, 3, 3) and their scores (k,): asymmetric classes only
+    rotations: Optional[np.ndarray] = None
+    rotation_scores: Optional[np.ndarray] = None
+    rotation_support: Optional[np.ndarray] = None  # (k,) the score of the rotations within the gate of each
 
 
 @dataclass(frozen=True)
@@ -76,17 +86,50 @@ def _observation(settings, world_from_camera, centre_camera, class_id=0):
     return single, centre, origin, direction, distance
 
 
+def _agreeing(rotations, rotation, gate_deg):
+    """(k,) bool: which of rotations (k, 3, 3) lie within gate_deg of `rotation` (trace(Ra^T Rb) = 1 + 2 cos)."""
+    return np.einsum('kij,ij->k', rotations, rotation) >= 1.0 + 2.0 * np.cos(np.radians(gate_deg))
+
+
+def _with_rotation(track: FusedTrack, rotation_world, score, settings):
+    """The track with one more world rotation (the oldest dropped beyond rotation_history), each rotation's
+    support (the score within the gate of it) kept up to date in O(k)."""
+    if track.rotations is None:
+        return replace(
+            track, rotations=rotation_world[None], rotation_scores=np.array([score]), rotation_support=np.array([score])
+        )
+    rotations, scores, support = track.rotations, track.rotation_scores, track.rotation_support
+    agree = _agreeing(rotations, rotation_world, settings.rotation_gate_deg)
+    support = np.concatenate([support + score * agree, [score + agree @ scores]])
+    rotations = np.concatenate([rotations, rotation_world[None]])
+    scores = np.concatenate([scores, [score]])
+    if len(rotations) > settings.rotation_history:
+        oldest = _agreeing(rotations, rotations[0], settings.rotation_gate_deg)
+        support = (support - scores[0] * oldest)[1:]
+        rotations, scores = rotations[1:], scores[1:]
+    return replace(track, rotations=rotations, rotation_scores=scores, rotation_support=support)
+
+
+def fused_rotation(rotations, scores, support, gate_deg):
+    """The score-weighted mode of rotations (k, 3, 3): the one with the most support (score within gate_deg of
+    it), then the chordal mean of those (the nearest rotation to their weighted sum). A mug whose handle shows in
+    some views and not in others keeps the azimuth most views agreed on, not the average of two."""
+    chosen = _agreeing(rotations, rotations[int(np.argmax(support))], gate_deg)
+    u, _, vt = np.linalg.svd(np.einsum('k,kij->ij', scores[chosen], rotations[chosen]))
+    return u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
+
+
 def _merged(track: FusedTrack, new: FusedTrack, frame):
-    return FusedTrack(
-        track.ray_information + new.ray_information,
-        track.ray_weighted + new.ray_weighted,
-        track.centre_sum + new.centre_sum,
-        track.direction_sum + new.direction_sum,
-        track.range_sum + new.range_sum,
-        track.views + 1,
-        0,
-        frame,
-        track.class_id,
+    return replace(
+        track,
+        ray_information=track.ray_information + new.ray_information,
+        ray_weighted=track.ray_weighted + new.ray_weighted,
+        centre_sum=track.centre_sum + new.centre_sum,
+        direction_sum=track.direction_sum + new.direction_sum,
+        range_sum=track.range_sum + new.range_sum,
+        views=track.views + 1,
+        outliers=0,
+        last_frame=frame,
     )
 
 
@@ -175,6 +218,13 @@ class WorldFusionStage:
                     tracks[detection.track_id] = replace(track, outliers=track.outliers + 1, last_frame=frame)
                 continue  # the model's own centre this frame
             track = _merged(track, new, frame)
+            if settings.rotation and detection.class_name not in SYMMETRIC_CLASS_NAMES:
+                rotation_world = world_from_camera[:3, :3] @ detection.rotation
+                track = _with_rotation(track, rotation_world, detection.score, settings)
+                detection.extras['model_rotation'] = detection.rotation
+                detection.rotation = camera_from_world[:3, :3] @ fused_rotation(
+                    track.rotations, track.rotation_scores, track.rotation_support, settings.rotation_gate_deg
+                )
             tracks[detection.track_id] = track
             fused, covariance = estimate(track, settings)
             centre_camera = camera_from_world[:3, :3] @ fused + camera_from_world[:3, 3]
