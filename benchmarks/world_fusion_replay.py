@@ -14,8 +14,8 @@ number here equals what `seqpose eval` gives with those settings. Choose on a se
 import argparse
 import itertools
 import json
+import pickle
 import re
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -80,7 +80,7 @@ def within(results, distance):
     return 100.0 * hits / max(total, 1)
 
 
-def replay(scenes, odometry, settings, timings=None):
+def replay(scenes, odometry, settings):
     stage = WorldFusionStage(None, settings)
     out = []
     for scene, frames in scenes.items():
@@ -90,10 +90,7 @@ def replay(scenes, odometry, settings, timings=None):
             motion = np.linalg.inv(readings[position]) @ readings[position - 1] if position else None
             context = FrameContext(None, np.eye(3), motion, 'video', 'cpu')
             detections = detections_of(result)
-            start = time.perf_counter()
             detections, state = stage.apply(detections, context, state)
-            if timings is not None:
-                timings.append((time.perf_counter() - start, len(detections)))
             out.append(
                 make_result(
                     detections,
@@ -126,6 +123,12 @@ def main(argv=None):
         help='settings to combine (repeatable)',
     )
     parser.add_argument('--json', default=None)
+    parser.add_argument(
+        '--write-results',
+        default=None,
+        metavar='DIR',
+        help="the last combination's results into DIR/results (for benchmarks/score_threshold.py)",
+    )
     args = parser.parse_args(argv)
 
     scenes = load_scenes(args.eval_dir)
@@ -145,10 +148,8 @@ def main(argv=None):
             'inference', {}
         )
         settings = with_settings(InferenceConfig(), changes)
-        timings = []
-        rows[' '.join(f'{name.split(".")[-1]}={value}' for name, value in combination) or 'defaults'] = summary(
-            replay(scenes, odometry, settings, timings)
-        )
+        fused = replay(scenes, odometry, settings)
+        rows[' '.join(f'{name.split(".")[-1]}={value}' for name, value in combination) or 'defaults'] = summary(fused)
     frames = sum(len(f) for f in scenes.values())
     print(
         f'{args.eval_dir}: {len(scenes)} scenes, {frames} frames (MF, odometry); mean AP %, and centres within '
@@ -159,6 +160,14 @@ def main(argv=None):
         print(f'{name:<48}' + ''.join(f'{metrics[key]:>11.1f}' for key in KEYS + ('10cm_recall',)))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
+    if args.write_results:
+        folder = Path(args.write_results) / 'results'
+        folder.mkdir(parents=True, exist_ok=True)
+        names = [f'results_real_test_{scene}_{frame}.pkl' for scene, frames in scenes.items() for frame, _ in frames]
+        for name, result in zip(names, fused):
+            with open(folder / name, 'wb') as stream:
+                pickle.dump(result, stream, protocol=4)
+        (Path(args.write_results) / 'metrics.json').write_text(json.dumps({'mean': evaluate_results(fused)['mean']}))
 
 
 if __name__ == '__main__':

@@ -34,6 +34,7 @@ class ReplayTopics:
     camera_info: str = M.CAMERA_INFO_TOPIC
     ground_truth: str = M.GT_TOPIC
     frame_name: str = M.FRAME_NAME_TOPIC
+    odometry: str = M.ODOMETRY_TOPIC
 
 
 @dataclass
@@ -47,6 +48,7 @@ class BagFrame:
     frame: Optional[str]  # NOCS frame id; None: the replay numbers it within its segment
     gt: list = None  # list[BagObject] when this frame has usable ground truth, else None
     camera_frame_id: str = M.CAMERA_FRAME_ID  # the image's header.frame_id
+    odom_from_camera: Optional[np.ndarray] = None  # (4, 4) the odometry reading with the image's stamp, if any
 
     @property
     def stamp_s(self) -> float:
@@ -138,7 +140,12 @@ class BagFrames:
         self.camera_infos = []  # sorted [(stamp_ns, K, width, height)]
         self.ground_truth = {}  # stamp_ns -> (objects, problems)
         self.frame_names = {}  # stamp_ns -> (scene, frame)
-        small = [t for t in (topics.camera_info, topics.ground_truth, topics.frame_name) if t in self.bag_topics]
+        self.odometry = {}  # stamp_ns -> (4, 4) odom_from_camera
+        small = [
+            t
+            for t in (topics.camera_info, topics.ground_truth, topics.frame_name, topics.odometry)
+            if t in self.bag_topics
+        ]
         for message in self.reader.messages(small):
             msg = message.msg
             stamp = _header_stamp_ns(msg) if message.topic != topics.frame_name else M.stamp_to_ns(msg.stamp)
@@ -156,6 +163,8 @@ class BagFrames:
                     )
                     continue
                 self.ground_truth[stamp] = M.detection_array_to_objects(msg)
+            elif message.topic == topics.odometry:
+                self.odometry[stamp] = M.odometry_to_pose(msg)
             else:
                 scene, _, frame = msg.frame_id.rpartition('/')
                 self.frame_names[stamp] = (scene or 'scene', frame)
@@ -284,6 +293,7 @@ class BagFrames:
             frame=name[1],
             gt=gt,
             camera_frame_id=message.msg.header.frame_id or M.CAMERA_FRAME_ID,
+            odom_from_camera=self.odometry.get(stamp),
         )
         state['index'] += 1
         return frame

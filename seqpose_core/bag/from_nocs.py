@@ -2,7 +2,9 @@
 
 Per frame, all with the same header stamp and bag time (scene k, frame i at `rate` fps):
   /camera/color/image_raw (or .../compressed), /camera/color/camera_info, /seqpose/ground_truth,
-  /seqpose/frame_name ("<scene>/<frame>").
+  /seqpose/frame_name ("<scene>/<frame>"), and where the scene has odometry (generated videos: odometry.txt,
+  simulated; REAL275 has none) /camera/odom (nav_msgs/Odometry) and /tf (odom -> the camera frame): the camera
+  motion a robot's odometry reports, the same readings `seqpose eval --camera-motion odometry` uses.
 Scenes follow each other with SCENE_GAP_S of silence, more than any sensible max_frame_gap, so a replay (or
 the live node) resets its memory at every scene start, just as `seqpose eval` starts every scene afresh.
 Frames are read through the data reader (`seqpose_core.data`), so the bag holds exactly what `seqpose eval`
@@ -117,8 +119,13 @@ def write_nocs_bag(
             count, first = 0, stamp
             bar = progress_bar(None, f'from-nocs {scene_dir.name}') if progress else None
             reader, prefixes = _scene_reader(scene_dir)
+            odometry = reader.odometry(scene_dir)
             for prefix in prefixes:
                 frame = reader.read(prefix)
+                reading = odometry.get(int(Path(prefix).name)) if odometry is not None else None
+                if reading is not None:  # before the image: a node pairs the image with it by stamp
+                    writer.write(M.ODOMETRY_TOPIC, M.ODOMETRY_TYPE, M.odometry_msg(reading, stamp), stamp)
+                    writer.write(M.TF_TOPIC, M.TF_TYPE, M.tf_msg(reading, stamp), stamp)
                 rgb = frame.color
                 height, width = rgb.shape[:2]
                 # CameraInfo first: a node that keeps the latest CameraInfo then has it for this image

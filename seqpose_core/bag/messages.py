@@ -39,6 +39,11 @@ CAMERA_INFO_TOPIC = '/camera/color/camera_info'
 GT_TOPIC = '/seqpose/ground_truth'
 DETECTIONS_TOPIC = '/seqpose/detections'
 FRAME_NAME_TOPIC = '/seqpose/frame_name'
+# the camera's motion as the robot's odometry reports it: nav_msgs/Odometry (pose of the camera frame in the odom
+# frame) and the same as TF odom -> camera on /tf (what a node with tf2_ros reads)
+ODOMETRY_TOPIC = '/camera/odom'
+TF_TOPIC = '/tf'
+ODOM_FRAME_ID = 'odom'
 CAMERA_FRAME_ID = 'camera_color_optical_frame'
 # silence between the scenes of a from-nocs bag: longer than any max_frame_gap, so replays reset the memory
 SCENE_GAP_S = 10.0
@@ -48,6 +53,8 @@ COMPRESSED_IMAGE_TYPE = 'sensor_msgs/msg/CompressedImage'
 CAMERA_INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
 DETECTION_ARRAY_TYPE = 'vision_msgs/msg/Detection3DArray'
 HEADER_TYPE = 'std_msgs/msg/Header'
+ODOMETRY_TYPE = 'nav_msgs/msg/Odometry'
+TF_TYPE = 'tf2_msgs/msg/TFMessage'
 
 # vision_msgs is not in rosbags' shipped stores: register it from the project's copy of the .msg files.
 # Order matters: a type must be registered after the types it uses.
@@ -225,6 +232,48 @@ def _pose_msg(rotation, translation):
     point = msg_class('geometry_msgs/msg/Point')(x=float(t[0]), y=float(t[1]), z=float(t[2]))
     quaternion = msg_class('geometry_msgs/msg/Quaternion')(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))
     return msg_class('geometry_msgs/msg/Pose')(position=point, orientation=quaternion)
+
+
+def odometry_msg(odom_from_camera, stamp_ns: int, frame_id: str = CAMERA_FRAME_ID):
+    """nav_msgs/Odometry: the pose of the camera frame (child_frame_id) in the odom frame; covariance unknown."""
+    pose = np.asarray(odom_from_camera, dtype=np.float64)
+    covariance = np.zeros(36)
+    covariance[0] = -1.0  # REP-145 / ROS convention: unknown
+    with_covariance = msg_class('geometry_msgs/msg/PoseWithCovariance')(
+        pose=_pose_msg(pose[:3, :3], pose[:3, 3]), covariance=covariance
+    )
+    zero = msg_class('geometry_msgs/msg/Vector3')(x=0.0, y=0.0, z=0.0)
+    twist = msg_class('geometry_msgs/msg/TwistWithCovariance')(
+        twist=msg_class('geometry_msgs/msg/Twist')(linear=zero, angular=zero), covariance=covariance.copy()
+    )
+    return msg_class(ODOMETRY_TYPE)(
+        header=header(stamp_ns, ODOM_FRAME_ID), child_frame_id=frame_id, pose=with_covariance, twist=twist
+    )
+
+
+def odometry_to_pose(msg) -> np.ndarray:
+    """(4, 4) odom_from_camera of a nav_msgs/Odometry."""
+    p, q = msg.pose.pose.position, msg.pose.pose.orientation
+    pose = np.eye(4)
+    pose[:3, :3] = quaternion_to_rotation(q.x, q.y, q.z, q.w)
+    pose[:3, 3] = (p.x, p.y, p.z)
+    return pose
+
+
+def tf_msg(odom_from_camera, stamp_ns: int, frame_id: str = CAMERA_FRAME_ID):
+    """tf2_msgs/TFMessage with the one transform odom -> camera frame."""
+    pose = np.asarray(odom_from_camera, dtype=np.float64)
+    q = rotation_to_quaternion(pose[:3, :3])
+    transform = msg_class('geometry_msgs/msg/Transform')(
+        translation=msg_class('geometry_msgs/msg/Vector3')(
+            x=float(pose[0, 3]), y=float(pose[1, 3]), z=float(pose[2, 3])
+        ),
+        rotation=msg_class('geometry_msgs/msg/Quaternion')(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3])),
+    )
+    stamped = msg_class('geometry_msgs/msg/TransformStamped')(
+        header=header(stamp_ns, ODOM_FRAME_ID), child_frame_id=frame_id, transform=transform
+    )
+    return msg_class(TF_TYPE)(transforms=[stamped])
 
 
 def format_object_id(track_id: int, handle_visibility=None) -> str:

@@ -2,11 +2,12 @@
 
 Every usable image goes, in header-stamp order, through the same `StreamRunner.step` the ROS node calls
 (the runner resets its memory itself when the stamp jumps by more than max_frame_gap or goes backwards, so
-the scenes of a from-nocs bag are separate videos). A bag carries no odometry, so the runner gets no camera
-motion (`camera_motion=None`, what the ROS node does without odometry): on the same frames and checkpoint the
-per-image results and metrics equal those of `seqpose eval --camera-motion none` (`--mode sf` ignores camera
-motion, so there `seqpose eval` in either setting gives them). Scoring is the evaluator's
-(`seqpose_core.bag.scoring`). Outputs in OUT:
+the scenes of a from-nocs bag are separate videos). By default the runner gets no camera motion (what the ROS
+node does without odometry): on the same frames and checkpoint the per-image results and metrics equal those of
+`seqpose eval --camera-motion none`. With `camera_motion='odometry'` each image gets the motion since the
+previous processed one from the bag's nav_msgs/Odometry with its stamp (what the node with `odometry: true`
+does), and the results equal `seqpose eval --camera-motion odometry` (`--mode sf` ignores camera motion).
+Scoring is the evaluator's (`seqpose_core.bag.scoring`). Outputs in OUT:
 - results/results_<scene>_<frame>.pkl  per scored image, NOCS/object-deformnet format (the evaluator's input)
 - metrics.json, ap_curves.png          the evaluator's report (only when the bag has ground truth)
 - overlay.mp4                          predictions red, ground truth green (mp4v), `seqpose_core.visualize`
@@ -19,10 +20,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from seqpose_core.bag import messages as M
 from seqpose_core.bag import scoring
 from seqpose_core.bag.frames import BagFrames, ReplayTopics
-from seqpose_core.bag.io import BagWriter, SkipLog
+from seqpose_core.bag.io import BagError, BagWriter, SkipLog
 from seqpose_core.runner import Frame, build_runner
 
 
@@ -171,6 +174,7 @@ def evaluate_bag(
     output_bag=True,
     storage='mcap',
     runner=None,
+    camera_motion='none',
 ) -> ReplayReport:
     """Replay `bag` through the runner, write the outputs listed in the module doc, return the report."""
     out_dir = Path(out_dir)
@@ -179,6 +183,11 @@ def evaluate_bag(
     started = time.perf_counter()
     skipped = SkipLog()
     frames = BagFrames(bag, topics, skipped, intrinsics=intrinsics)
+    if camera_motion not in ('none', 'odometry'):
+        raise ValueError(f"camera_motion {camera_motion!r}: expected 'none' or 'odometry'")
+    if camera_motion == 'odometry' and not frames.odometry:
+        raise BagError(f'{bag}: --camera-motion odometry, but the bag has no {frames.topics.odometry} messages')
+    previous_odometry = None
     runner.reset()
     report = ReplayReport(
         bag=str(bag),
@@ -203,7 +212,13 @@ def evaluate_bag(
     try:
         for frame in frames.frames(copy_to=copy_to, progress=bar):
             step_started = time.perf_counter()
-            result = runner.step(Frame(frame.rgb, frame.K, frame.stamp_s, frame.camera_frame_id))
+            motion = None
+            if camera_motion == 'odometry':
+                if previous_odometry is not None and frame.odom_from_camera is not None:
+                    motion = np.linalg.inv(frame.odom_from_camera) @ previous_odometry
+            result = runner.step(Frame(frame.rgb, frame.K, frame.stamp_s, frame.camera_frame_id, camera_motion=motion))
+            if not result.skipped:
+                previous_odometry = frame.odom_from_camera
             report.inference_seconds += time.perf_counter() - step_started
             if result.skipped:
                 skipped.add('image', result.skip_reason, example=f'stamp {frame.stamp_ns}')

@@ -108,14 +108,20 @@ def add_arguments(parser):
         help='deterministic replay through the StreamRunner, scored',
         description='Replay every image of a bag, in stamp order, through the same '
         "StreamRunner the ROS node uses; score against the bag's ground truth "
-        'with the evaluator of `seqpose eval`. A bag carries no odometry, so '
-        'the runner gets no camera motion: on the same frames and checkpoint '
-        'the results equal `seqpose eval --camera-motion none`.',
+        'with the evaluator of `seqpose eval`. On the same frames and checkpoint the results equal `seqpose '
+        'eval` with the same --camera-motion.',
     )
     sub.add_argument('bag', help='rosbag2 directory, or a .mcap / .db3 file')
     sub.add_argument('--out', required=True, help='output directory')
     _add_model_arguments(sub)
     _add_topic_arguments(sub)
+    sub.add_argument(
+        '--camera-motion',
+        choices=('none', 'odometry'),
+        default='none',
+        help=f"none (default), or odometry: the camera motion from the bag's {M.ODOMETRY_TOPIC} "
+        '(nav_msgs/Odometry), as `seqpose eval --camera-motion odometry` reads it from odometry.txt',
+    )
     sub.add_argument('--no-video', action='store_true', help='do not write overlay.mp4')
     sub.add_argument('--no-bag', action='store_true', help='do not write the output bag')
     sub.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap', help='storage of the output bag')
@@ -209,6 +215,7 @@ def run(args) -> int:
                 video=not args.no_video,
                 output_bag=not args.no_bag,
                 storage=args.storage,
+                camera_motion=args.camera_motion,
                 **_runner_args(args),
             )
             print(report.format())

@@ -115,6 +115,7 @@ def test_from_nocs_bag_is_read_by_mcap_ros2_independent_reader(scenes_root, tmp_
     bag = tmp_path / 'independent'
     write_nocs_bag([scenes_root / 'Real' / 'test' / 'scene_1'], bag, progress=False)
     counts, first_gt, first_image, stamps = {}, None, None, []
+    odometry = {}
     for item in read_ros2_messages(str(next(bag.glob('*.mcap')))):
         counts[item.channel.topic] = counts.get(item.channel.topic, 0) + 1
         if item.channel.topic == M.GT_TOPIC and first_gt is None:
@@ -122,12 +123,21 @@ def test_from_nocs_bag_is_read_by_mcap_ros2_independent_reader(scenes_root, tmp_
         if item.channel.topic == M.IMAGE_TOPIC:
             first_image = first_image or item.ros_msg
             stamps.append(item.ros_msg.header.stamp.sec * 10**9 + item.ros_msg.header.stamp.nanosec)
+        if item.channel.topic in (M.ODOMETRY_TOPIC, M.TF_TOPIC):
+            odometry.setdefault(item.channel.topic, item.ros_msg)
     assert counts == {
         M.IMAGE_TOPIC: FRAMES,
         M.CAMERA_INFO_TOPIC: FRAMES,
         M.GT_TOPIC: FRAMES,
         M.FRAME_NAME_TOPIC: FRAMES,
+        M.ODOMETRY_TOPIC: FRAMES,  # the scene's odometry.txt, as nav_msgs/Odometry and TF odom -> camera
+        M.TF_TOPIC: FRAMES,
     }
+    reading = odometry[M.ODOMETRY_TOPIC]
+    assert reading.header.frame_id == 'odom' and reading.child_frame_id == M.CAMERA_FRAME_ID
+    (transform,) = odometry[M.TF_TOPIC].transforms
+    assert transform.header.frame_id == 'odom' and transform.child_frame_id == M.CAMERA_FRAME_ID
+    assert transform.transform.translation.x == reading.pose.pose.position.x
     assert first_image.encoding == 'rgb8' and (first_image.width, first_image.height) == (160, 120)
     assert np.all(np.diff(stamps) == 33_333_333)
     det = first_gt.detections[0]
