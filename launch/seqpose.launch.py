@@ -28,6 +28,12 @@ ARGUMENTS = (
         'namespace',
     ),
     ('camera_info_topic', '/camera/color/camera_info', 'sensor_msgs/CameraInfo of the image'),
+    (
+        'odometry_topic',
+        '',
+        "nav_msgs/Odometry of the camera (its pose in the odometry frame, child_frame_id the image's frame): the "
+        "camera motion for the memory and the world fusion; '' = the params file's use_odometry (default: none)",
+    ),
     ('namespace', '', 'Namespace of the node and its outputs (detections, markers, debug_image, TF prefix, RViz)'),
     (
         'params_file',
@@ -110,6 +116,14 @@ def _launch_setup(context):
         # after the params file, so a given argument wins; ParameterValue keeps the declared type
         parameters.append({name: ParameterValue(v, value_type=type(v)) for name, v in overrides.items()})
     image_topic = value('image_topic')
+    remappings = [
+        ('image', image_topic),
+        ('image/compressed', image_topic.rstrip('/') + '/compressed'),
+        ('camera_info', value('camera_info_topic')),
+    ]
+    if value('odometry_topic'):
+        remappings.append(('odom', value('odometry_topic')))
+        parameters.append({'use_odometry': True})
     env = {}
     profile = value('fastdds_profile')
     if profile:
@@ -126,11 +140,7 @@ def _launch_setup(context):
             output='screen',
             emulate_tty=True,
             parameters=parameters,
-            remappings=[
-                ('image', image_topic),
-                ('image/compressed', image_topic.rstrip('/') + '/compressed'),
-                ('camera_info', value('camera_info_topic')),
-            ],
+            remappings=remappings,
             additional_env=env or None,
             arguments=['--ros-args', '--log-level', value('log_level')],
         )

@@ -42,6 +42,8 @@ try:  # present on a ROS 2 install; not on PyPI (the pip set-up publishes TFMess
 except ImportError:
     tf2_ros = None
 
+ODOMETRY_BUFFER = 400  # readings kept for pairing (2 s of a 200 Hz VIO)
+ODOMETRY_STAMP_TOLERANCE = 0.02  # seconds between an image's stamp and the odometry reading paired with it
 CAMERA_INFO_WAIT = 0.1  # seconds the worker waits for the CameraInfo of an image that came first
 FIRST_CAMERA_INFO_WAIT = 1.0
 
@@ -135,7 +137,13 @@ class SeqPoseNode(Node):
 
         self.outputs = Outputs(self, tf2_ros)
         self.tf_buffer = None
-        if self.params['odom_frame']:
+        self.odometry = None
+        if self.params['use_odometry']:
+            from nav_msgs.msg import Odometry
+
+            self.odometry = CameraInfoCache(size=ODOMETRY_BUFFER)  # the same pairing by stamp as CameraInfo
+            self.odometry_sub = self.create_subscription(Odometry, 'odom', self._on_odometry, QoSProfile(depth=50))
+        elif self.params['odom_frame']:
             if tf2_ros is None:
                 self.get_logger().warning(
                     f"odom_frame '{self.params['odom_frame']}' set but tf2_ros is not "
@@ -397,8 +405,43 @@ class SeqPoseNode(Node):
         self.stats.latencies.append(time.monotonic() - received)
         self.stats.processed += 1
 
+    def _on_odometry(self, msg):
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        pose = conversions.transform_to_matrix((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
+        self.odometry.add(_stamp_seconds(msg.header.stamp), (msg.child_frame_id, pose))
+
+    def _odometry_pose(self, header):
+        """odom_from_camera of the image from the `odom` reading with its stamp, or None (reported)."""
+        if self.odometry.latest() is None:
+            return None  # no reading yet (the odometry may start after the camera): nothing to report
+        reading, distance = self.odometry.pair(_stamp_seconds(header.stamp), ODOMETRY_STAMP_TOLERANCE, wait=0.05)
+        topic = self.odometry_sub.topic_name
+        if distance is not None:
+            self._report(
+                'odometry:stamp',
+                f'{topic}: no reading within {ODOMETRY_STAMP_TOLERANCE:g} s of the image stamp '
+                f'{_stamp_seconds(header.stamp):.3f}; frame processed without camera motion',
+            )
+            return None
+        child, pose = reading
+        if child != header.frame_id:
+            self._report(
+                'odometry:frame',
+                f"{topic}: child_frame_id '{child}' is not the image's frame '{header.frame_id}' (give the camera's "
+                'pose, or use odom_frame with tf2_ros); frame processed without camera motion',
+            )
+            return None
+        return pose
+
     def _camera_motion(self, header):
-        """T_cur_from_prev from TF (odom_frame -> image frame), or None when unknown."""
+        """T_cur_from_prev from the `odom` topic (use_odometry) or TF (odom_frame -> image frame), or None."""
+        if self.odometry is not None:
+            odom_from_camera = self._odometry_pose(header)
+            previous, self._prev_odom_from_camera = self._prev_odom_from_camera, odom_from_camera
+            if previous is None or odom_from_camera is None:
+                return None
+            self.stats.with_motion += 1
+            return np.linalg.inv(odom_from_camera) @ previous
         if self.tf_buffer is None:
             return None
         try:
@@ -417,6 +460,7 @@ class SeqPoseNode(Node):
         previous, self._prev_odom_from_camera = self._prev_odom_from_camera, odom_from_camera
         if previous is None:
             return None
+        self.stats.with_motion += 1
         return np.linalg.inv(odom_from_camera) @ previous
 
     # ------------------------------------------------------------------------------------------- outputs

@@ -127,6 +127,13 @@ NODE_PARAMS = (
         range=(0.0, 3600.0),
     ),
     ParamSpec(
+        'use_odometry',
+        False,
+        "Subscribe to `odom` (nav_msgs/Odometry: the camera frame's pose in its odometry frame, child_frame_id the "
+        "image's frame, as VIO or an arm's kinematics report it; paired with each image by stamp) and give the "
+        'memory and the world fusion the camera motion between frames. Needs no tf2_ros. Start-up only.',
+    ),
+    ParamSpec(
         'odom_frame',
         '',
         'Fixed frame for camera motion between frames (T_cur_from_prev from TF, needs tf2_ros). Empty: '

@@ -172,6 +172,7 @@ class Stats:
         self.processed = 0
         self.skipped = 0
         self.resets = 0
+        self.with_motion = 0  # frames given the camera motion since the previous one (odometry)
         self.latencies = deque(maxlen=window)  # seconds, image received -> detections published
         self._last_snapshot = (clock(), 0, 0)
 
@@ -192,6 +193,7 @@ class Stats:
             'frames lost before the node (DDS reader queue)': lost,
             'frames skipped (bad input)': self.skipped,
             'memory resets': self.resets,
+            'frames with camera motion': self.with_motion,
         }
 
 

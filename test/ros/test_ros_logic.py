@@ -166,6 +166,7 @@ def test_params_table_and_validation():
         'marker_lifetime',
         'max_image_age',
         'odom_frame',
+        'use_odometry',
         'image_transport',
     }
     assert {spec.name for spec in P.NODE_PARAMS} == node_own
@@ -260,6 +261,7 @@ def test_launch_arguments_are_the_documented_ones_and_never_override_the_params_
     assert set(arguments) == {
         'image_topic',
         'camera_info_topic',
+        'odometry_topic',
         'namespace',
         'params_file',
         'checkpoint',
@@ -321,6 +323,7 @@ ROS_MODULES = {
     'rclpy': 'rclpy',
     'sensor_msgs': 'sensor_msgs',
     'geometry_msgs': 'geometry_msgs',
+    'nav_msgs': 'nav_msgs',
     'std_msgs': 'std_msgs',
     'builtin_interfaces': 'builtin_interfaces',
     'rcl_interfaces': 'rcl_interfaces',

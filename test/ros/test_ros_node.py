@@ -43,7 +43,8 @@ def stack(tmp_path_factory):
     # Two nodes: raw images (most tests), and compressed input, which also serves the "no CameraInfo yet"
     # case (that needs a node that has never seen one). Started together so their start-up overlaps.
     common = ['-p', f'checkpoint:={checkpoint}', '-p', 'score_threshold:=0.0', '-p', 'max_detections:=100']
-    node = T.NodeProcess(folder / 'node.log', '-r', f'__ns:={NS}', *common)
+    # the raw-image node also takes odometry (use_odometry): the tests that send none see no camera motion
+    node = T.NodeProcess(folder / 'node.log', '-r', f'__ns:={NS}', *common, '-p', 'use_odometry:=true')
     compressed_node = T.NodeProcess(
         folder / 'node_compressed.log', '-r', f'__ns:={NS_COMPRESSED}', *common, '-p', 'image_transport:=compressed'
     )
@@ -294,6 +295,45 @@ def test_debug_image_and_diagnostics(stack):
     assert int(values['frames processed']) > 0 and 'frames dropped (newer frame arrived)' in values
     assert 'frames lost before the node (DDS reader queue)' in values
     assert float(values['latency mean (ms)']) > 0
+
+
+def pipeline_values(stack, after):
+    """The latest /diagnostics values of the raw-image node published after `after` (time.monotonic)."""
+    name = f'{NS}/seqpose_node: pipeline'
+    ours = lambda: [m.status[0] for t, m in stack.client.diagnostics if m.status[0].name == name and t > after]  # noqa: E731
+    assert stack.client.wait_for(lambda: len(ours()) > 0, 3)
+    return {kv.key: kv.value for kv in ours()[-1].values}
+
+
+def test_odometry_topic_gives_the_memory_camera_motion(stack):
+    """use_odometry: nav_msgs/Odometry on `odom` paired with each image by stamp (no tf2_ros needed), the motion
+    since the previous frame counted in /diagnostics; a reading for another frame than the image's is refused with
+    a warning naming both."""
+    from nav_msgs.msg import Odometry
+    from rclpy.qos import QoSProfile
+
+    from helpers.ros_harness import to_stamp
+
+    publisher = stack.client.node.create_publisher(Odometry, f'{NS}/odom', QoSProfile(depth=50))
+    assert stack.client.wait_for(lambda: publisher.get_subscription_count() > 0, 10)
+    before = int(pipeline_values(stack, 0.0)['frames with camera motion'])
+
+    def send_with_odometry(index, child=FRAME):
+        stamp = next_stamp()
+        reading = Odometry(child_frame_id=child)
+        reading.header.frame_id, reading.header.stamp = 'odom', to_stamp(stamp)
+        reading.pose.pose.position.x, reading.pose.pose.orientation.w = 0.01 * index, 1.0
+        publisher.publish(reading)
+        time.sleep(0.05)
+        stack.client.send(stack.images[index % 12], stamp, stack.K, FRAME)
+        assert stack.client.detection_for(stamp, timeout=10) is not None
+
+    for index in range(6):
+        send_with_odometry(index)
+    time.sleep(1.2)  # the next diagnostics
+    assert int(pipeline_values(stack, time.monotonic() - 1.0)['frames with camera motion']) >= before + 4
+    send_with_odometry(6, child='base_link')
+    assert stack.node.wait_for_log("child_frame_id 'base_link' is not the image's frame", 10), stack.node.log()
 
 
 def test_compressed_input_and_missing_camera_info(stack):
