@@ -104,6 +104,38 @@ def sequence_break(previous: Optional[SequenceState], frame: Frame, max_frame_ga
     return 'process', ''
 
 
+@dataclass(frozen=True)
+class MemoryClock:
+    """When the memory's newest frame was taken (stamp, seconds), and the camera's motion from it to the previous
+    processed frame (T_previous_from_memory_frame; None: they are the same frame), or lost: unknown."""
+
+    stamp: float
+    since: Optional[np.ndarray] = None
+    lost: bool = False
+
+
+def motion_since_memory(clock: Optional[MemoryClock], motion):
+    """T_current_from_memory_frame from this frame's motion (T_current_from_previous) and the clock; None when
+    unknown."""
+    if clock is None or clock.since is None:
+        return None if clock is not None and clock.lost else motion
+    return None if motion is None else motion @ clock.since
+
+
+def is_keyframe(clock: Optional[MemoryClock], stamp, motion_from_memory, settings):
+    """Whether this frame enters the memory (inference.memory): every frame by default; with keyframes, once
+    keyframe_interval seconds passed since the memory's newest frame or the camera moved keyframe_distance."""
+    if clock is None or (settings.keyframe_interval <= 0 and settings.keyframe_distance <= 0):
+        return True
+    if settings.keyframe_interval > 0 and stamp - clock.stamp >= settings.keyframe_interval - 1e-9:
+        return True
+    return (
+        settings.keyframe_distance > 0
+        and motion_from_memory is not None
+        and float(np.linalg.norm(np.linalg.inv(motion_from_memory)[:3, 3])) >= settings.keyframe_distance
+    )
+
+
 def load_model_and_config(path, device='cpu'):
     """(model, SeqPoseConfig) of one of our checkpoints, weights loaded strictly."""
     content = load_checkpoint(path)
@@ -195,6 +227,7 @@ class StreamRunner:
         self.stages = build_stages(self.model, self.cfg)
         self.stage_states = {stage.name: stage.initial_state() for stage in self.stages}
         self.memory = None
+        self.memory_clock = None  # MemoryClock: when the memory's newest frame was taken, the motion since
         self.sequence = None  # SequenceState of the last processed frame
         self.frames_since_reset = 0
         self.checkpoint_path = None
@@ -213,6 +246,7 @@ class StreamRunner:
     def reset(self):
         """Forget the memory and every stage's state (a new sequence starts with the next step)."""
         self.memory = None
+        self.memory_clock = None
         self.stage_states = {stage.name: stage.reset(self.stage_states.get(stage.name)) for stage in self.stages}
         self.sequence = None
         self.frames_since_reset = 0
@@ -245,7 +279,9 @@ class StreamRunner:
             motion = None  # motion relative to a frame of another sequence means nothing
         if self.cfg.mode == 'single':
             self.memory = None
-        network_motion = motion if self.memory is not None else None
+        # the memory's frames are warped by the camera's motion since its newest frame (keyframes: not always the
+        # previous frame)
+        network_motion = motion_since_memory(self.memory_clock, motion) if self.memory is not None else None
 
         timer = getattr(self.model, 'stage_timer', None)  # benchmarks: preprocess / postprocess times too
         with torch.inference_mode():
@@ -267,7 +303,10 @@ class StreamRunner:
                 score_fusion=self.cfg.score_fusion,
             )
             if self.cfg.mode == 'video':
-                self.memory = memory
+                if self.memory is None or is_keyframe(self.memory_clock, stamp, network_motion, self.cfg.memory):
+                    self.memory, self.memory_clock = memory, MemoryClock(stamp)
+                else:  # this frame read the memory but does not enter it
+                    self.memory_clock = MemoryClock(self.memory_clock.stamp, network_motion, network_motion is None)
             self.sequence = SequenceState(stamp, frame.frame_id)
             self.frames_since_reset += 1
             with timed_stage(timer, 'postprocess'):

@@ -69,6 +69,27 @@ def _class_names(names, where):
     return names
 
 
+# --------------------------------------------------------------------------------------------- memory
+@dataclass
+class MemorySettings:
+    """Which frames the query memory keeps (video mode): every frame (the paper, and how the shipped checkpoint was
+    trained), or keyframes, so that the memory remembers other views than this one."""
+
+    keyframe_interval: float = setting(
+        0.0,
+        'seconds: a frame enters the memory when this long has passed since the last one that did (0: every frame)',
+        range=(0.0, 3600.0),
+    )
+    keyframe_distance: float = setting(
+        0.0,
+        'metres: with camera motion, a frame also enters the memory once the camera moved this far (0: off)',
+        range=(0.0, 100.0),
+    )
+
+    def __post_init__(self):
+        check_fields(self, 'inference.memory')
+
+
 # --------------------------------------------------------------------------------------------- stage sections
 @dataclass
 class SuppressionSettings:
@@ -263,6 +284,7 @@ class InferenceConfig:
         choices=SCORE_FUSIONS,
     )
     device: str = setting('cpu', "torch device: 'cpu', 'cuda', 'cuda:N'")
+    memory: MemorySettings = section(MemorySettings, MemorySettings.__doc__)
     suppression: SuppressionSettings = section(SuppressionSettings, SuppressionSettings.__doc__)
     refiner: RefinerSettings = section(RefinerSettings, RefinerSettings.__doc__)
     crop_scoring: CropScoringSettings = section(CropScoringSettings, CropScoringSettings.__doc__)

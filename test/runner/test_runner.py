@@ -237,3 +237,38 @@ def test_the_stages_see_no_camera_motion_across_a_sequence_break(tiny):
     for stamp, frame_id in ((0.0, 'cam'), (0.1, 'cam'), (0.2, 'other')):
         runner.step(Frame(image(), K_VGA, stamp, frame_id, camera_motion=motion))
     assert seen[0] is None and seen[1] is not None and seen[2] is None
+
+
+def test_keyframes_keep_older_views_in_the_memory_with_the_motion_since(tiny):
+    """inference.memory: with keyframes a frame enters the memory only every keyframe_interval seconds (or after
+    keyframe_distance of travel); the frames between read the memory warped by the motion since its newest frame."""
+    runner = make_runner(tiny, mode='video', **{'memory.keyframe_interval': 0.1})
+    seen = []
+    forward = runner.model.forward
+
+    def recording_forward(*args, camera_motion=None, **kwargs):
+        seen.append(None if camera_motion is None else camera_motion[0].cpu().numpy().astype(np.float64))
+        return forward(*args, camera_motion=camera_motion, **kwargs)
+
+    runner.model.forward = recording_forward
+    step_motion = np.eye(4)
+    step_motion[0, 3] = 0.01  # 1 cm a frame
+    entered = []
+    for index in range(7):
+        runner.step(Frame(image(), K_VGA, index / 30.0, 'cam', camera_motion=step_motion))
+        entered.append(runner.memory_clock.stamp)
+    assert entered == pytest.approx([0, 0, 0, 0.1, 0.1, 0.1, 0.2])  # every third frame at 30 Hz
+    assert seen[0] is None
+    np.testing.assert_allclose(seen[1][0, 3], 0.01, atol=1e-6)
+    np.testing.assert_allclose(seen[3][0, 3], 0.03, atol=1e-6)  # three frames since the memory's newest
+    np.testing.assert_allclose(seen[4][0, 3], 0.01, atol=1e-6)
+    by_distance = make_runner(tiny, mode='video', **{'memory.keyframe_distance': 0.02})
+    stamps = []
+    for index in range(5):
+        by_distance.step(Frame(image(), K_VGA, index / 30.0, 'cam', camera_motion=step_motion))
+        stamps.append(by_distance.memory_clock.stamp)
+    assert stamps == pytest.approx([0, 0, 2 / 30, 2 / 30, 4 / 30])
+    every = make_runner(tiny, mode='video')
+    for index in range(3):
+        every.step(Frame(image(), K_VGA, index / 30.0, 'cam', camera_motion=step_motion))
+    assert every.memory_clock.stamp == pytest.approx(2 / 30)  # the default: every frame, as trained
