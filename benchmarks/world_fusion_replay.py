@@ -19,6 +19,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from seqpose_core.config_schema import parse_dotted_settings
@@ -80,17 +81,21 @@ def within(results, distance):
     return 100.0 * hits / max(total, 1)
 
 
-def replay(scenes, odometry, settings):
+def replay(scenes, odometry, cameras, settings, threshold=0.05):
+    """The stage over every scene's frames; cameras: {scene: (K, a blank image of the scene's size)}."""
     stage = WorldFusionStage(None, settings)
     out = []
     for scene, frames in scenes.items():
         state = stage.initial_state()
         readings = odometry[scene]
+        K, blank = cameras[scene]
         for position, (_, result) in enumerate(frames):
             motion = np.linalg.inv(readings[position]) @ readings[position - 1] if position else None
-            context = FrameContext(None, np.eye(3), motion, 'video', 'cpu')
+            context = FrameContext(blank, K, motion, 'video', 'cpu')
             detections = detections_of(result)
             detections, state = stage.apply(detections, context, state)
+            # the runner's threshold after a stage that changes scores (the eval's: the checkpoint's, 0.05)
+            detections = sorted((d for d in detections if d.score >= threshold), key=lambda d: d.score, reverse=True)
             out.append(
                 make_result(
                     detections,
@@ -133,11 +138,12 @@ def main(argv=None):
 
     scenes = load_scenes(args.eval_dir)
     reader = NocsFrameReader(args.data, args.split)
-    odometry = {
-        name: scene_odometry(reader, prefixes)
-        for name, prefixes in iter_scenes(args.data, args.split)
-        if name in scenes
-    }
+    odometry, cameras = {}, {}
+    for name, prefixes in iter_scenes(args.data, args.split):
+        if name in scenes:
+            odometry[name] = scene_odometry(reader, prefixes)
+            height, width = cv2.imread(f'{prefixes[0]}_color.png').shape[:2]
+            cameras[name] = (reader.intrinsics(Path(prefixes[0]).parent), np.zeros((height, width, 3), np.uint8))
     inputs = [result for frames in scenes.values() for _, result in frames]
     rows = {'input (no fusion)': summary(inputs), 'class-mean reference': summary(class_mean_reference_results(inputs))}
     grid = [
@@ -148,7 +154,7 @@ def main(argv=None):
             'inference', {}
         )
         settings = with_settings(InferenceConfig(), changes)
-        fused = replay(scenes, odometry, settings)
+        fused = replay(scenes, odometry, cameras, settings)
         rows[' '.join(f'{name.split(".")[-1]}={value}' for name, value in combination) or 'defaults'] = summary(fused)
     frames = sum(len(f) for f in scenes.values())
     print(

@@ -254,6 +254,16 @@ class WorldFusionSettings:
     )
     rotation_history: int = setting(300, 'the latest rotations of a track that vote (10 s at 30 Hz)', range=(1, 10000))
 
+    coast_frames: int = setting(
+        30,
+        'frames a well-fused track the detector missed is still published where the world puts it (0: never)',
+        range=(0, 1000),
+    )
+    coast_min_views: int = setting(15, 'views a track must have fused before it may coast', range=(1, 100000))
+    coast_decay: float = setting(
+        0.9, "a coasting track's score is its last one times this per frame unseen", range=(0.0, 1.0)
+    )
+
     def __post_init__(self):
         check_fields(self, 'inference.world_fusion')
 

@@ -40,6 +40,7 @@ from typing import Optional
 import numpy as np
 
 from seqpose_core import SYMMETRIC_CLASS_NAMES
+from seqpose_core.detection import Detection
 
 # tracks unseen for this many frames are forgotten (the tracker never gives their ids again)
 FORGET_AFTER_FRAMES = 300
@@ -62,6 +63,8 @@ class FusedTrack:
     rotations: Optional[np.ndarray] = None
     rotation_scores: Optional[np.ndarray] = None
     rotation_support: Optional[np.ndarray] = None  # (k,) the score of the rotations within the gate of each
+    # what the track last published: (score, size (3,), world rotation (3, 3)), for coasting
+    published: Optional[tuple] = None
 
 
 @dataclass(frozen=True)
@@ -165,9 +168,47 @@ def estimate(track: FusedTrack, settings):
     return centre, covariance
 
 
+def coasted_detections(tracks, seen, detections, frame, camera_from_world, context, settings):
+    """Detections for the well-fused tracks not detected this frame (unseen for at most coast_frames, at least
+    coast_min_views fused) whose centre is in view and has no detection of its class near it: the object is still
+    there, the detector missed it in this view. Their score decays by coast_decay a frame unseen."""
+    height, width = context.image_rgb.shape[:2]
+    out = []
+    for track_id, track in tracks.items():
+        unseen = frame - track.last_frame
+        if track_id in seen or track.published is None or track.views < settings.coast_min_views:
+            continue
+        if not 1 <= unseen <= settings.coast_frames:
+            continue
+        centre = camera_from_world[:3, :3] @ estimate(track, settings)[0] + camera_from_world[:3, 3]
+        if centre[2] < 0.05:
+            continue
+        u, v, _ = np.asarray(context.K, dtype=np.float64) @ (centre / centre[2])
+        if not (0 <= u < width and 0 <= v < height):
+            continue
+        if any(
+            d.class_id == track.class_id and np.linalg.norm(d.translation - centre) < settings.move_gate
+            for d in detections
+        ):
+            continue
+        score, size, rotation_world = track.published
+        out.append(
+            Detection(
+                track.class_id,
+                score * settings.coast_decay**unseen,
+                camera_from_world[:3, :3] @ rotation_world,
+                centre,
+                size.copy(),
+                track_id=track_id,
+                extras={'coasted_frames': unseen, 'fused_views': track.views},
+            )
+        )
+    return out
+
+
 class WorldFusionStage:
     name = 'world_fusion'
-    changes_scores = False
+    changes_scores = True  # coasted detections carry a decayed score
 
     def __init__(self, model, inference):
         self.settings = inference.world_fusion
@@ -235,4 +276,11 @@ class WorldFusionStage:
             detection.size = detection.size * (float(np.linalg.norm(centre_camera)) / model_range)
             detection.extras['fused_views'] = track.views
             detection.extras['position_covariance'] = camera_from_world[:3, :3] @ covariance @ world_from_camera[:3, :3]
+            tracks[detection.track_id] = replace(
+                track, published=(detection.score, detection.size, world_from_camera[:3, :3] @ detection.rotation)
+            )
+        if settings.coast_frames > 0:
+            detections = list(detections) + coasted_detections(
+                tracks, seen, detections, frame, camera_from_world, context, settings
+            )
         return detections, WorldState(world_from_camera, frame, tracks)

@@ -10,6 +10,7 @@ from seqpose_core.detection import Detection
 from seqpose_core.synth.scene import look_at
 
 OBJECT = np.array([0.05, 0.02, 0.0])  # world, metres
+K_CAMERA = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
 
 
 def orbit(frames, degrees_per_frame=0.5, distance=0.8):
@@ -117,3 +118,36 @@ def test_a_mugs_rotation_is_the_azimuth_most_views_agreed_on(tiny):
     assert wrong_frames[10:].sum() >= 10
     for index in range(10, 60):
         np.testing.assert_allclose(cameras[index][:3, :3].T @ published[index], truth, atol=1e-6)
+
+
+def test_a_well_fused_object_the_detector_misses_coasts_where_the_world_puts_it(tiny):
+    runner = make_runner(tiny, mode='video', score_threshold=0.3, **{'world_fusion.coast_frames': 5})
+    cameras = orbit(40)
+    published = []
+    for index, camera in enumerate(cameras):
+        motion = camera @ np.linalg.inv(cameras[index - 1]) if index else None
+        missed = 30 <= index < 38  # the detector misses the mug for 8 frames
+        detections = [] if missed else [observed(camera, OBJECT)]
+        published.append(
+            apply_stage(
+                runner,
+                'world_fusion',
+                detections,
+                camera_motion=motion,
+                image_rgb=np.zeros((480, 640, 3), np.uint8),
+                K=K_CAMERA,
+            )
+        )
+    coasted = [frames for frames in published[30:38]]
+    # 0.9 x 0.9^k >= 0.3 for k <= 5 (coast_frames), then nothing: the threshold and the limit both hold
+    assert [len(frames) for frames in coasted] == [1, 1, 1, 1, 1, 0, 0, 0]
+    first = coasted[0][0]
+    assert first.track_id == 7 and first.extras['coasted_frames'] == 1 and first.score == pytest.approx(0.9 * 0.9)
+
+    def in_world(detection, camera):
+        return np.linalg.inv(camera)[:3, :3] @ detection.translation + np.linalg.inv(camera)[:3, 3]
+
+    # where the world fusion last put it (not where the model would, 20 % deeper)
+    np.testing.assert_allclose(in_world(first, cameras[30]), in_world(published[29][0], cameras[29]), atol=1e-9)
+    assert error(first, cameras[30], OBJECT) < 0.5 * error(observed(cameras[30], OBJECT), cameras[30], OBJECT)
+    assert len(published[38]) == 1 and 'coasted_frames' not in published[38][0].extras
