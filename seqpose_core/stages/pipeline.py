@@ -19,8 +19,10 @@ STAGES = (
     RefinerStage,  # a second look at each detection's rotation (and box) in a full-resolution crop
     CropScoringStage,  # a second opinion on what each box holds, fused into its score
     TrackStage,  # track ids; in video mode scores that remember
-    WorldFusionStage,  # video with camera motion: each track's centre from its rays across frames
     SupportPlaneStage,  # objects standing on one surface share its up
+    # video with camera motion: each track's centre from its rays across frames, its rotation the mode of the
+    # views' (after the support plane: the views it fuses are levelled, and what it publishes stays so)
+    WorldFusionStage,
 )
 
 
