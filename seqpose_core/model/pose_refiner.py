@@ -37,12 +37,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqpose_core.geometry import backproject, project_points
-from seqpose_core.model.viewpoint import azimuth_bin_terms, azimuth_of, bin_centres, bin_width, x_column_of
+from seqpose_core.model.viewpoint import bin_centres, bin_width, x_column_of
 
 # ImageNet statistics in 0..255 (the crops are resampled from the uint8 camera image)
 _MEAN = (123.675, 116.28, 103.53)
 _STD = (58.395, 57.12, 57.375)
-_OPTICAL_AXIS = (0.0, 0.0, 1.0)
+OPTICAL_AXIS = (0.0, 0.0, 1.0)
 _IMAGE_UP = (0.0, -1.0, 0.0)  # OpenCV camera frame: y points down the image
 _BOX_OUTPUTS = 6  # centre offset (2), log scale (1), log size (3)
 _TYPICAL_SIZE = 0.15  # metres: where the log size starts (model.size_prior's value)
@@ -52,7 +52,7 @@ def ray_rotation(centres):
     """(n, 3) object centres -> (n, 3, 3): the rotation about the axis z x ray taking the optical axis z onto the
     ray through each centre (identity on the axis)."""
     ray = F.normalize(centres.float(), dim=-1)
-    z = ray.new_tensor(_OPTICAL_AXIS).expand_as(ray)
+    z = ray.new_tensor(OPTICAL_AXIS).expand_as(ray)
     axis = torch.cross(z, ray, dim=-1)
     sine = axis.norm(dim=-1).clamp_min(1e-9)[:, None, None]
     cosine = (z * ray).sum(-1)[:, None, None]
@@ -165,7 +165,7 @@ class PoseRefiner(nn.Module):
             bin_centres(self.num_bins, logits.device, logits.dtype)[best[:, 0]]
             + residual.gather(-1, best)[:, 0] * bin_width(self.num_bins) / 2
         )
-        ray = up.new_tensor(_OPTICAL_AXIS).expand_as(up)
+        ray = up.new_tensor(OPTICAL_AXIS).expand_as(up)
         x = x_column_of(azimuth, up, ray)
         return torch.stack([x, up, torch.cross(x, up, dim=-1)], dim=-1)
 
@@ -194,28 +194,6 @@ def decode_boxes(outputs, K, centres, sizes, margin, depth_weight=1.0):
         depth_weight * torch.log(crop_depth) + (1 - depth_weight) * torch.log(centres[:, 2].clamp_min(1e-6))
     )
     return backproject(uv, depth, K), refined_sizes * (depth / crop_depth)[:, None]
-
-
-def refiner_losses(outputs, allocentric, symmetric, boxes=None):
-    """L1 of the up axis over every crop; cross-entropy of the azimuth bin + L1 of its residual over the
-    crops whose azimuth is defined (not `symmetric`, e.g. a mug with its handle hidden); with `boxes`
-    (box_targets), L1 of the centre offset, the log scale and the log size. -> dict of scalars."""
-    up, logits, residual = outputs['up'], outputs['logits'], outputs['residual']
-    target_up = allocentric[:, :, 1]
-    losses = {'loss_up': (up - target_up).abs().sum(-1).mean()}
-    asymmetric = ~symmetric
-    if asymmetric.any():
-        ray = up.new_tensor(_OPTICAL_AXIS).expand_as(target_up[asymmetric])
-        azimuth = azimuth_of(allocentric[asymmetric][:, :, 0], target_up[asymmetric], ray)
-        classification, offset = azimuth_bin_terms(logits[asymmetric], residual[asymmetric], azimuth)
-        losses['loss_azimuth'] = (classification + offset) / int(asymmetric.sum())
-    else:
-        losses['loss_azimuth'] = logits.sum() * 0.0
-    if boxes is not None:
-        losses['loss_centre'] = (outputs['centre_offset'] - boxes['centre_offset']).abs().sum(-1).mean()
-        losses['loss_scale'] = (outputs['log_scale'] - boxes['log_scale']).abs().mean()
-        losses['loss_size'] = (outputs['log_size'] - boxes['log_size']).abs().sum(-1).mean()
-    return losses
 
 
 def refine_poses(

@@ -21,7 +21,8 @@ from seqpose_core import CLASS_NAMES
 from seqpose_core.data.layout import enumerate_scenes
 from seqpose_core.data.reader import NocsFrameReader
 from seqpose_core.geometry import rotation_error_deg
-from seqpose_core.model.pose_refiner import box_targets, object_crops, ray_rotation, refiner_losses
+from seqpose_core.model.pose_refiner import OPTICAL_AXIS, box_targets, object_crops, ray_rotation
+from seqpose_core.model.viewpoint import azimuth_bin_terms, azimuth_of
 from seqpose_core.train.errors import TrainingError
 from seqpose_core.train.logs import write_rows
 from seqpose_core.train.targets import symmetric_mask
@@ -38,6 +39,28 @@ class RefinerTrainingSettings:
     shift: float = 0.1  # crop sides, uniform in [-shift, shift] per axis
     zoom: tuple = (0.85, 1.2)
     seed: int = 0
+
+
+def refiner_losses(outputs, allocentric, symmetric, boxes=None):
+    """L1 of the up axis over every crop; cross-entropy of the azimuth bin + L1 of its residual over the
+    crops whose azimuth is defined (not `symmetric`, e.g. a mug with its handle hidden); with `boxes`
+    (box_targets), L1 of the centre offset, the log scale and the log size. -> dict of scalars."""
+    up, logits, residual = outputs['up'], outputs['logits'], outputs['residual']
+    target_up = allocentric[:, :, 1]
+    losses = {'loss_up': (up - target_up).abs().sum(-1).mean()}
+    asymmetric = ~symmetric
+    if asymmetric.any():
+        ray = up.new_tensor(OPTICAL_AXIS).expand_as(target_up[asymmetric])
+        azimuth = azimuth_of(allocentric[asymmetric][:, :, 0], target_up[asymmetric], ray)
+        classification, offset = azimuth_bin_terms(logits[asymmetric], residual[asymmetric], azimuth)
+        losses['loss_azimuth'] = (classification + offset) / int(asymmetric.sum())
+    else:
+        losses['loss_azimuth'] = logits.sum() * 0.0
+    if boxes is not None:
+        losses['loss_centre'] = (outputs['centre_offset'] - boxes['centre_offset']).abs().sum(-1).mean()
+        losses['loss_scale'] = (outputs['log_scale'] - boxes['log_scale']).abs().mean()
+        losses['loss_size'] = (outputs['log_size'] - boxes['log_size']).abs().sum(-1).mean()
+    return losses
 
 
 def collect_crops(root, split, model_cfg, classes, settings, jitter=True, progress=True):

@@ -24,13 +24,12 @@ from seqpose_core.model.pose_refiner import (
     object_crops,
     ray_rotation,
     refine_poses,
-    refiner_losses,
 )
 from seqpose_core.model.viewpoint import azimuth_of, azimuth_targets
 from seqpose_core.runner import Frame, StreamRunner, load_model_and_config
 from seqpose_core.stages.config import with_settings
 from seqpose_core.train.errors import TrainingError
-from seqpose_core.train.pose_refiner import RefinerTrainingSettings, collect_crops, train_refiner
+from seqpose_core.train.pose_refiner import RefinerTrainingSettings, collect_crops, refiner_losses, train_refiner
 
 
 def random_rotations(count, seed=0):
