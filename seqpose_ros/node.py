@@ -10,7 +10,7 @@ Topics (relative: remap them, or push the node into a namespace):
 
 The node is thin: conversions, CameraInfo pairing, the one-slot buffer, object ids and parameters live in
 plain modules (conversions, pipeline, params, loading, seqpose_core.runner and its tracker) tested without
-ROS; what the node publishes is seqpose_ros.outputs.
+ROS; what the node publishes is seqpose_ros.outputs, where its camera motion comes from seqpose_ros.camera_motion.
 """
 
 import signal
@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 
-import numpy as np
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -29,8 +28,9 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import Trigger
 
 from seqpose_core.runner import Frame
-from seqpose_ros import camera_model, conversions, images
+from seqpose_ros import camera_model, images
 from seqpose_ros import params as param_table
+from seqpose_ros.camera_motion import CameraMotionSource
 from seqpose_ros.images import InputError, problem_kind
 from seqpose_ros.loading import StartupError, load_runner
 from seqpose_ros.outputs import Outputs
@@ -42,8 +42,6 @@ try:  # present on a ROS 2 install; not on PyPI (the pip set-up publishes TFMess
 except ImportError:
     tf2_ros = None
 
-ODOMETRY_BUFFER = 400  # readings kept for pairing (2 s of a 200 Hz VIO)
-ODOMETRY_STAMP_TOLERANCE = 0.02  # seconds between an image's stamp and the odometry reading paired with it
 CAMERA_INFO_WAIT = 0.1  # seconds the worker waits for the CameraInfo of an image that came first
 FIRST_CAMERA_INFO_WAIT = 1.0
 
@@ -90,7 +88,6 @@ class SeqPoseNode(Node):
         self.gaps = SequenceGaps()
         self.cameras = CameraInfoCache()
         self._warned_frame_mismatch = False
-        self._prev_odom_from_camera = None
         self._last_received_stamp = None
         self._camera_model = (None, None)  # (CameraInfo key, CameraModel): rebuilt only when it changes
         self.bridge = images._cv_bridge()
@@ -136,22 +133,7 @@ class SeqPoseNode(Node):
             self.follow_timer = self.create_timer(1.0, self.follow_publishers)
 
         self.outputs = Outputs(self, tf2_ros)
-        self.tf_buffer = None
-        self.odometry = None
-        if self.params['use_odometry']:
-            from nav_msgs.msg import Odometry
-
-            self.odometry = CameraInfoCache(size=ODOMETRY_BUFFER)  # the same pairing by stamp as CameraInfo
-            self.odometry_sub = self.create_subscription(Odometry, 'odom', self._on_odometry, QoSProfile(depth=50))
-        elif self.params['odom_frame']:
-            if tf2_ros is None:
-                self.get_logger().warning(
-                    f"odom_frame '{self.params['odom_frame']}' set but tf2_ros is not "
-                    'installed: the memory runs without camera motion'
-                )
-            else:
-                self.tf_buffer = tf2_ros.Buffer()
-                self.tf_listener = tf2_ros.TransformListener(self.tf_buffer, self)
+        self.camera_motion = CameraMotionSource(self, self.params, tf2_ros, self._report, self.stats)
 
         self.reset_srv = self.create_service(Trigger, '~/reset', self._on_reset)
         self.add_on_set_parameters_callback(self._validate_parameters)
@@ -252,7 +234,7 @@ class SeqPoseNode(Node):
 
     def _on_reset(self, request, response):
         self.pipeline.request_reset('~/reset service called')
-        self._prev_odom_from_camera = None
+        self.camera_motion.forget()
         response.success = True
         response.message = 'temporal memory and tracks are reset before the next frame'
         self.get_logger().info('reset requested through ~/reset')
@@ -379,7 +361,7 @@ class SeqPoseNode(Node):
             camera.K,
             stamp,
             header.frame_id,
-            camera_motion=self._camera_motion(header),
+            camera_motion=self.camera_motion.motion(header),
             previous_stamp=previous_stamp,
         )
         try:
@@ -391,7 +373,7 @@ class SeqPoseNode(Node):
             ) from None
         if result.reset_reason:
             self.stats.resets += 1
-            self._prev_odom_from_camera = None
+            self.camera_motion.forget()
             self._report(
                 problem_kind(result.reset_reason),
                 f'{topic}: {result.reset_reason}; temporal memory and tracks reset',
@@ -404,64 +386,6 @@ class SeqPoseNode(Node):
         self.outputs.publish(result.detections, header, rgb, camera.K)
         self.stats.latencies.append(time.monotonic() - received)
         self.stats.processed += 1
-
-    def _on_odometry(self, msg):
-        p, q = msg.pose.pose.position, msg.pose.pose.orientation
-        pose = conversions.transform_to_matrix((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
-        self.odometry.add(_stamp_seconds(msg.header.stamp), (msg.child_frame_id, pose))
-
-    def _odometry_pose(self, header):
-        """odom_from_camera of the image from the `odom` reading with its stamp, or None (reported)."""
-        if self.odometry.latest() is None:
-            return None  # no reading yet (the odometry may start after the camera): nothing to report
-        reading, distance = self.odometry.pair(_stamp_seconds(header.stamp), ODOMETRY_STAMP_TOLERANCE, wait=0.05)
-        topic = self.odometry_sub.topic_name
-        if distance is not None:
-            self._report(
-                'odometry:stamp',
-                f'{topic}: no reading within {ODOMETRY_STAMP_TOLERANCE:g} s of the image stamp '
-                f'{_stamp_seconds(header.stamp):.3f}; frame processed without camera motion',
-            )
-            return None
-        child, pose = reading
-        if child != header.frame_id:
-            self._report(
-                'odometry:frame',
-                f"{topic}: child_frame_id '{child}' is not the image's frame '{header.frame_id}' (give the camera's "
-                'pose, or use odom_frame with tf2_ros); frame processed without camera motion',
-            )
-            return None
-        return pose
-
-    def _camera_motion(self, header):
-        """T_cur_from_prev from the `odom` topic (use_odometry) or TF (odom_frame -> image frame), or None."""
-        if self.odometry is not None:
-            odom_from_camera = self._odometry_pose(header)
-            previous, self._prev_odom_from_camera = self._prev_odom_from_camera, odom_from_camera
-            if previous is None or odom_from_camera is None:
-                return None
-            self.stats.with_motion += 1
-            return np.linalg.inv(odom_from_camera) @ previous
-        if self.tf_buffer is None:
-            return None
-        try:
-            t = self.tf_buffer.lookup_transform(
-                self.params['odom_frame'], header.frame_id, rclpy.time.Time.from_msg(header.stamp)
-            )
-        except Exception as error:  # noqa: BLE001 - tf2 raises several exception types
-            self._report(
-                'tf',
-                f'TF {self.params["odom_frame"]} -> {header.frame_id}: {error}; frame processed without camera motion',
-            )
-            self._prev_odom_from_camera = None
-            return None
-        tr, rot = t.transform.translation, t.transform.rotation
-        odom_from_camera = conversions.transform_to_matrix((tr.x, tr.y, tr.z), (rot.x, rot.y, rot.z, rot.w))
-        previous, self._prev_odom_from_camera = self._prev_odom_from_camera, odom_from_camera
-        if previous is None:
-            return None
-        self.stats.with_motion += 1
-        return np.linalg.inv(odom_from_camera) @ previous
 
     # ------------------------------------------------------------------------------------------- outputs
     def _publish_diagnostics(self):
