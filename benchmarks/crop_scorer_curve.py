@@ -37,7 +37,7 @@ def fresh_scored_models(checkpoint, seed):
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, refiner_scoring=True))
     content = {
         **content,
-        'model': {key: value for key, value in content['model'].items() if not key.startswith('pose_refiner.scorer.')},
+        'model': {key: value for key, value in content['model'].items() if not key.startswith('crop_scorer.')},
     }
     return lambda: grown_model(config, content, checkpoint, 'model with a fresh crop scorer', seed)
 
@@ -55,9 +55,9 @@ def curve_points(checkpoint, detections, val_detections, scene_counts, epoch_bud
                 print(f'{scenes} scenes: the detections hold {available}; skipped', file=sys.stderr)
                 continue
             subset = first_scenes(data, scenes)
-            point_refiner = fresh_model().pose_refiner
+            point_scorer = fresh_model().crop_scorer
             settings = ScorerSettings(epochs=epochs, batch_size=batch_size, seed=seed)
-            history = train_scorer(point_refiner, subset, settings, val_data, progress=False)
+            history = train_scorer(point_scorer, subset, settings, val_data, progress=False)
             rows.append(
                 {
                     'scenes': scenes,

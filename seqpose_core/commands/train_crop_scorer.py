@@ -174,7 +174,7 @@ def run(args):
             'object)' + (f', {len(val_data["labels"])} validation detections' if val_data else '')
         )
         out.mkdir(parents=True, exist_ok=True)
-        train_scorer(model.pose_refiner, data, settings, val_data, out / 'scorer_log.csv', progress)
+        train_scorer(model.crop_scorer, data, settings, val_data, out / 'scorer_log.csv', progress)
     except TrainingError as error:
         print(f'seqpose train-crop-scorer: {error}', file=sys.stderr)
         return 1

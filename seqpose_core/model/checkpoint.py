@@ -213,7 +213,8 @@ def _write_checkpoint(path, state, header):
 
 
 # tensor-name prefixes of older checkpoints -> today's (the refiner was the rotation refiner until 2026-12-06)
-LEGACY_PREFIXES = {'rotation_refiner.': 'pose_refiner.'}
+# applied in order: a name renamed by one entry is matched by the next
+LEGACY_PREFIXES = {'rotation_refiner.': 'pose_refiner.', 'pose_refiner.scorer.': 'crop_scorer.head.'}
 
 
 def renamed_legacy_tensors(state):

@@ -67,7 +67,7 @@ class ModelConfig:
     refiner_box: bool = False
     # The refiner also tells what a published box holds (background or one of the six classes: a second opinion
     # from the full-resolution crop, as the second stage of a two-stage detector), and the runner fuses it into the
-    # detection's score (`seqpose train-crop-scorer` trains it; model.pose_refiner.crop_class_probabilities).
+    # detection's score (`seqpose train-crop-scorer` trains it; model.crop_scorer).
     refiner_scoring: bool = False
     # --- weights loaded by build_model (empty: random init; checkpoints rebuild without them) -----------------
     dinov2_weights: str = ''  # dinov2_vit{s,b,l}14_pretrain.pth / .safetensors

@@ -25,9 +25,8 @@ looks relative to the crop (both in crop sides, so the same at any distance), an
 z = f |size| / (projected diagonal) (`decode_boxes`). A crop cannot know an object's absolute scale any better
 than the whole image, but it sees its outline at eight times the decoder's resolution.
 
-With `scoring` (model.refiner_scoring) a head on the same pooled features, without the class embedding, says
-what the crop around a published box holds: background or one of the classes (`crop_class_probabilities`); the
-runner fuses it into the detection's score. It trains on the model's own detections (train.crop_scorer).
+Its pooled crop features also feed the crop scorer (model.crop_scorer), which says what the crop around a
+published box holds.
 """
 
 import math
@@ -114,7 +113,7 @@ class PoseRefiner(nn.Module):
     (n, bins) of the azimuth (residuals in half-bin units); with `box` also 'centre_offset' (n, 2) and 'log_scale'
     (n,) in crop sides and 'log_size' (n, 3) metres. `rotations` turns them into allocentric rotations (n, 3, 3)."""
 
-    def __init__(self, width, num_bins, num_classes=6, box=False, scoring=False):
+    def __init__(self, width, num_bins, num_classes=6, box=False):
         super().__init__()
         self.num_bins = num_bins
         self.box = box
@@ -126,24 +125,12 @@ class PoseRefiner(nn.Module):
         self.head = nn.Sequential(
             nn.Linear(8 * width, 256), nn.ReLU(), nn.Linear(256, 3 + 2 * num_bins + (_BOX_OUTPUTS if box else 0))
         )
-        # background + the classes, from the crop alone (no class embedding: an opinion of its own)
-        self.scorer = (
-            nn.Sequential(nn.Linear(8 * width, 256), nn.ReLU(), nn.Dropout(0.2), nn.Linear(256, num_classes + 1))
-            if scoring
-            else None
-        )
         self.register_buffer('mean', torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
 
     def crop_features(self, crops):
         """(n, 3, S, S) crops 0..255 -> (n, 8w) pooled features of the residual stages."""
         return self.stages(self.stem((crops.float() - self.mean) / self.std)).mean(dim=(2, 3))
-
-    def class_logits(self, features):
-        """(n, 8w) crop features -> (n, 1 + classes) logits: background (0) and the class ids."""
-        if self.scorer is None:
-            raise ValueError('class_logits: this refiner has no scorer (model.refiner_scoring false)')
-        return self.scorer(features)
 
     def forward(self, crops, class_ids):
         features = self.crop_features(crops) + self.class_embedding(class_ids)  # (n, 8w)
@@ -220,15 +207,8 @@ def refine_poses(
     return ray_rotation(centres) @ refiner.rotations(outputs), centres, sizes
 
 
-def crop_class_probabilities(refiner, image, K, centres, sizes, crop_size, margin):
-    """(n, 1 + classes) probabilities of background and each class for the crops around boxes (centres, sizes
-    (n, 3) in the frame of image (3, H, W) float 0..255 with its K)."""
-    crops = object_crops(image, K, centres.float(), sizes.float(), crop_size, margin)
-    return torch.softmax(refiner.class_logits(refiner.crop_features(crops)), dim=-1)
-
-
 def build_pose_refiner(cfg):
     """The refiner of a ModelConfig, or None (model.refiner_width == 0)."""
     if cfg.refiner_width <= 0:
         return None
-    return PoseRefiner(cfg.refiner_width, cfg.refiner_azimuth_bins, box=cfg.refiner_box, scoring=cfg.refiner_scoring)
+    return PoseRefiner(cfg.refiner_width, cfg.refiner_azimuth_bins, box=cfg.refiner_box)

@@ -25,6 +25,7 @@ from seqpose_core.model.checkpoint import (
     model_config_from_checkpoint,
 )
 from seqpose_core.model.config import ModelConfig
+from seqpose_core.model.crop_scorer import build_crop_scorer
 from seqpose_core.model.dinov2 import PATCH_SIZE, build_encoder
 from seqpose_core.model.dpt import build_dpt_head
 from seqpose_core.model.fusion import DenseHeads, FeatureFusion
@@ -50,6 +51,7 @@ class SeqPose(nn.Module):
         self.dense_heads = DenseHeads(cfg.hidden_dim, features)
         self.decoder = SpatialTemporalQueryDecoder(cfg)
         self.pose_refiner = build_pose_refiner(cfg)  # None unless model.refiner_width
+        self.crop_scorer = build_crop_scorer(cfg)  # None unless model.refiner_scoring (reads the refiner's features)
         self.stage_timer = None
 
     @property

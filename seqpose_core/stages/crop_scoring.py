@@ -10,7 +10,7 @@ not bring back one the decoder dropped (its cost grows with the boxes it reads; 
 import numpy as np
 import torch
 
-from seqpose_core.model.pose_refiner import crop_class_probabilities
+from seqpose_core.model.crop_scorer import crop_class_probabilities
 
 
 class CropScoringStage:
@@ -18,10 +18,10 @@ class CropScoringStage:
     changes_scores = True
 
     def __init__(self, model, inference):
-        refiner = getattr(model, 'pose_refiner', None)
-        self.refiner = refiner if refiner is not None and refiner.scorer is not None else None
+        self.refiner = getattr(model, 'pose_refiner', None)
+        self.scorer = getattr(model, 'crop_scorer', None)
         self.settings = inference.crop_scoring
-        if self.refiner is not None:
+        if self.scorer is not None:
             self.crop_size, self.crop_margin = model.cfg.refiner_crop_size, model.cfg.refiner_crop_margin
 
     def initial_state(self):
@@ -31,12 +31,13 @@ class CropScoringStage:
         return None
 
     def apply(self, detections, context, state):
-        if self.refiner is None or not self.settings.enabled or not detections:
+        if self.scorer is None or not self.settings.enabled or not detections:
             return detections, state
         as_tensor = lambda values: torch.as_tensor(values, dtype=torch.float32, device=context.device)  # noqa: E731
         probabilities = (
             crop_class_probabilities(
                 self.refiner,
+                self.scorer,
                 context.image_float,
                 as_tensor(context.K),
                 as_tensor(np.stack([d.translation for d in detections])),

@@ -10,7 +10,7 @@ background, so it learns the mistakes this model makes (duplicates of one object
 handles them).
 
     data = collect_detection_features(runner, root, 'real_train', settings)   # features, labels, classes, scores
-    history = train_scorer(model.pose_refiner, data, settings, val_data=..., log_path=...)
+    history = train_scorer(model.crop_scorer, data, settings, val_data=..., log_path=...)
 
 Running the model is what costs (minutes per hundred scenes on a CPU; the head trains in seconds), so the
 collected detections can be kept (`save_detections`) and trained on again (`load_detections`, `first_scenes`):
@@ -198,13 +198,13 @@ def ranking_auc(scores, correct):
     return float((ranks[correct].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
-def validate(refiner, data):
+def validate(scorer, data):
     """Accuracy of the 7-way label, and the ranking AUC of the correct detections (their class, an object within
     match_distance) by the decoder's score, by the crop's probability of the class, and by their fusion
     sqrt(score x probability), which is what the runner publishes."""
-    refiner.eval()
+    scorer.eval()
     with torch.no_grad():
-        probabilities = torch.softmax(refiner.class_logits(data['features']), dim=-1)
+        probabilities = torch.softmax(scorer(data['features']), dim=-1)
     of_class = probabilities.gather(1, data['classes'][:, None])[:, 0]
     correct = (data['labels'] == data['classes']).numpy()
     return {
@@ -215,11 +215,12 @@ def validate(refiner, data):
     }
 
 
-def train_scorer(refiner, data, settings, val_data=None, log_path=None, progress=True):
-    """Train refiner.scorer (the rest of the refiner stays as it is) on collect_detection_features' data; one row
-    per epoch (loss, and with val_data the figures of `validate`), also written to log_path as CSV."""
-    if refiner.scorer is None:
-        raise TrainingError('the refiner has no scorer: build it with model.refiner_scoring true')
+def train_scorer(scorer, data, settings, val_data=None, log_path=None, progress=True):
+    """Train the model's crop scorer (model.crop_scorer; the refiner whose features it reads stays as it is) on
+    collect_detection_features' data; one row per epoch (loss, and with val_data the figures of `validate`), also
+    written to log_path as CSV."""
+    if scorer is None:
+        raise TrainingError('the model has no crop scorer: build it with model.refiner_scoring true')
     count = len(data['labels'])
     steps_per_epoch = count // settings.batch_size
     if steps_per_epoch < 1:
@@ -228,18 +229,18 @@ def train_scorer(refiner, data, settings, val_data=None, log_path=None, progress
     # the dropout draws from torch's global generator: the same data and seed give the same head, whether the
     # detections were just collected or loaded from a kept file
     torch.manual_seed(settings.seed)
-    optimizer = torch.optim.AdamW(refiner.scorer.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = torch.optim.AdamW(scorer.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch
     )
     rows, started = [], time.perf_counter()
     for epoch in range(settings.epochs):
-        refiner.scorer.train()
+        scorer.train()
         order = torch.randperm(count, generator=generator)
         total = 0.0
         for step in range(steps_per_epoch):
             batch = order[step * settings.batch_size : (step + 1) * settings.batch_size]
-            loss = F.cross_entropy(refiner.class_logits(data['features'][batch]), data['labels'][batch])
+            loss = F.cross_entropy(scorer(data['features'][batch]), data['labels'][batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -247,7 +248,7 @@ def train_scorer(refiner, data, settings, val_data=None, log_path=None, progress
             total += float(loss.detach()) / steps_per_epoch
         row = {'epoch': epoch + 1, 'minutes': (time.perf_counter() - started) / 60, 'loss': total}
         if val_data is not None:
-            row.update(validate(refiner, val_data))
+            row.update(validate(scorer, val_data))
         rows.append(row)
         if progress:
             print(
@@ -257,5 +258,5 @@ def train_scorer(refiner, data, settings, val_data=None, log_path=None, progress
             )
         if log_path is not None:
             write_rows(log_path, rows)
-    refiner.eval()
+    scorer.eval()
     return rows

@@ -15,7 +15,8 @@ from seqpose_core.cli import main as seqpose
 from seqpose_core.config import load_config
 from seqpose_core.model import build_model, save_checkpoint
 from seqpose_core.model.checkpoint import load_checkpoint
-from seqpose_core.model.pose_refiner import PoseRefiner, crop_class_probabilities
+from seqpose_core.model.crop_scorer import crop_class_probabilities
+from seqpose_core.model.pose_refiner import PoseRefiner
 from seqpose_core.runner import Frame, StreamRunner, load_model_and_config
 from seqpose_core.stages.config import with_settings
 from seqpose_core.train.crop_scorer import _labels, first_scenes, ranking_auc
@@ -38,9 +39,33 @@ def test_labels_are_the_class_of_the_object_within_reach():
     assert list(_labels(centres, empty, 0.1)) == [0, 0, 0, 0]
 
 
-def test_a_refiner_without_a_scorer_says_so():
-    with pytest.raises(ValueError, match='refiner_scoring'):
-        PoseRefiner(4, 12).class_logits(torch.zeros(2, 32))
+def test_a_model_without_a_scorer_says_so():
+    from seqpose_core.model.crop_scorer import build_crop_scorer
+    from seqpose_core.train.crop_scorer import ScorerSettings, train_scorer
+    from seqpose_core.train.errors import TrainingError
+
+    config = load_config('tiny')
+    assert build_crop_scorer(dataclasses.replace(config.model, refiner_width=4)) is None
+    with pytest.raises(TrainingError, match='refiner_scoring'):
+        train_scorer(None, {'labels': torch.zeros(8)}, ScorerSettings())
+
+
+def test_an_old_checkpoint_whose_refiner_carried_the_scorer_loads(tmp_path):
+    """Checkpoints from before the crop scorer was its own module name its tensors pose_refiner.scorer.*"""
+    from seqpose_core.model.checkpoint import load_checkpoint, save_checkpoint_content
+
+    config = scored_config()
+    torch.manual_seed(2)
+    model = build_model(config.model)
+    path = save_checkpoint(tmp_path / 'new.pt', model, config)
+    content = load_checkpoint(path)
+    content['model'] = {
+        name.replace('crop_scorer.head.', 'pose_refiner.scorer.'): tensor for name, tensor in content['model'].items()
+    }
+    save_checkpoint_content(tmp_path / 'old.pt', content)
+    old, _ = load_model_and_config(tmp_path / 'old.pt')
+    for name, tensor in model.crop_scorer.state_dict().items():
+        assert torch.equal(old.crop_scorer.state_dict()[name], tensor), name
 
 
 def scored_config(threshold=0.0):
@@ -69,6 +94,7 @@ def test_runner_publishes_the_fused_score_above_the_threshold():
     with torch.no_grad():
         probabilities = crop_class_probabilities(
             model.pose_refiner,
+            model.crop_scorer,
             torch.as_tensor(image).permute(2, 0, 1).float(),
             torch.as_tensor(K).float(),
             torch.tensor(np.stack([d.translation for d in scored])),
@@ -125,13 +151,13 @@ def test_train_crop_scorer_learns_the_head_only(tmp_path):
         == 0
     )
     before, after = load_checkpoint(start)['model'], load_checkpoint(out / 'model.pt')['model']
-    scorer = [name for name in after if name.startswith('pose_refiner.scorer.')]
+    scorer = [name for name in after if name.startswith('crop_scorer.')]
     assert scorer and not any(name in before for name in scorer)
     for name, tensor in before.items():  # the rest is copied unchanged
         assert torch.equal(tensor, after[name]), name
     assert load_checkpoint(out / 'model.pt')['refiner_selection'] == {'data': ['selection-set']}
     model, loaded = load_model_and_config(out / 'model.pt')
-    assert loaded.model.refiner_scoring and model.pose_refiner.scorer is not None
+    assert loaded.model.refiner_scoring and model.crop_scorer is not None
     with open(out / 'scorer_log.csv', encoding='utf-8') as stream:
         rows = list(csv.DictReader(stream))
     assert [row['epoch'] for row in rows] == ['1', '2'] and 0 <= float(rows[-1]['accuracy']) <= 1
@@ -215,7 +241,7 @@ def test_kept_detections_train_the_same_head_without_running_the_model(tmp_path,
         == 0
     )
     first, second = load_checkpoint(collected / 'model.pt')['model'], load_checkpoint(again / 'model.pt')['model']
-    scorer = [name for name in first if name.startswith('pose_refiner.scorer.')]
+    scorer = [name for name in first if name.startswith('crop_scorer.')]
     assert scorer and all(torch.equal(first[name], second[name]) for name in scorer)
     assert (collected / 'scorer_log.csv').read_text().splitlines()[1].split(',')[2:] == (
         again / 'scorer_log.csv'
@@ -305,7 +331,7 @@ def test_a_file_that_is_not_kept_detections_is_refused_by_name(tmp_path):
     from seqpose_core.train.crop_scorer import load_detections
     from seqpose_core.train.errors import TrainingError
 
-    refiner = PoseRefiner(4, 12, box=True, scoring=True)
+    refiner = PoseRefiner(4, 12, box=True)
     garbage = tmp_path / 'garbage.pt'
     garbage.write_bytes(b'not a torch file')
     with pytest.raises(TrainingError, match='garbage.pt: not a detections file'):

@@ -1,0 +1,40 @@
+"""What the crop around a published box holds: background or one of the classes (not in the paper).
+
+A second opinion from the full-resolution crop, as the second stage of a two-stage detector: a small head on the
+pose refiner's pooled crop features (model.pose_refiner.PoseRefiner.crop_features), without the class embedding,
+so it is an opinion of its own. The runner fuses it into the detection's score
+(seqpose_core.stages.crop_scoring); `seqpose train-crop-scorer` trains it on the model's own detections with the
+refiner frozen (seqpose_core.train.crop_scorer).
+"""
+
+import torch
+from torch import nn
+
+from seqpose_core.model.pose_refiner import object_crops
+
+
+class CropScorer(nn.Module):
+    """(n, F) pooled crop features of the refiner -> (n, 1 + classes) logits: background (0) and the class ids."""
+
+    def __init__(self, feature_width, num_classes=6, hidden=256):
+        super().__init__()
+        self.head = nn.Sequential(
+            nn.Linear(feature_width, hidden), nn.ReLU(), nn.Dropout(0.2), nn.Linear(hidden, num_classes + 1)
+        )
+
+    def forward(self, features):
+        return self.head(features)
+
+
+def crop_class_probabilities(refiner, scorer, image, K, centres, sizes, crop_size, margin):
+    """(n, 1 + classes) probabilities of background and each class for the crops around boxes (centres, sizes
+    (n, 3) in the frame of image (3, H, W) float 0..255 with its K)."""
+    crops = object_crops(image, K, centres.float(), sizes.float(), crop_size, margin)
+    return torch.softmax(scorer(refiner.crop_features(crops)), dim=-1)
+
+
+def build_crop_scorer(cfg):
+    """The crop scorer of a ModelConfig (model.refiner_scoring, on a refiner of model.refiner_width), or None."""
+    if cfg.refiner_width <= 0 or not cfg.refiner_scoring:
+        return None
+    return CropScorer(8 * cfg.refiner_width)
