@@ -71,6 +71,19 @@ def object_pose(detection, z_up=False):
 UNKNOWN_COVARIANCE = tuple(-1.0 if i % 7 == 0 else 0.0 for i in range(36))
 
 
+def pose_covariance(detection):
+    """The 36 values of a Detection3D's pose covariance (x, y, z, then rotation about x, y, z; the header's frame):
+    the world fusion's position covariance where it fused the detection (extras['position_covariance'], camera
+    frame), the rotation still unknown (-1); otherwise all unknown."""
+    position = detection.extras.get('position_covariance')
+    if position is None:
+        return list(UNKNOWN_COVARIANCE)
+    covariance = np.zeros((6, 6))
+    covariance[:3, :3] = np.asarray(position, dtype=np.float64)
+    covariance[3, 3] = covariance[4, 4] = covariance[5, 5] = -1.0
+    return [float(v) for v in covariance.reshape(-1)]
+
+
 # --------------------------------------------------------------------------------------------- messages
 def _pose(rotation, translation):
     from geometry_msgs.msg import Pose
@@ -84,7 +97,7 @@ def _pose(rotation, translation):
 
 def detection_to_msg(detection, header, z_up=False):
     """Detection -> vision_msgs/Detection3D (id = object id, class_id = category name, pose twice; pose
-    covariance unknown: -1 on the diagonal)."""
+    covariance: the world fusion's position part where it has one, else unknown, -1 on the diagonal)."""
     from vision_msgs.msg import Detection3D, ObjectHypothesisWithPose
 
     rotation, translation, size = object_pose(detection, z_up)
@@ -95,7 +108,7 @@ def detection_to_msg(detection, header, z_up=False):
     hypothesis.hypothesis.class_id = detection.class_name
     hypothesis.hypothesis.score = float(min(max(detection.score, 0.0), 1.0))
     hypothesis.pose.pose = _pose(rotation, translation)
-    hypothesis.pose.covariance = list(UNKNOWN_COVARIANCE)
+    hypothesis.pose.covariance = pose_covariance(detection)
     msg.results = [hypothesis]
     msg.bbox.center = _pose(rotation, translation)
     msg.bbox.size.x, msg.bbox.size.y, msg.bbox.size.z = (float(v) for v in size)

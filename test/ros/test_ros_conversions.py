@@ -420,3 +420,14 @@ def test_z_up_publishes_rep103_object_frames():
     o = msg.bbox.center.orientation
     np.testing.assert_allclose(C.quaternion_to_rotation(o.x, o.y, o.z, o.w), rotation, atol=1e-9)
     assert (msg.bbox.size.x, msg.bbox.size.y, msg.bbox.size.z) == pytest.approx((0.12, 0.10, 0.09))
+
+
+def test_a_fused_detection_publishes_its_position_covariance():
+    """The world fusion's per-track uncertainty (camera frame) fills the position block; rotation stays unknown."""
+    from seqpose_ros import conversions as C
+
+    fused = _detection()
+    fused.extras['position_covariance'] = np.diag([1e-4, 2e-4, 9e-4])
+    covariance = np.array(C.detection_to_msg(fused, _header()).results[0].pose.covariance).reshape(6, 6)
+    np.testing.assert_allclose(covariance[:3, :3], np.diag([1e-4, 2e-4, 9e-4]))
+    assert np.all(np.diag(covariance)[3:] == -1.0) and np.count_nonzero(covariance) == 6
