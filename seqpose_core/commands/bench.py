@@ -57,10 +57,12 @@ STAGE_ORDER = (
     'stsq',
     'pose_head',
     'postprocess',
+    # then the runner's stages, in their order (seqpose_core.stages.pipeline.STAGES)
     'refiner',
     'crop_scoring',
     'tracks',
     'support_plane',
+    'world_fusion',
     'other',
 )
 
