@@ -112,3 +112,12 @@ def test_summary_helpers_detect_growth():
     assert memory_summary(noisy)['flat']
     slow_leak = [(f, {'rss_mib': 500.0 + 0.015 * f + (30.0 if f % 30 == 0 else 0.0)}) for f in range(0, 1000, 10)]
     assert not memory_summary(slow_leak)['flat']  # 15 MiB over the run, beyond 2 % of 500 MiB
+
+
+def test_the_stage_order_names_every_runner_stage():
+    """seqpose bench prints the runner's stages in their order: a stage added to the runner is not lost in 'other'."""
+    from seqpose_core.commands.bench import STAGE_ORDER
+    from seqpose_core.stages.pipeline import STAGES
+
+    names = [stage.name for stage in STAGES]
+    assert [name for name in STAGE_ORDER if name in names] == names
