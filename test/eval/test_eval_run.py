@@ -45,5 +45,8 @@ def test_no_camera_motion_unless_the_oracle_is_named(two_scenes):
     single = RecordingRunner(mode='single')
     list(run_scenes(single, reader, scenes, camera_motion='gt'))
     assert 'motion' not in single.calls
+    odometry = RecordingRunner()  # generated videos carry their simulated odometry (odometry.txt)
+    list(run_scenes(odometry, reader, scenes, camera_motion='odometry'))
+    assert odometry.calls == ['reset', 'none', 'motion', 'motion'] * 2
     with pytest.raises(ValueError, match='camera_motion'):
-        list(run_scenes(RecordingRunner(), reader, scenes, camera_motion='odometry'))
+        list(run_scenes(RecordingRunner(), reader, scenes, camera_motion='imu'))
