@@ -40,6 +40,14 @@ def add_arguments(parser):
     parser.add_argument('--models', help='folder of own meshes: DIR/<category>/*.obj|ply, NOCS axes (y up)')
     parser.add_argument('--backgrounds', help='folder of background images (searched recursively)')
     parser.add_argument('--objects', default='3-6', help='objects per scene, MIN-MAX (default 3-6)')
+    parser.add_argument(
+        '--moving-objects',
+        type=float,
+        default=0.0,
+        metavar='P',
+        help='video: the chance (0..1) that one object of a video is slid 15-30 cm across the table mid-video, as if '
+        'picked up and put down (default 0: static scenes)',
+    )
     parser.add_argument('--overwrite', action='store_true', help='replace scene folders that already exist')
     parser.add_argument('--preview', action='store_true', help='also write OUT/preview.png (a contact sheet)')
     parser.add_argument(
@@ -75,6 +83,7 @@ def run(args):
         objects_min=low,
         objects_max=high,
         workers=args.workers,
+        moving_objects=args.moving_objects,
     )
     total = args.scenes * args.frames
     started = time.perf_counter()

@@ -19,7 +19,15 @@ from seqpose_core import CLASS_NAMES
 from seqpose_core.synth.meshes import ModelSource
 from seqpose_core.synth.odometry import OdometryNoise, simulate_odometry
 from seqpose_core.synth.render import Renderer
-from seqpose_core.synth.scene import FPS, choose_categories, make_scene, random_view, video_trajectory
+from seqpose_core.synth.scene import (
+    FPS,
+    choose_categories,
+    make_scene,
+    object_poses_over_time,
+    random_view,
+    shadow_blobs,
+    video_trajectory,
+)
 from seqpose_core.synth.textures import BackgroundSource
 from seqpose_core.synth.writer import NocsWriter
 
@@ -46,6 +54,7 @@ class SynthOptions:
     objects_min: int = 3
     objects_max: int = 6
     workers: int = 1  # processes rendering scenes side by side (each its own renderer)
+    moving_objects: float = 0.0  # video: the chance that one object of a video is slid elsewhere mid-video
 
 
 def split_assignment(mode, scenes, split='auto'):
@@ -88,11 +97,13 @@ def video_views(rng, options, model_source, background_source, writer, split, nu
     scene = make_scene(rng, model_source, background_source, models=models)
     trajectory = video_trajectory(rng, options.frames)
     noise_seeds = rng.uniform(0, 100, options.frames)
-    # the odometry draws from its own stream: the images of a seed do not change with its noise model
+    # the odometry and the moves draw from streams of their own: the images of a seed without moves do not change
     odometry_rng = np.random.default_rng([int(options.seed), _MODE_SEED['video'], SPLIT_CODES[split], number, 7])
     writer.write_odometry(split, number, simulate_odometry(odometry_rng, trajectory, FPS), OdometryNoise())
-    for camera_from_world, noise_seed in zip(trajectory, noise_seeds):
-        yield scene, camera_from_world, noise_seed
+    move_rng = np.random.default_rng([int(options.seed), _MODE_SEED['video'], SPLIT_CODES[split], number, 8])
+    poses = object_poses_over_time(scene, options.frames, move_rng, options.moving_objects)
+    for frame, (camera_from_world, noise_seed) in enumerate(zip(trajectory, noise_seeds)):
+        yield scene, camera_from_world, noise_seed, poses[frame]
 
 
 def single_views(rng, options, model_source, background_source, writer, split, number):
@@ -114,7 +125,7 @@ def single_views(rng, options, model_source, background_source, writer, split, n
             chosen.append(pool[pick])
         scene = make_scene(rng, model_source, background_source, models=chosen)
         camera_from_world = random_view(rng)
-        yield scene, camera_from_world, rng.uniform(0, 100)
+        yield scene, camera_from_world, rng.uniform(0, 100), scene.objects
 
 
 VIEWS = {'video': video_views, 'single': single_views}
@@ -123,6 +134,8 @@ VIEWS = {'video': video_views, 'single': single_views}
 def _check_options(options):
     if options.scenes < 1 or options.frames < 1:
         raise ValueError(f'--scenes and --frames must be >= 1 (got {options.scenes}, {options.frames})')
+    if not 0.0 <= options.moving_objects <= 1.0:
+        raise ValueError(f'--moving-objects {options.moving_objects}: expected a chance in [0, 1]')
     if options.frames > 10000:
         raise ValueError(f'--frames {options.frames}: frame ids have 4 digits (at most 10000 frames per scene)')
     if not 1 <= options.objects_min <= options.objects_max <= 8:
@@ -207,7 +220,7 @@ def render_scenes(options, scenes, progress=None, on_frame=None, write_lists=Tru
             folder = writer.scene_folder(split, number)
             views = VIEWS[options.mode](rng, options, model_source, background_source, writer, split, number)
             loaded = None
-            for frame_index, (scene, camera_from_world, noise_seed) in enumerate(views):
+            for frame_index, (scene, camera_from_world, noise_seed, placed) in enumerate(views):
                 if scene is not loaded:  # a video renders one scene from every view; single, a scene per view
                     renderer.load_scene(
                         [(o.model, o.appearance, o.instance_id) for o in scene.objects],
@@ -221,11 +234,11 @@ def render_scenes(options, scenes, progress=None, on_frame=None, write_lists=Tru
                 rendered = renderer.render(
                     writer.K,
                     camera_from_world,
-                    [o.world_from_object for o in scene.objects],
-                    scene.shadow_blobs(),
+                    [o.world_from_object for o in placed],
+                    shadow_blobs(placed),
                     noise_seed=noise_seed,
                 )
-                label = writer.write_frame(folder, frame_index, rendered, scene.objects, camera_from_world)
+                label = writer.write_frame(folder, frame_index, rendered, placed, camera_from_world)
                 if on_frame:
                     on_frame(folder, frame_index, rendered, scene, camera_from_world, label)
                 if progress:

@@ -6,6 +6,7 @@ World frame: y up, the table top is the plane y = 0 centred at the origin. Objec
 `camera_from_world` (x right, y down, z forward).
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +43,49 @@ class Scene:
     table_tiles: float  # texture repeats per metre
 
     def shadow_blobs(self):
-        return [(o.world_from_object[0, 3], o.world_from_object[2, 3], o.footprint_radius * 0.8) for o in self.objects]
+        return shadow_blobs(self.objects)
+
+
+def shadow_blobs(placed_objects):
+    """(x, z, radius) of the soft shadow under each object on the table."""
+    return [(o.world_from_object[0, 3], o.world_from_object[2, 3], o.footprint_radius * 0.8) for o in placed_objects]
+
+
+MOVE_DISTANCE = (0.15, 0.3)  # metres an object is slid when a video moves one
+MOVE_FRAMES = 15  # the slide lasts 0.5 s at 30 Hz
+
+
+def object_poses_over_time(scene, frames, rng, chance):
+    """[list of PlacedObject] per frame: the scene's, except that with probability `chance` one object is slid
+    MOVE_DISTANCE across the table (not into another object) over MOVE_FRAMES, starting between a third and two
+    thirds of the video: a static-world assumption then meets an object that was picked up and put down."""
+    static = [list(scene.objects)] * frames
+    if chance <= 0 or frames < 3 * MOVE_FRAMES or rng.random() >= chance:
+        return static
+    index = int(rng.integers(len(scene.objects)))
+    moved = scene.objects[index]
+    others = [o for i, o in enumerate(scene.objects) if i != index]
+    start = int(rng.integers(frames // 3, 2 * frames // 3))
+    for _ in range(50):
+        angle, length = rng.uniform(0, 2 * np.pi), rng.uniform(*MOVE_DISTANCE)
+        slide = length * np.array([np.cos(angle), 0.0, np.sin(angle)])
+        target = moved.world_from_object[:3, 3] + slide
+        if all(
+            np.hypot(*(target - o.world_from_object[:3, 3])[[0, 2]]) >= moved.footprint_radius + o.footprint_radius
+            for o in others
+        ):
+            break
+    else:
+        return static  # no free place on the table
+    per_frame = []
+    for frame in range(frames):
+        fraction = min(max((frame - start) / MOVE_FRAMES, 0.0), 1.0)
+        pose = moved.world_from_object.copy()
+        pose[:3, 3] += fraction * slide
+        objects = list(scene.objects)
+        objects[index] = dataclasses.replace(moved, world_from_object=pose)
+        per_frame.append(objects)
+    return per_frame
 
 
 def rotation_y(angle):
