@@ -21,8 +21,10 @@ With one view the estimate is the model's centre; as the baseline grows the rays
 centre is the estimate in the current camera; the size follows the depth (the model's size and depth are one
 guess: at k times the depth the object is k times as large); extras['position_covariance'] (3, 3, camera frame)
 shrinks as evidence grows. An observation off the estimate by more than `move_gate` metres across its ray is
-not fused: the model's own centre is published, and after `restart_after` such frames in a row the object has
-moved (picked up, slid) and its fusion starts again from its new place. A new track id whose ray passes within
+not fused, nor one whose model range over the fused range leaves the track's usual ratio by more than
+`depth_gate` (a move along the ray: the model's depth bias of one instance is nearly constant): the model's own
+centre is published, and after `restart_after` such frames in a row the object has moved (picked up, slid) and its
+fusion starts again from its new place. A new track id whose ray passes within
 `move_gate` of a fused track of its class that was not seen this frame takes that track's fusion over (the
 tracker loses objects that flicker out for more than a few frames; the world keeps them).
 
@@ -44,6 +46,7 @@ from seqpose_core.detection import Detection
 
 # tracks unseen for this many frames are forgotten (the tracker never gives their ids again)
 FORGET_AFTER_FRAMES = 300
+RATIO_AVERAGING = 0.1  # weight of the newest view in the moving average of the range ratio (about 10 views)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,11 @@ class FusedTrack:
     rotation_support: Optional[np.ndarray] = None  # (k,) the score of the rotations within the gate of each
     # what the track last published: (score, size (3,), world rotation (3, 3)), for coasting
     published: Optional[tuple] = None
+    # the model's range over the fused range, a moving average over the fused views (it follows the estimate as it
+    # converges): one instance's depth bias is nearly constant, so a view whose ratio leaves it saw the object
+    # somewhere else along its ray (it moved)
+    range_ratio: float = 1.0
+    range_ratios: int = 0
 
 
 @dataclass(frozen=True)
@@ -252,13 +260,22 @@ class WorldFusionStage:
                 track = tracks.pop(lost)  # the same object under a new track id: its fusion carries over
                 detection.extras['fused_from_track'] = lost
             fused, _ = estimate(track, settings)
-            if _across(fused, origin, direction) > settings.move_gate:
+            ratio = distance / max(float(np.linalg.norm(fused - origin)), 1e-6)
+            usual = track.range_ratio if track.range_ratios else ratio
+            off_depth = (
+                settings.depth_gate > 0 and track.range_ratios >= 10 and abs(ratio / usual - 1.0) > settings.depth_gate
+            )
+            if _across(fused, origin, direction) > settings.move_gate or off_depth:
                 if track.outliers + 1 >= settings.restart_after:  # it moved: fuse again from its new place
                     tracks[detection.track_id] = replace(new, last_frame=frame)
                 else:
                     tracks[detection.track_id] = replace(track, outliers=track.outliers + 1, last_frame=frame)
                 continue  # the model's own centre this frame
-            track = _merged(track, new, frame)
+            track = replace(
+                _merged(track, new, frame),
+                range_ratio=usual + RATIO_AVERAGING * (ratio - usual),
+                range_ratios=track.range_ratios + 1,
+            )
             if settings.rotation and detection.class_name not in SYMMETRIC_CLASS_NAMES:
                 rotation_world = world_from_camera[:3, :3] @ detection.rotation
                 track = _with_rotation(track, rotation_world, detection.score, settings)
