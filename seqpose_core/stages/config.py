@@ -240,6 +240,12 @@ class WorldFusionSettings:
         "metres across its ray beyond which an observation is off its track's estimate (not fused)",
         range=(0.0, 10.0, (True, False)),
     )
+    keep: float = setting(
+        1.0,
+        "weight of a track's earlier evidence at each new view (1: every view counts alike; below 1 the estimate "
+        'follows a change within about 1 / (1 - keep) views)',
+        range=(0.0, 1.0, (True, False)),
+    )
     depth_gate: float = setting(
         0.0,
         "relative change of the model's range over the fused range beyond which a view is off its track's estimate "

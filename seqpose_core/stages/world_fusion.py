@@ -130,15 +130,16 @@ def fused_rotation(rotations, scores, support, gate_deg):
     return u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
 
 
-def _merged(track: FusedTrack, new: FusedTrack, frame):
+def _merged(track: FusedTrack, new: FusedTrack, frame, keep=1.0):
+    """The track with one more view; the evidence before it weighs `keep` (world_fusion.forget)."""
     return replace(
         track,
-        ray_information=track.ray_information + new.ray_information,
-        ray_weighted=track.ray_weighted + new.ray_weighted,
-        centre_sum=track.centre_sum + new.centre_sum,
-        direction_sum=track.direction_sum + new.direction_sum,
-        range_sum=track.range_sum + new.range_sum,
-        views=track.views + 1,
+        ray_information=keep * track.ray_information + new.ray_information,
+        ray_weighted=keep * track.ray_weighted + new.ray_weighted,
+        centre_sum=keep * track.centre_sum + new.centre_sum,
+        direction_sum=keep * track.direction_sum + new.direction_sum,
+        range_sum=keep * track.range_sum + new.range_sum,
+        views=track.views + 1 if keep == 1.0 else keep * track.views + 1,
         outliers=0,
         last_frame=frame,
     )
@@ -272,7 +273,7 @@ class WorldFusionStage:
                     tracks[detection.track_id] = replace(track, outliers=track.outliers + 1, last_frame=frame)
                 continue  # the model's own centre this frame
             track = replace(
-                _merged(track, new, frame),
+                _merged(track, new, frame, settings.keep),
                 range_ratio=usual + RATIO_AVERAGING * (ratio - usual),
                 range_ratios=track.range_ratios + 1,
             )
