@@ -29,6 +29,7 @@ from seqpose_core.eval.class_mean_reference import class_mean_reference_results
 from seqpose_core.eval.evaluator import evaluate_results
 from seqpose_core.eval.results_io import find_result_files, load_result_file, make_result
 from seqpose_core.eval.run import scene_odometry
+from seqpose_core.geometry import camera_motion_between
 from seqpose_core.stages.config import InferenceConfig, with_settings
 from seqpose_core.stages.pipeline import FrameContext
 from seqpose_core.stages.world_fusion import WorldFusionStage
@@ -90,7 +91,7 @@ def replay(scenes, odometry, cameras, settings, threshold=0.05):
         readings = odometry[scene]
         K, blank = cameras[scene]
         for position, (_, result) in enumerate(frames):
-            motion = np.linalg.inv(readings[position]) @ readings[position - 1] if position else None
+            motion = camera_motion_between(readings[position - 1], readings[position]) if position else None
             context = FrameContext(blank, K, motion, 'video', 'cpu')
             detections = detections_of(result)
             detections, state = stage.apply(detections, context, state)

@@ -182,6 +182,12 @@ def translation_error(translation_pred, translation_gt):
     return diff.norm(dim=-1) if _is_torch(diff) else np.linalg.norm(diff, axis=-1)
 
 
+def camera_motion_between(odom_from_previous, odom_from_current):
+    """T_current_from_previous (4, 4), what the runner takes as camera motion, from the camera's poses in a fixed
+    (odometry) frame at the previous and the current frame."""
+    return np.linalg.inv(odom_from_current) @ odom_from_previous
+
+
 def invert_rigid(pose):
     """Inverse of rigid (..., 4, 4) transforms without a general matrix inverse."""
     rotation_t = _transpose(pose[..., :3, :3])

@@ -4,12 +4,12 @@ T_current_from_previous between processed frames; this keeps the previous frame'
 every reset (motion across a reset means nothing).
 """
 
-import numpy as np
 import rclpy
 from rclpy.qos import QoSProfile
 
+from seqpose_core.geometry import camera_motion_between
 from seqpose_ros import conversions
-from seqpose_ros.pipeline import CameraInfoCache
+from seqpose_ros.pipeline import StampedCache
 
 ODOMETRY_BUFFER = 400  # readings kept for pairing (2 s of a 200 Hz VIO)
 ODOMETRY_STAMP_TOLERANCE = 0.02  # seconds between an image's stamp and the odometry reading paired with it
@@ -30,7 +30,7 @@ class CameraMotionSource:
         if params['use_odometry']:
             from nav_msgs.msg import Odometry
 
-            self.readings = CameraInfoCache(size=ODOMETRY_BUFFER)  # the same pairing by stamp as CameraInfo
+            self.readings = StampedCache(size=ODOMETRY_BUFFER)  # paired with images by stamp, as CameraInfo
             self.subscription = node.create_subscription(Odometry, 'odom', self._on_odometry, QoSProfile(depth=50))
         elif self.odom_frame:
             if tf2_ros is None:
@@ -56,7 +56,7 @@ class CameraMotionSource:
         if previous is None or pose is None:
             return None
         self.stats.with_motion += 1
-        return np.linalg.inv(pose) @ previous
+        return camera_motion_between(previous, pose)
 
     def _on_odometry(self, msg):
         p, q = msg.pose.pose.position, msg.pose.pose.orientation

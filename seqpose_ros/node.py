@@ -34,7 +34,7 @@ from seqpose_ros.camera_motion import CameraMotionSource
 from seqpose_ros.images import InputError, problem_kind
 from seqpose_ros.loading import StartupError, load_runner
 from seqpose_ros.outputs import Outputs
-from seqpose_ros.pipeline import CameraInfoCache, LatestSlot, Pipeline, ProblemLog, SequenceGaps, Stats
+from seqpose_ros.pipeline import LatestSlot, Pipeline, ProblemLog, SequenceGaps, StampedCache, Stats
 from seqpose_ros.qos import best_available_reliability, image_qos_profile
 
 try:  # present on a ROS 2 install; not on PyPI (the pip set-up publishes TFMessage on /tf itself)
@@ -86,7 +86,7 @@ class SeqPoseNode(Node):
         self.stats = Stats()
         self.slot = LatestSlot()
         self.gaps = SequenceGaps()
-        self.cameras = CameraInfoCache()
+        self.cameras = StampedCache()
         self._warned_frame_mismatch = False
         self._last_received_stamp = None
         self._camera_model = (None, None)  # (CameraInfo key, CameraModel): rebuilt only when it changes

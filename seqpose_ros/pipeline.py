@@ -16,12 +16,13 @@ from seqpose_core.stages.config import with_settings
 
 
 # --------------------------------------------------------------------------------------------- camera info
-class CameraInfoCache:
-    """The last few CameraInfos by stamp. An image is paired with the CameraInfo whose stamp is closest to its
-    own within `tolerance` seconds (drivers stamp both alike, or nearly: image_transport's CameraSubscriber
-    pairs them exactly, message_filters' ApproximateTime nearly). The two arrive on separate subscriptions,
-    so the image can be handled before its CameraInfo: `pair` waits a little for it. When none is close
-    enough, the latest is used and the caller is told how far apart the stamps were (it warns)."""
+class StampedCache:
+    """The last few values of a stamped topic by stamp (CameraInfo; the odometry of seqpose_ros.camera_motion). An
+    image is paired with the value whose stamp is closest to its own within `tolerance` seconds (drivers stamp
+    both alike, or nearly: image_transport's CameraSubscriber pairs them exactly, message_filters'
+    ApproximateTime nearly). The two arrive on separate subscriptions, so the image can be handled before its
+    value: `pair` waits a little for it. When none is close enough, the latest is used and the caller is told how
+    far apart the stamps were (it warns)."""
 
     def __init__(self, size=30):
         self._items = deque(maxlen=size)  # (stamp, value), arrival order

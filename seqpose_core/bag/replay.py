@@ -20,12 +20,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from seqpose_core.bag import messages as M
 from seqpose_core.bag import scoring
 from seqpose_core.bag.frames import BagFrames, ReplayTopics
 from seqpose_core.bag.io import BagError, BagWriter, SkipLog
+from seqpose_core.geometry import camera_motion_between
 from seqpose_core.runner import Frame, build_runner
 
 
@@ -215,7 +214,7 @@ def evaluate_bag(
             motion = None
             if camera_motion == 'odometry':
                 if previous_odometry is not None and frame.odom_from_camera is not None:
-                    motion = np.linalg.inv(frame.odom_from_camera) @ previous_odometry
+                    motion = camera_motion_between(previous_odometry, frame.odom_from_camera)
             result = runner.step(Frame(frame.rgb, frame.K, frame.stamp_s, frame.camera_frame_id, camera_motion=motion))
             if not result.skipped:
                 previous_odometry = frame.odom_from_camera

@@ -23,6 +23,7 @@ from seqpose_core.eval.evaluator import metrics_from_curves, score_results
 from seqpose_core.eval.overlays import spread_indices, write_overlay
 from seqpose_core.eval.report import format_table, write_report
 from seqpose_core.eval.results_io import write_results_pickle
+from seqpose_core.geometry import camera_motion_between
 from seqpose_core.runner import Frame, build_runner
 
 FRAME_PERIOD = 1.0 / 30.0  # seconds between the stamps given to the runner (a 30 Hz video)
@@ -45,8 +46,7 @@ def run_scenes(runner, reader, scenes, camera_motion='none'):
                 # the same estimate the training clips carry (static scenes: from the GT object poses)
                 motion = camera_motion_from_annotations(previous.annotation, frame.annotation)
             elif odometry is not None and position:
-                # T_current_from_previous = current_from_odom @ odom_from_previous
-                motion = np.linalg.inv(odometry[position]) @ odometry[position - 1]
+                motion = camera_motion_between(odometry[position - 1], odometry[position])
             result = runner.step(Frame(frame.color, frame.K, position * FRAME_PERIOD, scene_name, camera_motion=motion))
             yield scene_name, frame, result.detections
             previous = frame

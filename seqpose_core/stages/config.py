@@ -371,10 +371,7 @@ def with_settings(config: InferenceConfig, changes) -> InferenceConfig:
     names refused with the known ones."""
     from seqpose_core.config_schema import from_dict, merge_dicts, to_dict
 
-    tree = nested(changes) if any('.' in name for name in changes) else dict(changes)
-    tree = nested({name: value for name, value in _flatten(tree).items()})
-    if 'mode' in tree:
-        tree['mode'] = MODES.get(tree['mode'], tree['mode'])
+    tree = nested(_flatten(dict(changes)))
     return from_dict(InferenceConfig, merge_dicts(to_dict(config), migrate_inference_values(tree)), 'inference')
 
 

@@ -68,19 +68,17 @@ class Tracks:
         return frozenset(int(i) for i in self.ids)
 
 
-def _nearest(order, centres, class_ids, tracks, candidates, distance, assigned):
+def _nearest(order, distances, candidates, distance, assigned):
     """Greedy: each detection of `order` (not yet assigned) takes the nearest free track among `candidates`
-    (bool (m,)) of its class within `distance`; fills assigned[detection] = track row."""
+    (bool (m,)) within `distance`; distances (n, m) metres, inf across classes. Fills assigned[detection] = row."""
     if not candidates.any():
         return
-    distances = np.linalg.norm(centres[:, None] - tracks.centres[None], axis=-1)  # (n, m)
-    distances[(class_ids[:, None] != tracks.class_ids[None]) | ~candidates[None]] = np.inf
-    taken = np.zeros(len(tracks.ids), dtype=bool)
-    taken[[row for row in assigned.values()]] = True
+    taken = np.zeros(distances.shape[1], dtype=bool)
+    taken[list(assigned.values())] = True
     for index in order:
         if index in assigned:
             continue
-        row_distances = np.where(taken, np.inf, distances[index])
+        row_distances = np.where(taken | ~candidates, np.inf, distances[index])
         row = int(np.argmin(row_distances))
         if row_distances[row] < distance:
             taken[row] = True
@@ -98,8 +96,10 @@ def update_tracks(tracks: Tracks, detections, settings, smooth_scores):
     order = np.argsort(-scores, kind='stable')
     assigned = {}  # detection index -> row of `tracks`
     if len(tracks.ids) and count:
-        _nearest(order, centres, class_ids, tracks, tracks.misses == 0, settings.distance, assigned)
-        _nearest(order, centres, class_ids, tracks, tracks.misses > 0, settings.distance, assigned)
+        distances = np.linalg.norm(centres[:, None] - tracks.centres[None], axis=-1)  # (n, m)
+        distances[class_ids[:, None] != tracks.class_ids[None]] = np.inf
+        _nearest(order, distances, tracks.misses == 0, settings.distance, assigned)
+        _nearest(order, distances, tracks.misses > 0, settings.distance, assigned)
 
     decay = settings.score_decay
     ids, hits, confirmed = np.zeros(count, np.int64), np.ones(count, np.int64), np.zeros(count, bool)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.evaluation import eval_results
 from helpers.generated_scenes import generate_scenes
 from seqpose_core import CLASS_NAMES
 from seqpose_core.cli import main as seqpose
@@ -573,7 +574,6 @@ def test_checkpoints_of_the_rotation_refiner_load_under_the_new_names(tiny_with_
 
 
 def test_eval_without_refinement_gives_the_base_models_rotations(scene_root, tiny_with_refiner, tmp_path):
-    import pickle
 
     config, model = tiny_with_refiner
     refined = save_checkpoint(tmp_path / 'refined.pt', model, config)
@@ -587,34 +587,9 @@ def test_eval_without_refinement_gives_the_base_models_rotations(scene_root, tin
         ('off', refined, ['--set', 'inference.refiner.rotation=false']),
         ('on', refined, []),
     ):
-        assert (
-            seqpose(
-                [
-                    'eval',
-                    '--checkpoint',
-                    str(checkpoint),
-                    '--data',
-                    str(scene_root),
-                    '--split',
-                    'test',
-                    '--mode',
-                    'mf',
-                    '--out',
-                    str(tmp_path / name),
-                    '--overlays',
-                    '0',
-                    '--set',
-                    'inference.score_threshold=0',
-                    '--set',
-                    'inference.support_plane.enabled=false',
-                    *extra,
-                ]
-            )
-            == 0
+        outputs[name] = eval_results(
+            checkpoint, scene_root, tmp_path / name, 'mf', '--set', 'inference.support_plane.enabled=false', *extra
         )
-        outputs[name] = [
-            pickle.loads(path.read_bytes()) for path in sorted((tmp_path / name / 'results').glob('*.pkl'))
-        ]
     assert outputs['base'] and len(outputs['base']) == len(outputs['off']) == len(outputs['on'])
     refined_ids = [CLASS_NAMES.index(name) + 1 for name in config.inference.refiner.classes]
     changed = 0
@@ -630,7 +605,6 @@ def test_eval_without_refinement_gives_the_base_models_rotations(scene_root, tin
 
 
 def test_eval_without_box_refinement_keeps_the_decoders_boxes(scene_root, tmp_path):
-    import pickle
 
     config = load_config('tiny')
     config = dataclasses.replace(
@@ -646,33 +620,9 @@ def test_eval_without_box_refinement_keeps_the_decoders_boxes(scene_root, tmp_pa
         ('rotation', ['--set', 'inference.refiner.box=false']),
         ('box', []),
     ):
-        assert (
-            seqpose(
-                [
-                    'eval',
-                    '--checkpoint',
-                    str(checkpoint),
-                    '--data',
-                    str(scene_root),
-                    '--split',
-                    'test',
-                    '--mode',
-                    'sf',
-                    '--out',
-                    str(tmp_path / name),
-                    '--overlays',
-                    '0',
-                    '--set',
-                    'inference.score_threshold=0',
-                    '--set',
-                    'inference.support_plane.enabled=false',
-                    *extra,
-                ]
-            )
-            == 0
+        outputs[name] = eval_results(
+            checkpoint, scene_root, tmp_path / name, 'sf', '--set', 'inference.support_plane.enabled=false', *extra
         )
-        results = sorted((tmp_path / name / 'results').glob('*.pkl'))
-        outputs[name] = [pickle.loads(path.read_bytes()) for path in results]
     refined_ids = [CLASS_NAMES.index(name) + 1 for name in config.inference.refiner.classes]
     moved = 0
     for decoder, rotation, box in zip(outputs['decoder'], outputs['rotation'], outputs['box']):

@@ -17,7 +17,7 @@ from seqpose_core.stages.config import InferenceConfig, TrackSettings, settings_
 from seqpose_core.stages.tracks import Tracks, update_tracks
 from seqpose_ros import params as P
 from seqpose_ros.loading import StartupError, load_runner, resolve_device
-from seqpose_ros.pipeline import CameraInfoCache, LatestSlot, Pipeline, ProblemLog, ReusableIds, SequenceGaps, Stats
+from seqpose_ros.pipeline import LatestSlot, Pipeline, ProblemLog, ReusableIds, SequenceGaps, StampedCache, Stats
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,7 +81,7 @@ def test_latest_slot_keeps_newest_and_counts_drops():
 
 
 def test_camera_info_cache_pairs_by_stamp_else_latest():
-    cache = CameraInfoCache(size=3)
+    cache = StampedCache(size=3)
     assert cache.get(1.0) is None and cache.latest() is None
     for stamp in (1.0, 2.0, 3.0, 4.0):
         cache.add(stamp, f'info@{stamp}')
@@ -94,7 +94,7 @@ def test_camera_info_cache_pairs_by_stamp_else_latest():
 def test_camera_info_pairing_is_approximate_within_a_tolerance_and_says_when_it_is_not():
     """Issue 13 item 8: exact stamp or, silently, the latest. Now: the closest within stamp_tolerance; else
     the latest with the distance, which the node logs."""
-    cache = CameraInfoCache()
+    cache = StampedCache()
     for stamp in (1.000, 1.033, 1.066):
         cache.add(stamp, f'info@{stamp}')
     assert cache.pair(1.0351, tolerance=0.005) == ('info@1.033', None)  # 2.1 ms apart: paired
@@ -104,7 +104,7 @@ def test_camera_info_pairing_is_approximate_within_a_tolerance_and_says_when_it_
 
 
 def test_camera_info_pairing_waits_for_a_late_camera_info():
-    cache = CameraInfoCache()
+    cache = StampedCache()
     cache.add(1.0, 'old')
     timer = threading.Timer(0.03, lambda: cache.add(1.1, 'late'))
     timer.start()

@@ -1,14 +1,13 @@
 """The shared support plane: consensus of the detections' up axes, carried over a video, given back to them."""
 
 import math
-import pickle
 
 import numpy as np
 import pytest
 
+from helpers.evaluation import eval_results
 from helpers.generated_scenes import generate_scenes
 from helpers.tiny_runner import apply_stage, make_runner
-from seqpose_core.cli import main as seqpose
 from seqpose_core.config_schema import ConfigError
 from seqpose_core.detection import Detection
 from seqpose_core.model import save_checkpoint
@@ -159,32 +158,7 @@ def test_eval_levels_rotations_only_and_the_flag_turns_it_off(tiny, tmp_path):
         ('plain', ['--set', 'inference.support_plane.enabled=false']),
         ('level', ['--set', 'inference.support_plane.gate_deg=60']),
     ):
-        assert (
-            seqpose(
-                [
-                    'eval',
-                    '--checkpoint',
-                    str(checkpoint),
-                    '--data',
-                    str(root),
-                    '--split',
-                    'test',
-                    '--mode',
-                    'mf',
-                    '--out',
-                    str(tmp_path / name),
-                    '--overlays',
-                    '0',
-                    '--set',
-                    'inference.score_threshold=0',
-                    *extra,
-                ]
-            )
-            == 0
-        )
-        outputs[name] = [
-            pickle.loads(path.read_bytes()) for path in sorted((tmp_path / name / 'results').glob('*.pkl'))
-        ]
+        outputs[name] = eval_results(checkpoint, root, tmp_path / name, 'mf', *extra)
     leveled = 0
     for plain, level in zip(outputs['plain'], outputs['level']):
         np.testing.assert_array_equal(plain['pred_RTs'][:, :3, 3], level['pred_RTs'][:, :3, 3])
