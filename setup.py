@@ -57,6 +57,8 @@ setup(
         'synth': ['trimesh>=4.0', 'moderngl>=5.8'],
         'bags': ['rosbags>=0.10'],
         'weights': ['safetensors>=0.4'],
+        # inference.backend onnxruntime and `seqpose export` (onnxruntime-gpu serves CUDA / TensorRT instead)
+        'onnx': ['onnxruntime>=1.18', 'onnx>=1.16', 'onnxscript>=0.3'],
         'test': ['pytest>=7', 'mcap>=1.1', 'mcap-ros2-support>=0.5'],
     },
     zip_safe=False,

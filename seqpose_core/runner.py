@@ -25,6 +25,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from seqpose_core.backends import build_network
 from seqpose_core.config import InferenceConfig, SeqPoseConfig, config_from_checkpoint
 from seqpose_core.data.transforms import apply_to_image, normalize_image, plan_geometry
 from seqpose_core.detection import Detection
@@ -37,6 +38,8 @@ from seqpose_core.suppression import suppress_duplicates
 from seqpose_core.timing import timed_stage
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / 'weights' / 'default.pt'
+# a change of any of these rebuilds the network the runner calls (seqpose_core.backends)
+NETWORK_SETTINGS = ('backend', 'onnx_dir', 'engine_cache', 'score_fusion', 'device')
 
 
 @dataclass(frozen=True)
@@ -223,7 +226,9 @@ class StreamRunner:
         self.input_size = (height, width)
         model.check_score_fusion(self.cfg.score_fusion)  # what this model can score with
         self.device = torch.device(device or self.cfg.device)
-        self.model = model.to(self.device).eval()
+        self.torch_model = model.to(self.device).eval()
+        # what the step calls: the model itself, or its exported graphs (inference.backend)
+        self.model = build_network(self.torch_model, self.cfg, self.input_size)
         self.stages = build_stages(self.model, self.cfg)
         self.stage_states = {stage.name: stage.initial_state() for stage in self.stages}
         self.memory = None
@@ -237,9 +242,12 @@ class StreamRunner:
         `configure(**{'support_plane.enabled': False})`); the stages are rebuilt with them and keep their
         states; a mode change resets."""
         updated = with_settings(self.cfg, changes)
-        self.model.check_score_fusion(updated.score_fusion)
-        stages = build_stages(self.model, updated)
-        previous_mode, self.cfg, self.stages = self.cfg.mode, updated, stages
+        self.torch_model.check_score_fusion(updated.score_fusion)
+        network = self.model
+        if any(getattr(updated, name) != getattr(self.cfg, name) for name in NETWORK_SETTINGS):
+            network = build_network(self.torch_model, updated, self.input_size)
+        stages = build_stages(network, updated)
+        previous_mode, self.cfg, self.model, self.stages = self.cfg.mode, updated, network, stages
         if self.cfg.mode != previous_mode:
             self.reset()
 

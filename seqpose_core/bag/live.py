@@ -127,6 +127,8 @@ def _node_arguments(runner, checkpoint_path, topics, image_type):
         f'max_frame_gap:={float(cfg.max_frame_gap)}',
         '-p',
         f'device:={runner.device.type}',
+        '-p',
+        f'backend:={cfg.backend}',
         '-r',
         f'camera_info:={topics.camera_info}',
         '-r',
@@ -147,6 +149,7 @@ def live_replay(
     device=None,
     topics: ReplayTopics = None,
     intrinsics=None,
+    backend='torch',
     rate_scale=1.0,
     node_command=None,
     startup_timeout=60.0,
@@ -165,7 +168,7 @@ def live_replay(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     skipped = SkipLog()
-    runner = build_runner(checkpoint, mode=mode, device=device)
+    runner = build_runner(checkpoint, mode=mode, device=device, overrides={'backend': backend})
     deterministic = evaluate_bag(
         bag,
         out_dir / 'deterministic',

@@ -174,11 +174,12 @@ def evaluate_bag(
     storage='mcap',
     runner=None,
     camera_motion='none',
+    backend='torch',
 ) -> ReplayReport:
     """Replay `bag` through the runner, write the outputs listed in the module doc, return the report."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    runner = runner or build_runner(checkpoint, mode=mode, device=device)
+    runner = runner or build_runner(checkpoint, mode=mode, device=device, overrides={'backend': backend})
     started = time.perf_counter()
     skipped = SkipLog()
     frames = BagFrames(bag, topics, skipped, intrinsics=intrinsics)

@@ -3,6 +3,7 @@
 import sys
 
 from seqpose_core.bag import messages as M
+from seqpose_core.stages.config import BACKENDS
 
 HELP = 'rosbag2 tools: NOCS scenes -> bag, replay a bag through the model, score a bag (mcap or sqlite3)'
 
@@ -72,6 +73,12 @@ def _add_model_arguments(parser):
         help='mf: multi-frame, the memory of past frames is used (video); sf: single frame',
     )
     parser.add_argument('--device', default=None, help="torch device (default: the checkpoint's, usually cpu)")
+    parser.add_argument(
+        '--backend',
+        choices=BACKENDS,
+        default='torch',
+        help='network backend (inference.backend): the model in PyTorch or its exported graphs in ONNX Runtime',
+    )
 
 
 def add_arguments(parser):
@@ -169,7 +176,7 @@ def add_arguments(parser):
 
 
 def _runner_args(args):
-    return dict(checkpoint=args.checkpoint, mode=args.mode, device=args.device)
+    return dict(checkpoint=args.checkpoint, mode=args.mode, device=args.device, backend=args.backend)
 
 
 def _topics(args):

@@ -29,6 +29,7 @@ from seqpose_core.measure import (
     stream_memory,
     synchronize,
 )
+from seqpose_core.stages.config import BACKENDS
 
 HELP = 'latency, per-stage times, FLOP utilisation (vs a measured GEMM) and streaming memory of the runner'
 DESCRIPTION = (
@@ -40,6 +41,7 @@ Examples:
   seqpose bench --config seqpose_vits --mode sf --frames 30 --json bench_s_sf.json
   seqpose bench --config tiny --memory-frames 10000        # RSS must stay flat once warm
   seqpose bench --config seqpose_vits --device cuda --compile   # bf16 autocast (+ torch.compile)
+  seqpose bench --checkpoint seqpose_core/weights/default.pt --image-size 480x640 --backend torch --backend onnxruntime
 
 Stages (ms per frame, medians): preprocess (resize + normalise + to device), encoder (DINOv2), decoder (DPT head),
 fusion (eq. 3, + dense heads when on), stsq (decoder layers), pose_head, postprocess (threshold, NMS,
@@ -50,6 +52,7 @@ bookkeeping, Python overhead: step total minus the stages)."""
 
 STAGE_ORDER = (
     'preprocess',
+    'network',  # backend onnxruntime: the frame graph, encoder to pose heads, in one call
     'encoder',
     'depth_head',
     'fusion',
@@ -63,6 +66,7 @@ STAGE_ORDER = (
     'tracks',
     'support_plane',
     'world_fusion',
+    'covariance',
     'other',
 )
 
@@ -86,6 +90,14 @@ def add_arguments(parser):
         help='sf: single frame (memory off), mf: video (memory on; default)',
     )
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda[:N]' (default: %(default)s)")
+    parser.add_argument(
+        '--backend',
+        action='append',
+        choices=BACKENDS,
+        default=None,
+        help='network backend (inference.backend; default torch); given twice, both run one after the other on '
+        'the same frames and a comparison follows',
+    )
     parser.add_argument(
         '--threads', type=int, default=0, help='CPU threads for torch (default: all cores this process may use)'
     )
@@ -150,22 +162,25 @@ def synthetic_stream(image_hw, input_hw, count=8, seed=0):
     return images, K, motion
 
 
-def runner_for_benchmark(args, config):
+def runner_for_benchmark(args, config, backend='torch'):
     """The runner of --checkpoint (its stored config), or a randomly initialised model of --config."""
     import torch
 
     from seqpose_core.runner import build_runner
 
     device = str(torch.device(args.device))
+    overrides = {'backend': backend}
     if args.checkpoint:
-        runner = build_runner(args.checkpoint, mode=args.mode, device=device)
+        runner = build_runner(args.checkpoint, mode=args.mode, device=device, overrides=overrides)
     else:
         from seqpose_core.model.seqpose import build_model
 
         torch.manual_seed(args.seed)
         model = build_model(config.model, load_pretrained=False)
-        runner = build_runner(model=model, config=config, mode=args.mode, device=device)
+        runner = build_runner(model=model, config=config, mode=args.mode, device=device, overrides=overrides)
     if args.compile:
+        if backend != 'torch':
+            raise ValueError(f'--compile: only with the torch backend (got {backend})')
         compile_model(runner.model, args.compile_mode)
     return runner, runner.input_size
 
@@ -191,7 +206,7 @@ def autocast_context(device, enabled):
     return contextlib.nullcontext()
 
 
-def run_benchmark(args):
+def run_benchmark(args, backend='torch'):
     import torch
 
     from seqpose_core.config import load_config
@@ -210,7 +225,7 @@ def run_benchmark(args):
         torch.backends.cudnn.benchmark = True
     threads = configure_threads(args.threads)
     config = load_config(args.config)
-    runner, input_hw = runner_for_benchmark(args, config)
+    runner, input_hw = runner_for_benchmark(args, config, backend)
     image_hw = input_hw
     if args.image_size:
         try:
@@ -235,14 +250,16 @@ def run_benchmark(args):
     for _ in range(args.warmup):
         step()
     synchronize(device)
-    latencies, stage_samples, detections, interleaved = [], [], 0, []
+    latencies, stage_samples, detections, interleaved, published = [], [], 0, [], []
     small_gemm = 1024 if device.type == 'cpu' else 4096
     for _ in range(args.frames):
         timer.reset()
         start = time.perf_counter()
-        detections += len(step())
+        frame_detections = step()
         synchronize(device)
         elapsed = time.perf_counter() - start
+        detections += len(frame_detections)
+        published.append([(d.class_id, round(d.score, 3)) for d in frame_detections])
         latencies.append(elapsed * 1000)
         stages = {name: seconds * 1000 for name, seconds in timer.seconds.items()}
         stages['other'] = max(0.0, elapsed * 1000 - sum(stages.values()))
@@ -263,7 +280,9 @@ def run_benchmark(args):
     stages_ms = {n: round(statistics.median([s.get(n, 0.0) for s in stage_samples]), 4) for n in names}
     stage_gflops = {n: flops[n] / 1e9 for n in flops if n != 'total'}
     result = {
-        'config': args.config,
+        'config': args.checkpoint or args.config,
+        'backend': backend,
+        'providers': list(getattr(runner.model, 'providers', ())) or None,
         'device': str(device),
         'device_name': device_name(device),
         'mode': args.mode,
@@ -307,6 +326,7 @@ def run_benchmark(args):
             else None
         ),
         'detections_per_frame': detections / args.frames,
+        'published': published,
         'load_average': list(os.getloadavg()) if hasattr(os, 'getloadavg') else None,
         'cpu_count': os.cpu_count(),
         'torch': torch.__version__,
@@ -322,7 +342,8 @@ def run_benchmark(args):
 # --- report --------------------------------------------------------------------------------------------------------
 def format_table(result):
     lines = [
-        f'seqpose bench: config {result["config"]}, mode {result["mode"]}, device {result["device"]} '
+        f'seqpose bench: {result["config"]}, backend {result["backend"]}, mode {result["mode"]}, '
+        f'device {result["device"]} '
         f'({result["device_name"]}, {result["threads"]} threads, {result["dtype"]}'
         f'{", compiled" if result["compiled"] else ""}), input {result["input_hw"][0]}x{result["input_hw"][1]}',
         f'load average {" ".join(f"{v:.2f}" for v in result["load_average"] or ())}; '
@@ -375,16 +396,39 @@ def format_table(result):
     return '\n'.join(lines)
 
 
+def compare(results):
+    """Lines comparing the backends of one run: latency, utilisation, and whether they published the same."""
+    base = results[0]
+    lines = [
+        '',
+        f'  {"backend":<14}{"median ms":>10}{"p90 ms":>9}{"FPS":>8}{"util":>8}  same detections as {base["backend"]}',
+    ]
+    for result in results:
+        same = sum(a == b for a, b in zip(base['published'], result['published']))
+        lines.append(
+            f'  {result["backend"]:<14}{result["latency_ms_median"]:>10.2f}{result["latency_ms_p90"]:>9.2f}'
+            f'{result["fps"]:>8.1f}{100 * result["utilization"]:>7.1f}%  {same}/{len(base["published"])} frames'
+        )
+    return lines
+
+
 def run(args):
-    result = run_benchmark(args)
-    print(format_table(result))
+    results = []
+    for backend in args.backend or ['torch']:
+        result = run_benchmark(args, backend)
+        print(format_table(result))
+        print()
+        results.append(result)
+    if len(results) > 1:
+        print('\n'.join(compare(results)))
     if args.json:
         with open(args.json, 'w') as handle:
-            json.dump(result, handle, indent=2)
+            json.dump(results[0] if len(results) == 1 else results, handle, indent=2)
             handle.write('\n')
         print(f'\nwrote {args.json}')
-    memory = result.get('memory')
-    if memory and not all(memory[k]['flat'] for k in ('rss', 'cuda_allocated') if k in memory):
-        print('seqpose bench: memory grows during streaming (see above)', file=sys.stderr)
-        return 1
+    for result in results:
+        memory = result.get('memory')
+        if memory and not all(memory[k]['flat'] for k in ('rss', 'cuda_allocated') if k in memory):
+            print('seqpose bench: memory grows during streaming (see above)', file=sys.stderr)
+            return 1
     return 0

@@ -10,6 +10,7 @@ the evaluator then writes metrics.json, the AP curves PNG and prints the table; 
 import sys
 
 from seqpose_core.config import CAMERA_MOTION_CHOICES, MODES
+from seqpose_core.stages.config import BACKENDS
 
 HELP = 'evaluate a model on a NOCS-layout split (video or single-frame), write metrics.json + AP curves'
 
@@ -40,6 +41,13 @@ def add_arguments(parser):
     parser.add_argument('--max-scenes', type=int, default=None, help='evaluate the first N scenes only')
     parser.add_argument('--device', default=None, help="cpu, cuda, ... (default: the config's inference.device)")
     parser.add_argument(
+        '--backend',
+        choices=BACKENDS,
+        default=None,
+        help="network backend (inference.backend; default: the checkpoint's, torch): onnxruntime runs the "
+        'exported graphs (inference.onnx_dir, or exported once into ~/.cache/seqpose/onnx)',
+    )
+    parser.add_argument(
         '--set',
         action='append',
         default=[],
@@ -58,6 +66,8 @@ def run(args):
 
     try:
         overrides = inference_overrides(args.set)
+        if args.backend:
+            overrides['backend'] = args.backend
         runner = build_runner(args.checkpoint, mode=args.mode, device=args.device, overrides=overrides)
         evaluate_runner(
             runner,

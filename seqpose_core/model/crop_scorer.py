@@ -26,11 +26,25 @@ class CropScorer(nn.Module):
         return self.head(features)
 
 
-def crop_class_probabilities(refiner, scorer, image, K, centres, sizes, crop_size, margin):
+class CropClassifier(nn.Module):
+    """(n, 3, S, S) crops 0..255 -> (n, 1 + classes) logits: the refiner's pooled crop features through the crop
+    scorer. Holds no weights of its own (the model's refiner and scorer: `SeqPose.crop_classifier`)."""
+
+    def __init__(self, refiner, scorer):
+        super().__init__()
+        self.refiner = refiner
+        self.scorer = scorer
+
+    def forward(self, crops):
+        return self.scorer(self.refiner.crop_features(crops))
+
+
+def crop_class_probabilities(classifier, image, K, centres, sizes, crop_size, margin):
     """(n, 1 + classes) probabilities of background and each class for the crops around boxes (centres, sizes
-    (n, 3) in the frame of image (3, H, W) float 0..255 with its K)."""
+    (n, 3) in the frame of image (3, H, W) float 0..255 with its K); `classifier`: crops -> logits (CropClassifier
+    or an exported one)."""
     crops = object_crops(image, K, centres.float(), sizes.float(), crop_size, margin)
-    return torch.softmax(scorer(refiner.crop_features(crops)), dim=-1)
+    return torch.softmax(classifier(crops), dim=-1)
 
 
 def build_crop_scorer(cfg):

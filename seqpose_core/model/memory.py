@@ -9,6 +9,7 @@ where the entries were produced to the current one (B, 4, 4), and the age in fra
 """
 
 from dataclasses import dataclass, replace
+from typing import Optional
 
 import torch
 
@@ -136,9 +137,162 @@ class MemoryQueue:
         ]
         return MemoryQueue(self.num_frames, self.top_k, self.batch_size, frames)
 
+    def decoder_view(self):
+        """What the decoder reads (MemoryView), or None when empty."""
+        previous = self.latest()
+        if previous is None:
+            return None
+        batch, count = previous.scores.shape
+        rest = self.older()
+        return MemoryView(
+            previous.features,
+            previous.reference_points,
+            previous.motion[:, None].expand(-1, count, -1, -1),
+            torch.full((batch, count), float(previous.age), device=previous.scores.device, dtype=previous.scores.dtype),
+            None,
+            *(
+                (rest.features, rest.reference_points, rest.motions, rest.ages, None)
+                if not rest.is_empty()
+                else (None,) * 5
+            ),
+        )
+
     def check_batch(self, batch):
         if self.frames and self.frames[0].features.shape[0] != batch:
             raise ValueError(
                 f'memory holds batch size {self.frames[0].features.shape[0]}, images have {batch}; '
                 'start a new memory (model.init_memory(batch)) at a sequence start'
             )
+
+
+@dataclass(frozen=True)
+class MemoryView:
+    """The memory as the decoder reads it (eq. 6 and 7): the newest frame's entries, propagated as current queries,
+    and the older frames' entries, extra keys of the temporal attention. A padding mask (True: no entry there) is
+    None when every entry is real (MemoryQueue); PaddedMemory has fixed-size slots and masks the empty ones."""
+
+    previous_features: torch.Tensor  # (B, K, C)
+    previous_reference_points: torch.Tensor  # (B, K, 3) metres, current camera frame
+    previous_motions: torch.Tensor  # (B, K, 4, 4) T_current_from_origin
+    previous_ages: torch.Tensor  # (B, K) frames
+    previous_padding: Optional[torch.Tensor]  # (B, K) bool or None
+    rest_features: Optional[torch.Tensor]  # (B, M, C) or None (no older frames)
+    rest_reference_points: Optional[torch.Tensor]  # (B, M, 3)
+    rest_motions: Optional[torch.Tensor]  # (B, M, 4, 4)
+    rest_ages: Optional[torch.Tensor]  # (B, M)
+    rest_padding: Optional[torch.Tensor]  # (B, M) bool or None
+
+
+PADDED_MEMORY_FIELDS = ('features', 'reference_points', 'scores', 'motions', 'ages', 'valid')
+
+
+@dataclass(frozen=True)
+class PaddedMemory:
+    """The memory queue as fixed-shape tensors, what an exported graph (model.graph.FrameGraph) takes and returns:
+    N frame slots of K entries each, newest first; `valid` marks the slots that hold a frame. The same arithmetic as
+    MemoryQueue on the valid slots; the empty ones are masked out of the attention and never pushed from."""
+
+    features: torch.Tensor  # (B, N, K, C)
+    reference_points: torch.Tensor  # (B, N, K, 3) metres, in the camera frame of the frame being processed
+    scores: torch.Tensor  # (B, N, K)
+    motions: torch.Tensor  # (B, N, 4, 4) T_current_from_that_frame
+    ages: torch.Tensor  # (B, N) frames
+    valid: torch.Tensor  # (B, N) bool
+
+    @classmethod
+    def empty(cls, batch, num_frames, top_k, channels, device=None, dtype=torch.float32):
+        eye = torch.eye(4, device=device, dtype=dtype)
+        return cls(
+            torch.zeros(batch, num_frames, top_k, channels, device=device, dtype=dtype),
+            torch.zeros(batch, num_frames, top_k, 3, device=device, dtype=dtype),
+            torch.zeros(batch, num_frames, top_k, device=device, dtype=dtype),
+            eye.expand(batch, num_frames, 4, 4).clone(),
+            torch.zeros(batch, num_frames, device=device, dtype=dtype),
+            torch.zeros(batch, num_frames, device=device, dtype=torch.bool),
+        )
+
+    @classmethod
+    def from_queue(cls, queue: MemoryQueue, batch, channels, device=None, dtype=torch.float32):
+        """The slots of a MemoryQueue (its frames first, the rest empty)."""
+        padded = cls.empty(batch, queue.num_frames, queue.top_k, channels, device, dtype)
+        tensors = {name: getattr(padded, name).clone() for name in PADDED_MEMORY_FIELDS}
+        for slot, frame in enumerate(queue.frames):
+            count = frame.features.shape[1]
+            tensors['features'][:, slot, :count] = frame.features
+            tensors['reference_points'][:, slot, :count] = frame.reference_points
+            tensors['scores'][:, slot, :count] = frame.scores
+            tensors['motions'][:, slot] = frame.motion
+            tensors['ages'][:, slot] = float(frame.age)
+            tensors['valid'][:, slot] = True
+        return cls(**tensors)
+
+    def tensors(self):
+        return tuple(getattr(self, name) for name in PADDED_MEMORY_FIELDS)
+
+    def to(self, device):
+        return PaddedMemory(*(tensor.to(device) for tensor in self.tensors()))
+
+    def check_batch(self, batch):
+        if self.scores.shape[0] != batch:
+            raise ValueError(f'memory holds batch size {self.scores.shape[0]}, images have {batch}')
+
+    def query_valid(self, num_queries):
+        """(B, num_queries) bool: which of a forward's queries were real; the first K were propagated from slot 0
+        (eq. 6) and exist only when it holds a frame."""
+        batch, _, top_k = self.scores.shape
+        current = torch.ones(batch, num_queries - top_k, dtype=torch.bool, device=self.valid.device)
+        return torch.cat([self.valid[:, :1].expand(batch, top_k), current], dim=1)
+
+    def advanced(self, camera_motion=None):
+        """As MemoryQueue.advanced: ages + 1 and, with the camera motion (B, 4, 4), the points carried along."""
+        if camera_motion is None:
+            return replace(self, ages=self.ages + 1)
+        motion = camera_motion.to(self.reference_points)[:, None]  # (B, 1, 4, 4)
+        return replace(
+            self,
+            reference_points=transform_points(motion, self.reference_points),
+            motions=motion @ self.motions,
+            ages=self.ages + 1,
+        )
+
+    def pushed(self, features, reference_points, scores):
+        """As MemoryQueue.pushed: the top-K of this forward's real queries (query_valid) in the newest slot, the
+        oldest slot dropped. features (B, Q, C), reference_points (B, Q, 3), scores (B, Q)."""
+        batch, num_frames, top_k = self.scores.shape
+        query_valid = self.query_valid(scores.shape[1])
+        ranking = torch.where(query_valid, scores, torch.full_like(scores, -1.0))
+        index = ranking.detach().topk(top_k, dim=1).indices  # (B, K)
+        newest = (
+            features.detach().gather(1, index[..., None].expand(-1, -1, features.shape[-1])),
+            reference_points.detach().gather(1, index[..., None].expand(-1, -1, 3)),
+            scores.detach().gather(1, index),
+            torch.eye(4, dtype=self.motions.dtype, device=self.motions.device).expand(batch, 4, 4),
+            torch.zeros(batch, dtype=self.ages.dtype, device=self.ages.device),
+            torch.ones(batch, dtype=torch.bool, device=self.valid.device),
+        )
+        # (B, N, ...): the new frame first, then the N - 1 newest of the old ones
+        return PaddedMemory(
+            *(torch.cat([new[:, None], old[:, : num_frames - 1]], dim=1) for new, old in zip(newest, self.tensors()))
+        )
+
+    def decoder_view(self):
+        """What the decoder reads (MemoryView): slot 0 propagated, slots 1.. as keys, empty slots padded."""
+        batch, num_frames, top_k = self.scores.shape
+        slot_padding = ~self.valid[..., None].expand(batch, num_frames, top_k)  # (B, N, K)
+        rest = (None,) * 5
+        if num_frames > 1:
+            rest = (
+                self.features[:, 1:].flatten(1, 2),  # (B, (N-1)*K, C)
+                self.reference_points[:, 1:].flatten(1, 2),
+                self.motions[:, 1:, None].expand(-1, -1, top_k, -1, -1).flatten(1, 2),
+                self.ages[:, 1:, None].expand(-1, -1, top_k).flatten(1, 2),
+                slot_padding[:, 1:].flatten(1, 2),
+            )
+        return MemoryView(
+            self.features[:, 0],
+            self.reference_points[:, 0],
+            self.motions[:, 0, None].expand(-1, top_k, -1, -1),
+            self.ages[:, 0, None].expand(-1, top_k),
+            slot_padding[:, 0],
+            *rest,
+        )

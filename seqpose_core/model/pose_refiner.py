@@ -145,16 +145,22 @@ class PoseRefiner(nn.Module):
         return outputs
 
     def rotations(self, outputs):
-        """Allocentric rotations (n, 3, 3): columns x, y = up, z; x from the best bin and its residual."""
-        up, logits, residual = outputs['up'], outputs['logits'], outputs['residual']
-        best = logits.argmax(-1, keepdim=True)  # (n, 1)
-        azimuth = (
-            bin_centres(self.num_bins, logits.device, logits.dtype)[best[:, 0]]
-            + residual.gather(-1, best)[:, 0] * bin_width(self.num_bins) / 2
-        )
-        ray = up.new_tensor(OPTICAL_AXIS).expand_as(up)
-        x = x_column_of(azimuth, up, ray)
-        return torch.stack([x, up, torch.cross(x, up, dim=-1)], dim=-1)
+        """Allocentric rotations (n, 3, 3) of its outputs (allocentric_rotations)."""
+        return allocentric_rotations(outputs, self.num_bins)
+
+
+def allocentric_rotations(outputs, num_bins):
+    """Allocentric rotations (n, 3, 3) from a refiner's outputs: columns x, y = up, z; x from the best of the
+    `num_bins` azimuth bins and its residual."""
+    up, logits, residual = outputs['up'], outputs['logits'], outputs['residual']
+    best = logits.argmax(-1, keepdim=True)  # (n, 1)
+    azimuth = (
+        bin_centres(num_bins, logits.device, logits.dtype)[best[:, 0]]
+        + residual.gather(-1, best)[:, 0] * bin_width(num_bins) / 2
+    )
+    ray = up.new_tensor(OPTICAL_AXIS).expand_as(up)
+    x = x_column_of(azimuth, up, ray)
+    return torch.stack([x, up, torch.cross(x, up, dim=-1)], dim=-1)
 
 
 def box_targets(sizes, shift, zoom):

@@ -142,16 +142,27 @@ class DecoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(
-        self, query, query_pos, reference_points, levels, K, image_hw, memory=None, memory_pos=None, depth_map=None
+        self,
+        query,
+        query_pos,
+        reference_points,
+        levels,
+        K,
+        image_hw,
+        memory=None,
+        memory_pos=None,
+        depth_map=None,
+        key_padding=None,
     ):
         """query/query_pos (B, Q, C); reference_points (B, Q, 3) metres; memory/memory_pos (B, M, C) or None;
-        depth_map (B, 1, h, w) metres or None (depth-guided attention only)."""
+        depth_map (B, 1, h, w) metres or None (depth-guided attention only); key_padding (B, Q + M) bool (True:
+        an empty memory slot, never attended to) or None."""
         q = query + query_pos
         keys, values = q, query
         if memory is not None:
             keys = torch.cat([q, memory + memory_pos], dim=1)  # (B, Q + M, C)
             values = torch.cat([query, memory], dim=1)
-        attended = self.temporal_attention(q, keys, values, need_weights=False)[0]
+        attended = self.temporal_attention(q, keys, values, key_padding_mask=key_padding, need_weights=False)[0]
         query = self.norm1(query + self.dropout(attended))
         sampled = self.geometry_attention(query + query_pos, reference_points, levels, K, image_hw, depth_map)
         query = self.norm2(query + self.dropout(sampled))
@@ -206,8 +217,10 @@ class SpatialTemporalQueryDecoder(nn.Module):
 
     def gather_queries(self, batch, memory, proposals=None):
         """Current query set (eq. 6) and aligned memory keys. Returns content (B, Qt, C), references
-        (B, Qt, 3) normalised, ages (B, Qt), motion (B, Qt, 13), memory (B, M, C) or None, memory_pos.
-        Order of the queries: [propagated memory (K)] [proposals (content, metric reference)] [anchors]."""
+        (B, Qt, 3) normalised, ages (B, Qt), motion (B, Qt, 13), memory (B, M, C) or None, memory_pos, and the
+        attention's key padding (B, Qt + M) bool (True: an empty memory slot) or None when every key is real.
+        Order of the queries: [propagated memory (K)] [proposals (content, metric reference)] [anchors].
+        `memory`: a MemoryQueue or PaddedMemory (model.memory), or None."""
         content, reference = self.anchors(batch)
         if proposals is not None:
             proposal_content, proposal_reference = proposals
@@ -217,25 +230,28 @@ class SpatialTemporalQueryDecoder(nn.Module):
         device, dtype = content.device, content.dtype
         ages = torch.zeros(batch, content.shape[1], device=device, dtype=dtype)
         motion = identity_motion_vector(batch, content.shape[1], device, dtype)
-        memory_content = memory_pos = None
-        if memory is not None and not memory.is_empty():
-            previous, rest = memory.latest(), memory.older()
-            count = previous.features.shape[1]
-            previous_ages = torch.full((batch, count), float(previous.age), device=device, dtype=dtype)
-            previous_motion = motion_vector(previous.motion[:, None].expand(-1, count, -1, -1), previous_ages)
-            content = torch.cat([previous.features, content], dim=1)
+        memory_content = memory_pos = key_padding = None
+        view = memory.decoder_view() if memory is not None else None
+        if view is not None:
+            previous_motion = motion_vector(view.previous_motions, view.previous_ages)
+            content = torch.cat([view.previous_features, content], dim=1)
             # camera motion can carry a remembered point outside the position range: clamp like the anchors
-            previous_reference = self.position_range.normalize(previous.reference_points).clamp(1e-3, 1 - 1e-3)
+            previous_reference = self.position_range.normalize(view.previous_reference_points).clamp(1e-3, 1 - 1e-3)
             reference = torch.cat([previous_reference, reference], dim=1)
-            ages = torch.cat([previous_ages, ages], dim=1)
+            ages = torch.cat([view.previous_ages.to(dtype), ages], dim=1)
             motion = torch.cat([previous_motion, motion], dim=1)
-            if not rest.is_empty():
-                rest_motion = motion_vector(rest.motions, rest.ages)
-                memory_content = self.content_alignment(rest.features, rest_motion)
-                rest_reference = self.position_range.normalize(rest.reference_points).clamp(1e-3, 1 - 1e-3)
-                memory_pos = self.embed_positions(rest_reference, self.embed_time(rest.ages), rest_motion)
+            if view.rest_features is not None:
+                rest_motion = motion_vector(view.rest_motions, view.rest_ages)
+                memory_content = self.content_alignment(view.rest_features, rest_motion)
+                rest_reference = self.position_range.normalize(view.rest_reference_points).clamp(1e-3, 1 - 1e-3)
+                memory_pos = self.embed_positions(rest_reference, self.embed_time(view.rest_ages), rest_motion)
+            if view.previous_padding is not None:
+                current = torch.zeros(batch, content.shape[1] - view.previous_padding.shape[1], dtype=torch.bool)
+                key_padding = torch.cat([view.previous_padding, current.to(device)], dim=1)
+                if view.rest_padding is not None:
+                    key_padding = torch.cat([key_padding, view.rest_padding], dim=1)
         content = self.content_alignment(content, motion)
-        return content, reference, ages, motion, memory_content, memory_pos
+        return content, reference, ages, motion, memory_content, memory_pos, key_padding
 
     def forward(self, levels, K, image_hw, memory=None, timer=None, depth_map=None):
         batch = K.shape[0]
@@ -244,7 +260,9 @@ class SpatialTemporalQueryDecoder(nn.Module):
             with _stage(timer, 'stsq'):
                 proposal_content, proposal_reference, proposal_outputs = self.proposals(levels, K, image_hw)
             proposals = (proposal_content, proposal_reference)
-        content, reference, ages, motion, memory_content, memory_pos = self.gather_queries(batch, memory, proposals)
+        content, reference, ages, motion, memory_content, memory_pos, key_padding = self.gather_queries(
+            batch, memory, proposals
+        )
         with _stage(timer, 'stsq'):
             time_embedding = self.embed_time(ages)
             # the motion (and so the pose-aware LN's scale and shift) is the same in every layer
@@ -255,7 +273,16 @@ class SpatialTemporalQueryDecoder(nn.Module):
                 query_pos = self.embed_positions(reference, time_embedding, motion, position_modulation)
                 metric_reference = self.position_range.denormalize(reference)
                 content = layer(
-                    content, query_pos, metric_reference, levels, K, image_hw, memory_content, memory_pos, depth_map
+                    content,
+                    query_pos,
+                    metric_reference,
+                    levels,
+                    K,
+                    image_hw,
+                    memory_content,
+                    memory_pos,
+                    depth_map,
+                    key_padding,
                 )
             with _stage(timer, 'pose_head'):
                 prediction = head(content, reference, self.position_range)

@@ -18,10 +18,9 @@ class CropScoringStage:
     changes_scores = True
 
     def __init__(self, model, inference):
-        self.refiner = getattr(model, 'pose_refiner', None)
-        self.scorer = getattr(model, 'crop_scorer', None)
+        self.classifier = getattr(model, 'crop_classifier', None)  # crops -> class logits, or None
         self.settings = inference.crop_scoring
-        if self.scorer is not None:
+        if self.classifier is not None:
             self.crop_size, self.crop_margin = model.cfg.refiner_crop_size, model.cfg.refiner_crop_margin
 
     def initial_state(self):
@@ -31,13 +30,12 @@ class CropScoringStage:
         return None
 
     def apply(self, detections, context, state):
-        if self.scorer is None or not self.settings.enabled or not detections:
+        if self.classifier is None or not self.settings.enabled or not detections:
             return detections, state
         as_tensor = lambda values: torch.as_tensor(values, dtype=torch.float32, device=context.device)  # noqa: E731
         probabilities = (
             crop_class_probabilities(
-                self.refiner,
-                self.scorer,
+                self.classifier,
                 context.image_float,
                 as_tensor(context.K),
                 as_tensor(np.stack([d.translation for d in detections])),

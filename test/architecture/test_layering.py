@@ -40,6 +40,8 @@ LAYERS = {
     'seqpose_core.visualize': 3,
     # 4: the runner's stages after the network (one contract: seqpose_core.stages)
     'seqpose_core.stages': 4,
+    # 4: the network call under inference.backend (the model, or its exported graphs)
+    'seqpose_core.backends': 4,
     # 5: the one data path
     'seqpose_core.runner': 5,
     # 6: evaluation (metrics, the evaluation loop over a runner)

@@ -93,8 +93,7 @@ def test_runner_publishes_the_fused_score_above_the_threshold():
     assert plain and len(scored) == len(plain)  # threshold 0: nobody goes
     with torch.no_grad():
         probabilities = crop_class_probabilities(
-            model.pose_refiner,
-            model.crop_scorer,
+            model.crop_classifier,
             torch.as_tensor(image).permute(2, 0, 1).float(),
             torch.as_tensor(K).float(),
             torch.tensor(np.stack([d.translation for d in scored])),
