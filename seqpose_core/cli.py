@@ -18,10 +18,12 @@ COMMANDS = {
     'eval': 'seqpose_core.commands.evaluate',
     'bag': 'seqpose_core.commands.bag',
     'bench': 'seqpose_core.commands.bench',
+    'export': 'seqpose_core.commands.export',
     'average': 'seqpose_core.commands.average',
     'train-refiner': 'seqpose_core.commands.train_refiner',
     'select-refiner-classes': 'seqpose_core.commands.select_refiner',
     'train-crop-scorer': 'seqpose_core.commands.train_crop_scorer',
+    'calibrate-covariance': 'seqpose_core.commands.covariance',
 }
 
 

@@ -1,7 +1,7 @@
 """`seqpose export`: the model as ONNX graphs (model.graph) and export.json, what they were made from.
 
     frame.onnx            one frame through the network, the memory in and out (static shapes, batch 1)
-    refiner.onnx          the pose refiner on n crops (n dynamic)        -- models with a refiner
+    refiner.onnx          the refiner (+ crop scorer) on n crops (n dynamic)  -- models with a refiner
     crop_classifier.onnx  the crop scorer on n crops (n dynamic)         -- models with a crop scorer
     export.json           format, opset, input size, score fusion, the model config, the weights' hash
 
@@ -77,7 +77,7 @@ def export_graphs(model, out_dir, input_hw, score_fusion, opset=OPSET):
     crops = torch.rand(2, 3, crop_size, crop_size) * 255
     batch = torch.export.Dim('detections', min=1, max=1024)
     if model.pose_refiner is not None:
-        refiner = RefinerGraph(model.pose_refiner).eval()
+        refiner = RefinerGraph(model.second_stage).eval()
         _export(
             refiner,
             (crops, torch.tensor([1, 2])),
@@ -119,7 +119,9 @@ def export_graphs(model, out_dir, input_hw, score_fusion, opset=OPSET):
 def _export(module, inputs, path, input_names, output_names, dynamic_shapes, opset):
     log.info('exporting %s', path)
     shapes = {name: dynamic_shapes.get(name) for name in input_names} if dynamic_shapes else None
-    with torch.no_grad():
+    # traced with autograd on: the model's CPU inference fast paths (FeatureFusion's level table, sampled with
+    # embedding_bag) have no fast ONNX form, while grid_sample does (ONNX GridSample); the values are the same
+    with torch.enable_grad():
         program = torch.onnx.export(
             module,
             tuple(inputs),

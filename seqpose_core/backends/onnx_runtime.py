@@ -1,6 +1,6 @@
 """The exported graphs (backends.export) in ONNX Runtime, behind the interface the runner and the stages call on
 SeqPose: `model(images, K, memory, camera_motion, dense=False, score_fusion)` -> (outputs, memory),
-`pose_refiner(crops, class_ids)` with `.rotations(outputs)`, `crop_classifier(crops)`, `cfg`.
+`second_stage(crops, class_ids)` with `.rotations(outputs)`, `crop_classifier(crops)`, `cfg`.
 
 The memory is a model.memory.PaddedMemory whose tensors go into the frame graph and come back from it; torch
 tensors in and out (zero-copy views of ONNX Runtime's numpy arrays on the CPU).
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from seqpose_core.backends.export import GRAPH_FILES, read_export
-from seqpose_core.model.graph import FRAME_OUTPUTS, REFINER_OUTPUTS
+from seqpose_core.model.graph import FRAME_OUTPUTS
 from seqpose_core.model.memory import PaddedMemory
 from seqpose_core.model.pose_refiner import allocentric_rotations
 from seqpose_core.timing import timed_stage
@@ -64,8 +64,10 @@ class _Session:
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: the exporter's unused constants are warned about otherwise
-        if threads:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        # ONNX Runtime's workers spin after a run by default: they would take the cores from the torch code between
+        # the graphs (cropping, the stages), which then runs many times slower
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         self.session = onnxruntime.InferenceSession(
             str(path),
             options,
@@ -90,8 +92,8 @@ def _numpy(value):
     return np.asarray(value)
 
 
-class OnnxRefiner:
-    """refiner.onnx as model.pose_refiner.PoseRefiner is called by the stages."""
+class OnnxSecondStage:
+    """refiner.onnx as the stages call model.crop_scorer.SecondStage."""
 
     def __init__(self, session, box, num_bins):
         self.session = session
@@ -100,7 +102,7 @@ class OnnxRefiner:
 
     def __call__(self, crops, class_ids):
         values = self.session(crops.float(), class_ids.long())
-        return dict(zip(REFINER_OUTPUTS, values))
+        return dict(zip(self.session.output_names, values))
 
     def rotations(self, outputs):
         return allocentric_rotations(outputs, self.num_bins)
@@ -125,10 +127,10 @@ class OnnxRuntimeModel:
             log.warning(note)
         graphs = self.metadata['graphs']
         self.frame = _Session(directory / graphs['frame'], providers, threads)
-        self.pose_refiner = None
+        self.second_stage = None
         if 'refiner' in graphs:
             session = _Session(directory / graphs['refiner'], providers, threads)
-            self.pose_refiner = OnnxRefiner(session, model_cfg.refiner_box, model_cfg.refiner_azimuth_bins)
+            self.second_stage = OnnxSecondStage(session, model_cfg.refiner_box, model_cfg.refiner_azimuth_bins)
         self.crop_classifier = None
         if 'crop_classifier' in graphs:
             classifier = _Session(directory / GRAPH_FILES['crop_classifier'], providers, threads)

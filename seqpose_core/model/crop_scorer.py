@@ -39,6 +39,28 @@ class CropClassifier(nn.Module):
         return self.scorer(self.refiner.crop_features(crops))
 
 
+class SecondStage(nn.Module):
+    """The refiner and, when the model has one, the crop scorer on the same crops, in one pass of the refiner's
+    CNN: the refiner's outputs (PoseRefiner) plus 'class_logits' (n, 1 + classes). Called as the refiner is
+    (`box`, `num_bins`, `rotations`); no weights of its own (`SeqPose.second_stage`)."""
+
+    def __init__(self, refiner, scorer=None):
+        super().__init__()
+        self.refiner = refiner
+        self.scorer = scorer
+        self.box = refiner.box
+        self.num_bins = refiner.num_bins
+
+    def forward(self, crops, class_ids):
+        outputs = self.refiner(crops, class_ids)
+        if self.scorer is not None:
+            outputs['class_logits'] = self.scorer(outputs['crop_features'])
+        return outputs
+
+    def rotations(self, outputs):
+        return self.refiner.rotations(outputs)
+
+
 def crop_class_probabilities(classifier, image, K, centres, sizes, crop_size, margin):
     """(n, 1 + classes) probabilities of background and each class for the crops around boxes (centres, sizes
     (n, 3) in the frame of image (3, H, W) float 0..255 with its K); `classifier`: crops -> logits (CropClassifier

@@ -4,7 +4,8 @@ Three graphs, each a thin wrapper that calls the model's own code (so eager and 
 - FrameGraph: one frame through the network (encoder .. pose heads), the query memory in and out as fixed-shape
   tensors (model.memory.PaddedMemory: N slots of K entries and a validity flag each, so the first frame, a half
   full memory and a full one are one graph);
-- RefinerGraph: the pose refiner on a batch of crops (n dynamic);
+- RefinerGraph: the second stage on a batch of crops (n dynamic): the pose refiner and the crop scorer's class
+  logits in one pass of its CNN;
 - the crop classifier (model.crop_scorer.CropClassifier, a graph as it is): the crop scorer's class logits on a
   batch of crops (n dynamic).
 
@@ -59,17 +60,19 @@ class FrameGraph(nn.Module):
 
 
 class RefinerGraph(nn.Module):
-    """(crops (n, 3, S, S) 0..255, class_ids (n,) int64 1..6) -> the refiner's outputs as a tuple (REFINER_OUTPUTS;
-    without a box part the last three are absent)."""
+    """(crops (n, 3, S, S) 0..255, class_ids (n,) int64 1..6) -> the second stage's outputs as a tuple
+    (`output_names`: the refiner's, without a box part the box ones absent, and the crop scorer's class_logits
+    when the model has one: model.crop_scorer.SecondStage)."""
 
-    def __init__(self, refiner):
+    def __init__(self, second_stage):
         super().__init__()
-        self.refiner = refiner
+        self.second_stage = second_stage
 
     @property
     def output_names(self):
-        return REFINER_OUTPUTS if self.refiner.box else REFINER_OUTPUTS[:3]
+        names = REFINER_OUTPUTS if self.second_stage.box else REFINER_OUTPUTS[:3]
+        return names + (CROP_CLASSIFIER_OUTPUTS if self.second_stage.scorer is not None else ())
 
     def forward(self, crops, class_ids):
-        outputs = self.refiner(crops, class_ids)
+        outputs = self.second_stage(crops, class_ids)
         return tuple(outputs[name] for name in self.output_names)

@@ -111,7 +111,8 @@ class _ResidualBlock(nn.Module):
 class PoseRefiner(nn.Module):
     """(n, 3, S, S) crops (0..255) + (n,) class ids 1..6 -> dict: 'up' (n, 3) unit, 'logits' and 'residual'
     (n, bins) of the azimuth (residuals in half-bin units); with `box` also 'centre_offset' (n, 2) and 'log_scale'
-    (n,) in crop sides and 'log_size' (n, 3) metres. `rotations` turns them into allocentric rotations (n, 3, 3)."""
+    (n,) in crop sides and 'log_size' (n, 3) metres; 'crop_features' (n, 8w), the pooled features (what the crop
+    scorer reads). `rotations` turns them into allocentric rotations (n, 3, 3)."""
 
     def __init__(self, width, num_bins, num_classes=6, box=False):
         super().__init__()
@@ -133,10 +134,10 @@ class PoseRefiner(nn.Module):
         return self.stages(self.stem((crops.float() - self.mean) / self.std)).mean(dim=(2, 3))
 
     def forward(self, crops, class_ids):
-        features = self.crop_features(crops) + self.class_embedding(class_ids)  # (n, 8w)
-        out = self.head(features)
+        crop_features = self.crop_features(crops)  # (n, 8w)
+        out = self.head(crop_features + self.class_embedding(class_ids))
         # the up axis as an offset from image-up, where an object on a table seen from above-front points
-        outputs = {'up': F.normalize(out[:, :3] + out.new_tensor(_IMAGE_UP), dim=-1)}
+        outputs = {'up': F.normalize(out[:, :3] + out.new_tensor(_IMAGE_UP), dim=-1), 'crop_features': crop_features}
         logits, residual = out[:, 3 : 3 + 2 * self.num_bins].split(self.num_bins, dim=-1)
         outputs.update(logits=logits, residual=torch.tanh(residual))
         if self.box:
@@ -197,7 +198,17 @@ def refine_poses(
     camera frame. `boxes` (n,) bool: the detections whose box the refiner replaces (None: none; needs a refiner
     with a box part; `depth_weight`: decode_boxes); the others keep the translation and size given. With
     `passes` > 1 the refiner looks again at the crop around the box it gave (as DeepIM iterates), each pass's
-    depth blended with the one before."""
+    depth blended with the one before. `refiner`: a PoseRefiner, or anything called as one (SecondStage, an
+    exported graph); refine_poses_with_outputs also gives the last pass's outputs."""
+    return refine_poses_with_outputs(
+        refiner, image, K, class_ids, centres, sizes, crop_size, margin, boxes, depth_weight, passes
+    )[:3]
+
+
+def refine_poses_with_outputs(
+    refiner, image, K, class_ids, centres, sizes, crop_size, margin, boxes=None, depth_weight=1.0, passes=1
+):
+    """refine_poses, and the refiner's outputs of the last pass (dict) as a fourth value."""
     if passes < 1:
         raise ValueError(f'refine_poses: passes {passes}: expected at least 1')
     if boxes is not None and bool(boxes.any()) and not refiner.box:
@@ -210,7 +221,7 @@ def refine_poses(
             centres = torch.where(boxes[:, None], decoded_centres, centres)
             sizes = torch.where(boxes[:, None], decoded_sizes, sizes)
     # the allocentric rotation is relative to the ray through the centre (training: the true one)
-    return ray_rotation(centres) @ refiner.rotations(outputs), centres, sizes
+    return ray_rotation(centres) @ refiner.rotations(outputs), centres, sizes, outputs
 
 
 def build_pose_refiner(cfg):

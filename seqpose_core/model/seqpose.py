@@ -25,7 +25,7 @@ from seqpose_core.model.checkpoint import (
     model_config_from_checkpoint,
 )
 from seqpose_core.model.config import ModelConfig
-from seqpose_core.model.crop_scorer import CropClassifier, build_crop_scorer
+from seqpose_core.model.crop_scorer import CropClassifier, SecondStage, build_crop_scorer
 from seqpose_core.model.dinov2 import PATCH_SIZE, build_encoder
 from seqpose_core.model.dpt import build_dpt_head
 from seqpose_core.model.fusion import DenseHeads, FeatureFusion
@@ -60,6 +60,14 @@ class SeqPose(nn.Module):
         if self.crop_scorer is None or self.pose_refiner is None:
             return None
         return CropClassifier(self.pose_refiner, self.crop_scorer)
+
+    @property
+    def second_stage(self):
+        """crops, class ids -> the refiner's outputs and the crop scorer's class logits in one CNN pass
+        (model.crop_scorer.SecondStage), or None without a refiner."""
+        if self.pose_refiner is None:
+            return None
+        return SecondStage(self.pose_refiner, self.crop_scorer)
 
     @property
     def has_proposals(self):

@@ -12,6 +12,7 @@ the sections existed keep loading: `migrate_inference_values` maps their flat na
 """
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from seqpose_core.config_schema import ConfigError
 MODES = {'mf': 'video', 'sf': 'single'}
 SUPPRESSIONS = ('projected_iou', 'centre_distance', 'none')
 SCORE_FUSIONS = ('query', 'proposal')
+BACKENDS = ('torch', 'onnxruntime')
 
 
 def setting(default, help, range=None, choices=None, **kwargs):
@@ -159,6 +161,11 @@ class CropScoringSettings:
 
     enabled: bool = setting(True, "fuse the crop scorer's opinion into the score (false: the decoder's score)")
     weight: float = setting(0.5, "w: the crop scorer's weight in the published score", range=(0.0, 1.0))
+    reuse_refiner_crop: bool = setting(
+        False,
+        "a refined detection's class probabilities from the refiner's last crop (one CNN pass less a detection; "
+        'that crop is around the box before the last pass) instead of a crop of its own around the final box',
+    )
 
     def __post_init__(self):
         check_fields(self, 'inference.crop_scoring')
@@ -280,6 +287,72 @@ class WorldFusionSettings:
         check_fields(self, 'inference.world_fusion')
 
 
+# --------------------------------------------------------------------------------------------- covariance
+# a class's row: the position's sigma at zero depth along x, y (across the viewing ray) and z (along it), metres;
+# its growth per metre of depth, the same three; the rotation's sigma about the object's own x, y, z, radians
+COVARIANCE_ROW = 9
+UNCALIBRATED = (0.0,) * COVARIANCE_ROW
+COVARIANCE_ROW_HELP = (
+    'sigma = a + b z (z: the depth, metres) as (a_x, a_y, a_z, b_x, b_y, b_z, r_x, r_y, r_z): the position along '
+    'x, y across the viewing ray and z along it (a metres, b metres per metre), then the rotation about the '
+    "object's x, y, z (radians); all 0: not calibrated"
+)
+
+
+@dataclass
+class CovarianceTable:
+    """Per class, the measured error of the model as standard deviations (`seqpose calibrate-covariance`)."""
+
+    bottle: tuple[float, ...] = setting(UNCALIBRATED, f'bottle: {COVARIANCE_ROW_HELP}')
+    bowl: tuple[float, ...] = setting(UNCALIBRATED, f'bowl: {COVARIANCE_ROW_HELP}')
+    camera: tuple[float, ...] = setting(UNCALIBRATED, f'camera: {COVARIANCE_ROW_HELP}')
+    can: tuple[float, ...] = setting(UNCALIBRATED, f'can: {COVARIANCE_ROW_HELP}')
+    laptop: tuple[float, ...] = setting(UNCALIBRATED, f'laptop: {COVARIANCE_ROW_HELP}')
+    mug: tuple[float, ...] = setting(UNCALIBRATED, f'mug: {COVARIANCE_ROW_HELP}')
+    # validated by CovarianceSettings, which knows the table's name
+
+
+def covariance_row(values, where):
+    """A class's row as 9 floats; ConfigError naming `where` unless it is all 0 (not calibrated) or every
+    sigma is positive at every depth (a or b > 0 per position axis, r > 0 per rotation axis)."""
+    try:
+        row = tuple(float(value) for value in values)
+    except (TypeError, ValueError):
+        raise ConfigError(f'{where} {values!r}: expected {COVARIANCE_ROW} numbers') from None
+    if len(row) != COVARIANCE_ROW:
+        raise ConfigError(f'{where} {list(row)}: expected {COVARIANCE_ROW} numbers, got {len(row)}')
+    if not all(math.isfinite(value) and value >= 0 for value in row):
+        raise ConfigError(f'{where} {list(row)}: expected finite numbers >= 0')
+    if row != UNCALIBRATED:
+        flat = [axis for axis in range(3) if row[axis] == 0 and row[3 + axis] == 0]
+        if flat or 0 in row[6:]:
+            raise ConfigError(f'{where} {list(row)}: every sigma must be positive (all 0: not calibrated)')
+    return row
+
+
+@dataclass
+class CovarianceSettings:
+    """The pose covariance each detection carries (extras['pose_covariance'], 6x6, camera frame: x, y, z, rotation
+    about x, y, z; the node publishes it): the model's measured error on held-out video, per class, by depth
+    (seqpose_core.stages.covariance; `seqpose calibrate-covariance` fits it from a `seqpose eval` output)."""
+
+    enabled: bool = setting(True, 'attach the calibrated pose covariance where the checkpoint has one (false: none)')
+    no_motion: CovarianceTable = section(
+        CovarianceTable, 'frames without camera motion (and single-frame mode): the model alone'
+    )
+    odometry: CovarianceTable = section(
+        CovarianceTable,
+        "video frames with camera motion and world fusion on: the fused centres' error (not calibrated: no_motion's)",
+    )
+
+    def __post_init__(self):
+        check_fields(self, 'inference.covariance')
+        for table in ('no_motion', 'odometry'):
+            for name in CLASS_NAMES:
+                row = getattr(getattr(self, table), name)
+                setattr(getattr(self, table), name, covariance_row(row, f'inference.covariance.{table}.{name}'))
+
+
 # --------------------------------------------------------------------------------------------- the section
 @dataclass
 class InferenceConfig:
@@ -306,6 +379,21 @@ class InferenceConfig:
         choices=SCORE_FUSIONS,
     )
     device: str = setting('cpu', "torch device: 'cpu', 'cuda', 'cuda:N'")
+    # The runner's logic is the same under both; only the network call differs (seqpose_core.backends).
+    backend: str = setting(
+        'torch',
+        "'torch': the model in PyTorch; 'onnxruntime': its exported graphs (seqpose export) in ONNX Runtime",
+        choices=BACKENDS,
+    )
+    onnx_dir: str = setting(
+        '',
+        "backend 'onnxruntime': a `seqpose export` directory of this checkpoint ('': exported once into the "
+        'user cache, keyed by the checkpoint hash)',
+    )
+    engine_cache: str = setting(
+        '',
+        "backend 'onnxruntime' on cuda: where TensorRT keeps its built engines ('': beside the graphs)",
+    )
     memory: MemorySettings = section(MemorySettings, MemorySettings.__doc__)
     suppression: SuppressionSettings = section(SuppressionSettings, SuppressionSettings.__doc__)
     refiner: RefinerSettings = section(RefinerSettings, RefinerSettings.__doc__)
@@ -313,6 +401,7 @@ class InferenceConfig:
     tracks: TrackSettings = section(TrackSettings, TrackSettings.__doc__)
     world_fusion: WorldFusionSettings = section(WorldFusionSettings, WorldFusionSettings.__doc__)
     support_plane: SupportPlaneSettings = section(SupportPlaneSettings, SupportPlaneSettings.__doc__)
+    covariance: CovarianceSettings = section(CovarianceSettings, CovarianceSettings.__doc__)
 
     def __post_init__(self):
         self.mode = MODES.get(self.mode, self.mode)

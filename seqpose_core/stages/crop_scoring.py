@@ -32,22 +32,34 @@ class CropScoringStage:
     def apply(self, detections, context, state):
         if self.classifier is None or not self.settings.enabled or not detections:
             return detections, state
-        as_tensor = lambda values: torch.as_tensor(values, dtype=torch.float32, device=context.device)  # noqa: E731
-        probabilities = (
-            crop_class_probabilities(
-                self.classifier,
-                context.image_float,
-                as_tensor(context.K),
-                as_tensor(np.stack([d.translation for d in detections])),
-                as_tensor(np.stack([d.size for d in detections])),
-                self.crop_size,
-                self.crop_margin,
-            )
-            .cpu()
-            .numpy()
-        )  # (n, 1 + classes)
+        # detections the refiner already read a crop of carry its class logits (crop_scoring.reuse_refiner_crop)
+        reused = [d for d in detections if 'crop_class_logits' in d.extras]
+        probabilities = {id(d): _softmax(d.extras.pop('crop_class_logits')) for d in reused}
+        cropped = [d for d in detections if id(d) not in probabilities]
+        if cropped:
+            as_tensor = lambda values: torch.as_tensor(values, dtype=torch.float32, device=context.device)  # noqa: E731
+            rows = (
+                crop_class_probabilities(
+                    self.classifier,
+                    context.image_float,
+                    as_tensor(context.K),
+                    as_tensor(np.stack([d.translation for d in cropped])),
+                    as_tensor(np.stack([d.size for d in cropped])),
+                    self.crop_size,
+                    self.crop_margin,
+                )
+                .cpu()
+                .numpy()
+            )  # (n, 1 + classes)
+            probabilities.update((id(d), row) for d, row in zip(cropped, rows))
         weight = self.settings.weight
-        for detection, row in zip(detections, probabilities):
+        for detection in detections:
+            row = probabilities[id(detection)]
             detection.extras['decoder_score'] = detection.score
             detection.score = float(detection.score ** (1 - weight) * float(row[detection.class_id]) ** weight)
         return detections, state
+
+
+def _softmax(logits):
+    exponentials = np.exp(logits - logits.max())
+    return exponentials / exponentials.sum()

@@ -8,6 +8,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from seqpose_core.stages.covariance import CovarianceStage
 from seqpose_core.stages.crop_scoring import CropScoringStage
 from seqpose_core.stages.refiner import RefinerStage
 from seqpose_core.stages.support_plane import SupportPlaneStage
@@ -23,6 +24,7 @@ STAGES = (
     # video with camera motion: each track's centre from its rays across frames, its rotation the mode of the
     # views' (after the support plane: the views it fuses are levelled, and what it publishes stays so)
     WorldFusionStage,
+    CovarianceStage,  # the pose covariance of what is published: the model's measured error (last)
 )
 
 

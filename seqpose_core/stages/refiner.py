@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from seqpose_core.config_schema import ConfigError
-from seqpose_core.model.pose_refiner import refine_poses
+from seqpose_core.model.pose_refiner import refine_poses_with_outputs
 from seqpose_core.suppression import suppress_duplicates
 
 
@@ -20,7 +20,9 @@ class RefinerStage:
     changes_scores = False
 
     def __init__(self, model, inference):
-        self.refiner = getattr(model, 'pose_refiner', None)
+        # the refiner and the crop scorer in one CNN pass (model.crop_scorer.SecondStage, or an exported graph)
+        self.refiner = getattr(model, 'second_stage', None)
+        self.keep_class_logits = inference.crop_scoring.enabled and inference.crop_scoring.reuse_refiner_crop
         self.settings = inference.refiner
         self.suppression = inference.suppression
         self.max_detections = inference.max_detections
@@ -48,22 +50,27 @@ class RefinerStage:
         device = context.device
         boxes = [self.settings.box and d.class_name in self.settings.box_classes for d in chosen]
         as_tensor = lambda values: torch.as_tensor(values, dtype=torch.float32, device=device)  # noqa: E731
-        rotations, translations, sizes = (
-            tensor.cpu().numpy().astype(np.float64)
-            for tensor in refine_poses(
-                self.refiner,
-                context.image_float,
-                as_tensor(context.K),
-                torch.as_tensor([d.class_id for d in chosen], device=device),
-                as_tensor(np.stack([d.translation for d in chosen])),
-                as_tensor(np.stack([d.size for d in chosen])),
-                self.crop_size,
-                self.crop_margin,
-                boxes=torch.as_tensor(boxes, device=device),
-                depth_weight=self.settings.depth_weight,
-                passes=self.settings.passes,
-            )
+        rotations, translations, sizes, outputs = refine_poses_with_outputs(
+            self.refiner,
+            context.image_float,
+            as_tensor(context.K),
+            torch.as_tensor([d.class_id for d in chosen], device=device),
+            as_tensor(np.stack([d.translation for d in chosen])),
+            as_tensor(np.stack([d.size for d in chosen])),
+            self.crop_size,
+            self.crop_margin,
+            boxes=torch.as_tensor(boxes, device=device),
+            depth_weight=self.settings.depth_weight,
+            passes=self.settings.passes,
         )
+        rotations, translations, sizes = (
+            tensor.cpu().numpy().astype(np.float64) for tensor in (rotations, translations, sizes)
+        )
+        class_logits = outputs.get('class_logits') if self.keep_class_logits else None
+        if class_logits is not None:
+            # the crop scoring stage reads these instead of cropping again (inference.crop_scoring.reuse_refiner_crop)
+            for detection, row in zip(chosen, class_logits.float().cpu().numpy()):
+                detection.extras['crop_class_logits'] = row
         for index, detection in enumerate(chosen):
             detection.extras['decoder_rotation'] = detection.rotation
             detection.rotation = rotations[index]

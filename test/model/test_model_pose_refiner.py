@@ -323,9 +323,9 @@ def test_boxes_that_coincide_after_refinement_are_suppressed_again(monkeypatch):
     def refine_onto_one_spot(refiner, image, K, class_ids, centres, sizes, *args, boxes=None, **kwargs):
         """every box of a class onto one spot, as a refiner may put them"""
         spots = torch.stack([torch.tensor([0.1 * float(class_id), 0.0, 1.0]) for class_id in class_ids])
-        return torch.eye(3).expand(len(class_ids), 3, 3), torch.where(boxes[:, None], spots, centres), sizes
+        return torch.eye(3).expand(len(class_ids), 3, 3), torch.where(boxes[:, None], spots, centres), sizes, {}
 
-    monkeypatch.setattr('seqpose_core.stages.refiner.refine_poses', refine_onto_one_spot)
+    monkeypatch.setattr('seqpose_core.stages.refiner.refine_poses_with_outputs', refine_onto_one_spot)
     counts = {}
     for moved in (False, True):
         inference = with_settings(
