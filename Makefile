@@ -15,7 +15,7 @@ DEMO_OUT ?= demo_out
 # those tests skip with the reason. Override: make test ROS2_PYTHON_SRC=/path/to/ros2-python
 ROS2_PYTHON_SRC ?= $(wildcard ../shared/ros2-python)
 ROS2_PYTHON_PACKAGES := launch launch_xml launch_yaml launch_ros ros2launch ros2cli ros2pkg ros2run ros2node \
-  ros2param ros2service ros2topic rosidl_runtime_py
+  ros2param ros2service ros2topic ros2lifecycle rosidl_runtime_py
 ROS2_TOOLS_STAMP := $(VENV)/.seqpose-ros2-tools
 # colcon build / install / log of seqpose_ros (an ament prefix: share/ament_index, share/seqpose_ros, lib/seqpose_ros)
 AMENT_WS := $(VENV)/ament

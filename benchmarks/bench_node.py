@@ -31,9 +31,9 @@ def percentiles(seconds):
     )
 
 
-def bench_runner(checkpoint, device, images, K):
-    runner, _, device = load_runner(str(checkpoint), device)
-    runner.configure(score_threshold=0.0)
+def bench_runner(checkpoint, device, images, K, backend, score_threshold):
+    runner, _, device = load_runner(str(checkpoint), device, overrides={'backend': backend})
+    runner.configure(score_threshold=score_threshold)
     from seqpose_core.runner import Frame
 
     for image in images[:5]:  # warm-up (allocator, lazy init)
@@ -47,7 +47,7 @@ def bench_runner(checkpoint, device, images, K):
     return times, device
 
 
-def bench_node(checkpoint, device, images, K, rate, log_path):
+def bench_node(checkpoint, device, images, K, rate, log_path, backend, score_threshold):
     node = T.NodeProcess(
         log_path,
         '-r',
@@ -57,7 +57,9 @@ def bench_node(checkpoint, device, images, K, rate, log_path):
         '-p',
         f'device:={device}',
         '-p',
-        'score_threshold:=0.0',
+        f'score_threshold:={score_threshold}',
+        '-p',
+        f'backend:={backend}',
     )
     client = T.RosClient('/bench')
     try:
@@ -129,6 +131,14 @@ def main():
     parser.add_argument('--rate', type=float, default=30.0)
     parser.add_argument('--width', type=int, default=640)
     parser.add_argument('--height', type=int, default=480)
+    parser.add_argument('--backend', default='torch', choices=('torch', 'onnxruntime'), help='inference.backend')
+    parser.add_argument(
+        '--score-threshold',
+        type=float,
+        default=0.0,
+        help='0 (default): every detection up to max_detections reaches the refiner, the dearest case; the '
+        "node's own default is 0.20",
+    )
     args = parser.parse_args()
     T.refuse_unless_isolated()
     work = Path(tempfile.mkdtemp(prefix='bench_node_'))
@@ -138,9 +148,9 @@ def main():
         checkpoint = str(T.write_tiny_checkpoint(work / 'tiny.pt'))
         label = 'tiny config, random weights'
     images, K = T.make_sequence(frames=args.frames, width=args.width, height=args.height)
-    runner_times, device = bench_runner(checkpoint, args.device, images, K)
+    runner_times, device = bench_runner(checkpoint, args.device, images, K, args.backend, args.score_threshold)
     sequential, streamed, sent, missing, diag = bench_node(
-        checkpoint, args.device, images, K, args.rate, work / 'node.log'
+        checkpoint, args.device, images, K, args.rate, work / 'node.log', args.backend, args.score_threshold
     )
     import os
     import platform
@@ -148,7 +158,8 @@ def main():
     import torch
 
     print(
-        f'model: {label}; device {device}; frames {args.width}x{args.height} rgb8; torch threads '
+        f'model: {label}; backend {args.backend}; score threshold {args.score_threshold:g}; device {device}; '
+        f'frames {args.width}x{args.height} rgb8; torch threads '
         f'{torch.get_num_threads()}; {os.cpu_count()} CPUs; {platform.processor() or platform.machine()}'
     )
     print(f'bare runner.step               : {percentiles(runner_times)}')

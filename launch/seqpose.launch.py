@@ -7,13 +7,21 @@ The node's topics are relative (image, camera_info, detections, markers, debug_i
 node, its outputs, its TF frame prefix and RViz together. Launch arguments left empty ('') do not touch the
 parameters: the params file decides. Arguments that are given are passed with their declared type (a
 checkpoint named `2024` stays a string).
+
+seqpose_node is a lifecycle node. By default (autostart:=true) this file configures it as soon as it is up and
+activates it once it is inactive after that first configure (launch_ros's LifecycleNode with ChangeState events);
+autostart:=false leaves it unconfigured for a lifecycle manager (`ros2 lifecycle set /seqpose_node configure`).
 """
 
-from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
+from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+from lifecycle_msgs.msg import Transition
 
 from launch import LaunchDescription
 
@@ -60,6 +68,12 @@ ARGUMENTS = (
     ('launch_rviz', 'false', 'Also start RViz with rviz_config (skipped with one log line when rviz2 is missing)'),
     ('rviz_config', PathJoinSubstitution([SHARE, 'config', 'seqpose.rviz']), 'RViz configuration'),
     ('log_level', 'info', 'debug | info | warn | error | fatal'),
+    (
+        'autostart',
+        'true',
+        'true: configure and activate the lifecycle node at once; false: leave it unconfigured for a lifecycle '
+        'manager (ros2 lifecycle set <node> configure, then activate)',
+    ),
 )
 
 # launch argument -> parameter type; passed only when the argument is not empty
@@ -106,6 +120,30 @@ def _rviz_available():
     return True
 
 
+def lifecycle_actions(node, autostart):
+    """The actions that bring the lifecycle `node` (a launch_ros LifecycleNode) to active: a configure request as
+    soon as it is up, and an activate request when its first successful configure ends (configuring -> inactive;
+    handled once, so a later deactivate or a manual cleanup + configure is left alone). None without autostart."""
+    if not autostart:
+        return []
+
+    def change(transition):
+        return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition))
+
+    return [
+        RegisterEventHandler(
+            OnStateTransition(
+                target_lifecycle_node=node,
+                start_state='configuring',
+                goal_state='inactive',
+                entities=[change(Transition.TRANSITION_ACTIVATE)],
+                handle_once=True,
+            )
+        ),
+        change(Transition.TRANSITION_CONFIGURE),
+    ]
+
+
 def _launch_setup(context):
     def value(name):
         return LaunchConfiguration(name).perform(context)
@@ -115,6 +153,7 @@ def _launch_setup(context):
     if overrides:
         # after the params file, so a given argument wins; ParameterValue keeps the declared type
         parameters.append({name: ParameterValue(v, value_type=type(v)) for name, v in overrides.items()})
+    parameters.append({'autostart': False})  # this file drives the lifecycle (its autostart argument)
     image_topic = value('image_topic')
     remappings = [
         ('image', image_topic),
@@ -131,20 +170,19 @@ def _launch_setup(context):
             profile = PathJoinSubstitution([SHARE, 'config', 'fastdds_shm_profile.xml']).perform(context)
         env['FASTDDS_DEFAULT_PROFILES_FILE'] = profile
     namespace = value('namespace')
-    actions = [
-        Node(
-            package='seqpose_ros',
-            executable='seqpose_node',
-            name='seqpose_node',
-            namespace=namespace,
-            output='screen',
-            emulate_tty=True,
-            parameters=parameters,
-            remappings=remappings,
-            additional_env=env or None,
-            arguments=['--ros-args', '--log-level', value('log_level')],
-        )
-    ]
+    node = LifecycleNode(
+        package='seqpose_ros',
+        executable='seqpose_node',
+        name='seqpose_node',
+        namespace=namespace,
+        output='screen',
+        emulate_tty=True,
+        parameters=parameters,
+        remappings=remappings,
+        additional_env=env or None,
+        arguments=['--ros-args', '--log-level', value('log_level')],
+    )
+    actions = [node, *lifecycle_actions(node, _bool('autostart', value('autostart')))]
     if _bool('launch_rviz', value('launch_rviz')):
         if _rviz_available():
             # RViz in the same namespace: the config's relative topics (debug_image, markers) resolve there

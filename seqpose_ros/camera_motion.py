@@ -45,6 +45,16 @@ class CameraMotionSource:
     def forget(self):
         self.previous = None
 
+    def destroy(self, node):
+        """Drop the odometry subscription / TF listener (the node cleans up)."""
+        if self.subscription is not None:
+            node.destroy_subscription(self.subscription)
+            self.subscription = None
+        listener = getattr(self, 'tf_listener', None)
+        if listener is not None:
+            listener.unregister()
+            self.tf_listener = None
+
     def motion(self, header):
         if self.readings is not None:
             pose = self._odometry_pose(header)

@@ -71,15 +71,28 @@ def object_pose(detection, z_up=False):
 UNKNOWN_COVARIANCE = tuple(-1.0 if i % 7 == 0 else 0.0 for i in range(36))
 
 
+def _covariance(detection, key, shape):
+    value = np.asarray(detection.extras[key], dtype=np.float64)
+    if value.shape != shape or not np.all(np.isfinite(value)):
+        raise ValueError(
+            f"detection extras['{key}']: expected a finite {shape[0]}x{shape[1]} covariance, got shape {value.shape}"
+            + ('' if value.shape != shape else ' with NaN or infinite values')
+        )
+    return value
+
+
 def pose_covariance(detection):
-    """The 36 values of a Detection3D's pose covariance (x, y, z, then rotation about x, y, z; the header's frame):
-    the world fusion's position covariance where it fused the detection (extras['position_covariance'], camera
-    frame), the rotation still unknown (-1); otherwise all unknown."""
-    position = detection.extras.get('position_covariance')
-    if position is None:
+    """The 36 values (row-major) of a Detection3D's pose covariance (x, y, z, then rotation about x, y, z; the
+    header's frame, metres^2 / rad^2): the full 6x6 where the runner gives one (extras['pose_covariance'], a
+    calibrated covariance in this order, camera frame); else the world fusion's position covariance where it
+    fused the detection (extras['position_covariance'], 3x3), the rotation still unknown (-1); otherwise all
+    unknown. A malformed covariance is a ValueError naming it."""
+    if detection.extras.get('pose_covariance') is not None:
+        return [float(v) for v in _covariance(detection, 'pose_covariance', (6, 6)).reshape(-1)]
+    if detection.extras.get('position_covariance') is None:
         return list(UNKNOWN_COVARIANCE)
     covariance = np.zeros((6, 6))
-    covariance[:3, :3] = np.asarray(position, dtype=np.float64)
+    covariance[:3, :3] = _covariance(detection, 'position_covariance', (3, 3))
     covariance[3, 3] = covariance[4, 4] = covariance[5, 5] = -1.0
     return [float(v) for v in covariance.reshape(-1)]
 
@@ -97,7 +110,7 @@ def _pose(rotation, translation):
 
 def detection_to_msg(detection, header, z_up=False):
     """Detection -> vision_msgs/Detection3D (id = object id, class_id = category name, pose twice; pose
-    covariance: the world fusion's position part where it has one, else unknown, -1 on the diagonal)."""
+    covariance: `pose_covariance`)."""
     from vision_msgs.msg import Detection3D, ObjectHypothesisWithPose
 
     rotation, translation, size = object_pose(detection, z_up)

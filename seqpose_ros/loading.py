@@ -45,12 +45,13 @@ def resolve_device(device, warn):
     return f'cuda:{index}'
 
 
-def load_runner(checkpoint, device='cpu', history_frames=0, top_k=0, warn=print):
-    """(StreamRunner, checkpoint path, device actually used). Raises StartupError with the reason."""
+def load_runner(checkpoint, device='cpu', history_frames=0, top_k=0, warn=print, overrides=None):
+    """(StreamRunner, checkpoint path, device actually used). `overrides`: inference settings that choose how the
+    runner is built (backend, onnx_dir, engine_cache), by dotted name. Raises StartupError with the reason."""
     path = resolve_checkpoint(checkpoint)
     device = resolve_device(device, warn)
     try:
-        runner = build_runner(str(path), device=device)
+        runner = build_runner(str(path), device=device, overrides=dict(overrides or {}))
     except Exception as error:  # noqa: BLE001 - any load failure is fatal at start-up, with its reason
         raise StartupError(f"checkpoint '{path}' does not load: {type(error).__name__}: {error}") from None
     # history_frames / top_k size the memory queue the model creates for a new sequence (init_memory); the
@@ -61,3 +62,20 @@ def load_runner(checkpoint, device='cpu', history_frames=0, top_k=0, warn=print)
     if changes and getattr(runner.model, 'cfg', None) is not None:
         runner.model.cfg = dataclasses.replace(runner.model.cfg, **changes)
     return runner, path, device
+
+
+def warm_up(runner):
+    """One step of `runner` on a blank frame of its model's input size, then a reset: the first camera frame
+    then runs at full speed (lazy initialisation, allocator, kernels are paid here, at configure). Seconds taken."""
+    import time
+
+    import numpy as np
+
+    from seqpose_core.runner import Frame
+
+    height, width = runner.input_size
+    K = np.array([[float(width), 0.0, (width - 1) / 2], [0.0, float(width), (height - 1) / 2], [0.0, 0.0, 1.0]])
+    started = time.monotonic()
+    runner.step(Frame(np.zeros((height, width, 3), np.uint8), K, 0.0, 'warm-up'))
+    runner.reset()
+    return time.monotonic() - started

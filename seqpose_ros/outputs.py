@@ -2,7 +2,10 @@
 /diagnostics. One object the node builds once; the messages themselves come from seqpose_ros.conversions.
 
 Outputs are reliable: a reliable publisher matches reliable and best-effort subscribers (RViz's Image display
-subscribes reliable by default). Without tf2_ros (the pip set-up) TF goes out as TFMessage on /tf.
+subscribes reliable by default). Without tf2_ros (the pip set-up) TF goes out as TFMessage on /tf. The node
+creates them when it configures and destroys them when it cleans up; detections, markers, the overlay and the pip
+set-up's /tf are lifecycle publishers (they publish only while the node is active), /diagnostics a plain one (it
+says "inactive" while the node is).
 """
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -20,9 +23,11 @@ class Outputs:
     def __init__(self, node, tf2_ros=None):
         self.node = node
         self.params = node.params  # the node's live parameter values (changed at run time)
-        self.detections_pub = node.create_publisher(Detection3DArray, 'detections', 10)
-        self.markers_pub = node.create_publisher(MarkerArray, 'markers', 10)
-        self.debug_pub = node.create_publisher(Image, 'debug_image', 1)
+        # a lifecycle node's managed publishers (rclpy.lifecycle), else plain ones
+        create = getattr(node, 'create_lifecycle_publisher', node.create_publisher)
+        self.detections_pub = create(Detection3DArray, 'detections', 10)
+        self.markers_pub = create(MarkerArray, 'markers', 10)
+        self.debug_pub = create(Image, 'debug_image', 1)
         self.diagnostics_pub = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.tf_frame_names = set()  # every TF child frame name published (bounded: reused ids)
         if tf2_ros is not None:
@@ -31,7 +36,18 @@ class Outputs:
             from tf2_msgs.msg import TFMessage
 
             self.tf_broadcaster = None
-            self.tf_pub = node.create_publisher(TFMessage, '/tf', QoSProfile(depth=100))
+            self.tf_pub = create(TFMessage, '/tf', QoSProfile(depth=100))
+
+    def destroy(self):
+        """Destroy every publisher (the node cleans up)."""
+        destroy_managed = getattr(self.node, 'destroy_lifecycle_publisher', self.node.destroy_publisher)
+        for publisher in (self.detections_pub, self.markers_pub, self.debug_pub, self.tf_pub):
+            if publisher is not None:
+                destroy_managed(publisher)
+        self.node.destroy_publisher(self.diagnostics_pub)
+        broadcaster_pub = getattr(self.tf_broadcaster, 'pub_tf', None)
+        if broadcaster_pub is not None:
+            self.node.destroy_publisher(broadcaster_pub)
 
     def publish(self, detections, header, rgb, K):
         """One processed frame: detections, TF, markers and (while subscribed) the overlay."""

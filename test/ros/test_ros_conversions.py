@@ -431,3 +431,27 @@ def test_a_fused_detection_publishes_its_position_covariance():
     covariance = np.array(C.detection_to_msg(fused, _header()).results[0].pose.covariance).reshape(6, 6)
     np.testing.assert_allclose(covariance[:3, :3], np.diag([1e-4, 2e-4, 9e-4]))
     assert np.all(np.diag(covariance)[3:] == -1.0) and np.count_nonzero(covariance) == 6
+
+
+def test_a_calibrated_pose_covariance_fills_all_36_values_row_major():
+    """Issue 30 section 5: extras['pose_covariance'] (6x6, x y z then rotation about X Y Z, camera frame, m^2 /
+    rad^2) is published whole, row-major, and wins over the world fusion's position block; a malformed one is an
+    error naming it."""
+    pytest.importorskip('vision_msgs.msg', reason='vision_msgs is not importable (make ros-interfaces)')
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(6, 6)) * 0.01
+    full = a @ a.T + np.diag([1e-4, 2e-4, 3e-4, 1e-2, 2e-2, 3e-2])  # symmetric, every entry different
+    det = _detection()
+    det.extras['pose_covariance'] = full
+    det.extras['position_covariance'] = np.eye(3)
+    values = C.detection_to_msg(det, _header()).results[0].pose.covariance
+    assert list(values) == [float(v) for v in full.reshape(-1)]
+    assert values[1] == full[0, 1] and values[6] == full[1, 0] and values[35] == full[5, 5]
+    det.extras['pose_covariance'] = np.eye(3)
+    with pytest.raises(ValueError, match=r"extras\['pose_covariance'\]: expected a finite 6x6 covariance, got shape"):
+        C.pose_covariance(det)
+    det.extras['pose_covariance'] = np.full((6, 6), np.nan)
+    with pytest.raises(ValueError, match='NaN'):
+        C.pose_covariance(det)
+    det.extras['pose_covariance'] = None  # none given: the position block as before
+    np.testing.assert_allclose(np.array(C.pose_covariance(det)).reshape(6, 6)[:3, :3], np.eye(3))

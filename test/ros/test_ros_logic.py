@@ -168,11 +168,15 @@ def test_params_table_and_validation():
         'odom_frame',
         'use_odometry',
         'image_transport',
+        'autostart',
+        'camera_info_wait',
     }
     assert {spec.name for spec in P.NODE_PARAMS} == node_own
-    # every scalar inference setting is a node parameter under its dotted name, generated from the one table
+    # every scalar inference setting is a node parameter under its dotted name, generated from the one table; the
+    # ones that choose how the runner is built (backend, ...) are read at configure, the rest at run time
     settings = {spec.name for spec in settings_table()} - set(P.NOT_PARAMETERS)
-    assert set(P.RUNNER_SETTINGS) == settings and set(P.SPECS) == node_own | settings
+    assert set(P.RUNNER_SETTINGS) | set(P.CONFIGURE_SETTINGS) == settings and set(P.SPECS) == node_own | settings
+    assert not set(P.RUNNER_SETTINGS) & set(P.CONFIGURE_SETTINGS)
     assert {
         'score_threshold',
         'mode',
@@ -200,7 +204,7 @@ def test_params_table_and_validation():
     dynamic = {spec.name for spec in P.PARAMS if spec.dynamic}
     assert set(P.RUNNER_SETTINGS) <= dynamic
     assert 'checkpoint' not in dynamic and 'image_qos' not in dynamic
-    assert {'enabled', 'z_up', 'stamp_tolerance'} <= dynamic
+    assert {'enabled', 'z_up', 'stamp_tolerance', 'camera_info_wait'} <= dynamic
     # the node's inference defaults are the checkpoint's, the node's own on top
     checkpoint_settings = with_settings(InferenceConfig(), {'score_fusion': 'proposal', 'score_threshold': 0.05})
     specs = {spec.name: spec for spec in P.runner_param_specs(checkpoint_settings)}
@@ -274,6 +278,7 @@ def test_launch_arguments_are_the_documented_ones_and_never_override_the_params_
         'launch_rviz',
         'rviz_config',
         'log_level',
+        'autostart',
     }
     for name in (
         'checkpoint',
@@ -287,6 +292,7 @@ def test_launch_arguments_are_the_documented_ones_and_never_override_the_params_
         assert isinstance(arguments[name], ast.Constant) and arguments[name].value == '', name
     source = (REPO / 'launch' / 'seqpose.launch.py').read_text(encoding='utf-8')
     assert "('launch_rviz', 'false'" in source
+    assert arguments['autostart'].value == 'true'  # the launch brings the lifecycle node to active by default
 
 
 def test_launch_overrides_are_typed_and_only_the_given_ones():
@@ -327,6 +333,7 @@ ROS_MODULES = {
     'std_msgs': 'std_msgs',
     'builtin_interfaces': 'builtin_interfaces',
     'rcl_interfaces': 'rcl_interfaces',
+    'lifecycle_msgs': 'lifecycle_msgs',
     'vision_msgs': 'vision_msgs',
     'tf2_ros': 'tf2_ros_py',
     'tf2_msgs': 'tf2_msgs',

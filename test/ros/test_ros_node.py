@@ -44,7 +44,9 @@ def stack(tmp_path_factory):
     # case (that needs a node that has never seen one). Started together so their start-up overlaps.
     common = ['-p', f'checkpoint:={checkpoint}', '-p', 'score_threshold:=0.0', '-p', 'max_detections:=100']
     # the raw-image node also takes odometry (use_odometry): the tests that send none see no camera motion
-    node = T.NodeProcess(folder / 'node.log', '-r', f'__ns:={NS}', *common, '-p', 'use_odometry:=true')
+    node = T.NodeProcess(
+        folder / 'node.log', '-r', f'__ns:={NS}', *common, '-p', 'use_odometry:=true', '-p', 'camera_info_wait:=1.0'
+    )
     compressed_node = T.NodeProcess(
         folder / 'node_compressed.log', '-r', f'__ns:={NS_COMPRESSED}', *common, '-p', 'image_transport:=compressed'
     )
@@ -91,6 +93,12 @@ def send_and_receive(stack, rgb, stamp=None, retries=3, **kwargs):
             return stamp, msg
         stamp = None
     pytest.fail('the node did not answer a good frame:\n' + stack.node.log()[-3000:])
+
+
+def level_of(log, text):
+    """The severity of the (last) log line that contains `text`, e.g. 'INFO', or None."""
+    lines = [line for line in log.splitlines() if text in line]
+    return lines[-1].split(']', 1)[0].lstrip('[') if lines else None
 
 
 def transforms_at(stack, stamp):
@@ -182,6 +190,14 @@ def test_reset_service_starts_new_tracks(stack):
     time.sleep(0.2)
     assert transforms_at(stack, stamp) == []  # new tracks are not confirmed yet
     assert stack.node.wait_for_log('reset requested through ~/reset', 2)
+    # issue 30 section 6.4: one level for an operator's reset, however it was asked for
+    assert level_of(stack.node.log(), '~/reset service called; temporal memory and tracks reset') == 'INFO'
+    assert stack.client.set_parameters(mode='single')[0].successful
+    send_and_receive(stack, stack.images[8])
+    assert stack.node.wait_for_log('mode changed to single; temporal memory and tracks reset', 2)
+    assert level_of(stack.node.log(), 'mode changed to single; temporal memory and tracks reset') == 'INFO'
+    assert stack.client.set_parameters(mode='video')[0].successful
+    send_and_receive(stack, stack.images[8])
 
 
 def test_parameter_changes_take_effect(stack):
@@ -194,6 +210,11 @@ def test_parameter_changes_take_effect(stack):
     assert not bad[0].successful
     read_only = stack.client.set_parameters(checkpoint='/elsewhere.pt')
     assert not read_only[0].successful
+    # issue 30 section 6.3: an integer for a float parameter (`ros2 param set ... score_threshold 1`) is that float
+    integer = stack.client.set_parameters(score_threshold=1)
+    assert integer[0].successful, integer[0].reason
+    assert stack.client.get_parameters('score_threshold') == [1.0]
+    assert isinstance(stack.client.get_parameters('score_threshold')[0], float)
     assert stack.client.set_parameters(score_threshold=0.0, max_detections=2)[0].successful
     _, msg = send_and_receive(stack, stack.images[0])
     assert 0 < len(msg.detections) <= 2
@@ -236,6 +257,7 @@ def test_bad_input_is_skipped_with_a_log_line_and_the_node_goes_on(stack, case):
             np.zeros((1, 4000, 3), np.uint8), stamp, np.array([[300.0, 0, 2000], [0, 300, 0.5], [0, 0, 1]]), FRAME
         )
     elif case == 'empty_image':
+        client.info_pub.publish(T.camera_info_msg(stack.K, 320, 240, stamp, FRAME))  # its CameraInfo, as a driver
         msg = Image(height=0, width=0, encoding='rgb8', step=0)
         msg.header.frame_id = FRAME
         msg.header.stamp = T.to_stamp(stamp)
@@ -245,6 +267,35 @@ def test_bad_input_is_skipped_with_a_log_line_and_the_node_goes_on(stack, case):
     assert '[ERROR]' not in stack.node.log()  # a warning: input problems are not errors
     assert stack.node.alive()
     send_and_receive(stack, rgb)  # and the node still answers
+
+
+def test_camera_info_is_paired_by_stamp_even_when_it_comes_after_its_image(stack):
+    """Issue 30 section 6.1: a driver's CameraInfo often arrives after its (large) image; the node waited 0.1 s and
+    then took the latest CameraInfo, so a stale one with another size that came first was used. Now each image
+    waits for the CameraInfo with its own stamp; one that never comes drops the frame, counted in /diagnostics."""
+    T, client = stack.T, stack.client
+    before = len(stack.node.log())
+    client.info_pub.publish(T.camera_info_msg(stack.K, 640, 480, next_stamp(), FRAME))  # stale: another size
+    time.sleep(0.05)
+    stamps = []
+    for index in range(3):
+        stamp = next_stamp()
+        client.image_pub.publish(T.image_msg(stack.images[index], stamp, FRAME))
+        time.sleep(0.3)  # its CameraInfo comes well after the image
+        client.info_pub.publish(T.camera_info_msg(stack.K, 320, 240, stamp, FRAME))
+        stamps.append(stamp)
+    for stamp in stamps:
+        assert client.detection_for(stamp, timeout=5.0) is not None, stack.node.log()[before:]
+    assert 'says 640x480' not in stack.node.log()[before:]
+    dropped_before = int(pipeline_values(stack, time.monotonic())['frames dropped (no CameraInfo with their stamp)'])
+    lonely = next_stamp()
+    client.image_pub.publish(T.image_msg(stack.images[0], lonely, FRAME))  # its CameraInfo never comes
+    assert stack.node.wait_for_log(f'no CameraInfo with the image stamp {lonely:.3f}', 5), stack.node.log()[before:]
+    assert client.detection_for(lonely, timeout=0.1) is None
+    time.sleep(1.1)  # the next diagnostics
+    values = pipeline_values(stack, time.monotonic() - 1.0)
+    assert int(values['frames dropped (no CameraInfo with their stamp)']) == dropped_before + 1
+    send_and_receive(stack, stack.images[0])
 
 
 def test_stamp_going_backwards_resets_memory_and_tracks(stack):

@@ -121,6 +121,54 @@ def test_runner_publishes_the_fused_score_above_the_threshold():
     assert expected and [d.extras['query'] for d in kept] == expected and len(expected) < len(scored)
 
 
+def test_reusing_the_refiners_crop_scores_from_its_last_pass(monkeypatch):
+    """crop_scoring.reuse_refiner_crop: a refined detection's class probabilities are the crop scorer's on the
+    refiner's last crop (no crop of its own); one the refiner did not read still gets its own crop."""
+    config = scored_config()
+    torch.manual_seed(5)
+    model = build_model(config.model).eval()
+    size = (config.data.input_height, config.data.input_width)
+    image = np.random.default_rng(3).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    K = np.array([[150.0, 0, 80], [0, 150.0, 60], [0, 0, 1]])
+    last_logits = {}
+    second_stage = model.second_stage
+
+    def recording_second_stage(crops, class_ids):
+        outputs = second_stage(crops, class_ids)
+        last_logits['rows'] = outputs['class_logits'].clone()
+        return outputs
+
+    recording_second_stage.box, recording_second_stage.num_bins = second_stage.box, second_stage.num_bins
+    recording_second_stage.rotations = second_stage.rotations
+    own_crops = []
+
+    def counting(classifier, image, K, centres, *args):
+        own_crops.append(len(centres))
+        return crop_class_probabilities(classifier, image, K, centres, *args)
+
+    monkeypatch.setattr('seqpose_core.stages.crop_scoring.crop_class_probabilities', counting)
+    refined = ('mug', 'laptop')
+    settings = {'crop_scoring.reuse_refiner_crop': True, 'refiner.classes': refined, 'refiner.box_classes': ()}
+    runner = StreamRunner(model, with_settings(config.inference, settings), size)
+    runner.stages[0].refiner = recording_second_stage  # the refiner stage
+    detections = runner.step(Frame(image, K, 0.0, 'camera')).detections
+    refined_detections = [d for d in detections if d.class_name in refined]
+    others = [d for d in detections if d.class_name not in refined]
+    assert refined_detections and others
+    assert own_crops == [len(others)]  # only the detections the refiner did not read were cropped again
+    probabilities = torch.softmax(last_logits['rows'], dim=-1).numpy()
+    weight = config.inference.crop_scoring.weight
+    # the refiner read its classes in the decoder's score order; the scores after fusion are then re-sorted
+    by_query = {d.extras['query']: d for d in refined_detections}
+    order = [d.extras['query'] for d in sorted(refined_detections, key=lambda d: -d.extras['decoder_score'])]
+    for row, query in zip(probabilities, order):
+        detection = by_query[query]
+        assert 'crop_class_logits' not in detection.extras
+        assert detection.score == pytest.approx(
+            detection.extras['decoder_score'] ** (1 - weight) * row[detection.class_id] ** weight, rel=1e-5
+        )
+
+
 def test_train_crop_scorer_learns_the_head_only(tmp_path):
     root = tmp_path / 'scenes'
     generate_scenes(root, scenes=2, frames=3, size='160x120', split='test', seed=9, objects='3-4')
