@@ -59,6 +59,11 @@ def load_runner(checkpoint, device='cpu', history_frames=0, top_k=0, warn=print,
     changes = {
         name: int(value) for name, value in (('memory_frames', history_frames), ('memory_top_k', top_k)) if value
     }
+    if changes and runner.cfg.backend != 'torch':
+        raise StartupError(
+            f'history_frames / top_k {changes}: the exported graphs of backend {runner.cfg.backend} have the '
+            "checkpoint's memory size; leave them 0 or use backend torch"
+        )
     if changes and getattr(runner.model, 'cfg', None) is not None:
         runner.model.cfg = dataclasses.replace(runner.model.cfg, **changes)
     return runner, path, device

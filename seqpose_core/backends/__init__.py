@@ -6,7 +6,7 @@ is the same under both, so eval, bag replay, bench and the node all switch with 
 - `export.export_graphs(model, out_dir, input_hw, score_fusion)`: `seqpose export`'s graphs and their
   export.json (what they were made from); `export.read_export(dir, ...)` refuses a directory that does not match.
 - `onnx_runtime.OnnxRuntimeModel`: the exported graphs behind SeqPose's own interface (a forward with a memory
-  in and out, `second_stage`, `crop_classifier`), so the runner and the stages call it as they call the model.
+  in and out, `second_stage`), so the runner and the stages call it as they call the model.
 - `build_network(model, inference, input_hw)`: the object the runner calls under inference.backend.
 """
 

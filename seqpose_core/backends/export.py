@@ -1,8 +1,8 @@
 """`seqpose export`: the model as ONNX graphs (model.graph) and export.json, what they were made from.
 
     frame.onnx            one frame through the network, the memory in and out (static shapes, batch 1)
-    refiner.onnx          the refiner (+ crop scorer) on n crops (n dynamic)  -- models with a refiner
-    crop_classifier.onnx  the crop scorer on n crops (n dynamic)         -- models with a crop scorer
+    refiner.onnx          the second stage on n crops (n dynamic): the refiner, and the crop scorer's class
+                          logits in the same pass                          -- models with a refiner
     export.json           format, opset, input size, score fusion, the model config, the weights' hash
 
 A directory is used only for the model it was made from: `read_export` compares the weights' hash, the input
@@ -18,8 +18,6 @@ from pathlib import Path
 import torch
 
 from seqpose_core.model.graph import (
-    CROP_CLASSIFIER_INPUTS,
-    CROP_CLASSIFIER_OUTPUTS,
     FRAME_INPUTS,
     FRAME_OUTPUTS,
     REFINER_INPUTS,
@@ -31,7 +29,7 @@ EXPORT_FORMAT = 'seqpose-onnx'
 EXPORT_VERSION = 1
 METADATA_FILE = 'export.json'
 OPSET = 18
-GRAPH_FILES = {'frame': 'frame.onnx', 'refiner': 'refiner.onnx', 'crop_classifier': 'crop_classifier.onnx'}
+GRAPH_FILES = {'frame': 'frame.onnx', 'refiner': 'refiner.onnx'}
 
 log = logging.getLogger(__name__)
 
@@ -88,17 +86,6 @@ def export_graphs(model, out_dir, input_hw, score_fusion, opset=OPSET):
             opset,
         )
         graphs['refiner'] = GRAPH_FILES['refiner']
-    if model.crop_classifier is not None:
-        _export(
-            model.crop_classifier.eval(),
-            (crops,),
-            out_dir / GRAPH_FILES['crop_classifier'],
-            CROP_CLASSIFIER_INPUTS,
-            CROP_CLASSIFIER_OUTPUTS,
-            {'crops': {0: batch}},
-            opset,
-        )
-        graphs['crop_classifier'] = GRAPH_FILES['crop_classifier']
     for name in graphs.values():
         onnx.checker.check_model(str(out_dir / name), full_check=True)
     metadata = {

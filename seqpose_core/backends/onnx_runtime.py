@@ -1,6 +1,6 @@
 """The exported graphs (backends.export) in ONNX Runtime, behind the interface the runner and the stages call on
 SeqPose: `model(images, K, memory, camera_motion, dense=False, score_fusion)` -> (outputs, memory),
-`second_stage(crops, class_ids)` with `.rotations(outputs)`, `crop_classifier(crops)`, `cfg`.
+`second_stage(crops, class_ids)` with `.rotations(outputs)` and `.scores`, `cfg`.
 
 The memory is a model.memory.PaddedMemory whose tensors go into the frame graph and come back from it; torch
 tensors in and out (zero-copy views of ONNX Runtime's numpy arrays on the CPU).
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqpose_core.backends.export import GRAPH_FILES, read_export
+from seqpose_core.backends.export import read_export
 from seqpose_core.model.graph import FRAME_OUTPUTS
 from seqpose_core.model.memory import PaddedMemory
 from seqpose_core.model.pose_refiner import allocentric_rotations
@@ -100,6 +100,10 @@ class OnnxSecondStage:
         self.box = box
         self.num_bins = num_bins
 
+    @property
+    def scores(self):
+        return 'class_logits' in self.session.output_names
+
     def __call__(self, crops, class_ids):
         values = self.session(crops.float(), class_ids.long())
         return dict(zip(self.session.output_names, values))
@@ -131,10 +135,6 @@ class OnnxRuntimeModel:
         if 'refiner' in graphs:
             session = _Session(directory / graphs['refiner'], providers, threads)
             self.second_stage = OnnxSecondStage(session, model_cfg.refiner_box, model_cfg.refiner_azimuth_bins)
-        self.crop_classifier = None
-        if 'crop_classifier' in graphs:
-            classifier = _Session(directory / GRAPH_FILES['crop_classifier'], providers, threads)
-            self.crop_classifier = lambda crops: classifier(crops.float())[0]
         self.stage_timer = None
         self.has_proposals = model_cfg.proposal_queries > 0
 

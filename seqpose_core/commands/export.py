@@ -9,8 +9,8 @@ DESCRIPTION = (
     HELP
     + """
 
-Writes frame.onnx (one frame, the query memory in and out, so video works through it), refiner.onnx and
-crop_classifier.onnx (the second stage, crops batched) and export.json (input size, opset, score fusion, the
+Writes frame.onnx (one frame, the query memory in and out, so video works through it), refiner.onnx (the
+second stage: the refiner and the crop scorer on a batch of crops, one CNN pass) and export.json (input size, opset, score fusion, the
 model config and its weights' hash). `--backend onnxruntime` (eval, bag eval, bench) or the node's `backend`
 parameter runs them; with `onnx_dir` unset they export themselves once into ~/.cache/seqpose/onnx.
 

@@ -57,6 +57,11 @@ class SecondStage(nn.Module):
             outputs['class_logits'] = self.scorer(outputs['crop_features'])
         return outputs
 
+    @property
+    def scores(self):
+        """Whether it gives class logits (the model has a crop scorer)."""
+        return self.scorer is not None
+
     def rotations(self, outputs):
         return self.refiner.rotations(outputs)
 

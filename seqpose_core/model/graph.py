@@ -1,13 +1,11 @@
 """The model as graphs of tensors only: what `seqpose export` writes as ONNX and an exported backend runs.
 
-Three graphs, each a thin wrapper that calls the model's own code (so eager and exported arithmetic are one):
+Two graphs, each a thin wrapper that calls the model's own code (so eager and exported arithmetic are one):
 - FrameGraph: one frame through the network (encoder .. pose heads), the query memory in and out as fixed-shape
   tensors (model.memory.PaddedMemory: N slots of K entries and a validity flag each, so the first frame, a half
   full memory and a full one are one graph);
 - RefinerGraph: the second stage on a batch of crops (n dynamic): the pose refiner and the crop scorer's class
-  logits in one pass of its CNN;
-- the crop classifier (model.crop_scorer.CropClassifier, a graph as it is): the crop scorer's class logits on a
-  batch of crops (n dynamic).
+  logits in one pass of its CNN (model.crop_scorer.SecondStage).
 
 Cropping the camera image (model.pose_refiner.object_crops) and decoding the refiner's outputs stay outside the
 graphs: they are a few hundred operations on small tensors, and the runner's stages own them.
@@ -24,7 +22,6 @@ FRAME_OUTPUTS = ('detection_probabilities', 'pred_translation', 'pred_rotation6d
 )
 REFINER_INPUTS = ('crops', 'class_ids')
 REFINER_OUTPUTS = ('up', 'logits', 'residual', 'centre_offset', 'log_scale', 'log_size')
-CROP_CLASSIFIER_INPUTS = ('crops',)
 CROP_CLASSIFIER_OUTPUTS = ('class_logits',)
 
 

@@ -206,16 +206,32 @@ def refine_poses(
 
 
 def refine_poses_with_outputs(
-    refiner, image, K, class_ids, centres, sizes, crop_size, margin, boxes=None, depth_weight=1.0, passes=1
+    refiner,
+    image,
+    K,
+    class_ids,
+    centres,
+    sizes,
+    crop_size,
+    margin,
+    boxes=None,
+    depth_weight=1.0,
+    passes=1,
+    first_outputs=None,
 ):
-    """refine_poses, and the refiner's outputs of the last pass (dict) as a fourth value."""
+    """refine_poses, and the refiner's outputs of the last pass (dict) as a fourth value. `first_outputs`: the
+    refiner's outputs on the crops around the given boxes when a caller has them already (the first pass is then
+    not run again)."""
     if passes < 1:
         raise ValueError(f'refine_poses: passes {passes}: expected at least 1')
     if boxes is not None and bool(boxes.any()) and not refiner.box:
         raise ValueError('refine_poses: boxes asked of a refiner without a box part (model.refiner_box false)')
     centres, sizes = centres.float(), sizes.float()
-    for _ in range(passes):
-        outputs = refiner(object_crops(image, K, centres, sizes, crop_size, margin), class_ids)
+    for index in range(passes):
+        if index == 0 and first_outputs is not None:
+            outputs = first_outputs
+        else:
+            outputs = refiner(object_crops(image, K, centres, sizes, crop_size, margin), class_ids)
         if boxes is not None and bool(boxes.any()):
             decoded_centres, decoded_sizes = decode_boxes(outputs, K, centres, sizes, margin, depth_weight)
             centres = torch.where(boxes[:, None], decoded_centres, centres)

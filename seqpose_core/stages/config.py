@@ -161,10 +161,11 @@ class CropScoringSettings:
 
     enabled: bool = setting(True, "fuse the crop scorer's opinion into the score (false: the decoder's score)")
     weight: float = setting(0.5, "w: the crop scorer's weight in the published score", range=(0.0, 1.0))
-    reuse_refiner_crop: bool = setting(
+    before_refiner: bool = setting(
         False,
-        "a refined detection's class probabilities from the refiner's last crop (one CNN pass less a detection; "
-        'that crop is around the box before the last pass) instead of a crop of its own around the final box',
+        "score each decoder box from a crop around it before the refiner looks (the refiner's first pass on that "
+        'crop is then reused), so the refiner reads only the boxes that stay above the threshold; false: score the '
+        "refined box's own crop after the refiner",
     )
 
     def __post_init__(self):

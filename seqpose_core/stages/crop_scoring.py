@@ -10,7 +10,8 @@ not bring back one the decoder dropped (its cost grows with the boxes it reads; 
 import numpy as np
 import torch
 
-from seqpose_core.model.crop_scorer import crop_class_probabilities
+from seqpose_core.model.pose_refiner import object_crops
+from seqpose_core.stages.refiner import FIRST_LOOK
 
 
 class CropScoringStage:
@@ -18,9 +19,14 @@ class CropScoringStage:
     changes_scores = True
 
     def __init__(self, model, inference):
-        self.classifier = getattr(model, 'crop_classifier', None)  # crops -> class logits, or None
+        # crops, class ids -> the refiner's outputs and the class logits, one CNN pass (model.crop_scorer.SecondStage)
+        second_stage = getattr(model, 'second_stage', None)
+        self.second_stage = second_stage if second_stage is not None and second_stage.scores else None
         self.settings = inference.crop_scoring
-        if self.classifier is not None:
+        refiner = inference.refiner
+        # scoring first: the refiner's first pass is this crop, kept on the detections it will refine
+        self.first_look_classes = refiner.classes if self.settings.before_refiner and refiner.rotation else ()
+        if self.second_stage is not None:
             self.crop_size, self.crop_margin = model.cfg.refiner_crop_size, model.cfg.refiner_crop_margin
 
     def initial_state(self):
@@ -30,36 +36,24 @@ class CropScoringStage:
         return None
 
     def apply(self, detections, context, state):
-        if self.classifier is None or not self.settings.enabled or not detections:
+        if self.second_stage is None or not self.settings.enabled or not detections:
             return detections, state
-        # detections the refiner already read a crop of carry its class logits (crop_scoring.reuse_refiner_crop)
-        reused = [d for d in detections if 'crop_class_logits' in d.extras]
-        probabilities = {id(d): _softmax(d.extras.pop('crop_class_logits')) for d in reused}
-        cropped = [d for d in detections if id(d) not in probabilities]
-        if cropped:
-            as_tensor = lambda values: torch.as_tensor(values, dtype=torch.float32, device=context.device)  # noqa: E731
-            rows = (
-                crop_class_probabilities(
-                    self.classifier,
-                    context.image_float,
-                    as_tensor(context.K),
-                    as_tensor(np.stack([d.translation for d in cropped])),
-                    as_tensor(np.stack([d.size for d in cropped])),
-                    self.crop_size,
-                    self.crop_margin,
-                )
-                .cpu()
-                .numpy()
-            )  # (n, 1 + classes)
-            probabilities.update((id(d), row) for d, row in zip(cropped, rows))
+        device = context.device
+        as_tensor = lambda values: torch.as_tensor(values, dtype=torch.float32, device=device)  # noqa: E731
+        crops = object_crops(
+            context.image_float,
+            as_tensor(context.K),
+            as_tensor(np.stack([d.translation for d in detections])),
+            as_tensor(np.stack([d.size for d in detections])),
+            self.crop_size,
+            self.crop_margin,
+        )
+        outputs = self.second_stage(crops, torch.as_tensor([d.class_id for d in detections], device=device))
+        probabilities = torch.softmax(outputs['class_logits'].float(), dim=-1).cpu().numpy()  # (n, 1 + classes)
         weight = self.settings.weight
-        for detection in detections:
-            row = probabilities[id(detection)]
+        for index, (detection, row) in enumerate(zip(detections, probabilities)):
             detection.extras['decoder_score'] = detection.score
             detection.score = float(detection.score ** (1 - weight) * float(row[detection.class_id]) ** weight)
+            if detection.class_name in self.first_look_classes:
+                detection.extras[FIRST_LOOK] = {name: value[index] for name, value in outputs.items()}
         return detections, state
-
-
-def _softmax(logits):
-    exponentials = np.exp(logits - logits.max())
-    return exponentials / exponentials.sum()

@@ -47,5 +47,10 @@ class FrameContext:
 
 
 def build_stages(model, inference):
-    """The stages of `model` under the settings `inference` (an InferenceConfig), in order."""
-    return tuple(stage(model, inference) for stage in STAGES)
+    """The stages of `model` under the settings `inference` (an InferenceConfig), in order: STAGES, with the crop
+    scorer before the refiner under crop_scoring.before_refiner (score the decoder boxes, refine what stays)."""
+    order = list(STAGES)
+    if inference.crop_scoring.before_refiner:
+        order.remove(CropScoringStage)
+        order.insert(order.index(RefinerStage), CropScoringStage)
+    return tuple(stage(model, inference) for stage in order)

@@ -14,6 +14,9 @@ from seqpose_core.config_schema import ConfigError
 from seqpose_core.model.pose_refiner import refine_poses_with_outputs
 from seqpose_core.suppression import suppress_duplicates
 
+# extras key: the second stage's outputs on the crop around a detection's decoder box (crop_scoring.before_refiner)
+FIRST_LOOK = 'refiner_first_look'
+
 
 class RefinerStage:
     name = 'refiner'
@@ -22,7 +25,6 @@ class RefinerStage:
     def __init__(self, model, inference):
         # the refiner and the crop scorer in one CNN pass (model.crop_scorer.SecondStage, or an exported graph)
         self.refiner = getattr(model, 'second_stage', None)
-        self.keep_class_logits = inference.crop_scoring.enabled and inference.crop_scoring.reuse_refiner_crop
         self.settings = inference.refiner
         self.suppression = inference.suppression
         self.max_detections = inference.max_detections
@@ -42,15 +44,21 @@ class RefinerStage:
         return None
 
     def apply(self, detections, context, state):
+        # the crop scorer's look at the decoder boxes, when it ran first (crop_scoring.before_refiner)
+        first_looks = [d.extras.pop(FIRST_LOOK, None) for d in detections]
         if self.refiner is None or not self.settings.rotation:
             return detections, state
-        chosen = [d for d in detections if d.class_name in self.settings.classes]
+        chosen = [(d, look) for d, look in zip(detections, first_looks) if d.class_name in self.settings.classes]
         if not chosen:
             return detections, state
+        chosen, looks = [d for d, _ in chosen], [look for _, look in chosen]
+        first_outputs = None
+        if all(look is not None for look in looks):
+            first_outputs = {name: torch.stack([look[name] for look in looks]) for name in looks[0]}
         device = context.device
         boxes = [self.settings.box and d.class_name in self.settings.box_classes for d in chosen]
         as_tensor = lambda values: torch.as_tensor(values, dtype=torch.float32, device=device)  # noqa: E731
-        rotations, translations, sizes, outputs = refine_poses_with_outputs(
+        rotations, translations, sizes, _ = refine_poses_with_outputs(
             self.refiner,
             context.image_float,
             as_tensor(context.K),
@@ -62,15 +70,11 @@ class RefinerStage:
             boxes=torch.as_tensor(boxes, device=device),
             depth_weight=self.settings.depth_weight,
             passes=self.settings.passes,
+            first_outputs=first_outputs,
         )
         rotations, translations, sizes = (
             tensor.cpu().numpy().astype(np.float64) for tensor in (rotations, translations, sizes)
         )
-        class_logits = outputs.get('class_logits') if self.keep_class_logits else None
-        if class_logits is not None:
-            # the crop scoring stage reads these instead of cropping again (inference.crop_scoring.reuse_refiner_crop)
-            for detection, row in zip(chosen, class_logits.float().cpu().numpy()):
-                detection.extras['crop_class_logits'] = row
         for index, detection in enumerate(chosen):
             detection.extras['decoder_rotation'] = detection.rotation
             detection.rotation = rotations[index]

@@ -101,7 +101,7 @@ def test_padded_memory_forward_is_the_queue_forward():
 def test_export_metadata_and_refusals(exported, tmp_path):
     checkpoint, directory, _ = exported
     metadata = json.loads((directory / 'export.json').read_text())
-    assert set(metadata['graphs']) == {'frame', 'refiner', 'crop_classifier'}
+    assert set(metadata['graphs']) == {'frame', 'refiner'}
     assert metadata['score_fusion'] == 'proposal' and metadata['opset'] >= 17
     import onnx
 

@@ -537,6 +537,26 @@ def test_embedded_default_or_clear_message():
             load_runner('')
 
 
+def test_memory_overrides_are_refused_for_exported_graphs(tmp_path, monkeypatch):
+    """The exported frame graph has the checkpoint's memory size: history_frames / top_k cannot change it."""
+    from types import SimpleNamespace
+
+    from helpers.ros_harness import write_tiny_checkpoint
+
+    path = write_tiny_checkpoint(tmp_path / 'tiny.pt')
+    built = []
+
+    def exported_runner(checkpoint, device, overrides):
+        built.append(overrides)
+        return SimpleNamespace(cfg=SimpleNamespace(backend=overrides['backend']), model=SimpleNamespace(cfg=None))
+
+    monkeypatch.setattr('seqpose_ros.loading.build_runner', exported_runner)
+    with pytest.raises(StartupError, match='history_frames / top_k .* backend onnxruntime'):
+        load_runner(str(path), 'cpu', history_frames=2, overrides={'backend': 'onnxruntime'})
+    runner, _, _ = load_runner(str(path), 'cpu', overrides={'backend': 'onnxruntime'})  # no override: fine
+    assert runner.cfg.backend == 'onnxruntime' and len(built) == 2
+
+
 def test_tiny_checkpoint_loads_with_memory_overrides(tmp_path):
     from helpers.ros_harness import write_tiny_checkpoint
 
