@@ -419,7 +419,7 @@ class SeqPoseNode(LifecycleNode):
         coerced = []
         for parameter in parameters:
             value = param_table.coerce(parameter.name, parameter.value)
-            if value is not parameter.value:
+            if isinstance(value, float) and value is not parameter.value:
                 parameter = Parameter(parameter.name, Parameter.Type.DOUBLE, value)
             coerced.append(parameter)
         return coerced

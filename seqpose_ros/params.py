@@ -15,6 +15,7 @@ before the next frame); the others at configure: they can be set while the node 
 and are refused, with the reason, once it is configured (`lifecycle_problem`); `start_only` ones once, at start.
 """
 
+import array
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
@@ -227,8 +228,7 @@ def validate(name, value):
     if spec is None:
         return ''  # not ours (use_sim_time, qos overrides, ...)
     expected = type(spec.default)
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+    value = coerce(name, value)
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         return f'{name}: expected {expected.__name__}, got {type(value).__name__} {value!r}'
     if spec.choices is not None and value not in spec.choices:
@@ -251,11 +251,14 @@ def validate(name, value):
 
 def coerce(name, value):
     """`value` as parameter `name` stores it: an integer where a float is declared becomes that float
-    (`ros2 param set /seqpose_node score_threshold 1` sends an integer; rclpy would refuse it as the wrong type);
-    anything else unchanged (validate then says what is wrong)."""
+    (`ros2 param set /seqpose_node score_threshold 1` sends an integer; rclpy would refuse it as the wrong type),
+    a list or array where a tuple is declared becomes the tuple; anything else unchanged (validate then says what
+    is wrong)."""
     spec = SPECS.get(name)
     if spec is not None and isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if spec is not None and isinstance(spec.default, tuple) and isinstance(value, (list, array.array)):
+        return tuple(value)  # an array parameter comes back from rclpy as a list or an array.array
     return value
 
 

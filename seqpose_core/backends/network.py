@@ -37,8 +37,12 @@ def cached_export(model, input_hw, score_fusion):
     try:
         export_graphs(model, staging, input_hw, score_fusion)
         if directory.exists():
-            shutil.rmtree(directory)
-        staging.rename(directory)
+            shutil.rmtree(directory, ignore_errors=True)
+        try:
+            staging.rename(directory)
+        except OSError:
+            # another process (a second node, a parallel eval) finished the same export first: use theirs
+            read_export(directory, input_hw=input_hw, score_fusion=score_fusion)
     finally:
         if staging.exists():
             shutil.rmtree(staging)

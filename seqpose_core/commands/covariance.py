@@ -52,13 +52,30 @@ def add_arguments(parser):
 
 
 def load_pairs(folders, min_score):
-    """MatchedPairs of every result of `folders` (`seqpose eval` outputs)."""
+    """MatchedPairs of every result of `folders` (`seqpose eval` outputs), each pair labelled with its video (the
+    folder and the scene its result file names: results_<split>_<scene>_<frame>.pkl)."""
+    import re
+    from pathlib import Path
+
     import numpy as np
 
     from seqpose_core.eval.covariance import MatchedPairs, matched_pairs
-    from seqpose_core.eval.results_io import load_eval_output
+    from seqpose_core.eval.results_io import find_result_files, load_result_file
 
-    parts = [matched_pairs(load_eval_output(folder), min_score, progress=True) for folder in folders]
+    parts, offset = [], 0
+    for folder in folders:
+        folder = Path(folder)
+        directory = folder / 'results' if (folder / 'results').is_dir() else folder
+        results, videos = [], []
+        for path in find_result_files(directory):
+            scene = re.sub(r'_\d+$', '', Path(path).stem)  # results_<split>_<scene>_<frame> -> the video
+            for result in load_result_file(path):
+                results.append(result)
+                videos.append(scene)
+        part = matched_pairs(results, min_score, progress=True, videos=videos)
+        labels = part.videos + offset if part.videos is not None else np.zeros(0, np.int64)
+        parts.append(MatchedPairs(*list(part.__dict__.values())[:5], labels))
+        offset += len(set(videos))
     return MatchedPairs(*(np.concatenate([getattr(part, name) for part in parts]) for name in parts[0].__dict__))
 
 

@@ -10,9 +10,10 @@ DESCRIPTION = (
     + """
 
 Writes frame.onnx (one frame, the query memory in and out, so video works through it), refiner.onnx (the
-second stage: the refiner and the crop scorer on a batch of crops, one CNN pass) and export.json (input size, opset, score fusion, the
-model config and its weights' hash). `--backend onnxruntime` (eval, bag eval, bench) or the node's `backend`
-parameter runs them; with `onnx_dir` unset they export themselves once into ~/.cache/seqpose/onnx.
+second stage: the refiner and the crop scorer on a batch of crops, one CNN pass) and export.json (input size,
+opset, score fusion, the model config and its weights' hash). `--backend onnxruntime` (eval, bag eval, bench)
+or the node's `backend` parameter runs them; with `onnx_dir` unset they export themselves once into
+~/.cache/seqpose/onnx.
 
 Examples:
   seqpose export --out exported/default

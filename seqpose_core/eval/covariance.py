@@ -25,6 +25,7 @@ fitting set's errors fall inside their 95 % ellipsoid (chi-square, 3 dof; 2 for 
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -41,6 +42,7 @@ COVERAGE = 0.95
 UNOBSERVABLE_SIGMA = math.pi / math.sqrt(3.0)  # a rotation angle uniform in [-pi, pi)
 DEPTH_SHARES = np.linspace(0.0, 1.0, 101)  # the candidate shares f of sigma that grow with the depth
 MIN_MATCHES = 20  # a class with fewer matched detections is left uncalibrated
+MIN_VIDEOS = 3  # fewer videos: no leave-one-video-out scaling
 
 
 @dataclass(frozen=True)
@@ -52,13 +54,16 @@ class MatchedPairs:
     translations: np.ndarray  # (n, 3) predicted, metres
     gt_rotations: np.ndarray  # (n, 3, 3) ground truth; symmetric classes turned about y to the nearest
     gt_translations: np.ndarray  # (n, 3)
+    videos: Optional[np.ndarray] = None  # (n,) the video of each pair (fit_class's leave-one-video-out), or None
 
     def __len__(self):
         return len(self.class_ids)
 
     def of_class(self, class_id):
-        keep = self.class_ids == class_id
-        return MatchedPairs(*(values[keep] for values in self.__dict__.values()))
+        return self.subset(self.class_ids == class_id)
+
+    def subset(self, keep):
+        return MatchedPairs(*(None if values is None else values[keep] for values in self.__dict__.values()))
 
     @property
     def depths(self):
@@ -114,12 +119,14 @@ def match_frame(result, min_score):
     return pairs
 
 
-def matched_pairs(results, min_score=0.2, progress=False):
-    """MatchedPairs of every result dict (`eval.load_eval_output`) by `match_frame`."""
+def matched_pairs(results, min_score=0.2, progress=False, videos=None):
+    """MatchedPairs of every result dict (`eval.load_eval_output`) by `match_frame`; `videos`: the video of each
+    result (any labels; None: not known)."""
     from tqdm import tqdm
 
     rows = []
-    for result in tqdm(results, desc='matching', unit='frame', disable=not progress):
+    labels = {}
+    for number, result in enumerate(tqdm(results, desc='matching', unit='frame', disable=not progress)):
         pairs = match_frame(result, min_score)
         if not pairs:
             continue
@@ -137,13 +144,15 @@ def matched_pairs(results, min_score=0.2, progress=False):
                 result['pred_RTs'][predicted, :3, 3].astype(np.float64),
                 gt_rotations,
                 result['gt_RTs'][truth, :3, 3].astype(np.float64),
+                np.full(len(pairs), labels.setdefault(videos[number], len(labels)) if videos is not None else -1),
             )
         )
     if not rows:
         return MatchedPairs(
             np.zeros(0, np.int64), np.zeros((0, 3, 3)), np.zeros((0, 3)), np.zeros((0, 3, 3)), np.zeros((0, 3))
         )
-    return MatchedPairs(*(np.concatenate(column) for column in zip(*rows)))
+    columns = [np.concatenate(column) for column in zip(*rows)]
+    return MatchedPairs(*columns[:5], columns[5] if videos is not None else None)
 
 
 # --------------------------------------------------------------------------------------------- the fit
@@ -178,29 +187,67 @@ class ClassFit:
     row: tuple  # the 9 numbers of inference.covariance (UNCALIBRATED: too few matches)
     depth_shares: tuple = ()  # per position axis, the share of sigma at the median depth that grows with it
     median_depth: float = 0.0
+    left_out_factors: tuple = (1.0, 1.0)  # position, rotation: the leave-one-video-out scale on the sigmas
+
+
+def fit_position(errors, depths):
+    """(a (3,), b (3,), depth shares): sigma = a + b z per ray-frame axis, scaled so that COVERAGE of `errors`
+    (n, 3) at `depths` (n,) fall inside the ellipsoid."""
+    fits = [fit_depth_sigma(errors[:, axis], depths) for axis in range(3)]
+    a, b = np.array([fit[0] for fit in fits]), np.array([fit[1] for fit in fits])
+    scale = coverage_scale(mahalanobis_squared(errors, a[None] + b[None] * depths[:, None]), 3)
+    return a * scale, b * scale, tuple(fit[2] for fit in fits)
+
+
+def fit_rotation(errors, observed):
+    """(3,) sigmas about the object's axes: RMS of the `observed` axes of `errors` (n, 3), scaled to COVERAGE;
+    UNOBSERVABLE_SIGMA about the others."""
+    sigmas = np.full(3, UNOBSERVABLE_SIGMA)
+    sigmas[observed] = np.maximum(np.sqrt(np.mean(errors[:, observed] ** 2, axis=0)), 1e-6)
+    scale = coverage_scale(mahalanobis_squared(errors[:, observed], sigmas[None, observed]), len(observed))
+    sigmas[observed] = np.maximum(sigmas[observed] * scale, 1e-6)  # errors all zero: a sigma still
+    return sigmas
+
+
+def left_out_video_factor(videos, squared_distances_of, dof):
+    """The factor on the sigmas that puts COVERAGE of each video's errors inside the ellipsoid fitted without that
+    video (leave-one-video-out): an object's error persists through its video, so the frames of the fitting set are
+    not independent and its own 95 % is optimistic for a video it has not seen. `squared_distances_of(left_out)`:
+    the squared distances of the pairs where `left_out` (bool (n,)) under a fit on the others."""
+    squared = [squared_distances_of(videos == video) for video in np.unique(videos)]
+    return coverage_scale(np.concatenate(squared), dof)
 
 
 def fit_class(pairs: MatchedPairs, name):
-    """ClassFit of one class's pairs (the module's fit)."""
+    """ClassFit of one class's pairs (the module's fit). With the pairs' videos known (at least MIN_VIDEOS), the
+    sigmas are then scaled so that COVERAGE of each video falls inside the fit made without it."""
     if len(pairs) < MIN_MATCHES:
         return ClassFit(name, len(pairs), UNCALIBRATED)
     depths = pairs.depths
     position = pairs.position_errors()
-    fits = [fit_depth_sigma(position[:, axis], depths) for axis in range(3)]
-    a, b = np.array([fit[0] for fit in fits]), np.array([fit[1] for fit in fits])
-    sigmas = a[None] + b[None] * depths[:, None]
-    scale = coverage_scale(mahalanobis_squared(position, sigmas), 3)
+    a, b, shares = fit_position(position, depths)
     rotation = pairs.rotation_errors()
-    symmetric = name in SYMMETRIC_CLASS_NAMES
-    observed = [0, 2] if symmetric else [0, 1, 2]
-    rotation_sigmas = np.full(3, UNOBSERVABLE_SIGMA)
-    rotation_sigmas[observed] = np.maximum(np.sqrt(np.mean(rotation[:, observed] ** 2, axis=0)), 1e-6)
-    rotation_scale = coverage_scale(
-        mahalanobis_squared(rotation[:, observed], rotation_sigmas[None, observed]), len(observed)
+    observed = [0, 2] if name in SYMMETRIC_CLASS_NAMES else [0, 1, 2]
+    rotation_sigmas = fit_rotation(rotation, observed)
+    position_factor = rotation_factor = 1.0
+    if pairs.videos is not None and len(np.unique(pairs.videos)) >= MIN_VIDEOS:
+
+        def position_distances(left_out):
+            fold_a, fold_b, _ = fit_position(position[~left_out], depths[~left_out])
+            sigmas = fold_a[None] + fold_b[None] * depths[left_out, None]
+            return mahalanobis_squared(position[left_out], sigmas)
+
+        def rotation_distances(left_out):
+            sigmas = fit_rotation(rotation[~left_out], observed)
+            return mahalanobis_squared(rotation[left_out][:, observed], sigmas[None, observed])
+
+        position_factor = left_out_video_factor(pairs.videos, position_distances, 3)
+        rotation_factor = left_out_video_factor(pairs.videos, rotation_distances, len(observed))
+        rotation_sigmas[observed] *= rotation_factor
+    row = tuple(float(v) for v in np.concatenate([a * position_factor, b * position_factor, rotation_sigmas]))
+    return ClassFit(
+        name, len(pairs), row, shares, float(np.median(depths)), (float(position_factor), float(rotation_factor))
     )
-    rotation_sigmas[observed] *= rotation_scale
-    row = tuple(float(v) for v in np.concatenate([a * scale, b * scale, rotation_sigmas]))
-    return ClassFit(name, len(pairs), row, tuple(fit[2] for fit in fits), float(np.median(depths)))
 
 
 def fit_table(pairs: MatchedPairs):
@@ -258,7 +305,7 @@ def format_fit(fits):
     rotation sigmas in degrees."""
     lines = [
         f'{"class":>7} {"n":>6}  {"a x/y/z (cm)":>18}  {"b x/y/z (cm/m)":>18}  {"depth share x/y/z":>17}  '
-        f'{"rot x/y/z (deg)":>17}'
+        f'{"rot x/y/z (deg)":>17}  {"left-out video factor pos/rot":>29}'
     ]
     for fit in fits:
         if fit.row == UNCALIBRATED:
@@ -269,7 +316,10 @@ def format_fit(fits):
         slope = ' '.join(f'{v:5.1f}' for v in row[3:6] * 100)
         shares = ' '.join(f'{v:5.2f}' for v in fit.depth_shares)
         degrees = ' '.join(f'{v:5.1f}' for v in np.degrees(row[6:9]))
-        lines.append(f'{fit.name:>7} {fit.matches:>6}  {cm:>18}  {slope:>18}  {shares:>17}  {degrees:>17}')
+        factors = ' / '.join(f'{v:.2f}' for v in fit.left_out_factors)
+        lines.append(
+            f'{fit.name:>7} {fit.matches:>6}  {cm:>18}  {slope:>18}  {shares:>17}  {degrees:>17}  {factors:>29}'
+        )
     return '\n'.join(lines)
 
 

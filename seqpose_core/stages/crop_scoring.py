@@ -5,6 +5,13 @@ stage of a two-stage detector). The score before stays in extras['decoder_score'
 
 It sees only the detections the decoder scored at or above the threshold: it can lower or raise a kept box,
 not bring back one the decoder dropped (its cost grows with the boxes it reads; measured that way).
+
+The crop goes through the model's second stage (model.crop_scorer.SecondStage: the refiner's CNN, its pooled
+features to the scorer's head), one pass for refiner and scorer. With `before_refiner` the runner puts this stage
+before the refiner (stages.pipeline.build_stages): the crop is then around the decoder's box, its refiner outputs
+ride on the detection (extras[FIRST_LOOK]) as the refiner's first pass, and the refiner reads only the boxes that
+stay above the threshold. Off by default: the scorer learned on refined boxes, and reads decoder boxes worse
+(docs/experiments/2026-12-08-deploy.md).
 """
 
 import numpy as np

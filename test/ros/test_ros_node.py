@@ -47,9 +47,20 @@ def stack(tmp_path_factory):
     node = T.NodeProcess(
         folder / 'node.log', '-r', f'__ns:={NS}', *common, '-p', 'use_odometry:=true', '-p', 'camera_info_wait:=1.0'
     )
-    compressed_node = T.NodeProcess(
-        folder / 'node_compressed.log', '-r', f'__ns:={NS_COMPRESSED}', *common, '-p', 'image_transport:=compressed'
-    )
+    # the compressed-input node runs the exported graphs (backend onnxruntime: exported at configure into the
+    # folder's cache), so the tests of that node also check the node on ONNX Runtime
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv('XDG_CACHE_HOME', str(folder / 'cache'))
+        compressed_node = T.NodeProcess(
+            folder / 'node_compressed.log',
+            '-r',
+            f'__ns:={NS_COMPRESSED}',
+            *common,
+            '-p',
+            'image_transport:=compressed',
+            '-p',
+            'backend:=onnxruntime',
+        )
     client = compressed_client = None
     try:
         client = T.RosClient(NS)
@@ -408,6 +419,8 @@ def test_compressed_input_and_missing_camera_info(stack):
             break
     else:
         pytest.fail('compressed images never answered:\n' + node.log())
+    # that node runs its exported graphs in ONNX Runtime (backend onnxruntime, exported at its configure)
+    assert 'backend onnxruntime: exporting the model once' in node.log()
     # issue 13 item 6: a small PNG declaring 12000x12000 is refused from its header, not decoded
     import struct
     import zlib

@@ -205,6 +205,17 @@ def test_an_integer_for_a_float_parameter_is_that_float():
     assert 'expected float' in P.validate('score_threshold', True)
 
 
+def test_a_covariance_row_given_as_a_list_or_array_is_that_row():
+    """rclpy hands a DOUBLE_ARRAY parameter back as a list or an array.array; the table's rows are tuples."""
+    import array
+
+    row = (0.01, 0.01, 0.05, 0.0, 0.0, 0.1, 0.05, 0.5, 0.05)
+    assert P.coerce('covariance.no_motion.mug', list(row)) == row
+    assert P.coerce('covariance.no_motion.mug', array.array('d', row)) == row
+    assert P.validate('covariance.no_motion.mug', array.array('d', row)) == ''
+    assert 'covariance.no_motion.mug' in P.validate('covariance.no_motion.mug', [0.01, -1.0])  # refused by name
+
+
 def test_configure_time_parameters_change_only_while_unconfigured():
     assert P.lifecycle_problem('checkpoint', 'unconfigured') == ''
     problem = P.lifecycle_problem('checkpoint', 'active')

@@ -11,6 +11,7 @@ import torch
 
 from helpers.generated_scenes import generate_scenes
 from helpers.tiny_runner import tiny_refiner_checkpoint
+from seqpose_core import CLASS_NAMES
 from seqpose_core.cli import main as seqpose
 from seqpose_core.config import load_config
 from seqpose_core.model import build_model, save_checkpoint
@@ -121,52 +122,79 @@ def test_runner_publishes_the_fused_score_above_the_threshold():
     assert expected and [d.extras['query'] for d in kept] == expected and len(expected) < len(scored)
 
 
-def test_reusing_the_refiners_crop_scores_from_its_last_pass(monkeypatch):
-    """crop_scoring.reuse_refiner_crop: a refined detection's class probabilities are the crop scorer's on the
-    refiner's last crop (no crop of its own); one the refiner did not read still gets its own crop."""
+def test_scoring_before_the_refiner_refines_only_what_stays(monkeypatch):
+    """crop_scoring.before_refiner: the crop scorer reads every decoder box, the threshold drops some, and the
+    refiner's CNN reads only the rest; their first pass is the scorer's crop (reused, not recomputed), so each
+    refined pose is what refine_poses gives from the decoder's box."""
+    from seqpose_core.model.pose_refiner import refine_poses
+
     config = scored_config()
+    config = dataclasses.replace(
+        config, model=dataclasses.replace(config.model, refiner_box=True, refiner_scoring=True)
+    )
     torch.manual_seed(5)
     model = build_model(config.model).eval()
+    with torch.no_grad():  # the random scorer leans to background: its probabilities then straddle the decoder's
+        model.crop_scorer.head[-1].bias[0] += 3.5
     size = (config.data.input_height, config.data.input_width)
     image = np.random.default_rng(3).integers(0, 256, (120, 160, 3), dtype=np.uint8)
     K = np.array([[150.0, 0, 80], [0, 150.0, 60], [0, 0, 1]])
-    last_logits = {}
+    settings = {
+        'crop_scoring.before_refiner': True,
+        'crop_scoring.weight': 1.0,  # the published score is the crop's: it can fall below the decoder's
+        'refiner.passes': 2,
+        'refiner.box': True,
+        'refiner.classes': CLASS_NAMES,
+        'refiner.box_classes': CLASS_NAMES,
+        'suppression.method': 'none',
+    }
+    everything = StreamRunner(model, with_settings(config.inference, settings), size)
+    assert [stage.name for stage in everything.stages][:2] == ['crop_scoring', 'refiner']
+    # a detection stays when its decoder score (threshold 1) and its fused score (after scoring) both reach it
+    every = everything.step(Frame(image, K, 0.0, 'camera')).detections
+    scores = sorted(min(d.score, d.extras['decoder_score']) for d in every)
+
+    def kept(threshold):
+        return sum(d.extras['decoder_score'] >= threshold for d in every), sum(score >= threshold for score in scores)
+
+    # a threshold some boxes pass to the scorer and fewer pass after it
+    threshold = next(t for t in scores if kept(t)[0] > kept(t)[1] > 0)
+    decoder_kept = kept(threshold)[0]
+    batches = []
     second_stage = model.second_stage
 
-    def recording_second_stage(crops, class_ids):
-        outputs = second_stage(crops, class_ids)
-        last_logits['rows'] = outputs['class_logits'].clone()
-        return outputs
+    def counting(crops, class_ids):
+        batches.append(len(crops))
+        return second_stage(crops, class_ids)
 
-    recording_second_stage.box, recording_second_stage.num_bins = second_stage.box, second_stage.num_bins
-    recording_second_stage.rotations = second_stage.rotations
-    own_crops = []
-
-    def counting(classifier, image, K, centres, *args):
-        own_crops.append(len(centres))
-        return crop_class_probabilities(classifier, image, K, centres, *args)
-
-    monkeypatch.setattr('seqpose_core.stages.crop_scoring.crop_class_probabilities', counting)
-    refined = ('mug', 'laptop')
-    settings = {'crop_scoring.reuse_refiner_crop': True, 'refiner.classes': refined, 'refiner.box_classes': ()}
-    runner = StreamRunner(model, with_settings(config.inference, settings), size)
-    runner.stages[0].refiner = recording_second_stage  # the refiner stage
+    counting.box, counting.num_bins, counting.scores = second_stage.box, second_stage.num_bins, True
+    counting.rotations = second_stage.rotations
+    runner = StreamRunner(model, with_settings(config.inference, {**settings, 'score_threshold': threshold}), size)
+    for stage in runner.stages[:2]:
+        stage.second_stage = stage.refiner = counting
     detections = runner.step(Frame(image, K, 0.0, 'camera')).detections
-    refined_detections = [d for d in detections if d.class_name in refined]
-    others = [d for d in detections if d.class_name not in refined]
-    assert refined_detections and others
-    assert own_crops == [len(others)]  # only the detections the refiner did not read were cropped again
-    probabilities = torch.softmax(last_logits['rows'], dim=-1).numpy()
-    weight = config.inference.crop_scoring.weight
-    # the refiner read its classes in the decoder's score order; the scores after fusion are then re-sorted
-    by_query = {d.extras['query']: d for d in refined_detections}
-    order = [d.extras['query'] for d in sorted(refined_detections, key=lambda d: -d.extras['decoder_score'])]
-    for row, query in zip(probabilities, order):
-        detection = by_query[query]
-        assert 'crop_class_logits' not in detection.extras
-        assert detection.score == pytest.approx(
-            detection.extras['decoder_score'] ** (1 - weight) * row[detection.class_id] ** weight, rel=1e-5
-        )
+    assert 0 < len(detections) < len(scores)
+    # the scorer read every box the decoder kept; the refiner's second pass only those the fused score kept
+    assert batches == [decoder_kept, len(detections)] and len(detections) < decoder_kept
+    with torch.no_grad():
+        for detection in detections:
+            assert 'refiner_first_look' not in detection.extras
+            rotation, translation, box_size = refine_poses(
+                model.pose_refiner,
+                torch.as_tensor(image).permute(2, 0, 1).float(),
+                torch.as_tensor(K).float(),
+                torch.tensor([detection.class_id]),
+                torch.tensor(detection.extras['decoder_translation'][None]),
+                torch.tensor(detection.extras['decoder_size'][None]),
+                config.model.refiner_crop_size,
+                config.model.refiner_crop_margin,
+                boxes=torch.tensor([True]),
+                depth_weight=config.inference.refiner.depth_weight,
+                passes=2,
+            )
+            assert np.allclose(detection.rotation, rotation[0].numpy(), atol=1e-5)
+            assert np.allclose(detection.translation, translation[0].numpy(), atol=1e-5)
+            assert detection.score >= threshold
 
 
 def test_train_crop_scorer_learns_the_head_only(tmp_path):
