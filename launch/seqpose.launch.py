@@ -51,6 +51,11 @@ ARGUMENTS = (
     ('checkpoint', '', "SeqPose checkpoint; '' = the params file's (there '' = the embedded default model)"),
     ('device', '', "cpu | cuda | cuda:N; '' = the params file's (falls back to CPU with a warning)"),
     (
+        'backend',
+        '',
+        "torch | onnxruntime (the exported graphs; on a CPU robot the node keeps up better); '' = the params file's",
+    ),
+    (
         'image_qos',
         '',
         "best_available | sensor_data | reliable | system_default; '' = the params file's "
@@ -80,6 +85,7 @@ ARGUMENTS = (
 TYPED_PARAMETERS = (
     ('checkpoint', str),
     ('device', str),
+    ('backend', str),
     ('image_qos', str),
     ('image_transport', str),
     ('camera_model', str),

@@ -146,6 +146,16 @@ def add_arguments(parser):
 # --- the benchmark ---------------------------------------------------------------------------------------------
 
 
+def parse_image_size(text, option='--image-size'):
+    """'HxW' -> (height, width); ValueError naming `option` otherwise."""
+    try:
+        height_width = tuple(int(v) for v in text.lower().split('x'))
+        assert len(height_width) == 2 and min(height_width) >= 2
+    except (ValueError, AssertionError):
+        raise ValueError(f'{option} {text!r}: expected HxW, e.g. 480x640') from None
+    return height_width
+
+
 def synthetic_stream(image_hw, input_hw, count=8, seed=0):
     """A few random frames (cycled), their K, and a small per-frame camera motion (T_cur_from_prev)."""
     import numpy as np
@@ -228,11 +238,7 @@ def run_benchmark(args, backend='torch'):
     runner, input_hw = runner_for_benchmark(args, config, backend)
     image_hw = input_hw
     if args.image_size:
-        try:
-            image_hw = tuple(int(v) for v in args.image_size.lower().split('x'))
-            assert len(image_hw) == 2 and min(image_hw) >= 2
-        except (ValueError, AssertionError):
-            raise ValueError(f'--image-size {args.image_size!r}: expected HxW, e.g. 480x640') from None
+        image_hw = parse_image_size(args.image_size)
     images, K, motion = synthetic_stream(image_hw, input_hw, seed=args.seed)
     use_autocast = device.type == 'cuda' and not args.no_autocast
     timer = StageTimer()

@@ -56,7 +56,9 @@ def run(args):
         model, config = load_model_and_config(path)
         source = f'checkpoint {path}'
     input_hw = (
-        parse_image_size(args.input_size) if args.input_size else (config.data.input_height, config.data.input_width)
+        parse_image_size(args.input_size, '--input-size')
+        if args.input_size
+        else (config.data.input_height, config.data.input_width)
     )
     if input_hw[0] % 14 or input_hw[1] % 14:
         raise ValueError(f'--input-size {args.input_size}: height and width must be multiples of 14')

@@ -125,6 +125,19 @@ def test_export_metadata_and_refusals(exported, tmp_path):
         build_runner(checkpoint, overrides={'backend': 'onnxruntime', 'onnx_dir': str(tmp_path)})
 
 
+def test_export_command(exported, tmp_path, capsys):
+    checkpoint, directory, _ = exported
+    assert seqpose(['export', '--checkpoint', str(checkpoint), '--out', str(tmp_path / 'out')]) == 0
+    written = json.loads((tmp_path / 'out' / 'export.json').read_text())
+    assert written['weights_sha256'] == json.loads((directory / 'export.json').read_text())['weights_sha256']
+    assert '"input_size"' in capsys.readouterr().out
+    assert (
+        seqpose(['export', '--checkpoint', str(checkpoint), '--out', str(tmp_path / 'bad'), '--input-size', '50x70'])
+        == 2
+    )
+    assert '--input-size 50x70: height and width must be multiples of 14' in capsys.readouterr().err
+
+
 def assert_same_published(torch_frames, onnx_frames):
     """Per frame: the same published detections (count, classes, track ids) with boxes, rotations, sizes and
     scores within TOLERANCE."""
