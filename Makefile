@@ -17,13 +17,16 @@ ROS2_PYTHON_SRC ?= $(wildcard ../shared/ros2-python)
 ROS2_PYTHON_PACKAGES := launch launch_xml launch_yaml launch_ros ros2launch ros2cli ros2pkg ros2run ros2node \
   ros2param ros2service ros2topic ros2lifecycle rosidl_runtime_py
 ROS2_TOOLS_STAMP := $(VENV)/.seqpose-ros2-tools
+# the package list as last installed: rewritten only when ROS2_PYTHON_PACKAGES changes, so adding a package
+# reinstalls the tools in an existing venv too
+ROS2_PACKAGES_LIST := $(VENV)/.seqpose-ros2-packages
 # colcon build / install / log of seqpose_ros (an ament prefix: share/ament_index, share/seqpose_ros, lib/seqpose_ros)
 AMENT_WS := $(VENV)/ament
 AMENT_PREFIX := $(abspath $(AMENT_WS))/install
 AMENT_STAMP := $(AMENT_WS)/.seqpose-built
 # Every test runs inside its own network namespace: no DDS traffic can leave loopback.
 NETNS := unshare -n bash -c
-.PHONY: demo test lint format setup system-deps ros-interfaces ros2-tools clean
+.PHONY: demo test lint format setup system-deps ros-interfaces ros2-tools clean FORCE
 
 demo: setup
 	$(VENV)/bin/seqpose demo --out $(DEMO_OUT)
@@ -70,7 +73,11 @@ $(ROS_STAMP): $(STAMP) scripts/build_ros_interfaces.sh $(wildcard ros_interfaces
 ifneq ($(ROS2_PYTHON_SRC),)
 ros2-tools: $(AMENT_STAMP)
 
-$(ROS2_TOOLS_STAMP): $(ROS_STAMP) requirements/ros2-tools.txt requirements/constraints-ros2-tools.txt
+$(ROS2_PACKAGES_LIST): FORCE
+	@mkdir -p $(VENV)
+	@echo '$(ROS2_PYTHON_PACKAGES)' | cmp -s - $@ || echo '$(ROS2_PYTHON_PACKAGES)' > $@
+
+$(ROS2_TOOLS_STAMP): $(ROS_STAMP) $(ROS2_PACKAGES_LIST) requirements/ros2-tools.txt requirements/constraints-ros2-tools.txt
 	$(PIP) install -q -c $(CONSTRAINTS) -c requirements/constraints-ros2-tools.txt -r requirements/ros2-tools.txt
 	rm -rf $(VENV)/src/ros2-python && mkdir -p $(VENV)/src/ros2-python
 	cp -r $(addprefix $(ROS2_PYTHON_SRC)/,$(ROS2_PYTHON_PACKAGES)) $(VENV)/src/ros2-python/

@@ -270,6 +270,7 @@ def test_launch_arguments_are_the_documented_ones_and_never_override_the_params_
         'params_file',
         'checkpoint',
         'device',
+        'backend',
         'image_qos',
         'image_transport',
         'camera_model',
@@ -283,6 +284,7 @@ def test_launch_arguments_are_the_documented_ones_and_never_override_the_params_
     for name in (
         'checkpoint',
         'device',
+        'backend',
         'image_qos',
         'image_transport',
         'camera_model',
