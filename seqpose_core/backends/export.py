@@ -9,6 +9,7 @@ A directory is used only for the model it was made from: `read_export` compares 
 size and the score fusion and refuses by name what differs.
 """
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -57,7 +58,8 @@ def export_graphs(model, out_dir, input_hw, score_fusion, opset=OPSET):
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = model.cpu().eval()
+    # a copy: the caller's model stays on its device and in its mode (a runner on cuda keeps its torch model there)
+    model = copy.deepcopy(model).cpu().eval()
     height, width = (int(v) for v in input_hw)
     graphs = {}
     frame = FrameGraph(model, score_fusion).eval()

@@ -48,7 +48,10 @@ def exported(tmp_path_factory):
     config, model = full_tiny()
     checkpoint = save_checkpoint(root / 'tiny.pt', model, config)
     directory = root / 'export'
+    model.train()
     export_graphs(model, directory, (config.data.input_height, config.data.input_width), 'proposal')
+    assert model.training  # the export works on a copy: the caller's model keeps its mode (and its device)
+    model.eval()
     cache = root / 'cache'
     patch = pytest.MonkeyPatch()
     patch.setenv('XDG_CACHE_HOME', str(cache))
