@@ -136,7 +136,6 @@ class OnnxRuntimeModel:
             session = _Session(directory / graphs['refiner'], providers, threads)
             self.second_stage = OnnxSecondStage(session, model_cfg.refiner_box, model_cfg.refiner_azimuth_bins)
         self.stage_timer = None
-        self.has_proposals = model_cfg.proposal_queries > 0
 
     @property
     def providers(self):

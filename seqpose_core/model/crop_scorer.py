@@ -7,10 +7,7 @@ so it is an opinion of its own. The runner fuses it into the detection's score
 refiner frozen (seqpose_core.train.crop_scorer).
 """
 
-import torch
 from torch import nn
-
-from seqpose_core.model.pose_refiner import object_crops
 
 
 class CropScorer(nn.Module):
@@ -24,19 +21,6 @@ class CropScorer(nn.Module):
 
     def forward(self, features):
         return self.head(features)
-
-
-class CropClassifier(nn.Module):
-    """(n, 3, S, S) crops 0..255 -> (n, 1 + classes) logits: the refiner's pooled crop features through the crop
-    scorer. Holds no weights of its own (the model's refiner and scorer: `SeqPose.crop_classifier`)."""
-
-    def __init__(self, refiner, scorer):
-        super().__init__()
-        self.refiner = refiner
-        self.scorer = scorer
-
-    def forward(self, crops):
-        return self.scorer(self.refiner.crop_features(crops))
 
 
 class SecondStage(nn.Module):
@@ -64,14 +48,6 @@ class SecondStage(nn.Module):
 
     def rotations(self, outputs):
         return self.refiner.rotations(outputs)
-
-
-def crop_class_probabilities(classifier, image, K, centres, sizes, crop_size, margin):
-    """(n, 1 + classes) probabilities of background and each class for the crops around boxes (centres, sizes
-    (n, 3) in the frame of image (3, H, W) float 0..255 with its K); `classifier`: crops -> logits (CropClassifier
-    or an exported one)."""
-    crops = object_crops(image, K, centres.float(), sizes.float(), crop_size, margin)
-    return torch.softmax(classifier(crops), dim=-1)
 
 
 def build_crop_scorer(cfg):

@@ -22,7 +22,7 @@ FRAME_OUTPUTS = ('detection_probabilities', 'pred_translation', 'pred_rotation6d
 )
 REFINER_INPUTS = ('crops', 'class_ids')
 REFINER_OUTPUTS = ('up', 'logits', 'residual', 'centre_offset', 'log_scale', 'log_size')
-CROP_CLASSIFIER_OUTPUTS = ('class_logits',)
+SCORER_OUTPUTS = ('class_logits',)
 
 
 class FrameGraph(nn.Module):
@@ -68,7 +68,7 @@ class RefinerGraph(nn.Module):
     @property
     def output_names(self):
         names = REFINER_OUTPUTS if self.second_stage.box else REFINER_OUTPUTS[:3]
-        return names + (CROP_CLASSIFIER_OUTPUTS if self.second_stage.scorer is not None else ())
+        return names + (SCORER_OUTPUTS if self.second_stage.scorer is not None else ())
 
     def forward(self, crops, class_ids):
         outputs = self.second_stage(crops, class_ids)

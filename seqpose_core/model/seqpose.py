@@ -25,7 +25,7 @@ from seqpose_core.model.checkpoint import (
     model_config_from_checkpoint,
 )
 from seqpose_core.model.config import ModelConfig
-from seqpose_core.model.crop_scorer import CropClassifier, SecondStage, build_crop_scorer
+from seqpose_core.model.crop_scorer import SecondStage, build_crop_scorer
 from seqpose_core.model.dinov2 import PATCH_SIZE, build_encoder
 from seqpose_core.model.dpt import build_dpt_head
 from seqpose_core.model.fusion import DenseHeads, FeatureFusion
@@ -53,13 +53,6 @@ class SeqPose(nn.Module):
         self.pose_refiner = build_pose_refiner(cfg)  # None unless model.refiner_width
         self.crop_scorer = build_crop_scorer(cfg)  # None unless model.refiner_scoring (reads the refiner's features)
         self.stage_timer = None
-
-    @property
-    def crop_classifier(self):
-        """crops -> class logits (model.crop_scorer.CropClassifier) of this model's refiner and scorer, or None."""
-        if self.crop_scorer is None or self.pose_refiner is None:
-            return None
-        return CropClassifier(self.pose_refiner, self.crop_scorer)
 
     @property
     def second_stage(self):

@@ -13,8 +13,21 @@ A stage is an object built from the model and the inference section (`build(mode
 hands back on the next frame: a stage keeps nothing between frames itself, so `StreamRunner.reset()` is making
 fresh states, and a settings change (`StreamRunner.configure`) rebuilds the stages and keeps their states.
 
-Adding a stage: a module here with its class, its settings section in `stages/config.py` (a field of
+Adding a stage: a module here with its class (a `Stage`), its settings section in `stages/config.py` (a field of
 InferenceConfig), and one line in `stages.pipeline.STAGES`. This package's own import is light (its settings
 live below the rest of the library: `seqpose_core.config` reads them); the stages and `build_stages` are in
 `seqpose_core.stages.pipeline`.
 """
+
+
+class Stage:
+    """What most stages share of the contract: no score change, and a state that starts, and restarts after a
+    sequence break, as None (a stage that keeps one overrides initial_state / reset)."""
+
+    changes_scores = False
+
+    def initial_state(self):
+        return None
+
+    def reset(self, state):
+        return self.initial_state()

@@ -20,6 +20,7 @@ A checkpoint without a calibration (all rows 0) gets no covariance: the stage pa
 
 import numpy as np
 
+from seqpose_core.stages import Stage
 from seqpose_core.stages.config import UNCALIBRATED
 
 CAMERA_Y = np.array([0.0, 1.0, 0.0])
@@ -55,19 +56,12 @@ def pose_covariance(row, rotation, translation):
     return covariance
 
 
-class CovarianceStage:
+class CovarianceStage(Stage):
     name = 'covariance'
-    changes_scores = False
 
     def __init__(self, model, inference):
         self.settings = inference.covariance
         self.fusing = inference.world_fusion.enabled
-
-    def initial_state(self):
-        return None
-
-    def reset(self, state):
-        return None
 
     def row(self, class_name, fused):
         """The row of `class_name` (None: not calibrated): the odometry table's for a frame the world fused."""

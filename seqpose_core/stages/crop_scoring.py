@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from seqpose_core.model.pose_refiner import object_crops
+from seqpose_core.stages import Stage
 from seqpose_core.stages.refiner import FIRST_LOOK
 
 
-class CropScoringStage:
+class CropScoringStage(Stage):
     name = 'crop_scoring'
     changes_scores = True
 
@@ -35,12 +36,6 @@ class CropScoringStage:
         self.first_look_classes = refiner.classes if self.settings.before_refiner and refiner.rotation else ()
         if self.second_stage is not None:
             self.crop_size, self.crop_margin = model.cfg.refiner_crop_size, model.cfg.refiner_crop_margin
-
-    def initial_state(self):
-        return None
-
-    def reset(self, state):
-        return None
 
     def apply(self, detections, context, state):
         if self.second_stage is None or not self.settings.enabled or not detections:

@@ -12,15 +12,15 @@ import torch
 
 from seqpose_core.config_schema import ConfigError
 from seqpose_core.model.pose_refiner import refine_poses_with_outputs
+from seqpose_core.stages import Stage
 from seqpose_core.suppression import suppress_duplicates
 
 # extras key: the second stage's outputs on the crop around a detection's decoder box (crop_scoring.before_refiner)
 FIRST_LOOK = 'refiner_first_look'
 
 
-class RefinerStage:
+class RefinerStage(Stage):
     name = 'refiner'
-    changes_scores = False
 
     def __init__(self, model, inference):
         # the refiner and the crop scorer in one CNN pass (model.crop_scorer.SecondStage, or an exported graph)
@@ -36,12 +36,6 @@ class RefinerStage:
                     f"inference.refiner.box_classes {list(self.settings.box_classes)}: this model's "
                     'refiner does not re-estimate boxes (model.refiner_box false)'
                 )
-
-    def initial_state(self):
-        return None
-
-    def reset(self, state):
-        return None
 
     def apply(self, detections, context, state):
         # the crop scorer's look at the decoder boxes, when it ran first (crop_scoring.before_refiner)

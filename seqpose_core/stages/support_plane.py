@@ -20,6 +20,8 @@ from typing import Optional
 
 import numpy as np
 
+from seqpose_core.stages import Stage
+
 ITERATIONS = 3  # re-weighting rounds of the consensus: inliers of the previous round vote in the next
 
 
@@ -94,18 +96,11 @@ def level_detections(detections, plane: SupportPlane, gate_deg):
     return detections
 
 
-class SupportPlaneStage:
+class SupportPlaneStage(Stage):
     name = 'support_plane'
-    changes_scores = False
 
     def __init__(self, model, inference):
         self.settings = inference.support_plane
-
-    def initial_state(self):
-        return None
-
-    def reset(self, state):
-        return None
 
     def apply(self, detections, context, state):
         """state: the SupportPlane of the video so far (video mode), or None."""

@@ -24,6 +24,7 @@ from typing import Optional
 import numpy as np
 
 from seqpose_core.geometry import transform_points
+from seqpose_core.stages import Stage
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def update_tracks(tracks: Tracks, detections, settings, smooth_scores):
     )
 
 
-class TrackStage:
+class TrackStage(Stage):
     name = 'tracks'
     changes_scores = True
 

@@ -43,6 +43,7 @@ import numpy as np
 
 from seqpose_core import SYMMETRIC_CLASS_NAMES
 from seqpose_core.detection import Detection
+from seqpose_core.stages import Stage
 
 # tracks unseen for this many frames are forgotten (the tracker never gives their ids again)
 FORGET_AFTER_FRAMES = 300
@@ -215,18 +216,12 @@ def coasted_detections(tracks, seen, detections, frame, camera_from_world, conte
     return out
 
 
-class WorldFusionStage:
+class WorldFusionStage(Stage):
     name = 'world_fusion'
     changes_scores = True  # coasted detections carry a decayed score
 
     def __init__(self, model, inference):
         self.settings = inference.world_fusion
-
-    def initial_state(self):
-        return None
-
-    def reset(self, state):
-        return None
 
     def apply(self, detections, context, state: Optional[WorldState]):
         settings = self.settings

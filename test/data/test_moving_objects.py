@@ -34,30 +34,15 @@ def changes(root):
 
 
 def test_one_object_slides_and_the_others_stay(tmp_path):
-    root = tmp_path / 'moving'
-    assert (
-        seqpose(
-            [
-                'synth',
-                '--out',
-                str(root),
-                '--scenes',
-                '1',
-                '--frames',
-                '60',
-                '--size',
-                '160x120',
-                '--split',
-                'test',
-                '--seed',
-                '3',
-                '--objects',
-                '3-4',
-                '--moving-objects',
-                '1',
-            ]
-        )
-        == 0
+    root = generate_scenes(
+        tmp_path / 'moving',
+        scenes=1,
+        frames=60,
+        size='160x120',
+        split='test',
+        seed=3,
+        objects='3-4',
+        options=('--moving-objects', '1'),
     )
     varied = changes(root)
     changed = [pair for pair, change in varied.items() if change > 0.05]

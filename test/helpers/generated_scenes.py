@@ -3,9 +3,9 @@
 from seqpose_core.cli import main as seqpose
 
 
-def generate_scenes(root, *, scenes, frames, size, split, seed, objects='2-3'):
+def generate_scenes(root, *, scenes, frames, size, split, seed, objects='2-3', options=()):
     """`seqpose synth` into `root`: `scenes` x `frames` images of `size` ('WxH') in `split` ('train', 'test' or
-    'auto'), `objects` ('min-max') per scene. Returns root."""
+    'auto'), `objects` ('min-max') per scene, `options`: more of its command line. Returns root."""
     assert (
         seqpose(
             [
@@ -24,6 +24,7 @@ def generate_scenes(root, *, scenes, frames, size, split, seed, objects='2-3'):
                 str(seed),
                 '--objects',
                 objects,
+                *options,
             ]
         )
         == 0

@@ -16,8 +16,7 @@ from seqpose_core.cli import main as seqpose
 from seqpose_core.config import load_config
 from seqpose_core.model import build_model, save_checkpoint
 from seqpose_core.model.checkpoint import load_checkpoint
-from seqpose_core.model.crop_scorer import crop_class_probabilities
-from seqpose_core.model.pose_refiner import PoseRefiner
+from seqpose_core.model.pose_refiner import PoseRefiner, object_crops
 from seqpose_core.runner import Frame, StreamRunner, load_model_and_config
 from seqpose_core.stages.config import with_settings
 from seqpose_core.train.crop_scorer import _labels, first_scenes, ranking_auc
@@ -93,15 +92,15 @@ def test_runner_publishes_the_fused_score_above_the_threshold():
     scored = StreamRunner(model, config.inference, size).step(Frame(image, K, 0.0, 'camera')).detections
     assert plain and len(scored) == len(plain)  # threshold 0: nobody goes
     with torch.no_grad():
-        probabilities = crop_class_probabilities(
-            model.crop_classifier,
+        crops = object_crops(
             torch.as_tensor(image).permute(2, 0, 1).float(),
             torch.as_tensor(K).float(),
-            torch.tensor(np.stack([d.translation for d in scored])),
-            torch.tensor(np.stack([d.size for d in scored])),
+            torch.tensor(np.stack([d.translation for d in scored])).float(),
+            torch.tensor(np.stack([d.size for d in scored])).float(),
             config.model.refiner_crop_size,
             config.model.refiner_crop_margin,
-        ).numpy()
+        )
+        probabilities = torch.softmax(model.crop_scorer(model.pose_refiner.crop_features(crops)), dim=-1).numpy()
     before = {d.extras['query']: d.score for d in plain}
     for detection, row in zip(scored, probabilities):
         assert detection.extras['decoder_score'] == pytest.approx(before[detection.extras['query']])
