@@ -83,16 +83,23 @@ def within(results, distance):
 
 
 def replay(scenes, odometry, cameras, settings, threshold=0.05):
-    """The stage over every scene's frames; cameras: {scene: (K, a blank image of the scene's size)}."""
+    """The stage over every scene's frames; cameras: {scene: (K, a blank image of the scene's size, the frames'
+    path prefixes (their images are read when the settings take the camera motion from the image))};
+    odometry: {scene: readings} or None (video without odometry)."""
     stage = WorldFusionStage(None, settings)
     out = []
     for scene, frames in scenes.items():
         state = stage.initial_state()
-        readings = odometry[scene]
-        K, blank = cameras[scene]
-        for position, (_, result) in enumerate(frames):
-            motion = camera_motion_between(readings[position - 1], readings[position]) if position else None
-            context = FrameContext(blank, K, motion, 'video', 'cpu')
+        readings = odometry[scene] if odometry is not None else None
+        K, blank, prefixes = cameras[scene]
+        for position, (frame, result) in enumerate(frames):
+            motion = None
+            if readings is not None and position:
+                motion = camera_motion_between(readings[position - 1], readings[position])
+            image = blank
+            if readings is None and settings.world_fusion.image_motion:
+                image = cv2.cvtColor(cv2.imread(f'{prefixes[int(frame)]}_color.png'), cv2.COLOR_BGR2RGB)
+            context = FrameContext(image, K, motion, 'video', 'cpu')
             detections = detections_of(result)
             detections, state = stage.apply(detections, context, state)
             # the runner's threshold after a stage that changes scores (the eval's: the checkpoint's, 0.05)
@@ -122,6 +129,11 @@ def main(argv=None):
     parser.add_argument('--data', required=True, help='the dataset root the output was made from (odometry.txt)')
     parser.add_argument('--split', default='test')
     parser.add_argument(
+        '--no-odometry',
+        action='store_true',
+        help='replay without the odometry (an output made with --camera-motion none; try world_fusion.image_motion)',
+    )
+    parser.add_argument(
         '--grid',
         action='append',
         default=[],
@@ -144,7 +156,11 @@ def main(argv=None):
         if name in scenes:
             odometry[name] = scene_odometry(reader, prefixes)
             height, width = cv2.imread(f'{prefixes[0]}_color.png').shape[:2]
-            cameras[name] = (reader.intrinsics(Path(prefixes[0]).parent), np.zeros((height, width, 3), np.uint8))
+            blank = np.zeros((height, width, 3), np.uint8)
+            by_frame = {int(Path(prefix).name): prefix for prefix in prefixes}
+            cameras[name] = (reader.intrinsics(Path(prefixes[0]).parent), blank, by_frame)
+    if args.no_odometry:
+        odometry = None
     inputs = [result for frames in scenes.values() for _, result in frames]
     rows = {'input (no fusion)': summary(inputs), 'class-mean reference': summary(class_mean_reference_results(inputs))}
     grid = [
@@ -159,7 +175,8 @@ def main(argv=None):
         rows[' '.join(f'{name.split(".")[-1]}={value}' for name, value in combination) or 'defaults'] = summary(fused)
     frames = sum(len(f) for f in scenes.values())
     print(
-        f'{args.eval_dir}: {len(scenes)} scenes, {frames} frames (MF, odometry); mean AP %, and centres within '
+        f'{args.eval_dir}: {len(scenes)} scenes, {frames} frames (MF, '
+        f'{"no odometry" if args.no_odometry else "odometry"}); mean AP %, and centres within '
         '5 / 10 cm (share of ground-truth objects)'
     )
     print(f'{"":<48}' + ''.join(f'{key:>11}' for key in KEYS + ('10cm_recall',)))

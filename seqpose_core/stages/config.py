@@ -228,6 +228,22 @@ class WorldFusionSettings:
     enabled: bool = setting(
         True, "fuse each track's rays in the world when the camera motion is known (false: each frame's own centre)"
     )
+    image_motion: bool = setting(
+        False,
+        'video without odometry: the camera motion from the image (tracked corners and the objects seen in both '
+        'frames, seqpose_core.stages.image_motion), so that the tracks fuse at one scale shared by the scene. '
+        'Off: it gained on selection video and lost on held-out video (docs/experiments/2026-12-08-image-motion.md)',
+    )
+    image_motion_centre_sigma: float = setting(
+        0.02,
+        "metres: how far the model's centre of an object jitters between frames (the image motion's object term)",
+        range=(0.0, 1.0, (True, False)),
+    )
+    image_motion_keyframe_distance: float = setting(
+        0.08,
+        'metres of camera travel after which the image motion measures from a new keyframe',
+        range=(0.0, 10.0, (True, False)),
+    )
     bearing_sigma: float = setting(
         0.02,
         "radians: how far off the model's viewing ray of an object's centre is, frame by frame",

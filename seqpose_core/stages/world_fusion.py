@@ -33,7 +33,9 @@ world rotations (`fused_rotation`): one view may hide a mug's handle or a laptop
 agree. Bottles, bowls and cans have only an up axis, which the support plane stage already shares.
 
 Without camera motion (no odometry) there is no world to fuse in: the stage passes detections through, and a
-frame without motion starts the world afresh. Single mode: each frame stands alone, no fusion.
+frame without motion starts the world afresh; with `image_motion` the motion is measured from the image instead
+(seqpose_core.stages.image_motion; off by default: it gained on selection video and lost on held-out video).
+Single mode: each frame stands alone, no fusion.
 """
 
 from dataclasses import dataclass, field, replace
@@ -44,6 +46,7 @@ import numpy as np
 from seqpose_core import SYMMETRIC_CLASS_NAMES
 from seqpose_core.detection import Detection
 from seqpose_core.stages import Stage
+from seqpose_core.stages.image_motion import ImageMotionSettings, ImageMotionState, image_motion
 
 # tracks unseen for this many frames are forgotten (the tracker never gives their ids again)
 FORGET_AFTER_FRAMES = 300
@@ -84,6 +87,7 @@ class WorldState:
     world_from_camera: np.ndarray
     frame: int = 0
     tracks: dict = field(default_factory=dict)
+    image_motion: Optional[ImageMotionState] = None  # the keyframe of the image's motion (no odometry)
 
 
 def _observation(settings, world_from_camera, centre_camera, class_id=0):
@@ -222,17 +226,32 @@ class WorldFusionStage(Stage):
 
     def __init__(self, model, inference):
         self.settings = inference.world_fusion
+        self.image_motion_settings = ImageMotionSettings(
+            centre_sigma=self.settings.image_motion_centre_sigma,
+            keyframe_distance=self.settings.image_motion_keyframe_distance,
+        )
 
     def apply(self, detections, context, state: Optional[WorldState]):
         settings = self.settings
         if not settings.enabled or context.mode != 'video':
             return detections, None
-        if state is None or context.camera_motion is None:
-            # the first frame of a sequence, or no odometry: the world starts at this camera
-            state = WorldState(np.eye(4))
+        motion, image_state = context.camera_motion, None
+        if motion is None and settings.image_motion:
+            motion, image_state = image_motion(
+                state.image_motion if state is not None else None,
+                context.image_rgb,
+                context.K,
+                detections,
+                self.image_motion_settings,
+            )
+        if state is None or motion is None:
+            # the first frame of a sequence, or no motion known: the world starts at this camera
+            state = WorldState(np.eye(4), image_motion=image_state)
         else:
-            previous_from_current = np.linalg.inv(np.asarray(context.camera_motion, dtype=np.float64))
-            state = WorldState(state.world_from_camera @ previous_from_current, state.frame + 1, state.tracks)
+            previous_from_current = np.linalg.inv(np.asarray(motion, dtype=np.float64))
+            state = WorldState(
+                state.world_from_camera @ previous_from_current, state.frame + 1, state.tracks, image_state
+            )
         world_from_camera, frame = state.world_from_camera, state.frame
         camera_from_world = np.linalg.inv(world_from_camera)
         tracks = {
@@ -296,4 +315,4 @@ class WorldFusionStage(Stage):
             detections = list(detections) + coasted_detections(
                 tracks, seen, detections, frame, camera_from_world, context, settings
             )
-        return detections, WorldState(world_from_camera, frame, tracks)
+        return detections, WorldState(world_from_camera, frame, tracks, state.image_motion)
