@@ -33,13 +33,18 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ImageMotionSettings:
+    centre_sigma: float  # how far the model's centre of an object jitters between frames, metres
+    keyframe_distance: float  # metres from the keyframe at which a frame becomes the next keyframe
     width: int = 320  # the images are tracked at most this wide (pixels)
     corners: int = 600  # corners sought in a keyframe
     min_tracked: int = 30  # fewer corners tracked into a frame than this: no motion from it
     corner_sigma_px: float = 1.0  # how far a tracked corner is off its epipolar line, pixels
-    centre_sigma: float = 0.02  # how far the model's centre of an object jitters between frames, metres
-    keyframe_distance: float = 0.08  # metres from the keyframe at which a frame becomes the next keyframe
     keyframe_tracked: float = 0.5  # share of the keyframe's corners still tracked below which it is replaced
+
+    @classmethod
+    def of(cls, world_fusion):
+        """The settings the inference section `world_fusion` (WorldFusionSettings) names."""
+        return cls(world_fusion.image_motion_centre_sigma, world_fusion.image_motion_keyframe_distance)
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,7 @@ def _fitted_motion(start, before, after, keyframe_centres, centres, K, settings)
     return motion
 
 
-def image_motion(state: Optional[ImageMotionState], image_rgb, K, detections, settings=ImageMotionSettings()):
+def image_motion(state: Optional[ImageMotionState], image_rgb, K, detections, settings: ImageMotionSettings):
     """(T_current_from_previous (4, 4) or None, the next state) for one frame of a video: None on the first frame
     (state None) and when too few corners or no object could be followed (the next frame measures from this one)."""
     gray, K = _gray(image_rgb, np.asarray(K, dtype=np.float64), settings.width)

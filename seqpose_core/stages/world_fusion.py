@@ -226,10 +226,7 @@ class WorldFusionStage(Stage):
 
     def __init__(self, model, inference):
         self.settings = inference.world_fusion
-        self.image_motion_settings = ImageMotionSettings(
-            centre_sigma=self.settings.image_motion_centre_sigma,
-            keyframe_distance=self.settings.image_motion_keyframe_distance,
-        )
+        self.image_motion_settings = ImageMotionSettings.of(self.settings)
 
     def apply(self, detections, context, state: Optional[WorldState]):
         settings = self.settings

@@ -11,10 +11,12 @@ from helpers.generated_scenes import generate_scenes
 from helpers.tiny_runner import apply_stage, make_runner
 from seqpose_core.data import NocsFrameReader, iter_scenes
 from seqpose_core.detection import Detection
-from seqpose_core.stages.image_motion import image_motion
+from seqpose_core.stages.config import WorldFusionSettings
+from seqpose_core.stages.image_motion import ImageMotionSettings, image_motion
 
 FRAMES = 60
 BIASES = (1.2, 0.85, 1.05, 1.1)  # the model's depth scale of each instance: one factor for the whole video
+SETTINGS = ImageMotionSettings.of(WorldFusionSettings())
 
 
 @pytest.fixture(scope='module')
@@ -58,7 +60,7 @@ def angle_deg(rotation):
 def test_the_camera_motion_follows_the_true_one_at_the_scenes_common_scale(video):
     state, estimated, true = None, np.eye(4), np.eye(4)
     for index, (image, K, objects, camera) in enumerate(video):
-        motion, state = image_motion(state, image, K, model_detections(objects))
+        motion, state = image_motion(state, image, K, model_detections(objects), SETTINGS)
         if index == 0:
             assert motion is None  # the first frame: nothing to measure from
             continue
@@ -79,9 +81,9 @@ def test_a_blank_image_gives_no_motion():
     blank = np.zeros((240, 320, 3), np.uint8)
     K = np.array([[300.0, 0, 160], [0, 300.0, 120], [0, 0, 1]])
     detection = Detection(1, 0.9, np.eye(3), np.array([0.0, 0.0, 0.6]), np.full(3, 0.1), track_id=3)
-    motion, state = image_motion(None, blank, K, [detection])
+    motion, state = image_motion(None, blank, K, [detection], SETTINGS)
     assert motion is None
-    motion, _ = image_motion(state, blank, K, [detection])
+    motion, _ = image_motion(state, blank, K, [detection], SETTINGS)
     assert motion is None  # no corners to follow: the world fusion starts again rather than guess
 
 
