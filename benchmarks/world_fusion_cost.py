@@ -19,6 +19,10 @@ from seqpose_core.stages.pipeline import FrameContext
 from seqpose_core.stages.world_fusion import WorldFusionStage
 from seqpose_core.synth.scene import look_at
 
+# a 640x480 camera: coasting (world_fusion.coast_frames) asks whether a track's centre is in view
+K_CAMERA = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+IMAGE = np.zeros((480, 640, 3), np.uint8)
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -44,7 +48,7 @@ def main(argv=None):
             for index, centre in enumerate(objects)
         ]
         motion = camera @ np.linalg.inv(previous) if previous is not None else None
-        context = FrameContext(None, np.eye(3), motion, 'video', 'cpu')
+        context = FrameContext(IMAGE, K_CAMERA, motion, 'video', 'cpu')
         start = time.perf_counter()
         _, state = stage.apply(detections, context, state)
         times.append(time.perf_counter() - start)

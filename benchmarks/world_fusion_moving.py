@@ -22,6 +22,9 @@ from seqpose_core.stages.world_fusion import WorldFusionStage
 from seqpose_core.synth.scene import look_at
 
 FPS = 30.0
+# a 640x480 camera: coasting (world_fusion.coast_frames) asks whether a track's centre is in view
+K_CAMERA = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+IMAGE = np.zeros((480, 640, 3), np.uint8)
 
 
 def main(argv=None):
@@ -44,7 +47,7 @@ def main(argv=None):
         jitter = np.radians(args.noise_deg) * rng.normal(size=3) * np.linalg.norm(in_camera)
         detection = Detection(6, 0.9, np.eye(3), (in_camera + jitter) * args.bias, np.full(3, 0.1), track_id=1)
         motion = camera @ np.linalg.inv(previous) if previous is not None else None
-        (detection,), state = stage.apply([detection], FrameContext(None, np.eye(3), motion, 'video', 'cpu'), state)
+        (detection,), state = stage.apply([detection], FrameContext(IMAGE, K_CAMERA, motion, 'video', 'cpu'), state)
         errors.append(float(np.linalg.norm(detection.translation - in_camera)))
         views.append(detection.extras.get('fused_views', 1))
         previous = camera

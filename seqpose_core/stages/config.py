@@ -281,6 +281,16 @@ class WorldFusionSettings:
         'observations off the estimate in a row after which the object has moved: its fusion starts again',
         range=(1, 1000),
     )
+    carry_depth: bool = setting(
+        True,
+        "a moved object's fusion starts again at the depth its earlier fusion measured for it (the instance's depth "
+        "bias over the model's), not at the model's depth",
+    )
+    carried_depth_sigma: float = setting(
+        0.05,
+        "that depth's error as a fraction of the range (how much one instance's depth bias changes between places)",
+        range=(0.0, 10.0, (True, False)),
+    )
 
     rotation: bool = setting(
         True, "asymmetric classes: publish the score-weighted mode of the track's recent rotations in the world"

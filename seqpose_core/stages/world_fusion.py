@@ -24,8 +24,10 @@ shrinks as evidence grows. An observation off the estimate by more than `move_ga
 not fused, nor one whose model range over the fused range leaves the track's usual ratio by more than
 `depth_gate` (a move along the ray: the model's depth bias of one instance is nearly constant): the model's own
 centre is published, and after `restart_after` such frames in a row the object has moved (picked up, slid) and its
-fusion starts again from its new place. A new track id whose ray passes within
-`move_gate` of a fused track of its class that was not seen this frame takes that track's fusion over (the
+fusion starts again from its new place: at the depth the old fusion measured for this instance (`carry_depth`: its
+depth bias is the instance's, wherever it stands), so it is back within a few centimetres as soon as the move is
+seen instead of waiting a second for the parallax to undo the model's depth error. A new track id whose ray passes
+within `move_gate` of a fused track of its class that was not seen this frame takes that track's fusion over (the
 tracker loses objects that flicker out for more than a few frames; the world keeps them).
 
 The rotation of an asymmetric object (camera, laptop, mug; `rotation`) is the score-weighted mode of its recent
@@ -77,6 +79,11 @@ class FusedTrack:
     # somewhere else along its ray (it moved)
     range_ratio: float = 1.0
     range_ratios: int = 0
+    # what the model's ranges of this track are divided by before they are fused: 1, or, after the object moved,
+    # the range ratio its earlier fusion measured (the same instance keeps its depth bias wherever it stands, so
+    # the new place starts at the metric depth instead of waiting for parallax)
+    depth_correction: float = 1.0
+    depth_sigma: Optional[float] = None  # the prior's sigma as a fraction of the range (None: settings.depth_sigma)
 
 
 @dataclass(frozen=True)
@@ -150,6 +157,24 @@ def _merged(track: FusedTrack, new: FusedTrack, frame, keep=1.0):
     )
 
 
+def _restarted(track: FusedTrack, detection, world_from_camera, frame, settings):
+    """The fusion of a track that moved, started again from this observation: at the depth its earlier fusion
+    measured for this instance (settings.carry_depth and a ratio of at least 10 views), else at the model's."""
+    known = settings.carry_depth and track.range_ratios >= 10
+    correction = track.range_ratio if known else 1.0
+    new, *_ = _observation(settings, world_from_camera, detection.translation / correction, detection.class_id)
+    if not known:
+        return replace(new, last_frame=frame)
+    return replace(
+        new,
+        last_frame=frame,
+        depth_correction=correction,
+        depth_sigma=settings.carried_depth_sigma,
+        range_ratio=track.range_ratio,
+        range_ratios=track.range_ratios,
+    )
+
+
 def _across(centre, origin, direction):
     """Distance of `centre` from the ray (origin, unit direction)."""
     return float(np.linalg.norm((np.eye(3) - np.outer(direction, direction)) @ (centre - origin)))
@@ -174,7 +199,8 @@ def estimate(track: FusedTrack, settings):
     independent = 1.0 / (1.0 + (views - 1) * settings.bearing_correlation)
     prior_centre = track.centre_sum / views
     direction = track.direction_sum / max(float(np.linalg.norm(track.direction_sum)), 1e-12)
-    prior_sigma = settings.depth_sigma * track.range_sum / views
+    relative = settings.depth_sigma if track.depth_sigma is None else track.depth_sigma
+    prior_sigma = relative * track.range_sum / views
     prior = np.outer(direction, direction) / prior_sigma**2
     information = independent * track.ray_information + prior
     covariance = np.linalg.inv(information)
@@ -271,6 +297,10 @@ class WorldFusionStage(Stage):
                     continue
                 track = tracks.pop(lost)  # the same object under a new track id: its fusion carries over
                 detection.extras['fused_from_track'] = lost
+            if track.depth_correction != 1.0:
+                new, *_ = _observation(
+                    settings, world_from_camera, detection.translation / track.depth_correction, detection.class_id
+                )
             fused, _ = estimate(track, settings)
             ratio = distance / max(float(np.linalg.norm(fused - origin)), 1e-6)
             usual = track.range_ratio if track.range_ratios else ratio
@@ -279,7 +309,7 @@ class WorldFusionStage(Stage):
             )
             if _across(fused, origin, direction) > settings.move_gate or off_depth:
                 if track.outliers + 1 >= settings.restart_after:  # it moved: fuse again from its new place
-                    tracks[detection.track_id] = replace(new, last_frame=frame)
+                    tracks[detection.track_id] = _restarted(track, detection, world_from_camera, frame, settings)
                 else:
                     tracks[detection.track_id] = replace(track, outliers=track.outliers + 1, last_frame=frame)
                 continue  # the model's own centre this frame

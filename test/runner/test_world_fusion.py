@@ -87,6 +87,12 @@ def test_an_object_that_moves_restarts_its_track_within_half_a_second(tiny):
     assert all(e < 0.2 for e in after)  # the model's 20 % depth error at most, never 27 cm
     assert max(after[15:]) < max(after[:3])  # within 0.5 s it fuses again from the new place
     assert published[150 + 15].extras.get('fused_views', 0) >= 2
+    # the same instance keeps its depth bias: the new place starts at the depth the old fusion measured for it,
+    # so it is within 5 cm once the move is seen (3 frames), not after the parallax of the next second
+    assert max(after[3:]) < 0.05
+    # without it, the new place starts at the model's depth (20 % off)
+    alone = run(make_runner(tiny, mode='video', **{'world_fusion.carry_depth': False}), cameras, centres)
+    assert error(alone[150 + 3], cameras[150 + 3], moved) > 0.1
 
 
 @pytest.mark.parametrize('name, value', [('bearing_sigma', 0.0), ('bearing_correlation', 1.5), ('restart_after', 0)])
