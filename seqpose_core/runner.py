@@ -25,6 +25,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from seqpose_core.allocator import keep_freed_memory
 from seqpose_core.backends import build_network
 from seqpose_core.config import InferenceConfig, SeqPoseConfig, config_from_checkpoint
 from seqpose_core.data.transforms import apply_to_image, normalize_image, plan_geometry
@@ -226,6 +227,8 @@ class StreamRunner:
         self.input_size = (height, width)
         model.check_score_fusion(self.cfg.score_fusion)  # what this model can score with
         self.device = torch.device(device or self.cfg.device)
+        if self.cfg.reuse_freed_memory and self.device.type == 'cpu':
+            keep_freed_memory()
         self.torch_model = model.to(self.device).eval()
         # what the step calls: the model itself, or its exported graphs (inference.backend)
         self.model = build_network(self.torch_model, self.cfg, self.input_size)

@@ -406,6 +406,11 @@ class InferenceConfig:
         choices=SCORE_FUSIONS,
     )
     device: str = setting('cpu', "torch device: 'cpu', 'cuda', 'cuda:N'")
+    reuse_freed_memory: bool = setting(
+        True,
+        "CPU: keep freed memory in the process (glibc's mmap and trim thresholds at 1 GiB), so that each frame's "
+        'large tensors reuse warm pages instead of faulting in new ones (seqpose_core.allocator)',
+    )
     # The runner's logic is the same under both; only the network call differs (seqpose_core.backends).
     backend: str = setting(
         'torch',
