@@ -246,6 +246,8 @@ class StreamRunner:
         states; a mode change resets."""
         updated = with_settings(self.cfg, changes)
         self.torch_model.check_score_fusion(updated.score_fusion)
+        if updated.reuse_freed_memory and self.device.type == 'cpu':
+            keep_freed_memory()  # one-way: turning it off later leaves the allocator as it is
         network = self.model
         if any(getattr(updated, name) != getattr(self.cfg, name) for name in NETWORK_SETTINGS):
             network = build_network(self.torch_model, updated, self.input_size)

@@ -409,7 +409,8 @@ class InferenceConfig:
     reuse_freed_memory: bool = setting(
         True,
         "CPU: keep freed memory in the process (glibc's mmap and trim thresholds at 1 GiB), so that each frame's "
-        'large tensors reuse warm pages instead of faulting in new ones (seqpose_core.allocator)',
+        'large tensors reuse warm pages instead of faulting in new ones (seqpose_core.allocator); once on, it stays '
+        'on for the process',
     )
     # The runner's logic is the same under both; only the network call differs (seqpose_core.backends).
     backend: str = setting(
