@@ -90,10 +90,9 @@ def _tracked(previous_gray, gray, corners):
     return corners[good], forward.reshape(-1, 2)[good]
 
 
-def _bearings(points, K):
-    """(n, 3) unit viewing directions of pixels (n, 2)."""
-    rays = np.linalg.solve(K, np.concatenate([points, np.ones((len(points), 1))], axis=1).T).T
-    return rays / np.linalg.norm(rays, axis=1, keepdims=True)
+def _rays(points, K):
+    """(n, 3) normalised homogeneous coordinates (x, y, 1) of pixels (n, 2)."""
+    return np.linalg.solve(K, np.concatenate([points, np.ones((len(points), 1))], axis=1).T).T
 
 
 def _skew(vector):
@@ -118,8 +117,7 @@ def _fitted_motion(start, before, after, keyframe_centres, centres, K, settings)
     from scipy.optimize import least_squares
     from scipy.spatial.transform import Rotation
 
-    before_rays = np.linalg.solve(K, np.concatenate([before, np.ones((len(before), 1))], axis=1).T).T
-    after_rays = np.linalg.solve(K, np.concatenate([after, np.ones((len(after), 1))], axis=1).T).T
+    before_rays, after_rays = _rays(before, K), _rays(after, K)
 
     def residuals(x):
         rotation = Rotation.from_rotvec(x[:3]).as_matrix()

@@ -157,12 +157,17 @@ def _merged(track: FusedTrack, new: FusedTrack, frame, keep=1.0):
     )
 
 
+def _corrected_observation(settings, world_from_camera, detection, correction):
+    """The FusedTrack of one observation whose model range is divided by `correction` (depth_correction)."""
+    return _observation(settings, world_from_camera, detection.translation / correction, detection.class_id)[0]
+
+
 def _restarted(track: FusedTrack, detection, world_from_camera, frame, settings):
     """The fusion of a track that moved, started again from this observation: at the depth its earlier fusion
     measured for this instance (settings.carry_depth and a ratio of at least 10 views), else at the model's."""
     known = settings.carry_depth and track.range_ratios >= 10
     correction = track.range_ratio if known else 1.0
-    new, *_ = _observation(settings, world_from_camera, detection.translation / correction, detection.class_id)
+    new = _corrected_observation(settings, world_from_camera, detection, correction)
     if not known:
         return replace(new, last_frame=frame)
     return replace(
@@ -298,9 +303,7 @@ class WorldFusionStage(Stage):
                 track = tracks.pop(lost)  # the same object under a new track id: its fusion carries over
                 detection.extras['fused_from_track'] = lost
             if track.depth_correction != 1.0:
-                new, *_ = _observation(
-                    settings, world_from_camera, detection.translation / track.depth_correction, detection.class_id
-                )
+                new = _corrected_observation(settings, world_from_camera, detection, track.depth_correction)
             fused, _ = estimate(track, settings)
             ratio = distance / max(float(np.linalg.norm(fused - origin)), 1e-6)
             usual = track.range_ratio if track.range_ratios else ratio
