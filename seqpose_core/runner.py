@@ -126,6 +126,12 @@ def motion_since_memory(clock: Optional[MemoryClock], motion):
     return None if motion is None else motion @ clock.since
 
 
+def _keep_freed_memory_on_cpu(settings, device):
+    """inference.reuse_freed_memory where the runner computes on the CPU (seqpose_core.allocator)."""
+    if settings.reuse_freed_memory and device.type == 'cpu':
+        keep_freed_memory()
+
+
 def is_keyframe(clock: Optional[MemoryClock], stamp, motion_from_memory, settings):
     """Whether this frame enters the memory (inference.memory): every frame by default; with keyframes, once
     keyframe_interval seconds passed since the memory's newest frame or the camera moved keyframe_distance."""
@@ -227,8 +233,7 @@ class StreamRunner:
         self.input_size = (height, width)
         model.check_score_fusion(self.cfg.score_fusion)  # what this model can score with
         self.device = torch.device(device or self.cfg.device)
-        if self.cfg.reuse_freed_memory and self.device.type == 'cpu':
-            keep_freed_memory()
+        _keep_freed_memory_on_cpu(self.cfg, self.device)
         self.torch_model = model.to(self.device).eval()
         # what the step calls: the model itself, or its exported graphs (inference.backend)
         self.model = build_network(self.torch_model, self.cfg, self.input_size)
@@ -246,8 +251,7 @@ class StreamRunner:
         states; a mode change resets."""
         updated = with_settings(self.cfg, changes)
         self.torch_model.check_score_fusion(updated.score_fusion)
-        if updated.reuse_freed_memory and self.device.type == 'cpu':
-            keep_freed_memory()  # one-way: turning it off later leaves the allocator as it is
+        _keep_freed_memory_on_cpu(updated, self.device)  # one-way: turning it off later leaves it as it is
         network = self.model
         if any(getattr(updated, name) != getattr(self.cfg, name) for name in NETWORK_SETTINGS):
             network = build_network(self.torch_model, updated, self.input_size)
